@@ -1,0 +1,135 @@
+//! Sorted datom indices behind the [`DatomIndex`] trait, and the default implementation, a
+//! persistent B+-tree of immutable, content-addressed nodes loaded lazily from a [`Store`].
+//! This module knows nothing of transactions or queries.
+
+pub mod codec;
+mod persistent;
+
+pub use persistent::{NodeCache, PersistentIndex};
+
+use crate::datom::{Datom, DatomKey, IndexOrder};
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+
+/// Errors of the index layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The store failed underneath.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A node's bytes do not decode or do not match their address.
+    #[error("corrupt index node {address}: {reason}")]
+    CorruptNode {
+        /// The node's address (hex).
+        address: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A node named by a root or branch is not in the store.
+    #[error("index node {0} is missing from the store")]
+    MissingNode(String),
+}
+
+/// Result of the index layer.
+pub type IndexResult<T> = Result<T, IndexError>;
+
+/// A node address: 16 bytes (a truncated BLAKE3 hash of the node's encoding).
+pub type Address = [u8; 16];
+
+/// What a branch head records of one index so that it can be reopened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRoot {
+    /// Root node address; `None` for an empty index.
+    pub address: Option<Address>,
+    /// Number of datoms.
+    pub count: u64,
+}
+
+/// Nodes produced by [`DatomIndex::prepare_flush`] that must be stored durably before any head
+/// names `root`. After the store write succeeded, call [`PendingFlush::mark_durable`].
+pub struct PendingFlush {
+    /// `(key, bytes)` of every node not yet in the store.
+    pub nodes: Vec<(String, Vec<u8>)>,
+    /// The root to record in the head.
+    pub root: IndexRoot,
+    /// Called once the nodes are durable: lets the index release them to the LRU cache.
+    pub on_durable: Box<dyn FnOnce() + Send>,
+}
+
+impl PendingFlush {
+    /// Records that `nodes` are durable in the store.
+    pub fn mark_durable(self) {
+        (self.on_durable)();
+    }
+}
+
+/// A boxed iterator over datoms; an item is an error when a lazily loaded node fails to load.
+pub type DatomIter<'a> = Box<dyn Iterator<Item = IndexResult<Datom>> + Send + 'a>;
+
+/// A sorted, immutable set of datoms in one [`IndexOrder`]. Every method leaves `self` as it
+/// is: updates return a new index that shares structure with the old one.
+pub trait DatomIndex: Send + Sync + std::fmt::Debug {
+    /// The order of this index.
+    fn order(&self) -> IndexOrder;
+
+    /// Number of datoms.
+    fn count(&self) -> u64;
+
+    /// A new index without `removes` and with `adds`. Both come in any order and may be large
+    /// (a bulk load); the implementation sorts them and merges leaf by leaf. Removing an
+    /// absent datom or adding a present one is a no-op.
+    fn apply(&self, adds: Vec<Datom>, removes: Vec<Datom>) -> IndexResult<Arc<dyn DatomIndex>>;
+
+    /// Datoms `d` with `lo <= d <= hi` in index order, where a key compares by its given
+    /// prefix ([`IndexOrder::cmp_prefix`]), so `range(k, k)` is every datom with prefix `k`.
+    fn range(&self, lo: &DatomKey, hi: &DatomKey) -> DatomIter<'_>;
+
+    /// The same datoms as [`DatomIndex::range`], in descending order.
+    fn range_rev(&self, lo: &DatomKey, hi: &DatomKey) -> DatomIter<'_>;
+
+    /// Datoms `>= from` to the end of the index.
+    fn seek(&self, from: &DatomKey) -> DatomIter<'_>;
+
+    /// Datoms `<= from`, descending to the start.
+    fn rseek(&self, from: &DatomKey) -> DatomIter<'_>;
+
+    /// Number of datoms in `range(lo, hi)`, in O(log n) where the implementation can.
+    fn count_range(&self, lo: &DatomKey, hi: &DatomKey) -> IndexResult<u64>;
+
+    /// Encodes every node not yet durable. Cheap when nothing changed since the last flush.
+    fn prepare_flush(&self) -> IndexResult<PendingFlush>;
+}
+
+/// Opens an index of the `:index` implementation named in the config.
+pub fn open_index(
+    kind: IndexKind,
+    order: IndexOrder,
+    temporal: bool,
+    root: Option<&IndexRoot>,
+    cache: &Arc<NodeCache>,
+) -> IndexResult<Arc<dyn DatomIndex>> {
+    match kind {
+        IndexKind::PersistentSet => Ok(Arc::new(PersistentIndex::open(order, temporal, root, cache)?)),
+    }
+}
+
+/// The index implementations, chosen by the `:index` config key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexKind {
+    /// `:datahike.index/persistent-set`, the default.
+    PersistentSet,
+}
+
+impl IndexKind {
+    /// Parses the config keyword text (without colon).
+    pub fn parse(text: &str) -> Option<IndexKind> {
+        match text {
+            "datahike.index/persistent-set" => Some(IndexKind::PersistentSet),
+            _ => None,
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_object_safe(_: &dyn DatomIndex, _: &dyn Store) {}
