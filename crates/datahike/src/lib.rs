@@ -1,16 +1,47 @@
 //! A durable, immutable Datalog database compatible with Datahike.
 //!
 //! Every transaction yields a new immutable [`Db`] value that shares structure with the one
-//! before: persistent B+-tree indices (EAVT, AEVT, AVET) whose nodes are immutable and stored
-//! in a pluggable key-value [`store::Store`]. Holding an old `Db` costs nothing; reading never
-//! locks.
+//! before: persistent B+-tree indices (EAVT, AEVT, AVET, and history indices) whose nodes are
+//! immutable and stored in a pluggable key-value [`store::Store`]. Holding an old `Db` costs
+//! nothing; reading never locks.
+//!
+//! ```
+//! use datahike::{Config, Edn, IndexOrder};
+//! let dir = tempfile::tempdir().unwrap();
+//! let config = Config::parse(&format!(
+//!     "{{:store {{:backend :file :path {:?}}} :schema-flexibility :read}}",
+//!     dir.path().join("db").display().to_string()
+//! )).unwrap();
+//! datahike::create_database(&config).unwrap();
+//! let conn = datahike::connect(&config).unwrap();
+//! let tx = datahike::edn::read_str(r#"[{:name "Alice" :age 20} [:db/add -1 :name "Bob"]]"#).unwrap();
+//! let report = conn.transact(&tx).unwrap();
+//! assert_eq!(report.tempid(&Edn::Int(-1)), Some(2));
+//! let datoms = conn.db().datoms(IndexOrder::Eavt, &[Edn::Int(1)]).unwrap();
+//! assert_eq!(datoms.len(), 2);
+//! conn.release().unwrap();
+//! ```
+//!
+//! This crate is not a query engine yet (Datalog queries, pull and entities come next), and it
+//! is not a server: `dthk` and the HTTP server are separate crates over this one.
 
+pub mod config;
+mod conn;
 pub mod datom;
+mod db;
 pub mod edn;
+pub mod error;
 pub mod index;
+pub mod schema;
 pub mod store;
+pub mod tx;
 pub mod value;
 
+pub use config::{Config, SchemaFlexibility, StoreConfig};
+pub use conn::{connect, create_database, database_exists, delete_database, Conn, FLUSH_EVERY_BYTES, FLUSH_EVERY_TXS};
 pub use datom::{Datom, DatomKey, IndexOrder};
+pub use db::Db;
 pub use edn::{Edn, Keyword, Symbol};
+pub use error::{Error, Result, TxError};
+pub use tx::TxReport;
 pub use value::{Eid, Value};

@@ -1,0 +1,297 @@
+//! Datahike's EDN configuration map, with Datahike's defaults, e.g.
+//! `{:store {:backend :file :path "/var/lib/db"} :keep-history? true}`.
+
+use crate::edn::{read_str, Edn, Keyword};
+use crate::error::{Error, Result};
+use crate::index::IndexKind;
+use std::path::PathBuf;
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `{:backend :memory :id "name"}`: in this process only, addressable by id.
+    Memory {
+        /// The store identity.
+        id: String,
+    },
+    /// `{:backend :file :path "/dir"}`: a directory of immutable files.
+    File {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl StoreConfig {
+    /// The config map of the store.
+    pub fn to_edn(&self) -> Edn {
+        match self {
+            StoreConfig::Memory { id } => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("memory")),
+                (Edn::kw("id"), Edn::str(id)),
+            ]),
+            StoreConfig::File { path } => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("file")),
+                (Edn::kw("path"), Edn::str(&path.to_string_lossy())),
+            ]),
+        }
+    }
+}
+
+/// `:schema-flexibility`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemaFlexibility {
+    /// `:write` (default): attributes must be declared and values must match their type.
+    Write,
+    /// `:read`: anything is accepted.
+    Read,
+}
+
+/// A database configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `:store`
+    pub store: StoreConfig,
+    /// `:keep-history?` (default true)
+    pub keep_history: bool,
+    /// `:schema-flexibility` (default `:write`)
+    pub schema_flexibility: SchemaFlexibility,
+    /// `:attribute-refs?` (default false)
+    pub attribute_refs: bool,
+    /// `:index` (default `:datahike.index/persistent-set`)
+    pub index: IndexKind,
+    /// `:index-config {:branching-factor n}` (default 512), fixed when the database is created.
+    pub branching_factor: usize,
+    /// `:store-cache-size`: index nodes kept decoded in memory (default 1000).
+    pub store_cache_size: usize,
+    /// `:search-cache-size` (default 0, off).
+    pub search_cache_size: usize,
+    /// `:initial-tx`: transacted when the database is created.
+    pub initial_tx: Option<Edn>,
+    /// `:name`
+    pub name: Option<String>,
+    /// `:branch` (default `:db`)
+    pub branch: Keyword,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::Memory { id: uuid::Uuid::new_v4().to_string() },
+            keep_history: true,
+            schema_flexibility: SchemaFlexibility::Write,
+            attribute_refs: false,
+            index: IndexKind::PersistentSet,
+            branching_factor: 512,
+            store_cache_size: 1000,
+            search_cache_size: 0,
+            initial_tx: None,
+            name: None,
+            branch: Keyword::new("db"),
+        }
+    }
+}
+
+fn bad(key: &str, value: &Edn, expected: &str) -> Error {
+    Error::Config(format!("{key} must be {expected}, got {value}"))
+}
+
+fn bool_of(key: &str, v: &Edn) -> Result<bool> {
+    match v {
+        Edn::Bool(b) => Ok(*b),
+        _ => Err(bad(key, v, "true or false")),
+    }
+}
+
+fn count_of(key: &str, v: &Edn, min: i64) -> Result<usize> {
+    match v {
+        Edn::Int(i) if *i >= min => usize::try_from(*i).map_err(|_| bad(key, v, "a count")),
+        _ => Err(bad(key, v, &format!("an integer >= {min}"))),
+    }
+}
+
+impl Config {
+    /// A file-backed config at `path` with the other keys at their defaults.
+    pub fn file(path: impl Into<PathBuf>) -> Config {
+        Config { store: StoreConfig::File { path: path.into() }, ..Config::default() }
+    }
+
+    /// An in-memory config with the given id and the other keys at their defaults.
+    pub fn memory(id: &str) -> Config {
+        Config { store: StoreConfig::Memory { id: id.to_string() }, ..Config::default() }
+    }
+
+    /// Parses EDN text of a config map.
+    pub fn parse(text: &str) -> Result<Config> {
+        Config::from_edn(&read_str(text)?)
+    }
+
+    /// Reads a config map. Unknown keys are ignored (Datahike passes them on to plugins), but
+    /// a known key with a bad value, or an unknown backend, is an error naming both.
+    pub fn from_edn(edn: &Edn) -> Result<Config> {
+        let Edn::Map(entries) = edn else {
+            return Err(Error::Config(format!("a config must be a map, got {edn}")));
+        };
+        let mut config = Config::default();
+        let mut store_given = false;
+        for (key, value) in entries {
+            let Some(key) = key.as_keyword() else { continue };
+            match key.as_str() {
+                "store" => {
+                    config.store = parse_store(value)?;
+                    store_given = true;
+                }
+                "keep-history?" => config.keep_history = bool_of(":keep-history?", value)?,
+                "schema-flexibility" => {
+                    config.schema_flexibility = match value.as_keyword().map(Keyword::as_str) {
+                        Some("write") => SchemaFlexibility::Write,
+                        Some("read") => SchemaFlexibility::Read,
+                        _ => return Err(bad(":schema-flexibility", value, "one of :read, :write")),
+                    }
+                }
+                "attribute-refs?" => config.attribute_refs = bool_of(":attribute-refs?", value)?,
+                "index" => {
+                    config.index = value
+                        .as_keyword()
+                        .and_then(|k| IndexKind::parse(k.as_str()))
+                        .ok_or_else(|| bad(":index", value, "one of :datahike.index/persistent-set"))?;
+                }
+                "index-config" => {
+                    if let Some(b) = value.get_kw("branching-factor") {
+                        config.branching_factor = count_of(":index-config :branching-factor", b, 4)?;
+                    }
+                }
+                "store-cache-size" => config.store_cache_size = count_of(":store-cache-size", value, 1)?,
+                "search-cache-size" => config.search_cache_size = count_of(":search-cache-size", value, 0)?,
+                "initial-tx" => {
+                    config.initial_tx = match value {
+                        Edn::Nil => None,
+                        Edn::Vector(_) | Edn::List(_) => Some(value.clone()),
+                        Edn::Str(path) => {
+                            let text = std::fs::read_to_string(path.as_ref()).map_err(|e| {
+                                Error::Config(format!(":initial-tx file {path} cannot be read: {e}"))
+                            })?;
+                            Some(read_str(&text)?)
+                        }
+                        _ => return Err(bad(":initial-tx", value, "a vector of transaction data or a file path")),
+                    }
+                }
+                "name" => {
+                    config.name = match value {
+                        Edn::Str(s) => Some(s.to_string()),
+                        Edn::Nil => None,
+                        _ => return Err(bad(":name", value, "a string")),
+                    }
+                }
+                "branch" => {
+                    config.branch = value.as_keyword().ok_or_else(|| bad(":branch", value, "a keyword"))?;
+                }
+                _ => {}
+            }
+        }
+        if !store_given {
+            config.store = StoreConfig::Memory { id: uuid::Uuid::new_v4().to_string() };
+        }
+        if config.attribute_refs && config.schema_flexibility == SchemaFlexibility::Read {
+            return Err(Error::Config(
+                ":attribute-refs? true cannot be combined with :schema-flexibility :read".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The config as Datahike prints it back from `create-database`.
+    pub fn to_edn(&self) -> Edn {
+        let mut m = vec![
+            (Edn::kw("keep-history?"), Edn::Bool(self.keep_history)),
+            (Edn::kw("search-cache-size"), Edn::Int(self.search_cache_size as i64)),
+            (Edn::kw("index"), Edn::kw("datahike.index/persistent-set")),
+            (Edn::kw("store"), self.store.to_edn()),
+            (Edn::kw("store-cache-size"), Edn::Int(self.store_cache_size as i64)),
+            (Edn::kw("attribute-refs?"), Edn::Bool(self.attribute_refs)),
+            (
+                Edn::kw("schema-flexibility"),
+                Edn::kw(match self.schema_flexibility {
+                    SchemaFlexibility::Write => "write",
+                    SchemaFlexibility::Read => "read",
+                }),
+            ),
+            (Edn::kw("branch"), Edn::Keyword(self.branch)),
+            (
+                Edn::kw("index-config"),
+                Edn::Map(vec![(Edn::kw("branching-factor"), Edn::Int(self.branching_factor as i64))]),
+            ),
+        ];
+        if let Some(name) = &self.name {
+            m.push((Edn::kw("name"), Edn::str(name)));
+        }
+        Edn::Map(m)
+    }
+
+    /// The part of the config fixed at creation, stored in the head and compared on connect.
+    pub(crate) fn fixed_edn(&self) -> Edn {
+        Edn::Map(vec![
+            (Edn::kw("keep-history?"), Edn::Bool(self.keep_history)),
+            (
+                Edn::kw("schema-flexibility"),
+                Edn::kw(match self.schema_flexibility {
+                    SchemaFlexibility::Write => "write",
+                    SchemaFlexibility::Read => "read",
+                }),
+            ),
+            (Edn::kw("attribute-refs?"), Edn::Bool(self.attribute_refs)),
+            (Edn::kw("index"), Edn::kw("datahike.index/persistent-set")),
+            (
+                Edn::kw("index-config"),
+                Edn::Map(vec![(Edn::kw("branching-factor"), Edn::Int(self.branching_factor as i64))]),
+            ),
+        ])
+    }
+}
+
+fn parse_store(value: &Edn) -> Result<StoreConfig> {
+    let backend = value
+        .get_kw("backend")
+        .ok_or_else(|| Error::Config(format!(":store must be a map with :backend, got {value}")))?;
+    match backend.as_keyword().map(Keyword::as_str) {
+        Some("memory" | "mem") => {
+            let id = match value.get_kw("id") {
+                None | Some(Edn::Nil) => uuid::Uuid::new_v4().to_string(),
+                Some(Edn::Str(s)) => s.to_string(),
+                Some(Edn::Uuid(u)) => u.to_string(),
+                Some(Edn::Keyword(k)) => k.to_string(),
+                Some(other) => return Err(bad(":store :id", other, "a string or uuid")),
+            };
+            Ok(StoreConfig::Memory { id })
+        }
+        Some("file") => match value.get_kw("path") {
+            Some(Edn::Str(p)) if !p.is_empty() => Ok(StoreConfig::File { path: PathBuf::from(p.as_ref()) }),
+            other => Err(Error::Config(format!(
+                ":store :path must be a non-empty string for the :file backend, got {}",
+                other.map_or("nothing".to_string(), Edn::to_edn_string)
+            ))),
+        },
+        _ => Err(Error::Config(format!(
+            "unknown :store :backend {backend}; this build supports :memory and :file"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::parse("{:store {:backend :file :path \"/tmp/x\"} :schema-flexibility :read}").unwrap();
+        assert_eq!(c.store, StoreConfig::File { path: "/tmp/x".into() });
+        assert!(c.keep_history);
+        assert_eq!(c.schema_flexibility, SchemaFlexibility::Read);
+        assert_eq!(c.store_cache_size, 1000);
+        let e = Config::parse("{:store {:backend :s4}}").unwrap_err().to_string();
+        assert!(e.contains(":s4"), "{e}");
+        let e = Config::parse("{:keep-history? 1}").unwrap_err().to_string();
+        assert!(e.contains(":keep-history?") && e.contains('1'), "{e}");
+        assert!(Config::parse("{:attribute-refs? true :schema-flexibility :read}").is_err());
+        assert!(Config::parse("[1]").is_err());
+    }
+}

@@ -1,0 +1,663 @@
+//! Connections and the commit path: the single writer, the transaction log, index flushes and
+//! head publication. See ARCHITECTURE.md, "Commit path", for the crash argument.
+//!
+//! A transaction is durable once its record is appended to the branch log (one sync). Index
+//! nodes are flushed every [`FLUSH_EVERY_TXS`] transactions (or when the unflushed log grows
+//! past [`FLUSH_EVERY_BYTES`]), and only then is the head replaced; the head never names a
+//! node that is not durable. Opening a database reads the head and replays the log after it.
+
+use crate::config::{Config, StoreConfig};
+use crate::datom::{Datom, TX0};
+use crate::db::{now_millis, Db, DbInner, Indices};
+use crate::edn::{pr_str, read_str, Edn, Keyword};
+use crate::error::{Error, Result};
+use crate::index::codec::{self, Reader};
+use crate::index::{IndexRoot, NodeCache};
+use crate::schema::{is_schema_attr, Schema};
+use crate::store::{FileStore, MemoryStore, Store};
+use crate::tx::{self, TxOutcome, TxReport};
+use crate::value::Eid;
+use crate::{DatomKey, IndexOrder};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+
+/// Flush the indices after this many transactions since the last flush.
+pub const FLUSH_EVERY_TXS: usize = 1000;
+/// Flush the indices when the unflushed log exceeds this many bytes.
+pub const FLUSH_EVERY_BYTES: usize = 64 << 20;
+
+const HEAD_MAGIC: &[u8; 8] = b"DHRSHEAD";
+const HEAD_VERSION: u8 = 1;
+const LOG_VERSION: u8 = 1;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The decoded branch head.
+#[derive(Clone, Debug)]
+struct Head {
+    fixed_config: String,
+    db_id: uuid::Uuid,
+    created_at: i64,
+    max_eid: Eid,
+    max_tx: Eid,
+    last_tx_instant: i64,
+    current: [IndexRoot; 3],
+    history: Option<[IndexRoot; 3]>,
+}
+
+fn put_root(root: &IndexRoot, out: &mut Vec<u8>) {
+    match root.address {
+        Some(a) => {
+            out.push(1);
+            out.extend_from_slice(&a);
+        }
+        None => out.push(0),
+    }
+    codec::put_varint(root.count, out);
+}
+
+fn read_root(r: &mut Reader<'_>) -> Result<IndexRoot> {
+    let address = match r.u8()? {
+        0 => None,
+        _ => {
+            let bytes = r.fixed(16)?;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(bytes);
+            Some(a)
+        }
+    };
+    Ok(IndexRoot { address, count: r.varint()? })
+}
+
+impl Head {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(HEAD_MAGIC);
+        out.push(HEAD_VERSION);
+        codec::put_str(&self.fixed_config, &mut out);
+        out.extend_from_slice(self.db_id.as_bytes());
+        codec::put_ivarint(self.created_at, &mut out);
+        codec::put_ivarint(self.max_eid, &mut out);
+        codec::put_ivarint(self.max_tx, &mut out);
+        codec::put_ivarint(self.last_tx_instant, &mut out);
+        for r in &self.current {
+            put_root(r, &mut out);
+        }
+        match &self.history {
+            Some(h) => {
+                out.push(1);
+                for r in h {
+                    put_root(r, &mut out);
+                }
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Head> {
+        if bytes.len() < 9 || &bytes[..8] != HEAD_MAGIC {
+            return Err(Error::Database("the branch head is not a datahike-rs head (bad magic)".into()));
+        }
+        if bytes[8] != HEAD_VERSION {
+            return Err(Error::Database(format!(
+                "the branch head has format version {}, this build reads version {HEAD_VERSION}",
+                bytes[8]
+            )));
+        }
+        let mut r = Reader::new(&bytes[9..]);
+        let fixed_config = r.str()?.to_string();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(r.fixed(16)?);
+        let created_at = r.ivarint()?;
+        let max_eid = r.ivarint()?;
+        let max_tx = r.ivarint()?;
+        let last_tx_instant = r.ivarint()?;
+        let current = [read_root(&mut r)?, read_root(&mut r)?, read_root(&mut r)?];
+        let history = match r.u8()? {
+            0 => None,
+            _ => Some([read_root(&mut r)?, read_root(&mut r)?, read_root(&mut r)?]),
+        };
+        Ok(Head {
+            fixed_config,
+            db_id: uuid::Uuid::from_bytes(id),
+            created_at,
+            max_eid,
+            max_tx,
+            last_tx_instant,
+            current,
+            history,
+        })
+    }
+}
+
+fn encode_log_record(o: &TxOutcome) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + o.tx_data.len() * 24);
+    out.push(LOG_VERSION);
+    codec::put_ivarint(o.tx, &mut out);
+    codec::put_ivarint(o.max_eid, &mut out);
+    codec::put_ivarint(o.tx_instant, &mut out);
+    codec::encode_datoms(&o.tx_data, &mut out);
+    out
+}
+
+fn decode_log_record(bytes: &[u8]) -> Result<TxOutcome> {
+    let Some((&version, rest)) = bytes.split_first() else {
+        return Err(Error::Database("empty log record".into()));
+    };
+    if version != LOG_VERSION {
+        return Err(Error::Database(format!("log record version {version} is not readable by this build")));
+    }
+    let mut r = Reader::new(rest);
+    let tx = r.ivarint()?;
+    let max_eid = r.ivarint()?;
+    let tx_instant = r.ivarint()?;
+    let tx_data = codec::decode_datoms(r.rest())?;
+    Ok(TxOutcome { tx, tx_data, max_eid, tx_instant, tempids: Vec::new(), tx_meta: Vec::new() })
+}
+
+/// Rebuilds the schema of a database from its schema datoms.
+fn load_schema(db: &Db) -> Result<Schema> {
+    let mut schema = Schema::default();
+    let ident = Keyword::new("db/ident");
+    let entities = db.datoms_key(IndexOrder::Aevt, &DatomKey { a: Some(ident), ..Default::default() })?;
+    for ent in entities {
+        for d in db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(ent.e), ..Default::default() })? {
+            if is_schema_attr(d.a) {
+                schema.apply_datom(&d);
+            }
+        }
+    }
+    Ok(schema)
+}
+
+/// The durable side of a connection.
+struct Durable {
+    store: Arc<dyn Store>,
+    log: String,
+    head_key: String,
+    /// The head bytes as last read or written by this process.
+    head_bytes: Option<Vec<u8>>,
+    head: Head,
+    /// Highest tx covered by the flushed indices named in the head.
+    flushed_tx: Eid,
+    txs_since_flush: usize,
+    bytes_since_flush: usize,
+    /// False for the memory backend: its data lives in this process's connection registry,
+    /// so there is no log to append and nothing to flush.
+    persist: bool,
+}
+
+struct Writer {
+    durable: Option<Durable>,
+}
+
+struct ConnInner {
+    config: Arc<Config>,
+    key: String,
+    current: RwLock<Db>,
+    writer: Mutex<Writer>,
+    refs: Mutex<usize>,
+}
+
+/// A connection to a database: the current value and the single writer.
+#[derive(Clone)]
+pub struct Conn(Arc<ConnInner>);
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#datahike/Connection {{:store {}}}", self.0.key)
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<ConnInner>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<ConnInner>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn store_key(config: &Config) -> String {
+    match &config.store {
+        StoreConfig::Memory { id } => format!("memory:{id}:{}", config.branch),
+        StoreConfig::File { path } => {
+            let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            format!("file:{}:{}", p.display(), config.branch)
+        }
+    }
+}
+
+fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Memory { id } => Arc::new(MemoryStore::open(id)),
+        StoreConfig::File { path } => {
+            if create {
+                Arc::new(FileStore::create(path)?)
+            } else {
+                Arc::new(FileStore::open(path)?)
+            }
+        }
+    })
+}
+
+fn head_key(config: &Config) -> String {
+    format!("heads/{}", config.branch.as_str())
+}
+
+/// Whether a database exists under this config.
+pub fn database_exists(config: &Config) -> Result<bool> {
+    match &config.store {
+        StoreConfig::Memory { id } => {
+            if !MemoryStore::exists(id) {
+                return Ok(false);
+            }
+            Ok(MemoryStore::open(id).get(&head_key(config))?.is_some())
+        }
+        StoreConfig::File { path } => {
+            if !FileStore::exists(path) {
+                return Ok(false);
+            }
+            Ok(FileStore::open(path)?.get(&head_key(config))?.is_some())
+        }
+    }
+}
+
+/// Creates a database and transacts `:initial-tx`. Returns the config.
+pub fn create_database(config: &Config) -> Result<Config> {
+    if database_exists(config)? {
+        return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
+    }
+    let store = open_store(config, !matches!(config.store, StoreConfig::File { ref path } if FileStore::exists(path)))?;
+    let guard = store.lock_writer()?;
+    let head = Head {
+        fixed_config: pr_str(&config.fixed_edn()),
+        db_id: uuid::Uuid::new_v4(),
+        created_at: now_millis(),
+        max_eid: 0,
+        max_tx: TX0,
+        last_tx_instant: 0,
+        current: std::array::from_fn(|_| IndexRoot { address: None, count: 0 }),
+        history: if config.keep_history { Some(std::array::from_fn(|_| IndexRoot { address: None, count: 0 })) } else { None },
+    };
+    if !store.compare_and_set(&head_key(config), None, &head.encode())? {
+        return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
+    }
+    drop(guard);
+    if let Some(initial) = &config.initial_tx {
+        let conn = connect(config)?;
+        let result = conn.transact(initial);
+        conn.release()?;
+        result?;
+    }
+    Ok(config.clone())
+}
+
+/// Deletes the database and its store.
+pub fn delete_database(config: &Config) -> Result<()> {
+    let key = store_key(config);
+    lock(registry()).remove(&key);
+    match &config.store {
+        StoreConfig::Memory { id } => {
+            if MemoryStore::exists(id) {
+                MemoryStore::open(id).destroy()?;
+            }
+        }
+        StoreConfig::File { path } => {
+            if FileStore::exists(path) {
+                FileStore::open(path)?.destroy()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects to an existing database. Connections to one store and branch within a process
+/// share one writer and one current value, as in Datahike.
+pub fn connect(config: &Config) -> Result<Conn> {
+    let key = store_key(config);
+    let mut reg = lock(registry());
+    if let Some(inner) = reg.get(&key) {
+        *lock(&inner.refs) += 1;
+        return Ok(Conn(inner.clone()));
+    }
+    if !database_exists(config)? {
+        return Err(Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))));
+    }
+    let store = open_store(config, false)?;
+    let (db, durable) = open_durable(config, store)?;
+    let inner = Arc::new(ConnInner {
+        config: Arc::new(config.clone()),
+        key: key.clone(),
+        current: RwLock::new(db),
+        writer: Mutex::new(Writer { durable: Some(durable) }),
+        refs: Mutex::new(1),
+    });
+    reg.insert(key, inner.clone());
+    Ok(Conn(inner))
+}
+
+/// Reads the head, opens the indices and replays the log after them.
+fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)> {
+    let head_key = head_key(config);
+    let head_bytes = store
+        .get(&head_key)?
+        .ok_or_else(|| Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))))?;
+    let head = Head::decode(&head_bytes)?;
+    let stored_config = read_str(&head.fixed_config)?;
+    let mut effective = config.clone();
+    // The fixed keys come from the stored database, as Datahike adopts them on connect.
+    if let Ok(stored) = Config::from_edn(&stored_config) {
+        if stored.keep_history != config.keep_history || stored.schema_flexibility != config.schema_flexibility {
+            // Datahike raises :config-does-not-match-stored-db; we adopt the stored values
+            // only when the caller left them at their defaults.
+            let defaults = Config::default();
+            if config.keep_history != defaults.keep_history || config.schema_flexibility != defaults.schema_flexibility {
+                return Err(Error::Config(format!(
+                    "config does not match the stored database: stored {}, given {}",
+                    head.fixed_config,
+                    pr_str(&config.fixed_edn())
+                )));
+            }
+        }
+        effective.keep_history = stored.keep_history;
+        effective.schema_flexibility = stored.schema_flexibility;
+        effective.attribute_refs = stored.attribute_refs;
+        effective.branching_factor = stored.branching_factor;
+    }
+    let config = Arc::new(effective);
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), config.store_cache_size));
+    let current = Indices::open(&config, false, Some(&head.current), &cache)?;
+    let history = match (&head.history, config.keep_history) {
+        (Some(roots), true) => Some(Indices::open(&config, true, Some(roots), &cache)?),
+        (None, true) => Some(Indices::open(&config, true, None, &cache)?),
+        _ => None,
+    };
+    let mut db = Db(Arc::new(DbInner {
+        config: config.clone(),
+        schema: Arc::new(Schema::default()),
+        current,
+        history,
+        max_eid: head.max_eid,
+        max_tx: head.max_tx,
+        last_tx_instant: head.last_tx_instant,
+        cache,
+    }));
+    let schema = load_schema(&db)?;
+    db = Db(Arc::new(DbInner { schema: Arc::new(schema), ..clone_inner(&db) }));
+    let log = config.branch.as_str().to_string();
+    let mut durable = Durable {
+        store,
+        log,
+        head_key,
+        flushed_tx: head.max_tx,
+        head_bytes: Some(head_bytes),
+        head,
+        txs_since_flush: 0,
+        bytes_since_flush: 0,
+        persist: !matches!(config.store, StoreConfig::Memory { .. }),
+    };
+    db = replay(&mut durable, db)?;
+    Ok((db, durable))
+}
+
+fn clone_inner(db: &Db) -> DbInner {
+    let i = &db.0;
+    DbInner {
+        config: i.config.clone(),
+        schema: i.schema.clone(),
+        current: i.current.clone(),
+        history: i.history.clone(),
+        max_eid: i.max_eid,
+        max_tx: i.max_tx,
+        last_tx_instant: i.last_tx_instant,
+        cache: i.cache.clone(),
+    }
+}
+
+/// Applies the log records after `db.max_tx()`.
+fn replay(durable: &mut Durable, mut db: Db) -> Result<Db> {
+    let records = durable.store.log_read(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))?;
+    for (seq, bytes) in records {
+        let outcome = decode_log_record(&bytes)?;
+        if outcome.tx != db.max_tx() + 1 || u64::try_from(outcome.tx).ok() != Some(seq) {
+            return Err(Error::Database(format!(
+                "the transaction log of branch {} skips from tx {} to tx {} (record {seq})",
+                durable.log,
+                db.max_tx(),
+                outcome.tx
+            )));
+        }
+        db = db.apply_tx(&outcome)?;
+        durable.txs_since_flush += 1;
+        durable.bytes_since_flush += bytes.len();
+    }
+    Ok(db)
+}
+
+impl Conn {
+    /// The current database value.
+    pub fn db(&self) -> Db {
+        self.0.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The connection's config (with the fixed keys as stored in the database).
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// Transacts `tx_data` (a vector of entity maps and op vectors) and returns once it is
+    /// durable.
+    pub fn transact(&self, tx_data: &Edn) -> Result<TxReport> {
+        self.transact_with_meta(tx_data, None)
+    }
+
+    /// Accepts Datahike's argument map `{:tx-data [...] :tx-meta {...}}` or a plain vector.
+    pub fn transact_arg(&self, arg: &Edn) -> Result<TxReport> {
+        match arg {
+            Edn::Map(_) => {
+                let data = arg.get_kw("tx-data").ok_or_else(|| {
+                    Error::Tx(crate::error::TxError::Syntax(format!("Bad argument {arg}: a map must contain :tx-data")))
+                })?;
+                self.transact_with_meta(data, arg.get_kw("tx-meta"))
+            }
+            _ => self.transact(arg),
+        }
+    }
+
+    /// Transacts with transaction metadata (a map asserted on the transaction entity).
+    pub fn transact_with_meta(&self, tx_data: &Edn, tx_meta: Option<&Edn>) -> Result<TxReport> {
+        self.commit(|db| tx::run(db, tx_data, tx_meta, now_millis()))
+    }
+
+    /// Runs `make` against the freshest database under the writer locks, then makes the
+    /// outcome durable and publishes it.
+    fn commit(&self, make: impl FnOnce(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
+        let mut writer = lock(&self.0.writer);
+        let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
+        let _guard = durable.store.lock_writer()?;
+        let mut db_before = self.db();
+        db_before = self.catch_up(durable, db_before)?;
+        let outcome = make(&db_before)?;
+        let db_after = db_before.apply_tx(&outcome)?;
+        if durable.persist {
+            let record = encode_log_record(&outcome);
+            durable.store.log_append(&durable.log, u64::try_from(outcome.tx).unwrap_or(0), &record)?;
+            durable.txs_since_flush += 1;
+            durable.bytes_since_flush += record.len();
+        }
+        *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
+        if durable.persist && (durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES) {
+            flush(durable, &db_after)?;
+        }
+        Ok(TxReport {
+            db_before,
+            db_after,
+            tx_data: outcome.tx_data,
+            tempids: outcome.tempids,
+            tx_meta: outcome.tx_meta,
+        })
+    }
+
+    /// Brings `db` up to date with commits made by other processes on the same store.
+    fn catch_up(&self, durable: &mut Durable, db: Db) -> Result<Db> {
+        let head_bytes = durable.store.get(&durable.head_key)?;
+        if head_bytes != durable.head_bytes {
+            let bytes = head_bytes.ok_or_else(|| Error::Database("the database was deleted".into()))?;
+            let head = Head::decode(&bytes)?;
+            if head.max_tx > db.max_tx() {
+                // Another process flushed past us: reopen from its head.
+                let (fresh, fresh_durable) = open_durable(&self.0.config, durable.store.clone())?;
+                *durable = fresh_durable;
+                *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
+                return Ok(fresh);
+            }
+            durable.head_bytes = Some(bytes);
+            durable.head = head;
+        }
+        let db = replay(durable, db)?;
+        *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db.clone();
+        Ok(db)
+    }
+
+    /// Writes every index node not yet durable and publishes a head naming them, so that the
+    /// log before it can be discarded. Called automatically; exposed for tests and tools.
+    pub fn flush(&self) -> Result<()> {
+        let mut writer = lock(&self.0.writer);
+        let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
+        let _guard = durable.store.lock_writer()?;
+        let db = self.db();
+        let db = self.catch_up(durable, db)?;
+        flush(durable, &db)
+    }
+
+    /// Bulk-loads datoms `[e a v tx added]` exported from another database, remapping entity
+    /// and transaction ids to fresh ones (Datahike's `load-entities`). Each source transaction
+    /// becomes one transaction here; its `:db/txInstant` and other metadata are kept.
+    pub fn load_entities(&self, entities: &Edn) -> Result<Vec<TxReport>> {
+        let Some(rows) = entities.as_seq() else {
+            return Err(Error::Argument(format!("load-entities expects a collection of [e a v tx added], got {entities}")));
+        };
+        let mut groups: Vec<(i64, Vec<(i64, Keyword, Edn, bool)>)> = Vec::new();
+        for row in rows {
+            let parts = match row {
+                Edn::Tagged(_, inner) => inner.as_seq().map(<[Edn]>::to_vec),
+                other => other.as_seq().map(<[Edn]>::to_vec),
+            };
+            let Some(parts) = parts.filter(|p| p.len() >= 4) else {
+                return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]")));
+            };
+            let (Edn::Int(e), Some(a), Edn::Int(t)) = (&parts[0], parts[1].as_keyword(), &parts[3]) else {
+                return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]")));
+            };
+            let added = !matches!(parts.get(4), Some(Edn::Bool(false)));
+            match groups.iter_mut().find(|(tx, _)| tx == t) {
+                Some((_, g)) => g.push((*e, a, parts[2].clone(), added)),
+                None => groups.push((*t, vec![(*e, a, parts[2].clone(), added)])),
+            }
+        }
+        let mut mapping: HashMap<i64, i64> = HashMap::new();
+        let mut reports = Vec::new();
+        for (src_tx, datoms) in groups {
+            let schema_db = self.db();
+            let mut meta = Vec::new();
+            let mut ops = Vec::new();
+            let map_id = |x: i64, mapping: &HashMap<i64, i64>| -> Edn {
+                match mapping.get(&x) {
+                    Some(t) => Edn::Int(*t),
+                    None => Edn::Str(format!("load-{x}").into()),
+                }
+            };
+            for (e, a, v, added) in datoms {
+                if e == src_tx {
+                    if added && a.as_str() != "db.install/attribute" {
+                        meta.push((Edn::Keyword(a), v));
+                    }
+                    continue;
+                }
+                let v = match (&v, schema_db.schema().is_ref(a)) {
+                    (Edn::Int(x), true) => map_id(*x, &mapping),
+                    _ => v,
+                };
+                let op = if added { "db/add" } else { "db/retract" };
+                ops.push(Edn::Vector(vec![Edn::kw(op), map_id(e, &mapping), Edn::Keyword(a), v]));
+            }
+            // Retractions must name resolved ids; tempids are only allowed in :db/add.
+            let meta_edn = if meta.is_empty() { None } else { Some(Edn::Map(meta)) };
+            let report = self.transact_with_meta(&Edn::Vector(ops), meta_edn.as_ref())?;
+            for (k, eid) in &report.tempids {
+                if let Edn::Str(s) = k {
+                    if let Some(src) = s.strip_prefix("load-").and_then(|x| x.parse::<i64>().ok()) {
+                        mapping.insert(src, *eid);
+                    }
+                }
+            }
+            mapping.insert(src_tx, report.db_after.max_tx());
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Releases this handle; the last release of a store flushes its indices.
+    pub fn release(&self) -> Result<()> {
+        let last = {
+            let mut refs = lock(&self.0.refs);
+            *refs = refs.saturating_sub(1);
+            *refs == 0
+        };
+        if last {
+            let is_memory = matches!(self.0.config.store, StoreConfig::Memory { .. });
+            if !is_memory {
+                self.flush()?;
+                lock(registry()).remove(&self.0.key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes every index node durable, then publishes the head, then discards the covered log.
+fn flush(durable: &mut Durable, db: &Db) -> Result<()> {
+    if !durable.persist || durable.flushed_tx == db.max_tx() && durable.txs_since_flush == 0 {
+        return Ok(());
+    }
+    let inner = &db.0;
+    let mut pendings = Vec::new();
+    for idx in inner.current.all() {
+        pendings.push(idx.prepare_flush()?);
+    }
+    if let Some(h) = &inner.history {
+        for idx in h.all() {
+            pendings.push(idx.prepare_flush()?);
+        }
+    }
+    let nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
+    durable.store.put_batch(&nodes)?;
+    let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
+    for p in pendings {
+        p.mark_durable();
+    }
+    let head = Head {
+        max_eid: db.max_eid(),
+        max_tx: db.max_tx(),
+        last_tx_instant: db.last_tx_instant(),
+        current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
+        history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
+        ..durable.head.clone()
+    };
+    let bytes = head.encode();
+    if !durable.store.compare_and_set(&durable.head_key, durable.head_bytes.as_deref(), &bytes)? {
+        return Err(Error::Database(
+            "the branch head changed underneath this writer; another process wrote without the writer lock".into(),
+        ));
+    }
+    durable.head_bytes = Some(bytes);
+    durable.head = head;
+    durable.flushed_tx = db.max_tx();
+    durable.txs_since_flush = 0;
+    durable.bytes_since_flush = 0;
+    durable.store.log_discard(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))?;
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _unused(_: &Datom) {}

@@ -1,0 +1,413 @@
+//! The database value: immutable indices, schema and counters. A `Db` never changes once
+//! returned; a transaction makes a new one that shares structure with it.
+
+use crate::config::{Config, SchemaFlexibility};
+use crate::datom::{Datom, DatomKey, IndexOrder};
+use crate::edn::{Edn, Keyword};
+use crate::error::{Error, Result};
+use crate::index::{open_index, DatomIndex, IndexResult, IndexRoot, NodeCache};
+use crate::schema::{is_schema_attr, Schema};
+use crate::tx::{self, TxOutcome, TxReport};
+use crate::value::{Eid, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The three current indices, or the three history indices.
+#[derive(Clone, Debug)]
+pub(crate) struct Indices {
+    pub eavt: Arc<dyn DatomIndex>,
+    pub aevt: Arc<dyn DatomIndex>,
+    pub avet: Arc<dyn DatomIndex>,
+}
+
+impl Indices {
+    pub(crate) fn open(config: &Config, temporal: bool, roots: Option<&[IndexRoot; 3]>, cache: &Arc<NodeCache>) -> Result<Indices> {
+        let open = |i: usize, order| open_index(config.index, order, temporal, roots.map(|r| &r[i]), cache);
+        Ok(Indices { eavt: open(0, IndexOrder::Eavt)?, aevt: open(1, IndexOrder::Aevt)?, avet: open(2, IndexOrder::Avet)? })
+    }
+
+    pub(crate) fn get(&self, order: IndexOrder) -> &Arc<dyn DatomIndex> {
+        match order {
+            IndexOrder::Eavt => &self.eavt,
+            IndexOrder::Aevt => &self.aevt,
+            IndexOrder::Avet => &self.avet,
+        }
+    }
+
+    pub(crate) fn all(&self) -> [&Arc<dyn DatomIndex>; 3] {
+        [&self.eavt, &self.aevt, &self.avet]
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct DbInner {
+    pub config: Arc<Config>,
+    pub schema: Arc<Schema>,
+    pub current: Indices,
+    pub history: Option<Indices>,
+    pub max_eid: Eid,
+    pub max_tx: Eid,
+    pub last_tx_instant: i64,
+    pub cache: Arc<NodeCache>,
+}
+
+/// An immutable database value. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Db(pub(crate) Arc<DbInner>);
+
+impl Db {
+    /// An empty database with the given config (no store behind it unless `cache` has one).
+    pub(crate) fn empty(config: Arc<Config>, cache: Arc<NodeCache>) -> Result<Db> {
+        let current = Indices::open(&config, false, None, &cache)?;
+        let history = if config.keep_history { Some(Indices::open(&config, true, None, &cache)?) } else { None };
+        Ok(Db(Arc::new(DbInner {
+            config,
+            schema: Arc::new(Schema::default()),
+            current,
+            history,
+            max_eid: 0,
+            max_tx: crate::datom::TX0,
+            last_tx_instant: 0,
+            cache,
+        })))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.0.schema
+    }
+    /// The largest user entity id.
+    pub fn max_eid(&self) -> Eid {
+        self.0.max_eid
+    }
+    /// The id of the last transaction (`0x20000000` for a new database).
+    pub fn max_tx(&self) -> Eid {
+        self.0.max_tx
+    }
+    /// The `:db/txInstant` of the last transaction, epoch milliseconds.
+    pub fn last_tx_instant(&self) -> i64 {
+        self.0.last_tx_instant
+    }
+
+    pub(crate) fn index(&self, order: IndexOrder) -> &Arc<dyn DatomIndex> {
+        self.0.current.get(order)
+    }
+
+    /// Every datom with the prefix `key` in `order`.
+    pub fn datoms_key(&self, order: IndexOrder, key: &DatomKey) -> IndexResult<Vec<Datom>> {
+        let key = key.clone().prefix_for(order);
+        self.index(order).range(&key, &key).collect()
+    }
+
+    /// Number of datoms with the prefix `key` in `order`.
+    pub fn count_key(&self, order: IndexOrder, key: &DatomKey) -> IndexResult<u64> {
+        let key = key.clone().prefix_for(order);
+        self.index(order).count_range(&key, &key)
+    }
+
+    /// Applies a transaction's outcome: the one path from tx-data to new indices, used both by
+    /// `transact` and by log replay.
+    pub(crate) fn apply_tx(&self, outcome: &TxOutcome) -> Result<Db> {
+        let inner = &self.0;
+        let mut schema = (*inner.schema).clone();
+        // Final state per (e, a, v): what the database had before (looked up once, only for
+        // retractions of datoms this transaction did not add) and what it has after.
+        struct Entry {
+            base: Option<Datom>,
+            last: Option<Datom>,
+        }
+        let mut state: HashMap<(Eid, Keyword, Value), Entry> = HashMap::with_capacity(outcome.tx_data.len());
+        let mut history_adds: Vec<Datom> = Vec::new();
+        let keep_history = inner.config.keep_history;
+        for d in &outcome.tx_data {
+            if is_schema_attr(d.a) {
+                schema.apply_datom(d);
+            }
+            let key = (d.e, d.a, d.v.clone());
+            let entry = match state.get_mut(&key) {
+                Some(entry) => entry,
+                None => {
+                    let base = if d.added() {
+                        None
+                    } else {
+                        let k = DatomKey { e: Some(d.e), a: Some(d.a), v: Some(d.v.clone()), tx: None };
+                        self.index(IndexOrder::Eavt).range(&k, &k).next().transpose()?
+                    };
+                    state.entry(key).or_insert(Entry { last: base.clone(), base })
+                }
+            };
+            if d.added() {
+                entry.last = Some(d.clone());
+            } else {
+                if keep_history && !schema.is_no_history(d.a) {
+                    if let Some(prior) = &entry.last {
+                        history_adds.push(prior.clone());
+                    }
+                    history_adds.push(d.clone());
+                }
+                entry.last = None;
+            }
+        }
+        let mut adds = Vec::new();
+        let mut removes = Vec::new();
+        for entry in state.into_values() {
+            match (entry.base, entry.last) {
+                (Some(b), Some(l)) if b.tx() == l.tx() => {}
+                (b, l) => {
+                    if let Some(b) = b {
+                        removes.push(b);
+                    }
+                    if let Some(l) = l {
+                        adds.push(l);
+                    }
+                }
+            }
+        }
+        let indexed = |d: &&Datom| schema.is_indexed(d.a);
+        let avet_adds: Vec<Datom> = adds.iter().filter(indexed).cloned().collect();
+        let avet_removes: Vec<Datom> = removes.iter().filter(indexed).cloned().collect();
+        let current = Indices {
+            eavt: inner.current.eavt.apply(adds.clone(), removes.clone())?,
+            aevt: inner.current.aevt.apply(adds, removes)?,
+            avet: inner.current.avet.apply(avet_adds, avet_removes)?,
+        };
+        let history = match &inner.history {
+            Some(h) if !history_adds.is_empty() => {
+                let hist_avet: Vec<Datom> = history_adds.iter().filter(indexed).cloned().collect();
+                Some(Indices {
+                    eavt: h.eavt.apply(history_adds.clone(), Vec::new())?,
+                    aevt: h.aevt.apply(history_adds, Vec::new())?,
+                    avet: h.avet.apply(hist_avet, Vec::new())?,
+                })
+            }
+            other => other.clone(),
+        };
+        Ok(Db(Arc::new(DbInner {
+            config: inner.config.clone(),
+            schema: Arc::new(schema),
+            current,
+            history,
+            max_eid: outcome.max_eid.max(inner.max_eid),
+            max_tx: outcome.tx.max(inner.max_tx),
+            last_tx_instant: outcome.tx_instant.max(inner.last_tx_instant),
+            cache: inner.cache.clone(),
+        })))
+    }
+
+    /// Datahike's `with`: runs a transaction against this value without storing anything.
+    pub fn with(&self, tx_data: &Edn) -> Result<TxReport> {
+        self.with_meta(tx_data, None)
+    }
+
+    /// `with` with transaction metadata.
+    pub fn with_meta(&self, tx_data: &Edn, tx_meta: Option<&Edn>) -> Result<TxReport> {
+        let outcome = tx::run(self, tx_data, tx_meta, now_millis())?;
+        let db_after = self.apply_tx(&outcome)?;
+        Ok(TxReport {
+            db_before: self.clone(),
+            db_after,
+            tx_data: outcome.tx_data,
+            tempids: outcome.tempids,
+            tx_meta: outcome.tx_meta,
+        })
+    }
+
+    /// Datahike's `db-with`: the database after `with`.
+    pub fn db_with(&self, tx_data: &Edn) -> Result<Db> {
+        Ok(self.with(tx_data)?.db_after)
+    }
+
+    // ------------------------------------------------------------------ read API
+
+    /// Resolves an entity id given as a number, ident keyword or lookup ref. `Ok(None)` when
+    /// the ident or lookup ref names nothing.
+    pub fn entid(&self, x: &Edn) -> Result<Option<Eid>> {
+        match x {
+            Edn::Int(i) => Ok(Some(*i)),
+            Edn::Keyword(k) => Ok(self.schema().ident_eid(*k)),
+            Edn::Vector(xs) | Edn::List(xs) if xs.len() == 2 => {
+                let a = xs[0].as_keyword().ok_or_else(|| Error::Argument(format!("Lookup ref attribute should be a keyword: {x}")))?;
+                if self.schema().attr(a).is_none_or(|attr| attr.unique.is_none()) {
+                    return Err(Error::Argument(format!("Lookup ref attribute should be marked as :db/unique: {x}")));
+                }
+                let v = self.value_for(a, &xs[1])?;
+                Ok(self.datoms_key(IndexOrder::Avet, &DatomKey { a: Some(a), v: Some(v), ..Default::default() })?.first().map(|d| d.e))
+            }
+            _ => Err(Error::Argument(format!("Expected number, keyword or lookup ref as entity id, got {x}"))),
+        }
+    }
+
+    /// Converts an EDN value to the datom value of attribute `a` (refs resolved to ids).
+    pub fn value_for(&self, a: Keyword, v: &Edn) -> Result<Value> {
+        if self.schema().is_ref(a) && !matches!(v, Edn::Int(_)) {
+            return self
+                .entid(v)?
+                .map(Value::Long)
+                .ok_or_else(|| Error::Argument(format!("Nothing found for entity id {v}")));
+        }
+        if let Some(t) = self.schema().attr(a).and_then(|x| x.value_type) {
+            if let Some(value) = t.coerce(v) {
+                return Ok(value);
+            }
+        }
+        Value::from_edn(v).ok_or_else(|| Error::Argument(format!("{v} is not a datom value")))
+    }
+
+    fn check_attr(&self, a: Keyword) -> Result<()> {
+        if self.config().schema_flexibility == SchemaFlexibility::Write && self.schema().attr(a).is_none() {
+            return Err(Error::Argument(format!("{a} is not defined in the current schema")));
+        }
+        Ok(())
+    }
+
+    /// Turns `components` (in index order, Datahike style) into a key.
+    pub fn components_key(&self, order: IndexOrder, components: &[Edn]) -> Result<DatomKey> {
+        if components.len() > 4 {
+            return Err(Error::Argument(format!("at most 4 components are allowed, got {}", components.len())));
+        }
+        let slots: [usize; 4] = match order {
+            IndexOrder::Eavt => [0, 1, 2, 3],
+            IndexOrder::Aevt => [1, 0, 2, 3],
+            IndexOrder::Avet => [1, 2, 0, 3],
+        };
+        // slots[i] = which datom component (0 e, 1 a, 2 v, 3 tx) the i-th given one is.
+        let mut key = DatomKey::default();
+        let attr_pos = slots.iter().position(|s| *s == 1).unwrap_or(1);
+        if let Some(a) = components.get(attr_pos) {
+            if *a != Edn::Nil {
+                let k = a.as_keyword().ok_or_else(|| Error::Argument(format!("attribute must be a keyword, got {a}")))?;
+                self.check_attr(k)?;
+                key.a = Some(k);
+            }
+        }
+        for (i, c) in components.iter().enumerate() {
+            if *c == Edn::Nil {
+                continue;
+            }
+            match slots[i] {
+                0 => key.e = Some(self.entid(c)?.ok_or_else(|| Error::Argument(format!("Nothing found for entity id {c}")))?),
+                2 => {
+                    key.v = Some(match key.a {
+                        Some(a) => self.value_for(a, c)?,
+                        None => Value::from_edn(c).ok_or_else(|| Error::Argument(format!("{c} is not a datom value")))?,
+                    })
+                }
+                3 => key.tx = Some(self.entid(c)?.ok_or_else(|| Error::Argument(format!("bad transaction id {c}")))?),
+                _ => {}
+            }
+        }
+        if order == IndexOrder::Avet {
+            if let Some(a) = key.a {
+                if !self.schema().is_indexed(a) {
+                    return Err(Error::Argument(format!(
+                        "Attribute {a} has no AVET index; declare it with :db/index true, :db/unique or :db.type/ref"
+                    )));
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// Datahike's `datoms`: every datom whose leading components equal `components`.
+    pub fn datoms(&self, order: IndexOrder, components: &[Edn]) -> Result<Vec<Datom>> {
+        let key = self.components_key(order, components)?.prefix_for(order);
+        Ok(self.index(order).range(&key, &key).collect::<IndexResult<Vec<_>>>()?)
+    }
+
+    /// Datahike's `seek-datoms`: from `components` to the end of the index.
+    pub fn seek_datoms(&self, order: IndexOrder, components: &[Edn]) -> Result<Vec<Datom>> {
+        let key = self.components_key(order, components)?.prefix_for(order);
+        Ok(self.index(order).seek(&key).collect::<IndexResult<Vec<_>>>()?)
+    }
+
+    /// Datahike's `rseek-datoms`: from `components` backwards to the start of the index.
+    pub fn rseek_datoms(&self, order: IndexOrder, components: &[Edn]) -> Result<Vec<Datom>> {
+        let key = self.components_key(order, components)?.prefix_for(order);
+        Ok(self.index(order).rseek(&key).collect::<IndexResult<Vec<_>>>()?)
+    }
+
+    /// Datahike's `index-range`: AVET datoms of `attr` with `start <= v <= end` (either bound
+    /// may be nil). The attribute must be indexed.
+    pub fn index_range(&self, attr: Keyword, start: &Edn, end: &Edn) -> Result<Vec<Datom>> {
+        self.check_attr(attr)?;
+        if !self.schema().is_indexed(attr) {
+            return Err(Error::Argument(format!(
+                "Attribute {attr} should be marked as indexed (:db/index true, :db/unique or :db.type/ref) for index-range"
+            )));
+        }
+        let bound = |x: &Edn| -> Result<DatomKey> {
+            Ok(DatomKey {
+                a: Some(attr),
+                v: if *x == Edn::Nil { None } else { Some(self.value_for(attr, x)?) },
+                ..Default::default()
+            })
+        };
+        let (lo, hi) = (bound(start)?, bound(end)?);
+        Ok(self.index(IndexOrder::Avet).range(&lo, &hi).collect::<IndexResult<Vec<_>>>()?)
+    }
+
+    /// Datahike's `schema`.
+    pub fn schema_edn(&self) -> Edn {
+        self.schema().to_edn()
+    }
+
+    /// Datahike's `reverse-schema`.
+    pub fn reverse_schema_edn(&self) -> Edn {
+        self.schema().reverse_edn()
+    }
+
+    /// Datahike's `metrics`: datom counts overall, in AVET, per attribute and per entity.
+    pub fn metrics(&self) -> Result<Edn> {
+        let mut per_attr: Vec<(Keyword, i64)> = Vec::new();
+        let mut per_entity: Vec<(Eid, i64)> = Vec::new();
+        let mut count = 0i64;
+        for d in self.index(IndexOrder::Aevt).range(&DatomKey::default(), &DatomKey::default()) {
+            let d = d?;
+            count += 1;
+            match per_attr.last_mut() {
+                Some((a, n)) if *a == d.a => *n += 1,
+                _ => per_attr.push((d.a, 1)),
+            }
+        }
+        for d in self.index(IndexOrder::Eavt).range(&DatomKey::default(), &DatomKey::default()) {
+            let d = d?;
+            match per_entity.last_mut() {
+                Some((e, n)) if *e == d.e => *n += 1,
+                _ => per_entity.push((d.e, 1)),
+            }
+        }
+        let mut m = vec![
+            (Edn::kw("count"), Edn::Int(count)),
+            (Edn::kw("avet-count"), Edn::Int(self.index(IndexOrder::Avet).count() as i64)),
+            (Edn::kw("per-attr-counts"), Edn::Map(per_attr.into_iter().map(|(a, n)| (Edn::Keyword(a), Edn::Int(n))).collect())),
+            (Edn::kw("per-entity-counts"), Edn::Map(per_entity.into_iter().map(|(e, n)| (Edn::Int(e), Edn::Int(n))).collect())),
+        ];
+        if let Some(h) = &self.0.history {
+            m.push((Edn::kw("temporal-count"), Edn::Int(h.eavt.count() as i64)));
+            m.push((Edn::kw("temporal-avet-count"), Edn::Int(h.avet.count() as i64)));
+        }
+        Ok(Edn::Map(m))
+    }
+
+    /// A short printable summary, `#datahike/DB {:max-tx .. :max-eid ..}`.
+    pub fn to_edn_summary(&self) -> Edn {
+        Edn::Tagged(
+            crate::edn::Symbol::new("datahike/DB"),
+            Box::new(Edn::Map(vec![
+                (Edn::kw("max-tx"), Edn::Int(self.max_tx())),
+                (Edn::kw("max-eid"), Edn::Int(self.max_eid())),
+            ])),
+        )
+    }
+}
+
+/// Milliseconds since the Unix epoch by the wall clock.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,110 @@
+//! The umbrella [`Error`] and the errors of the transaction and configuration layers. Each
+//! error has a stable Datahike code (`:transact/unique`...) from [`Error::code`].
+
+use crate::edn::EdnError;
+use crate::index::IndexError;
+use crate::index::codec::CodecError;
+use crate::store::StoreError;
+
+/// A transaction that cannot be applied. Nothing of it was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// Malformed transaction data (`:transact/syntax`).
+    #[error("{0}")]
+    Syntax(String),
+    /// An attribute or value that the schema does not allow (`:transact/schema`).
+    #[error("{0}")]
+    Schema(String),
+    /// A `:db/unique` constraint violation (`:transact/unique`).
+    #[error("{0}")]
+    Unique(String),
+    /// Conflicting upserts (`:transact/upsert`).
+    #[error("{0}")]
+    Upsert(String),
+    /// A failed `:db/cas` (`:transact/cas`).
+    #[error("{0}")]
+    Cas(String),
+    /// An entity id that cannot be resolved (`:entity-id/missing`).
+    #[error("{0}")]
+    EntityIdMissing(String),
+    /// An entity id of the wrong shape (`:entity-id/syntax`).
+    #[error("{0}")]
+    EntityIdSyntax(String),
+    /// A malformed lookup ref (`:lookup-ref/syntax`).
+    #[error("{0}")]
+    LookupRefSyntax(String),
+    /// A lookup ref on a non-unique attribute (`:lookup-ref/unique`).
+    #[error("{0}")]
+    LookupRefUnique(String),
+}
+
+impl TxError {
+    /// Datahike's error keyword for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxError::Syntax(_) => "transact/syntax",
+            TxError::Schema(_) => "transact/schema",
+            TxError::Unique(_) => "transact/unique",
+            TxError::Upsert(_) => "transact/upsert",
+            TxError::Cas(_) => "transact/cas",
+            TxError::EntityIdMissing(_) => "entity-id/missing",
+            TxError::EntityIdSyntax(_) => "entity-id/syntax",
+            TxError::LookupRefSyntax(_) => "lookup-ref/syntax",
+            TxError::LookupRefUnique(_) => "lookup-ref/unique",
+        }
+    }
+}
+
+/// Every error of the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed EDN text.
+    #[error(transparent)]
+    Edn(#[from] EdnError),
+    /// A bad configuration map.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A rejected transaction.
+    #[error(transparent)]
+    Tx(#[from] TxError),
+    /// A bad argument to a read API (`datoms`, `index-range`...).
+    #[error("{0}")]
+    Argument(String),
+    /// A database that already exists (create) or does not exist (connect).
+    #[error("{0}")]
+    Database(String),
+    /// The index layer failed (corrupt or missing node).
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored bytes that do not decode.
+    #[error("corrupt stored data: {0}")]
+    Codec(#[from] CodecError),
+    /// A bug: an invariant of this library does not hold.
+    #[error("internal error (a bug in datahike-rs): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A stable code in Datahike's style, e.g. `transact/unique`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Edn(_) => "edn/syntax",
+            Error::Config(_) => "config/invalid",
+            Error::Tx(e) => e.code(),
+            Error::Argument(_) => "argument/invalid",
+            Error::Database(_) => "database/state",
+            Error::Index(_) => "index/io",
+            Error::Store(_) => "store/io",
+            Error::Codec(_) => "store/corrupt",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Result with the umbrella error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

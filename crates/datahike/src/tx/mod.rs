@@ -1,0 +1,1082 @@
+//! The transaction pipeline: EDN transaction data in, datoms out, with Datahike's semantics.
+//!
+//! Stages: the data is a queue of items (entity maps, op vectors); maps are resolved (tempids,
+//! lookup refs, upserts) and exploded into `:db/add` ops; every op is checked against the
+//! schema and the working state and emits datoms into `tx-data`. The result, [`TxOutcome`],
+//! is applied to the indices by [`crate::db::Db::apply_tx`], the same function that replays
+//! the log, so a replayed database equals the one that was committed.
+
+mod report;
+
+pub use report::TxReport;
+
+use crate::config::SchemaFlexibility;
+use crate::datom::{Datom, DatomKey, IndexOrder, TX0};
+use crate::db::Db;
+use crate::edn::{Edn, Keyword};
+use crate::error::{Error, Result, TxError};
+use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique, ValueType};
+use crate::value::{Eid, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// What a transaction produced, before it is applied to the indices.
+#[derive(Clone, Debug)]
+pub struct TxOutcome {
+    /// The transaction id.
+    pub tx: Eid,
+    /// Every datom asserted or retracted, in order.
+    pub tx_data: Vec<Datom>,
+    /// The largest user entity id after the transaction.
+    pub max_eid: Eid,
+    /// The transaction's `:db/txInstant` in epoch milliseconds.
+    pub tx_instant: i64,
+    /// Tempids and the ids they resolved to, in order of allocation.
+    pub tempids: Vec<(Edn, Eid)>,
+    /// The transaction metadata map (with `:db/txInstant`).
+    pub tx_meta: Vec<(Keyword, Edn)>,
+}
+
+/// A tempid as written in the transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum TempKey {
+    Int(i64),
+    Str(Arc<str>),
+    CurrentTx(&'static str),
+}
+
+impl TempKey {
+    fn of(x: &Edn) -> Option<TempKey> {
+        match x {
+            Edn::Int(i) if *i < 0 => Some(TempKey::Int(*i)),
+            Edn::Str(s) => match s.as_ref() {
+                ":db/current-tx" => Some(TempKey::CurrentTx(":db/current-tx")),
+                "datomic.tx" => Some(TempKey::CurrentTx("datomic.tx")),
+                "datahike.tx" => Some(TempKey::CurrentTx("datahike.tx")),
+                _ => Some(TempKey::Str(s.clone())),
+            },
+            Edn::Keyword(k) if k.as_str() == "db/current-tx" => Some(TempKey::CurrentTx("db/current-tx")),
+            _ => None,
+        }
+    }
+    fn to_edn(&self) -> Edn {
+        match self {
+            TempKey::Int(i) => Edn::Int(*i),
+            TempKey::Str(s) => Edn::Str(s.clone()),
+            TempKey::CurrentTx("db/current-tx") => Edn::kw("db/current-tx"),
+            TempKey::CurrentTx(s) => Edn::str(s),
+        }
+    }
+    fn is_current_tx(&self) -> bool {
+        matches!(self, TempKey::CurrentTx(_))
+    }
+}
+
+fn is_tx_id(x: &Edn) -> bool {
+    TempKey::of(x).is_some_and(|k| k.is_current_tx())
+}
+
+fn is_tempid(x: &Edn) -> bool {
+    matches!(x, Edn::Int(i) if *i < 0) || matches!(x, Edn::Str(_))
+}
+
+/// `:ns/_attr` <-> `:ns/attr`.
+fn reverse_ref(a: Keyword) -> Keyword {
+    let name = a.name();
+    let flipped = match name.strip_prefix('_') {
+        Some(rest) => rest.to_string(),
+        None => format!("_{name}"),
+    };
+    Keyword::from_parts(a.namespace(), &flipped)
+}
+
+fn is_reverse(a: Keyword) -> bool {
+    a.name().starts_with('_') && a.name().len() > 1
+}
+
+/// One unit of work in the queue.
+enum Item {
+    Map(Vec<(Edn, Edn)>),
+    Op(Vec<Edn>),
+    /// A `:db/add` generated for a composite tuple, exempt from the direct-write check.
+    TupleOp(Vec<Edn>),
+    FlushTuples,
+}
+
+/// Restart the transaction with this tempid bound to this entity (Datahike's
+/// `retry-with-tempid`).
+struct Retry(TempKey, Eid);
+
+enum Fail {
+    Retry(Retry),
+    Error(Error),
+}
+
+impl From<TxError> for Fail {
+    fn from(e: TxError) -> Self {
+        Fail::Error(Error::Tx(e))
+    }
+}
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Error(e)
+    }
+}
+
+type Step<T> = std::result::Result<T, Fail>;
+
+/// Runs a transaction against `db` and returns what it produced. `now_ms` is the wall clock;
+/// the instant used is `max(now, last + 1)` unless the metadata sets `:db/txInstant`.
+pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result<TxOutcome> {
+    let items: Vec<Edn> = match tx_data {
+        Edn::Nil => Vec::new(),
+        Edn::Vector(xs) | Edn::List(xs) => xs.clone(),
+        other => {
+            return Err(TxError::Syntax(format!("Bad transaction data {other}, expected sequential collection")).into())
+        }
+    };
+    let meta = match tx_meta {
+        None | Some(Edn::Nil) => Vec::new(),
+        Some(Edn::Map(m)) => m
+            .iter()
+            .map(|(k, v)| match k {
+                Edn::Keyword(k) => Ok((*k, v.clone())),
+                _ => Err(Error::Tx(TxError::Syntax(format!("Bad transaction meta attribute {k}, expected a keyword")))),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Some(other) => return Err(TxError::Syntax(format!("Bad transaction meta {other}, expected a map")).into()),
+    };
+    let mut prebound: HashMap<TempKey, Eid> = HashMap::new();
+    loop {
+        let mut state = TxState::new(db, prebound.clone(), now_ms, &meta)?;
+        match state.process(&items) {
+            Ok(()) => return state.finish(),
+            Err(Fail::Error(e)) => return Err(e),
+            Err(Fail::Retry(Retry(key, eid))) => {
+                if prebound.contains_key(&key) {
+                    return Err(TxError::Upsert(format!(
+                        "Conflicting upsert: {} resolves both to {eid} and {}",
+                        key.to_edn(),
+                        prebound[&key]
+                    ))
+                    .into());
+                }
+                prebound.insert(key, eid);
+            }
+        }
+    }
+}
+
+/// The working state of one transaction attempt.
+struct TxState<'a> {
+    db: &'a Db,
+    schema: Schema,
+    write_schema: bool,
+    tx: Eid,
+    max_eid: Eid,
+    tx_instant: i64,
+    meta: Vec<(Keyword, Edn)>,
+    tempids: HashMap<TempKey, Eid>,
+    tempid_order: Vec<TempKey>,
+    /// Current datoms of each touched (e, a), initialised from the database on first touch.
+    ea: HashMap<(Eid, Keyword), Vec<Datom>>,
+    /// Attributes touched per entity, for retractEntity over the working state.
+    touched: HashMap<Eid, Vec<Keyword>>,
+    /// Unique (a, v) -> entity after this transaction's changes so far (`None` = gone).
+    unique: HashMap<(Keyword, Value), Option<Eid>>,
+    tx_data: Vec<Datom>,
+    queued_tuples: Vec<(Eid, Keyword, Vec<Value>)>,
+}
+
+impl<'a> TxState<'a> {
+    fn new(db: &'a Db, prebound: HashMap<TempKey, Eid>, now_ms: i64, meta: &[(Keyword, Edn)]) -> Result<TxState<'a>> {
+        let tx = db.max_tx() + 1;
+        let mut tx_instant = now_ms.max(db.last_tx_instant() + 1);
+        let mut meta_out = vec![(Keyword::new("db/txInstant"), Edn::Inst(tx_instant))];
+        for (k, v) in meta {
+            if k.as_str() == "db/txInstant" {
+                let Edn::Inst(ms) = v else {
+                    return Err(TxError::Schema(format!("Bad transaction meta :db/txInstant {v}, expected an instant")).into());
+                };
+                if *ms < db.last_tx_instant() {
+                    return Err(TxError::Syntax(format!(
+                        "Bad transaction meta :db/txInstant {v}: earlier than the last transaction's instant {}",
+                        Edn::Inst(db.last_tx_instant())
+                    ))
+                    .into());
+                }
+                tx_instant = *ms;
+                meta_out[0].1 = v.clone();
+            } else if let Some(slot) = meta_out.iter_mut().find(|(mk, _)| mk == k) {
+                slot.1 = v.clone();
+            } else {
+                meta_out.push((*k, v.clone()));
+            }
+        }
+        let mut tempid_order: Vec<TempKey> = prebound.keys().cloned().collect();
+        tempid_order.sort_by_key(|k| format!("{:?}", k));
+        Ok(TxState {
+            db,
+            schema: db.schema().clone(),
+            write_schema: db.config().schema_flexibility == SchemaFlexibility::Write,
+            tx,
+            max_eid: db.max_eid(),
+            tx_instant,
+            meta: meta_out,
+            tempids: prebound,
+            tempid_order,
+            ea: HashMap::new(),
+            touched: HashMap::new(),
+            unique: HashMap::new(),
+            tx_data: Vec::new(),
+            queued_tuples: Vec::new(),
+        })
+    }
+
+    fn finish(self) -> Result<TxOutcome> {
+        let mut tempids: Vec<(Edn, Eid)> = Vec::new();
+        for key in &self.tempid_order {
+            if let Some(eid) = self.tempids.get(key) {
+                if !tempids.iter().any(|(k, _)| *k == key.to_edn()) {
+                    tempids.push((key.to_edn(), *eid));
+                }
+            }
+        }
+        tempids.push((Edn::kw("db/current-tx"), self.tx));
+        Ok(TxOutcome {
+            tx: self.tx,
+            tx_data: self.tx_data,
+            max_eid: self.max_eid,
+            tx_instant: self.tx_instant,
+            tempids,
+            tx_meta: self.meta,
+        })
+    }
+
+    // ---------------------------------------------------------------- driver
+
+    fn process(&mut self, items: &[Edn]) -> Step<()> {
+        let mut queue: VecDeque<Item> = VecDeque::new();
+        if self.db.config().keep_history {
+            for (k, v) in self.meta.clone() {
+                queue.push_back(Item::Op(vec![Edn::kw("db/add"), Edn::Int(self.tx), Edn::Keyword(k), v]));
+            }
+        }
+        let has_tuples = !self.schema.user_attrs().iter().all(|a| a.tuple_attrs.is_none());
+        for item in items {
+            match item {
+                Edn::Map(m) => queue.push_back(Item::Map(m.clone())),
+                Edn::Vector(xs) | Edn::List(xs) => queue.push_back(Item::Op(xs.clone())),
+                Edn::Nil => {}
+                Edn::Tagged(tag, inner) if tag.as_str() == "datahike/Datom" => match inner.as_ref() {
+                    Edn::Vector(xs) if xs.len() >= 3 => {
+                        let added = !matches!(xs.get(4), Some(Edn::Bool(false)));
+                        let op = if added { "db/add" } else { "db/retract" };
+                        let mut v = vec![Edn::kw(op)];
+                        v.extend(xs.iter().take(3).cloned());
+                        queue.push_back(Item::Op(v));
+                    }
+                    _ => return Err(TxError::Syntax(format!("Bad datom {item}, expected [e a v tx added]")).into()),
+                },
+                other => {
+                    return Err(TxError::Syntax(format!("Bad entity type at {other}, expected map or vector")).into())
+                }
+            }
+            if has_tuples {
+                queue.push_back(Item::FlushTuples);
+            }
+        }
+        while let Some(item) = queue.pop_front() {
+            match item {
+                Item::FlushTuples => {
+                    let ops = self.flush_tuples()?;
+                    for op in ops.into_iter().rev() {
+                        queue.push_front(Item::TupleOp(op));
+                    }
+                }
+                Item::Map(m) => {
+                    let produced = self.explode_map(m)?;
+                    for it in produced.into_iter().rev() {
+                        queue.push_front(it);
+                    }
+                }
+                Item::Op(op) => {
+                    let produced = self.apply_op(op, false)?;
+                    for it in produced.into_iter().rev() {
+                        queue.push_front(it);
+                    }
+                    // Schema maps transacted mid-way may declare tuples.
+                }
+                Item::TupleOp(op) => {
+                    self.apply_op(op, true)?;
+                }
+            }
+        }
+        // Tuples touched by the last items (when no schema tuples existed at the start but
+        // the transaction declared some) are flushed too.
+        let ops = self.flush_tuples()?;
+        for op in ops {
+            self.apply_op(op, true)?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- ids
+
+    fn next_eid(&self) -> Eid {
+        self.max_eid + 1
+    }
+
+    fn advance_max_eid(&mut self, e: Eid) {
+        if e > self.max_eid && e < TX0 {
+            self.max_eid = e;
+        }
+    }
+
+    fn allocate(&mut self, key: Option<TempKey>, eid: Eid) {
+        if let Some(key) = key {
+            if !self.tempids.contains_key(&key) {
+                self.tempid_order.push(key.clone());
+            }
+            self.tempids.insert(key, eid);
+        }
+        self.advance_max_eid(eid);
+    }
+
+    /// Resolves an entity id that must exist: a number, an ident keyword or a lookup ref.
+    fn entid_strict(&mut self, x: &Edn) -> Step<Eid> {
+        match self.entid(x)? {
+            Some(e) => Ok(e),
+            None => Err(TxError::EntityIdMissing(format!("Nothing found for entity id {x}")).into()),
+        }
+    }
+
+    /// Resolves an entity id; `None` when a lookup ref or ident names nothing.
+    fn entid(&mut self, x: &Edn) -> Step<Option<Eid>> {
+        match x {
+            Edn::Int(i) if *i >= 0 => Ok(Some(*i)),
+            Edn::Keyword(k) => Ok(self.schema.ident_eid(*k)),
+            Edn::Vector(xs) | Edn::List(xs) => {
+                if xs.len() != 2 {
+                    return Err(TxError::LookupRefSyntax(format!("Lookup ref should contain 2 elements: {x}")).into());
+                }
+                let Some(a) = xs[0].as_keyword() else {
+                    return Err(TxError::LookupRefSyntax(format!("Lookup ref attribute should be a keyword: {x}")).into());
+                };
+                if self.schema.attr(a).is_none_or(|attr| attr.unique.is_none()) {
+                    return Err(TxError::LookupRefUnique(format!("Lookup ref attribute should be marked as :db/unique: {x}")).into());
+                }
+                if xs[1] == Edn::Nil {
+                    return Ok(None);
+                }
+                let v = self.coerce_value(a, &xs[1], x)?;
+                Ok(self.unique_lookup(a, &v)?)
+            }
+            _ => Err(TxError::EntityIdSyntax(format!("Expected number, string, keyword or lookup ref for entity id, got {x}")).into()),
+        }
+    }
+
+    // ---------------------------------------------------------------- working state
+
+    fn base_may_have(&self, e: Eid) -> bool {
+        e <= self.db.max_eid() || (e >= TX0 && e <= self.db.max_tx())
+    }
+
+    fn ea_datoms(&mut self, e: Eid, a: Keyword) -> Step<&mut Vec<Datom>> {
+        if !self.ea.contains_key(&(e, a)) {
+            let base = if self.base_may_have(e) {
+                self.db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(e), a: Some(a), ..Default::default() })?
+            } else {
+                Vec::new()
+            };
+            self.ea.insert((e, a), base);
+            let t = self.touched.entry(e).or_default();
+            if !t.contains(&a) {
+                t.push(a);
+            }
+        }
+        Ok(self.ea.get_mut(&(e, a)).expect("inserted above"))
+    }
+
+    fn unique_lookup(&mut self, a: Keyword, v: &Value) -> Result<Option<Eid>> {
+        if let Some(found) = self.unique.get(&(a, v.clone())) {
+            return Ok(*found);
+        }
+        let key = DatomKey { a: Some(a), v: Some(v.clone()), ..Default::default() };
+        let found = self.db.datoms_key(IndexOrder::Avet, &key)?.first().map(|d| d.e);
+        Ok(found)
+    }
+
+    /// Records a datom in the working state and in tx-data.
+    fn emit(&mut self, d: Datom) -> Step<()> {
+        let (e, a) = (d.e, d.a);
+        let unique = self.schema.attr(a).and_then(|x| x.unique).is_some();
+        {
+            let vals = self.ea_datoms(e, a)?;
+            if d.added() {
+                vals.push(d.clone());
+            } else {
+                vals.retain(|x| x.v != d.v);
+            }
+        }
+        if unique {
+            self.unique.insert((a, d.v.clone()), if d.added() { Some(e) } else { None });
+        }
+        if is_schema_attr(a) {
+            self.schema.apply_datom(&d);
+        }
+        if d.added() {
+            self.advance_max_eid(e);
+        }
+        let tuples: Vec<(Keyword, usize)> = self.schema.tuples_of(a).to_vec();
+        for (tuple, idx) in tuples {
+            let v = if d.added() { d.v.clone() } else { Value::Nil };
+            self.queue_tuple(e, tuple, idx, v)?;
+        }
+        self.tx_data.push(d);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- tuples
+
+    fn queue_tuple(&mut self, e: Eid, tuple: Keyword, idx: usize, v: Value) -> Step<()> {
+        let pos = self.queued_tuples.iter().position(|(qe, qt, _)| *qe == e && *qt == tuple);
+        let n = self.schema.attr(tuple).and_then(|t| t.tuple_attrs.as_ref()).map_or(0, Vec::len);
+        let current = match pos {
+            Some(p) => self.queued_tuples[p].2.clone(),
+            None => match self.ea_datoms(e, tuple)?.first() {
+                Some(Datom { v: Value::Tuple(xs), .. }) => xs.to_vec(),
+                _ => vec![Value::Nil; n],
+            },
+        };
+        let mut value = current;
+        if value.len() < n {
+            value.resize(n, Value::Nil);
+        }
+        if idx < value.len() {
+            value[idx] = v;
+        }
+        match pos {
+            Some(p) => self.queued_tuples[p].2 = value,
+            None => self.queued_tuples.push((e, tuple, value)),
+        }
+        Ok(())
+    }
+
+    fn flush_tuples(&mut self) -> Step<Vec<Vec<Edn>>> {
+        let queued = std::mem::take(&mut self.queued_tuples);
+        let mut ops = Vec::new();
+        for (e, tuple, value) in queued {
+            let current = self.ea_datoms(e, tuple)?.first().map(|d| d.v.clone());
+            let value = if value.iter().all(|v| *v == Value::Nil) { None } else { Some(Value::Tuple(value.into())) };
+            match (value, current) {
+                (v, c) if v == c => {}
+                (None, Some(c)) => ops.push(vec![Edn::kw("db/retract"), Edn::Int(e), Edn::Keyword(tuple), c.to_edn()]),
+                (Some(v), _) => ops.push(vec![Edn::kw("db/add"), Edn::Int(e), Edn::Keyword(tuple), v.to_edn()]),
+                (None, None) => {}
+            }
+        }
+        Ok(ops)
+    }
+
+    // ---------------------------------------------------------------- values
+
+    fn check_attr(&self, a: Keyword, context: &dyn std::fmt::Display) -> Step<()> {
+        if self.write_schema && self.schema.attr(a).is_none() {
+            return Err(TxError::Schema(format!("Bad entity attribute {a} at {context}, not defined in current schema")).into());
+        }
+        Ok(())
+    }
+
+    /// Converts an EDN value for attribute `a` (refs must already be resolved to ids).
+    fn coerce_value(&self, a: Keyword, v: &Edn, context: &dyn std::fmt::Display) -> Step<Value> {
+        if *v == Edn::Nil {
+            return Err(TxError::Syntax(format!("Cannot store nil as a value at {context}")).into());
+        }
+        let attr = self.schema.attr(a);
+        let declared = attr.and_then(|x| x.value_type);
+        if let Some(t) = declared {
+            if let Some(value) = t.coerce(v) {
+                return Ok(value);
+            }
+            if self.write_schema || crate::schema::is_system_ident(a) {
+                return Err(TxError::Schema(format!(
+                    "Bad entity value {v} at {context}, value does not match schema definition. Must be conform to: :{}",
+                    t.keyword()
+                ))
+                .into());
+            }
+        }
+        Value::from_edn(v).ok_or_else(|| {
+            Fail::from(TxError::Syntax(format!("Bad entity value {v} at {context}: not a storable value")))
+        })
+    }
+
+    fn check_tuple_value(&self, attr: &Attribute, v: &Value, context: &dyn std::fmt::Display) -> Step<()> {
+        let Value::Tuple(xs) = v else { return Ok(()) };
+        if let Some(t) = attr.tuple_type {
+            if xs.len() > 8 {
+                return Err(TxError::Syntax(format!("Cannot store more than 8 values for homogeneous tuple: {context}")).into());
+            }
+            if !xs.iter().all(|x| *x == Value::Nil || t.accepts(x)) {
+                return Err(TxError::Syntax(format!("Cannot store homogeneous tuple. Values are of wrong type: {context}")).into());
+            }
+        }
+        if let Some(types) = &attr.tuple_types {
+            if xs.len() != types.len() {
+                return Err(TxError::Syntax(format!(
+                    "Cannot store heterogeneous tuple: expecting {} values, got {}",
+                    types.len(),
+                    xs.len()
+                ))
+                .into());
+            }
+            if !xs.iter().zip(types).all(|(x, t)| *x == Value::Nil || t.accepts(x)) {
+                return Err(TxError::Syntax(format!(
+                    "Cannot store heterogeneous tuple: there is a mismatch between values {} and their types {}",
+                    v.to_edn(),
+                    Edn::Vector(types.iter().map(|t| Edn::kw(t.keyword())).collect())
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- maps
+
+    fn explode_map(&mut self, entity: Vec<(Edn, Edn)>) -> Step<Vec<Item>> {
+        let entity_edn = Edn::Map(entity.clone());
+        let id_kw = Edn::kw("db/id");
+        let old_id = entity.iter().find(|(k, _)| *k == id_kw).map(|(_, v)| v.clone()).filter(|v| *v != Edn::Nil);
+        // Resolve :db/id.
+        let resolved: Option<Edn> = match &old_id {
+            Some(x) if is_tx_id(x) => {
+                self.allocate(TempKey::of(x), self.tx);
+                Some(Edn::Int(self.tx))
+            }
+            Some(x @ (Edn::Vector(_) | Edn::List(_))) => Some(Edn::Int(self.entid_strict(x)?)),
+            Some(Edn::Keyword(k)) => Some(Edn::Int(self.entid_strict(&Edn::Keyword(*k))?)),
+            Some(x @ (Edn::Int(_) | Edn::Str(_))) => Some(x.clone()),
+            Some(x) => {
+                return Err(TxError::EntityIdSyntax(format!(
+                    "Expected number, string, keyword or lookup ref for :db/id, got {x}"
+                ))
+                .into())
+            }
+            None => None,
+        };
+        let resolved_key = resolved.as_ref().and_then(|r| if is_tempid(r) { TempKey::of(r) } else { None });
+        let resolved_tempid = resolved_key.as_ref().and_then(|k| self.tempids.get(k).copied());
+        let upserted = self.upsert_eid(&entity, resolved.as_ref(), &entity_edn)?;
+        if let (Some(up), Some(prev), Some(key)) = (upserted, resolved_tempid, resolved_key.clone()) {
+            if up != prev {
+                return Err(Fail::Retry(Retry(key, up)));
+            }
+        }
+        let new_eid = match (&upserted, &resolved) {
+            (Some(up), _) => *up,
+            (None, None) => self.next_eid(),
+            (None, Some(r)) if is_tempid(r) => resolved_tempid.unwrap_or_else(|| self.next_eid()),
+            (None, Some(Edn::Int(i))) => *i,
+            (None, Some(other)) => {
+                return Err(TxError::EntityIdSyntax(format!("Expected number, string, keyword or lookup ref for :db/id, got {other}")).into())
+            }
+        };
+        self.check_schema_update(&entity, new_eid, &entity_edn)?;
+        self.allocate(resolved_key, new_eid);
+        if resolved.is_none() {
+            self.advance_max_eid(new_eid);
+        }
+        // Explode into ops.
+        let mut out = Vec::new();
+        for (k, vs) in &entity {
+            if *k == id_kw || k.as_keyword().is_some_and(|k| k.as_str() == "db/ensure") {
+                continue;
+            }
+            let Some(a) = k.as_keyword() else {
+                return Err(TxError::Syntax(format!("Bad entity attribute {k} at {entity_edn}, expected keyword or string")).into());
+            };
+            let reverse = is_reverse(a);
+            let straight = if reverse { reverse_ref(a) } else { a };
+            self.check_attr(straight, &Edn::Map(vec![(id_kw.clone(), Edn::Int(new_eid)), (k.clone(), vs.clone())]))?;
+            if reverse && !self.schema.is_ref(straight) {
+                return Err(TxError::Syntax(format!(
+                    "Bad attribute {a}: reverse attribute name requires {{:db/valueType :db.type/ref}} in schema"
+                ))
+                .into());
+            }
+            for v in self.wrap_multival(a, straight, reverse, vs) {
+                if self.schema.is_ref(straight) {
+                    if let Edn::Map(nested) = &v {
+                        let mut nested = nested.clone();
+                        nested.push((Edn::Keyword(reverse_ref(a)), Edn::Int(new_eid)));
+                        out.push(Item::Map(nested));
+                        continue;
+                    }
+                }
+                if reverse {
+                    out.push(Item::Op(vec![Edn::kw("db/add"), v, Edn::Keyword(straight), Edn::Int(new_eid)]));
+                } else {
+                    out.push(Item::Op(vec![Edn::kw("db/add"), Edn::Int(new_eid), Edn::Keyword(straight), v]));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn wrap_multival(&self, a: Keyword, straight: Keyword, reverse: bool, vs: &Edn) -> Vec<Edn> {
+        if !(reverse || self.schema.is_many(a)) {
+            return vec![vs.clone()];
+        }
+        match vs {
+            Edn::Vector(xs) | Edn::List(xs) | Edn::Set(xs) => {
+                let lookup_ref = xs.len() == 2 && xs[0].as_keyword().is_some_and(|k| self.schema.is_identity(k));
+                if lookup_ref && !(vs.as_seq().is_some() && matches!(vs, Edn::Set(_))) {
+                    let _ = straight;
+                    vec![vs.clone()]
+                } else {
+                    xs.clone()
+                }
+            }
+            _ => vec![vs.clone()],
+        }
+    }
+
+    fn upsert_eid(&mut self, entity: &[(Edn, Edn)], resolved: Option<&Edn>, context: &Edn) -> Step<Option<Eid>> {
+        let mut found: Option<(Eid, Keyword, Edn)> = None;
+        for (k, v) in entity {
+            let Some(a) = k.as_keyword() else { continue };
+            if !self.schema.is_identity(a) {
+                continue;
+            }
+            let v = if self.schema.is_ref(a) && is_tempid(v) {
+                match TempKey::of(v).and_then(|t| self.tempids.get(&t).copied()) {
+                    Some(e) => Edn::Int(e),
+                    None => continue,
+                }
+            } else {
+                v.clone()
+            };
+            let value = if self.schema.is_ref(a) {
+                match self.entid(&v)? {
+                    Some(e) => Value::Long(e),
+                    None => continue,
+                }
+            } else {
+                self.coerce_value(a, &v, context)?
+            };
+            if let Some(e) = self.unique_lookup(a, &value)? {
+                match &found {
+                    None => found = Some((e, a, v.clone())),
+                    Some((fe, _, _)) if *fe == e => {}
+                    Some((fe, fa, fv)) => {
+                        return Err(TxError::Upsert(format!(
+                            "Conflicting upserts: [{fa} {fv}] resolves to {fe}, but [{a} {v}] resolves to {e}"
+                        ))
+                        .into())
+                    }
+                }
+            }
+        }
+        // Composite unique tuples fully present in the map.
+        let tuple_attrs: Vec<(Keyword, Vec<Keyword>)> = self
+            .schema
+            .user_attrs()
+            .into_iter()
+            .filter(|t| t.unique == Some(Unique::Identity))
+            .filter_map(|t| t.tuple_attrs.clone().map(|parts| (t.ident, parts)))
+            .collect();
+        for (tuple, parts) in tuple_attrs {
+            let mut values = Vec::new();
+            for p in &parts {
+                match entity.iter().find(|(k, _)| k.as_keyword() == Some(*p)) {
+                    Some((_, v)) if self.schema.is_ref(*p) && is_tempid(v) => break,
+                    Some((_, v)) if self.schema.is_ref(*p) => values.push(Value::Long(self.entid_strict(v)?)),
+                    Some((_, v)) => values.push(self.coerce_value(*p, v, context)?),
+                    None => break,
+                }
+            }
+            if values.len() != parts.len() {
+                continue;
+            }
+            let value = Value::Tuple(values.into());
+            if let Some(e) = self.unique_lookup(tuple, &value)? {
+                match &found {
+                    None => found = Some((e, tuple, value.to_edn())),
+                    Some((fe, _, _)) if *fe == e => {}
+                    Some((fe, fa, fv)) => {
+                        return Err(TxError::Upsert(format!(
+                            "Conflicting upserts: [{fa} {fv}] resolves to {fe}, but [{tuple} {}] resolves to {e}",
+                            value.to_edn()
+                        ))
+                        .into())
+                    }
+                }
+            }
+        }
+        if let (Some((e, a, v)), Some(Edn::Int(id))) = (&found, resolved) {
+            if *id >= 0 && id != e {
+                return Err(TxError::Upsert(format!(
+                    "Conflicting upsert: [{a} {v}] resolves to {e}, but entity already has :db/id {id}"
+                ))
+                .into());
+            }
+        }
+        Ok(found.map(|(e, _, _)| e))
+    }
+
+    fn check_schema_update(&self, entity: &[(Edn, Edn)], eid: Eid, context: &Edn) -> Step<()> {
+        let keys: Vec<Keyword> = entity.iter().filter_map(|(k, _)| k.as_keyword()).collect();
+        if !keys.iter().any(|k| is_schema_attr(*k) && k.as_str() != "db/doc" || k.as_str() == "db/ident") {
+            return Ok(());
+        }
+        let get = |name: &str| entity.iter().find(|(k, _)| k.as_keyword().is_some_and(|k| k.as_str() == name)).map(|(_, v)| v);
+        if let Some(Edn::Keyword(ident)) = get("db/ident") {
+            if is_system_ident(*ident) {
+                return Err(TxError::Schema(format!(
+                    "Using namespace 'db' for attribute identifiers is not allowed: {context}"
+                ))
+                .into());
+            }
+        }
+        let existing = self.schema.eid_ident(eid).and_then(|i| self.schema.attr(i)).filter(|a| a.eid == eid).cloned();
+        if let Some(old) = existing {
+            let mut invalid = Vec::new();
+            for (k, v) in entity {
+                let Some(k) = k.as_keyword() else { continue };
+                let old_v = old_prop(&old, k);
+                if old_v.as_ref() == Some(v) {
+                    continue;
+                }
+                let ok = match k.as_str() {
+                    "db/id" | "db/doc" | "db/noHistory" | "db/isComponent" | "db/maxLength" | "db.attr/preds" | "db/ident" => true,
+                    "db/cardinality" => !(v == &Edn::kw("db.cardinality/many") && old.unique.is_some()),
+                    "db/unique" => !old.many && self.attr_unused(old.ident),
+                    "db/index" => v == &Edn::Bool(true) && (old.index || self.attr_unused(old.ident)),
+                    "db/valueType" | "db/tupleAttrs" | "db/tupleTypes" | "db/tupleType" => self.attr_unused(old.ident),
+                    _ => true,
+                };
+                if !ok {
+                    invalid.push(format!("{k} {} -> {v}", old_v.map_or("nil".to_string(), |x| x.to_string())));
+                }
+            }
+            if !invalid.is_empty() {
+                return Err(TxError::Schema(format!(
+                    "Update not supported for these schema attributes: {} in {context}",
+                    invalid.join(", ")
+                ))
+                .into());
+            }
+        } else if self.write_schema && (get("db/cardinality").is_some() || get("db/valueType").is_some()) {
+            let complete = get("db/ident").is_some() && get("db/valueType").is_some() && get("db/cardinality").is_some();
+            if !complete {
+                return Err(TxError::Schema(format!(
+                    "Incomplete schema transaction attributes, expected :db/ident, :db/valueType, :db/cardinality in {context}"
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether attribute `a` has no datoms, current or pending.
+    fn attr_unused(&self, a: Keyword) -> bool {
+        let key = DatomKey { a: Some(a), ..Default::default() };
+        let none_in_db = self.db.count_key(IndexOrder::Aevt, &key).map(|n| n == 0).unwrap_or(false);
+        none_in_db && !self.tx_data.iter().any(|d| d.a == a && d.added())
+    }
+
+    // ---------------------------------------------------------------- ops
+
+    fn apply_op(&mut self, op_vec: Vec<Edn>, internal: bool) -> Step<Vec<Item>> {
+        let ctx = Edn::Vector(op_vec.clone());
+        let Some(op) = op_vec.first().and_then(Edn::as_keyword) else {
+            return Err(TxError::Syntax(format!("Bad entity type at {ctx}, expected an operation keyword first")).into());
+        };
+        let arg = |i: usize| op_vec.get(i).cloned().unwrap_or(Edn::Nil);
+        let (e, a, v) = (arg(1), arg(2), arg(3));
+        match op.as_str() {
+            "db/add" => {
+                if op_vec.len() != 4 {
+                    return Err(TxError::Syntax(format!("Bad :db/add {ctx}, expected [:db/add e a v]")).into());
+                }
+                let a_kw = self.attr_of(&a, &ctx)?;
+                if let Some(attr) = self.schema.attr(a_kw) {
+                    if attr.tuple_attrs.is_some() && !internal {
+                        return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+                    }
+                }
+                if is_tx_id(&e) {
+                    self.allocate(TempKey::of(&e), self.tx);
+                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), Edn::Int(self.tx), a, v])]);
+                }
+                if self.schema.is_ref(a_kw) && is_tx_id(&v) {
+                    self.allocate(TempKey::of(&v), self.tx);
+                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), e, a, Edn::Int(self.tx)])]);
+                }
+                if is_tempid(&e) {
+                    let key = TempKey::of(&e).expect("tempid");
+                    let upserted = if self.schema.is_identity(a_kw) && v != Edn::Nil {
+                        let value = if self.schema.is_ref(a_kw) {
+                            self.entid(&v)?.map(Value::Long)
+                        } else {
+                            Some(self.coerce_value(a_kw, &v, &ctx)?)
+                        };
+                        match value {
+                            Some(value) => self.unique_lookup(a_kw, &value)?,
+                            None => None,
+                        }
+                    } else {
+                        None
+                    };
+                    let allocated = self.tempids.get(&key).copied();
+                    if let (Some(up), Some(al)) = (upserted, allocated) {
+                        if up != al {
+                            return Err(Fail::Retry(Retry(key, up)));
+                        }
+                    }
+                    let eid = upserted.or(allocated).unwrap_or_else(|| self.next_eid());
+                    self.allocate(Some(key), eid);
+                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), Edn::Int(eid), a, v])]);
+                }
+                if self.schema.is_ref(a_kw) && is_tempid(&v) {
+                    let key = TempKey::of(&v).expect("tempid");
+                    let vid = match self.tempids.get(&key) {
+                        Some(id) => *id,
+                        None => {
+                            let id = self.next_eid();
+                            self.allocate(Some(key), id);
+                            id
+                        }
+                    };
+                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), e, a, Edn::Int(vid)])]);
+                }
+                self.transact_add(&e, a_kw, &v, &ctx)?;
+                Ok(Vec::new())
+            }
+            "db/retract" => {
+                if !(3..=4).contains(&op_vec.len()) {
+                    return Err(TxError::Syntax(format!("Bad :db/retract {ctx}, expected [:db/retract e a] or [:db/retract e a v]")).into());
+                }
+                if is_tempid(&e) {
+                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                }
+                let a_kw = self.attr_of(&a, &ctx)?;
+                let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
+                let targets: Vec<Datom> = if op_vec.len() == 3 {
+                    self.ea_datoms(eid, a_kw)?.clone()
+                } else {
+                    let value = self.resolve_value(a_kw, &v, &ctx)?;
+                    self.ea_datoms(eid, a_kw)?.iter().filter(|d| d.v == value).cloned().collect()
+                };
+                for d in targets {
+                    self.emit(Datom::new(d.e, d.a, d.v, self.tx, false))?;
+                }
+                Ok(Vec::new())
+            }
+            "db.fn/retractAttribute" => {
+                let a_kw = self.attr_of(&a, &ctx)?;
+                let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
+                let targets = self.ea_datoms(eid, a_kw)?.clone();
+                let mut out = Vec::new();
+                let component = self.schema.attr(a_kw).is_some_and(|x| x.component);
+                for d in targets {
+                    if component {
+                        if let Value::Long(child) = d.v {
+                            out.push(Item::Op(vec![Edn::kw("db.fn/retractEntity"), Edn::Int(child)]));
+                        }
+                    }
+                    self.emit(Datom::new(d.e, d.a, d.v, self.tx, false))?;
+                }
+                Ok(out)
+            }
+            "db/retractEntity" | "db.fn/retractEntity" => {
+                if is_tempid(&e) {
+                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                }
+                let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
+                self.retract_entity(eid)
+            }
+            "db/cas" | "db.fn/cas" => {
+                if op_vec.len() != 5 {
+                    return Err(TxError::Syntax(format!("Bad {op} {ctx}, expected [{op} e a old new]")).into());
+                }
+                let a_kw = self.attr_of(&a, &ctx)?;
+                let eid = self.entid_strict(&e)?;
+                let old = arg(3);
+                let new = arg(4);
+                let current: Vec<Value> = self.ea_datoms(eid, a_kw)?.iter().map(|d| d.v.clone()).collect();
+                let show = |vals: &[Value], many: bool| -> String {
+                    if many {
+                        Edn::List(vals.iter().map(Value::to_edn).collect()).to_string()
+                    } else {
+                        vals.first().map_or("nil".to_string(), |v| v.to_edn().to_string())
+                    }
+                };
+                let many = self.schema.is_many(a_kw);
+                if old == Edn::Nil {
+                    if !current.is_empty() {
+                        return Err(TxError::Cas(format!(
+                            ":db.fn/cas failed on datom [{eid} {a_kw} {}], expected nil",
+                            show(&current, many)
+                        ))
+                        .into());
+                    }
+                } else {
+                    let old_v = self.resolve_value(a_kw, &old, &ctx)?;
+                    if !current.contains(&old_v) || (!many && current.first() != Some(&old_v)) {
+                        return Err(TxError::Cas(format!(
+                            ":db.fn/cas failed on datom [{eid} {a_kw} {}], expected {old}",
+                            show(&current, many)
+                        ))
+                        .into());
+                    }
+                }
+                Ok(vec![Item::Op(vec![Edn::kw("db/add"), Edn::Int(eid), a, new])])
+            }
+            "db/purge" | "db.purge/attribute" | "db.purge/entity" | "db.history.purge/before" => {
+                Err(TxError::Syntax(format!("{op} (excision) is not supported yet by this version of datahike-rs: {ctx}")).into())
+            }
+            "db.fn/call" => Err(TxError::Syntax(format!(
+                ":db.fn/call needs a function value, which EDN transaction data cannot carry: {ctx}"
+            ))
+            .into()),
+            _ => Err(TxError::Syntax(format!(
+                "Unknown operation at {ctx}, expected :db/add, :db/retract, :db.fn/retractAttribute, :db/retractEntity, :db.fn/retractEntity, :db/cas, :db.fn/cas"
+            ))
+            .into()),
+        }
+    }
+
+    fn attr_of(&self, a: &Edn, ctx: &Edn) -> Step<Keyword> {
+        let Some(k) = a.as_keyword() else {
+            return Err(TxError::Syntax(format!("Bad entity attribute {a} at {ctx}, expected keyword or string")).into());
+        };
+        self.check_attr(k, ctx)?;
+        Ok(k)
+    }
+
+    /// A value for attribute `a`, resolving refs (ids, idents, lookup refs).
+    fn resolve_value(&mut self, a: Keyword, v: &Edn, ctx: &Edn) -> Step<Value> {
+        if self.schema.is_ref(a) {
+            if *v == Edn::Nil {
+                return Err(TxError::Syntax(format!("Cannot store nil as a value at {ctx}")).into());
+            }
+            return Ok(Value::Long(self.entid_strict(v)?));
+        }
+        self.coerce_value(a, v, ctx)
+    }
+
+    fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &Edn) -> Step<()> {
+        let eid = self.entid_strict(e)?;
+        let value = self.resolve_value(a, v, ctx)?;
+        let attr = self.schema.attr(a).cloned();
+        if let Some(attr) = &attr {
+            self.check_tuple_value(attr, &value, ctx)?;
+        }
+        let many = attr.as_ref().is_some_and(|x| x.many);
+        let unique = attr.as_ref().and_then(|x| x.unique).is_some();
+        let current = self.ea_datoms(eid, a)?.clone();
+        if many {
+            if current.iter().any(|d| d.v == value) {
+                return Ok(());
+            }
+        } else if let Some(old) = current.first() {
+            if old.v == value {
+                return Ok(());
+            }
+        }
+        let new = Datom::new(eid, a, value, self.tx, true);
+        if unique {
+            if let Some(other) = self.unique_lookup(a, &new.v)? {
+                if other != eid {
+                    return Err(TxError::Unique(format!(
+                        "Cannot add {new} because of unique constraint: [{other} {a} {}]",
+                        new.v.to_edn()
+                    ))
+                    .into());
+                }
+            }
+        }
+        if !many {
+            if let Some(old) = current.first() {
+                self.emit(Datom::new(old.e, old.a, old.v.clone(), self.tx, false))?;
+            }
+        }
+        self.emit(new)
+    }
+
+    fn retract_entity(&mut self, eid: Eid) -> Step<Vec<Item>> {
+        // Datoms of the entity: the database's plus this transaction's.
+        let mut attrs: Vec<Keyword> = Vec::new();
+        if self.base_may_have(eid) {
+            for d in self.db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(eid), ..Default::default() })? {
+                if !attrs.contains(&d.a) {
+                    attrs.push(d.a);
+                }
+            }
+        }
+        for a in self.touched.get(&eid).cloned().unwrap_or_default() {
+            if !attrs.contains(&a) {
+                attrs.push(a);
+            }
+        }
+        let mut e_datoms = Vec::new();
+        for a in attrs {
+            e_datoms.extend(self.ea_datoms(eid, a)?.iter().cloned());
+        }
+        // Datoms pointing at the entity through ref attributes.
+        let mut v_datoms = Vec::new();
+        let ref_attrs: Vec<Keyword> = self.schema.user_attrs().iter().filter(|a| a.is_ref()).map(|a| a.ident).collect();
+        for a in ref_attrs {
+            let key = DatomKey { a: Some(a), v: Some(Value::Long(eid)), ..Default::default() };
+            let mut sources: Vec<Eid> = self.db.datoms_key(IndexOrder::Avet, &key)?.iter().map(|d| d.e).collect();
+            for ((e, ta), vals) in &self.ea {
+                if *ta == a && vals.iter().any(|d| d.v == Value::Long(eid)) && !sources.contains(e) {
+                    sources.push(*e);
+                }
+            }
+            for src in sources {
+                v_datoms.extend(self.ea_datoms(src, a)?.iter().filter(|d| d.v == Value::Long(eid)).cloned());
+            }
+        }
+        let mut components = Vec::new();
+        for d in &e_datoms {
+            if self.schema.attr(d.a).is_some_and(|x| x.component) {
+                if let Value::Long(child) = d.v {
+                    components.push(Item::Op(vec![Edn::kw("db.fn/retractEntity"), Edn::Int(child)]));
+                }
+            }
+        }
+        for d in e_datoms.into_iter().chain(v_datoms) {
+            // A datom may be listed twice (a self reference); retract it once.
+            if self.ea.get(&(d.e, d.a)).is_some_and(|vals| vals.iter().any(|x| x.v == d.v)) {
+                self.emit(Datom::new(d.e, d.a, d.v, self.tx, false))?;
+            }
+        }
+        Ok(components)
+    }
+}
+
+fn old_prop(a: &Attribute, k: Keyword) -> Option<Edn> {
+    Some(match k.as_str() {
+        "db/ident" => Edn::Keyword(a.ident),
+        "db/valueType" => Edn::kw(a.value_type?.keyword()),
+        "db/cardinality" => Edn::kw(if a.many { "db.cardinality/many" } else { "db.cardinality/one" }),
+        "db/unique" => Edn::kw(match a.unique? {
+            Unique::Identity => "db.unique/identity",
+            Unique::Value => "db.unique/value",
+        }),
+        "db/index" => Edn::Bool(a.index),
+        "db/isComponent" => Edn::Bool(a.component),
+        "db/noHistory" => Edn::Bool(a.no_history),
+        "db/tupleAttrs" => Edn::Vector(a.tuple_attrs.as_ref()?.iter().map(|k| Edn::Keyword(*k)).collect()),
+        "db/tupleTypes" => Edn::Vector(a.tuple_types.as_ref()?.iter().map(|t| Edn::kw(t.keyword())).collect()),
+        "db/tupleType" => Edn::kw(a.tuple_type?.keyword()),
+        _ => return None,
+    })
+}
+
+#[allow(dead_code)]
+fn _uses(_: ValueType) {}
