@@ -1,0 +1,375 @@
+//! Runs the operations of `../shared/bench/WORKLOAD.md` that this version supports on
+//! datahike-rs, with that file's timing protocol, and prints the same JSON lines as the peer
+//! runners, so `tools/compare.py` checks our answers and puts us beside the peers.
+//!
+//! ```text
+//! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
+//! ```
+//!
+//! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
+//! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
+//! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
+
+use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword};
+use serde_json::{json, Value as Json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+struct Args {
+    data: PathBuf,
+    ops: Option<Vec<String>>,
+    out: Option<PathBuf>,
+    backends: Vec<String>,
+    dir: PathBuf,
+    warmup_ms: f64,
+    warmup_min: usize,
+    sample_ms: f64,
+    sample_min: usize,
+    sample_max: usize,
+    load_warmup: usize,
+    load_samples: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        data: PathBuf::from("../shared/bench/data/n20000"),
+        ops: None,
+        out: None,
+        backends: vec!["file".into(), "memory".into()],
+        dir: std::env::temp_dir().join("datahike-bench"),
+        warmup_ms: 3000.0,
+        warmup_min: 5,
+        sample_ms: 2000.0,
+        sample_min: 5,
+        sample_max: 1000,
+        load_warmup: 1,
+        load_samples: 3,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let flag = argv[i].as_str();
+        let val = argv.get(i + 1).cloned().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<f64>().map_err(|_| format!("{flag} needs a number, got {v}"));
+        match flag {
+            "--data" => a.data = PathBuf::from(val),
+            "--ops" => a.ops = Some(val.split(',').map(str::to_string).collect()),
+            "--out" => a.out = Some(PathBuf::from(val)),
+            "--backend" => {
+                a.backends = match val.as_str() {
+                    "both" => vec!["file".into(), "memory".into()],
+                    "file" | "memory" => vec![val],
+                    other => return Err(format!("--backend must be file, memory or both, got {other}")),
+                }
+            }
+            "--dir" => a.dir = PathBuf::from(val),
+            "--warmup-ms" => a.warmup_ms = num(&val)?,
+            "--warmup-min" => a.warmup_min = num(&val)? as usize,
+            "--sample-ms" => a.sample_ms = num(&val)?,
+            "--sample-min" => a.sample_min = num(&val)? as usize,
+            "--sample-max" => a.sample_max = num(&val)? as usize,
+            "--load-warmup" => a.load_warmup = num(&val)? as usize,
+            "--load-samples" => a.load_samples = num(&val)? as usize,
+            other => return Err(format!("unknown argument {other}")),
+        }
+        i += 2;
+    }
+    Ok(a)
+}
+
+const SCHEMA: &str = r#"[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
+ {:db/ident :last-name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
+ {:db/ident :sex :db/valueType :db.type/keyword :db/cardinality :db.cardinality/one :db/index true}
+ {:db/ident :age :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
+ {:db/ident :salary :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
+ {:db/ident :email :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+ {:db/ident :follows :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]"#;
+
+const ATTRS: [&str; 7] = ["name", "last-name", "sex", "age", "salary", "email", "follows"];
+
+struct Bench {
+    args: Args,
+    n: i64,
+    people: Vec<Edn>,
+    params: Edn,
+    counter: usize,
+}
+
+fn stats(times: &[f64]) -> (f64, f64, f64) {
+    let mut s = times.to_vec();
+    s.sort_by(f64::total_cmp);
+    let mid = s.len() / 2;
+    let median = if s.len() % 2 == 1 { s[mid] } else { (s[mid - 1] + s[mid]) / 2.0 };
+    (median, s[0], s[s.len() - 1])
+}
+
+fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+impl Bench {
+    fn emit(&self, obj: Json) {
+        let line = obj.to_string();
+        println!("{line}");
+        if let Some(out) = &self.args.out {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(out).expect("open --out file");
+            writeln!(f, "{line}").expect("write --out file");
+        }
+    }
+
+    fn wanted(&self, op: &str) -> bool {
+        self.args.ops.as_ref().is_none_or(|ops| ops.iter().any(|o| o == op))
+    }
+
+    fn config(&mut self, backend: &str) -> Config {
+        self.counter += 1;
+        let mut c = match backend {
+            "file" => Config::file(self.args.dir.join(format!("db-{}-{}", std::process::id(), self.counter))),
+            _ => Config::memory(&format!("bench-{}-{}", std::process::id(), self.counter)),
+        };
+        // The peers keep no history; Datahike's benchmark switches it off too.
+        c.keep_history = false;
+        c
+    }
+
+    fn fresh_conn(&mut self, backend: &str) -> Conn {
+        let config = self.config(backend);
+        let _ = datahike::delete_database(&config);
+        datahike::create_database(&config).expect("create database");
+        let conn = datahike::connect(&config).expect("connect");
+        conn.transact(&edn::read_str(SCHEMA).expect("schema")).expect("schema tx");
+        conn
+    }
+
+    /// Runs one op with the workload's protocol. `run` gets the iteration number and returns
+    /// `(result_count, check)`.
+    fn bench(&mut self, peer: &str, op: &str, load: bool, durable: bool, mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>)) {
+        let t0 = Instant::now();
+        let (count, check) = run(self, 0);
+        let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let mut times = Vec::new();
+        let mut iter = 1;
+        let mut warm = 0;
+        if load {
+            for _ in 0..self.args.load_warmup {
+                run(self, iter);
+                iter += 1;
+                warm += 1;
+            }
+            for _ in 0..self.args.load_samples.max(1) {
+                let s = Instant::now();
+                run(self, iter);
+                times.push(s.elapsed().as_secs_f64() * 1000.0);
+                iter += 1;
+            }
+        } else {
+            let start = Instant::now();
+            while warm < self.args.warmup_min || start.elapsed().as_secs_f64() * 1000.0 < self.args.warmup_ms {
+                run(self, iter);
+                iter += 1;
+                warm += 1;
+            }
+            let start = Instant::now();
+            while (times.len() < self.args.sample_min || start.elapsed().as_secs_f64() * 1000.0 < self.args.sample_ms)
+                && times.len() < self.args.sample_max
+            {
+                let s = Instant::now();
+                run(self, iter);
+                times.push(s.elapsed().as_secs_f64() * 1000.0);
+                iter += 1;
+            }
+        }
+        let (median, min, max) = stats(&times);
+        self.emit(json!({
+            "peer": peer, "op": op, "n": self.n,
+            "median_ms": r3(median), "min_ms": r3(min), "max_ms": r3(max),
+            "result_count": count, "check": check, "first_ms": r3(first_ms),
+            "samples": times.len(), "warmup": warm, "durable": durable,
+            "version": env!("CARGO_PKG_VERSION"),
+        }));
+    }
+}
+
+fn person_datoms(conn: &Conn) -> i64 {
+    let db = conn.db();
+    ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
+}
+
+fn with_email(person: &Edn, email: &str) -> Edn {
+    match person {
+        Edn::Map(m) => Edn::Map(
+            m.iter()
+                .map(|(k, v)| if *k == Edn::kw("email") { (k.clone(), Edn::str(email)) } else { (k.clone(), v.clone()) })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The disk's rate of 4 KiB append + fdatasync, in operations per second, measured in `dir`.
+fn raw_fsync_rate(dir: &Path, n: usize) -> f64 {
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let path = dir.join(format!("fsync-probe-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path).expect("probe file");
+    let block = vec![0x5au8; 4096];
+    let t = Instant::now();
+    for _ in 0..n {
+        f.write_all(&block).expect("probe write");
+        f.sync_data().expect("probe fdatasync");
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let m = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            if m.is_dir() {
+                total += dir_bytes(&e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("datahike-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let read = |name: &str| std::fs::read_to_string(args.data.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+    let meta: Json = serde_json::from_str(&read("meta.json")).expect("meta.json");
+    let people: Vec<Edn> = read("people.edn").lines().filter(|l| !l.trim().is_empty()).map(|l| edn::read_str(l).expect("person")).collect();
+    let params = edn::read_str(&read("params.edn")).expect("params.edn");
+    let n = meta["n"].as_i64().expect("n in meta.json");
+    let backends = args.backends.clone();
+    let mut b = Bench { args, n, people, params, counter: 0 };
+    std::fs::create_dir_all(&b.args.dir).expect("bench dir");
+    for backend in backends {
+        let peer = format!("datahike-rs-{}", if backend == "file" { "file" } else { "mem" });
+        let durable = backend == "file";
+        let tx_all = Edn::Vector(b.people.clone());
+        // load-bulk (also fills the database the read ops use)
+        let mut loaded: Option<Conn> = None;
+        if b.wanted("load-bulk") {
+            b.bench(&peer, "load-bulk", true, durable, |b, _| {
+                let conn = b.fresh_conn(&backend);
+                conn.transact(&tx_all).expect("load-bulk");
+                let n = person_datoms(&conn);
+                loaded = Some(conn);
+                (n, None)
+            });
+        } else {
+            let conn = b.fresh_conn(&backend);
+            conn.transact(&tx_all).expect("load");
+            loaded = Some(conn);
+        }
+        let conn = loaded.expect("loaded database");
+        if b.wanted("load-chunked") {
+            let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
+            b.bench(&peer, "load-chunked", true, durable, |b, _| {
+                let c = b.fresh_conn(&backend);
+                for chunk in &chunks {
+                    c.transact(chunk).expect("load-chunked");
+                }
+                (person_datoms(&c), None)
+            });
+        }
+        let db = conn.db();
+        if b.wanted("lookup-email") {
+            let emails: Vec<Edn> = b.params.get_kw("lookup-emails").and_then(Edn::as_seq).expect("lookup-emails").to_vec();
+            let email = Keyword::new("email");
+            let salary = Edn::kw("salary");
+            b.bench(&peer, "lookup-email", false, false, |_, _| {
+                let (mut found, mut sum) = (0i64, 0i64);
+                for e in &emails {
+                    let lr = Edn::Vector(vec![Edn::Keyword(email), e.clone()]);
+                    if let Some(eid) = db.entid(&lr).expect("entid") {
+                        if let Some(d) = db.datoms(IndexOrder::Eavt, &[Edn::Int(eid), salary.clone()]).expect("datoms").first() {
+                            found += 1;
+                            sum += d.v.as_long().unwrap_or(0);
+                        }
+                    }
+                }
+                (found, Some(sum))
+            });
+        }
+        if b.wanted("datoms-eavt") {
+            let eids: Vec<Edn> = b.params.get_kw("datom-eids").and_then(Edn::as_seq).expect("datom-eids").to_vec();
+            let salary = Edn::kw("salary");
+            b.bench(&peer, "datoms-eavt", false, false, |_, _| {
+                let (mut found, mut sum) = (0i64, 0i64);
+                for e in &eids {
+                    if let Some(d) = db.datoms(IndexOrder::Eavt, &[e.clone(), salary.clone()]).expect("datoms").first() {
+                        found += 1;
+                        sum += d.v.as_long().unwrap_or(0);
+                    }
+                }
+                (found, Some(sum))
+            });
+        }
+        if b.wanted("tx-small") {
+            let new_people: Vec<Edn> = b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            let probe_dir = b.args.dir.clone();
+            let before = if durable { Some(raw_fsync_rate(&probe_dir, 300)) } else { None };
+            b.bench(&peer, "tx-small", true, durable, |_, iter| {
+                let mut n = 0;
+                for p in &new_people {
+                    let email = match p.get_kw("email") {
+                        Some(Edn::Str(s)) => format!("r{iter}.{s}"),
+                        _ => format!("r{iter}.missing"),
+                    };
+                    conn.transact(&Edn::Vector(vec![with_email(p, &email)])).expect("tx-small");
+                    n += 1;
+                }
+                (n, None)
+            });
+            if let Some(before) = before {
+                let after = raw_fsync_rate(&probe_dir, 300);
+                b.emit(json!({"peer": peer, "op": "fsync-raw", "n": b.n, "ops_per_s_before": before.round(),
+                              "ops_per_s_after": after.round(), "result_count": null, "median_ms": 1000.0 / ((before + after) / 2.0),
+                              "min_ms": null, "max_ms": null, "note": "4 KiB append + fdatasync, measured around tx-small"}));
+            }
+        }
+        if durable && b.wanted("commit-bytes") {
+            // Bytes written by 100 small commits (measured as growth of the store directory,
+            // index flushes excluded because none happens within 100 commits) vs. their payload.
+            let c = b.fresh_conn(&backend);
+            c.transact(&tx_all).expect("load");
+            c.flush().expect("flush");
+            let path = match &c.config().store {
+                datahike::StoreConfig::File { path } => path.clone(),
+                datahike::StoreConfig::Memory { .. } => unreachable!("durable backend"),
+            };
+            let before = dir_bytes(&path);
+            let new_people: Vec<Edn> = b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            let mut payload = 0usize;
+            for (i, p) in new_people.iter().take(100).enumerate() {
+                let tx = Edn::Vector(vec![with_email(p, &format!("cb{i}@example.com"))]);
+                payload += tx.to_edn_string().len();
+                c.transact(&tx).expect("commit");
+            }
+            let written = dir_bytes(&path) - before;
+            b.emit(json!({"peer": peer, "op": "commit-bytes", "n": b.n, "commits": 100,
+                          "bytes_written": written, "payload_bytes": payload,
+                          "bytes_per_commit": written / 100, "payload_per_commit": payload / 100,
+                          "result_count": null, "median_ms": null, "min_ms": null, "max_ms": null}));
+            c.release().expect("release");
+        }
+        conn.release().expect("release");
+    }
+    let _ = std::fs::remove_dir_all(&b.args.dir);
+}
