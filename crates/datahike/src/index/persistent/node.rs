@@ -1,0 +1,348 @@
+//! Tree nodes, references to them (in memory until durable, then through the cache), their
+//! content-addressed binary encoding, and the LRU [`NodeCache`].
+//!
+//! Node encoding: `MAGIC` (4 bytes), format version byte, kind byte, then
+//! - leaf: the datom body of the codec (attribute dictionary, delta-coded datoms);
+//! - branch: varint level (>= 1), varint child count n, n child addresses (16 bytes each),
+//!   n varint subtree counts, then the n max keys as a datom body.
+//!
+//! The address of a node is the first 16 bytes of the BLAKE3 hash of its encoding.
+
+use crate::datom::Datom;
+use crate::index::codec::{put_datoms_body, put_varint, Reader};
+use crate::index::{Address, IndexError, IndexResult};
+use crate::store::Store;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+const MAGIC: [u8; 4] = *b"DHIX";
+const NODE_VERSION: u8 = 1;
+const KIND_LEAF: u8 = 0;
+const KIND_BRANCH: u8 = 1;
+
+/// An immutable tree node.
+pub(crate) enum Node {
+    /// Datoms in index order.
+    Leaf(Vec<Datom>),
+    /// Children of one level below.
+    Branch(Branch),
+}
+
+/// The inside of a branch node: parallel vectors, one entry per child.
+pub(crate) struct Branch {
+    /// Height above the leaves (leaves are level 0).
+    pub level: u32,
+    /// The largest datom of each child's subtree.
+    pub keys: Vec<Datom>,
+    /// Number of datoms in each child's subtree.
+    pub counts: Vec<u64>,
+    /// The children.
+    pub children: Vec<Arc<ChildRef>>,
+}
+
+impl Node {
+    /// Leaves are level 0.
+    pub fn level(&self) -> u32 {
+        match self {
+            Node::Leaf(_) => 0,
+            Node::Branch(b) => b.level,
+        }
+    }
+
+    /// Number of items (datoms or children).
+    pub fn len(&self) -> usize {
+        match self {
+            Node::Leaf(ds) => ds.len(),
+            Node::Branch(b) => b.children.len(),
+        }
+    }
+
+    /// The datoms of a leaf; empty for a branch.
+    pub fn datoms(&self) -> &[Datom] {
+        match self {
+            Node::Leaf(ds) => ds,
+            Node::Branch(_) => &[],
+        }
+    }
+
+    /// Appends the node's encoding. Child addresses are computed where not known yet.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.push(NODE_VERSION);
+        match self {
+            Node::Leaf(ds) => {
+                out.push(KIND_LEAF);
+                put_datoms_body(ds, out);
+            }
+            Node::Branch(b) => {
+                out.push(KIND_BRANCH);
+                put_varint(u64::from(b.level), out);
+                put_varint(b.children.len() as u64, out);
+                for c in &b.children {
+                    out.extend_from_slice(&c.address());
+                }
+                for n in &b.counts {
+                    put_varint(*n, out);
+                }
+                put_datoms_body(&b.keys, out);
+            }
+        }
+    }
+
+    /// Decodes a node stored under `address`, checking the hash first.
+    pub fn decode(address: &Address, bytes: &[u8]) -> IndexResult<Node> {
+        let corrupt = |reason: String| IndexError::CorruptNode {
+            address: hex(address),
+            reason,
+        };
+        if hash_address(bytes) != *address {
+            return Err(corrupt(format!(
+                "the hash of its {} bytes does not match its address",
+                bytes.len()
+            )));
+        }
+        Node::decode_unchecked(bytes).map_err(corrupt)
+    }
+
+    fn decode_unchecked(bytes: &[u8]) -> Result<Node, String> {
+        let mut r = Reader::new(bytes);
+        let magic: [u8; 4] = r.array("the node magic").map_err(|e| e.to_string())?;
+        if magic != MAGIC {
+            return Err("it does not start with the node magic".to_string());
+        }
+        let version = r.u8().map_err(|e| e.to_string())?;
+        if version != NODE_VERSION {
+            return Err(format!(
+                "node format version {version} is not supported (expected {NODE_VERSION})"
+            ));
+        }
+        let node = match r.u8().map_err(|e| e.to_string())? {
+            KIND_LEAF => Node::Leaf(r.datoms().map_err(|e| e.to_string())?),
+            KIND_BRANCH => {
+                let level = r.varint().map_err(|e| e.to_string())?;
+                let level = u32::try_from(level)
+                    .ok()
+                    .filter(|l| (1..=64).contains(l))
+                    .ok_or_else(|| format!("branch level {level} is out of range"))?;
+                // Each child takes at least 16 address bytes and one count byte.
+                let n = r.count(17, "a child count").map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("a branch without children".to_string());
+                }
+                let mut children = Vec::with_capacity(n);
+                for _ in 0..n {
+                    children.push(ChildRef::stored(
+                        r.array("a child address").map_err(|e| e.to_string())?,
+                    ));
+                }
+                let mut counts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    counts.push(r.varint().map_err(|e| e.to_string())?);
+                }
+                let keys = r.datoms().map_err(|e| e.to_string())?;
+                if keys.len() != n {
+                    return Err(format!("{} keys for {n} children", keys.len()));
+                }
+                Node::Branch(Branch {
+                    level,
+                    keys,
+                    counts,
+                    children,
+                })
+            }
+            kind => return Err(format!("unknown node kind {kind}")),
+        };
+        r.finish().map_err(|e| e.to_string())?;
+        Ok(node)
+    }
+}
+
+/// First 16 bytes of the BLAKE3 hash.
+pub(crate) fn hash_address(bytes: &[u8]) -> Address {
+    let hash = blake3::hash(bytes);
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&hash.as_bytes()[..16]);
+    addr
+}
+
+/// 32 lowercase hex digits.
+pub(crate) fn hex(address: &Address) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(32);
+    for b in address {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// The store key of a node: `nodes/<32 hex>`.
+pub(crate) fn node_key(address: &Address) -> String {
+    format!("nodes/{}", hex(address))
+}
+
+/// A reference to a child node, shared by every tree version that contains the child.
+///
+/// Invariant: the node is held in memory (`node` is `Some`) at least until it is durable, and
+/// a durable reference always knows its address, so it can be reloaded through the cache.
+pub(crate) struct ChildRef {
+    address: OnceLock<Address>,
+    durable: AtomicBool,
+    node: Mutex<Option<Arc<Node>>>,
+}
+
+impl ChildRef {
+    /// A new node, not yet stored.
+    pub fn in_memory(node: Node) -> Arc<ChildRef> {
+        Arc::new(ChildRef {
+            address: OnceLock::new(),
+            durable: AtomicBool::new(false),
+            node: Mutex::new(Some(Arc::new(node))),
+        })
+    }
+
+    /// A node known to be durable under `address`, loaded on first use.
+    pub fn stored(address: Address) -> Arc<ChildRef> {
+        Arc::new(ChildRef {
+            address: OnceLock::from(address),
+            durable: AtomicBool::new(true),
+            node: Mutex::new(None),
+        })
+    }
+
+    /// The node if it is held in memory.
+    pub fn in_memory_node(&self) -> Option<Arc<Node>> {
+        self.node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the node is durable in the store.
+    pub fn is_durable(&self) -> bool {
+        self.durable.load(AtomicOrdering::Acquire)
+    }
+
+    /// The node's address, computed from its encoding the first time.
+    pub fn address(&self) -> Address {
+        if let Some(a) = self.address.get() {
+            return *a;
+        }
+        let node = self.in_memory_node();
+        *self.address.get_or_init(|| {
+            // A reference without an address always holds its node (see the invariant).
+            let node = node
+                .unwrap_or_else(|| unreachable!("a node reference holds neither node nor address"));
+            let mut buf = Vec::new();
+            node.encode(&mut buf);
+            hash_address(&buf)
+        })
+    }
+
+    /// Records the address computed while encoding for a flush.
+    pub fn set_address(&self, address: Address) {
+        let _ = self.address.set(address);
+    }
+
+    /// The node: from memory, else through the cache (which loads it from the store).
+    pub fn load(&self, cache: &NodeCache) -> IndexResult<Arc<Node>> {
+        if let Some(node) = self.in_memory_node() {
+            return Ok(node);
+        }
+        match self.address.get() {
+            Some(address) => cache.get(address),
+            None => unreachable!("a node reference holds neither node nor address"),
+        }
+    }
+
+    /// Called once the node is in the store: hand it to the cache and drop the strong
+    /// reference, so that memory is bounded by the cache. Without a store the node stays in
+    /// memory, since it could not be loaded again.
+    pub fn mark_durable(&self, cache: &NodeCache) {
+        let address = self.address();
+        self.durable.store(true, AtomicOrdering::Release);
+        if cache.store.is_some() {
+            let mut slot = self.node.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(node) = slot.take() {
+                cache.insert(address, node);
+            }
+        }
+    }
+}
+
+/// A thread-safe LRU cache of decoded index nodes keyed by address, loading missing nodes
+/// from the store. Shared by every index of a database (Datahike's `:store-cache-size`).
+pub struct NodeCache {
+    store: Option<Arc<dyn Store>>,
+    nodes: quick_cache::sync::Cache<Address, Arc<Node>>,
+    capacity: usize,
+}
+
+impl NodeCache {
+    /// Datahike's default `:store-cache-size`, in nodes.
+    pub const DEFAULT_CAPACITY: usize = 1000;
+
+    /// A cache of at most `capacity_nodes` nodes over `store` (`None` for a database that
+    /// lives only in memory: its nodes are never dropped, so nothing needs loading).
+    pub fn new(store: Option<Arc<dyn Store>>, capacity_nodes: usize) -> NodeCache {
+        let capacity = capacity_nodes.max(1);
+        NodeCache {
+            store,
+            nodes: quick_cache::sync::Cache::new(capacity),
+            capacity,
+        }
+    }
+
+    /// The store nodes are loaded from.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// The capacity in nodes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of nodes cached now.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every cached node (durable nodes are reloaded from the store on use).
+    pub fn clear(&self) {
+        self.nodes.clear();
+    }
+
+    pub(crate) fn insert(&self, address: Address, node: Arc<Node>) {
+        self.nodes.insert(address, node);
+    }
+
+    pub(crate) fn get(&self, address: &Address) -> IndexResult<Arc<Node>> {
+        self.nodes.get_or_insert_with(address, || {
+            let store = self
+                .store
+                .as_ref()
+                .ok_or_else(|| IndexError::MissingNode(hex(address)))?;
+            let bytes = store
+                .get(&node_key(address))?
+                .ok_or_else(|| IndexError::MissingNode(hex(address)))?;
+            Ok(Arc::new(Node::decode(address, &bytes)?))
+        })
+    }
+}
+
+impl fmt::Debug for NodeCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeCache")
+            .field("has_store", &self.store.is_some())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
