@@ -62,10 +62,7 @@ fn read_root(r: &mut Reader<'_>) -> Result<IndexRoot> {
     let address = match r.u8()? {
         0 => None,
         _ => {
-            let bytes = r.fixed(16)?;
-            let mut a = [0u8; 16];
-            a.copy_from_slice(bytes);
-            Some(a)
+            Some(r.array::<16>("index root address")?)
         }
     };
     Ok(IndexRoot { address, count: r.varint()? })
@@ -139,7 +136,7 @@ fn encode_log_record(o: &TxOutcome) -> Vec<u8> {
     codec::put_ivarint(o.tx, &mut out);
     codec::put_ivarint(o.max_eid, &mut out);
     codec::put_ivarint(o.tx_instant, &mut out);
-    codec::encode_datoms(&o.tx_data, &mut out);
+    codec::put_datoms_body(&o.tx_data, &mut out);
     out
 }
 
@@ -154,7 +151,8 @@ fn decode_log_record(bytes: &[u8]) -> Result<TxOutcome> {
     let tx = r.ivarint()?;
     let max_eid = r.ivarint()?;
     let tx_instant = r.ivarint()?;
-    let tx_data = codec::decode_datoms(r.rest())?;
+    let tx_data = r.datoms()?;
+    r.finish()?;
     Ok(TxOutcome { tx, tx_data, max_eid, tx_instant, tempids: Vec::new(), tx_meta: Vec::new() })
 }
 

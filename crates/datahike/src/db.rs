@@ -22,7 +22,7 @@ pub(crate) struct Indices {
 
 impl Indices {
     pub(crate) fn open(config: &Config, temporal: bool, roots: Option<&[IndexRoot; 3]>, cache: &Arc<NodeCache>) -> Result<Indices> {
-        let open = |i: usize, order| open_index(config.index, order, temporal, roots.map(|r| &r[i]), cache);
+        let open = |i: usize, order| open_index(config.index, order, temporal, roots.map(|r| &r[i]), cache, config.branching_factor);
         Ok(Indices { eavt: open(0, IndexOrder::Eavt)?, aevt: open(1, IndexOrder::Aevt)?, avet: open(2, IndexOrder::Avet)? })
     }
 

@@ -108,9 +108,12 @@ pub fn open_index(
     temporal: bool,
     root: Option<&IndexRoot>,
     cache: &Arc<NodeCache>,
+    branching: usize,
 ) -> IndexResult<Arc<dyn DatomIndex>> {
     match kind {
-        IndexKind::PersistentSet => Ok(Arc::new(PersistentIndex::open(order, temporal, root, cache)?)),
+        IndexKind::PersistentSet => {
+            Ok(Arc::new(PersistentIndex::with_branching(order, temporal, root, cache, branching)?))
+        }
     }
 }
 
