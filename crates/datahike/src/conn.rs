@@ -34,6 +34,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One `[e a v added]` row of `load-entities`.
+type LoadRow = (i64, Keyword, Edn, bool);
+
 /// The decoded branch head.
 #[derive(Clone, Debug)]
 struct Head {
@@ -106,8 +109,7 @@ impl Head {
         }
         let mut r = Reader::new(&bytes[9..]);
         let fixed_config = r.str()?.to_string();
-        let mut id = [0u8; 16];
-        id.copy_from_slice(r.fixed(16)?);
+        let id = r.array::<16>("database id")?;
         let created_at = r.ivarint()?;
         let max_eid = r.ivarint()?;
         let max_tx = r.ivarint()?;
@@ -535,7 +537,7 @@ impl Conn {
         let Some(rows) = entities.as_seq() else {
             return Err(Error::Argument(format!("load-entities expects a collection of [e a v tx added], got {entities}")));
         };
-        let mut groups: Vec<(i64, Vec<(i64, Keyword, Edn, bool)>)> = Vec::new();
+        let mut groups: Vec<(i64, Vec<LoadRow>)> = Vec::new();
         for row in rows {
             let parts = match row {
                 Edn::Tagged(_, inner) => inner.as_seq().map(<[Edn]>::to_vec),

@@ -56,22 +56,6 @@ pub(crate) struct DbInner {
 pub struct Db(pub(crate) Arc<DbInner>);
 
 impl Db {
-    /// An empty database with the given config (no store behind it unless `cache` has one).
-    pub(crate) fn empty(config: Arc<Config>, cache: Arc<NodeCache>) -> Result<Db> {
-        let current = Indices::open(&config, false, None, &cache)?;
-        let history = if config.keep_history { Some(Indices::open(&config, true, None, &cache)?) } else { None };
-        Ok(Db(Arc::new(DbInner {
-            config,
-            schema: Arc::new(Schema::default()),
-            current,
-            history,
-            max_eid: 0,
-            max_tx: crate::datom::TX0,
-            last_tx_instant: 0,
-            cache,
-        })))
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.0.config

@@ -117,6 +117,11 @@ impl From<TxError> for Fail {
         Fail::Error(Error::Tx(e))
     }
 }
+impl From<crate::index::IndexError> for Fail {
+    fn from(e: crate::index::IndexError) -> Self {
+        Fail::Error(Error::Index(e))
+    }
+}
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         Fail::Error(e)
