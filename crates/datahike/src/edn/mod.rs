@@ -4,6 +4,8 @@
 mod kw;
 mod printer;
 mod reader;
+#[cfg(test)]
+mod tests;
 
 pub use kw::{Keyword, Symbol};
 pub use printer::{pr_str, write_edn};
