@@ -1,1 +1,916 @@
-//! placeholder
+//! The `:file` backend: a directory with one file per key and append-only log segments,
+//! every write fsync'd before it returns.
+//!
+//! Layout under the store directory:
+//!
+//! ```text
+//! FORMAT                    "datahike-rs file store\nformat 1\n"; present = this is a store
+//! LOCK                      flock'd by the single writer (Store::lock_writer)
+//! HEADS.LOCK                flock'd around each compare_and_set
+//! nodes/<2 hex>/<30 hex>    key nodes/<32 hex>: one immutable file per index node
+//! heads/<escaped branch>    key heads/<branch>
+//! kv/<escaped key>          every other key
+//! log/<escaped log>/<first seq:020>.seg   log segments
+//! ```
+//!
+//! A file name escapes each byte outside `[A-Za-z0-9._-]`, `/` included, and a leading `.`,
+//! as `%XX`, so no key can name `..`, a hidden file or a path outside the store, and a key
+//! maps to exactly one file. Temporary files contain `~`, which escaping never produces.
+//!
+//! Crash argument: a key's file is only ever replaced by renaming a fully written and fsync'd
+//! temporary file over it, and the directory is fsync'd before the write returns, so after a
+//! crash a key holds its old bytes, its new bytes or nothing. A log segment only grows by
+//! appending a frame `[u32 length][u32 crc32 of seq and payload][u64 seq][payload]` (little
+//! endian) followed by one `fdatasync`; a crash can leave only the frame being appended torn,
+//! at the end of the last segment. Readers ignore such a tail, and the next appender cuts it
+//! off before appending. A bad frame followed by a good one cannot come from a crash and is
+//! reported as corruption. After any failed write the handle refuses further writes
+//! ([`StoreError::Poisoned`]): after a failed fsync the kernel may have dropped the dirty pages,
+//! so the state on the medium is unknown until the store is reopened and re-read.
+//!
+//! Media assumptions: `fsync`/`fdatasync` on a file and on a directory make its data and
+//! entries durable, `rename` within a directory is atomic, `flock` works (not NFS). Keys are
+//! case-sensitive, so the directory must be on a case-sensitive file system. A key whose
+//! escaped name exceeds the file system's name limit (255 bytes on most) fails with an I/O
+//! error naming the path.
+
+use super::{Store, StoreError, StoreResult, WriterGuard};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+const FORMAT_FILE: &str = "FORMAT";
+const FORMAT_TITLE: &str = "datahike-rs file store";
+const FORMAT_TEXT: &str = "datahike-rs file store\nformat 1\n";
+const LOCK_FILE: &str = "LOCK";
+const HEADS_LOCK_FILE: &str = "HEADS.LOCK";
+const NODES_DIR: &str = "nodes";
+const HEADS_DIR: &str = "heads";
+const KV_DIR: &str = "kv";
+const LOG_DIR: &str = "log";
+const SEGMENT_SUFFIX: &str = ".seg";
+/// Bytes of a log frame before its payload: length, crc32, sequence number.
+const FRAME_HEADER_BYTES: usize = 16;
+/// Files staged at once by `put_batch`, to stay far below the open-file limit.
+const FILES_PER_CHUNK: usize = 256;
+
+/// The default size past which the active log segment is sealed and a new one started.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 32 << 20;
+
+/// A store in a local directory. See the module documentation for the layout and guarantees.
+///
+/// Several handles on one directory, in one process or in several, may read concurrently;
+/// writers are serialised by [`Store::lock_writer`].
+pub struct FileStore {
+    root: PathBuf,
+    segment_bytes_max: u64,
+    /// Set by the first failed write; from then on every write returns `Poisoned`.
+    poison: OnceLock<String>,
+    /// Serialises compare-and-set within the handle; the file is flock'd across handles.
+    heads_lock: Mutex<File>,
+    /// The appender of each log this handle has appended to.
+    appenders: Mutex<HashMap<String, Appender>>,
+}
+
+/// What a handle knows of a log it appends to.
+struct Appender {
+    dir: PathBuf,
+    active: Option<ActiveSegment>,
+    last_seq: Option<u64>,
+}
+
+/// The last segment of a log, opened for appending.
+struct ActiveSegment {
+    file: File,
+    path: PathBuf,
+    /// Its length as this handle left it; a different length on disk means another handle
+    /// appended since, and the appender must be reloaded.
+    len: u64,
+}
+
+/// One decoded log frame: its sequence number and where its payload lies in the segment.
+struct Frame {
+    seq: u64,
+    payload: Range<usize>,
+}
+
+/// Holds a `flock` until dropped.
+struct FlockGuard<'a>(&'a File);
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        // Unlocking a held flock cannot fail on a valid descriptor; should it, the lock is
+        // released anyway when the descriptor closes.
+        let _ = self.0.unlock();
+    }
+}
+
+/// The writer lock: an open `LOCK` file, flock'd; dropping it unlocks and closes.
+struct FileWriterGuard(File);
+
+impl Drop for FileWriterGuard {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether `byte` may stand for itself in a file name (except as a leading `.`).
+fn is_plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-')
+}
+
+/// `name` as a file name: bytes outside `[A-Za-z0-9._-]`, and a leading `.`, become `%XX`.
+fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (idx, &byte) in name.as_bytes().iter().enumerate() {
+        if is_plain(byte) && !(idx == 0 && byte == b'.') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The name that [`escape`] maps to `file_name`, if `file_name` is exactly such an image.
+fn unescape(file_name: &str) -> Option<String> {
+    let bytes = file_name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut idx = 0;
+    while let Some(&byte) = bytes.get(idx) {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(bytes.get(idx + 1..idx + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            idx += 3;
+        } else if is_plain(byte) {
+            out.push(byte);
+            idx += 1;
+        } else {
+            return None;
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    // Only the canonical spelling counts, so that one key is never listed twice.
+    (escape(&name) == file_name).then_some(name)
+}
+
+/// The 32 lowercase hex digits of a node key, if `key` is one.
+fn node_hex(key: &str) -> Option<&str> {
+    let hex = key.strip_prefix("nodes/")?;
+    let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    (hex.len() == 32 && hex.as_bytes().iter().all(is_hex)).then_some(hex)
+}
+
+/// Whether `prefix` can match keys under `key_start` (or `key_start` itself).
+fn prefix_overlaps(prefix: &str, key_start: &str) -> bool {
+    prefix.starts_with(key_start) || key_start.starts_with(prefix)
+}
+
+/// A name for a temporary file, unique among processes and handles.
+fn temp_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "~tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Makes the entries of directory `dir` durable.
+fn sync_dir(dir: &Path) -> StoreResult<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// The bytes of `path`, or `None` when it does not exist.
+fn read_optional(path: &Path) -> StoreResult<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_error(path)(err)),
+    }
+}
+
+/// The names in directory `dir`, or none when it does not exist.
+fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_error(dir)(err)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir))?;
+        // Names that are not UTF-8 are not ours.
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Creates `dir` and any missing ancestors, recording the parents whose entries changed.
+fn ensure_dir(
+    dir: &Path,
+    known: &mut HashSet<PathBuf>,
+    dirs_to_sync: &mut BTreeSet<PathBuf>,
+) -> StoreResult<()> {
+    if known.contains(dir) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(current) = cursor {
+        if current.is_dir() {
+            break;
+        }
+        missing.push(current);
+        cursor = current.parent();
+    }
+    for created in missing.into_iter().rev() {
+        match fs::create_dir(created) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io_error(created)(err)),
+        }
+        if let Some(parent) = created.parent() {
+            dirs_to_sync.insert(parent.to_path_buf());
+        }
+    }
+    known.insert(dir.to_path_buf());
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a fsync'd temporary file and a rename, then fsyncs the
+/// directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut dirs_to_sync = BTreeSet::new();
+    ensure_dir(dir, &mut HashSet::new(), &mut dirs_to_sync)?;
+    let temp = dir.join(temp_name());
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_data()
+    })()
+    .map_err(io_error(&temp))
+    .and_then(|()| fs::rename(&temp, path).map_err(io_error(path)));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written?;
+    dirs_to_sync.insert(dir.to_path_buf());
+    dirs_to_sync.iter().try_for_each(|d| sync_dir(d))
+}
+
+/// The frame of `payload` with sequence number `seq`. The caller checked the length fits u32.
+fn encode_frame(seq: u64, payload: &[u8], payload_len: u32) -> Vec<u8> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&seq.to_le_bytes());
+    crc.update(payload);
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    frame.extend_from_slice(&payload_len.to_le_bytes());
+    frame.extend_from_slice(&crc.finalize().to_le_bytes());
+    frame.extend_from_slice(&seq.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The frame at `offset` of `bytes`, if a whole frame with a matching checksum is there.
+fn decode_frame(bytes: &[u8], offset: usize) -> Option<Frame> {
+    let header = bytes.get(offset..offset.checked_add(FRAME_HEADER_BYTES)?)?;
+    let word = |range: Range<usize>| header.get(range).and_then(|b| b.try_into().ok());
+    let len = u32::from_le_bytes(word(0..4)?);
+    let crc = u32::from_le_bytes(word(4..8)?);
+    let seq_bytes: [u8; 8] = header.get(8..16)?.try_into().ok()?;
+    let start = offset + FRAME_HEADER_BYTES;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    let payload = bytes.get(start..end)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq_bytes);
+    hasher.update(payload);
+    (hasher.finalize() == crc).then_some(Frame {
+        seq: u64::from_le_bytes(seq_bytes),
+        payload: start..end,
+    })
+}
+
+/// The frames of a segment and the length of its valid prefix.
+///
+/// A bad frame that no good frame follows is a torn tail when `is_last` (a crash while
+/// appending it) and ends the segment; anything else is corruption.
+fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Frame>, usize)> {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let last_seq = frames.last().map(|f| f.seq);
+        match decode_frame(bytes, offset) {
+            Some(frame) if last_seq.is_none_or(|last| frame.seq > last) => {
+                offset = frame.payload.end;
+                frames.push(frame);
+            }
+            _ => {
+                if is_last && !good_frame_after(bytes, offset, last_seq) {
+                    break;
+                }
+                return Err(StoreError::Corrupt {
+                    key: path.display().to_string(),
+                    reason: format!("bad log record at byte offset {offset}"),
+                });
+            }
+        }
+    }
+    Ok((frames, offset))
+}
+
+/// Whether a good frame, later than `last_seq`, starts anywhere after `offset`: then the bad
+/// frame at `offset` is not the torn end of the log.
+fn good_frame_after(bytes: &[u8], offset: usize, last_seq: Option<u64>) -> bool {
+    let candidates = offset + 1..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1);
+    candidates.into_iter().any(|start| {
+        decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last))
+    })
+}
+
+/// The segments of the log in `dir`, by first sequence number, ascending.
+fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
+    let mut segments: Vec<(u64, PathBuf)> = dir_names(dir)?
+        .into_iter()
+        .filter_map(|name| {
+            let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+            let first = (digits.len() == 20).then(|| digits.parse::<u64>().ok())??;
+            Some((first, dir.join(name)))
+        })
+        .collect();
+    segments.sort_unstable_by_key(|(first, _)| *first);
+    Ok(segments)
+}
+
+impl FileStore {
+    /// Makes a new, empty store in directory `path`, which must be absent or empty.
+    pub fn create(path: impl AsRef<Path>) -> StoreResult<Self> {
+        let root = path.as_ref();
+        if Self::exists(root) {
+            return Err(StoreError::Invalid(format!(
+                "{} already holds a store",
+                root.display()
+            )));
+        }
+        let created_root = match fs::read_dir(root) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(StoreError::Invalid(format!(
+                        "cannot create a store in {}: the directory is not empty",
+                        root.display()
+                    )));
+                }
+                false
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(root).map_err(io_error(root))?;
+                true
+            }
+            Err(err) => return Err(io_error(root)(err)),
+        };
+        for dir in [NODES_DIR, HEADS_DIR, KV_DIR, LOG_DIR] {
+            let dir = root.join(dir);
+            fs::create_dir(&dir).map_err(io_error(&dir))?;
+        }
+        for lock in [LOCK_FILE, HEADS_LOCK_FILE] {
+            let lock = root.join(lock);
+            File::create(&lock)
+                .and_then(|f| f.sync_all())
+                .map_err(io_error(&lock))?;
+        }
+        // The marker comes last and atomically: a directory with FORMAT is a complete store.
+        sync_dir(root)?;
+        write_atomically(&root.join(FORMAT_FILE), FORMAT_TEXT.as_bytes())?;
+        if created_root {
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        Self::open(root)
+    }
+
+    /// Opens the store in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        let root = path.as_ref().to_path_buf();
+        let format_path = root.join(FORMAT_FILE);
+        let not_a_store = || {
+            StoreError::Invalid(format!(
+                "{} is not a datahike file store (no {FORMAT_FILE} file)",
+                root.display()
+            ))
+        };
+        let format = read_optional(&format_path)?.ok_or_else(not_a_store)?;
+        if format != FORMAT_TEXT.as_bytes() {
+            if !format.starts_with(FORMAT_TITLE.as_bytes()) {
+                return Err(not_a_store());
+            }
+            return Err(StoreError::Invalid(format!(
+                "{} has an unsupported store format ({:?}); this build reads {:?}",
+                format_path.display(),
+                String::from_utf8_lossy(&format),
+                FORMAT_TEXT
+            )));
+        }
+        let heads_lock_path = root.join(HEADS_LOCK_FILE);
+        let heads_lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&heads_lock_path)
+            .map_err(io_error(&heads_lock_path))?;
+        Ok(FileStore {
+            root,
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            poison: OnceLock::new(),
+            heads_lock: Mutex::new(heads_lock),
+            appenders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether directory `path` holds a store (has a `FORMAT` file).
+    pub fn exists(path: impl AsRef<Path>) -> bool {
+        path.as_ref().join(FORMAT_FILE).is_file()
+    }
+
+    /// Sets the size past which a log segment is sealed and the next append starts a new one.
+    pub fn with_segment_bytes_max(mut self, bytes: u64) -> Self {
+        self.segment_bytes_max = bytes;
+        self
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Like [`Store::lock_writer`] but returns `None` instead of waiting when another holder
+    /// has the lock.
+    pub fn try_lock_writer(&self) -> StoreResult<Option<WriterGuard>> {
+        let (file, path) = self.open_lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(WriterGuard::new(Box::new(FileWriterGuard(file))))),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(err)) => Err(io_error(&path)(err)),
+        }
+    }
+
+    /// A new open file description of `LOCK`: flock excludes other descriptions, even in this
+    /// process, which is how two handles on one directory exclude each other.
+    fn open_lock_file(&self) -> StoreResult<(File, PathBuf)> {
+        let path = self.root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        Ok((file, path))
+    }
+
+    /// The file of `key`.
+    fn key_path(&self, key: &str) -> StoreResult<PathBuf> {
+        if key.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "empty key in store {}",
+                self.root.display()
+            )));
+        }
+        if let Some(hex) = node_hex(key) {
+            let (dir, file) = hex.split_at(2);
+            return Ok(self.root.join(NODES_DIR).join(dir).join(file));
+        }
+        match key
+            .strip_prefix("heads/")
+            .filter(|branch| !branch.is_empty())
+        {
+            Some(branch) => Ok(self.root.join(HEADS_DIR).join(escape(branch))),
+            None => Ok(self.root.join(KV_DIR).join(escape(key))),
+        }
+    }
+
+    /// The directory of log `log`.
+    fn log_dir(&self, log: &str) -> StoreResult<PathBuf> {
+        if log.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "empty log name in store {}",
+                self.root.display()
+            )));
+        }
+        Ok(self.root.join(LOG_DIR).join(escape(log)))
+    }
+
+    fn check_writable(&self) -> StoreResult<()> {
+        match self.poison.get() {
+            Some(reason) => Err(StoreError::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a write; an I/O error in it poisons the handle.
+    fn writing<T>(&self, write: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        self.check_writable()?;
+        let result = write();
+        if let Err(err @ StoreError::Io { .. }) = &result {
+            let _ = self.poison.set(err.to_string());
+        }
+        result
+    }
+
+    fn appenders(&self) -> MutexGuard<'_, HashMap<String, Appender>> {
+        // An appender is replaced whole or found stale and reloaded, so a panic elsewhere
+        // cannot leave one inconsistent with the disk unnoticed.
+        self.appenders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the state of the log in `dir` from disk: cuts a torn tail off its last segment and
+    /// drops a last segment left empty by a crash, so that appends follow the last good record.
+    fn load_appender(&self, dir: &Path) -> StoreResult<Appender> {
+        let mut dirs_to_sync = BTreeSet::new();
+        ensure_dir(dir, &mut HashSet::new(), &mut dirs_to_sync)?;
+        dirs_to_sync.iter().try_for_each(|d| sync_dir(d))?;
+        let mut segments = list_segments(dir)?;
+        while let Some((_, path)) = segments.pop() {
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            let (frames, valid_len) = scan_segment(&bytes, &path, true)?;
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_error(&path))?;
+            let valid_len = u64::try_from(valid_len).unwrap_or(u64::MAX);
+            if frames.is_empty() {
+                drop(file);
+                fs::remove_file(&path).map_err(io_error(&path))?;
+                sync_dir(dir)?;
+                continue;
+            }
+            if valid_len < u64::try_from(bytes.len()).unwrap_or(u64::MAX) {
+                file.set_len(valid_len)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_error(&path))?;
+            }
+            let last_seq = frames.last().map(|f| f.seq);
+            return Ok(Appender {
+                dir: dir.to_path_buf(),
+                active: Some(ActiveSegment {
+                    file,
+                    path,
+                    len: valid_len,
+                }),
+                last_seq,
+            });
+        }
+        Ok(Appender {
+            dir: dir.to_path_buf(),
+            active: None,
+            last_seq: None,
+        })
+    }
+}
+
+impl Appender {
+    /// Whether another handle has changed the log since this one last appended.
+    fn is_stale(&self) -> StoreResult<bool> {
+        match &self.active {
+            None => Ok(true),
+            Some(active) => {
+                let len = active
+                    .file
+                    .metadata()
+                    .map_err(io_error(&active.path))?
+                    .len();
+                Ok(len != active.len)
+            }
+        }
+    }
+
+    /// Appends one frame, starting a new segment first when there is none or the active one
+    /// is full; one `fdatasync` of the segment (plus one of the directory for a new segment).
+    fn append(&mut self, seq: u64, frame: &[u8], segment_bytes_max: u64) -> StoreResult<()> {
+        let full = self
+            .active
+            .as_ref()
+            .is_none_or(|active| active.len >= segment_bytes_max);
+        if full {
+            let path = self.dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"));
+            let file = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io_error(&path))?;
+            sync_dir(&self.dir)?;
+            self.active = Some(ActiveSegment { file, path, len: 0 });
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err(StoreError::Invalid(
+                "log appender has no active segment".to_owned(),
+            ));
+        };
+        let mut file = &active.file;
+        file.write_all(frame)
+            .and_then(|()| file.sync_data())
+            .map_err(io_error(&active.path))?;
+        active.len += u64::try_from(frame.len()).unwrap_or(u64::MAX);
+        self.last_seq = Some(seq);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("root", &self.root)
+            .field("segment_bytes_max", &self.segment_bytes_max)
+            .field("poisoned", &self.poison.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store for FileStore {
+    fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        read_optional(&self.key_path(key)?)
+    }
+
+    fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
+        self.check_writable()?;
+        let mut targets = Vec::with_capacity(entries.len());
+        for (key, bytes) in entries {
+            targets.push((
+                self.key_path(key)?,
+                node_hex(key).is_some(),
+                bytes.as_slice(),
+            ));
+        }
+        self.writing(|| {
+            let mut known_dirs = HashSet::new();
+            let mut dirs_to_sync = BTreeSet::new();
+            for chunk in targets.chunks(FILES_PER_CHUNK) {
+                let mut staged: Vec<(PathBuf, &Path, File)> = Vec::with_capacity(chunk.len());
+                let result = (|| {
+                    for (path, immutable, bytes) in chunk {
+                        // A node's bytes are fixed by its address: an existing file is final.
+                        if *immutable && path.try_exists().map_err(io_error(path))? {
+                            continue;
+                        }
+                        let dir = path.parent().unwrap_or(&self.root);
+                        ensure_dir(dir, &mut known_dirs, &mut dirs_to_sync)?;
+                        let temp = dir.join(temp_name());
+                        let file = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&temp)
+                            .map_err(io_error(&temp))?;
+                        staged.push((temp, path, file));
+                        if let Some((temp, _, file)) = staged.last_mut() {
+                            file.write_all(bytes).map_err(io_error(temp))?;
+                        }
+                    }
+                    // Sync after writing them all, so the kernel can write them back together.
+                    for (temp, _, file) in &staged {
+                        file.sync_data().map_err(io_error(temp))?;
+                    }
+                    for (temp, path, _) in &staged {
+                        fs::rename(temp, path).map_err(io_error(path))?;
+                        dirs_to_sync.insert(path.parent().unwrap_or(&self.root).to_path_buf());
+                    }
+                    staged.clear();
+                    Ok(())
+                })();
+                if result.is_err() {
+                    for (temp, _, _) in &staged {
+                        let _ = fs::remove_file(temp);
+                    }
+                }
+                result?;
+            }
+            dirs_to_sync.iter().try_for_each(|d| sync_dir(d))
+        })
+    }
+
+    fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
+        self.check_writable()?;
+        let paths = keys
+            .iter()
+            .map(|key| self.key_path(key))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.writing(|| {
+            let mut dirs_to_sync = BTreeSet::new();
+            for path in &paths {
+                match fs::remove_file(path) {
+                    Ok(()) => {
+                        dirs_to_sync.insert(path.parent().unwrap_or(&self.root).to_path_buf());
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_error(path)(err)),
+                }
+            }
+            dirs_to_sync.iter().try_for_each(|d| sync_dir(d))
+        })
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let mut keys = Vec::new();
+        if prefix_overlaps(prefix, "nodes/") {
+            let nodes = self.root.join(NODES_DIR);
+            let is_hex = |name: &str, len: usize| {
+                name.len() == len
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            };
+            for dir in dir_names(&nodes)? {
+                if !is_hex(&dir, 2) || !prefix_overlaps(prefix, &format!("nodes/{dir}")) {
+                    continue;
+                }
+                for file in dir_names(&nodes.join(&dir))? {
+                    let key = format!("nodes/{dir}{file}");
+                    if is_hex(&file, 30) && key.starts_with(prefix) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        if prefix_overlaps(prefix, "heads/") {
+            for name in dir_names(&self.root.join(HEADS_DIR))? {
+                if let Some(branch) = unescape(&name).filter(|b| !b.is_empty()) {
+                    let key = format!("heads/{branch}");
+                    if key.starts_with(prefix) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        for name in dir_names(&self.root.join(KV_DIR))? {
+            if let Some(key) = unescape(&name) {
+                // Keys of the other two directories never live here; a file that decodes to
+                // one is not ours.
+                let elsewhere = node_hex(&key).is_some()
+                    || key.strip_prefix("heads/").is_some_and(|b| !b.is_empty());
+                if !elsewhere && key.starts_with(prefix) {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
+        self.check_writable()?;
+        let path = self.key_path(key)?;
+        let heads_lock = self
+            .heads_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let lock_path = self.root.join(HEADS_LOCK_FILE);
+        heads_lock.lock().map_err(io_error(&lock_path))?;
+        let _flock = FlockGuard(&heads_lock);
+        if read_optional(&path)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.writing(|| write_atomically(&path, new))?;
+        Ok(true)
+    }
+
+    fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
+        self.check_writable()?;
+        let Ok(payload_len) = u32::try_from(record.len()) else {
+            return Err(StoreError::Invalid(format!(
+                "log {log}: a record of {} bytes exceeds the 4 GiB limit",
+                record.len()
+            )));
+        };
+        let dir = self.log_dir(log)?;
+        let mut appenders = self.appenders();
+        let stale = match appenders.get(log) {
+            Some(appender) => appender.is_stale()?,
+            None => true,
+        };
+        if stale {
+            appenders.remove(log);
+            let appender = self.writing(|| self.load_appender(&dir))?;
+            appenders.insert(log.to_owned(), appender);
+        }
+        let Some(appender) = appenders.get_mut(log) else {
+            return Err(StoreError::Invalid(format!("log {log}: appender vanished")));
+        };
+        if let Some(last) = appender.last_seq.filter(|last| seq <= *last) {
+            return Err(StoreError::Invalid(format!(
+                "log {log}: sequence number {seq} does not follow the last one, {last}"
+            )));
+        }
+        let frame = encode_frame(seq, record, payload_len);
+        let segment_bytes_max = self.segment_bytes_max;
+        let result = self.writing(|| appender.append(seq, &frame, segment_bytes_max));
+        if result.is_err() {
+            appenders.remove(log);
+        }
+        result
+    }
+
+    fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        let segments = list_segments(&self.log_dir(log)?)?;
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (idx, (_, path)) in segments.iter().enumerate() {
+            let next_first = segments.get(idx + 1).map(|(first, _)| *first);
+            // Segment `idx` holds sequence numbers below the next one's first: skip it
+            // unpeeked when they are all `<= after`.
+            if next_first.is_some_and(|next| next <= after.saturating_add(1)) {
+                continue;
+            }
+            let bytes = fs::read(path).map_err(io_error(path))?;
+            let (frames, _) = scan_segment(&bytes, path, next_first.is_none())?;
+            for frame in frames {
+                if frame.seq <= after {
+                    continue;
+                }
+                if let Some(&(previous, _)) = out.last() {
+                    if frame.seq <= previous {
+                        return Err(StoreError::Corrupt {
+                            key: path.display().to_string(),
+                            reason: format!("log record {} follows record {previous}", frame.seq),
+                        });
+                    }
+                }
+                out.push((
+                    frame.seq,
+                    bytes.get(frame.payload).unwrap_or_default().to_vec(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn log_discard(&self, log: &str, through: u64) -> StoreResult<()> {
+        self.check_writable()?;
+        let dir = self.log_dir(log)?;
+        let segments = list_segments(&dir)?;
+        self.writing(|| {
+            let mut removed = false;
+            // Oldest first, so a crash midway leaves a contiguous log; never the last segment.
+            for pair in segments.windows(2) {
+                let [(_, path), (next_first, _)] = pair else {
+                    continue;
+                };
+                if *next_first > through.saturating_add(1) {
+                    break;
+                }
+                match fs::remove_file(path) {
+                    Ok(()) => removed = true,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_error(path)(err)),
+                }
+            }
+            if removed {
+                sync_dir(&dir)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn lock_writer(&self) -> StoreResult<WriterGuard> {
+        let (file, path) = self.open_lock_file()?;
+        file.lock().map_err(io_error(&path))?;
+        Ok(WriterGuard::new(Box::new(FileWriterGuard(file))))
+    }
+
+    fn destroy(&self) -> StoreResult<()> {
+        if !Self::exists(&self.root) {
+            return Err(StoreError::Invalid(format!(
+                "refusing to delete {}: it does not look like a store (no {FORMAT_FILE} file)",
+                self.root.display()
+            )));
+        }
+        // The marker goes first, so that a crash midway leaves no directory that claims to be
+        // a store.
+        let format_path = self.root.join(FORMAT_FILE);
+        fs::remove_file(&format_path).map_err(io_error(&format_path))?;
+        fs::remove_dir_all(&self.root).map_err(io_error(&self.root))?;
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
