@@ -457,6 +457,7 @@ fn flush_and_reopen_gives_the_same_datoms() {
         true,
         Some(&root),
         &fresh,
+        512,
     )
     .unwrap();
     assert_eq!(all(via_trait.rseek(&DatomKey::default())).len(), 10_000);
