@@ -450,15 +450,10 @@ fn flush_and_reopen_gives_the_same_datoms() {
         .unwrap();
     assert_eq!(next.count(), 10_001);
     assert_eq!(check_invariants(&next), 10_001);
-    // The trait entry point opens the same.
-    let via_trait = crate::index::open_index(
-        crate::index::IndexKind::PersistentSet,
-        IndexOrder::Avet,
-        true,
-        Some(&root),
-        &fresh,
-    )
-    .unwrap();
+    // Through the trait object, as the database uses it.
+    let via_trait: Arc<dyn DatomIndex> = Arc::new(
+        PersistentIndex::with_branching(IndexOrder::Avet, true, Some(&root), &fresh, 32).unwrap(),
+    );
     assert_eq!(all(via_trait.rseek(&DatomKey::default())).len(), 10_000);
     let empty = PersistentIndex::open(IndexOrder::Eavt, false, None, &fresh).unwrap();
     assert_eq!(
