@@ -130,6 +130,9 @@ impl Bench {
         };
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
+        if let Some(b) = std::env::var("DATAHIKE_BENCH_BRANCHING").ok().and_then(|s| s.parse().ok()) {
+            c.branching_factor = b;
+        }
         c
     }
 

@@ -9,7 +9,7 @@ use crate::index::{open_index, DatomIndex, IndexResult, IndexRoot, NodeCache};
 use crate::schema::{is_schema_attr, Schema};
 use crate::tx::{self, TxOutcome, TxReport};
 use crate::value::{Eid, Value};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// The three current indices, or the three history indices.
@@ -104,7 +104,7 @@ impl Db {
             base: Option<Datom>,
             last: Option<Datom>,
         }
-        let mut state: HashMap<(Eid, Keyword, Value), Entry> = HashMap::with_capacity(outcome.tx_data.len());
+        let mut state: HashMap<(Eid, Keyword, Value), Entry> = HashMap::with_capacity_and_hasher(outcome.tx_data.len(), Default::default());
         let mut history_adds: Vec<Datom> = Vec::new();
         let keep_history = inner.config.keep_history;
         for d in &outcome.tx_data {

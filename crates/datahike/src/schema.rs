@@ -4,7 +4,8 @@
 use crate::datom::Datom;
 use crate::edn::{Edn, Keyword};
 use crate::value::{Eid, Value};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 /// `:db/valueType` values.
@@ -207,8 +208,8 @@ impl Attribute {
 }
 
 /// The attributes every database has without declaring them.
-fn system_attributes() -> &'static HashMap<Keyword, Arc<Attribute>> {
-    static SYSTEM: OnceLock<HashMap<Keyword, Arc<Attribute>>> = OnceLock::new();
+fn system_attributes() -> &'static std::collections::HashMap<Keyword, Arc<Attribute>> {
+    static SYSTEM: OnceLock<std::collections::HashMap<Keyword, Arc<Attribute>>> = OnceLock::new();
     SYSTEM.get_or_init(|| {
         let defs: [(&str, ValueType, bool, Option<Unique>, bool); 20] = [
             ("db/ident", ValueType::Keyword, false, Some(Unique::Identity), false),
@@ -283,6 +284,8 @@ pub struct Schema {
     eid_ident: HashMap<Eid, Keyword>,
     /// For each attribute, the composite tuple attributes it is part of and its position.
     attr_tuples: HashMap<Keyword, Vec<(Keyword, usize)>>,
+    /// Composite tuple attributes that are `:db.unique/identity`, with their parts.
+    identity_tuples: Vec<(Keyword, Vec<Keyword>)>,
 }
 
 impl Schema {
@@ -422,8 +425,25 @@ impl Schema {
         self.rebuild_tuples();
     }
 
+    /// Composite tuple attributes that are `:db.unique/identity`, with their parts.
+    pub fn identity_tuples(&self) -> &[(Keyword, Vec<Keyword>)] {
+        &self.identity_tuples
+    }
+
+    /// Whether any composite tuple attribute exists.
+    pub fn has_tuples(&self) -> bool {
+        !self.attr_tuples.is_empty()
+    }
+
     fn rebuild_tuples(&mut self) {
         self.attr_tuples.clear();
+        self.identity_tuples = self
+            .attrs
+            .values()
+            .filter(|a| a.unique == Some(Unique::Identity))
+            .filter_map(|a| a.tuple_attrs.clone().map(|parts| (a.ident, parts)))
+            .collect();
+        self.identity_tuples.sort();
         for a in self.attrs.values() {
             if let Some(parts) = &a.tuple_attrs {
                 for (i, p) in parts.iter().enumerate() {

@@ -17,7 +17,8 @@ use crate::edn::{Edn, Keyword};
 use crate::error::{Error, Result, TxError};
 use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique, ValueType};
 use crate::value::{Eid, Value};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// What a transaction produced, before it is applied to the indices.
@@ -94,8 +95,51 @@ fn is_reverse(a: Keyword) -> bool {
     a.name().starts_with('_') && a.name().len() > 1
 }
 
-/// One unit of work in the queue.
-enum Item {
+/// Prints a slice of EDN values as a vector, for error messages, without cloning it.
+struct ShowVec<'a>(&'a [Edn]);
+
+impl std::fmt::Display for ShowVec<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, x) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{x}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// Prints map entries as a map, for error messages, without cloning them.
+struct ShowMap<'a>(&'a [(Edn, Edn)]);
+
+impl std::fmt::Display for ShowMap<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("{")?;
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{k} {v}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Prints `{:db/id e, attr value}` for error messages about one attribute of an entity map.
+struct ShowEntry<'a>(Eid, &'a Edn, &'a Edn);
+
+impl std::fmt::Display for ShowEntry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{{:db/id {}, {} {}}}", self.0, self.1, self.2)
+    }
+}
+
+/// One unit of work in the queue: borrowed from the transaction data, or generated.
+enum Item<'t> {
+    MapRef(&'t [(Edn, Edn)]),
+    OpRef(&'t [Edn]),
     Map(Vec<(Edn, Edn)>),
     Op(Vec<Edn>),
     /// A `:db/add` generated for a composite tuple, exempt from the direct-write check.
@@ -133,9 +177,9 @@ type Step<T> = std::result::Result<T, Fail>;
 /// Runs a transaction against `db` and returns what it produced. `now_ms` is the wall clock;
 /// the instant used is `max(now, last + 1)` unless the metadata sets `:db/txInstant`.
 pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result<TxOutcome> {
-    let items: Vec<Edn> = match tx_data {
-        Edn::Nil => Vec::new(),
-        Edn::Vector(xs) | Edn::List(xs) => xs.clone(),
+    let items: &[Edn] = match tx_data {
+        Edn::Nil => &[],
+        Edn::Vector(xs) | Edn::List(xs) => xs,
         other => {
             return Err(TxError::Syntax(format!("Bad transaction data {other}, expected sequential collection")).into())
         }
@@ -151,10 +195,10 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
             .collect::<Result<Vec<_>>>()?,
         Some(other) => return Err(TxError::Syntax(format!("Bad transaction meta {other}, expected a map")).into()),
     };
-    let mut prebound: HashMap<TempKey, Eid> = HashMap::new();
+    let mut prebound: HashMap<TempKey, Eid> = HashMap::default();
     loop {
         let mut state = TxState::new(db, prebound.clone(), now_ms, &meta)?;
-        match state.process(&items) {
+        match state.process(items) {
             Ok(()) => return state.finish(),
             Err(Fail::Error(e)) => return Err(e),
             Err(Fail::Retry(Retry(key, eid))) => {
@@ -230,9 +274,9 @@ impl<'a> TxState<'a> {
             meta: meta_out,
             tempids: prebound,
             tempid_order,
-            ea: HashMap::new(),
-            touched: HashMap::new(),
-            unique: HashMap::new(),
+            ea: HashMap::default(),
+            touched: HashMap::default(),
+            unique: HashMap::default(),
             tx_data: Vec::new(),
             queued_tuples: Vec::new(),
         })
@@ -260,18 +304,18 @@ impl<'a> TxState<'a> {
 
     // ---------------------------------------------------------------- driver
 
-    fn process(&mut self, items: &[Edn]) -> Step<()> {
-        let mut queue: VecDeque<Item> = VecDeque::new();
+    fn process<'t>(&mut self, items: &'t [Edn]) -> Step<()> {
+        let mut queue: VecDeque<Item<'t>> = VecDeque::new();
         if self.db.config().keep_history {
             for (k, v) in self.meta.clone() {
                 queue.push_back(Item::Op(vec![Edn::kw("db/add"), Edn::Int(self.tx), Edn::Keyword(k), v]));
             }
         }
-        let has_tuples = !self.schema.user_attrs().iter().all(|a| a.tuple_attrs.is_none());
+        let has_tuples = self.schema.has_tuples();
         for item in items {
             match item {
-                Edn::Map(m) => queue.push_back(Item::Map(m.clone())),
-                Edn::Vector(xs) | Edn::List(xs) => queue.push_back(Item::Op(xs.clone())),
+                Edn::Map(m) => queue.push_back(Item::MapRef(m)),
+                Edn::Vector(xs) | Edn::List(xs) => queue.push_back(Item::OpRef(xs)),
                 Edn::Nil => {}
                 Edn::Tagged(tag, inner) if tag.as_str() == "datahike/Datom" => match inner.as_ref() {
                     Edn::Vector(xs) if xs.len() >= 3 => {
@@ -299,21 +343,33 @@ impl<'a> TxState<'a> {
                         queue.push_front(Item::TupleOp(op));
                     }
                 }
-                Item::Map(m) => {
+                Item::MapRef(m) => {
                     let produced = self.explode_map(m)?;
                     for it in produced.into_iter().rev() {
                         queue.push_front(it);
                     }
                 }
-                Item::Op(op) => {
+                Item::OpRef(op) => {
                     let produced = self.apply_op(op, false)?;
+                    for it in produced.into_iter().rev() {
+                        queue.push_front(it);
+                    }
+                }
+                Item::Map(m) => {
+                    let produced = self.explode_map(&m)?;
+                    for it in produced.into_iter().rev() {
+                        queue.push_front(it);
+                    }
+                }
+                Item::Op(op) => {
+                    let produced = self.apply_op(&op, false)?;
                     for it in produced.into_iter().rev() {
                         queue.push_front(it);
                     }
                     // Schema maps transacted mid-way may declare tuples.
                 }
                 Item::TupleOp(op) => {
-                    self.apply_op(op, true)?;
+                    self.apply_op(&op, true)?;
                 }
             }
         }
@@ -321,7 +377,7 @@ impl<'a> TxState<'a> {
         // the transaction declared some) are flushed too.
         let ops = self.flush_tuples()?;
         for op in ops {
-            self.apply_op(op, true)?;
+            self.apply_op(&op, true)?;
         }
         Ok(())
     }
@@ -550,8 +606,8 @@ impl<'a> TxState<'a> {
 
     // ---------------------------------------------------------------- maps
 
-    fn explode_map(&mut self, entity: Vec<(Edn, Edn)>) -> Step<Vec<Item>> {
-        let entity_edn = Edn::Map(entity.clone());
+    fn explode_map(&mut self, entity: &[(Edn, Edn)]) -> Step<Vec<Item<'static>>> {
+        let entity_edn = ShowMap(entity);
         let id_kw = Edn::kw("db/id");
         let old_id = entity.iter().find(|(k, _)| *k == id_kw).map(|(_, v)| v.clone()).filter(|v| *v != Edn::Nil);
         // Resolve :db/id.
@@ -573,7 +629,7 @@ impl<'a> TxState<'a> {
         };
         let resolved_key = resolved.as_ref().and_then(|r| if is_tempid(r) { TempKey::of(r) } else { None });
         let resolved_tempid = resolved_key.as_ref().and_then(|k| self.tempids.get(k).copied());
-        let upserted = self.upsert_eid(&entity, resolved.as_ref(), &entity_edn)?;
+        let upserted = self.upsert_eid(entity, resolved.as_ref(), &entity_edn)?;
         if let (Some(up), Some(prev), Some(key)) = (upserted, resolved_tempid, resolved_key.clone()) {
             if up != prev {
                 return Err(Fail::Retry(Retry(key, up)));
@@ -588,14 +644,14 @@ impl<'a> TxState<'a> {
                 return Err(TxError::EntityIdSyntax(format!("Expected number, string, keyword or lookup ref for :db/id, got {other}")).into())
             }
         };
-        self.check_schema_update(&entity, new_eid, &entity_edn)?;
+        self.check_schema_update(entity, new_eid, &entity_edn)?;
         self.allocate(resolved_key, new_eid);
         if resolved.is_none() {
             self.advance_max_eid(new_eid);
         }
         // Explode into ops.
         let mut out = Vec::new();
-        for (k, vs) in &entity {
+        for (k, vs) in entity {
             if *k == id_kw || k.as_keyword().is_some_and(|k| k.as_str() == "db/ensure") {
                 continue;
             }
@@ -604,7 +660,7 @@ impl<'a> TxState<'a> {
             };
             let reverse = is_reverse(a);
             let straight = if reverse { reverse_ref(a) } else { a };
-            self.check_attr(straight, &Edn::Map(vec![(id_kw.clone(), Edn::Int(new_eid)), (k.clone(), vs.clone())]))?;
+            self.check_attr(straight, &ShowEntry(new_eid, k, vs))?;
             if reverse && !self.schema.is_ref(straight) {
                 return Err(TxError::Syntax(format!(
                     "Bad attribute {a}: reverse attribute name requires {{:db/valueType :db.type/ref}} in schema"
@@ -648,7 +704,7 @@ impl<'a> TxState<'a> {
         }
     }
 
-    fn upsert_eid(&mut self, entity: &[(Edn, Edn)], resolved: Option<&Edn>, context: &Edn) -> Step<Option<Eid>> {
+    fn upsert_eid(&mut self, entity: &[(Edn, Edn)], resolved: Option<&Edn>, context: &dyn std::fmt::Display) -> Step<Option<Eid>> {
         let mut found: Option<(Eid, Keyword, Edn)> = None;
         for (k, v) in entity {
             let Some(a) = k.as_keyword() else { continue };
@@ -685,13 +741,7 @@ impl<'a> TxState<'a> {
             }
         }
         // Composite unique tuples fully present in the map.
-        let tuple_attrs: Vec<(Keyword, Vec<Keyword>)> = self
-            .schema
-            .user_attrs()
-            .into_iter()
-            .filter(|t| t.unique == Some(Unique::Identity))
-            .filter_map(|t| t.tuple_attrs.clone().map(|parts| (t.ident, parts)))
-            .collect();
+        let tuple_attrs: Vec<(Keyword, Vec<Keyword>)> = self.schema.identity_tuples().to_vec();
         for (tuple, parts) in tuple_attrs {
             let mut values = Vec::new();
             for p in &parts {
@@ -731,7 +781,7 @@ impl<'a> TxState<'a> {
         Ok(found.map(|(e, _, _)| e))
     }
 
-    fn check_schema_update(&self, entity: &[(Edn, Edn)], eid: Eid, context: &Edn) -> Step<()> {
+    fn check_schema_update(&self, entity: &[(Edn, Edn)], eid: Eid, context: &dyn std::fmt::Display) -> Step<()> {
         let keys: Vec<Keyword> = entity.iter().filter_map(|(k, _)| k.as_keyword()).collect();
         if !keys.iter().any(|k| is_schema_attr(*k) && k.as_str() != "db/doc" || k.as_str() == "db/ident") {
             return Ok(());
@@ -794,8 +844,8 @@ impl<'a> TxState<'a> {
 
     // ---------------------------------------------------------------- ops
 
-    fn apply_op(&mut self, op_vec: Vec<Edn>, internal: bool) -> Step<Vec<Item>> {
-        let ctx = Edn::Vector(op_vec.clone());
+    fn apply_op(&mut self, op_vec: &[Edn], internal: bool) -> Step<Vec<Item<'static>>> {
+        let ctx = ShowVec(op_vec);
         let Some(op) = op_vec.first().and_then(Edn::as_keyword) else {
             return Err(TxError::Syntax(format!("Bad entity type at {ctx}, expected an operation keyword first")).into());
         };
@@ -954,7 +1004,7 @@ impl<'a> TxState<'a> {
         }
     }
 
-    fn attr_of(&self, a: &Edn, ctx: &Edn) -> Step<Keyword> {
+    fn attr_of(&self, a: &Edn, ctx: &dyn std::fmt::Display) -> Step<Keyword> {
         let Some(k) = a.as_keyword() else {
             return Err(TxError::Syntax(format!("Bad entity attribute {a} at {ctx}, expected keyword or string")).into());
         };
@@ -963,7 +1013,7 @@ impl<'a> TxState<'a> {
     }
 
     /// A value for attribute `a`, resolving refs (ids, idents, lookup refs).
-    fn resolve_value(&mut self, a: Keyword, v: &Edn, ctx: &Edn) -> Step<Value> {
+    fn resolve_value(&mut self, a: Keyword, v: &Edn, ctx: &dyn std::fmt::Display) -> Step<Value> {
         if self.schema.is_ref(a) {
             if *v == Edn::Nil {
                 return Err(TxError::Syntax(format!("Cannot store nil as a value at {ctx}")).into());
@@ -973,7 +1023,7 @@ impl<'a> TxState<'a> {
         self.coerce_value(a, v, ctx)
     }
 
-    fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &Edn) -> Step<()> {
+    fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn std::fmt::Display) -> Step<()> {
         let eid = self.entid_strict(e)?;
         let value = self.resolve_value(a, v, ctx)?;
         let attr = self.schema.attr(a).cloned();
@@ -1012,7 +1062,7 @@ impl<'a> TxState<'a> {
         self.emit(new)
     }
 
-    fn retract_entity(&mut self, eid: Eid) -> Step<Vec<Item>> {
+    fn retract_entity(&mut self, eid: Eid) -> Step<Vec<Item<'static>>> {
         // Datoms of the entity: the database's plus this transaction's.
         let mut attrs: Vec<Keyword> = Vec::new();
         if self.base_may_have(eid) {
