@@ -243,12 +243,11 @@ impl Decoder<'_> {
                     items.push(self.item()?);
                 }
             }
-            None => loop {
-                match self.item_or_break()? {
-                    Item::Value(v) => items.push(v),
-                    Item::Break => break,
+            None => {
+                while let Item::Value(v) = self.item_or_break()? {
+                    items.push(v);
                 }
-            },
+            }
         }
         Ok(items)
     }
