@@ -36,6 +36,7 @@ fn two_processes_transacting_lose_no_commit() {
             Command::new(&exe)
                 .args(["--exact", "concurrent_child", "--test-threads", "1"])
                 .env(CHILD_ENV, format!("{dir}|{name}"))
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })

@@ -258,6 +258,18 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
+    /// The next `n` bytes (a fixed-width field such as an address or UUID).
+    pub fn fixed(&mut self, n: usize) -> CodecResult<&'a [u8]> {
+        self.take(n, "a fixed-width field")
+    }
+
+    /// Every byte not yet read; the reader is then at the end.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        self.pos = self.buf.len();
+        rest
+    }
+
     /// The next `N` bytes as an array.
     pub fn array<const N: usize>(&mut self, expected: &'static str) -> CodecResult<[u8; N]> {
         let slice = self.take(N, expected)?;
@@ -526,8 +538,10 @@ mod tests {
             prop_assert_eq!(r.ivarint().unwrap(), i);
             prop_assert_eq!(r.bytes().unwrap(), &b[..]);
             prop_assert_eq!(r.str().unwrap(), &s[..]);
-            prop_assert_eq!(r.u8().unwrap(), 7);
+            prop_assert_eq!(r.fixed(1).unwrap(), &[7][..]);
             prop_assert!(r.finish().is_ok());
+            prop_assert!(r.fixed(1).is_err());
+            prop_assert_eq!(r.rest(), &[][..]);
         }
 
         #[test]

@@ -154,7 +154,8 @@ impl Tree {
             let Some(max) = keys.last().cloned() else {
                 continue;
             };
-            let count = counts.iter().sum();
+            // Saturating: counts read from a store are not trusted to be sane.
+            let count = counts.iter().fold(0u64, |acc, n| acc.saturating_add(*n));
             out.push(Entry {
                 max,
                 count,
@@ -509,10 +510,16 @@ impl PersistentIndex {
         let mut acc = 0u64;
         loop {
             let next = match node.as_ref() {
-                Node::Leaf(datoms) => return Ok(acc + datoms.partition_point(before) as u64),
+                Node::Leaf(datoms) => {
+                    return Ok(acc.saturating_add(datoms.partition_point(before) as u64))
+                }
                 Node::Branch(b) => {
                     let i = b.keys.partition_point(before);
-                    acc += b.counts.iter().take(i).sum::<u64>();
+                    acc = b
+                        .counts
+                        .iter()
+                        .take(i)
+                        .fold(acc, |acc, n| acc.saturating_add(*n));
                     if i >= b.children.len() {
                         return Ok(acc);
                     }

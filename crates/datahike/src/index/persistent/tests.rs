@@ -450,15 +450,10 @@ fn flush_and_reopen_gives_the_same_datoms() {
         .unwrap();
     assert_eq!(next.count(), 10_001);
     assert_eq!(check_invariants(&next), 10_001);
-    // The trait entry point opens the same.
-    let via_trait = crate::index::open_index(
-        crate::index::IndexKind::PersistentSet,
-        IndexOrder::Avet,
-        true,
-        Some(&root),
-        &fresh,
-    )
-    .unwrap();
+    // Through the trait object, as the database uses it.
+    let via_trait: Arc<dyn DatomIndex> = Arc::new(
+        PersistentIndex::with_branching(IndexOrder::Avet, true, Some(&root), &fresh, 32).unwrap(),
+    );
     assert_eq!(all(via_trait.rseek(&DatomKey::default())).len(), 10_000);
     let empty = PersistentIndex::open(IndexOrder::Eavt, false, None, &fresh).unwrap();
     assert_eq!(
@@ -563,4 +558,38 @@ fn current_index_compares_without_tx() {
         .apply_batch(vec![a.clone(), b.clone()], vec![])
         .unwrap();
     assert_eq!(temporal.count(), 2);
+}
+
+#[test]
+fn concurrent_readers_share_a_small_cache() {
+    let (_, store) = new_store();
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, 16)
+        .unwrap()
+        .apply_batch(many(5000), vec![])
+        .unwrap();
+    let (_, root) = flush(&index, store.as_ref());
+    let small = Arc::new(NodeCache::new(Some(store), 3));
+    let reopened = Arc::new(
+        PersistentIndex::with_branching(IndexOrder::Eavt, false, Some(&root), &small, 16).unwrap(),
+    );
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let index = reopened.clone();
+            std::thread::spawn(move || {
+                let key = DatomKey {
+                    e: Some(100 * t),
+                    ..Default::default()
+                };
+                let forward = all(index.seek(&key)).len();
+                let backward = all(index.rseek(&key)).len();
+                (forward, backward)
+            })
+        })
+        .collect();
+    for (t, handle) in threads.into_iter().enumerate() {
+        let (forward, backward) = handle.join().unwrap();
+        assert_eq!(forward + backward, 5000 + 3, "thread {t}");
+    }
+    assert!(small.len() <= 3 + 4);
 }
