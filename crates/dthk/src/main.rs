@@ -251,13 +251,11 @@ fn read_stdin() -> Result<String, Failure> {
 /// The argument sources after `--tx-file` and standard input are put in place.
 fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Failure> {
     let mut sources: Vec<Source> = raw.iter().cloned().map(Source::Argument).collect();
-    let Some(slot) = op.stdin_arg else {
-        if options.tx_file.is_some() {
-            log::warn(&format!("--tx-file not supported for command: {}", op.name));
-        }
-        return Ok(sources);
-    };
     if let Some(path) = &options.tx_file {
+        let Some(slot) = op.file_arg else {
+            log::warn(&format!("--tx-file not supported for command: {}", op.name));
+            return Ok(sources);
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Execution(format!("cannot read --tx-file {path}: {e}")))?;
         let content = Source::Content {
@@ -265,7 +263,12 @@ fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Fa
             origin: format!("--tx-file {path}"),
         };
         sources.insert(slot.min(sources.len()), content);
-    } else if raw.get(slot).map(String::as_str) == Some("-") {
+        return Ok(sources);
+    }
+    let Some(slot) = op.stdin_arg else {
+        return Ok(sources);
+    };
+    if raw.get(slot).map(String::as_str) == Some("-") {
         sources[slot] = Source::Content {
             text: read_stdin()?,
             origin: "standard input".into(),
@@ -312,7 +315,7 @@ fn parse_and_run(
         };
         // Datahike passes text that is not EDN on as a string; transaction data that is not
         // EDN is a mistake worth pointing at.
-        if let (Some(slot), Arg::Text { error, .. }) = (op.stdin_arg, &arg) {
+        if let (Some(slot), Arg::Text { error, .. }) = (op.stdin_arg.or(op.file_arg), &arg) {
             if slot == i {
                 return Err(Failure::Invalid(format!(
                     "❌ Invalid arguments for '{}': argument {} is not valid EDN: error at {}:{}: {}",

@@ -165,8 +165,10 @@ pub struct Op {
     pub arities: &'static [&'static [Param]],
     /// A command line that works.
     pub example: &'static str,
-    /// Which argument may come from `--tx-file` or standard input.
+    /// Which argument may come from standard input (`-` or absent).
     pub stdin_arg: Option<usize>,
+    /// Which argument `--tx-file` supplies.
+    pub file_arg: Option<usize>,
     /// The implementation; `None` for operations that a later version brings.
     pub run: Option<Run>,
 }
@@ -286,6 +288,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[], &[Config]],
         example: "dthk database-exists edn:config.edn",
         stdin_arg: None,
+        file_arg: None,
         run: Some(database_exists),
     },
     Op {
@@ -296,6 +299,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[], &[Config]],
         example: "dthk create-database edn:config.edn",
         stdin_arg: None,
+        file_arg: None,
         run: Some(create_database),
     },
     Op {
@@ -306,6 +310,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[], &[Config]],
         example: "dthk delete-database edn:config.edn",
         stdin_arg: None,
+        file_arg: None,
         run: Some(delete_database),
     },
     Op {
@@ -316,6 +321,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Conn, TxData]],
         example: "dthk transact conn:config.edn '[{:name \"Alice\" :age 20}]'",
         stdin_arg: Some(1),
+        file_arg: Some(1),
         run: Some(transact),
     },
     Op {
@@ -326,6 +332,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Conn, Entities]],
         example: "dthk load-entities conn:config.edn edn:datoms.edn",
         stdin_arg: Some(1),
+        file_arg: None,
         run: Some(load_entities),
     },
     Op {
@@ -336,6 +343,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db, TxData], &[Db, TxVector, TxMeta]],
         example: "dthk with db:config.edn '[[:db/add -1 :name \"Ivan\"]]'",
         stdin_arg: None,
+        file_arg: None,
         run: Some(with),
     },
     coming("query", "q", Category::Query, "Executes a datalog query."),
@@ -352,6 +360,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db, IndexArgs], &[Db, Index, Components]],
         example: "dthk datoms db:config.edn '{:index :eavt :components [1]}'",
         stdin_arg: None,
+        file_arg: None,
         run: Some(datoms),
     },
     Op {
@@ -362,6 +371,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db, IndexArgs], &[Db, Index, Components]],
         example: "dthk seek-datoms db:config.edn '{:index :aevt :components [:name]}'",
         stdin_arg: None,
+        file_arg: None,
         run: Some(seek_datoms),
     },
     Op {
@@ -372,6 +382,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db, IndexArgs], &[Db, Index, Components]],
         example: "dthk rseek-datoms db:config.edn '{:index :aevt :components [:name]}'",
         stdin_arg: None,
+        file_arg: None,
         run: Some(rseek_datoms),
     },
     Op {
@@ -382,6 +393,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db, RangeArgs]],
         example: "dthk index-range db:config.edn '{:attrid :age :start 10 :end 30}'",
         stdin_arg: None,
+        file_arg: None,
         run: Some(index_range),
     },
     coming("valid-at", "valid-at", Category::Query, "Filters a database to the facts valid at a point of valid time."),
@@ -396,6 +408,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db]],
         example: "dthk schema db:config.edn",
         stdin_arg: None,
+        file_arg: None,
         run: Some(schema),
     },
     Op {
@@ -406,6 +419,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db]],
         example: "dthk reverse-schema db:config.edn",
         stdin_arg: None,
+        file_arg: None,
         run: Some(reverse_schema),
     },
     coming("branches", "branches", Category::Versioning, "List all known branch names."),
@@ -425,6 +439,7 @@ pub static OPS: &[Op] = &[
         arities: &[&[Db]],
         example: "dthk metrics db:config.edn",
         stdin_arg: None,
+        file_arg: None,
         run: Some(metrics),
     },
     coming("gc-storage", "gc-storage", Category::Maintenance, "Invokes garbage collection on connection's store."),
@@ -445,6 +460,7 @@ const fn coming(
         arities: &[],
         example: "",
         stdin_arg: None,
+        file_arg: None,
         run: None,
     }
 }

@@ -300,6 +300,12 @@ fn load_entities_from_edn_and_cbor_exports() {
         third.ok(&["datoms", "db:cfg.edn", ":eavt"]),
         target.ok(&["datoms", "db:cfg.edn", ":eavt"])
     );
+
+    // And the EDN export from standard input into a fourth.
+    let fourth = read_db();
+    let out = fourth.run_stdin(&["load-entities", "conn:cfg.edn", "-"], &export);
+    assert_success(&["load-entities -"], &out);
+    assert_eq!(fourth.count(":name"), 2);
 }
 
 #[test]
