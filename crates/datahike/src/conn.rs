@@ -555,6 +555,9 @@ impl Conn {
                 None => groups.push((*t, vec![(*e, a, parts[2].clone(), added)])),
             }
         }
+        // Source transactions load in their original order, whatever order the rows came in
+        // (an EAVT export lists an entity's later facts before other entities' earlier ones).
+        groups.sort_by_key(|(tx, _)| *tx);
         let mut mapping: HashMap<i64, i64> = HashMap::new();
         let mut reports = Vec::new();
         for (src_tx, datoms) in groups {

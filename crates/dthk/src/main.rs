@@ -1,1 +1,499 @@
-fn main() {}
+//! `dthk`, Datahike's command line tool: `dthk [options] <command> [arguments]`, with the
+//! commands, argument prefixes and output formats of Datahike's own `dthk`.
+//!
+//! ```text
+//! dthk create-database edn:cfg.edn
+//! dthk transact conn:cfg.edn '[{:name "Alice" :age 20}]'
+//! dthk -f json datoms db:cfg.edn :eavt 1
+//! ```
+//!
+//! Exit codes: 0 success, 1 bad usage or a failed command, 2 a command or prefix that a later
+//! version implements. Results go to standard output; errors and logs to standard error.
+
+mod cbor;
+mod input;
+mod json;
+mod log;
+mod ops;
+mod output;
+
+use input::{Arg, InputError};
+use ops::{Category, Op, OPS};
+use output::Format;
+use std::io::{IsTerminal, Read};
+
+/// Exit code of a failed command or bad usage.
+const EXIT_ERROR: i32 = 1;
+/// Exit code of a command or prefix that this version does not implement yet.
+const EXIT_NOT_IMPLEMENTED: i32 = 2;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(run(args));
+}
+
+/// The options before, between or after the command's arguments.
+#[derive(Debug)]
+struct Options {
+    format: Format,
+    input_format: Format,
+    tx_file: Option<String>,
+    verbosity: u8,
+    help: bool,
+    version: bool,
+}
+
+/// The options and the remaining arguments, or the problems found.
+fn parse_options(args: Vec<String>) -> Result<(Options, Vec<String>), Vec<String>> {
+    let mut options = Options {
+        format: Format::Edn,
+        input_format: Format::Edn,
+        tx_file: None,
+        verbosity: 0,
+        help: false,
+        version: false,
+    };
+    let mut rest = Vec::new();
+    let mut errors = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        // `--name=value` is `--name value`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |errors: &mut Vec<String>| -> Option<String> {
+            let v = inline.clone().or_else(|| args.next());
+            if v.is_none() {
+                errors.push(format!("Missing required argument for \"{name} VALUE\""));
+            }
+            v
+        };
+        match name.as_str() {
+            "--" => {
+                rest.extend(args.by_ref());
+            }
+            "-f" | "--format" | "-if" | "--input-format" => {
+                let Some(v) = value(&mut errors) else {
+                    continue;
+                };
+                let is_input = matches!(name.as_str(), "-if" | "--input-format");
+                match Format::parse(&v) {
+                    Some(f) if is_input => options.input_format = f,
+                    Some(f) => options.format = f,
+                    None => errors.push(format!(
+                        "Failed to validate \"{name} {v}\": Must be one of: {}",
+                        Format::ALL
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+            "--tx-file" => {
+                let Some(v) = value(&mut errors) else {
+                    continue;
+                };
+                if std::path::Path::new(&v).exists() {
+                    options.tx_file = Some(v);
+                } else {
+                    errors.push(format!(
+                        "Failed to validate \"--tx-file {v}\": Transaction file does not exist."
+                    ));
+                }
+            }
+            "-h" | "--help" => options.help = true,
+            "--version" => options.version = true,
+            // `-v`, repeatable, also clustered as `-vvv`.
+            flag if flag.len() > 1
+                && flag.starts_with('-')
+                && flag[1..].chars().all(|c| c == 'v') =>
+            {
+                options.verbosity = options
+                    .verbosity
+                    .saturating_add(u8::try_from(flag.len() - 1).unwrap_or(u8::MAX));
+            }
+            // An option we do not know; `-` alone (standard input) and negative numbers are
+            // arguments.
+            flag if flag.starts_with("--")
+                || (flag.starts_with('-')
+                    && flag[1..].starts_with(|c: char| c.is_ascii_alphabetic())) =>
+            {
+                errors.push(format!("Unknown option: \"{flag}\""));
+            }
+            _ => rest.push(arg),
+        }
+    }
+    if errors.is_empty() {
+        Ok((options, rest))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs `dthk` with these arguments and returns the exit code.
+fn run(args: Vec<String>) -> i32 {
+    let (options, args) = match parse_options(args) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            eprintln!(
+                "The following errors occurred while parsing your command:\n\n{}",
+                errors.join("\n")
+            );
+            return EXIT_ERROR;
+        }
+    };
+    if options.verbosity > 3 {
+        eprintln!("Verbosity level not supported: {}", options.verbosity);
+        return EXIT_ERROR;
+    }
+    log::set_verbosity(options.verbosity);
+    log::debug(&format!("options {options:?}, arguments {args:?}"));
+    if options.help {
+        print!("{}", usage());
+        return 0;
+    }
+    if options.version {
+        println!("Datahike {} (datahike-rs)", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    if args.is_empty() {
+        eprint!("{}", usage());
+        return EXIT_ERROR;
+    }
+    if args[0] == "help" {
+        return command_help(args.get(1).map(String::as_str));
+    }
+    // Datahike tries two-word commands first; every command today is one word.
+    let (op, raw) = match (
+        ops::find(&args[..args.len().min(2)].join(" ")),
+        ops::find(&args[0]),
+    ) {
+        (Some(op), _) if args.len() >= 2 => (op, &args[2..]),
+        (_, Some(op)) => (op, &args[1..]),
+        _ => {
+            eprintln!(
+                "Unknown command: {}\n\nUse 'dthk --help' to see available commands.",
+                args[..args.len().min(2)].join(" ")
+            );
+            return EXIT_ERROR;
+        }
+    };
+    let Some(implementation) = op.run else {
+        eprintln!(
+            "Command '{}' is not implemented yet in this version",
+            op.name
+        );
+        return EXIT_NOT_IMPLEMENTED;
+    };
+    match execute(op, implementation, raw, &options) {
+        Ok(result) => {
+            if let Err(e) = output::write(options.format, &result) {
+                // A closed pipe (`dthk ... | head`) is not worth a message.
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    eprintln!("❌ Error writing the result: {e}");
+                    return EXIT_ERROR;
+                }
+            }
+            0
+        }
+        Err(Failure::NotImplemented(message)) => {
+            eprintln!("{message}");
+            EXIT_NOT_IMPLEMENTED
+        }
+        Err(Failure::Invalid(message)) => {
+            eprintln!("{message}");
+            EXIT_ERROR
+        }
+        Err(Failure::Execution(message)) => {
+            eprintln!("❌ Error executing command: {message}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Why a command did not produce a result.
+enum Failure {
+    /// A later version implements this.
+    NotImplemented(String),
+    /// The arguments fit no arity; the whole message.
+    Invalid(String),
+    /// Reading input, connecting or the operation failed.
+    Execution(String),
+}
+
+impl From<InputError> for Failure {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::NotImplemented(m) => Failure::NotImplemented(m),
+            InputError::Failed(m) => Failure::Execution(m),
+        }
+    }
+}
+
+/// Where an argument's text comes from.
+enum Source {
+    /// A command line argument, prefixes and all.
+    Argument(String),
+    /// The content of `--tx-file` or standard input, read as EDN.
+    Content { text: String, origin: String },
+}
+
+fn read_stdin() -> Result<String, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Execution(format!("cannot read standard input: {e}")))?;
+    Ok(text)
+}
+
+/// The argument sources after `--tx-file` and standard input are put in place.
+fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Failure> {
+    let mut sources: Vec<Source> = raw.iter().cloned().map(Source::Argument).collect();
+    if let Some(path) = &options.tx_file {
+        let Some(slot) = op.file_arg else {
+            log::warn(&format!("--tx-file not supported for command: {}", op.name));
+            return Ok(sources);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Execution(format!("cannot read --tx-file {path}: {e}")))?;
+        let content = Source::Content {
+            text,
+            origin: format!("--tx-file {path}"),
+        };
+        sources.insert(slot.min(sources.len()), content);
+        return Ok(sources);
+    }
+    let Some(slot) = op.stdin_arg else {
+        return Ok(sources);
+    };
+    if raw.get(slot).map(String::as_str) == Some("-") {
+        sources[slot] = Source::Content {
+            text: read_stdin()?,
+            origin: "standard input".into(),
+        };
+    } else if raw.len() == slot && !std::io::stdin().is_terminal() {
+        sources.push(Source::Content {
+            text: read_stdin()?,
+            origin: "standard input".into(),
+        });
+    }
+    Ok(sources)
+}
+
+/// Parses, validates and runs. Connections opened for `conn:` arguments are released after.
+fn execute(
+    op: &Op,
+    implementation: ops::Run,
+    raw: &[String],
+    options: &Options,
+) -> Result<datahike::Edn, Failure> {
+    let mut args: Vec<Arg> = Vec::new();
+    let result = parse_and_run(op, implementation, raw, options, &mut args);
+    for arg in &args {
+        if let Arg::Conn(conn) = arg {
+            if let Err(e) = conn.release() {
+                log::warn(&format!("releasing the connection failed: {e}"));
+            }
+        }
+    }
+    result
+}
+
+fn parse_and_run(
+    op: &Op,
+    implementation: ops::Run,
+    raw: &[String],
+    options: &Options,
+    args: &mut Vec<Arg>,
+) -> Result<datahike::Edn, Failure> {
+    for (i, source) in sources(op, raw, options)?.into_iter().enumerate() {
+        let arg = match source {
+            Source::Argument(text) => input::parse(&text)?,
+            Source::Content { text, origin } => Arg::Data(input::read_edn_text(&text, &origin)?),
+        };
+        // Datahike passes text that is not EDN on as a string; transaction data that is not
+        // EDN is a mistake worth pointing at.
+        if let (Some(slot), Arg::Text { error, .. }) = (op.stdin_arg.or(op.file_arg), &arg) {
+            if slot == i {
+                return Err(Failure::Invalid(format!(
+                    "❌ Invalid arguments for '{}': argument {} is not valid EDN: error at {}:{}: {}",
+                    op.name,
+                    i + 1,
+                    error.line(),
+                    error.column(),
+                    error.message()
+                )));
+            }
+        }
+        log::trace(&format!("argument {}: {}", i + 1, arg.describe()));
+        args.push(arg);
+    }
+    if !op.fits(args) {
+        let got: Vec<String> = args.iter().map(Arg::describe).collect();
+        return Err(Failure::Invalid(format!(
+            "❌ Invalid arguments for '{}':\n\n  Expected: {}\n  Got:      [{}]\n\n  Error:    {}\n\n  Example:  {}\n",
+            op.name,
+            op.all_usages().join("\n            "),
+            got.join(" "),
+            op.mismatch(args),
+            op.example
+        )));
+    }
+    log::info(&format!("running {}", op.api));
+    implementation(args).map_err(|e| Failure::Execution(e.to_string()))
+}
+
+/// The first sentence of a doc string.
+fn first_sentence(doc: &str) -> &str {
+    doc.find(". ").map_or(doc, |i| &doc[..=i])
+}
+
+/// `dthk --help`.
+fn usage() -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "▁▃▅▄▇▅▃▅▃▁  datahike cli (datahike-rs {})\n\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    out.push_str("This is the Datahike command line interface.\n\n");
+    out.push_str("The commands reflect the datahike.api Clojure API.\n");
+    out.push_str("Use db:config_file for database values, conn:config_file for connections,\n");
+    out.push_str(
+        "edn:file, json:file or cbor:file for data; any other argument is read as EDN.\n\n",
+    );
+    out.push_str("Usage: dthk [options] <command> [arguments]\n\n");
+    out.push_str("Options:\n");
+    for (flags, doc) in [
+        (
+            "-f, --format FORMAT",
+            "Output format for the result: edn (default), json, pprint, cbor.",
+        ),
+        (
+            "-if, --input-format FORMAT",
+            "Input format for the transaction (accepted, unused).",
+        ),
+        (
+            "--tx-file PATH",
+            "Use this input file for transactions instead of command line or STDIN.",
+        ),
+        (
+            "-v",
+            "Verbosity level (repeat for more: -v info, -vv debug, -vvv trace).",
+        ),
+        ("-h, --help", "Show this help."),
+        ("--version", "Show version."),
+    ] {
+        out.push_str(&format!("  {flags:<28} {doc}\n"));
+    }
+    out.push_str("\nCommands:\n\n");
+    let implemented = |op: &&Op| op.run.is_some();
+    for category in Category::ORDER {
+        let ops: Vec<&Op> = OPS
+            .iter()
+            .filter(|op| op.category == category)
+            .filter(implemented)
+            .collect();
+        if ops.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("  {}:\n", category.title()));
+        for op in ops {
+            out.push_str(&format!(
+                "    {:<25} {}\n",
+                format!("{} {}", op.name, op.usage()),
+                first_sentence(op.doc)
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("  Coming in a later version (exit code 2 for now):\n");
+    for op in OPS.iter().filter(|op| op.run.is_none()) {
+        out.push_str(&format!("    {:<25} {}\n", op.name, first_sentence(op.doc)));
+    }
+    out.push_str("\nTransaction data for transact and load-entities may also come from --tx-file PATH (transact)\n");
+    out.push_str("or from standard input, when the argument is '-' or absent.\n\n");
+    out.push_str("For more information on a specific command, use: dthk help <command>\n");
+    out
+}
+
+/// `dthk help <command>`.
+fn command_help(name: Option<&str>) -> i32 {
+    let Some(name) = name else {
+        print!("{}", usage());
+        return 0;
+    };
+    let Some(op) = ops::find(name) else {
+        eprintln!("Unknown command: {name}\n\nUse 'dthk --help' to see available commands.");
+        return EXIT_ERROR;
+    };
+    println!("{} (datahike.api/{})\n\n  {}\n", op.name, op.api, op.doc);
+    if op.run.is_none() {
+        println!("  Not implemented yet in this version.");
+        return 0;
+    }
+    println!("Usage:");
+    for usage in op.all_usages() {
+        println!("  {usage}");
+    }
+    println!("\nExample:\n  {}", op.example);
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_anywhere_and_two_letter_short_option() {
+        let (o, rest) = parse_options(strings(&[
+            "-f", "json", "datoms", "-if", "cbor", "db:x", "-vv", "-1", "-",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (o.format, o.input_format, o.verbosity),
+            (Format::Json, Format::Cbor, 2)
+        );
+        assert_eq!(rest, ["datoms", "db:x", "-1", "-"]);
+        let (o, _) = parse_options(strings(&["--format=pprint", "-v", "-v"])).unwrap();
+        assert_eq!((o.format, o.verbosity), (Format::Pprint, 2));
+        let (_, rest) = parse_options(strings(&["--", "-f"])).unwrap();
+        assert_eq!(rest, ["-f"]);
+    }
+
+    #[test]
+    fn option_errors() {
+        let e = parse_options(strings(&["-f", "xml"])).unwrap_err();
+        assert!(
+            e[0].contains("Must be one of: edn, json, pprint, cbor"),
+            "{e:?}"
+        );
+        assert!(parse_options(strings(&["-f"])).unwrap_err()[0].contains("Missing"));
+        assert!(
+            parse_options(strings(&["--tx-file", "/nonexistent/x"])).unwrap_err()[0]
+                .contains("does not exist")
+        );
+        assert!(parse_options(strings(&["--bogus"])).unwrap_err()[0].contains("Unknown option"));
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let help = usage();
+        for op in OPS {
+            assert!(
+                help.contains(&format!("    {} ", op.name)),
+                "{} missing",
+                op.name
+            );
+        }
+        assert!(
+            help.contains("    transact conn:CONFIG TX-DATA Applies transaction"),
+            "{help}"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Command arguments: the prefixes of Datahike's `dthk` (`conn:FILE`, `db:FILE`, `edn:FILE`,
+//! `json:FILE`, `cbor:FILE`, and the temporal `history:`, `since:MILLIS:`, `asof:MILLIS:`),
+//! tried in that order, else the text itself read as EDN.
+
+use crate::{cbor, json, log};
+use datahike::edn::{pr_str, read_str, EdnError};
+use datahike::{Config, Conn, Db, Edn};
+
+/// A parsed argument.
+pub enum Arg {
+    /// `conn:FILE`
+    Conn(Conn),
+    /// `db:FILE`: the connection's current value.
+    Db(Db),
+    /// Data from a file or the argument's EDN.
+    Data(Edn),
+    /// An argument that is not EDN. Datahike passes such text on as a string; we keep the
+    /// reader's error to explain why the argument does not fit.
+    Text {
+        /// The argument.
+        text: String,
+        /// Why it is not EDN.
+        error: EdnError,
+    },
+}
+
+impl Arg {
+    /// The argument as error messages show it.
+    pub fn describe(&self) -> String {
+        match self {
+            Arg::Conn(c) => format!("{c:?}"),
+            Arg::Db(db) => pr_str(&db.to_edn_summary()),
+            Arg::Data(d) => pr_str(d),
+            Arg::Text { text, .. } => format!("{text:?}"),
+        }
+    }
+}
+
+/// Why an argument could not be made.
+#[derive(Debug)]
+pub enum InputError {
+    /// A prefix that a later version implements.
+    NotImplemented(String),
+    /// A file that cannot be read, bad data, or a database that cannot be opened.
+    Failed(String),
+}
+
+impl From<datahike::Error> for InputError {
+    fn from(e: datahike::Error) -> Self {
+        InputError::Failed(e.to_string())
+    }
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>, InputError> {
+    std::fs::read(path).map_err(|e| InputError::Failed(format!("cannot read file {path}: {e}")))
+}
+
+fn read_text_file(path: &str) -> Result<String, InputError> {
+    String::from_utf8(read_file(path)?)
+        .map_err(|_| InputError::Failed(format!("file {path} is not UTF-8 text")))
+}
+
+/// EDN text from a file, or an error naming the file, line and column.
+pub fn read_edn_file(path: &str) -> Result<Edn, InputError> {
+    read_edn_text(&read_text_file(path)?, path)
+}
+
+/// EDN text from `origin` (a file name, `standard input`...), or an error naming it.
+pub fn read_edn_text(text: &str, origin: &str) -> Result<Edn, InputError> {
+    read_str(text).map_err(|e| {
+        InputError::Failed(format!(
+            "{origin} is not valid EDN: error at {}:{}: {}",
+            e.line(),
+            e.column(),
+            e.message()
+        ))
+    })
+}
+
+fn config_file(path: &str) -> Result<Config, InputError> {
+    let edn = read_edn_file(path)?;
+    Config::from_edn(&edn).map_err(|e| InputError::Failed(format!("config file {path}: {e}")))
+}
+
+/// Connects with the config in `path`.
+pub fn connect(path: &str) -> Result<Conn, InputError> {
+    let config = config_file(path)?;
+    log::info(&format!("connecting to {}", pr_str(&config.store.to_edn())));
+    Ok(datahike::connect(&config)?)
+}
+
+/// A prefixed or plain argument.
+pub fn parse(text: &str) -> Result<Arg, InputError> {
+    if let Some(path) = non_empty(text.strip_prefix("conn:")) {
+        return Ok(Arg::Conn(connect(path)?));
+    }
+    if let Some(path) = non_empty(text.strip_prefix("db:")) {
+        // The connection is not released: releasing flushes, and a reader need not write.
+        return Ok(Arg::Db(connect(path)?.db()));
+    }
+    if non_empty(text.strip_prefix("history:")).is_some() {
+        return Err(InputError::NotImplemented(format!(
+            "The history: prefix (argument {text:?}) is not implemented yet in this version"
+        )));
+    }
+    for prefix in ["since:", "asof:"] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            if rest
+                .split_once(':')
+                .is_some_and(|(millis, file)| !millis.is_empty() && !file.is_empty())
+            {
+                return Err(InputError::NotImplemented(format!(
+                    "The {prefix} prefix (argument {text:?}) is not implemented yet in this version"
+                )));
+            }
+        }
+    }
+    if let Some(path) = non_empty(text.strip_prefix("cbor:")) {
+        let bytes = read_file(path)?;
+        return cbor::from_cbor(&bytes)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
+    }
+    if let Some(path) = non_empty(text.strip_prefix("edn:")) {
+        return Ok(Arg::Data(read_edn_file(path)?));
+    }
+    if let Some(path) = non_empty(text.strip_prefix("json:")) {
+        let text = read_text_file(path)?;
+        return json::from_json(&text)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
+    }
+    Ok(match read_str(text) {
+        Ok(edn) => Arg::Data(edn),
+        Err(error) => Arg::Text {
+            text: text.to_string(),
+            error,
+        },
+    })
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}

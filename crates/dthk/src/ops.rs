@@ -1,0 +1,691 @@
+//! The operations `dthk` knows, each described once: command name, the `datahike.api` name,
+//! category, one-line doc, argument arities, an example and the implementation. Help text,
+//! argument validation and dispatch are all derived from [`OPS`], as Datahike derives its CLI
+//! from `datahike.api.specification`.
+
+use crate::input::Arg;
+use datahike::{Config, Edn, Error, IndexOrder, Result, TxReport};
+
+/// How help groups the commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// Creating, checking and deleting databases.
+    Database,
+    /// Writing.
+    Transaction,
+    /// Reading: queries, pull, index access.
+    Query,
+    /// Schema access.
+    Schema,
+    /// Branches and commits.
+    Versioning,
+    /// Metrics.
+    Diagnostics,
+    /// Garbage collection.
+    Maintenance,
+}
+
+impl Category {
+    /// Help's order of categories.
+    pub const ORDER: [Category; 7] = [
+        Category::Database,
+        Category::Transaction,
+        Category::Query,
+        Category::Schema,
+        Category::Versioning,
+        Category::Diagnostics,
+        Category::Maintenance,
+    ];
+
+    /// The heading help shows.
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Database => "Database Operations",
+            Category::Transaction => "Transaction Operations",
+            Category::Query => "Query Operations",
+            Category::Schema => "Schema Operations",
+            Category::Versioning => "Versioning Operations",
+            Category::Diagnostics => "Diagnostics",
+            Category::Maintenance => "Maintenance",
+        }
+    }
+}
+
+/// One parameter of an arity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// A config map: `edn:cfg.edn` or inline EDN.
+    Config,
+    /// A connection: `conn:cfg.edn`.
+    Conn,
+    /// A database value: `db:cfg.edn`.
+    Db,
+    /// Transaction data: a vector, or `{:tx-data [...] :tx-meta {...}}`.
+    TxData,
+    /// Transaction data as a plain vector.
+    TxVector,
+    /// Transaction metadata, a map.
+    TxMeta,
+    /// Datoms `[e a v tx added]` to bulk load.
+    Entities,
+    /// An index keyword, `:eavt`, `:aevt` or `:avet`.
+    Index,
+    /// An index keyword or `{:index :eavt :components [...]}`.
+    IndexArgs,
+    /// One or more index components; only last in an arity.
+    Components,
+    /// `{:attrid :age :start 10 :end 30}`.
+    RangeArgs,
+}
+
+impl Param {
+    /// How help names the parameter.
+    pub fn help(self) -> &'static str {
+        match self {
+            Param::Config => "CONFIG",
+            Param::Conn => "conn:CONFIG",
+            Param::Db => "db:CONFIG",
+            Param::TxData => "TX-DATA",
+            Param::TxVector => "TX-DATA",
+            Param::TxMeta => "TX-META",
+            Param::Entities => "DATOMS",
+            Param::Index => "INDEX",
+            Param::IndexArgs => "{:index :components}",
+            Param::Components => "COMPONENT...",
+            Param::RangeArgs => "{:attrid :start :end}",
+        }
+    }
+
+    /// What the parameter must be, for error messages.
+    pub fn expected(self) -> &'static str {
+        match self {
+            Param::Config => "a config map (edn:FILE or an EDN map)",
+            Param::Conn => "a connection (conn:FILE)",
+            Param::Db => "a database value (db:FILE)",
+            Param::TxData => "transaction data (a vector, or a map with :tx-data)",
+            Param::TxVector => "transaction data (a vector)",
+            Param::TxMeta => "transaction metadata (a map)",
+            Param::Entities => "a vector of datoms [e a v tx added]",
+            Param::Index => "an index, one of :eavt :aevt :avet",
+            Param::IndexArgs => {
+                "an index (:eavt :aevt :avet) or a map {:index .. :components [..]}"
+            }
+            Param::Components => "index components",
+            Param::RangeArgs => "a map {:attrid keyword :start value :end value}",
+        }
+    }
+
+    /// Whether `arg` fits the parameter.
+    pub fn accepts(self, arg: &Arg) -> bool {
+        let data = match arg {
+            Arg::Conn(_) => return self == Param::Conn,
+            Arg::Db(_) => return self == Param::Db,
+            Arg::Text { .. } => return false,
+            Arg::Data(data) => data,
+        };
+        let is_seq = matches!(data, Edn::Vector(_) | Edn::List(_));
+        match self {
+            Param::Conn | Param::Db => false,
+            Param::Config | Param::TxMeta => matches!(data, Edn::Map(_)),
+            Param::TxData => is_seq || data.get_kw("tx-data").is_some(),
+            Param::TxVector | Param::Entities => is_seq,
+            Param::Index => index_of(data).is_some(),
+            Param::IndexArgs => {
+                index_of(data).is_some()
+                    || (data.get_kw("index").and_then(index_of).is_some()
+                        && data
+                            .get_kw("components")
+                            .is_none_or(|c| matches!(c, Edn::Nil | Edn::Vector(_) | Edn::List(_))))
+            }
+            Param::Components => true,
+            Param::RangeArgs => data.get_kw("attrid").and_then(Edn::as_keyword).is_some(),
+        }
+    }
+}
+
+/// The index named by a keyword.
+fn index_of(edn: &Edn) -> Option<IndexOrder> {
+    edn.as_keyword().and_then(|k| IndexOrder::parse(k.as_str()))
+}
+
+/// The implementation of a command, called with arguments that fit one of its arities.
+pub type Run = fn(&[Arg]) -> Result<Edn>;
+
+/// One operation.
+pub struct Op {
+    /// The command, e.g. `database-exists`.
+    pub name: &'static str,
+    /// The `datahike.api` function, e.g. `database-exists?`.
+    pub api: &'static str,
+    /// Help's group.
+    pub category: Category,
+    /// One sentence.
+    pub doc: &'static str,
+    /// The accepted argument lists.
+    pub arities: &'static [&'static [Param]],
+    /// A command line that works.
+    pub example: &'static str,
+    /// Which argument may come from standard input (`-` or absent).
+    pub stdin_arg: Option<usize>,
+    /// Which argument `--tx-file` supplies.
+    pub file_arg: Option<usize>,
+    /// The implementation; `None` for operations that a later version brings.
+    pub run: Option<Run>,
+}
+
+impl Op {
+    /// The argument part of the usage line, e.g. `db:CONFIG INDEX COMPONENT...`.
+    pub fn usage(&self) -> String {
+        let arity = |params: &[Param]| {
+            params
+                .iter()
+                .map(|p| p.help())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self.arities {
+            [] => String::new(),
+            [[], one] => format!("[{}]", arity(one)),
+            [first, ..] => arity(first),
+        }
+    }
+
+    /// Every arity, one usage per line.
+    pub fn all_usages(&self) -> Vec<String> {
+        self.arities
+            .iter()
+            .map(|params| {
+                let args: Vec<&str> = params.iter().map(|p| p.help()).collect();
+                format!("dthk {} {}", self.name, args.join(" "))
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Whether `args` fit one of the arities.
+    pub fn fits(&self, args: &[Arg]) -> bool {
+        self.arities.iter().any(|params| fits(params, args))
+    }
+
+    /// Why `args` fit no arity: the first bad argument of the closest arity.
+    pub fn mismatch(&self, args: &[Arg]) -> String {
+        let same_count = self
+            .arities
+            .iter()
+            .find(|params| count_fits(params, args.len()));
+        let Some(params) = same_count else {
+            let counts: Vec<String> = self
+                .arities
+                .iter()
+                .map(|p| {
+                    if p.contains(&Param::Components) {
+                        format!("{} or more", p.len())
+                    } else {
+                        p.len().to_string()
+                    }
+                })
+                .collect();
+            return format!(
+                "expected {} arguments, got {}",
+                counts.join(" or "),
+                args.len()
+            );
+        };
+        for (i, arg) in args.iter().enumerate() {
+            let param = params.get(i).copied().unwrap_or(Param::Components);
+            if param.accepts(arg) {
+                continue;
+            }
+            return match arg {
+                Arg::Text { text, error } => {
+                    format!(
+                        "argument {} {text:?} is not valid EDN: {error}; expected {}",
+                        i + 1,
+                        param.expected()
+                    )
+                }
+                other => format!(
+                    "argument {} is {}, expected {}",
+                    i + 1,
+                    other.describe(),
+                    param.expected()
+                ),
+            };
+        }
+        "the arguments fit no arity".to_string()
+    }
+}
+
+fn count_fits(params: &[Param], n: usize) -> bool {
+    if params.last() == Some(&Param::Components) {
+        n >= params.len()
+    } else {
+        n == params.len()
+    }
+}
+
+fn fits(params: &[Param], args: &[Arg]) -> bool {
+    count_fits(params, args.len())
+        && args.iter().enumerate().all(|(i, arg)| {
+            params
+                .get(i)
+                .copied()
+                .unwrap_or(Param::Components)
+                .accepts(arg)
+        })
+}
+
+use Param::*;
+
+/// Every operation of Datahike's `dthk`, implemented or coming.
+pub static OPS: &[Op] = &[
+    Op {
+        name: "database-exists",
+        api: "database-exists?",
+        category: Category::Database,
+        doc: "Checks if a database exists via configuration map.",
+        arities: &[&[], &[Config]],
+        example: "dthk database-exists edn:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(database_exists),
+    },
+    Op {
+        name: "create-database",
+        api: "create-database",
+        category: Category::Database,
+        doc: "Creates a database via configuration map.",
+        arities: &[&[], &[Config]],
+        example: "dthk create-database edn:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(create_database),
+    },
+    Op {
+        name: "delete-database",
+        api: "delete-database",
+        category: Category::Database,
+        doc: "Deletes a database given via configuration map.",
+        arities: &[&[], &[Config]],
+        example: "dthk delete-database edn:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(delete_database),
+    },
+    Op {
+        name: "transact",
+        api: "transact",
+        category: Category::Transaction,
+        doc: "Applies transaction to the database and updates connection. Blocks until committed.",
+        arities: &[&[Conn, TxData]],
+        example: "dthk transact conn:config.edn '[{:name \"Alice\" :age 20}]'",
+        stdin_arg: Some(1),
+        file_arg: Some(1),
+        run: Some(transact),
+    },
+    Op {
+        name: "load-entities",
+        api: "load-entities",
+        category: Category::Transaction,
+        doc: "Load entities directly (bulk load).",
+        arities: &[&[Conn, Entities]],
+        example: "dthk load-entities conn:config.edn edn:datoms.edn",
+        stdin_arg: Some(1),
+        file_arg: None,
+        run: Some(load_entities),
+    },
+    Op {
+        name: "with",
+        api: "with",
+        category: Category::Transaction,
+        doc: "Applies transaction to immutable db value. Returns transaction report.",
+        arities: &[&[Db, TxData], &[Db, TxVector, TxMeta]],
+        example: "dthk with db:config.edn '[[:db/add -1 :name \"Ivan\"]]'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(with),
+    },
+    coming("query", "q", Category::Query, "Executes a datalog query."),
+    coming("query-stats", "query-stats", Category::Query, "Executes query and returns execution statistics."),
+    coming("explain", "explain", Category::Query, "Returns a human-readable string explaining the query plan."),
+    coming("pull", "pull", Category::Query, "Fetches data using recursive declarative pull pattern."),
+    coming("pull-many", "pull-many", Category::Query, "Same as pull, but accepts sequence of ids and returns sequence of maps."),
+    coming("entity", "entity", Category::Query, "Retrieves an entity by its id."),
+    Op {
+        name: "datoms",
+        api: "datoms",
+        category: Category::Query,
+        doc: "Index lookup. Returns sequence of datoms matching index components.",
+        arities: &[&[Db, IndexArgs], &[Db, Index, Components]],
+        example: "dthk datoms db:config.edn '{:index :eavt :components [1]}'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(datoms),
+    },
+    Op {
+        name: "seek-datoms",
+        api: "seek-datoms",
+        category: Category::Query,
+        doc: "Like datoms, but returns datoms starting from specified components through end of index.",
+        arities: &[&[Db, IndexArgs], &[Db, Index, Components]],
+        example: "dthk seek-datoms db:config.edn '{:index :aevt :components [:name]}'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(seek_datoms),
+    },
+    Op {
+        name: "rseek-datoms",
+        api: "rseek-datoms",
+        category: Category::Query,
+        doc: "Like seek-datoms, but iterates backwards: datoms <= the given components, descending to the beginning of the index.",
+        arities: &[&[Db, IndexArgs], &[Db, Index, Components]],
+        example: "dthk rseek-datoms db:config.edn '{:index :aevt :components [:name]}'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(rseek_datoms),
+    },
+    Op {
+        name: "index-range",
+        api: "index-range",
+        category: Category::Query,
+        doc: "Returns part of :avet index between start and end values.",
+        arities: &[&[Db, RangeArgs]],
+        example: "dthk index-range db:config.edn '{:attrid :age :start 10 :end 30}'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(index_range),
+    },
+    coming("valid-at", "valid-at", Category::Query, "Filters a database to the facts valid at a point of valid time."),
+    coming("valid-between", "valid-between", Category::Query, "Filters a database to the facts whose valid time overlaps a window."),
+    coming("valid-during", "valid-during", Category::Query, "Filters a database to the facts whose valid time lies inside a window."),
+    coming("valid-all", "valid-all", Category::Query, "Strips valid-time markers so the full valid-time history is visible."),
+    Op {
+        name: "schema",
+        api: "schema",
+        category: Category::Schema,
+        doc: "Returns current schema definition.",
+        arities: &[&[Db]],
+        example: "dthk schema db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(schema),
+    },
+    Op {
+        name: "reverse-schema",
+        api: "reverse-schema",
+        category: Category::Schema,
+        doc: "Returns reverse schema definition (attribute property to idents).",
+        arities: &[&[Db]],
+        example: "dthk reverse-schema db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(reverse_schema),
+    },
+    coming("branches", "branches", Category::Versioning, "List all known branch names."),
+    coming("branch", "branch!", Category::Versioning, "Create a new branch from an existing branch or commit."),
+    coming("delete-branch", "delete-branch!", Category::Versioning, "Remove a branch."),
+    coming("force-branch", "force-branch!", Category::Versioning, "Force a branch to point to the provided db value."),
+    coming("merge-db", "merge-db", Category::Versioning, "Create a merge commit combining the current branch with parent branches/commits."),
+    coming("commit-id", "commit-id", Category::Versioning, "Retrieve the commit-id for this database value."),
+    coming("parent-commit-ids", "parent-commit-ids", Category::Versioning, "Retrieve parent commit ids from this database value."),
+    coming("commit-as-db", "commit-as-db", Category::Versioning, "Load the database at a specific commit."),
+    coming("branch-as-db", "branch-as-db", Category::Versioning, "Load the database at a branch head."),
+    Op {
+        name: "metrics",
+        api: "metrics",
+        category: Category::Diagnostics,
+        doc: "Returns database metrics (datom counts, index sizes, etc).",
+        arities: &[&[Db]],
+        example: "dthk metrics db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(metrics),
+    },
+    coming("gc-storage", "gc-storage", Category::Maintenance, "Invokes garbage collection on connection's store."),
+];
+
+/// An operation that a later version implements.
+const fn coming(
+    name: &'static str,
+    api: &'static str,
+    category: Category,
+    doc: &'static str,
+) -> Op {
+    Op {
+        name,
+        api,
+        category,
+        doc,
+        arities: &[],
+        example: "",
+        stdin_arg: None,
+        file_arg: None,
+        run: None,
+    }
+}
+
+/// The operation of a command name.
+pub fn find(name: &str) -> Option<&'static Op> {
+    OPS.iter().find(|op| op.name == name)
+}
+
+// Implementations. They run only on arguments that fit an arity, so a mismatch below is a bug
+// in the table, reported as an internal error rather than a panic.
+
+fn bug(what: &str) -> Error {
+    Error::Internal(format!("dthk dispatched an argument that is not {what}"))
+}
+
+fn data(args: &[Arg], i: usize) -> Result<&Edn> {
+    match args.get(i) {
+        Some(Arg::Data(d)) => Ok(d),
+        _ => Err(bug("data")),
+    }
+}
+
+fn conn(args: &[Arg]) -> Result<&datahike::Conn> {
+    match args.first() {
+        Some(Arg::Conn(c)) => Ok(c),
+        _ => Err(bug("a connection")),
+    }
+}
+
+fn db(args: &[Arg]) -> Result<&datahike::Db> {
+    match args.first() {
+        Some(Arg::Db(d)) => Ok(d),
+        _ => Err(bug("a database")),
+    }
+}
+
+fn config(args: &[Arg]) -> Result<Config> {
+    match args.first() {
+        None => Ok(Config::default()),
+        Some(_) => Config::from_edn(data(args, 0)?),
+    }
+}
+
+fn database_exists(args: &[Arg]) -> Result<Edn> {
+    Ok(Edn::Bool(datahike::database_exists(&config(args)?)?))
+}
+
+fn create_database(args: &[Arg]) -> Result<Edn> {
+    Ok(datahike::create_database(&config(args)?)?.to_edn())
+}
+
+fn delete_database(args: &[Arg]) -> Result<Edn> {
+    datahike::delete_database(&config(args)?)?;
+    Ok(Edn::Nil)
+}
+
+fn transact(args: &[Arg]) -> Result<Edn> {
+    Ok(conn(args)?.transact_arg(data(args, 1)?)?.to_edn())
+}
+
+fn load_entities(args: &[Arg]) -> Result<Edn> {
+    let reports = conn(args)?.load_entities(data(args, 1)?)?;
+    Ok(combine(&reports).map_or(Edn::Nil, |r| r.to_edn()))
+}
+
+/// One report for a bulk load that ran as several transactions, as Datahike's one: the first
+/// db-before, the last db-after, every datom and tempid, the last metadata.
+fn combine(reports: &[TxReport]) -> Option<TxReport> {
+    let (first, last) = (reports.first()?, reports.last()?);
+    Some(TxReport {
+        db_before: first.db_before.clone(),
+        db_after: last.db_after.clone(),
+        tx_data: reports
+            .iter()
+            .flat_map(|r| r.tx_data.iter().cloned())
+            .collect(),
+        tempids: reports
+            .iter()
+            .flat_map(|r| r.tempids.iter().cloned())
+            .filter(|(k, _)| *k != Edn::kw("db/current-tx"))
+            .chain(
+                last.tempids
+                    .iter()
+                    .filter(|(k, _)| *k == Edn::kw("db/current-tx"))
+                    .cloned(),
+            )
+            .collect(),
+        tx_meta: last.tx_meta.clone(),
+    })
+}
+
+fn with(args: &[Arg]) -> Result<Edn> {
+    let db = db(args)?;
+    let tx = data(args, 1)?;
+    let report = match (args.get(2), tx) {
+        (Some(_), _) => db.with_meta(tx, Some(data(args, 2)?))?,
+        (None, Edn::Map(_)) => {
+            let tx_data = tx
+                .get_kw("tx-data")
+                .ok_or_else(|| bug("a map with :tx-data"))?;
+            db.with_meta(tx_data, tx.get_kw("tx-meta"))?
+        }
+        (None, _) => db.with(tx)?,
+    };
+    Ok(report.to_edn())
+}
+
+/// The index and components of `(datoms db :eavt c...)` or `(datoms db {:index .. :components [..]})`.
+fn index_args(args: &[Arg]) -> Result<(IndexOrder, Vec<Edn>)> {
+    let first = data(args, 1)?;
+    if let Some(order) = index_of(first) {
+        let components = (2..args.len())
+            .map(|i| data(args, i).cloned())
+            .collect::<Result<_>>()?;
+        return Ok((order, components));
+    }
+    let order = first
+        .get_kw("index")
+        .and_then(index_of)
+        .ok_or_else(|| bug("an index map"))?;
+    let components = first
+        .get_kw("components")
+        .and_then(Edn::as_seq)
+        .map(<[Edn]>::to_vec)
+        .unwrap_or_default();
+    Ok((order, components))
+}
+
+fn datoms_edn(datoms: Vec<datahike::Datom>) -> Edn {
+    Edn::Vector(datoms.iter().map(datahike::Datom::to_edn).collect())
+}
+
+fn datoms(args: &[Arg]) -> Result<Edn> {
+    let (order, components) = index_args(args)?;
+    Ok(datoms_edn(db(args)?.datoms(order, &components)?))
+}
+
+fn seek_datoms(args: &[Arg]) -> Result<Edn> {
+    let (order, components) = index_args(args)?;
+    Ok(datoms_edn(db(args)?.seek_datoms(order, &components)?))
+}
+
+fn rseek_datoms(args: &[Arg]) -> Result<Edn> {
+    let (order, components) = index_args(args)?;
+    Ok(datoms_edn(db(args)?.rseek_datoms(order, &components)?))
+}
+
+fn index_range(args: &[Arg]) -> Result<Edn> {
+    let range = data(args, 1)?;
+    let attr = range
+        .get_kw("attrid")
+        .and_then(Edn::as_keyword)
+        .ok_or_else(|| bug("a range map"))?;
+    let start = range.get_kw("start").unwrap_or(&Edn::Nil);
+    let end = range.get_kw("end").unwrap_or(&Edn::Nil);
+    Ok(datoms_edn(db(args)?.index_range(attr, start, end)?))
+}
+
+fn schema(args: &[Arg]) -> Result<Edn> {
+    Ok(db(args)?.schema_edn())
+}
+
+fn reverse_schema(args: &[Arg]) -> Result<Edn> {
+    Ok(db(args)?.reverse_schema_edn())
+}
+
+fn metrics(args: &[Arg]) -> Result<Edn> {
+    db(args)?.metrics()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_implemented_ops_have_arities_and_examples() {
+        for (i, op) in OPS.iter().enumerate() {
+            assert!(
+                OPS[..i].iter().all(|o| o.name != op.name),
+                "{} twice",
+                op.name
+            );
+            assert!(op.doc.ends_with('.'), "{}", op.name);
+            if op.run.is_some() {
+                assert!(
+                    !op.arities.is_empty() && op.example.starts_with(&format!("dthk {} ", op.name)),
+                    "{}",
+                    op.name
+                );
+            }
+            for arity in op.arities {
+                let rest = arity.iter().position(|p| *p == Param::Components);
+                assert!(
+                    rest.is_none_or(|i| i == arity.len() - 1),
+                    "{}: components must come last",
+                    op.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn usage_lines() {
+        assert_eq!(find("database-exists").unwrap().usage(), "[CONFIG]");
+        assert_eq!(find("transact").unwrap().usage(), "conn:CONFIG TX-DATA");
+        assert_eq!(
+            find("datoms").unwrap().all_usages()[1],
+            "dthk datoms db:CONFIG INDEX COMPONENT..."
+        );
+    }
+
+    #[test]
+    fn validation_names_the_bad_argument() {
+        let op = find("index-range").unwrap();
+        let args = [Arg::Data(Edn::Int(1)), Arg::Data(Edn::Int(2))];
+        assert!(!op.fits(&args));
+        assert!(
+            op.mismatch(&args)
+                .contains("argument 1 is 1, expected a database value"),
+            "{}",
+            op.mismatch(&args)
+        );
+        assert!(op
+            .mismatch(&args[..1])
+            .contains("expected 2 arguments, got 1"));
+    }
+}
