@@ -147,7 +147,14 @@ impl Bench {
 
     /// Runs one op with the workload's protocol. `run` gets the iteration number and returns
     /// `(result_count, check)`.
-    fn bench(&mut self, peer: &str, op: &str, load: bool, durable: bool, mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>)) {
+    fn bench(
+        &mut self,
+        peer: &str,
+        op: &str,
+        load: bool,
+        durable: bool,
+        mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>),
+    ) {
         let t0 = Instant::now();
         let (count, check) = run(self, 0);
         let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -203,7 +210,9 @@ fn with_email(person: &Edn, email: &str) -> Edn {
     match person {
         Edn::Map(m) => Edn::Map(
             m.iter()
-                .map(|(k, v)| if *k == Edn::kw("email") { (k.clone(), Edn::str(email)) } else { (k.clone(), v.clone()) })
+                .map(
+                    |(k, v)| if *k == Edn::kw("email") { (k.clone(), Edn::str(email)) } else { (k.clone(), v.clone()) },
+                )
                 .collect(),
         ),
         other => other.clone(),
@@ -253,9 +262,14 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let read = |name: &str| std::fs::read_to_string(args.data.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+    let read =
+        |name: &str| std::fs::read_to_string(args.data.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
     let meta: Json = serde_json::from_str(&read("meta.json")).expect("meta.json");
-    let people: Vec<Edn> = read("people.edn").lines().filter(|l| !l.trim().is_empty()).map(|l| edn::read_str(l).expect("person")).collect();
+    let people: Vec<Edn> = read("people.edn")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| edn::read_str(l).expect("person"))
+        .collect();
     let params = edn::read_str(&read("params.edn")).expect("params.edn");
     let n = meta["n"].as_i64().expect("n in meta.json");
     let backends = args.backends.clone();
@@ -293,7 +307,8 @@ fn main() {
         }
         let db = conn.db();
         if b.wanted("lookup-email") {
-            let emails: Vec<Edn> = b.params.get_kw("lookup-emails").and_then(Edn::as_seq).expect("lookup-emails").to_vec();
+            let emails: Vec<Edn> =
+                b.params.get_kw("lookup-emails").and_then(Edn::as_seq).expect("lookup-emails").to_vec();
             let email = Keyword::new("email");
             let salary = Edn::kw("salary");
             b.bench(&peer, "lookup-email", false, false, |_, _| {
@@ -301,7 +316,9 @@ fn main() {
                 for e in &emails {
                     let lr = Edn::Vector(vec![Edn::Keyword(email), e.clone()]);
                     if let Some(eid) = db.entid(&lr).expect("entid") {
-                        if let Some(d) = db.datoms(IndexOrder::Eavt, &[Edn::Int(eid), salary.clone()]).expect("datoms").first() {
+                        if let Some(d) =
+                            db.datoms(IndexOrder::Eavt, &[Edn::Int(eid), salary.clone()]).expect("datoms").first()
+                        {
                             found += 1;
                             sum += d.v.as_long().unwrap_or(0);
                         }
@@ -316,7 +333,8 @@ fn main() {
             b.bench(&peer, "datoms-eavt", false, false, |_, _| {
                 let (mut found, mut sum) = (0i64, 0i64);
                 for e in &eids {
-                    if let Some(d) = db.datoms(IndexOrder::Eavt, &[e.clone(), salary.clone()]).expect("datoms").first() {
+                    if let Some(d) = db.datoms(IndexOrder::Eavt, &[e.clone(), salary.clone()]).expect("datoms").first()
+                    {
                         found += 1;
                         sum += d.v.as_long().unwrap_or(0);
                     }
@@ -325,7 +343,8 @@ fn main() {
             });
         }
         if b.wanted("tx-small") {
-            let new_people: Vec<Edn> = b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            let new_people: Vec<Edn> =
+                b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
             let probe_dir = b.args.dir.clone();
             let before = if durable { Some(raw_fsync_rate(&probe_dir, 300)) } else { None };
             b.bench(&peer, "tx-small", true, durable, |_, iter| {
@@ -358,7 +377,8 @@ fn main() {
                 datahike::StoreConfig::Memory { .. } => unreachable!("durable backend"),
             };
             let before = dir_bytes(&path);
-            let new_people: Vec<Edn> = b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            let new_people: Vec<Edn> =
+                b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
             let mut payload = 0usize;
             for (i, p) in new_people.iter().take(100).enumerate() {
                 let tx = Edn::Vector(vec![with_email(p, &format!("cb{i}@example.com"))]);

@@ -16,12 +16,7 @@ struct MapStore(Mutex<HashMap<String, Vec<u8>>>);
 
 impl Store for MapStore {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned())
+        Ok(self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned())
     }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -39,11 +34,7 @@ impl Store for MapStore {
     }
     fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(map
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
+        Ok(map.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
     }
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,11 +55,7 @@ impl Store for MapStore {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const N: i64 = 1_000_000;
-    let attrs = [
-        Keyword::new("person/name"),
-        Keyword::new("person/age"),
-        Keyword::new("person/email"),
-    ];
+    let attrs = [Keyword::new("person/name"), Keyword::new("person/age"), Keyword::new("person/email")];
     let datoms: Vec<Datom> = (0..N)
         .map(|i| {
             let e = 1000 + i / 3;
@@ -82,21 +69,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     let store: Arc<dyn Store> = Arc::new(MapStore::default());
-    let cache = Arc::new(NodeCache::new(
-        Some(store.clone()),
-        NodeCache::DEFAULT_CAPACITY,
-    ));
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), NodeCache::DEFAULT_CAPACITY));
 
     for order in IndexOrder::ALL {
         let empty = PersistentIndex::open(order, false, None, &cache)?;
         let t = Instant::now();
         let index = empty.apply_batch(datoms.clone(), Vec::new())?;
-        println!(
-            "{}: bulk load of {N} datoms: {:?} (height {})",
-            order.name(),
-            t.elapsed(),
-            index.height()?
-        );
+        println!("{}: bulk load of {N} datoms: {:?} (height {})", order.name(), t.elapsed(), index.height()?);
 
         let t = Instant::now();
         let mut n = 0u64;
@@ -104,49 +83,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             d?;
             n += 1;
         }
-        println!(
-            "{}: full scan of {n} datoms: {:?}",
-            order.name(),
-            t.elapsed()
-        );
+        println!("{}: full scan of {n} datoms: {:?}", order.name(), t.elapsed());
 
         let t = Instant::now();
-        let n = index
-            .range_rev(&DatomKey::default(), &DatomKey::default())
-            .count();
-        println!(
-            "{}: reverse scan of {n} datoms: {:?}",
-            order.name(),
-            t.elapsed()
-        );
+        let n = index.range_rev(&DatomKey::default(), &DatomKey::default()).count();
+        println!("{}: reverse scan of {n} datoms: {:?}", order.name(), t.elapsed());
     }
 
-    let index = PersistentIndex::open(IndexOrder::Eavt, false, None, &cache)?
-        .apply_batch(datoms, Vec::new())?;
+    let index = PersistentIndex::open(IndexOrder::Eavt, false, None, &cache)?.apply_batch(datoms, Vec::new())?;
     let t = Instant::now();
-    let key = DatomKey {
-        e: Some(1000 + N / 6),
-        ..Default::default()
-    };
+    let key = DatomKey { e: Some(1000 + N / 6), ..Default::default() };
     let mut total = 0;
     for _ in 0..100_000 {
         total += index.count_range(&key, &key)?;
     }
-    println!(
-        "eavt: 100k count_range of one entity: {:?} ({total} datoms)",
-        t.elapsed()
-    );
+    println!("eavt: 100k count_range of one entity: {:?} ({total} datoms)", t.elapsed());
 
     let t = Instant::now();
     let pending = index.prepare_flush()?;
-    let (n_nodes, n_bytes) = (
-        pending.nodes.len(),
-        pending.nodes.iter().map(|(_, b)| b.len()).sum::<usize>(),
-    );
-    println!(
-        "eavt: encoding {n_nodes} nodes ({n_bytes} bytes): {:?}",
-        t.elapsed()
-    );
+    let (n_nodes, n_bytes) = (pending.nodes.len(), pending.nodes.iter().map(|(_, b)| b.len()).sum::<usize>());
+    println!("eavt: encoding {n_nodes} nodes ({n_bytes} bytes): {:?}", t.elapsed());
     store.put_batch(&pending.nodes)?;
     let root = pending.root.clone();
     pending.mark_durable();
@@ -157,13 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..1000i64 {
         let adds = (0..10)
             .map(|j| {
-                Datom::new(
-                    1000 + (i * 7919 + j * 104_729) % (N / 3),
-                    attrs[0],
-                    Value::Long(i),
-                    TX0 + 1000 + i,
-                    true,
-                )
+                Datom::new(1000 + (i * 7919 + j * 104_729) % (N / 3), attrs[0], Value::Long(i), TX0 + 1000 + i, true)
             })
             .collect();
         current = current.apply_batch(adds, Vec::new())?;
@@ -172,18 +122,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.put_batch(&pending.nodes)?;
         pending.mark_durable();
     }
-    println!(
-        "eavt: 1000 transactions of 10 datoms, each flushed: {:?} ({new_nodes} new nodes)",
-        t.elapsed()
-    );
+    println!("eavt: 1000 transactions of 10 datoms, each flushed: {:?} ({new_nodes} new nodes)", t.elapsed());
 
     let cold = Arc::new(NodeCache::new(Some(store), NodeCache::DEFAULT_CAPACITY));
     let reopened = PersistentIndex::open(IndexOrder::Eavt, false, Some(&root), &cold)?;
     let t = Instant::now();
     let n = reopened.seek(&DatomKey::default()).count();
-    println!(
-        "eavt: cold scan of {n} datoms through the node cache (decoding every node): {:?}",
-        t.elapsed()
-    );
+    println!("eavt: cold scan of {n} datoms through the node cache (decoding every node): {:?}", t.elapsed());
     Ok(())
 }

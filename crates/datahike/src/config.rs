@@ -25,10 +25,9 @@ impl StoreConfig {
     /// The config map of the store.
     pub fn to_edn(&self) -> Edn {
         match self {
-            StoreConfig::Memory { id } => Edn::Map(vec![
-                (Edn::kw("backend"), Edn::kw("memory")),
-                (Edn::kw("id"), Edn::str(id)),
-            ]),
+            StoreConfig::Memory { id } => {
+                Edn::Map(vec![(Edn::kw("backend"), Edn::kw("memory")), (Edn::kw("id"), Edn::str(id))])
+            }
             StoreConfig::File { path } => Edn::Map(vec![
                 (Edn::kw("backend"), Edn::kw("file")),
                 (Edn::kw("path"), Edn::str(&path.to_string_lossy())),
@@ -167,9 +166,8 @@ impl Config {
                         Edn::Nil => None,
                         Edn::Vector(_) | Edn::List(_) => Some(value.clone()),
                         Edn::Str(path) => {
-                            let text = std::fs::read_to_string(path.as_ref()).map_err(|e| {
-                                Error::Config(format!(":initial-tx file {path} cannot be read: {e}"))
-                            })?;
+                            let text = std::fs::read_to_string(path.as_ref())
+                                .map_err(|e| Error::Config(format!(":initial-tx file {path} cannot be read: {e}")))?;
                             Some(read_str(&text)?)
                         }
                         _ => return Err(bad(":initial-tx", value, "a vector of transaction data or a file path")),
@@ -270,9 +268,7 @@ fn parse_store(value: &Edn) -> Result<StoreConfig> {
                 other.map_or("nothing".to_string(), Edn::to_edn_string)
             ))),
         },
-        _ => Err(Error::Config(format!(
-            "unknown :store :backend {backend}; this build supports :memory and :file"
-        ))),
+        _ => Err(Error::Config(format!("unknown :store :backend {backend}; this build supports :memory and :file"))),
     }
 }
 

@@ -64,9 +64,7 @@ fn put_root(root: &IndexRoot, out: &mut Vec<u8>) {
 fn read_root(r: &mut Reader<'_>) -> Result<IndexRoot> {
     let address = match r.u8()? {
         0 => None,
-        _ => {
-            Some(r.array::<16>("index root address")?)
-        }
+        _ => Some(r.array::<16>("index root address")?),
     };
     Ok(IndexRoot { address, count: r.varint()? })
 }
@@ -277,7 +275,11 @@ pub fn create_database(config: &Config) -> Result<Config> {
         max_tx: TX0,
         last_tx_instant: 0,
         current: std::array::from_fn(|_| IndexRoot { address: None, count: 0 }),
-        history: if config.keep_history { Some(std::array::from_fn(|_| IndexRoot { address: None, count: 0 })) } else { None },
+        history: if config.keep_history {
+            Some(std::array::from_fn(|_| IndexRoot { address: None, count: 0 }))
+        } else {
+            None
+        },
     };
     if !store.compare_and_set(&head_key(config), None, &head.encode())? {
         return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
@@ -351,7 +353,8 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
             // Datahike raises :config-does-not-match-stored-db; we adopt the stored values
             // only when the caller left them at their defaults.
             let defaults = Config::default();
-            if config.keep_history != defaults.keep_history || config.schema_flexibility != defaults.schema_flexibility {
+            if config.keep_history != defaults.keep_history || config.schema_flexibility != defaults.schema_flexibility
+            {
                 return Err(Error::Config(format!(
                     "config does not match the stored database: stored {}, given {}",
                     head.fixed_config,
@@ -486,7 +489,9 @@ impl Conn {
             durable.bytes_since_flush += record.len();
         }
         *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
-        if durable.persist && (durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES) {
+        if durable.persist
+            && (durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES)
+        {
             flush(durable, &db_after)?;
         }
         Ok(TxReport {
@@ -535,7 +540,9 @@ impl Conn {
     /// becomes one transaction here; its `:db/txInstant` and other metadata are kept.
     pub fn load_entities(&self, entities: &Edn) -> Result<Vec<TxReport>> {
         let Some(rows) = entities.as_seq() else {
-            return Err(Error::Argument(format!("load-entities expects a collection of [e a v tx added], got {entities}")));
+            return Err(Error::Argument(format!(
+                "load-entities expects a collection of [e a v tx added], got {entities}"
+            )));
         };
         let mut groups: Vec<(i64, Vec<LoadRow>)> = Vec::new();
         for row in rows {

@@ -111,9 +111,7 @@ impl IndexOrder {
     /// Compares two datoms fully: (e, a, v) in this order, then tx, then assertion before
     /// retraction. History (temporal) indices use this comparator.
     pub fn cmp(self, x: &Datom, y: &Datom) -> Ordering {
-        self.cmp_eav(x, y)
-            .then_with(|| x.tx().cmp(&y.tx()))
-            .then_with(|| y.added().cmp(&x.added()))
+        self.cmp_eav(x, y).then_with(|| x.tx().cmp(&y.tx())).then_with(|| y.added().cmp(&x.added()))
     }
 
     /// Compares a datom with a partial key. Missing trailing components match anything, so

@@ -21,9 +21,20 @@ pub(crate) struct Indices {
 }
 
 impl Indices {
-    pub(crate) fn open(config: &Config, temporal: bool, roots: Option<&[IndexRoot; 3]>, cache: &Arc<NodeCache>) -> Result<Indices> {
-        let open = |i: usize, order| open_index(config.index, order, temporal, roots.map(|r| &r[i]), cache, config.branching_factor);
-        Ok(Indices { eavt: open(0, IndexOrder::Eavt)?, aevt: open(1, IndexOrder::Aevt)?, avet: open(2, IndexOrder::Avet)? })
+    pub(crate) fn open(
+        config: &Config,
+        temporal: bool,
+        roots: Option<&[IndexRoot; 3]>,
+        cache: &Arc<NodeCache>,
+    ) -> Result<Indices> {
+        let open = |i: usize, order| {
+            open_index(config.index, order, temporal, roots.map(|r| &r[i]), cache, config.branching_factor)
+        };
+        Ok(Indices {
+            eavt: open(0, IndexOrder::Eavt)?,
+            aevt: open(1, IndexOrder::Aevt)?,
+            avet: open(2, IndexOrder::Avet)?,
+        })
     }
 
     pub(crate) fn get(&self, order: IndexOrder) -> &Arc<dyn DatomIndex> {
@@ -104,7 +115,8 @@ impl Db {
             base: Option<Datom>,
             last: Option<Datom>,
         }
-        let mut state: HashMap<(Eid, Keyword, Value), Entry> = HashMap::with_capacity_and_hasher(outcome.tx_data.len(), Default::default());
+        let mut state: HashMap<(Eid, Keyword, Value), Entry> =
+            HashMap::with_capacity_and_hasher(outcome.tx_data.len(), Default::default());
         let mut history_adds: Vec<Datom> = Vec::new();
         let keep_history = inner.config.keep_history;
         for d in &outcome.tx_data {
@@ -214,12 +226,17 @@ impl Db {
             Edn::Int(i) => Ok(Some(*i)),
             Edn::Keyword(k) => Ok(self.schema().ident_eid(*k)),
             Edn::Vector(xs) | Edn::List(xs) if xs.len() == 2 => {
-                let a = xs[0].as_keyword().ok_or_else(|| Error::Argument(format!("Lookup ref attribute should be a keyword: {x}")))?;
+                let a = xs[0]
+                    .as_keyword()
+                    .ok_or_else(|| Error::Argument(format!("Lookup ref attribute should be a keyword: {x}")))?;
                 if self.schema().attr(a).is_none_or(|attr| attr.unique.is_none()) {
                     return Err(Error::Argument(format!("Lookup ref attribute should be marked as :db/unique: {x}")));
                 }
                 let v = self.value_for(a, &xs[1])?;
-                Ok(self.datoms_key(IndexOrder::Avet, &DatomKey { a: Some(a), v: Some(v), ..Default::default() })?.first().map(|d| d.e))
+                Ok(self
+                    .datoms_key(IndexOrder::Avet, &DatomKey { a: Some(a), v: Some(v), ..Default::default() })?
+                    .first()
+                    .map(|d| d.e))
             }
             _ => Err(Error::Argument(format!("Expected number, keyword or lookup ref as entity id, got {x}"))),
         }
@@ -263,7 +280,8 @@ impl Db {
         let attr_pos = slots.iter().position(|s| *s == 1).unwrap_or(1);
         if let Some(a) = components.get(attr_pos) {
             if *a != Edn::Nil {
-                let k = a.as_keyword().ok_or_else(|| Error::Argument(format!("attribute must be a keyword, got {a}")))?;
+                let k =
+                    a.as_keyword().ok_or_else(|| Error::Argument(format!("attribute must be a keyword, got {a}")))?;
                 self.check_attr(k)?;
                 key.a = Some(k);
             }
@@ -273,11 +291,17 @@ impl Db {
                 continue;
             }
             match slots[i] {
-                0 => key.e = Some(self.entid(c)?.ok_or_else(|| Error::Argument(format!("Nothing found for entity id {c}")))?),
+                0 => {
+                    key.e = Some(
+                        self.entid(c)?.ok_or_else(|| Error::Argument(format!("Nothing found for entity id {c}")))?,
+                    )
+                }
                 2 => {
                     key.v = Some(match key.a {
                         Some(a) => self.value_for(a, c)?,
-                        None => Value::from_edn(c).ok_or_else(|| Error::Argument(format!("{c} is not a datom value")))?,
+                        None => {
+                            Value::from_edn(c).ok_or_else(|| Error::Argument(format!("{c} is not a datom value")))?
+                        }
                     })
                 }
                 3 => key.tx = Some(self.entid(c)?.ok_or_else(|| Error::Argument(format!("bad transaction id {c}")))?),
@@ -367,8 +391,14 @@ impl Db {
         let mut m = vec![
             (Edn::kw("count"), Edn::Int(count)),
             (Edn::kw("avet-count"), Edn::Int(self.index(IndexOrder::Avet).count() as i64)),
-            (Edn::kw("per-attr-counts"), Edn::Map(per_attr.into_iter().map(|(a, n)| (Edn::Keyword(a), Edn::Int(n))).collect())),
-            (Edn::kw("per-entity-counts"), Edn::Map(per_entity.into_iter().map(|(e, n)| (Edn::Int(e), Edn::Int(n))).collect())),
+            (
+                Edn::kw("per-attr-counts"),
+                Edn::Map(per_attr.into_iter().map(|(a, n)| (Edn::Keyword(a), Edn::Int(n))).collect()),
+            ),
+            (
+                Edn::kw("per-entity-counts"),
+                Edn::Map(per_entity.into_iter().map(|(e, n)| (Edn::Int(e), Edn::Int(n))).collect()),
+            ),
         ];
         if let Some(h) = &self.0.history {
             m.push((Edn::kw("temporal-count"), Edn::Int(h.eavt.count() as i64)));

@@ -2,8 +2,8 @@
 //! error has a stable Datahike code (`:transact/unique`...) from [`Error::code`].
 
 use crate::edn::EdnError;
-use crate::index::IndexError;
 use crate::index::codec::CodecError;
+use crate::index::IndexError;
 use crate::store::StoreError;
 
 /// A transaction that cannot be applied. Nothing of it was written.

@@ -116,7 +116,9 @@ impl ValueType {
             {
                 Value::Keyword(*k)
             }
-            (ValueType::UniqueKw, Edn::Keyword(k)) if matches!(k.as_str(), "db.unique/identity" | "db.unique/value") => {
+            (ValueType::UniqueKw, Edn::Keyword(k))
+                if matches!(k.as_str(), "db.unique/identity" | "db.unique/value") =>
+            {
                 Value::Keyword(*k)
             }
             _ => return None,
@@ -131,7 +133,10 @@ impl ValueType {
                 | (ValueType::Long | ValueType::Ref, Value::Long(_))
                 | (ValueType::Double, Value::Double(_))
                 | (ValueType::Float, Value::Float(_) | Value::Double(_))
-                | (ValueType::Number, Value::Long(_) | Value::Double(_) | Value::Float(_) | Value::BigInt(_) | Value::BigDec(_))
+                | (
+                    ValueType::Number,
+                    Value::Long(_) | Value::Double(_) | Value::Float(_) | Value::BigInt(_) | Value::BigDec(_)
+                )
                 | (ValueType::Boolean, Value::Boolean(_))
                 | (ValueType::Keyword, Value::Keyword(_))
                 | (ValueType::Symbol, Value::Symbol(_))
@@ -390,13 +395,23 @@ impl Schema {
         if let Some(Value::Keyword(ident)) = first("db/ident") {
             self.ident_eid.insert(ident, e);
             self.eid_ident.insert(e, ident);
-            let defines = ["db/valueType", "db/cardinality", "db/unique", "db/index", "db/tupleAttrs", "db/isComponent", "db/noHistory"]
-                .iter()
-                .any(|k| props.contains_key(&Keyword::new(k)));
+            let defines = [
+                "db/valueType",
+                "db/cardinality",
+                "db/unique",
+                "db/index",
+                "db/tupleAttrs",
+                "db/isComponent",
+                "db/noHistory",
+            ]
+            .iter()
+            .any(|k| props.contains_key(&Keyword::new(k)));
             if defines {
                 let mut a = Attribute::new(ident, e);
                 a.value_type = first("db/valueType").and_then(|v| v.as_keyword()).and_then(ValueType::from_keyword);
-                a.many = first("db/cardinality").and_then(|v| v.as_keyword()).is_some_and(|k| k.as_str() == "db.cardinality/many");
+                a.many = first("db/cardinality")
+                    .and_then(|v| v.as_keyword())
+                    .is_some_and(|k| k.as_str() == "db.cardinality/many");
                 a.unique = match first("db/unique").and_then(|v| v.as_keyword()).map(Keyword::as_str) {
                     Some("db.unique/identity") => Some(Unique::Identity),
                     Some("db.unique/value") => Some(Unique::Value),
@@ -416,7 +431,9 @@ impl Schema {
                     _ => None,
                 };
                 a.tuple_type = first("db/tupleType").and_then(|v| v.as_keyword()).and_then(ValueType::from_keyword);
-                if a.value_type.is_none() && (a.tuple_attrs.is_some() || a.tuple_types.is_some() || a.tuple_type.is_some()) {
+                if a.value_type.is_none()
+                    && (a.tuple_attrs.is_some() || a.tuple_types.is_some() || a.tuple_type.is_some())
+                {
                     a.value_type = Some(ValueType::Tuple);
                 }
                 self.attrs.insert(ident, Arc::new(a));

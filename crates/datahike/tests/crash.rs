@@ -58,8 +58,12 @@ fn check_store(dir: &std::path::Path, acked: i64) {
         let k = d.v.as_long().unwrap();
         let vs = db.datoms(IndexOrder::Eavt, &[Edn::Int(d.e), Edn::kw("v")]).unwrap();
         assert_eq!(vs.len(), 1, "entity k={k} lacks :v: half-applied transaction");
-        let tags: Vec<i64> =
-            db.datoms(IndexOrder::Eavt, &[Edn::Int(d.e), Edn::kw("tags")]).unwrap().iter().map(|d| d.v.as_long().unwrap()).collect();
+        let tags: Vec<i64> = db
+            .datoms(IndexOrder::Eavt, &[Edn::Int(d.e), Edn::kw("tags")])
+            .unwrap()
+            .iter()
+            .map(|d| d.v.as_long().unwrap())
+            .collect();
         // Entity k is created with tags k and k+1; transaction k+1 retracts its tag k+1.
         assert!(tags.contains(&k), "entity k={k} lost tag {k}: {tags:?}");
         let retracted_by_next = k + 1 < n;

@@ -27,7 +27,11 @@ fn attr_name(i: usize) -> String {
 }
 
 fn value_edn(spec: &AttrSpec, v: i64) -> String {
-    if spec.string { format!("\"s{v}\"") } else { v.to_string() }
+    if spec.string {
+        format!("\"s{v}\"")
+    } else {
+        v.to_string()
+    }
 }
 
 fn op_strategy(n_attrs: usize) -> impl Strategy<Value = Op> {

@@ -144,9 +144,7 @@ fn encode(out: &mut Vec<u8>, value: &Edn) {
             head(out, 2, 16);
             out.extend(u.as_bytes());
         }
-        Edn::Tagged(tag, inner) if matches!(tag.as_str(), "datahike/Datom" | "datahike/DB") => {
-            encode(out, inner)
-        }
+        Edn::Tagged(tag, inner) if matches!(tag.as_str(), "datahike/Datom" | "datahike/DB") => encode(out, inner),
         Edn::Tagged(tag, inner) => {
             head(out, 6, 27);
             head(out, 4, 2);
@@ -158,18 +156,10 @@ fn encode(out: &mut Vec<u8>, value: &Edn) {
 
 /// Reads one CBOR item; trailing bytes are an error.
 pub fn from_cbor(bytes: &[u8]) -> Result<Edn, String> {
-    let mut decoder = Decoder {
-        bytes,
-        pos: 0,
-        depth: 0,
-    };
+    let mut decoder = Decoder { bytes, pos: 0, depth: 0 };
     let value = decoder.item()?;
     if decoder.pos != bytes.len() {
-        return Err(format!(
-            "{} bytes after the CBOR value at byte {}",
-            bytes.len() - decoder.pos,
-            decoder.pos
-        ));
+        return Err(format!("{} bytes after the CBOR value at byte {}", bytes.len() - decoder.pos, decoder.pos));
     }
     Ok(value)
 }
@@ -205,12 +195,8 @@ impl Decoder<'_> {
         Ok(match info {
             0..=23 => u64::from(info),
             24 => u64::from(self.take(1)?[0]),
-            25 => u64::from(u16::from_be_bytes(
-                self.take(2)?.try_into().unwrap_or_default(),
-            )),
-            26 => u64::from(u32::from_be_bytes(
-                self.take(4)?.try_into().unwrap_or_default(),
-            )),
+            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().unwrap_or_default())),
+            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default())),
             27 => u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()),
             _ => return self.err("reserved additional information"),
         })
@@ -297,19 +283,11 @@ impl Decoder<'_> {
             }
             1 => {
                 let n = self.uint(info)?;
-                i64::try_from(n).map_or_else(
-                    |_| Edn::BigInt(Arc::new(-BigInt::from(n) - 1u8)),
-                    |n| Edn::Int(-1 - n),
-                )
+                i64::try_from(n).map_or_else(|_| Edn::BigInt(Arc::new(-BigInt::from(n) - 1u8)), |n| Edn::Int(-1 - n))
             }
             2 => {
                 let len = self.length(info)?;
-                Edn::Vector(
-                    self.chunks(2, len)?
-                        .into_iter()
-                        .map(|b| Edn::Int(i64::from(b)))
-                        .collect(),
-                )
+                Edn::Vector(self.chunks(2, len)?.into_iter().map(|b| Edn::Int(i64::from(b))).collect())
             }
             3 => {
                 let len = self.length(info)?;
@@ -342,15 +320,9 @@ impl Decoder<'_> {
                 20 => Edn::Bool(false),
                 21 => Edn::Bool(true),
                 22 | 23 => Edn::Nil,
-                25 => Edn::Float(f16_to_f64(u16::from_be_bytes(
-                    self.take(2)?.try_into().unwrap_or_default(),
-                ))),
-                26 => Edn::Float(f64::from(f32::from_be_bytes(
-                    self.take(4)?.try_into().unwrap_or_default(),
-                ))),
-                27 => Edn::Float(f64::from_be_bytes(
-                    self.take(8)?.try_into().unwrap_or_default(),
-                )),
+                25 => Edn::Float(f16_to_f64(u16::from_be_bytes(self.take(2)?.try_into().unwrap_or_default()))),
+                26 => Edn::Float(f64::from(f32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))),
+                27 => Edn::Float(f64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default())),
                 31 => return Ok(Item::Break),
                 _ => return self.err("unsupported simple value"),
             },
@@ -376,45 +348,27 @@ impl Decoder<'_> {
             (37, Edn::Vector(bytes)) if bytes.len() == 16 => {
                 let raw: Vec<u8> = bytes
                     .iter()
-                    .filter_map(|b| {
-                        if let Edn::Int(i) = b {
-                            u8::try_from(*i).ok()
-                        } else {
-                            None
-                        }
-                    })
+                    .filter_map(|b| if let Edn::Int(i) = b { u8::try_from(*i).ok() } else { None })
                     .collect();
                 Edn::Uuid(uuid::Uuid::from_slice(&raw).or_else(|_| self.err("bad uuid"))?)
             }
-            (37, Edn::Str(s)) => {
-                Edn::Uuid(uuid::Uuid::try_parse(&s).or_else(|_| self.err("bad uuid text"))?)
+            (37, Edn::Str(s)) => Edn::Uuid(uuid::Uuid::try_parse(&s).or_else(|_| self.err("bad uuid text"))?),
+            (0, Edn::Str(s)) => {
+                read_str(&format!("#inst {:?}", s.as_ref())).or_else(|e| self.err(&format!("bad date {s:?}: {e}")))?
             }
-            (0, Edn::Str(s)) => read_str(&format!("#inst {:?}", s.as_ref()))
-                .or_else(|e| self.err(&format!("bad date {s:?}: {e}")))?,
             (1, Edn::Int(secs)) => Edn::Inst(secs.saturating_mul(1000)),
             (1, Edn::Float(secs)) => Edn::Inst((secs * 1000.0).round() as i64),
             (2 | 3, Edn::Vector(bytes)) => {
                 let raw: Vec<u8> = bytes
                     .iter()
-                    .filter_map(|b| {
-                        if let Edn::Int(i) = b {
-                            u8::try_from(*i).ok()
-                        } else {
-                            None
-                        }
-                    })
+                    .filter_map(|b| if let Edn::Int(i) = b { u8::try_from(*i).ok() } else { None })
                     .collect();
                 let magnitude = BigInt::from_bytes_be(Sign::Plus, &raw);
-                Edn::BigInt(Arc::new(if tag == 2 {
-                    magnitude
-                } else {
-                    -magnitude - 1u8
-                }))
+                Edn::BigInt(Arc::new(if tag == 2 { magnitude } else { -magnitude - 1u8 }))
             }
             (4, Edn::Vector(parts)) if parts.len() == 2 => {
                 let (exponent, mantissa) = (&parts[0], &parts[1]);
-                let (Edn::Int(exponent), Edn::Int(_) | Edn::BigInt(_)) = (exponent, mantissa)
-                else {
+                let (Edn::Int(exponent), Edn::Int(_) | Edn::BigInt(_)) = (exponent, mantissa) else {
                     return self.err("bad decimal fraction");
                 };
                 let digits = datahike::edn::pr_str(mantissa);
@@ -466,10 +420,7 @@ mod tests {
         assert_eq!(to_cbor(&Edn::Int(500)), [0x19, 0x01, 0xf4]);
         assert_eq!(to_cbor(&read_str("#{}").unwrap()), [0xd9, 0x01, 0x02, 0x80]);
         assert_eq!(from_cbor(&[0xf9, 0x3c, 0x00]).unwrap(), Edn::Float(1.0));
-        assert_eq!(
-            from_cbor(&[0x9f, 0x01, 0xff]).unwrap(),
-            read_str("[1]").unwrap()
-        );
+        assert_eq!(from_cbor(&[0x9f, 0x01, 0xff]).unwrap(), read_str("[1]").unwrap());
     }
 
     #[test]

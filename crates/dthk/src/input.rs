@@ -56,8 +56,7 @@ fn read_file(path: &str) -> Result<Vec<u8>, InputError> {
 }
 
 fn read_text_file(path: &str) -> Result<String, InputError> {
-    String::from_utf8(read_file(path)?)
-        .map_err(|_| InputError::Failed(format!("file {path} is not UTF-8 text")))
+    String::from_utf8(read_file(path)?).map_err(|_| InputError::Failed(format!("file {path} is not UTF-8 text")))
 }
 
 /// EDN text from a file, or an error naming the file, line and column.
@@ -68,12 +67,7 @@ pub fn read_edn_file(path: &str) -> Result<Edn, InputError> {
 /// EDN text from `origin` (a file name, `standard input`...), or an error naming it.
 pub fn read_edn_text(text: &str, origin: &str) -> Result<Edn, InputError> {
     read_str(text).map_err(|e| {
-        InputError::Failed(format!(
-            "{origin} is not valid EDN: error at {}:{}: {}",
-            e.line(),
-            e.column(),
-            e.message()
-        ))
+        InputError::Failed(format!("{origin} is not valid EDN: error at {}:{}: {}", e.line(), e.column(), e.message()))
     })
 }
 
@@ -105,10 +99,7 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
     }
     for prefix in ["since:", "asof:"] {
         if let Some(rest) = text.strip_prefix(prefix) {
-            if rest
-                .split_once(':')
-                .is_some_and(|(millis, file)| !millis.is_empty() && !file.is_empty())
-            {
+            if rest.split_once(':').is_some_and(|(millis, file)| !millis.is_empty() && !file.is_empty()) {
                 return Err(InputError::NotImplemented(format!(
                     "The {prefix} prefix (argument {text:?}) is not implemented yet in this version"
                 )));
@@ -117,25 +108,18 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
     }
     if let Some(path) = non_empty(text.strip_prefix("cbor:")) {
         let bytes = read_file(path)?;
-        return cbor::from_cbor(&bytes)
-            .map(Arg::Data)
-            .map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
+        return cbor::from_cbor(&bytes).map(Arg::Data).map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
     }
     if let Some(path) = non_empty(text.strip_prefix("edn:")) {
         return Ok(Arg::Data(read_edn_file(path)?));
     }
     if let Some(path) = non_empty(text.strip_prefix("json:")) {
         let text = read_text_file(path)?;
-        return json::from_json(&text)
-            .map(Arg::Data)
-            .map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
+        return json::from_json(&text).map(Arg::Data).map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
     }
     Ok(match read_str(text) {
         Ok(edn) => Arg::Data(edn),
-        Err(error) => Arg::Text {
-            text: text.to_string(),
-            error,
-        },
+        Err(error) => Arg::Text { text: text.to_string(), error },
     })
 }
 

@@ -83,10 +83,7 @@ fn write_json(out: &mut String, value: &Edn) {
 /// The ISO 8601 text of an instant, taken from its EDN form `#inst "..."`.
 pub fn inst_text(inst: &Edn) -> String {
     let printed = pr_str(inst);
-    printed
-        .trim_start_matches("#inst ")
-        .trim_matches('"')
-        .to_string()
+    printed.trim_start_matches("#inst ").trim_matches('"').to_string()
 }
 
 fn key_text(key: &Edn) -> String {
@@ -106,8 +103,8 @@ fn write_string(out: &mut String, text: &str) {
 
 /// Reads JSON text as `datahike.json` does for `json:FILE` arguments.
 pub fn from_json(text: &str) -> Result<Edn, String> {
-    let json: Json = serde_json::from_str(text)
-        .map_err(|e| format!("invalid JSON at {}:{}: {e}", e.line(), e.column()))?;
+    let json: Json =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON at {}:{}: {e}", e.line(), e.column()))?;
     convert(&json)
 }
 
@@ -132,12 +129,7 @@ fn convert(json: &Json) -> Result<Edn, String> {
         Json::Object(entries) => Edn::Map(
             entries
                 .iter()
-                .map(|(k, v)| {
-                    Ok((
-                        Edn::Keyword(Keyword::new(k.strip_prefix(':').unwrap_or(k))),
-                        convert(v)?,
-                    ))
-                })
+                .map(|(k, v)| Ok((Edn::Keyword(Keyword::new(k.strip_prefix(':').unwrap_or(k))), convert(v)?)))
                 .collect::<Result<_, String>>()?,
         ),
     })
@@ -152,13 +144,10 @@ fn tagged(items: &[Json]) -> Result<Option<Edn>, String> {
     Ok(Some(match (tag.as_str(), text) {
         ("!kw", Some(t)) => Edn::Keyword(Keyword::new(t.strip_prefix(':').unwrap_or(t))),
         ("!sym", Some(t)) => Edn::Symbol(Symbol::new(t)),
-        ("!uuid", Some(t)) => {
-            Edn::Uuid(uuid::Uuid::try_parse(t).map_err(|e| format!("bad !uuid {t:?}: {e}"))?)
+        ("!uuid", Some(t)) => Edn::Uuid(uuid::Uuid::try_parse(t).map_err(|e| format!("bad !uuid {t:?}: {e}"))?),
+        ("!date", Some(t)) => {
+            Edn::Inst(t.parse().map_err(|_| format!("bad !date {t:?}: expected epoch milliseconds"))?)
         }
-        ("!date", Some(t)) => Edn::Inst(
-            t.parse()
-                .map_err(|_| format!("bad !date {t:?}: expected epoch milliseconds"))?,
-        ),
         ("!set", _) => {
             let Json::Array(elements) = value else {
                 return Err(format!("bad !set {value}: expected an array"));
@@ -192,14 +181,8 @@ mod tests {
             r#"{"name":"A","db/id":1,"tags":["a/b"],"x":null}"#
         );
         assert_eq!(json_of("{1 2.5 [1] (true)}"), r#"{"1":2.5,"[1]":[true]}"#);
-        assert_eq!(
-            json_of(r#"#inst "2024-01-02T03:04:05.006-00:00""#),
-            r#""2024-01-02T03:04:05.006-00:00""#
-        );
-        assert_eq!(
-            json_of(r#"#datahike/Datom [1 :name "x" 536870913 true]"#),
-            r#"[1,"name","x",536870913,true]"#
-        );
+        assert_eq!(json_of(r#"#inst "2024-01-02T03:04:05.006-00:00""#), r#""2024-01-02T03:04:05.006-00:00""#);
+        assert_eq!(json_of(r#"#datahike/Datom [1 :name "x" 536870913 true]"#), r#"[1,"name","x",536870913,true]"#);
         assert_eq!(json_of(r#""a\"b\n""#), r#""a\"b\n""#);
         assert_eq!(json_of("##NaN"), "null");
         assert_eq!(json_of("12345678901234567890N"), "12345678901234567890");
@@ -209,10 +192,7 @@ mod tests {
     fn reads_like_datahike_json() {
         let v = from_json(r#"[{"name": "A", "age": 3, "k": ["!kw", "db/id"], "s": ["!set", [1, 1, 2]]}, [1.5, null]]"#)
             .unwrap();
-        assert_eq!(
-            v,
-            read_str(r#"[{:name "A" :age 3 :k :db/id :s #{1 2}} [1.5 nil]]"#).unwrap()
-        );
+        assert_eq!(v, read_str(r#"[{:name "A" :age 3 :k :db/id :s #{1 2}} [1.5 nil]]"#).unwrap());
         let e = from_json("[1,\n 2").unwrap_err();
         assert!(e.contains("2:"), "{e}");
     }

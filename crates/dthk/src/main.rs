@@ -83,11 +83,7 @@ fn parse_options(args: Vec<String>) -> Result<(Options, Vec<String>), Vec<String
                     Some(f) => options.format = f,
                     None => errors.push(format!(
                         "Failed to validate \"{name} {v}\": Must be one of: {}",
-                        Format::ALL
-                            .iter()
-                            .map(|(n, _)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        Format::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
                     )),
                 }
             }
@@ -98,27 +94,19 @@ fn parse_options(args: Vec<String>) -> Result<(Options, Vec<String>), Vec<String
                 if std::path::Path::new(&v).exists() {
                     options.tx_file = Some(v);
                 } else {
-                    errors.push(format!(
-                        "Failed to validate \"--tx-file {v}\": Transaction file does not exist."
-                    ));
+                    errors.push(format!("Failed to validate \"--tx-file {v}\": Transaction file does not exist."));
                 }
             }
             "-h" | "--help" => options.help = true,
             "--version" => options.version = true,
             // `-v`, repeatable, also clustered as `-vvv`.
-            flag if flag.len() > 1
-                && flag.starts_with('-')
-                && flag[1..].chars().all(|c| c == 'v') =>
-            {
-                options.verbosity = options
-                    .verbosity
-                    .saturating_add(u8::try_from(flag.len() - 1).unwrap_or(u8::MAX));
+            flag if flag.len() > 1 && flag.starts_with('-') && flag[1..].chars().all(|c| c == 'v') => {
+                options.verbosity = options.verbosity.saturating_add(u8::try_from(flag.len() - 1).unwrap_or(u8::MAX));
             }
             // An option we do not know; `-` alone (standard input) and negative numbers are
             // arguments.
             flag if flag.starts_with("--")
-                || (flag.starts_with('-')
-                    && flag[1..].starts_with(|c: char| c.is_ascii_alphabetic())) =>
+                || (flag.starts_with('-') && flag[1..].starts_with(|c: char| c.is_ascii_alphabetic())) =>
             {
                 errors.push(format!("Unknown option: \"{flag}\""));
             }
@@ -137,10 +125,7 @@ fn run(args: Vec<String>) -> i32 {
     let (options, args) = match parse_options(args) {
         Ok(parsed) => parsed,
         Err(errors) => {
-            eprintln!(
-                "The following errors occurred while parsing your command:\n\n{}",
-                errors.join("\n")
-            );
+            eprintln!("The following errors occurred while parsing your command:\n\n{}", errors.join("\n"));
             return EXIT_ERROR;
         }
     };
@@ -166,10 +151,7 @@ fn run(args: Vec<String>) -> i32 {
         return command_help(args.get(1).map(String::as_str));
     }
     // Datahike tries two-word commands first; every command today is one word.
-    let (op, raw) = match (
-        ops::find(&args[..args.len().min(2)].join(" ")),
-        ops::find(&args[0]),
-    ) {
+    let (op, raw) = match (ops::find(&args[..args.len().min(2)].join(" ")), ops::find(&args[0])) {
         (Some(op), _) if args.len() >= 2 => (op, &args[2..]),
         (_, Some(op)) => (op, &args[1..]),
         _ => {
@@ -181,10 +163,7 @@ fn run(args: Vec<String>) -> i32 {
         }
     };
     let Some(implementation) = op.run else {
-        eprintln!(
-            "Command '{}' is not implemented yet in this version",
-            op.name
-        );
+        eprintln!("Command '{}' is not implemented yet in this version", op.name);
         return EXIT_NOT_IMPLEMENTED;
     };
     match execute(op, implementation, raw, &options) {
@@ -258,10 +237,7 @@ fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Fa
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Execution(format!("cannot read --tx-file {path}: {e}")))?;
-        let content = Source::Content {
-            text,
-            origin: format!("--tx-file {path}"),
-        };
+        let content = Source::Content { text, origin: format!("--tx-file {path}") };
         sources.insert(slot.min(sources.len()), content);
         return Ok(sources);
     }
@@ -269,26 +245,15 @@ fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Fa
         return Ok(sources);
     };
     if raw.get(slot).map(String::as_str) == Some("-") {
-        sources[slot] = Source::Content {
-            text: read_stdin()?,
-            origin: "standard input".into(),
-        };
+        sources[slot] = Source::Content { text: read_stdin()?, origin: "standard input".into() };
     } else if raw.len() == slot && !std::io::stdin().is_terminal() {
-        sources.push(Source::Content {
-            text: read_stdin()?,
-            origin: "standard input".into(),
-        });
+        sources.push(Source::Content { text: read_stdin()?, origin: "standard input".into() });
     }
     Ok(sources)
 }
 
 /// Parses, validates and runs. Connections opened for `conn:` arguments are released after.
-fn execute(
-    op: &Op,
-    implementation: ops::Run,
-    raw: &[String],
-    options: &Options,
-) -> Result<datahike::Edn, Failure> {
+fn execute(op: &Op, implementation: ops::Run, raw: &[String], options: &Options) -> Result<datahike::Edn, Failure> {
     let mut args: Vec<Arg> = Vec::new();
     let result = parse_and_run(op, implementation, raw, options, &mut args);
     for arg in &args {
@@ -353,35 +318,18 @@ fn first_sentence(doc: &str) -> &str {
 /// `dthk --help`.
 fn usage() -> String {
     let mut out = String::new();
-    out.push_str(&format!(
-        "▁▃▅▄▇▅▃▅▃▁  datahike cli (datahike-rs {})\n\n",
-        env!("CARGO_PKG_VERSION")
-    ));
+    out.push_str(&format!("▁▃▅▄▇▅▃▅▃▁  datahike cli (datahike-rs {})\n\n", env!("CARGO_PKG_VERSION")));
     out.push_str("This is the Datahike command line interface.\n\n");
     out.push_str("The commands reflect the datahike.api Clojure API.\n");
     out.push_str("Use db:config_file for database values, conn:config_file for connections,\n");
-    out.push_str(
-        "edn:file, json:file or cbor:file for data; any other argument is read as EDN.\n\n",
-    );
+    out.push_str("edn:file, json:file or cbor:file for data; any other argument is read as EDN.\n\n");
     out.push_str("Usage: dthk [options] <command> [arguments]\n\n");
     out.push_str("Options:\n");
     for (flags, doc) in [
-        (
-            "-f, --format FORMAT",
-            "Output format for the result: edn (default), json, pprint, cbor.",
-        ),
-        (
-            "-if, --input-format FORMAT",
-            "Input format for the transaction (accepted, unused).",
-        ),
-        (
-            "--tx-file PATH",
-            "Use this input file for transactions instead of command line or STDIN.",
-        ),
-        (
-            "-v",
-            "Verbosity level (repeat for more: -v info, -vv debug, -vvv trace).",
-        ),
+        ("-f, --format FORMAT", "Output format for the result: edn (default), json, pprint, cbor."),
+        ("-if, --input-format FORMAT", "Input format for the transaction (accepted, unused)."),
+        ("--tx-file PATH", "Use this input file for transactions instead of command line or STDIN."),
+        ("-v", "Verbosity level (repeat for more: -v info, -vv debug, -vvv trace)."),
         ("-h, --help", "Show this help."),
         ("--version", "Show version."),
     ] {
@@ -390,21 +338,13 @@ fn usage() -> String {
     out.push_str("\nCommands:\n\n");
     let implemented = |op: &&Op| op.run.is_some();
     for category in Category::ORDER {
-        let ops: Vec<&Op> = OPS
-            .iter()
-            .filter(|op| op.category == category)
-            .filter(implemented)
-            .collect();
+        let ops: Vec<&Op> = OPS.iter().filter(|op| op.category == category).filter(implemented).collect();
         if ops.is_empty() {
             continue;
         }
         out.push_str(&format!("  {}:\n", category.title()));
         for op in ops {
-            out.push_str(&format!(
-                "    {:<25} {}\n",
-                format!("{} {}", op.name, op.usage()),
-                first_sentence(op.doc)
-            ));
+            out.push_str(&format!("    {:<25} {}\n", format!("{} {}", op.name, op.usage()), first_sentence(op.doc)));
         }
         out.push('\n');
     }
@@ -451,14 +391,9 @@ mod tests {
 
     #[test]
     fn options_anywhere_and_two_letter_short_option() {
-        let (o, rest) = parse_options(strings(&[
-            "-f", "json", "datoms", "-if", "cbor", "db:x", "-vv", "-1", "-",
-        ]))
-        .unwrap();
-        assert_eq!(
-            (o.format, o.input_format, o.verbosity),
-            (Format::Json, Format::Cbor, 2)
-        );
+        let (o, rest) =
+            parse_options(strings(&["-f", "json", "datoms", "-if", "cbor", "db:x", "-vv", "-1", "-"])).unwrap();
+        assert_eq!((o.format, o.input_format, o.verbosity), (Format::Json, Format::Cbor, 2));
         assert_eq!(rest, ["datoms", "db:x", "-1", "-"]);
         let (o, _) = parse_options(strings(&["--format=pprint", "-v", "-v"])).unwrap();
         assert_eq!((o.format, o.verbosity), (Format::Pprint, 2));
@@ -469,15 +404,9 @@ mod tests {
     #[test]
     fn option_errors() {
         let e = parse_options(strings(&["-f", "xml"])).unwrap_err();
-        assert!(
-            e[0].contains("Must be one of: edn, json, pprint, cbor"),
-            "{e:?}"
-        );
+        assert!(e[0].contains("Must be one of: edn, json, pprint, cbor"), "{e:?}");
         assert!(parse_options(strings(&["-f"])).unwrap_err()[0].contains("Missing"));
-        assert!(
-            parse_options(strings(&["--tx-file", "/nonexistent/x"])).unwrap_err()[0]
-                .contains("does not exist")
-        );
+        assert!(parse_options(strings(&["--tx-file", "/nonexistent/x"])).unwrap_err()[0].contains("does not exist"));
         assert!(parse_options(strings(&["--bogus"])).unwrap_err()[0].contains("Unknown option"));
     }
 
@@ -485,15 +414,8 @@ mod tests {
     fn help_lists_every_command() {
         let help = usage();
         for op in OPS {
-            assert!(
-                help.contains(&format!("    {} ", op.name)),
-                "{} missing",
-                op.name
-            );
+            assert!(help.contains(&format!("    {} ", op.name)), "{} missing", op.name);
         }
-        assert!(
-            help.contains("    transact conn:CONFIG TX-DATA Applies transaction"),
-            "{help}"
-        );
+        assert!(help.contains("    transact conn:CONFIG TX-DATA Applies transaction"), "{help}");
     }
 }

@@ -107,9 +107,7 @@ impl Param {
             Param::TxMeta => "transaction metadata (a map)",
             Param::Entities => "a vector of datoms [e a v tx added]",
             Param::Index => "an index, one of :eavt :aevt :avet",
-            Param::IndexArgs => {
-                "an index (:eavt :aevt :avet) or a map {:index .. :components [..]}"
-            }
+            Param::IndexArgs => "an index (:eavt :aevt :avet) or a map {:index .. :components [..]}",
             Param::Components => "index components",
             Param::RangeArgs => "a map {:attrid keyword :start value :end value}",
         }
@@ -176,13 +174,7 @@ pub struct Op {
 impl Op {
     /// The argument part of the usage line, e.g. `db:CONFIG INDEX COMPONENT...`.
     pub fn usage(&self) -> String {
-        let arity = |params: &[Param]| {
-            params
-                .iter()
-                .map(|p| p.help())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let arity = |params: &[Param]| params.iter().map(|p| p.help()).collect::<Vec<_>>().join(" ");
         match self.arities {
             [] => String::new(),
             [[], one] => format!("[{}]", arity(one)),
@@ -196,9 +188,7 @@ impl Op {
             .iter()
             .map(|params| {
                 let args: Vec<&str> = params.iter().map(|p| p.help()).collect();
-                format!("dthk {} {}", self.name, args.join(" "))
-                    .trim_end()
-                    .to_string()
+                format!("dthk {} {}", self.name, args.join(" ")).trim_end().to_string()
             })
             .collect()
     }
@@ -210,27 +200,20 @@ impl Op {
 
     /// Why `args` fit no arity: the first bad argument of the closest arity.
     pub fn mismatch(&self, args: &[Arg]) -> String {
-        let same_count = self
-            .arities
-            .iter()
-            .find(|params| count_fits(params, args.len()));
+        let same_count = self.arities.iter().find(|params| count_fits(params, args.len()));
         let Some(params) = same_count else {
-            let counts: Vec<String> = self
-                .arities
-                .iter()
-                .map(|p| {
-                    if p.contains(&Param::Components) {
-                        format!("{} or more", p.len())
-                    } else {
-                        p.len().to_string()
-                    }
-                })
-                .collect();
-            return format!(
-                "expected {} arguments, got {}",
-                counts.join(" or "),
-                args.len()
-            );
+            let counts: Vec<String> =
+                self.arities
+                    .iter()
+                    .map(|p| {
+                        if p.contains(&Param::Components) {
+                            format!("{} or more", p.len())
+                        } else {
+                            p.len().to_string()
+                        }
+                    })
+                    .collect();
+            return format!("expected {} arguments, got {}", counts.join(" or "), args.len());
         };
         for (i, arg) in args.iter().enumerate() {
             let param = params.get(i).copied().unwrap_or(Param::Components);
@@ -239,18 +222,9 @@ impl Op {
             }
             return match arg {
                 Arg::Text { text, error } => {
-                    format!(
-                        "argument {} {text:?} is not valid EDN: {error}; expected {}",
-                        i + 1,
-                        param.expected()
-                    )
+                    format!("argument {} {text:?} is not valid EDN: {error}; expected {}", i + 1, param.expected())
                 }
-                other => format!(
-                    "argument {} is {}, expected {}",
-                    i + 1,
-                    other.describe(),
-                    param.expected()
-                ),
+                other => format!("argument {} is {}, expected {}", i + 1, other.describe(), param.expected()),
             };
         }
         "the arguments fit no arity".to_string()
@@ -267,13 +241,7 @@ fn count_fits(params: &[Param], n: usize) -> bool {
 
 fn fits(params: &[Param], args: &[Arg]) -> bool {
     count_fits(params, args.len())
-        && args.iter().enumerate().all(|(i, arg)| {
-            params
-                .get(i)
-                .copied()
-                .unwrap_or(Param::Components)
-                .accepts(arg)
-        })
+        && args.iter().enumerate().all(|(i, arg)| params.get(i).copied().unwrap_or(Param::Components).accepts(arg))
 }
 
 use Param::*;
@@ -446,23 +414,8 @@ pub static OPS: &[Op] = &[
 ];
 
 /// An operation that a later version implements.
-const fn coming(
-    name: &'static str,
-    api: &'static str,
-    category: Category,
-    doc: &'static str,
-) -> Op {
-    Op {
-        name,
-        api,
-        category,
-        doc,
-        arities: &[],
-        example: "",
-        stdin_arg: None,
-        file_arg: None,
-        run: None,
-    }
+const fn coming(name: &'static str, api: &'static str, category: Category, doc: &'static str) -> Op {
+    Op { name, api, category, doc, arities: &[], example: "", stdin_arg: None, file_arg: None, run: None }
 }
 
 /// The operation of a command name.
@@ -534,20 +487,12 @@ fn combine(reports: &[TxReport]) -> Option<TxReport> {
     Some(TxReport {
         db_before: first.db_before.clone(),
         db_after: last.db_after.clone(),
-        tx_data: reports
-            .iter()
-            .flat_map(|r| r.tx_data.iter().cloned())
-            .collect(),
+        tx_data: reports.iter().flat_map(|r| r.tx_data.iter().cloned()).collect(),
         tempids: reports
             .iter()
             .flat_map(|r| r.tempids.iter().cloned())
             .filter(|(k, _)| *k != Edn::kw("db/current-tx"))
-            .chain(
-                last.tempids
-                    .iter()
-                    .filter(|(k, _)| *k == Edn::kw("db/current-tx"))
-                    .cloned(),
-            )
+            .chain(last.tempids.iter().filter(|(k, _)| *k == Edn::kw("db/current-tx")).cloned())
             .collect(),
         tx_meta: last.tx_meta.clone(),
     })
@@ -559,9 +504,7 @@ fn with(args: &[Arg]) -> Result<Edn> {
     let report = match (args.get(2), tx) {
         (Some(_), _) => db.with_meta(tx, Some(data(args, 2)?))?,
         (None, Edn::Map(_)) => {
-            let tx_data = tx
-                .get_kw("tx-data")
-                .ok_or_else(|| bug("a map with :tx-data"))?;
+            let tx_data = tx.get_kw("tx-data").ok_or_else(|| bug("a map with :tx-data"))?;
             db.with_meta(tx_data, tx.get_kw("tx-meta"))?
         }
         (None, _) => db.with(tx)?,
@@ -573,20 +516,11 @@ fn with(args: &[Arg]) -> Result<Edn> {
 fn index_args(args: &[Arg]) -> Result<(IndexOrder, Vec<Edn>)> {
     let first = data(args, 1)?;
     if let Some(order) = index_of(first) {
-        let components = (2..args.len())
-            .map(|i| data(args, i).cloned())
-            .collect::<Result<_>>()?;
+        let components = (2..args.len()).map(|i| data(args, i).cloned()).collect::<Result<_>>()?;
         return Ok((order, components));
     }
-    let order = first
-        .get_kw("index")
-        .and_then(index_of)
-        .ok_or_else(|| bug("an index map"))?;
-    let components = first
-        .get_kw("components")
-        .and_then(Edn::as_seq)
-        .map(<[Edn]>::to_vec)
-        .unwrap_or_default();
+    let order = first.get_kw("index").and_then(index_of).ok_or_else(|| bug("an index map"))?;
+    let components = first.get_kw("components").and_then(Edn::as_seq).map(<[Edn]>::to_vec).unwrap_or_default();
     Ok((order, components))
 }
 
@@ -611,10 +545,7 @@ fn rseek_datoms(args: &[Arg]) -> Result<Edn> {
 
 fn index_range(args: &[Arg]) -> Result<Edn> {
     let range = data(args, 1)?;
-    let attr = range
-        .get_kw("attrid")
-        .and_then(Edn::as_keyword)
-        .ok_or_else(|| bug("a range map"))?;
+    let attr = range.get_kw("attrid").and_then(Edn::as_keyword).ok_or_else(|| bug("a range map"))?;
     let start = range.get_kw("start").unwrap_or(&Edn::Nil);
     let end = range.get_kw("end").unwrap_or(&Edn::Nil);
     Ok(datoms_edn(db(args)?.index_range(attr, start, end)?))
@@ -639,26 +570,14 @@ mod tests {
     #[test]
     fn names_are_unique_and_implemented_ops_have_arities_and_examples() {
         for (i, op) in OPS.iter().enumerate() {
-            assert!(
-                OPS[..i].iter().all(|o| o.name != op.name),
-                "{} twice",
-                op.name
-            );
+            assert!(OPS[..i].iter().all(|o| o.name != op.name), "{} twice", op.name);
             assert!(op.doc.ends_with('.'), "{}", op.name);
             if op.run.is_some() {
-                assert!(
-                    !op.arities.is_empty() && op.example.starts_with(&format!("dthk {} ", op.name)),
-                    "{}",
-                    op.name
-                );
+                assert!(!op.arities.is_empty() && op.example.starts_with(&format!("dthk {} ", op.name)), "{}", op.name);
             }
             for arity in op.arities {
                 let rest = arity.iter().position(|p| *p == Param::Components);
-                assert!(
-                    rest.is_none_or(|i| i == arity.len() - 1),
-                    "{}: components must come last",
-                    op.name
-                );
+                assert!(rest.is_none_or(|i| i == arity.len() - 1), "{}: components must come last", op.name);
             }
         }
     }
@@ -667,10 +586,7 @@ mod tests {
     fn usage_lines() {
         assert_eq!(find("database-exists").unwrap().usage(), "[CONFIG]");
         assert_eq!(find("transact").unwrap().usage(), "conn:CONFIG TX-DATA");
-        assert_eq!(
-            find("datoms").unwrap().all_usages()[1],
-            "dthk datoms db:CONFIG INDEX COMPONENT..."
-        );
+        assert_eq!(find("datoms").unwrap().all_usages()[1], "dthk datoms db:CONFIG INDEX COMPONENT...");
     }
 
     #[test]
@@ -678,14 +594,7 @@ mod tests {
         let op = find("index-range").unwrap();
         let args = [Arg::Data(Edn::Int(1)), Arg::Data(Edn::Int(2))];
         assert!(!op.fits(&args));
-        assert!(
-            op.mismatch(&args)
-                .contains("argument 1 is 1, expected a database value"),
-            "{}",
-            op.mismatch(&args)
-        );
-        assert!(op
-            .mismatch(&args[..1])
-            .contains("expected 2 arguments, got 1"));
+        assert!(op.mismatch(&args).contains("argument 1 is 1, expected a database value"), "{}", op.mismatch(&args));
+        assert!(op.mismatch(&args[..1]).contains("expected 2 arguments, got 1"));
     }
 }

@@ -21,20 +21,13 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order help lists them.
-    pub const ALL: [(&'static str, Format); 4] = [
-        ("edn", Format::Edn),
-        ("json", Format::Json),
-        ("pprint", Format::Pprint),
-        ("cbor", Format::Cbor),
-    ];
+    pub const ALL: [(&'static str, Format); 4] =
+        [("edn", Format::Edn), ("json", Format::Json), ("pprint", Format::Pprint), ("cbor", Format::Cbor)];
 
     /// The format of a name, with or without a leading colon (`:json` as Clojure would read it).
     pub fn parse(text: &str) -> Option<Format> {
         let name = text.strip_prefix(':').unwrap_or(text);
-        Format::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, f)| *f)
+        Format::ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
     }
 }
 
@@ -123,10 +116,7 @@ fn pretty(out: &mut String, value: &Edn, indent: usize) {
 }
 
 fn is_collection(value: &Edn) -> bool {
-    matches!(
-        value,
-        Edn::List(_) | Edn::Vector(_) | Edn::Set(_) | Edn::Map(_) | Edn::Tagged(..)
-    )
+    matches!(value, Edn::List(_) | Edn::Vector(_) | Edn::Set(_) | Edn::Map(_) | Edn::Tagged(..))
 }
 
 #[cfg(test)]

@@ -43,10 +43,7 @@ fn intern(table: &'static OnceLock<Mutex<HashSet<&'static Interned>>>, text: &st
     if let Some(found) = set.get(text) {
         return found;
     }
-    let leaked: &'static Interned = Box::leak(Box::new(Interned {
-        full: text.into(),
-        slash: split(text),
-    }));
+    let leaked: &'static Interned = Box::leak(Box::new(Interned { full: text.into(), slash: split(text) }));
     set.insert(leaked);
     leaked
 }

@@ -151,9 +151,7 @@ fn write_double<W: Write + ?Sized>(out: &mut W, x: f64) -> fmt::Result {
     }
     // Rust's `{:e}` gives the shortest digits that read back: `d[.ddd]e[-]n`.
     let scientific = format!("{:e}", x.abs());
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .expect("{:e} always has an exponent");
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} always has an exponent");
     let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
     let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
     if (-3..7).contains(&exponent) {

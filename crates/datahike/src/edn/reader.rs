@@ -72,10 +72,7 @@ pub fn read_str(text: &str) -> Result<Edn, EdnError> {
             let start = reader.last_form_start;
             Err(reader.error_at(
                 start,
-                format!(
-                    "unexpected form after the first one (which ended at {})",
-                    reader.place(after)
-                ),
+                format!("unexpected form after the first one (which ended at {})", reader.place(after)),
             ))
         }
     }
@@ -257,11 +254,7 @@ fn is_whitespace(c: char) -> bool {
 
 /// Characters that end a token (a symbol, keyword, number or character name).
 fn ends_token(c: char) -> bool {
-    is_whitespace(c)
-        || matches!(
-            c,
-            '"' | ';' | '^' | '(' | ')' | '[' | ']' | '{' | '}' | '\\'
-        )
+    is_whitespace(c) || matches!(c, '"' | ';' | '^' | '(' | ')' | '[' | ']' | '{' | '}' | '\\')
 }
 
 struct Reader<'a> {
@@ -274,12 +267,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(text: &'a str) -> Self {
-        Reader {
-            text,
-            pos: 0,
-            stack: Vec::new(),
-            last_form_start: 0,
-        }
+        Reader { text, pos: 0, stack: Vec::new(), last_form_start: 0 }
     }
 
     /// `(line, column)`, both 1-based, of a byte offset.
@@ -298,12 +286,7 @@ impl<'a> Reader<'a> {
 
     fn error_at(&self, offset: usize, message: String) -> EdnError {
         let (line, column) = self.line_column(offset);
-        EdnError {
-            line,
-            column,
-            offset,
-            message,
-        }
+        EdnError { line, column, offset, message }
     }
 
     fn peek(&self) -> Option<char> {
@@ -319,9 +302,7 @@ impl<'a> Reader<'a> {
     fn skip_whitespace_and_comments(&mut self) {
         while let Some(c) = self.peek() {
             if c == ';' {
-                self.pos = self.text[self.pos..]
-                    .find('\n')
-                    .map_or(self.text.len(), |i| self.pos + i);
+                self.pos = self.text[self.pos..].find('\n').map_or(self.text.len(), |i| self.pos + i);
             } else if is_whitespace(c) {
                 self.pos += c.len_utf8();
             } else {
@@ -383,20 +364,11 @@ impl<'a> Reader<'a> {
                 '(' | '[' | '{' => {
                     self.pos += 1;
                     let frame = match c {
-                        '(' => Frame::List {
-                            start,
-                            items: Vec::new(),
-                        },
-                        '[' => Frame::Vector {
-                            start,
-                            items: Vec::new(),
-                        },
-                        _ => Frame::Map {
-                            start,
-                            entries: Vec::new(),
-                            pending_key: None,
-                            distinct: Distinct::default(),
-                        },
+                        '(' => Frame::List { start, items: Vec::new() },
+                        '[' => Frame::Vector { start, items: Vec::new() },
+                        _ => {
+                            Frame::Map { start, entries: Vec::new(), pending_key: None, distinct: Distinct::default() }
+                        }
                     };
                     self.push(frame)?;
                     continue;
@@ -412,10 +384,7 @@ impl<'a> Reader<'a> {
                 ':' => self.keyword()?,
                 '^' => {
                     self.pos += 1;
-                    self.push(Frame::Meta {
-                        start,
-                        seen_meta: false,
-                    })?;
+                    self.push(Frame::Meta { start, seen_meta: false })?;
                     continue;
                 }
                 '#' => match self.dispatch(start)? {
@@ -423,9 +392,7 @@ impl<'a> Reader<'a> {
                     None => continue,
                 },
                 '0'..='9' => self.number()?,
-                '+' | '-' if self.peek_second().is_some_and(|c| c.is_ascii_digit()) => {
-                    self.number()?
-                }
+                '+' | '-' if self.peek_second().is_some_and(|c| c.is_ascii_digit()) => self.number()?,
                 _ => self.symbolic()?,
             };
             if let Some(value) = self.deliver(value, start)? {
@@ -446,31 +413,18 @@ impl<'a> Reader<'a> {
                     items.push(value);
                     return Ok(None);
                 }
-                Frame::Set {
-                    items, distinct, ..
-                } => {
+                Frame::Set { items, distinct, .. } => {
                     if !distinct.is_new(items, |x| x, &value) {
-                        return Err(self.error_at(
-                            start,
-                            format!("duplicate element {} in set", brief(&value)),
-                        ));
+                        return Err(self.error_at(start, format!("duplicate element {} in set", brief(&value))));
                     }
                     items.push(value);
                     return Ok(None);
                 }
-                Frame::Map {
-                    entries,
-                    pending_key,
-                    distinct,
-                    ..
-                } => {
+                Frame::Map { entries, pending_key, distinct, .. } => {
                     match pending_key.take() {
                         None => {
                             if !distinct.is_new(entries, |(k, _)| k, &value) {
-                                return Err(self.error_at(
-                                    start,
-                                    format!("duplicate key {} in map", brief(&value)),
-                                ));
+                                return Err(self.error_at(start, format!("duplicate key {} in map", brief(&value))));
                             }
                             *pending_key = Some((value, start));
                         }
@@ -482,31 +436,19 @@ impl<'a> Reader<'a> {
                     self.stack.pop();
                     return Ok(None);
                 }
-                Frame::Meta {
-                    seen_meta,
-                    start: meta_start,
-                } => {
+                Frame::Meta { seen_meta, start: meta_start } => {
                     let meta_start = *meta_start;
                     if !*seen_meta {
-                        if !matches!(
-                            value,
-                            Edn::Map(_) | Edn::Keyword(_) | Edn::Symbol(_) | Edn::Str(_)
-                        ) {
+                        if !matches!(value, Edn::Map(_) | Edn::Keyword(_) | Edn::Symbol(_) | Edn::Str(_)) {
                             return Err(self.error_at(
                                 start,
-                                format!(
-                                    "metadata must be a map, keyword, symbol or string, found {}",
-                                    brief(&value)
-                                ),
+                                format!("metadata must be a map, keyword, symbol or string, found {}", brief(&value)),
                             ));
                         }
                         *seen_meta = true;
                         return Ok(None);
                     }
-                    if !matches!(
-                        value,
-                        Edn::Symbol(_) | Edn::List(_) | Edn::Vector(_) | Edn::Map(_) | Edn::Set(_)
-                    ) {
+                    if !matches!(value, Edn::Symbol(_) | Edn::List(_) | Edn::Vector(_) | Edn::Map(_) | Edn::Set(_)) {
                         return Err(self.error_at(
                             start,
                             format!(
@@ -519,19 +461,13 @@ impl<'a> Reader<'a> {
                     self.stack.pop();
                     start = meta_start;
                 }
-                Frame::Tagged {
-                    tag,
-                    start: tag_start,
-                } => {
+                Frame::Tagged { tag, start: tag_start } => {
                     let (tag, tag_start) = (*tag, *tag_start);
                     self.stack.pop();
                     value = self.tagged(tag, value, start)?;
                     start = tag_start;
                 }
-                Frame::NamespacedMap {
-                    namespace,
-                    start: ns_start,
-                } => {
+                Frame::NamespacedMap { namespace, start: ns_start } => {
                     let ns_start = *ns_start;
                     let namespace = std::mem::take(namespace);
                     self.stack.pop();
@@ -576,12 +512,7 @@ impl<'a> Reader<'a> {
             Frame::List { items, .. } => Edn::List(items),
             Frame::Vector { items, .. } => Edn::Vector(items),
             Frame::Set { items, .. } => Edn::Set(items),
-            Frame::Map {
-                start,
-                entries,
-                pending_key,
-                ..
-            } => {
+            Frame::Map { start, entries, pending_key, .. } => {
                 if let Some((key, key_start)) = pending_key {
                     return Err(self.error_at(
                         at,
@@ -606,19 +537,12 @@ impl<'a> Reader<'a> {
     fn dispatch(&mut self, start: usize) -> Result<Option<Edn>, EdnError> {
         self.pos += 1;
         let Some(c) = self.peek() else {
-            return Err(self.error_at(
-                start,
-                "expected a dispatch character after #, found end of input".into(),
-            ));
+            return Err(self.error_at(start, "expected a dispatch character after #, found end of input".into()));
         };
         match c {
             '{' => {
                 self.pos += 1;
-                self.push(Frame::Set {
-                    start,
-                    items: Vec::new(),
-                    distinct: Distinct::default(),
-                })?;
+                self.push(Frame::Set { start, items: Vec::new(), distinct: Distinct::default() })?;
                 Ok(None)
             }
             '_' => {
@@ -635,29 +559,24 @@ impl<'a> Reader<'a> {
                     "NaN" => Ok(Some(Edn::Float(f64::NAN))),
                     _ => Err(self.error_at(
                         start,
-                        format!(
-                            "unknown symbolic value ##{token} (expected ##Inf, ##-Inf or ##NaN)"
-                        ),
+                        format!("unknown symbolic value ##{token} (expected ##Inf, ##-Inf or ##NaN)"),
                     )),
                 }
             }
             ':' => {
                 self.pos += 1;
                 if self.peek() == Some(':') {
-                    return Err(self.error_at(
-                        start,
-                        "auto-resolved namespaced maps (#::) are not EDN".into(),
-                    ));
+                    return Err(self.error_at(start, "auto-resolved namespaced maps (#::) are not EDN".into()));
                 }
                 let token = self.token();
                 let namespace = match parse_symbol(token) {
                     Some(sym) if sym.namespace().is_none() => token.to_string(),
-                    _ => return Err(self.error_at(
-                        start,
-                        format!(
-                            "namespaced map needs a namespace without / after #:, found {token:?}"
-                        ),
-                    )),
+                    _ => {
+                        return Err(self.error_at(
+                            start,
+                            format!("namespaced map needs a namespace without / after #:, found {token:?}"),
+                        ))
+                    }
                 };
                 self.push(Frame::NamespacedMap { start, namespace })?;
                 Ok(None)
@@ -669,9 +588,7 @@ impl<'a> Reader<'a> {
             '?' => Err(self.error_at(start, "reader conditionals (#?) are not EDN".into())),
             '<' => Err(self.error_at(start, "unreadable form #<...>".into())),
             '!' => Err(self.error_at(start, "#! comments are not EDN".into())),
-            c if ends_token(c) => {
-                Err(self.error_at(start, format!("expected a tag symbol after #, found {c:?}")))
-            }
+            c if ends_token(c) => Err(self.error_at(start, format!("expected a tag symbol after #, found {c:?}"))),
             _ => {
                 let token = self.token();
                 let tag = match token.chars().next() {
@@ -679,10 +596,9 @@ impl<'a> Reader<'a> {
                     _ => None,
                 };
                 let Some(tag) = tag else {
-                    return Err(self.error_at(
-                        start,
-                        format!("a tag must be a symbol starting with a letter, found #{token}"),
-                    ));
+                    return Err(
+                        self.error_at(start, format!("a tag must be a symbol starting with a letter, found #{token}"))
+                    );
                 };
                 self.push(Frame::Tagged { start, tag })?;
                 Ok(None)
@@ -695,46 +611,32 @@ impl<'a> Reader<'a> {
         match tag.as_str() {
             "inst" => {
                 let Edn::Str(text) = &value else {
-                    return Err(self.error_at(
-                        value_start,
-                        format!("#inst needs a string, found {}", brief(&value)),
-                    ));
+                    return Err(self.error_at(value_start, format!("#inst needs a string, found {}", brief(&value))));
                 };
-                parse_inst(text).map(Edn::Inst).map_err(|why| {
-                    self.error_at(value_start, format!("invalid #inst {text:?}: {why}"))
-                })
+                parse_inst(text)
+                    .map(Edn::Inst)
+                    .map_err(|why| self.error_at(value_start, format!("invalid #inst {text:?}: {why}")))
             }
             "uuid" => {
                 let Edn::Str(text) = &value else {
-                    return Err(self.error_at(
-                        value_start,
-                        format!("#uuid needs a string, found {}", brief(&value)),
-                    ));
+                    return Err(self.error_at(value_start, format!("#uuid needs a string, found {}", brief(&value))));
                 };
-                uuid::Uuid::try_parse(text).map(Edn::Uuid).map_err(|why| {
-                    self.error_at(value_start, format!("invalid #uuid {text:?}: {why}"))
-                })
+                uuid::Uuid::try_parse(text)
+                    .map(Edn::Uuid)
+                    .map_err(|why| self.error_at(value_start, format!("invalid #uuid {text:?}: {why}")))
             }
             _ => Ok(Edn::Tagged(tag, Box::new(value))),
         }
     }
 
     /// Qualifies the keys of the map after `#:namespace`.
-    fn namespaced_map(
-        &self,
-        namespace: &str,
-        value: Edn,
-        value_start: usize,
-    ) -> Result<Edn, EdnError> {
+    fn namespaced_map(&self, namespace: &str, value: Edn, value_start: usize) -> Result<Edn, EdnError> {
         let entries = match value {
             Edn::Map(entries) => entries,
             other => {
                 return Err(self.error_at(
                     value_start,
-                    format!(
-                        "#:{namespace} must be followed by a map, found {}",
-                        brief(&other)
-                    ),
+                    format!("#:{namespace} must be followed by a map, found {}", brief(&other)),
                 ))
             }
         };
@@ -746,19 +648,13 @@ impl<'a> Reader<'a> {
         let mut qualified: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
         let mut distinct = Distinct::default();
         for (key, val) in entries {
-            let key =
-                match key {
-                    Edn::Keyword(k) => qualify(k.namespace(), k.name())
-                        .map_or(key, |s| Edn::Keyword(Keyword::new(&s))),
-                    Edn::Symbol(s) => qualify(s.namespace(), s.name())
-                        .map_or(key, |t| Edn::Symbol(Symbol::new(&t))),
-                    other => other,
-                };
+            let key = match key {
+                Edn::Keyword(k) => qualify(k.namespace(), k.name()).map_or(key, |s| Edn::Keyword(Keyword::new(&s))),
+                Edn::Symbol(s) => qualify(s.namespace(), s.name()).map_or(key, |t| Edn::Symbol(Symbol::new(&t))),
+                other => other,
+            };
             if !distinct.is_new(&qualified, |(k, _)| k, &key) {
-                return Err(self.error_at(
-                    value_start,
-                    format!("duplicate key {} in namespaced map", brief(&key)),
-                ));
+                return Err(self.error_at(value_start, format!("duplicate key {} in namespaced map", brief(&key))));
             }
             qualified.push((key, val));
         }
@@ -773,10 +669,9 @@ impl<'a> Reader<'a> {
         loop {
             let rest = &self.text[self.pos..];
             let Some(special) = rest.find(['"', '\\']) else {
-                return Err(self.error_at(
-                    self.text.len(),
-                    format!("unterminated string starting at {}", self.place(start)),
-                ));
+                return Err(
+                    self.error_at(self.text.len(), format!("unterminated string starting at {}", self.place(start)))
+                );
             };
             out.push_str(&rest[..special]);
             self.pos += special;
@@ -787,10 +682,9 @@ impl<'a> Reader<'a> {
             let escape_start = self.pos;
             self.pos += 1;
             let Some(c) = self.peek() else {
-                return Err(self.error_at(
-                    self.text.len(),
-                    format!("unterminated string starting at {}", self.place(start)),
-                ));
+                return Err(
+                    self.error_at(self.text.len(), format!("unterminated string starting at {}", self.place(start)))
+                );
             };
             self.pos += c.len_utf8();
             let decoded = match c {
@@ -822,10 +716,7 @@ impl<'a> Reader<'a> {
                     char::from_u32(code).expect("an octal escape below 0o400 is a valid char")
                 }
                 other => {
-                    return Err(self.error_at(
-                        escape_start,
-                        format!("unsupported escape \\{other} in string"),
-                    ));
+                    return Err(self.error_at(escape_start, format!("unsupported escape \\{other} in string")));
                 }
             };
             out.push(decoded);
@@ -865,16 +756,12 @@ impl<'a> Reader<'a> {
     }
 
     fn four_hex_digits(&mut self, escape_start: usize) -> Result<u32, EdnError> {
-        let digits = self
-            .text
-            .get(self.pos..self.pos + 4)
-            .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()));
+        let digits = self.text.get(self.pos..self.pos + 4).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()));
         let Some(digits) = digits else {
             let shown: String = self.text[self.pos..].chars().take(4).collect();
-            return Err(self.error_at(
-                escape_start,
-                format!("invalid unicode escape \\u{shown} (expected 4 hex digits)"),
-            ));
+            return Err(
+                self.error_at(escape_start, format!("invalid unicode escape \\u{shown} (expected 4 hex digits)"))
+            );
         };
         self.pos += 4;
         Ok(u32::from_str_radix(digits, 16).expect("4 hex digits parse"))
@@ -885,10 +772,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         self.pos += 1;
         let Some(first) = self.peek() else {
-            return Err(self.error_at(
-                start,
-                "expected a character after \\, found end of input".into(),
-            ));
+            return Err(self.error_at(start, "expected a character after \\, found end of input".into()));
         };
         // The first character is taken whatever it is (`\(` and `\;` are characters), then
         // the token runs on to a delimiter.
@@ -911,36 +795,28 @@ impl<'a> Reader<'a> {
             let code = (hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| u32::from_str_radix(hex, 16).expect("4 hex digits parse"));
             return match code {
-                None => Err(self.error_at(
-                    start,
-                    format!("invalid unicode character \\{token} (expected \\u and 4 hex digits)"),
-                )),
-                Some(code @ 0xD800..=0xDFFF) => Err(self.error_at(
-                    start,
-                    format!("invalid character \\u{code:04x}: a surrogate is not a character"),
-                )),
-                Some(code) => Ok(
-                    char::from_u32(code).expect("a non-surrogate below 0x10000 is a valid char")
-                ),
+                None => Err(self
+                    .error_at(start, format!("invalid unicode character \\{token} (expected \\u and 4 hex digits)"))),
+                Some(code @ 0xD800..=0xDFFF) => {
+                    Err(self
+                        .error_at(start, format!("invalid character \\u{code:04x}: a surrogate is not a character")))
+                }
+                Some(code) => Ok(char::from_u32(code).expect("a non-surrogate below 0x10000 is a valid char")),
             };
         }
         if let Some(octal) = token.strip_prefix('o') {
             let code = (octal.len() <= 3 && octal.bytes().all(|b| (b'0'..=b'7').contains(&b)))
                 .then(|| u32::from_str_radix(octal, 8).expect("octal digits parse"));
             return match code {
-                Some(code) if code <= 0o377 => {
-                    Ok(char::from_u32(code).expect("below 0o400 is a valid char"))
-                }
+                Some(code) if code <= 0o377 => Ok(char::from_u32(code).expect("below 0o400 is a valid char")),
                 Some(_) => Err(self.error_at(
                     start,
-                    format!(
-                        "invalid character \\{token}: octal must be in the range \\o0 to \\o377"
-                    ),
+                    format!("invalid character \\{token}: octal must be in the range \\o0 to \\o377"),
                 )),
-                None => Err(self.error_at(
-                    start,
-                    format!("invalid character \\{token} (expected \\o and 1 to 3 octal digits)"),
-                )),
+                None => {
+                    Err(self
+                        .error_at(start, format!("invalid character \\{token} (expected \\o and 1 to 3 octal digits)")))
+                }
             };
         }
         Err(self.error_at(start, format!("unsupported character \\{token}")))
@@ -951,10 +827,9 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let token = self.token();
         if token.starts_with("::") {
-            return Err(self.error_at(
-                start,
-                format!("auto-resolved keyword {token} is not EDN (it needs a namespace alias)"),
-            ));
+            return Err(
+                self.error_at(start, format!("auto-resolved keyword {token} is not EDN (it needs a namespace alias)"))
+            );
         }
         match parse_symbol(token) {
             Some(_) if token.len() > 1 => Ok(Edn::Keyword(Keyword::new(&token[1..]))),
@@ -982,13 +857,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let rest = &self.text[start..];
         // Numbers also end at `#`, as in Clojure.
-        let len = rest
-            .find(|c| ends_token(c) || c == '#')
-            .unwrap_or(rest.len());
+        let len = rest.find(|c| ends_token(c) || c == '#').unwrap_or(rest.len());
         self.pos = start + len;
         let token = &rest[..len];
-        parse_number(token)
-            .map_err(|why| self.error_at(start, format!("invalid number {token}{why}")))
+        parse_number(token).map_err(|why| self.error_at(start, format!("invalid number {token}{why}")))
     }
 }
 
@@ -1005,11 +877,7 @@ fn brief(value: &Edn) -> String {
 /// `[:]?([\D&&[^/]].*/)?(/|[\D&&[^/]][^/]*)` plus the checks after it) and interns it without
 /// any leading colon. `None` if it is not a valid symbol or keyword.
 fn parse_symbol(token: &str) -> Option<Symbol> {
-    let starts_ok = |s: &str| {
-        s.chars()
-            .next()
-            .is_some_and(|c| !c.is_ascii_digit() && c != '/')
-    };
+    let starts_ok = |s: &str| s.chars().next().is_some_and(|c| !c.is_ascii_digit() && c != '/');
     let name_ok = |name: &str| name == "/" || (starts_ok(name) && !name.contains('/'));
     // The pattern's parts for `text` (which has no optional leading colon left): the
     // namespace with its trailing slash (if any) and the name.
@@ -1018,13 +886,9 @@ fn parse_symbol(token: &str) -> Option<Symbol> {
             return Some((None, 0));
         }
         // The namespace ends at the last slash, or at the one before a final `/` name.
-        let candidates = [
-            text.rfind('/'),
-            text.strip_suffix('/').and_then(|t| t.rfind('/')),
-        ];
+        let candidates = [text.rfind('/'), text.strip_suffix('/').and_then(|t| t.rfind('/'))];
         candidates.into_iter().flatten().find_map(|slash| {
-            (starts_ok(text) && slash > 0 && name_ok(&text[slash + 1..]))
-                .then_some((Some(slash), slash + 1))
+            (starts_ok(text) && slash > 0 && name_ok(&text[slash + 1..])).then_some((Some(slash), slash + 1))
         })
     };
     let matched = match token.strip_prefix(':') {
@@ -1073,11 +937,7 @@ fn all_digits(text: &str, radix: u32) -> bool {
 /// An integer as Clojure reads it: a long if it fits and has no `N`, else a big integer.
 fn integer_value(negative: bool, digits: &str, radix: u32, big: bool) -> Edn {
     if let Ok(magnitude) = u64::from_str_radix(digits, radix) {
-        let value = if negative {
-            -i128::from(magnitude)
-        } else {
-            i128::from(magnitude)
-        };
+        let value = if negative { -i128::from(magnitude) } else { i128::from(magnitude) };
         if let (false, Ok(long)) = (big, i64::try_from(value)) {
             return Edn::Int(long);
         }
@@ -1098,8 +958,7 @@ fn parse_integer(token: &str) -> Result<Option<Edn>, String> {
     // Radix first: its digits may end in `N` (a digit in bases above 23).
     if let Some(r) = body.find(['r', 'R']) {
         let (radix, digits) = (&body[..r], &body[r + 1..]);
-        let radix_ok =
-            (1..=2).contains(&radix.len()) && all_digits(radix, 10) && !radix.starts_with('0');
+        let radix_ok = (1..=2).contains(&radix.len()) && all_digits(radix, 10) && !radix.starts_with('0');
         if radix_ok && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_alphanumeric()) {
             let radix: u32 = radix.parse().expect("1 or 2 digits parse");
             if !(2..=36).contains(&radix) {
@@ -1150,10 +1009,7 @@ fn parse_decimal(token: &str) -> Result<Option<Edn>, String> {
         None => (mantissa, ""),
     };
     let exponent_ok = exponent.is_none_or(|e| all_digits(split_sign(e).1, 10));
-    if !all_digits(integer, 10)
-        || !(fraction.is_empty() || all_digits(fraction, 10))
-        || !exponent_ok
-    {
+    if !all_digits(integer, 10) || !(fraction.is_empty() || all_digits(fraction, 10)) || !exponent_ok {
         return Ok(None);
     }
     if !big {
@@ -1164,9 +1020,7 @@ fn parse_decimal(token: &str) -> Result<Option<Edn>, String> {
     // number of fraction digits minus the exponent, and must fit an int.
     let exponent: i64 = match exponent {
         None => 0,
-        Some(e) => e
-            .parse()
-            .map_err(|_| " (exponent out of range)".to_string())?,
+        Some(e) => e.parse().map_err(|_| " (exponent out of range)".to_string())?,
     };
     let scale = i64::try_from(fraction.len())
         .ok()
@@ -1176,9 +1030,7 @@ fn parse_decimal(token: &str) -> Result<Option<Edn>, String> {
     let digits = format!("{integer}{fraction}");
     let magnitude = BigInt::parse_bytes(digits.as_bytes(), 10).expect("digits were checked");
     let unscaled = if negative { -magnitude } else { magnitude };
-    Ok(Some(Edn::BigDec(Arc::new(BigDecimal::new(
-        unscaled, scale,
-    )))))
+    Ok(Some(Edn::BigDec(Arc::new(BigDecimal::new(unscaled, scale)))))
 }
 
 /// `[-+]?[0-9]+/[0-9]+`: an integer when it divides evenly, else the nearest double.
@@ -1190,8 +1042,7 @@ fn parse_ratio(token: &str) -> Result<Option<Edn>, String> {
     if !all_digits(numerator_digits, 10) || !all_digits(denominator, 10) {
         return Ok(None);
     }
-    let numerator =
-        BigInt::parse_bytes(numerator_digits.as_bytes(), 10).expect("digits were checked");
+    let numerator = BigInt::parse_bytes(numerator_digits.as_bytes(), 10).expect("digits were checked");
     let numerator = if negative { -numerator } else { numerator };
     let denominator = BigInt::parse_bytes(denominator.as_bytes(), 10).expect("digits were checked");
     if denominator.sign() == Sign::NoSign {
@@ -1212,9 +1063,7 @@ fn parse_ratio(token: &str) -> Result<Option<Edn>, String> {
     }
     let quotient = BigDecimal::from(numerator) / BigDecimal::from(denominator);
     let (unscaled, scale) = quotient.with_prec(60).into_bigint_and_scale();
-    let value: f64 = format!("{unscaled}e{}", -scale)
-        .parse()
-        .map_err(|_| String::new())?;
+    let value: f64 = format!("{unscaled}e{}", -scale).parse().map_err(|_| String::new())?;
     Ok(Some(Edn::Float(value)))
 }
 
@@ -1229,11 +1078,7 @@ fn parse_inst(text: &str) -> Result<i64, String> {
             return None;
         }
         *pos += n;
-        Some(
-            digits
-                .iter()
-                .fold(0, |acc, d| acc * 10 + i64::from(d - b'0')),
-        )
+        Some(digits.iter().fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
     };
     let syntax = || "expected yyyy-MM-ddThh:mm:ss.fff+hh:mm or a prefix of it".to_string();
     let year = number(&mut pos, 4).ok_or_else(syntax)?;
@@ -1269,17 +1114,12 @@ fn parse_inst(text: &str) -> Result<i64, String> {
             break 'parts;
         }
         pos += 1;
-        let digits = bytes[pos..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
+        let digits = bytes[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
             return Err(syntax());
         }
         // Nanoseconds from the first 9 digits, zero-filled on the right.
-        nanos = bytes[pos..pos + digits.min(9)]
-            .iter()
-            .fold(0, |acc, d| acc * 10 + i64::from(d - b'0'));
+        nanos = bytes[pos..pos + digits.min(9)].iter().fold(0, |acc, d| acc * 10 + i64::from(d - b'0'));
         nanos *= 10i64.pow(9 - digits.min(9) as u32);
         pos += digits;
     }
@@ -1325,8 +1165,7 @@ fn parse_inst(text: &str) -> Result<i64, String> {
     if second > 59 && !(second == 60 && minute == 59) {
         return Err(format!("second {second} out of range"));
     }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_minutes * 60;
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
     let millis = seconds * 1000 + nanos / 1_000_000;
     const MIN: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
     const MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
@@ -1366,16 +1205,11 @@ pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

@@ -21,16 +21,8 @@ fn read_error(text: &str, line: usize, column: usize, needle: &str) -> EdnError 
         Ok(value) => panic!("reading {text:?} gave {value:?}, expected an error"),
         Err(e) => e,
     };
-    assert_eq!(
-        (error.line, error.column),
-        (line, column),
-        "position of {error} for {text:?}"
-    );
-    assert!(
-        error.message.contains(needle),
-        "message {:?} for {text:?} lacks {needle:?}",
-        error.message
-    );
+    assert_eq!((error.line, error.column), (line, column), "position of {error} for {text:?}");
+    assert!(error.message.contains(needle), "message {:?} for {text:?} lacks {needle:?}", error.message);
     error
 }
 
@@ -67,10 +59,7 @@ fn constants() {
 #[test]
 fn strings_with_every_escape() {
     assert_eq!(read(r#""""#), Edn::str(""));
-    assert_eq!(
-        read(r#""a\"b\\c\nd\te\rf\bg\fh""#),
-        Edn::str("a\"b\\c\nd\te\rf\u{8}g\u{c}h")
-    );
+    assert_eq!(read(r#""a\"b\\c\nd\te\rf\bg\fh""#), Edn::str("a\"b\\c\nd\te\rf\u{8}g\u{c}h"));
     assert_eq!(read(r#""\u00e9\u0041""#), Edn::str("éA"));
     assert_eq!(read(r#""\ud83d\ude00!""#), Edn::str("😀!"));
     assert_eq!(read(r#""\101\0\377""#), Edn::str("A\0\u{ff}"));
@@ -106,19 +95,10 @@ fn characters() {
     assert_eq!(read(r"\☃"), Edn::Char('☃'));
     assert_eq!(
         read(r#"[\( \) \; \\ \"]"#),
-        vector(vec![
-            Edn::Char('('),
-            Edn::Char(')'),
-            Edn::Char(';'),
-            Edn::Char('\\'),
-            Edn::Char('"'),
-        ])
+        vector(vec![Edn::Char('('), Edn::Char(')'), Edn::Char(';'), Edn::Char('\\'), Edn::Char('"'),])
     );
     assert_eq!(read(r"(\a)"), Edn::List(vec![Edn::Char('a')]));
-    assert_eq!(
-        read(r"[\a\b]"),
-        vector(vec![Edn::Char('a'), Edn::Char('b')])
-    );
+    assert_eq!(read(r"[\a\b]"), vector(vec![Edn::Char('a'), Edn::Char('b')]));
 }
 
 #[test]
@@ -142,10 +122,7 @@ fn integers() {
     assert_eq!(read("-9223372036854775808"), Edn::Int(i64::MIN));
     assert_eq!(read("9223372036854775808"), big("9223372036854775808"));
     assert_eq!(read("-9223372036854775809"), big("-9223372036854775809"));
-    assert_eq!(
-        read("123456789012345678901234567890"),
-        big("123456789012345678901234567890")
-    );
+    assert_eq!(read("123456789012345678901234567890"), big("123456789012345678901234567890"));
     assert_eq!(read("42N"), big("42"));
     assert_eq!(read("-0N"), big("0"));
     assert_eq!(read("0x1F"), Edn::Int(31));
@@ -277,17 +254,11 @@ fn collections() {
     assert_eq!(pr_str(&map), "{:db/id 101, :name \"Judea\"}");
     let query = read("[:find ?e :in $ % :where [?e :age ?a] [(> ?a 30)] [_ :x ...]]");
     assert_eq!(query.as_seq().unwrap().len(), 9);
-    assert_eq!(
-        read("#{1 2 [3]}"),
-        Edn::Set(vec![Edn::Int(2), vector(vec![Edn::Int(3)]), Edn::Int(1)])
-    );
+    assert_eq!(read("#{1 2 [3]}"), Edn::Set(vec![Edn::Int(2), vector(vec![Edn::Int(3)]), Edn::Int(1)]));
     assert_eq!(read("[[[]]]"), vector(vec![vector(vec![vector(vec![])])]));
     assert_eq!(
         read("{[1] {:a #{}}}"),
-        Edn::Map(vec![(
-            vector(vec![Edn::Int(1)]),
-            Edn::Map(vec![(Edn::kw("a"), Edn::Set(vec![]))])
-        )])
+        Edn::Map(vec![(vector(vec![Edn::Int(1)]), Edn::Map(vec![(Edn::kw("a"), Edn::Set(vec![]))]))])
     );
     // Lists and vectors are equal, as in Clojure, so they are duplicates of each other.
     read_error("#{[1] (1)}", 1, 7, "duplicate element (1) in set");
@@ -297,19 +268,9 @@ fn collections() {
 fn collection_errors() {
     read_error("{:a 1 :a 2}", 1, 7, "duplicate key :a in map");
     read_error("#{1 2 1}", 1, 7, "duplicate element 1 in set");
-    read_error(
-        "{:a 1 :b}",
-        1,
-        9,
-        "map literal must contain an even number of forms",
-    );
+    read_error("{:a 1 :b}", 1, 9, "map literal must contain an even number of forms");
     read_error("]", 1, 1, "unmatched ]");
-    read_error(
-        "[1 2)",
-        1,
-        5,
-        "unmatched ): the vector starting at 1:1 must be closed with ]",
-    );
+    read_error("[1 2)", 1, 5, "unmatched ): the vector starting at 1:1 must be closed with ]");
     read_error("(\n [1 2]", 2, 7, "unterminated list starting at 1:1");
     read_error("{:a [1 2", 1, 9, "unterminated vector starting at 1:5");
     read_error("#{1", 1, 4, "unterminated set starting at 1:1");
@@ -321,12 +282,7 @@ fn collection_errors() {
     let error = read_error(&format!("{{{many} :k50 0}}"), 1, 783, "duplicate key :k50");
     assert_eq!(error.offset, 782);
     let elements: String = (0..100).map(|i| format!("[{i} {}.5] ", i)).collect();
-    read_error(
-        &format!("#{{{elements}(7 7.5)}}"),
-        1,
-        983,
-        "duplicate element (7 7.5)",
-    );
+    read_error(&format!("#{{{elements}(7 7.5)}}"), 1, 983, "duplicate element (7 7.5)");
     read_error("#{0.0 -0.0}", 1, 7, "duplicate element");
 }
 
@@ -334,142 +290,51 @@ fn collection_errors() {
 fn duplicates_found_by_hash_respect_equality() {
     // Maps and sets compare without order; decimals by value.
     let sets: String = (0..20).map(|i| format!("#{{{i} {}}} ", i + 1)).collect();
-    read_error(
-        &format!("#{{{sets} #{{2 1}}}}"),
-        1,
-        165,
-        "duplicate element #{2 1}",
-    );
+    read_error(&format!("#{{{sets} #{{2 1}}}}"), 1, 165, "duplicate element #{2 1}");
     let maps: String = (0..20).map(|i| format!("{{:a {i} :b 0}} ")).collect();
-    read_error(
-        &format!("#{{{maps} {{:b 0 :a 3}}}}"),
-        1,
-        254,
-        "duplicate element {:b 0, :a 3}",
-    );
+    read_error(&format!("#{{{maps} {{:b 0 :a 3}}}}"), 1, 254, "duplicate element {:b 0, :a 3}");
     let decimals: String = (0..20).map(|i| format!("{i}.5M ")).collect();
-    read_error(
-        &format!("#{{{decimals} 3.50M}}"),
-        1,
-        114,
-        "duplicate element 3.50M",
-    );
+    read_error(&format!("#{{{decimals} 3.50M}}"), 1, 114, "duplicate element 3.50M");
     let floats: String = (0..20).map(|i| format!("{i}.5 ")).collect();
     read(&format!("#{{{floats} -0.0 ##NaN ##NaN}}"));
-    read_error(
-        &format!("#{{{floats} -0.0 0.0}}"),
-        1,
-        99,
-        "duplicate element 0.0",
-    );
+    read_error(&format!("#{{{floats} -0.0 0.0}}"), 1, 99, "duplicate element 0.0");
 }
 
 #[test]
 fn inst() {
-    assert_eq!(
-        read("#inst \"1970-01-01T00:00:00.000-00:00\""),
-        Edn::Inst(0)
-    );
+    assert_eq!(read("#inst \"1970-01-01T00:00:00.000-00:00\""), Edn::Inst(0));
     assert_eq!(read("#inst \"2020-01-01\""), Edn::Inst(1_577_836_800_000));
     assert_eq!(read("#inst \"2020\""), Edn::Inst(1_577_836_800_000));
     assert_eq!(read("#inst \"2020-02\""), Edn::Inst(1_580_515_200_000));
-    assert_eq!(
-        read("#inst \"2020-01-01T10\""),
-        Edn::Inst(1_577_872_800_000)
-    );
-    assert_eq!(
-        read("#inst \"2020-01-01T10:30Z\""),
-        Edn::Inst(1_577_874_600_000)
-    );
-    assert_eq!(
-        read("#inst \"2026-11-22T03:14:53.123456789Z\""),
-        Edn::Inst(1_795_317_293_123)
-    );
-    assert_eq!(
-        read("#inst \"2026-11-22T03:14:53.1Z\""),
-        Edn::Inst(1_795_317_293_100)
-    );
-    assert_eq!(
-        read("#inst \"2026-11-22T05:14:53.000+02:00\""),
-        Edn::Inst(1_795_317_293_000)
-    );
-    assert_eq!(
-        read("#inst \"2026-11-21T22:44:53-04:30\""),
-        Edn::Inst(1_795_317_293_000)
-    );
-    assert_eq!(
-        read("#inst \"2026-11-22T03:14:53-00:00\""),
-        Edn::Inst(1_795_317_293_000)
-    );
+    assert_eq!(read("#inst \"2020-01-01T10\""), Edn::Inst(1_577_872_800_000));
+    assert_eq!(read("#inst \"2020-01-01T10:30Z\""), Edn::Inst(1_577_874_600_000));
+    assert_eq!(read("#inst \"2026-11-22T03:14:53.123456789Z\""), Edn::Inst(1_795_317_293_123));
+    assert_eq!(read("#inst \"2026-11-22T03:14:53.1Z\""), Edn::Inst(1_795_317_293_100));
+    assert_eq!(read("#inst \"2026-11-22T05:14:53.000+02:00\""), Edn::Inst(1_795_317_293_000));
+    assert_eq!(read("#inst \"2026-11-21T22:44:53-04:30\""), Edn::Inst(1_795_317_293_000));
+    assert_eq!(read("#inst \"2026-11-22T03:14:53-00:00\""), Edn::Inst(1_795_317_293_000));
     assert_eq!(read("#inst \"1969-12-31T23:59:59.999Z\""), Edn::Inst(-1));
     assert_eq!(read("#inst \"2024-02-29\""), Edn::Inst(1_709_164_800_000));
-    assert_eq!(
-        read("#inst \"2016-12-31T23:59:60Z\""),
-        Edn::Inst(1_483_228_800_000)
-    );
-    assert_eq!(
-        read("#inst \"0000-01-01T00:00:00Z\""),
-        Edn::Inst(-62_167_219_200_000)
-    );
-    assert_eq!(
-        pr_str(&Edn::Inst(1_795_317_293_000)),
-        "#inst \"2026-11-22T03:14:53.000-00:00\""
-    );
-    assert_eq!(
-        pr_str(&Edn::Inst(-1)),
-        "#inst \"1969-12-31T23:59:59.999-00:00\""
-    );
+    assert_eq!(read("#inst \"2016-12-31T23:59:60Z\""), Edn::Inst(1_483_228_800_000));
+    assert_eq!(read("#inst \"0000-01-01T00:00:00Z\""), Edn::Inst(-62_167_219_200_000));
+    assert_eq!(pr_str(&Edn::Inst(1_795_317_293_000)), "#inst \"2026-11-22T03:14:53.000-00:00\"");
+    assert_eq!(pr_str(&Edn::Inst(-1)), "#inst \"1969-12-31T23:59:59.999-00:00\"");
     assert_prints_back("#inst \"9999-12-31T23:59:59.999-00:00\"");
 }
 
 #[test]
 fn inst_errors() {
-    read_error(
-        "#inst \"2023-02-29\"",
-        1,
-        7,
-        "day 29 out of range for 2023-02",
-    );
+    read_error("#inst \"2023-02-29\"", 1, 7, "day 29 out of range for 2023-02");
     read_error("#inst \"2020-13-01\"", 1, 7, "month 13 out of range");
-    read_error(
-        "#inst \"2020-01-01T24:00\"",
-        1,
-        7,
-        "time 24:00 out of range",
-    );
-    read_error(
-        "#inst \"2020-01-01T23:58:60\"",
-        1,
-        7,
-        "second 60 out of range",
-    );
+    read_error("#inst \"2020-01-01T24:00\"", 1, 7, "time 24:00 out of range");
+    read_error("#inst \"2020-01-01T23:58:60\"", 1, 7, "second 60 out of range");
     read_error("#inst \"2020-01-01 10:00\"", 1, 7, "expected yyyy-MM-dd");
     read_error("#inst \"20-01-01\"", 1, 7, "expected yyyy-MM-dd");
-    read_error(
-        "#inst \"2020-01-01T10:00+0100\"",
-        1,
-        7,
-        "expected yyyy-MM-dd",
-    );
-    read_error(
-        "#inst \"2020-01-01T10:00:00.Z\"",
-        1,
-        7,
-        "expected yyyy-MM-dd",
-    );
-    read_error(
-        "#inst \"9999-12-31T23:00-01:00\"",
-        1,
-        7,
-        "outside the years 0000 to 9999",
-    );
+    read_error("#inst \"2020-01-01T10:00+0100\"", 1, 7, "expected yyyy-MM-dd");
+    read_error("#inst \"2020-01-01T10:00:00.Z\"", 1, 7, "expected yyyy-MM-dd");
+    read_error("#inst \"9999-12-31T23:00-01:00\"", 1, 7, "outside the years 0000 to 9999");
     read_error("#inst 2020", 1, 7, "#inst needs a string, found 2020");
-    read_error(
-        "[#inst]",
-        1,
-        7,
-        "expected a form after #inst at 1:2, found ]",
-    );
+    read_error("[#inst]", 1, 7, "expected a form after #inst at 1:2, found ]");
 }
 
 #[test]
@@ -486,15 +351,9 @@ fn calendar_math() {
 #[test]
 fn uuid() {
     let text = "#uuid \"f81d4fae-7dec-11d0-a765-00a0c91e6bf6\"";
-    assert_eq!(
-        read(text),
-        Edn::Uuid(uuid::Uuid::parse_str("f81d4fae-7dec-11d0-a765-00a0c91e6bf6").unwrap())
-    );
+    assert_eq!(read(text), Edn::Uuid(uuid::Uuid::parse_str("f81d4fae-7dec-11d0-a765-00a0c91e6bf6").unwrap()));
     assert_prints_back(text);
-    assert_eq!(
-        pr_str(&read("#uuid \"F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6\"")),
-        text
-    );
+    assert_eq!(pr_str(&read("#uuid \"F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6\"")), text);
     read_error("#uuid \"nope\"", 1, 7, "invalid #uuid \"nope\"");
     read_error("#uuid 1", 1, 7, "#uuid needs a string");
 }
@@ -502,43 +361,18 @@ fn uuid() {
 #[test]
 fn tagged_literals() {
     let value = read("#foo/bar [1 2]");
-    assert_eq!(
-        value,
-        Edn::Tagged(
-            Symbol::new("foo/bar"),
-            Box::new(vector(vec![Edn::Int(1), Edn::Int(2)]))
-        )
-    );
+    assert_eq!(value, Edn::Tagged(Symbol::new("foo/bar"), Box::new(vector(vec![Edn::Int(1), Edn::Int(2)]))));
     assert_eq!(pr_str(&value), "#foo/bar [1 2]");
     assert_eq!(
         read("#foo #bar 1"),
-        Edn::Tagged(
-            Symbol::new("foo"),
-            Box::new(Edn::Tagged(Symbol::new("bar"), Box::new(Edn::Int(1))))
-        )
+        Edn::Tagged(Symbol::new("foo"), Box::new(Edn::Tagged(Symbol::new("bar"), Box::new(Edn::Int(1)))))
     );
-    assert_eq!(
-        read("#foo\"s\""),
-        Edn::Tagged(Symbol::new("foo"), Box::new(Edn::str("s")))
-    );
-    assert_eq!(
-        read("#foo #_ 1 2"),
-        Edn::Tagged(Symbol::new("foo"), Box::new(Edn::Int(2)))
-    );
-    read_error(
-        "#1 x",
-        1,
-        1,
-        "a tag must be a symbol starting with a letter",
-    );
+    assert_eq!(read("#foo\"s\""), Edn::Tagged(Symbol::new("foo"), Box::new(Edn::str("s"))));
+    assert_eq!(read("#foo #_ 1 2"), Edn::Tagged(Symbol::new("foo"), Box::new(Edn::Int(2))));
+    read_error("#1 x", 1, 1, "a tag must be a symbol starting with a letter");
     read_error("# x", 1, 1, "expected a tag symbol after #");
     read_error("#", 1, 1, "expected a dispatch character after #");
-    read_error(
-        "#foo",
-        1,
-        5,
-        "expected a form after #foo at 1:1, found end of input",
-    );
+    read_error("#foo", 1, 5, "expected a form after #foo at 1:1, found end of input");
 }
 
 #[test]
@@ -555,54 +389,25 @@ fn non_edn_dispatches_are_errors() {
 #[test]
 fn namespaced_maps() {
     let value = read("#:person{:name \"x\" :_/plain 1 :other/id 2 sym 3}");
-    assert_eq!(
-        pr_str(&value),
-        "{:person/name \"x\", :plain 1, :other/id 2, person/sym 3}"
-    );
-    read_error(
-        "#:person [1]",
-        1,
-        10,
-        "#:person must be followed by a map, found [1]",
-    );
-    read_error(
-        "#:a{:b 1 :a/b 2}",
-        1,
-        4,
-        "duplicate key :a/b in namespaced map",
-    );
-    read_error(
-        "#:a/b{}",
-        1,
-        1,
-        "namespaced map needs a namespace without /",
-    );
+    assert_eq!(pr_str(&value), "{:person/name \"x\", :plain 1, :other/id 2, person/sym 3}");
+    read_error("#:person [1]", 1, 10, "#:person must be followed by a map, found [1]");
+    read_error("#:a{:b 1 :a/b 2}", 1, 4, "duplicate key :a/b in namespaced map");
+    read_error("#:a/b{}", 1, 1, "namespaced map needs a namespace without /");
 }
 
 #[test]
 fn comments_commas_and_discards() {
-    assert_eq!(
-        read("; leading\n[1 ; inner\n 2] ; trailing"),
-        vector(vec![Edn::Int(1), Edn::Int(2)])
-    );
+    assert_eq!(read("; leading\n[1 ; inner\n 2] ; trailing"), vector(vec![Edn::Int(1), Edn::Int(2)]));
     assert_eq!(read(",,[1,,2],,"), vector(vec![Edn::Int(1), Edn::Int(2)]));
     assert_eq!(read("[1 #_ 2 3]"), vector(vec![Edn::Int(1), Edn::Int(3)]));
     assert_eq!(read("[#_ #_ 1 2 3]"), vector(vec![Edn::Int(3)]));
     assert_eq!(read("#_ [1 2] 3"), Edn::Int(3));
     assert_eq!(read("3 #_ 4"), Edn::Int(3));
-    assert_eq!(
-        read("{:a #_ :b 1}"),
-        Edn::Map(vec![(Edn::kw("a"), Edn::Int(1))])
-    );
+    assert_eq!(read("{:a #_ :b 1}"), Edn::Map(vec![(Edn::kw("a"), Edn::Int(1))]));
     assert_eq!(read("[#_{:a 1}]"), vector(vec![]));
     assert_eq!(read("\u{2003}1\u{3000}"), Edn::Int(1));
     read_error("[#_]", 1, 4, "expected a form after #_ at 1:2, found ]");
-    read_error(
-        "#_",
-        1,
-        3,
-        "expected a form after #_ at 1:1, found end of input",
-    );
+    read_error("#_", 1, 3, "expected a form after #_ at 1:1, found end of input");
     read_error("1 #_", 1, 5, "expected a form after #_");
 }
 
@@ -615,58 +420,29 @@ fn metadata_is_read_and_dropped() {
     assert_eq!(read("^:a ^:b #{1}"), Edn::Set(vec![Edn::Int(1)]));
     assert_eq!(read("[^:a x y]"), vector(vec![sym("x"), sym("y")]));
     assert_eq!(read("^#_ 1 :a x"), sym("x"));
-    read_error(
-        "^:a 1",
-        1,
-        5,
-        "metadata at 1:1 can only be applied to a symbol or collection, not 1",
-    );
-    read_error(
-        "^1 x",
-        1,
-        2,
-        "metadata must be a map, keyword, symbol or string, found 1",
-    );
+    read_error("^:a 1", 1, 5, "metadata at 1:1 can only be applied to a symbol or collection, not 1");
+    read_error("^1 x", 1, 2, "metadata must be a map, keyword, symbol or string, found 1");
     read_error("[^:a]", 1, 5, "expected a form after ^ at 1:2, found ]");
 }
 
 #[test]
 fn read_str_reads_exactly_one_form() {
-    read_error(
-        "1 2",
-        1,
-        3,
-        "unexpected form after the first one (which ended at 1:2)",
-    );
+    read_error("1 2", 1, 3, "unexpected form after the first one (which ended at 1:2)");
     read_error("[1]\n  [2]", 2, 3, "unexpected form");
     read_error("", 1, 1, "expected a form, found end of input");
-    read_error(
-        "  ; only a comment\n",
-        2,
-        1,
-        "expected a form, found end of input",
-    );
+    read_error("  ; only a comment\n", 2, 1, "expected a form, found end of input");
     read_error("1 )", 1, 3, "unmatched )");
 }
 
 #[test]
 fn read_all_reads_every_form() {
-    assert_eq!(
-        read_all("1 :a\n[2] ; c\n#_ 3").unwrap(),
-        vec![Edn::Int(1), Edn::kw("a"), vector(vec![Edn::Int(2)])]
-    );
+    assert_eq!(read_all("1 :a\n[2] ; c\n#_ 3").unwrap(), vec![Edn::Int(1), Edn::kw("a"), vector(vec![Edn::Int(2)])]);
     assert_eq!(read_all("").unwrap(), vec![]);
     assert_eq!(read_all(" ;;\n").unwrap(), vec![]);
     let error = read_all("1\n2\n(3").unwrap_err();
     assert_eq!((error.line(), error.column()), (3, 3));
-    assert_eq!(
-        error.message(),
-        "unterminated list starting at 3:1 (reached end of input)"
-    );
-    assert_eq!(
-        error.to_string(),
-        "EDN error at 3:3: unterminated list starting at 3:1 (reached end of input)"
-    );
+    assert_eq!(error.message(), "unterminated list starting at 3:1 (reached end of input)");
+    assert_eq!(error.to_string(), "EDN error at 3:3: unterminated list starting at 3:1 (reached end of input)");
 }
 
 #[test]
@@ -681,18 +457,8 @@ fn deep_nesting_is_an_error_not_a_crash() {
     read_error(&deep, 1, MAX_DEPTH + 1, "nesting deeper than 1000 levels");
     let deep_closed = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     read_error(&deep_closed, 1, MAX_DEPTH + 1, "nesting deeper");
-    read_error(
-        &"#_".repeat(100_000),
-        1,
-        2 * MAX_DEPTH + 1,
-        "nesting deeper",
-    );
-    read_error(
-        &"#a ".repeat(100_000),
-        1,
-        3 * MAX_DEPTH + 1,
-        "nesting deeper",
-    );
+    read_error(&"#_".repeat(100_000), 1, 2 * MAX_DEPTH + 1, "nesting deeper");
+    read_error(&"#a ".repeat(100_000), 1, 3 * MAX_DEPTH + 1, "nesting deeper");
 }
 
 #[test]
@@ -712,10 +478,7 @@ fn printer_matches_clojure() {
         (Edn::Int(-42), "-42"),
         (big("42"), "42N"),
         (dec("3.14"), "3.14M"),
-        (
-            Edn::str("a\"b\\c\nd\te\rf\u{8}g\u{c}h\u{0}é"),
-            "\"a\\\"b\\\\c\\nd\\te\\rf\\bg\\fh\u{0}é\"",
-        ),
+        (Edn::str("a\"b\\c\nd\te\rf\u{8}g\u{c}h\u{0}é"), "\"a\\\"b\\\\c\\nd\\te\\rf\\bg\\fh\u{0}é\""),
         (Edn::Char('a'), "\\a"),
         (Edn::Char('\n'), "\\newline"),
         (Edn::Char(' '), "\\space"),
@@ -730,22 +493,13 @@ fn printer_matches_clojure() {
         (vector(vec![Edn::Int(1), Edn::Int(2)]), "[1 2]"),
         (Edn::Set(vec![Edn::Int(1), Edn::Int(2)]), "#{1 2}"),
         (
-            Edn::Map(vec![
-                (Edn::kw("db/id"), Edn::Int(101)),
-                (Edn::kw("name"), Edn::str("Judea")),
-            ]),
+            Edn::Map(vec![(Edn::kw("db/id"), Edn::Int(101)), (Edn::kw("name"), Edn::str("Judea"))]),
             "{:db/id 101, :name \"Judea\"}",
         ),
         (Edn::List(vec![]), "()"),
         (Edn::Map(vec![]), "{}"),
-        (
-            Edn::Tagged(Symbol::new("my/tag"), Box::new(Edn::Map(vec![]))),
-            "#my/tag {}",
-        ),
-        (
-            Edn::Uuid(uuid::Uuid::nil()),
-            "#uuid \"00000000-0000-0000-0000-000000000000\"",
-        ),
+        (Edn::Tagged(Symbol::new("my/tag"), Box::new(Edn::Map(vec![]))), "#my/tag {}"),
+        (Edn::Uuid(uuid::Uuid::nil()), "#uuid \"00000000-0000-0000-0000-000000000000\""),
     ];
     for (value, text) in cases {
         assert_eq!(&pr_str(value), text);
@@ -814,9 +568,7 @@ fn symbol_text() -> impl Strategy<Value = String> {
             Some(ns) => format!("{ns}/{name}"),
             None => name,
         })
-        .prop_filter("reserved words", |s| {
-            !matches!(s.as_str(), "nil" | "true" | "false")
-        })
+        .prop_filter("reserved words", |s| !matches!(s.as_str(), "nil" | "true" | "false"))
 }
 
 fn leaf() -> impl Strategy<Value = Edn> {
@@ -827,20 +579,10 @@ fn leaf() -> impl Strategy<Value = Edn> {
         any::<char>().prop_map(Edn::Char),
         any::<i64>().prop_map(Edn::Int),
         any::<i128>().prop_map(|i| Edn::BigInt(Arc::new(i.into()))),
-        any::<f64>()
-            .prop_filter("NaN", |x| !x.is_nan())
-            .prop_map(Edn::Float),
-        prop_oneof![
-            Just(0.0),
-            Just(-0.0),
-            Just(1.0e7),
-            Just(0.001),
-            -1.0e9..1.0e9f64
-        ]
-        .prop_map(Edn::Float),
-        (any::<i64>(), -30i64..30).prop_map(|(digits, scale)| Edn::BigDec(Arc::new(
-            BigDecimal::new(digits.into(), scale)
-        ))),
+        any::<f64>().prop_filter("NaN", |x| !x.is_nan()).prop_map(Edn::Float),
+        prop_oneof![Just(0.0), Just(-0.0), Just(1.0e7), Just(0.001), -1.0e9..1.0e9f64].prop_map(Edn::Float),
+        (any::<i64>(), -30i64..30)
+            .prop_map(|(digits, scale)| Edn::BigDec(Arc::new(BigDecimal::new(digits.into(), scale)))),
         symbol_text().prop_map(|s| Edn::Keyword(Keyword::new(&s))),
         symbol_text().prop_map(|s| Edn::Symbol(Symbol::new(&s))),
         (-62_167_219_200_000i64..=253_402_300_799_999).prop_map(Edn::Inst),
@@ -872,8 +614,7 @@ fn edn_value() -> impl Strategy<Value = Edn> {
                         .collect(),
                 )
             }),
-            proptest::collection::vec((inner.clone(), inner.clone()), 0..8)
-                .prop_map(|e| Edn::Map(distinct_entries(e))),
+            proptest::collection::vec((inner.clone(), inner.clone()), 0..8).prop_map(|e| Edn::Map(distinct_entries(e))),
             (
                 symbol_text().prop_filter("built-in tags", |t| t != "inst"
                     && t != "uuid"

@@ -228,19 +228,12 @@ impl<'a> Reader<'a> {
         if self.is_at_end() {
             Ok(())
         } else {
-            Err(self.error(
-                "the end of the input",
-                format!("found {} trailing bytes", self.remaining()),
-            ))
+            Err(self.error("the end of the input", format!("found {} trailing bytes", self.remaining())))
         }
     }
 
     fn error(&self, expected: &'static str, found: String) -> CodecError {
-        CodecError {
-            expected,
-            offset: self.pos,
-            found,
-        }
+        CodecError { expected, offset: self.pos, found }
     }
 
     fn eof(&self, expected: &'static str) -> CodecError {
@@ -250,10 +243,7 @@ impl<'a> Reader<'a> {
     /// The next `n` bytes.
     pub fn take(&mut self, n: usize, expected: &'static str) -> CodecResult<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| self.eof(expected))?;
-        let slice = self
-            .buf
-            .get(self.pos..end)
-            .ok_or_else(|| self.eof(expected))?;
+        let slice = self.buf.get(self.pos..end).ok_or_else(|| self.eof(expected))?;
         self.pos = end;
         Ok(slice)
     }
@@ -321,13 +311,8 @@ impl<'a> Reader<'a> {
             Ok(n) if n <= limit => Ok(n),
             _ => {
                 self.pos = start;
-                Err(self.error(
-                    expected,
-                    format!(
-                        "but {n} exceeds what the remaining {} bytes can hold",
-                        self.remaining()
-                    ),
-                ))
+                Err(self
+                    .error(expected, format!("but {n} exceeds what the remaining {} bytes can hold", self.remaining())))
             }
         }
     }
@@ -365,10 +350,7 @@ impl<'a> Reader<'a> {
             TAG_TUPLE => {
                 if depth >= MAX_TUPLE_DEPTH {
                     self.pos = start;
-                    return Err(self.error(
-                        "a value",
-                        format!("but tuples nest deeper than {MAX_TUPLE_DEPTH}"),
-                    ));
+                    return Err(self.error("a value", format!("but tuples nest deeper than {MAX_TUPLE_DEPTH}")));
                 }
                 let n = self.count(1, "a tuple length")?;
                 let mut xs = Vec::with_capacity(n);
@@ -380,9 +362,7 @@ impl<'a> Reader<'a> {
             TAG_SYMBOL => Value::Symbol(Symbol::new(self.str()?)),
             TAG_FALSE => Value::Boolean(false),
             TAG_TRUE => Value::Boolean(true),
-            TAG_DOUBLE => {
-                Value::Double(f64::from_bits(u64::from_le_bytes(self.array("a double")?)))
-            }
+            TAG_DOUBLE => Value::Double(f64::from_bits(u64::from_le_bytes(self.array("a double")?))),
             TAG_FLOAT => Value::Float(f32::from_bits(u32::from_le_bytes(self.array("a float")?))),
             TAG_LONG => Value::Long(self.ivarint()?),
             TAG_STRING => Value::String(Arc::from(self.str()?)),
@@ -393,10 +373,7 @@ impl<'a> Reader<'a> {
                 // Java's BigDecimal scale is an int; a larger one can only come from garbage.
                 if i32::try_from(scale).is_err() {
                     self.pos = scale_at;
-                    return Err(self.error(
-                        "a decimal scale",
-                        format!("but {scale} is outside the 32-bit range"),
-                    ));
+                    return Err(self.error("a decimal scale", format!("but {scale} is outside the 32-bit range")));
                 }
                 Value::BigDec(Arc::new(BigDecimal::new(mantissa, scale)))
             }
@@ -424,23 +401,14 @@ impl<'a> Reader<'a> {
             e = e.wrapping_add(self.ivarint()?);
             let attr_at = self.pos;
             let idx = self.varint()?;
-            let a = usize::try_from(idx)
-                .ok()
-                .and_then(|i| attrs.get(i))
-                .copied()
-                .ok_or_else(|| CodecError {
-                    expected: "an attribute index",
-                    offset: attr_at,
-                    found: format!("found {idx} with {} attributes", attrs.len()),
-                })?;
+            let a = usize::try_from(idx).ok().and_then(|i| attrs.get(i)).copied().ok_or_else(|| CodecError {
+                expected: "an attribute index",
+                offset: attr_at,
+                found: format!("found {idx} with {} attributes", attrs.len()),
+            })?;
             let v = self.value()?;
             tx = tx.wrapping_add(self.ivarint()?);
-            datoms.push(Datom {
-                e,
-                a,
-                v,
-                signed_tx: tx,
-            });
+            datoms.push(Datom { e, a, v, signed_tx: tx });
         }
         Ok(datoms)
     }
@@ -465,9 +433,8 @@ mod tests {
             any::<f32>().prop_map(Value::Float),
             any::<i64>().prop_map(Value::Long),
             ".{0,12}".prop_map(|s| Value::str(&s)),
-            (any::<i64>(), any::<i32>()).prop_map(|(m, s)| Value::BigDec(Arc::new(
-                BigDecimal::new(BigInt::from(m), i64::from(s))
-            ))),
+            (any::<i64>(), any::<i32>())
+                .prop_map(|(m, s)| Value::BigDec(Arc::new(BigDecimal::new(BigInt::from(m), i64::from(s))))),
             any::<i64>().prop_map(Value::Instant),
             any::<u128>().prop_map(|u| Value::Uuid(uuid::Uuid::from_u128(u))),
         ]
@@ -496,9 +463,7 @@ mod tests {
             (Value::Tuple(xs), Value::Tuple(ys)) => {
                 xs.len() == ys.len() && xs.iter().zip(ys.iter()).all(|(x, y)| same(x, y))
             }
-            (Value::BigDec(x), Value::BigDec(y)) => {
-                x.as_bigint_and_exponent() == y.as_bigint_and_exponent()
-            }
+            (Value::BigDec(x), Value::BigDec(y)) => x.as_bigint_and_exponent() == y.as_bigint_and_exponent(),
             _ => a == b && a.type_tag() == b.type_tag(),
         }
     }
@@ -582,17 +547,11 @@ mod tests {
     #[test]
     fn errors_name_what_and_where() {
         let err = Reader::new(&[0x80, 0x80]).varint().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "expected a varint at byte offset 2, but the input ends"
-        );
+        assert_eq!(err.to_string(), "expected a varint at byte offset 2, but the input ends");
         let err = Reader::new(&[0xff; 11]).varint().unwrap_err();
         assert_eq!(err.offset, 0);
         let err = Reader::new(&[99]).value().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "expected a value tag at byte offset 0, found tag 0x63"
-        );
+        assert_eq!(err.to_string(), "expected a value tag at byte offset 0, found tag 0x63");
         // A huge length is refused before any allocation.
         let mut buf = Vec::new();
         put_varint(u64::MAX >> 1, &mut buf);
@@ -603,18 +562,14 @@ mod tests {
         // Deep tuple nesting is refused, not a stack overflow.
         let buf: Vec<u8> = [TAG_TUPLE, 1].repeat(10_000);
         assert!(Reader::new(&buf).value().is_err());
-        assert!(decode_datoms(&[2, 0, 0])
-            .unwrap_err()
-            .to_string()
-            .contains("version"));
+        assert!(decode_datoms(&[2, 0, 0]).unwrap_err().to_string().contains("version"));
     }
 
     #[test]
     fn datoms_are_compact() {
         let name = Keyword::new("person/name");
-        let ds: Vec<Datom> = (0..100)
-            .map(|i| Datom::new(1000 + i, name, Value::Long(i), crate::datom::TX0 + 1, true))
-            .collect();
+        let ds: Vec<Datom> =
+            (0..100).map(|i| Datom::new(1000 + i, name, Value::Long(i), crate::datom::TX0 + 1, true)).collect();
         let mut buf = Vec::new();
         encode_datoms(&ds, &mut buf);
         // Per datom: 1 byte e delta, 1 attr index, 2-3 value, 1 tx delta.

@@ -120,10 +120,7 @@ impl Drop for FileWriterGuard {
 
 /// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 /// Whether `byte` may stand for itself in a file name (except as a leading `.`).
@@ -181,18 +178,12 @@ fn prefix_overlaps(prefix: &str, key_start: &str) -> bool {
 /// A name for a temporary file, unique among processes and handles.
 fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "~tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("~tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Makes the entries of directory `dir` durable.
 fn sync_dir(dir: &Path) -> StoreResult<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
 /// The bytes of `path`, or `None` when it does not exist.
@@ -223,11 +214,7 @@ fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
 }
 
 /// Creates `dir` and any missing ancestors, recording the parents whose entries changed.
-fn ensure_dir(
-    dir: &Path,
-    known: &mut HashSet<PathBuf>,
-    dirs_to_sync: &mut BTreeSet<PathBuf>,
-) -> StoreResult<()> {
+fn ensure_dir(dir: &Path, known: &mut HashSet<PathBuf>, dirs_to_sync: &mut BTreeSet<PathBuf>) -> StoreResult<()> {
     if known.contains(dir) {
         return Ok(());
     }
@@ -262,10 +249,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     ensure_dir(dir, &mut HashSet::new(), &mut dirs_to_sync)?;
     let temp = dir.join(temp_name());
     let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
         file.write_all(bytes)?;
         file.sync_data()
     })()
@@ -305,10 +289,7 @@ fn decode_frame(bytes: &[u8], offset: usize) -> Option<Frame> {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&seq_bytes);
     hasher.update(payload);
-    (hasher.finalize() == crc).then_some(Frame {
-        seq: u64::from_le_bytes(seq_bytes),
-        payload: start..end,
-    })
+    (hasher.finalize() == crc).then_some(Frame { seq: u64::from_le_bytes(seq_bytes), payload: start..end })
 }
 
 /// The frames of a segment and the length of its valid prefix.
@@ -343,9 +324,9 @@ fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Fr
 /// frame at `offset` is not the torn end of the log.
 fn good_frame_after(bytes: &[u8], offset: usize, last_seq: Option<u64>) -> bool {
     let candidates = offset + 1..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1);
-    candidates.into_iter().any(|start| {
-        decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last))
-    })
+    candidates
+        .into_iter()
+        .any(|start| decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last)))
 }
 
 /// The segments of the log in `dir`, by first sequence number, ascending.
@@ -367,10 +348,7 @@ impl FileStore {
     pub fn create(path: impl AsRef<Path>) -> StoreResult<Self> {
         let root = path.as_ref();
         if Self::exists(root) {
-            return Err(StoreError::Invalid(format!(
-                "{} already holds a store",
-                root.display()
-            )));
+            return Err(StoreError::Invalid(format!("{} already holds a store", root.display())));
         }
         let created_root = match fs::read_dir(root) {
             Ok(mut entries) => {
@@ -394,9 +372,7 @@ impl FileStore {
         }
         for lock in [LOCK_FILE, HEADS_LOCK_FILE] {
             let lock = root.join(lock);
-            File::create(&lock)
-                .and_then(|f| f.sync_all())
-                .map_err(io_error(&lock))?;
+            File::create(&lock).and_then(|f| f.sync_all()).map_err(io_error(&lock))?;
         }
         // The marker comes last and atomically: a directory with FORMAT is a complete store.
         sync_dir(root)?;
@@ -413,12 +389,8 @@ impl FileStore {
     pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
         let root = path.as_ref().to_path_buf();
         let format_path = root.join(FORMAT_FILE);
-        let not_a_store = || {
-            StoreError::Invalid(format!(
-                "{} is not a datahike file store (no {FORMAT_FILE} file)",
-                root.display()
-            ))
-        };
+        let not_a_store =
+            || StoreError::Invalid(format!("{} is not a datahike file store (no {FORMAT_FILE} file)", root.display()));
         let format = read_optional(&format_path)?.ok_or_else(not_a_store)?;
         if format != FORMAT_TEXT.as_bytes() {
             if !format.starts_with(FORMAT_TITLE.as_bytes()) {
@@ -492,19 +464,13 @@ impl FileStore {
     /// The file of `key`.
     fn key_path(&self, key: &str) -> StoreResult<PathBuf> {
         if key.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "empty key in store {}",
-                self.root.display()
-            )));
+            return Err(StoreError::Invalid(format!("empty key in store {}", self.root.display())));
         }
         if let Some(hex) = node_hex(key) {
             let (dir, file) = hex.split_at(2);
             return Ok(self.root.join(NODES_DIR).join(dir).join(file));
         }
-        match key
-            .strip_prefix("heads/")
-            .filter(|branch| !branch.is_empty())
-        {
+        match key.strip_prefix("heads/").filter(|branch| !branch.is_empty()) {
             Some(branch) => Ok(self.root.join(HEADS_DIR).join(escape(branch))),
             None => Ok(self.root.join(KV_DIR).join(escape(key))),
         }
@@ -513,10 +479,7 @@ impl FileStore {
     /// The directory of log `log`.
     fn log_dir(&self, log: &str) -> StoreResult<PathBuf> {
         if log.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "empty log name in store {}",
-                self.root.display()
-            )));
+            return Err(StoreError::Invalid(format!("empty log name in store {}", self.root.display())));
         }
         Ok(self.root.join(LOG_DIR).join(escape(log)))
     }
@@ -541,9 +504,7 @@ impl FileStore {
     fn appenders(&self) -> MutexGuard<'_, HashMap<String, Appender>> {
         // An appender is replaced whole or found stale and reloaded, so a panic elsewhere
         // cannot leave one inconsistent with the disk unnoticed.
-        self.appenders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.appenders.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reads the state of the log in `dir` from disk: cuts a torn tail off its last segment and
@@ -556,10 +517,7 @@ impl FileStore {
         while let Some((_, path)) = segments.pop() {
             let bytes = fs::read(&path).map_err(io_error(&path))?;
             let (frames, valid_len) = scan_segment(&bytes, &path, true)?;
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(io_error(&path))?;
+            let file = OpenOptions::new().append(true).open(&path).map_err(io_error(&path))?;
             let valid_len = u64::try_from(valid_len).unwrap_or(u64::MAX);
             if frames.is_empty() {
                 drop(file);
@@ -568,26 +526,16 @@ impl FileStore {
                 continue;
             }
             if valid_len < u64::try_from(bytes.len()).unwrap_or(u64::MAX) {
-                file.set_len(valid_len)
-                    .and_then(|()| file.sync_all())
-                    .map_err(io_error(&path))?;
+                file.set_len(valid_len).and_then(|()| file.sync_all()).map_err(io_error(&path))?;
             }
             let last_seq = frames.last().map(|f| f.seq);
             return Ok(Appender {
                 dir: dir.to_path_buf(),
-                active: Some(ActiveSegment {
-                    file,
-                    path,
-                    len: valid_len,
-                }),
+                active: Some(ActiveSegment { file, path, len: valid_len }),
                 last_seq,
             });
         }
-        Ok(Appender {
-            dir: dir.to_path_buf(),
-            active: None,
-            last_seq: None,
-        })
+        Ok(Appender { dir: dir.to_path_buf(), active: None, last_seq: None })
     }
 }
 
@@ -597,11 +545,7 @@ impl Appender {
         match &self.active {
             None => Ok(true),
             Some(active) => {
-                let len = active
-                    .file
-                    .metadata()
-                    .map_err(io_error(&active.path))?
-                    .len();
+                let len = active.file.metadata().map_err(io_error(&active.path))?.len();
                 Ok(len != active.len)
             }
         }
@@ -610,29 +554,18 @@ impl Appender {
     /// Appends one frame, starting a new segment first when there is none or the active one
     /// is full; one `fdatasync` of the segment (plus one of the directory for a new segment).
     fn append(&mut self, seq: u64, frame: &[u8], segment_bytes_max: u64) -> StoreResult<()> {
-        let full = self
-            .active
-            .as_ref()
-            .is_none_or(|active| active.len >= segment_bytes_max);
+        let full = self.active.as_ref().is_none_or(|active| active.len >= segment_bytes_max);
         if full {
             let path = self.dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"));
-            let file = OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(io_error(&path))?;
+            let file = OpenOptions::new().append(true).create_new(true).open(&path).map_err(io_error(&path))?;
             sync_dir(&self.dir)?;
             self.active = Some(ActiveSegment { file, path, len: 0 });
         }
         let Some(active) = self.active.as_mut() else {
-            return Err(StoreError::Invalid(
-                "log appender has no active segment".to_owned(),
-            ));
+            return Err(StoreError::Invalid("log appender has no active segment".to_owned()));
         };
         let mut file = &active.file;
-        file.write_all(frame)
-            .and_then(|()| file.sync_data())
-            .map_err(io_error(&active.path))?;
+        file.write_all(frame).and_then(|()| file.sync_data()).map_err(io_error(&active.path))?;
         active.len += u64::try_from(frame.len()).unwrap_or(u64::MAX);
         self.last_seq = Some(seq);
         Ok(())
@@ -658,11 +591,7 @@ impl Store for FileStore {
         self.check_writable()?;
         let mut targets = Vec::with_capacity(entries.len());
         for (key, bytes) in entries {
-            targets.push((
-                self.key_path(key)?,
-                node_hex(key).is_some(),
-                bytes.as_slice(),
-            ));
+            targets.push((self.key_path(key)?, node_hex(key).is_some(), bytes.as_slice()));
         }
         self.writing(|| {
             let mut known_dirs = HashSet::new();
@@ -678,11 +607,8 @@ impl Store for FileStore {
                         let dir = path.parent().unwrap_or(&self.root);
                         ensure_dir(dir, &mut known_dirs, &mut dirs_to_sync)?;
                         let temp = dir.join(temp_name());
-                        let file = OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .open(&temp)
-                            .map_err(io_error(&temp))?;
+                        let file =
+                            OpenOptions::new().write(true).create_new(true).open(&temp).map_err(io_error(&temp))?;
                         staged.push((temp, path, file));
                         if let Some((temp, _, file)) = staged.last_mut() {
                             file.write_all(bytes).map_err(io_error(temp))?;
@@ -712,10 +638,7 @@ impl Store for FileStore {
 
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
         self.check_writable()?;
-        let paths = keys
-            .iter()
-            .map(|key| self.key_path(key))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let paths = keys.iter().map(|key| self.key_path(key)).collect::<StoreResult<Vec<_>>>()?;
         self.writing(|| {
             let mut dirs_to_sync = BTreeSet::new();
             for path in &paths {
@@ -736,10 +659,7 @@ impl Store for FileStore {
         if prefix_overlaps(prefix, "nodes/") {
             let nodes = self.root.join(NODES_DIR);
             let is_hex = |name: &str, len: usize| {
-                name.len() == len
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                name.len() == len && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             };
             for dir in dir_names(&nodes)? {
                 if !is_hex(&dir, 2) || !prefix_overlaps(prefix, &format!("nodes/{dir}")) {
@@ -767,8 +687,7 @@ impl Store for FileStore {
             if let Some(key) = unescape(&name) {
                 // Keys of the other two directories never live here; a file that decodes to
                 // one is not ours.
-                let elsewhere = node_hex(&key).is_some()
-                    || key.strip_prefix("heads/").is_some_and(|b| !b.is_empty());
+                let elsewhere = node_hex(&key).is_some() || key.strip_prefix("heads/").is_some_and(|b| !b.is_empty());
                 if !elsewhere && key.starts_with(prefix) {
                     keys.push(key);
                 }
@@ -780,10 +699,7 @@ impl Store for FileStore {
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
         self.check_writable()?;
         let path = self.key_path(key)?;
-        let heads_lock = self
-            .heads_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let heads_lock = self.heads_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let lock_path = self.root.join(HEADS_LOCK_FILE);
         heads_lock.lock().map_err(io_error(&lock_path))?;
         let _flock = FlockGuard(&heads_lock);
@@ -854,10 +770,7 @@ impl Store for FileStore {
                         });
                     }
                 }
-                out.push((
-                    frame.seq,
-                    bytes.get(frame.payload).unwrap_or_default().to_vec(),
-                ));
+                out.push((frame.seq, bytes.get(frame.payload).unwrap_or_default().to_vec()));
             }
         }
         Ok(out)

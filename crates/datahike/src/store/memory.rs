@@ -56,31 +56,21 @@ fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Inner {
     fn new(id: Option<String>) -> Self {
-        Inner {
-            id,
-            entries: RwLock::default(),
-            logs: RwLock::default(),
-            writer: Arc::default(),
-        }
+        Inner { id, entries: RwLock::default(), logs: RwLock::default(), writer: Arc::default() }
     }
 }
 
 impl MemoryStore {
     /// A new anonymous store, not registered under any id.
     pub fn new() -> Self {
-        MemoryStore {
-            inner: Arc::new(Inner::new(None)),
-        }
+        MemoryStore { inner: Arc::new(Inner::new(None)) }
     }
 
     /// The store registered under `id`, created empty if there is none yet. Every call with
     /// the same id returns a handle on the same data until [`Store::destroy`].
     pub fn open(id: &str) -> Self {
         let mut registry = registry();
-        let inner = registry
-            .entry(id.to_owned())
-            .or_insert_with(|| Arc::new(Inner::new(Some(id.to_owned()))))
-            .clone();
+        let inner = registry.entry(id.to_owned()).or_insert_with(|| Arc::new(Inner::new(Some(id.to_owned())))).clone();
         MemoryStore { inner }
     }
 
@@ -103,9 +93,7 @@ impl MemoryStore {
             return None;
         }
         *locked = true;
-        Some(WriterGuard::new(Box::new(MemoryWriterGuard(Arc::clone(
-            lock,
-        )))))
+        Some(WriterGuard::new(Box::new(MemoryWriterGuard(Arc::clone(lock)))))
     }
 }
 
@@ -117,29 +105,17 @@ impl Default for MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("id", &self.inner.id)
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryStore").field("id", &self.inner.id).finish_non_exhaustive()
     }
 }
 
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self
-            .inner
-            .entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned())
+        Ok(self.inner.entries.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned())
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
-        let mut map = self
-            .inner
-            .entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         for (key, bytes) in entries {
             map.insert(key.clone(), bytes.clone());
         }
@@ -147,11 +123,7 @@ impl Store for MemoryStore {
     }
 
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
-        let mut map = self
-            .inner
-            .entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         for key in keys {
             map.remove(key);
         }
@@ -159,27 +131,16 @@ impl Store for MemoryStore {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        let map = self
-            .inner
-            .entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = self.inner.entries.read().unwrap_or_else(PoisonError::into_inner);
         Ok(map
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, _)| key.clone())
             .collect())
     }
 
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
-        let mut map = self
-            .inner
-            .entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         if map.get(key).map(Vec::as_slice) != expected {
             return Ok(false);
         }
@@ -188,11 +149,7 @@ impl Store for MemoryStore {
     }
 
     fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
-        let mut logs = self
-            .inner
-            .logs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut logs = self.inner.logs.write().unwrap_or_else(PoisonError::into_inner);
         let records = logs.entry(log.to_owned()).or_default();
         if let Some((&last, _)) = records.last_key_value() {
             if seq <= last {
@@ -206,11 +163,7 @@ impl Store for MemoryStore {
     }
 
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        let logs = self
-            .inner
-            .logs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let logs = self.inner.logs.read().unwrap_or_else(PoisonError::into_inner);
         let Some(records) = logs.get(log) else {
             return Ok(Vec::new());
         };
@@ -221,11 +174,7 @@ impl Store for MemoryStore {
     }
 
     fn log_discard(&self, log: &str, through: u64) -> StoreResult<()> {
-        let mut logs = self
-            .inner
-            .logs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut logs = self.inner.logs.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(records) = logs.get_mut(log) {
             // `split_off` keeps the records after `through` in the returned map.
             let kept = match through.checked_add(1) {
@@ -241,37 +190,21 @@ impl Store for MemoryStore {
         let lock = &self.inner.writer;
         let mut locked = lock_ignoring_poison(&lock.locked);
         while *locked {
-            locked = lock
-                .released
-                .wait(locked)
-                .unwrap_or_else(PoisonError::into_inner);
+            locked = lock.released.wait(locked).unwrap_or_else(PoisonError::into_inner);
         }
         *locked = true;
-        Ok(WriterGuard::new(Box::new(MemoryWriterGuard(Arc::clone(
-            lock,
-        )))))
+        Ok(WriterGuard::new(Box::new(MemoryWriterGuard(Arc::clone(lock)))))
     }
 
     fn destroy(&self) -> StoreResult<()> {
         if let Some(id) = &self.inner.id {
             let mut registry = registry();
-            if registry
-                .get(id)
-                .is_some_and(|registered| Arc::ptr_eq(registered, &self.inner))
-            {
+            if registry.get(id).is_some_and(|registered| Arc::ptr_eq(registered, &self.inner)) {
                 registry.remove(id);
             }
         }
-        self.inner
-            .entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        self.inner
-            .logs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.inner.entries.write().unwrap_or_else(PoisonError::into_inner).clear();
+        self.inner.logs.write().unwrap_or_else(PoisonError::into_inner).clear();
         Ok(())
     }
 }

@@ -245,7 +245,10 @@ impl<'a> TxState<'a> {
         for (k, v) in meta {
             if k.as_str() == "db/txInstant" {
                 let Edn::Inst(ms) = v else {
-                    return Err(TxError::Schema(format!("Bad transaction meta :db/txInstant {v}, expected an instant")).into());
+                    return Err(TxError::Schema(format!(
+                        "Bad transaction meta :db/txInstant {v}, expected an instant"
+                    ))
+                    .into());
                 };
                 if *ms < db.last_tx_instant() {
                     return Err(TxError::Syntax(format!(
@@ -422,10 +425,15 @@ impl<'a> TxState<'a> {
                     return Err(TxError::LookupRefSyntax(format!("Lookup ref should contain 2 elements: {x}")).into());
                 }
                 let Some(a) = xs[0].as_keyword() else {
-                    return Err(TxError::LookupRefSyntax(format!("Lookup ref attribute should be a keyword: {x}")).into());
+                    return Err(
+                        TxError::LookupRefSyntax(format!("Lookup ref attribute should be a keyword: {x}")).into()
+                    );
                 };
                 if self.schema.attr(a).is_none_or(|attr| attr.unique.is_none()) {
-                    return Err(TxError::LookupRefUnique(format!("Lookup ref attribute should be marked as :db/unique: {x}")).into());
+                    return Err(TxError::LookupRefUnique(format!(
+                        "Lookup ref attribute should be marked as :db/unique: {x}"
+                    ))
+                    .into());
                 }
                 if xs[1] == Edn::Nil {
                     return Ok(None);
@@ -433,7 +441,10 @@ impl<'a> TxState<'a> {
                 let v = self.coerce_value(a, &xs[1], x)?;
                 Ok(self.unique_lookup(a, &v)?)
             }
-            _ => Err(TxError::EntityIdSyntax(format!("Expected number, string, keyword or lookup ref for entity id, got {x}")).into()),
+            _ => Err(TxError::EntityIdSyntax(format!(
+                "Expected number, string, keyword or lookup ref for entity id, got {x}"
+            ))
+            .into()),
         }
     }
 
@@ -544,7 +555,10 @@ impl<'a> TxState<'a> {
 
     fn check_attr(&self, a: Keyword, context: &dyn std::fmt::Display) -> Step<()> {
         if self.write_schema && self.schema.attr(a).is_none() {
-            return Err(TxError::Schema(format!("Bad entity attribute {a} at {context}, not defined in current schema")).into());
+            return Err(TxError::Schema(format!(
+                "Bad entity attribute {a} at {context}, not defined in current schema"
+            ))
+            .into());
         }
         Ok(())
     }
@@ -577,10 +591,16 @@ impl<'a> TxState<'a> {
         let Value::Tuple(xs) = v else { return Ok(()) };
         if let Some(t) = attr.tuple_type {
             if xs.len() > 8 {
-                return Err(TxError::Syntax(format!("Cannot store more than 8 values for homogeneous tuple: {context}")).into());
+                return Err(TxError::Syntax(format!(
+                    "Cannot store more than 8 values for homogeneous tuple: {context}"
+                ))
+                .into());
             }
             if !xs.iter().all(|x| *x == Value::Nil || t.accepts(x)) {
-                return Err(TxError::Syntax(format!("Cannot store homogeneous tuple. Values are of wrong type: {context}")).into());
+                return Err(TxError::Syntax(format!(
+                    "Cannot store homogeneous tuple. Values are of wrong type: {context}"
+                ))
+                .into());
             }
         }
         if let Some(types) = &attr.tuple_types {
@@ -641,7 +661,10 @@ impl<'a> TxState<'a> {
             (None, Some(r)) if is_tempid(r) => resolved_tempid.unwrap_or_else(|| self.next_eid()),
             (None, Some(Edn::Int(i))) => *i,
             (None, Some(other)) => {
-                return Err(TxError::EntityIdSyntax(format!("Expected number, string, keyword or lookup ref for :db/id, got {other}")).into())
+                return Err(TxError::EntityIdSyntax(format!(
+                    "Expected number, string, keyword or lookup ref for :db/id, got {other}"
+                ))
+                .into())
             }
         };
         self.check_schema_update(entity, new_eid, &entity_edn)?;
@@ -656,7 +679,10 @@ impl<'a> TxState<'a> {
                 continue;
             }
             let Some(a) = k.as_keyword() else {
-                return Err(TxError::Syntax(format!("Bad entity attribute {k} at {entity_edn}, expected keyword or string")).into());
+                return Err(TxError::Syntax(format!(
+                    "Bad entity attribute {k} at {entity_edn}, expected keyword or string"
+                ))
+                .into());
             };
             let reverse = is_reverse(a);
             let straight = if reverse { reverse_ref(a) } else { a };
@@ -704,7 +730,12 @@ impl<'a> TxState<'a> {
         }
     }
 
-    fn upsert_eid(&mut self, entity: &[(Edn, Edn)], resolved: Option<&Edn>, context: &dyn std::fmt::Display) -> Step<Option<Eid>> {
+    fn upsert_eid(
+        &mut self,
+        entity: &[(Edn, Edn)],
+        resolved: Option<&Edn>,
+        context: &dyn std::fmt::Display,
+    ) -> Step<Option<Eid>> {
         let mut found: Option<(Eid, Keyword, Edn)> = None;
         for (k, v) in entity {
             let Some(a) = k.as_keyword() else { continue };
@@ -786,7 +817,9 @@ impl<'a> TxState<'a> {
         if !keys.iter().any(|k| is_schema_attr(*k) && k.as_str() != "db/doc" || k.as_str() == "db/ident") {
             return Ok(());
         }
-        let get = |name: &str| entity.iter().find(|(k, _)| k.as_keyword().is_some_and(|k| k.as_str() == name)).map(|(_, v)| v);
+        let get = |name: &str| {
+            entity.iter().find(|(k, _)| k.as_keyword().is_some_and(|k| k.as_str() == name)).map(|(_, v)| v)
+        };
         if let Some(Edn::Keyword(ident)) = get("db/ident") {
             if is_system_ident(*ident) {
                 return Err(TxError::Schema(format!(
@@ -805,7 +838,8 @@ impl<'a> TxState<'a> {
                     continue;
                 }
                 let ok = match k.as_str() {
-                    "db/id" | "db/doc" | "db/noHistory" | "db/isComponent" | "db/maxLength" | "db.attr/preds" | "db/ident" => true,
+                    "db/id" | "db/doc" | "db/noHistory" | "db/isComponent" | "db/maxLength" | "db.attr/preds"
+                    | "db/ident" => true,
                     "db/cardinality" => !(v == &Edn::kw("db.cardinality/many") && old.unique.is_some()),
                     "db/unique" => !old.many && self.attr_unused(old.ident),
                     "db/index" => v == &Edn::Bool(true) && (old.index || self.attr_unused(old.ident)),
@@ -824,7 +858,8 @@ impl<'a> TxState<'a> {
                 .into());
             }
         } else if self.write_schema && (get("db/cardinality").is_some() || get("db/valueType").is_some()) {
-            let complete = get("db/ident").is_some() && get("db/valueType").is_some() && get("db/cardinality").is_some();
+            let complete =
+                get("db/ident").is_some() && get("db/valueType").is_some() && get("db/cardinality").is_some();
             if !complete {
                 return Err(TxError::Schema(format!(
                     "Incomplete schema transaction attributes, expected :db/ident, :db/valueType, :db/cardinality in {context}"
@@ -847,7 +882,9 @@ impl<'a> TxState<'a> {
     fn apply_op(&mut self, op_vec: &[Edn], internal: bool) -> Step<Vec<Item<'static>>> {
         let ctx = ShowVec(op_vec);
         let Some(op) = op_vec.first().and_then(Edn::as_keyword) else {
-            return Err(TxError::Syntax(format!("Bad entity type at {ctx}, expected an operation keyword first")).into());
+            return Err(
+                TxError::Syntax(format!("Bad entity type at {ctx}, expected an operation keyword first")).into()
+            );
         };
         let arg = |i: usize| op_vec.get(i).cloned().unwrap_or(Edn::Nil);
         let (e, a, v) = (arg(1), arg(2), arg(3));
@@ -1006,7 +1043,9 @@ impl<'a> TxState<'a> {
 
     fn attr_of(&self, a: &Edn, ctx: &dyn std::fmt::Display) -> Step<Keyword> {
         let Some(k) = a.as_keyword() else {
-            return Err(TxError::Syntax(format!("Bad entity attribute {a} at {ctx}, expected keyword or string")).into());
+            return Err(
+                TxError::Syntax(format!("Bad entity attribute {a} at {ctx}, expected keyword or string")).into()
+            );
         };
         self.check_attr(k, ctx)?;
         Ok(k)

@@ -29,13 +29,7 @@ pub(crate) struct Iter {
 }
 
 impl Iter {
-    pub fn new(
-        tree: Tree,
-        root: Option<Arc<ChildRef>>,
-        lo: Option<DatomKey>,
-        hi: Option<DatomKey>,
-        rev: bool,
-    ) -> Iter {
+    pub fn new(tree: Tree, root: Option<Arc<ChildRef>>, lo: Option<DatomKey>, hi: Option<DatomKey>, rev: bool) -> Iter {
         Iter {
             tree,
             root,
@@ -53,15 +47,11 @@ impl Iter {
     }
 
     fn below_lo(&self, d: &Datom) -> bool {
-        self.lo
-            .as_ref()
-            .is_some_and(|lo| self.tree.order.cmp_prefix(d, lo) == Ordering::Less)
+        self.lo.as_ref().is_some_and(|lo| self.tree.order.cmp_prefix(d, lo) == Ordering::Less)
     }
 
     fn within_hi(&self, d: &Datom) -> bool {
-        self.hi
-            .as_ref()
-            .is_none_or(|hi| self.tree.order.cmp_prefix(d, hi) != Ordering::Greater)
+        self.hi.as_ref().is_none_or(|hi| self.tree.order.cmp_prefix(d, hi) != Ordering::Greater)
     }
 
     /// Descends from the root towards the first datom in iteration order; `Ok(false)` when
@@ -87,9 +77,7 @@ impl Iter {
                     let n = b.children.len();
                     let i = if self.rev {
                         // The first child whose max passes `hi` may still hold datoms <= hi.
-                        b.keys
-                            .partition_point(|k| self.within_hi(k))
-                            .min(n.saturating_sub(1))
+                        b.keys.partition_point(|k| self.within_hi(k)).min(n.saturating_sub(1))
                     } else {
                         b.keys.partition_point(|k| self.below_lo(k))
                     };
@@ -132,11 +120,7 @@ impl Iter {
                 return Ok(false);
             };
             let n = branch.len();
-            let next = if self.rev {
-                idx.checked_sub(1)
-            } else {
-                Some(*idx + 1).filter(|i| *i < n)
-            };
+            let next = if self.rev { idx.checked_sub(1) } else { Some(*idx + 1).filter(|i| *i < n) };
             let Some(next) = next else {
                 self.stack.pop();
                 continue;
@@ -159,11 +143,7 @@ impl Iter {
                         return Ok(true);
                     }
                     Node::Branch(b) => {
-                        let i = if self.rev {
-                            b.children.len().saturating_sub(1)
-                        } else {
-                            0
-                        };
+                        let i = if self.rev { b.children.len().saturating_sub(1) } else { 0 };
                         let child = self.tree.load_child(b, i)?;
                         self.stack.push((node.clone(), i));
                         child

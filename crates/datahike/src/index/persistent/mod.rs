@@ -16,9 +16,7 @@ mod tests;
 pub use node::NodeCache;
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
-use crate::index::{
-    Address, DatomIndex, DatomIter, IndexError, IndexResult, IndexRoot, PendingFlush,
-};
+use crate::index::{Address, DatomIndex, DatomIter, IndexError, IndexResult, IndexRoot, PendingFlush};
 use iter::Iter;
 use node::{hex, node_key, Branch, ChildRef, Node};
 use std::cmp::Ordering;
@@ -82,25 +80,15 @@ impl Tree {
 
     /// Child `i` of `branch`, checking that its level is one below.
     pub fn load_child(&self, branch: &Branch, i: usize) -> IndexResult<Arc<Node>> {
-        let child = branch
-            .children
-            .get(i)
-            .ok_or_else(|| IndexError::CorruptNode {
-                address: String::from("?"),
-                reason: format!(
-                    "child {i} of a branch with {} children",
-                    branch.children.len()
-                ),
-            })?;
+        let child = branch.children.get(i).ok_or_else(|| IndexError::CorruptNode {
+            address: String::from("?"),
+            reason: format!("child {i} of a branch with {} children", branch.children.len()),
+        })?;
         let node = child.load(&self.cache)?;
         if node.level() + 1 != branch.level {
             return Err(IndexError::CorruptNode {
                 address: hex(&child.address()),
-                reason: format!(
-                    "level {} under a branch of level {}",
-                    node.level(),
-                    branch.level
-                ),
+                reason: format!("level {} under a branch of level {}", node.level(), branch.level),
             });
         }
         Ok(node)
@@ -127,16 +115,8 @@ impl Tree {
 
     fn leaf_entry(&self, datoms: Vec<Datom>) -> Entry {
         let len = datoms.len();
-        let max = datoms
-            .last()
-            .cloned()
-            .unwrap_or_else(|| unreachable!("leaves are built non-empty"));
-        Entry {
-            max,
-            count: len as u64,
-            child: ChildRef::in_memory(Node::Leaf(datoms)),
-            fresh_len: Some(len),
-        }
+        let max = datoms.last().cloned().unwrap_or_else(|| unreachable!("leaves are built non-empty"));
+        Entry { max, count: len as u64, child: ChildRef::in_memory(Node::Leaf(datoms)), fresh_len: Some(len) }
     }
 
     /// Groups `entries` (all of level `level - 1`) into branches of level `level`.
@@ -159,12 +139,7 @@ impl Tree {
             out.push(Entry {
                 max,
                 count,
-                child: ChildRef::in_memory(Node::Branch(Branch {
-                    level,
-                    keys,
-                    counts,
-                    children,
-                })),
+                child: ChildRef::in_memory(Node::Branch(Branch { level, keys, counts, children })),
                 fresh_len: Some(size),
             });
         }
@@ -196,9 +171,7 @@ impl Tree {
             let j = i + rest.partition_point(|d| self.cmp(d, &op.datom) == Ordering::Less);
             out.extend_from_slice(datoms.get(i..j).unwrap_or_default());
             i = j;
-            let present = datoms
-                .get(i)
-                .is_some_and(|d| self.cmp(d, &op.datom) == Ordering::Equal);
+            let present = datoms.get(i).is_some_and(|d| self.cmp(d, &op.datom) == Ordering::Equal);
             if op.add {
                 if !present {
                     out.push(op.datom.clone());
@@ -231,25 +204,14 @@ impl Tree {
                     let rest = ops.get(start..).unwrap_or_default();
                     let end = match branch.keys.get(i) {
                         Some(key) if i + 1 < n => {
-                            start
-                                + rest.partition_point(|op| {
-                                    self.cmp(&op.datom, key) != Ordering::Greater
-                                })
+                            start + rest.partition_point(|op| self.cmp(&op.datom, key) != Ordering::Greater)
                         }
                         _ => ops.len(),
                     };
                     let old = || Entry {
-                        max: branch
-                            .keys
-                            .get(i)
-                            .cloned()
-                            .unwrap_or_else(|| unreachable!("keys match children")),
+                        max: branch.keys.get(i).cloned().unwrap_or_else(|| unreachable!("keys match children")),
                         count: branch.counts.get(i).copied().unwrap_or(0),
-                        child: branch
-                            .children
-                            .get(i)
-                            .cloned()
-                            .unwrap_or_else(|| unreachable!("index in range")),
+                        child: branch.children.get(i).cloned().unwrap_or_else(|| unreachable!("index in range")),
                         fresh_len: None,
                     };
                     if start == end {
@@ -285,11 +247,7 @@ impl Tree {
         let min = self.min_len();
         let mut i = 0;
         while entries.len() > 1 && i < entries.len() {
-            if entries
-                .get(i)
-                .and_then(|e| e.fresh_len)
-                .is_some_and(|len| len < min)
-            {
+            if entries.get(i).and_then(|e| e.fresh_len).is_some_and(|len| len < min) {
                 let l = if i + 1 < entries.len() { i } else { i - 1 };
                 let merged = match (entries.get(l), entries.get(l + 1)) {
                     (Some(left), Some(right)) => self.merge_entries(left, right)?,
@@ -321,17 +279,8 @@ impl Tree {
                 for br in [a, b] {
                     for ((key, count), child) in br.keys.iter().zip(&br.counts).zip(&br.children) {
                         // A grandchild built by this update may itself be under-full.
-                        let fresh_len = if child.is_durable() {
-                            None
-                        } else {
-                            child.in_memory_node().map(|n| n.len())
-                        };
-                        children.push(Entry {
-                            max: key.clone(),
-                            count: *count,
-                            child: child.clone(),
-                            fresh_len,
-                        });
+                        let fresh_len = if child.is_durable() { None } else { child.in_memory_node().map(|n| n.len()) };
+                        children.push(Entry { max: key.clone(), count: *count, child: child.clone(), fresh_len });
                     }
                 }
                 self.fix_underfull(&mut children)?;
@@ -369,17 +318,9 @@ impl PersistentIndex {
         cache: &Arc<NodeCache>,
         branching: usize,
     ) -> IndexResult<PersistentIndex> {
-        let tree = Tree {
-            order,
-            temporal,
-            branching: branching.max(MIN_BRANCHING),
-            cache: cache.clone(),
-        };
+        let tree = Tree { order, temporal, branching: branching.max(MIN_BRANCHING), cache: cache.clone() };
         let (root, count) = match root {
-            Some(IndexRoot {
-                address: Some(address),
-                count,
-            }) => (Some(ChildRef::stored(*address)), *count),
+            Some(IndexRoot { address: Some(address), count }) => (Some(ChildRef::stored(*address)), *count),
             _ => (None, 0),
         };
         Ok(PersistentIndex { tree, root, count })
@@ -409,10 +350,7 @@ impl PersistentIndex {
 
     /// The root as a head records it; computes the root address if not flushed yet.
     pub fn root(&self) -> IndexRoot {
-        IndexRoot {
-            address: self.root.as_ref().map(|r| r.address()),
-            count: self.count,
-        }
+        IndexRoot { address: self.root.as_ref().map(|r| r.address()), count: self.count }
     }
 
     /// Height of the tree (0 for empty, 1 for a single leaf); loads the leftmost path.
@@ -425,21 +363,13 @@ impl PersistentIndex {
 
     /// The typed form of [`DatomIndex::apply`]: removes first, then adds. A remove matches a
     /// datom equal under the index comparator; an add equal to a present datom is a no-op.
-    pub fn apply_batch(
-        &self,
-        mut adds: Vec<Datom>,
-        mut removes: Vec<Datom>,
-    ) -> IndexResult<PersistentIndex> {
+    pub fn apply_batch(&self, mut adds: Vec<Datom>, mut removes: Vec<Datom>) -> IndexResult<PersistentIndex> {
         let tree = &self.tree;
         adds.sort_by(|x, y| tree.cmp(x, y));
         adds.dedup_by(|x, y| tree.cmp(x, y) == Ordering::Equal);
         let Some(root) = &self.root else {
             let (root, count) = tree.build(adds);
-            return Ok(PersistentIndex {
-                tree: tree.clone(),
-                root,
-                count,
-            });
+            return Ok(PersistentIndex { tree: tree.clone(), root, count });
         };
         removes.sort_by(|x, y| tree.cmp(x, y));
         removes.dedup_by(|x, y| tree.cmp(x, y) == Ordering::Equal);
@@ -459,11 +389,7 @@ impl PersistentIndex {
             entries = parents;
         }
         let Some(top) = entries.pop() else {
-            return Ok(PersistentIndex {
-                tree: tree.clone(),
-                root: None,
-                count: 0,
-            });
+            return Ok(PersistentIndex { tree: tree.clone(), root: None, count: 0 });
         };
         let count = top.count;
         // A root branch with a single child is replaced by that child.
@@ -478,23 +404,13 @@ impl PersistentIndex {
                 _ => break,
             }
         }
-        Ok(PersistentIndex {
-            tree: tree.clone(),
-            root: Some(root),
-            count,
-        })
+        Ok(PersistentIndex { tree: tree.clone(), root: Some(root), count })
     }
 
     fn iter(&self, lo: Option<&DatomKey>, hi: Option<&DatomKey>, rev: bool) -> DatomIter<'static> {
         let order = self.tree.order;
         let norm = |k: &DatomKey| k.clone().prefix_for(order);
-        Box::new(Iter::new(
-            self.tree.clone(),
-            self.root.clone(),
-            lo.map(norm),
-            hi.map(norm),
-            rev,
-        ))
+        Box::new(Iter::new(self.tree.clone(), self.root.clone(), lo.map(norm), hi.map(norm), rev))
     }
 
     /// Number of datoms below `key` (or at most `key` when `inclusive`), by subtree counts.
@@ -510,16 +426,10 @@ impl PersistentIndex {
         let mut acc = 0u64;
         loop {
             let next = match node.as_ref() {
-                Node::Leaf(datoms) => {
-                    return Ok(acc.saturating_add(datoms.partition_point(before) as u64))
-                }
+                Node::Leaf(datoms) => return Ok(acc.saturating_add(datoms.partition_point(before) as u64)),
                 Node::Branch(b) => {
                     let i = b.keys.partition_point(before);
-                    acc = b
-                        .counts
-                        .iter()
-                        .take(i)
-                        .fold(acc, |acc, n| acc.saturating_add(*n));
+                    acc = b.counts.iter().take(i).fold(acc, |acc, n| acc.saturating_add(*n));
                     if i >= b.children.len() {
                         return Ok(acc);
                     }
@@ -543,11 +453,7 @@ fn merge_ops(tree: &Tree, adds: Vec<Datom>, removes: Vec<Datom>) -> Vec<Op> {
             (Some(_), None) => false,
             (None, None) => break,
         };
-        let (datom, add) = if take_remove {
-            (removes.next(), false)
-        } else {
-            (adds.next(), true)
-        };
+        let (datom, add) = if take_remove { (removes.next(), false) } else { (adds.next(), true) };
         if let Some(datom) = datom {
             ops.push(Op { datom, add });
         }

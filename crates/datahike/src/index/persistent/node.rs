@@ -92,15 +92,9 @@ impl Node {
 
     /// Decodes a node stored under `address`, checking the hash first.
     pub fn decode(address: &Address, bytes: &[u8]) -> IndexResult<Node> {
-        let corrupt = |reason: String| IndexError::CorruptNode {
-            address: hex(address),
-            reason,
-        };
+        let corrupt = |reason: String| IndexError::CorruptNode { address: hex(address), reason };
         if hash_address(bytes) != *address {
-            return Err(corrupt(format!(
-                "the hash of its {} bytes does not match its address",
-                bytes.len()
-            )));
+            return Err(corrupt(format!("the hash of its {} bytes does not match its address", bytes.len())));
         }
         Node::decode_unchecked(bytes).map_err(corrupt)
     }
@@ -113,9 +107,7 @@ impl Node {
         }
         let version = r.u8().map_err(|e| e.to_string())?;
         if version != NODE_VERSION {
-            return Err(format!(
-                "node format version {version} is not supported (expected {NODE_VERSION})"
-            ));
+            return Err(format!("node format version {version} is not supported (expected {NODE_VERSION})"));
         }
         let node = match r.u8().map_err(|e| e.to_string())? {
             KIND_LEAF => Node::Leaf(r.datoms().map_err(|e| e.to_string())?),
@@ -132,9 +124,7 @@ impl Node {
                 }
                 let mut children = Vec::with_capacity(n);
                 for _ in 0..n {
-                    children.push(ChildRef::stored(
-                        r.array("a child address").map_err(|e| e.to_string())?,
-                    ));
+                    children.push(ChildRef::stored(r.array("a child address").map_err(|e| e.to_string())?));
                 }
                 let mut counts = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -144,12 +134,7 @@ impl Node {
                 if keys.len() != n {
                     return Err(format!("{} keys for {n} children", keys.len()));
                 }
-                Node::Branch(Branch {
-                    level,
-                    keys,
-                    counts,
-                    children,
-                })
+                Node::Branch(Branch { level, keys, counts, children })
             }
             kind => return Err(format!("unknown node kind {kind}")),
         };
@@ -204,19 +189,12 @@ impl ChildRef {
 
     /// A node known to be durable under `address`, loaded on first use.
     pub fn stored(address: Address) -> Arc<ChildRef> {
-        Arc::new(ChildRef {
-            address: OnceLock::from(address),
-            durable: AtomicBool::new(true),
-            node: Mutex::new(None),
-        })
+        Arc::new(ChildRef { address: OnceLock::from(address), durable: AtomicBool::new(true), node: Mutex::new(None) })
     }
 
     /// The node if it is held in memory.
     pub fn in_memory_node(&self) -> Option<Arc<Node>> {
-        self.node
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.node.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Whether the node is durable in the store.
@@ -232,8 +210,7 @@ impl ChildRef {
         let node = self.in_memory_node();
         *self.address.get_or_init(|| {
             // A reference without an address always holds its node (see the invariant).
-            let node = node
-                .unwrap_or_else(|| unreachable!("a node reference holds neither node nor address"));
+            let node = node.unwrap_or_else(|| unreachable!("a node reference holds neither node nor address"));
             let mut buf = Vec::new();
             node.encode(&mut buf);
             hash_address(&buf)
@@ -287,11 +264,7 @@ impl NodeCache {
     /// lives only in memory: its nodes are never dropped, so nothing needs loading).
     pub fn new(store: Option<Arc<dyn Store>>, capacity_nodes: usize) -> NodeCache {
         let capacity = capacity_nodes.max(1);
-        NodeCache {
-            store,
-            nodes: quick_cache::sync::Cache::new(capacity),
-            capacity,
-        }
+        NodeCache { store, nodes: quick_cache::sync::Cache::new(capacity), capacity }
     }
 
     /// The store nodes are loaded from.
@@ -325,13 +298,8 @@ impl NodeCache {
 
     pub(crate) fn get(&self, address: &Address) -> IndexResult<Arc<Node>> {
         self.nodes.get_or_insert_with(address, || {
-            let store = self
-                .store
-                .as_ref()
-                .ok_or_else(|| IndexError::MissingNode(hex(address)))?;
-            let bytes = store
-                .get(&node_key(address))?
-                .ok_or_else(|| IndexError::MissingNode(hex(address)))?;
+            let store = self.store.as_ref().ok_or_else(|| IndexError::MissingNode(hex(address)))?;
+            let bytes = store.get(&node_key(address))?.ok_or_else(|| IndexError::MissingNode(hex(address)))?;
             Ok(Arc::new(Node::decode(address, &bytes)?))
         })
     }

@@ -45,14 +45,7 @@ impl Store for MapStore {
         Ok(())
     }
     fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        Ok(self
-            .map
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
+        Ok(self.map.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
     }
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
         let mut map = self.map.lock().unwrap();
@@ -92,27 +85,17 @@ fn all(iter: DatomIter<'_>) -> Vec<Datom> {
 }
 
 fn attrs() -> [Keyword; 3] {
-    [
-        Keyword::new("a/x"),
-        Keyword::new("a/y"),
-        Keyword::new("b/z"),
-    ]
+    [Keyword::new("a/x"), Keyword::new("a/y"), Keyword::new("b/z")]
 }
 
 fn datom(e: i64, a: usize, v: i64, tx: i64, added: bool) -> Datom {
     let attrs = attrs();
-    let value = if v % 3 == 0 {
-        Value::str(&format!("s{v}"))
-    } else {
-        Value::Long(v)
-    };
+    let value = if v % 3 == 0 { Value::str(&format!("s{v}")) } else { Value::Long(v) };
     Datom::new(e, attrs[a % 3], value, TX0 + tx, added)
 }
 
 fn many(n: i64) -> Vec<Datom> {
-    (0..n)
-        .map(|i| datom(i / 3, (i % 3) as usize, i, 1, true))
-        .collect()
+    (0..n).map(|i| datom(i / 3, (i % 3) as usize, i, 1, true)).collect()
 }
 
 /// Walks the whole tree checking the B+-tree invariants; returns the datom count.
@@ -120,11 +103,7 @@ fn check_invariants(index: &PersistentIndex) -> u64 {
     fn walk(tree: &Tree, node: &Node, is_root: bool, max: Option<&Datom>) -> u64 {
         let b = tree.branching;
         if !is_root {
-            assert!(
-                node.len() >= b / 2 && node.len() <= b,
-                "node of {} items with branching {b}",
-                node.len()
-            );
+            assert!(node.len() >= b / 2 && node.len() <= b, "node of {} items with branching {b}", node.len());
         }
         assert!(node.len() <= b && node.len() > 0);
         match node {
@@ -191,22 +170,15 @@ impl Model {
         let hi = hi.map(|k| k.clone().prefix_for(order));
         self.datoms
             .iter()
-            .filter(|d| {
-                lo.as_ref()
-                    .is_none_or(|k| order.cmp_prefix(d, k) != Ordering::Less)
-            })
-            .filter(|d| {
-                hi.as_ref()
-                    .is_none_or(|k| order.cmp_prefix(d, k) != Ordering::Greater)
-            })
+            .filter(|d| lo.as_ref().is_none_or(|k| order.cmp_prefix(d, k) != Ordering::Less))
+            .filter(|d| hi.as_ref().is_none_or(|k| order.cmp_prefix(d, k) != Ordering::Greater))
             .cloned()
             .collect()
     }
 }
 
 fn arb_datom() -> impl Strategy<Value = Datom> {
-    (0i64..12, 0usize..3, 0i64..6, 0i64..4, any::<bool>())
-        .prop_map(|(e, a, v, tx, added)| datom(e, a, v, tx, added))
+    (0i64..12, 0usize..3, 0i64..6, 0i64..4, any::<bool>()).prop_map(|(e, a, v, tx, added)| datom(e, a, v, tx, added))
 }
 
 fn arb_key() -> impl Strategy<Value = DatomKey> {
@@ -217,19 +189,8 @@ fn arb_key() -> impl Strategy<Value = DatomKey> {
         proptest::option::of(0i64..5),
     )
         .prop_map(|(e, a, v, tx)| {
-            let d = datom(
-                e.unwrap_or(0),
-                a.unwrap_or(0),
-                v.unwrap_or(0),
-                tx.unwrap_or(0),
-                true,
-            );
-            DatomKey {
-                e,
-                a: a.map(|_| d.a),
-                v: v.map(|_| d.v.clone()),
-                tx: tx.map(|_| d.tx()),
-            }
+            let d = datom(e.unwrap_or(0), a.unwrap_or(0), v.unwrap_or(0), tx.unwrap_or(0), true);
+            DatomKey { e, a: a.map(|_| d.a), v: v.map(|_| d.v.clone()), tx: tx.map(|_| d.tx()) }
         })
 }
 
@@ -250,35 +211,23 @@ fn arb_batch() -> impl Strategy<Value = Batch> {
         any::<bool>(),
         proptest::collection::vec((arb_key(), arb_key()), 1..4),
     )
-        .prop_map(|(adds, removes, flush, reopen, queries)| Batch {
-            adds,
-            removes,
-            flush,
-            reopen,
-            queries,
-        })
+        .prop_map(|(adds, removes, flush, reopen, queries)| Batch { adds, removes, flush, reopen, queries })
 }
 
 fn run_model(order: IndexOrder, temporal: bool, batches: Vec<Batch>) {
     let (_, store) = new_store();
     let cache = Arc::new(NodeCache::new(Some(store.clone()), 8));
     let mut index = PersistentIndex::with_branching(order, temporal, None, &cache, 4).unwrap();
-    let mut model = Model {
-        tree: index.tree.clone(),
-        datoms: Vec::new(),
-    };
+    let mut model = Model { tree: index.tree.clone(), datoms: Vec::new() };
     let mut versions: Vec<(PersistentIndex, Vec<Datom>)> = Vec::new();
     for batch in batches {
-        index = index
-            .apply_batch(batch.adds.clone(), batch.removes.clone())
-            .unwrap();
+        index = index.apply_batch(batch.adds.clone(), batch.removes.clone()).unwrap();
         model.apply(&batch.adds, &batch.removes);
         if batch.flush {
             let (_, root) = flush(&index, store.as_ref());
             if batch.reopen {
                 let fresh = Arc::new(NodeCache::new(Some(store.clone()), 8));
-                index = PersistentIndex::with_branching(order, temporal, Some(&root), &fresh, 4)
-                    .unwrap();
+                index = PersistentIndex::with_branching(order, temporal, Some(&root), &fresh, 4).unwrap();
             }
         }
         assert_eq!(index.count(), model.datoms.len() as u64);
@@ -291,25 +240,13 @@ fn run_model(order: IndexOrder, temporal: bool, batches: Vec<Batch>) {
             let mut rev = expected.clone();
             rev.reverse();
             assert_eq!(all(index.range_rev(lo, hi)), rev, "range_rev {lo:?} {hi:?}");
-            assert_eq!(
-                index.count_range(lo, hi).unwrap(),
-                expected.len() as u64,
-                "count_range {lo:?} {hi:?}"
-            );
-            assert_eq!(
-                all(index.seek(lo)),
-                model.range(Some(lo), None),
-                "seek {lo:?}"
-            );
+            assert_eq!(index.count_range(lo, hi).unwrap(), expected.len() as u64, "count_range {lo:?} {hi:?}");
+            assert_eq!(all(index.seek(lo)), model.range(Some(lo), None), "seek {lo:?}");
             let mut rseek = model.range(None, Some(hi));
             rseek.reverse();
             assert_eq!(all(index.rseek(hi)), rseek, "rseek {hi:?}");
             // Ranges of a single prefix.
-            assert_eq!(
-                all(index.range(lo, lo)),
-                model.range(Some(lo), Some(lo)),
-                "prefix {lo:?}"
-            );
+            assert_eq!(all(index.range(lo, lo)), model.range(Some(lo), Some(lo)), "prefix {lo:?}");
         }
         versions.push((index.clone(), model.datoms.clone()));
     }
@@ -363,9 +300,7 @@ proptest! {
 fn regression_merge_of_collapsed_subtrees() {
     // Deleting most of a deep tree leaves single-child chains that must be merged away.
     for keep in [0i64, 1, 2, 3, 7, 50] {
-        let index = PersistentIndex::empty(IndexOrder::Eavt, false, 4)
-            .apply_batch(many(500), vec![])
-            .unwrap();
+        let index = PersistentIndex::empty(IndexOrder::Eavt, false, 4).apply_batch(many(500), vec![]).unwrap();
         let removes: Vec<Datom> = many(500).into_iter().skip(keep as usize).collect();
         let after = index.apply_batch(vec![], removes).unwrap();
         assert_eq!(check_invariants(&after), keep as u64);
@@ -375,9 +310,7 @@ fn regression_merge_of_collapsed_subtrees() {
 
 #[test]
 fn bulk_load_builds_full_leaves() {
-    let index = PersistentIndex::empty(IndexOrder::Eavt, false, 512)
-        .apply_batch(many(100_000), vec![])
-        .unwrap();
+    let index = PersistentIndex::empty(IndexOrder::Eavt, false, 512).apply_batch(many(100_000), vec![]).unwrap();
     assert_eq!(index.count(), 100_000);
     assert_eq!(check_invariants(&index), 100_000);
     assert_eq!(index.height().unwrap(), 2);
@@ -389,30 +322,21 @@ fn small_change_writes_only_a_path() {
     for branching in [512, 16] {
         let (_, store) = new_store();
         let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
-        let index =
-            PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, branching)
-                .unwrap()
-                .apply_batch(many(100_000), vec![])
-                .unwrap();
+        let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, branching)
+            .unwrap()
+            .apply_batch(many(100_000), vec![])
+            .unwrap();
         let (n_first, _) = flush(&index, store.as_ref());
         assert!(n_first > 100_000 / branching);
         // Nothing changed: nothing to write.
         assert_eq!(index.prepare_flush().unwrap().nodes.len(), 0);
         let height = index.height().unwrap();
-        let changed = index
-            .apply_batch(vec![datom(5_000, 1, 7, 2, true)], vec![])
-            .unwrap();
+        let changed = index.apply_batch(vec![datom(5_000, 1, 7, 2, true)], vec![]).unwrap();
         let pending = changed.prepare_flush().unwrap();
         // Bulk-loaded nodes are full, so the insert may split a node on every level.
-        assert!(
-            pending.nodes.len() <= 2 * height + 1,
-            "{} nodes for height {height}",
-            pending.nodes.len()
-        );
+        assert!(pending.nodes.len() <= 2 * height + 1, "{} nodes for height {height}", pending.nodes.len());
         flush(&changed, store.as_ref());
-        let removed = changed
-            .apply_batch(vec![], vec![datom(20_000, 0, 60_000, 1, true)])
-            .unwrap();
+        let removed = changed.apply_batch(vec![], vec![datom(20_000, 0, 60_000, 1, true)]).unwrap();
         assert!(removed.prepare_flush().unwrap().nodes.len() <= 2 * height + 1);
     }
 }
@@ -427,42 +351,26 @@ fn flush_and_reopen_gives_the_same_datoms() {
         .unwrap();
     let (n, root) = flush(&index, store.as_ref());
     assert_eq!(map.entries().len(), n);
-    assert!(map
-        .entries()
-        .keys()
-        .all(|k| k.len() == "nodes/".len() + 32 && k.starts_with("nodes/")));
+    assert!(map.entries().keys().all(|k| k.len() == "nodes/".len() + 32 && k.starts_with("nodes/")));
     assert_eq!(root, index.root());
     // After durability the index drops its nodes; loads go through the cache.
     assert!(index.root.as_ref().unwrap().in_memory_node().is_none());
     let fresh = Arc::new(NodeCache::new(Some(store.clone()), 4));
-    let reopened =
-        PersistentIndex::with_branching(IndexOrder::Avet, true, Some(&root), &fresh, 32).unwrap();
+    let reopened = PersistentIndex::with_branching(IndexOrder::Avet, true, Some(&root), &fresh, 32).unwrap();
     assert_eq!(fresh.len(), 0, "opening reads nothing");
     assert_eq!(reopened.count(), 10_000);
-    assert_eq!(
-        all(reopened.seek(&DatomKey::default())),
-        all(index.seek(&DatomKey::default()))
-    );
+    assert_eq!(all(reopened.seek(&DatomKey::default())), all(index.seek(&DatomKey::default())));
     assert!(fresh.len() <= 4);
     // An update to the reopened index shares the stored nodes.
-    let next = reopened
-        .apply_batch(vec![datom(1, 0, 1, 9, true)], vec![])
-        .unwrap();
+    let next = reopened.apply_batch(vec![datom(1, 0, 1, 9, true)], vec![]).unwrap();
     assert_eq!(next.count(), 10_001);
     assert_eq!(check_invariants(&next), 10_001);
     // Through the trait object, as the database uses it.
-    let via_trait: Arc<dyn DatomIndex> = Arc::new(
-        PersistentIndex::with_branching(IndexOrder::Avet, true, Some(&root), &fresh, 32).unwrap(),
-    );
+    let via_trait: Arc<dyn DatomIndex> =
+        Arc::new(PersistentIndex::with_branching(IndexOrder::Avet, true, Some(&root), &fresh, 32).unwrap());
     assert_eq!(all(via_trait.rseek(&DatomKey::default())).len(), 10_000);
     let empty = PersistentIndex::open(IndexOrder::Eavt, false, None, &fresh).unwrap();
-    assert_eq!(
-        empty.root(),
-        IndexRoot {
-            address: None,
-            count: 0
-        }
-    );
+    assert_eq!(empty.root(), IndexRoot { address: None, count: 0 });
     assert_eq!(empty.prepare_flush().unwrap().nodes.len(), 0);
 }
 
@@ -519,10 +427,7 @@ fn corrupt_nodes_are_errors() {
             map.set(key, bad);
             let index = reopen();
             let result: IndexResult<Vec<Datom>> = index.seek(&DatomKey::default()).collect();
-            assert!(
-                matches!(result, Err(IndexError::CorruptNode { .. })),
-                "{key}"
-            );
+            assert!(matches!(result, Err(IndexError::CorruptNode { .. })), "{key}");
             let result: IndexResult<Vec<Datom>> = index.rseek(&DatomKey::default()).collect();
             assert!(result.is_err());
         }
@@ -531,9 +436,7 @@ fn corrupt_nodes_are_errors() {
     // A missing node is reported as such.
     let key = PersistentIndex::node_key(&root.address.unwrap());
     store.delete_batch(&[key]).unwrap();
-    let err = reopen()
-        .count_range(&DatomKey::default(), &DatomKey::default())
-        .unwrap_err();
+    let err = reopen().count_range(&DatomKey::default(), &DatomKey::default()).unwrap_err();
     assert!(matches!(err, IndexError::MissingNode(_)), "{err}");
     assert!(reopen().apply_batch(many(1), vec![]).is_err());
 }
@@ -545,18 +448,11 @@ fn current_index_compares_without_tx() {
     let b = datom(1, 0, 1, 2, true);
     let index = index.apply_batch(vec![a.clone()], vec![]).unwrap();
     // Adding the same (e, a, v) again is a no-op; removing then adding replaces.
-    assert_eq!(
-        all(index
-            .apply_batch(vec![b.clone()], vec![])
-            .unwrap()
-            .seek(&DatomKey::default())),
-        vec![a.clone()]
-    );
+    assert_eq!(all(index.apply_batch(vec![b.clone()], vec![]).unwrap().seek(&DatomKey::default())), vec![a.clone()]);
     let replaced = index.apply_batch(vec![b.clone()], vec![a.clone()]).unwrap();
     assert_eq!(all(replaced.seek(&DatomKey::default())), vec![b.clone()]);
-    let temporal = PersistentIndex::empty(IndexOrder::Eavt, true, 4)
-        .apply_batch(vec![a.clone(), b.clone()], vec![])
-        .unwrap();
+    let temporal =
+        PersistentIndex::empty(IndexOrder::Eavt, true, 4).apply_batch(vec![a.clone(), b.clone()], vec![]).unwrap();
     assert_eq!(temporal.count(), 2);
 }
 
@@ -570,17 +466,12 @@ fn concurrent_readers_share_a_small_cache() {
         .unwrap();
     let (_, root) = flush(&index, store.as_ref());
     let small = Arc::new(NodeCache::new(Some(store), 3));
-    let reopened = Arc::new(
-        PersistentIndex::with_branching(IndexOrder::Eavt, false, Some(&root), &small, 16).unwrap(),
-    );
+    let reopened = Arc::new(PersistentIndex::with_branching(IndexOrder::Eavt, false, Some(&root), &small, 16).unwrap());
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let index = reopened.clone();
             std::thread::spawn(move || {
-                let key = DatomKey {
-                    e: Some(100 * t),
-                    ..Default::default()
-                };
+                let key = DatomKey { e: Some(100 * t), ..Default::default() };
                 let forward = all(index.seek(&key)).len();
                 let backward = all(index.rseek(&key)).len();
                 (forward, backward)
