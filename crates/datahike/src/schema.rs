@@ -255,6 +255,10 @@ fn system_attributes() -> &'static std::collections::HashMap<Keyword, Arc<Attrib
 
 /// Whether `a` is one of the attributes that define schema (`:db/valueType`...).
 pub fn is_schema_attr(a: Keyword) -> bool {
+    // Cheap rejection first: this runs for every datom of every transaction.
+    if !a.namespace().is_some_and(|ns| ns.starts_with("db")) {
+        return false;
+    }
     matches!(
         a.as_str(),
         "db/ident"

@@ -127,6 +127,15 @@ impl std::fmt::Display for ShowMap<'_> {
     }
 }
 
+/// Prints `[:db/add e a v]` for error messages.
+struct ShowAdd<'a>(&'a Edn, Keyword, &'a Edn);
+
+impl std::fmt::Display for ShowAdd<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[:db/add {} {} {}]", self.0, self.1, self.2)
+    }
+}
+
 /// Prints `{:db/id e, attr value}` for error messages about one attribute of an entity map.
 struct ShowEntry<'a>(Eid, &'a Edn, &'a Edn);
 
@@ -142,6 +151,8 @@ enum Item<'t> {
     OpRef(&'t [Edn]),
     Map(Vec<(Edn, Edn)>),
     Op(Vec<Edn>),
+    /// `[:db/add e a v]` with the attribute checked; the flag exempts generated tuple writes.
+    Add(Edn, Keyword, Edn, bool),
     /// A `:db/add` generated for a composite tuple, exempt from the direct-write check.
     TupleOp(Vec<Edn>),
     FlushTuples,
@@ -216,6 +227,63 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
     }
 }
 
+/// The current datoms of one (e, a): inline for the common zero or one value, so a load does
+/// not allocate per attribute.
+#[derive(Clone, Debug, Default)]
+enum Vals {
+    #[default]
+    Empty,
+    One(Datom),
+    Many(Vec<Datom>),
+}
+
+impl Vals {
+    fn from_vec(mut v: Vec<Datom>) -> Vals {
+        match v.len() {
+            0 => Vals::Empty,
+            1 => Vals::One(v.pop().expect("one element")),
+            _ => Vals::Many(v),
+        }
+    }
+    fn as_slice(&self) -> &[Datom] {
+        match self {
+            Vals::Empty => &[],
+            Vals::One(d) => std::slice::from_ref(d),
+            Vals::Many(v) => v,
+        }
+    }
+    fn first(&self) -> Option<&Datom> {
+        self.as_slice().first()
+    }
+    fn iter(&self) -> std::slice::Iter<'_, Datom> {
+        self.as_slice().iter()
+    }
+    fn to_vec(&self) -> Vec<Datom> {
+        self.as_slice().to_vec()
+    }
+    fn push(&mut self, d: Datom) {
+        *self = match std::mem::take(self) {
+            Vals::Empty => Vals::One(d),
+            Vals::One(x) => Vals::Many(vec![x, d]),
+            Vals::Many(mut v) => {
+                v.push(d);
+                Vals::Many(v)
+            }
+        }
+    }
+    fn remove_value(&mut self, value: &Value) {
+        match self {
+            Vals::Empty => {}
+            Vals::One(x) => {
+                if x.v == *value {
+                    *self = Vals::Empty;
+                }
+            }
+            Vals::Many(v) => v.retain(|x| x.v != *value),
+        }
+    }
+}
+
 /// The working state of one transaction attempt.
 struct TxState<'a> {
     db: &'a Db,
@@ -228,9 +296,10 @@ struct TxState<'a> {
     tempids: HashMap<TempKey, Eid>,
     tempid_order: Vec<TempKey>,
     /// Current datoms of each touched (e, a), initialised from the database on first touch.
-    ea: HashMap<(Eid, Keyword), Vec<Datom>>,
-    /// Attributes touched per entity, for retractEntity over the working state.
-    touched: HashMap<Eid, Vec<Keyword>>,
+    ea: HashMap<(Eid, Keyword), Vals>,
+    /// Attributes touched per entity, for retractEntity over the working state. Built on the
+    /// first retractEntity and maintained from then on, so loads do not pay for it.
+    touched: Option<HashMap<Eid, Vec<Keyword>>>,
     /// Unique (a, v) -> entity after this transaction's changes so far (`None` = gone).
     unique: HashMap<(Keyword, Value), Option<Eid>>,
     tx_data: Vec<Datom>,
@@ -278,14 +347,21 @@ impl<'a> TxState<'a> {
             tempids: prebound,
             tempid_order,
             ea: HashMap::default(),
-            touched: HashMap::default(),
+            touched: None,
             unique: HashMap::default(),
             tx_data: Vec::new(),
             queued_tuples: Vec::new(),
         })
     }
 
-    fn finish(self) -> Result<TxOutcome> {
+    fn finish(mut self) -> Result<TxOutcome> {
+        // Freeing the working state of a large transaction takes a while; do it off the
+        // caller's path.
+        if self.ea.len() > 10_000 {
+            let ea = std::mem::take(&mut self.ea);
+            let unique = std::mem::take(&mut self.unique);
+            std::thread::spawn(move || drop((ea, unique)));
+        }
         let mut tempids: Vec<(Edn, Eid)> = Vec::new();
         for key in &self.tempid_order {
             if let Some(eid) = self.tempids.get(key) {
@@ -311,7 +387,12 @@ impl<'a> TxState<'a> {
         let mut queue: VecDeque<Item<'t>> = VecDeque::new();
         if self.db.config().keep_history {
             for (k, v) in self.meta.clone() {
-                queue.push_back(Item::Op(vec![Edn::kw("db/add"), Edn::Int(self.tx), Edn::Keyword(k), v]));
+                self.check_attr(k, &ShowAdd(&Edn::Int(self.tx), k, &v)).map_err(|_| {
+                    Fail::from(TxError::Schema(format!(
+                        "Bad transaction meta attribute {k}, not defined in system or current schema"
+                    )))
+                })?;
+                queue.push_back(Item::Add(Edn::Int(self.tx), k, v, false));
             }
         }
         let has_tuples = self.schema.has_tuples();
@@ -370,6 +451,11 @@ impl<'a> TxState<'a> {
                         queue.push_front(it);
                     }
                     // Schema maps transacted mid-way may declare tuples.
+                }
+                Item::Add(e, a, v, internal) => {
+                    if let Some(next) = self.add_op(e, a, v, internal)? {
+                        queue.push_front(next);
+                    }
                 }
                 Item::TupleOp(op) => {
                     self.apply_op(&op, true)?;
@@ -454,17 +540,19 @@ impl<'a> TxState<'a> {
         e <= self.db.max_eid() || (e >= TX0 && e <= self.db.max_tx())
     }
 
-    fn ea_datoms(&mut self, e: Eid, a: Keyword) -> Step<&mut Vec<Datom>> {
+    fn ea_datoms(&mut self, e: Eid, a: Keyword) -> Step<&mut Vals> {
         if !self.ea.contains_key(&(e, a)) {
             let base = if self.base_may_have(e) {
                 self.db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(e), a: Some(a), ..Default::default() })?
             } else {
                 Vec::new()
             };
-            self.ea.insert((e, a), base);
-            let t = self.touched.entry(e).or_default();
-            if !t.contains(&a) {
-                t.push(a);
+            self.ea.insert((e, a), Vals::from_vec(base));
+            if let Some(touched) = &mut self.touched {
+                let t = touched.entry(e).or_default();
+                if !t.contains(&a) {
+                    t.push(a);
+                }
             }
         }
         Ok(self.ea.get_mut(&(e, a)).expect("inserted above"))
@@ -488,7 +576,7 @@ impl<'a> TxState<'a> {
             if d.added() {
                 vals.push(d.clone());
             } else {
-                vals.retain(|x| x.v != d.v);
+                vals.remove_value(&d.v);
             }
         }
         if unique {
@@ -703,9 +791,9 @@ impl<'a> TxState<'a> {
                     }
                 }
                 if reverse {
-                    out.push(Item::Op(vec![Edn::kw("db/add"), v, Edn::Keyword(straight), Edn::Int(new_eid)]));
+                    out.push(Item::Add(v, straight, Edn::Int(new_eid), false));
                 } else {
-                    out.push(Item::Op(vec![Edn::kw("db/add"), Edn::Int(new_eid), Edn::Keyword(straight), v]));
+                    out.push(Item::Add(Edn::Int(new_eid), straight, v, false));
                 }
             }
         }
@@ -894,58 +982,7 @@ impl<'a> TxState<'a> {
                     return Err(TxError::Syntax(format!("Bad :db/add {ctx}, expected [:db/add e a v]")).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
-                if let Some(attr) = self.schema.attr(a_kw) {
-                    if attr.tuple_attrs.is_some() && !internal {
-                        return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
-                    }
-                }
-                if is_tx_id(&e) {
-                    self.allocate(TempKey::of(&e), self.tx);
-                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), Edn::Int(self.tx), a, v])]);
-                }
-                if self.schema.is_ref(a_kw) && is_tx_id(&v) {
-                    self.allocate(TempKey::of(&v), self.tx);
-                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), e, a, Edn::Int(self.tx)])]);
-                }
-                if is_tempid(&e) {
-                    let key = TempKey::of(&e).expect("tempid");
-                    let upserted = if self.schema.is_identity(a_kw) && v != Edn::Nil {
-                        let value = if self.schema.is_ref(a_kw) {
-                            self.entid(&v)?.map(Value::Long)
-                        } else {
-                            Some(self.coerce_value(a_kw, &v, &ctx)?)
-                        };
-                        match value {
-                            Some(value) => self.unique_lookup(a_kw, &value)?,
-                            None => None,
-                        }
-                    } else {
-                        None
-                    };
-                    let allocated = self.tempids.get(&key).copied();
-                    if let (Some(up), Some(al)) = (upserted, allocated) {
-                        if up != al {
-                            return Err(Fail::Retry(Retry(key, up)));
-                        }
-                    }
-                    let eid = upserted.or(allocated).unwrap_or_else(|| self.next_eid());
-                    self.allocate(Some(key), eid);
-                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), Edn::Int(eid), a, v])]);
-                }
-                if self.schema.is_ref(a_kw) && is_tempid(&v) {
-                    let key = TempKey::of(&v).expect("tempid");
-                    let vid = match self.tempids.get(&key) {
-                        Some(id) => *id,
-                        None => {
-                            let id = self.next_eid();
-                            self.allocate(Some(key), id);
-                            id
-                        }
-                    };
-                    return Ok(vec![Item::Op(vec![op_vec[0].clone(), e, a, Edn::Int(vid)])]);
-                }
-                self.transact_add(&e, a_kw, &v, &ctx)?;
-                Ok(Vec::new())
+                Ok(self.add_op(e, a_kw, v, internal)?.into_iter().collect())
             }
             "db/retract" => {
                 if !(3..=4).contains(&op_vec.len()) {
@@ -957,7 +994,7 @@ impl<'a> TxState<'a> {
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets: Vec<Datom> = if op_vec.len() == 3 {
-                    self.ea_datoms(eid, a_kw)?.clone()
+                    self.ea_datoms(eid, a_kw)?.to_vec()
                 } else {
                     let value = self.resolve_value(a_kw, &v, &ctx)?;
                     self.ea_datoms(eid, a_kw)?.iter().filter(|d| d.v == value).cloned().collect()
@@ -970,7 +1007,7 @@ impl<'a> TxState<'a> {
             "db.fn/retractAttribute" => {
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
-                let targets = self.ea_datoms(eid, a_kw)?.clone();
+                let targets = self.ea_datoms(eid, a_kw)?.to_vec();
                 let mut out = Vec::new();
                 let component = self.schema.attr(a_kw).is_some_and(|x| x.component);
                 for d in targets {
@@ -1041,6 +1078,57 @@ impl<'a> TxState<'a> {
         }
     }
 
+    /// `[:db/add e a v]` with `a` already checked: binds tempids and the current-tx forms,
+    /// then asserts. Returns the op to run next when an id had to be resolved first.
+    fn add_op(&mut self, e: Edn, a: Keyword, v: Edn, internal: bool) -> Step<Option<Item<'static>>> {
+        let ctx = ShowAdd(&e, a, &v);
+        if !internal && self.schema.attr(a).is_some_and(|attr| attr.tuple_attrs.is_some()) {
+            return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+        }
+        if is_tx_id(&e) {
+            self.allocate(TempKey::of(&e), self.tx);
+            return Ok(Some(Item::Add(Edn::Int(self.tx), a, v, internal)));
+        }
+        if is_tx_id(&v) && self.schema.is_ref(a) {
+            self.allocate(TempKey::of(&v), self.tx);
+            return Ok(Some(Item::Add(e, a, Edn::Int(self.tx), internal)));
+        }
+        if let Some(key) = if is_tempid(&e) { TempKey::of(&e) } else { None } {
+            let upserted = if self.schema.is_identity(a) && v != Edn::Nil {
+                let value =
+                    if self.schema.is_ref(a) { self.entid(&v)?.map(Value::Long) } else { Some(self.coerce_value(a, &v, &ctx)?) };
+                match value {
+                    Some(value) => self.unique_lookup(a, &value)?,
+                    None => None,
+                }
+            } else {
+                None
+            };
+            let allocated = self.tempids.get(&key).copied();
+            if let (Some(up), Some(al)) = (upserted, allocated) {
+                if up != al {
+                    return Err(Fail::Retry(Retry(key, up)));
+                }
+            }
+            let eid = upserted.or(allocated).unwrap_or_else(|| self.next_eid());
+            self.allocate(Some(key), eid);
+            return Ok(Some(Item::Add(Edn::Int(eid), a, v, internal)));
+        }
+        if let Some(key) = if is_tempid(&v) && self.schema.is_ref(a) { TempKey::of(&v) } else { None } {
+            let vid = match self.tempids.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = self.next_eid();
+                    self.allocate(Some(key), id);
+                    id
+                }
+            };
+            return Ok(Some(Item::Add(e, a, Edn::Int(vid), internal)));
+        }
+        self.transact_add(&e, a, &v, &ctx)?;
+        Ok(None)
+    }
+
     fn attr_of(&self, a: &Edn, ctx: &dyn std::fmt::Display) -> Step<Keyword> {
         let Some(k) = a.as_keyword() else {
             return Err(
@@ -1065,22 +1153,29 @@ impl<'a> TxState<'a> {
     fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn std::fmt::Display) -> Step<()> {
         let eid = self.entid_strict(e)?;
         let value = self.resolve_value(a, v, ctx)?;
-        let attr = self.schema.attr(a).cloned();
-        if let Some(attr) = &attr {
-            self.check_tuple_value(attr, &value, ctx)?;
-        }
-        let many = attr.as_ref().is_some_and(|x| x.many);
-        let unique = attr.as_ref().and_then(|x| x.unique).is_some();
-        let current = self.ea_datoms(eid, a)?.clone();
-        if many {
-            if current.iter().any(|d| d.v == value) {
-                return Ok(());
+        let (many, unique) = match self.schema.attr(a) {
+            Some(attr) => {
+                if attr.tuple_type.is_some() || attr.tuple_types.is_some() {
+                    self.check_tuple_value(attr, &value, ctx)?;
+                }
+                (attr.many, attr.unique.is_some())
             }
-        } else if let Some(old) = current.first() {
-            if old.v == value {
-                return Ok(());
+            None => (false, false),
+        };
+        let old = {
+            let current = self.ea_datoms(eid, a)?;
+            if many {
+                if current.iter().any(|d| d.v == value) {
+                    return Ok(());
+                }
+                None
+            } else {
+                match current.first() {
+                    Some(old) if old.v == value => return Ok(()),
+                    old => old.cloned(),
+                }
             }
-        }
+        };
         let new = Datom::new(eid, a, value, self.tx, true);
         if unique {
             if let Some(other) = self.unique_lookup(a, &new.v)? {
@@ -1093,10 +1188,8 @@ impl<'a> TxState<'a> {
                 }
             }
         }
-        if !many {
-            if let Some(old) = current.first() {
-                self.emit(Datom::new(old.e, old.a, old.v.clone(), self.tx, false))?;
-            }
+        if let Some(old) = old {
+            self.emit(Datom::new(old.e, old.a, old.v, self.tx, false))?;
         }
         self.emit(new)
     }
@@ -1111,7 +1204,14 @@ impl<'a> TxState<'a> {
                 }
             }
         }
-        for a in self.touched.get(&eid).cloned().unwrap_or_default() {
+        let touched = self.touched.get_or_insert_with(|| {
+            let mut t: HashMap<Eid, Vec<Keyword>> = HashMap::default();
+            for (e, a) in self.ea.keys() {
+                t.entry(*e).or_default().push(*a);
+            }
+            t
+        });
+        for a in touched.get(&eid).cloned().unwrap_or_default() {
             if !attrs.contains(&a) {
                 attrs.push(a);
             }
