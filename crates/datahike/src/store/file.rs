@@ -540,15 +540,23 @@ impl FileStore {
 }
 
 impl Appender {
-    /// Whether another handle has changed the log since this one last appended.
-    fn is_stale(&self) -> StoreResult<bool> {
-        match &self.active {
-            None => Ok(true),
-            Some(active) => {
-                let len = active.file.metadata().map_err(io_error(&active.path))?.len();
-                Ok(len != active.len)
-            }
+    /// Whether another handle has changed the log since this one last appended: the active
+    /// segment's length differs from ours, or it is full and someone has already started the
+    /// next one. (Nobody starts a segment after one that is not full, so a non-full active
+    /// segment of unchanged length is still the last.)
+    fn is_stale(&self, segment_bytes_max: u64) -> StoreResult<bool> {
+        let Some(active) = &self.active else {
+            return Ok(true);
+        };
+        let len = active.file.metadata().map_err(io_error(&active.path))?.len();
+        if len != active.len {
+            return Ok(true);
         }
+        if len < segment_bytes_max {
+            return Ok(false);
+        }
+        let segments = list_segments(&self.dir)?;
+        Ok(segments.last().is_none_or(|(_, last)| *last != active.path))
     }
 
     /// Appends one frame, starting a new segment first when there is none or the active one
@@ -721,7 +729,7 @@ impl Store for FileStore {
         let dir = self.log_dir(log)?;
         let mut appenders = self.appenders();
         let stale = match appenders.get(log) {
-            Some(appender) => appender.is_stale()?,
+            Some(appender) => appender.is_stale(self.segment_bytes_max)?,
             None => true,
         };
         if stale {

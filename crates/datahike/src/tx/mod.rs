@@ -1095,8 +1095,11 @@ impl<'a> TxState<'a> {
         }
         if let Some(key) = if is_tempid(&e) { TempKey::of(&e) } else { None } {
             let upserted = if self.schema.is_identity(a) && v != Edn::Nil {
-                let value =
-                    if self.schema.is_ref(a) { self.entid(&v)?.map(Value::Long) } else { Some(self.coerce_value(a, &v, &ctx)?) };
+                let value = if self.schema.is_ref(a) {
+                    self.entid(&v)?.map(Value::Long)
+                } else {
+                    Some(self.coerce_value(a, &v, &ctx)?)
+                };
                 match value {
                     Some(value) => self.unique_lookup(a, &value)?,
                     None => None,

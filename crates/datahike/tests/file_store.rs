@@ -1,0 +1,346 @@
+//! The file store on the real file system: creation and opening, the on-disk layout, log
+//! segments, and what torn, garbage or flipped bytes and failed writes lead to.
+
+use datahike::store::{FileStore, Store, StoreError};
+use std::fs;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+fn new_store() -> (TempDir, PathBuf, FileStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("db");
+    let store = FileStore::create(&path).expect("create");
+    (dir, path, store)
+}
+
+fn node_key(n: u32) -> String {
+    format!("nodes/{n:08x}{}", "0123456789abcdef01234567")
+}
+
+fn segments(path: &Path, log: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        fs::read_dir(path.join("log").join(log)).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    format!("record number {seq}").into_bytes()
+}
+
+fn expected(seqs: impl IntoIterator<Item = u64>) -> Vec<(u64, Vec<u8>)> {
+    seqs.into_iter().map(|seq| (seq, payload(seq))).collect()
+}
+
+#[test]
+fn create_open_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/db");
+    assert!(!FileStore::exists(&path));
+    let err = FileStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+
+    let store = FileStore::create(&path).unwrap();
+    assert!(FileStore::exists(&path));
+    assert_eq!(store.path(), path);
+    let err = FileStore::create(&path).unwrap_err();
+    assert!(err.to_string().contains("already holds a store"), "{err}");
+
+    // A non-empty directory that is not a store is neither opened nor taken over.
+    let other = dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("precious"), b"x").unwrap();
+    assert!(FileStore::create(&other).unwrap_err().to_string().contains("not empty"));
+    let err = FileStore::open(&other).unwrap_err();
+    assert!(err.to_string().contains(&other.display().to_string()), "{err}");
+    // An empty existing directory may become a store.
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    FileStore::create(&empty).unwrap();
+
+    // A store of another format version is refused with the path named.
+    fs::write(path.join("FORMAT"), b"datahike-rs file store\nformat 99\n").unwrap();
+    let err = FileStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("unsupported store format"), "{err}");
+    fs::write(path.join("FORMAT"), b"something else").unwrap();
+    assert!(FileStore::open(&path).unwrap_err().to_string().contains("is not a datahike file store"));
+}
+
+#[test]
+fn data_survives_reopening_and_layout_is_as_documented() {
+    let (_dir, path, store) = new_store();
+    let node = "nodes/ab0123456789abcdef0123456789abcd";
+    store.put_batch(&[(node.to_string(), b"node".to_vec()), ("config".to_string(), b"cfg".to_vec())]).unwrap();
+    assert!(store.compare_and_set("heads/db", None, b"head").unwrap());
+    store.log_append("db", 1, b"one").unwrap();
+    drop(store);
+
+    assert!(path.join("nodes/ab/0123456789abcdef0123456789abcd").is_file());
+    assert!(path.join("heads/db").is_file());
+    assert!(path.join("kv/config").is_file());
+    assert!(path.join("log/db/00000000000000000001.seg").is_file());
+    assert!(path.join("LOCK").is_file());
+
+    let store = FileStore::open(&path).unwrap();
+    assert_eq!(store.get(node).unwrap().as_deref(), Some(&b"node"[..]));
+    assert_eq!(store.get("config").unwrap().as_deref(), Some(&b"cfg"[..]));
+    assert_eq!(store.get("heads/db").unwrap().as_deref(), Some(&b"head"[..]));
+    assert_eq!(store.log_read("db", 0).unwrap(), vec![(1, b"one".to_vec())]);
+    store.log_append("db", 2, b"two").unwrap();
+    assert_eq!(store.log_read("db", 1).unwrap(), vec![(2, b"two".to_vec())]);
+    assert_eq!(segments(&path, "db").len(), 1);
+}
+
+#[test]
+fn many_nodes_in_one_batch_and_nodes_are_immutable() {
+    let (_dir, path, store) = new_store();
+    let batch: Vec<(String, Vec<u8>)> = (0..700).map(|n| (node_key(n), n.to_le_bytes().to_vec())).collect();
+    store.put_batch(&batch).unwrap();
+    assert_eq!(store.list("nodes/").unwrap().len(), 700);
+    for (key, bytes) in batch.iter().step_by(37) {
+        assert_eq!(store.get(key).unwrap().as_ref(), Some(bytes));
+    }
+    // An existing node is final: rewriting it is skipped.
+    store.put_batch(&[(node_key(5), b"other".to_vec())]).unwrap();
+    assert_eq!(store.get(&node_key(5)).unwrap(), Some(5u32.to_le_bytes().to_vec()));
+    // No temporary file is left behind.
+    let node_dir = path.join("nodes").join(&node_key(0)[6..8]);
+    assert!(fs::read_dir(node_dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains('~')));
+}
+
+#[test]
+fn foreign_and_temporary_files_are_not_keys() {
+    let (_dir, path, store) = new_store();
+    store.put_batch(&[("k".to_string(), b"v".to_vec())]).unwrap();
+    fs::write(path.join("kv/~tmp.1.2"), b"half").unwrap();
+    fs::write(path.join("kv/a%2fb"), b"non-canonical").unwrap();
+    fs::write(path.join("heads/~tmp.3.4"), b"half").unwrap();
+    fs::create_dir_all(path.join("nodes/zz")).unwrap();
+    fs::write(path.join("nodes/zz/whatever"), b"x").unwrap();
+    assert_eq!(store.list("").unwrap(), vec!["k".to_string()]);
+}
+
+#[test]
+fn log_segments_rotate_and_discard_whole_sealed_segments() {
+    let (_dir, path, store) = new_store();
+    let store = store.with_segment_bytes_max(100);
+    // Each frame is 16 + 16..17 bytes, so a segment takes four records.
+    for seq in 1..=40u64 {
+        store.log_append("db", seq, &payload(seq)).unwrap();
+    }
+    let before = segments(&path, "db");
+    assert_eq!(before.len(), 10);
+    assert!(before[0].ends_with("00000000000000000001.seg"));
+    assert!(before[1].ends_with("00000000000000000005.seg"));
+    assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=40));
+    assert_eq!(store.log_read("db", 17).unwrap(), expected(18..=40));
+    assert_eq!(store.log_read("db", 20).unwrap(), expected(21..=40));
+
+    // Records 1..=8 fill the first two segments; record 9 starts the third.
+    store.log_discard("db", 10).unwrap();
+    let after = segments(&path, "db");
+    assert_eq!(after.len(), 8);
+    assert!(after[0].ends_with("00000000000000000009.seg"));
+    assert_eq!(store.log_read("db", 0).unwrap(), expected(9..=40));
+    assert_eq!(store.log_read("db", 10).unwrap(), expected(11..=40));
+
+    // Discarding everything keeps the active segment, and appending goes on.
+    store.log_discard("db", u64::MAX).unwrap();
+    assert_eq!(segments(&path, "db").len(), 1);
+    assert_eq!(store.log_read("db", 36).unwrap(), expected(37..=40));
+    store.log_append("db", 41, &payload(41)).unwrap();
+    assert_eq!(store.log_read("db", 40).unwrap(), expected([41]));
+
+    // A fresh handle picks the log up where it is.
+    let other = FileStore::open(&path).unwrap().with_segment_bytes_max(100);
+    other.log_append("db", 42, &payload(42)).unwrap();
+    assert_eq!(other.log_read("db", 36).unwrap(), expected(37..=42));
+}
+
+#[test]
+fn two_handles_appending_in_turn_keep_one_ordered_log() {
+    let (_dir, path, first) = new_store();
+    let first = first.with_segment_bytes_max(100);
+    let second = FileStore::open(&path).unwrap().with_segment_bytes_max(100);
+    for seq in 1..=30u64 {
+        let store = if seq % 3 == 0 { &second } else { &first };
+        let _writer = store.lock_writer().unwrap();
+        store.log_append("db", seq, &payload(seq)).unwrap();
+    }
+    let reader = FileStore::open(&path).unwrap();
+    assert_eq!(reader.log_read("db", 0).unwrap(), expected(1..=30));
+}
+
+/// Writes records 1..=3 and returns the segment and the offset where record 3 starts.
+fn three_records(store: &FileStore, path: &Path) -> (PathBuf, usize) {
+    for seq in 1..=3 {
+        store.log_append("db", seq, &payload(seq)).unwrap();
+    }
+    let segment = segments(path, "db").pop().unwrap();
+    let len = fs::read(&segment).unwrap().len();
+    (segment, len - (16 + payload(3).len()))
+}
+
+#[test]
+fn a_torn_last_record_is_ignored_and_cut_off_by_the_next_append() {
+    let (_dir, path, store) = new_store();
+    let (segment, third_start) = three_records(&store, &path);
+    drop(store);
+    let original = fs::read(&segment).unwrap();
+    for cut in third_start..original.len() {
+        fs::write(&segment, &original[..cut]).unwrap();
+        let store = FileStore::open(&path).unwrap();
+        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=2), "cut at {cut}");
+        store.log_append("db", 3, &payload(3)).unwrap();
+        store.log_append("db", 4, &payload(4)).unwrap();
+        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=4), "cut at {cut}");
+        assert_eq!(FileStore::open(&path).unwrap().log_read("db", 1).unwrap(), expected(2..=4));
+    }
+}
+
+#[test]
+fn a_torn_first_record_of_a_new_segment_is_dropped_with_the_segment() {
+    let (_dir, path, store) = new_store();
+    let store = store.with_segment_bytes_max(1);
+    for seq in 1..=3 {
+        store.log_append("db", seq, &payload(seq)).unwrap();
+    }
+    drop(store);
+    let last = segments(&path, "db").pop().unwrap();
+    let original = fs::read(&last).unwrap();
+    for cut in 0..original.len() {
+        fs::write(&last, &original[..cut]).unwrap();
+        let store = FileStore::open(&path).unwrap().with_segment_bytes_max(1);
+        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=2), "cut at {cut}");
+        store.log_append("db", 3, &payload(3)).unwrap();
+        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=3), "cut at {cut}");
+        assert_eq!(segments(&path, "db").len(), 3);
+    }
+}
+
+#[test]
+fn a_garbage_tail_is_ignored() {
+    for garbage in [vec![0u8; 4096], vec![0xff; 20], b"not a record at all, just text".to_vec()] {
+        let (_dir, path, store) = new_store();
+        let (segment, _) = three_records(&store, &path);
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes.extend_from_slice(&garbage);
+        fs::write(&segment, &bytes).unwrap();
+        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=3));
+        // This handle's appender sees the file changed under it and rescans.
+        store.log_append("db", 4, &payload(4)).unwrap();
+        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=4));
+        assert_eq!(fs::read(&segment).unwrap().len(), bytes.len() - garbage.len() + 16 + payload(4).len());
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_middle_record_is_corruption() {
+    let (_dir, path, store) = new_store();
+    let (segment, third_start) = three_records(&store, &path);
+    drop(store);
+    let original = fs::read(&segment).unwrap();
+    let second_start = 16 + payload(1).len();
+    for idx in second_start..third_start {
+        let mut bytes = original.clone();
+        bytes[idx] ^= 0x40;
+        fs::write(&segment, &bytes).unwrap();
+        let store = FileStore::open(&path).unwrap();
+        let err = store.log_read("db", 0).unwrap_err();
+        let StoreError::Corrupt { key, reason } = &err else { panic!("byte {idx}: {err}") };
+        assert_eq!(key, &segment.display().to_string());
+        assert!(reason.contains(&format!("offset {second_start}")), "{reason}");
+        // An appender refuses to write after a corrupt record instead of hiding it.
+        let err = store.log_append("db", 4, &payload(4)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "byte {idx}: {err}");
+    }
+}
+
+#[test]
+fn a_damaged_sealed_segment_is_corruption() {
+    let (_dir, path, store) = new_store();
+    let store = store.with_segment_bytes_max(60);
+    for seq in 1..=6 {
+        store.log_append("db", seq, &payload(seq)).unwrap();
+    }
+    let first = segments(&path, "db").remove(0);
+    let bytes = fs::read(&first).unwrap();
+    fs::write(&first, &bytes[..bytes.len() - 1]).unwrap();
+    let err = store.log_read("db", 0).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { key, .. } if key.contains("00000000000000000001.seg")), "{err}");
+    // Reading past the damaged segment does not need it.
+    assert_eq!(store.log_read("db", 2).unwrap(), expected(3..=6));
+}
+
+#[test]
+fn a_failed_write_poisons_the_handle_until_reopened() {
+    let (_dir, path, store) = new_store();
+    // A directory where the head's file must go makes the rename fail, even for root.
+    fs::create_dir(path.join("heads/db")).unwrap();
+    let err = store.put_batch(&[("heads/db".to_string(), b"h".to_vec())]).unwrap_err();
+    assert!(matches!(&err, StoreError::Io { path: p, .. } if p.ends_with("heads/db")), "{err}");
+    assert!(fs::read_dir(path.join("heads")).unwrap().count() == 1, "temporary file left behind");
+
+    for err in [
+        store.put_batch(&[("k".to_string(), b"v".to_vec())]).unwrap_err(),
+        store.delete_batch(&["k".to_string()]).unwrap_err(),
+        store.compare_and_set("heads/other", None, b"h").unwrap_err(),
+        store.log_append("db", 1, b"r").unwrap_err(),
+        store.log_discard("db", 1).unwrap_err(),
+    ] {
+        assert!(matches!(&err, StoreError::Poisoned(reason) if reason.contains("heads/db")), "{err}");
+    }
+    // Reads still work.
+    assert_eq!(store.get("k").unwrap(), None);
+
+    fs::remove_dir(path.join("heads/db")).unwrap();
+    let store = FileStore::open(&path).unwrap();
+    store.put_batch(&[("heads/db".to_string(), b"h".to_vec())]).unwrap();
+    assert_eq!(store.get("heads/db").unwrap().as_deref(), Some(&b"h"[..]));
+}
+
+#[test]
+fn a_failed_log_append_poisons_the_handle() {
+    let (_dir, path, store) = new_store();
+    let store = store.with_segment_bytes_max(1);
+    store.log_append("db", 1, b"one").unwrap();
+    // The next segment's name is taken by a directory: starting it fails.
+    fs::create_dir(path.join("log/db/00000000000000000002.seg")).unwrap();
+    let err = store.log_append("db", 2, b"two").unwrap_err();
+    assert!(matches!(&err, StoreError::Io { path: p, .. } if p.ends_with("00000000000000000002.seg")), "{err}");
+    let err = store.log_append("db", 3, b"three").unwrap_err();
+    assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
+}
+
+#[test]
+fn invalid_keys_are_refused_without_poisoning() {
+    let (_dir, _path, store) = new_store();
+    assert!(matches!(store.put_batch(&[(String::new(), b"v".to_vec())]), Err(StoreError::Invalid(_))));
+    assert!(matches!(store.get(""), Err(StoreError::Invalid(_))));
+    assert!(matches!(store.log_append("", 1, b"r"), Err(StoreError::Invalid(_))));
+    store.put_batch(&[("k".to_string(), b"v".to_vec())]).unwrap();
+}
+
+#[test]
+fn destroy_refuses_a_directory_that_is_no_longer_a_store() {
+    let (_dir, path, store) = new_store();
+    fs::remove_file(path.join("FORMAT")).unwrap();
+    let err = store.destroy().unwrap_err();
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    assert!(path.join("nodes").is_dir());
+}
+
+#[test]
+fn writer_lock_excludes_a_second_handle_until_dropped() {
+    let (_dir, path, store) = new_store();
+    let other = FileStore::open(&path).unwrap();
+    let guard = store.lock_writer().unwrap();
+    assert!(other.try_lock_writer().unwrap().is_none());
+    assert!(store.try_lock_writer().unwrap().is_none());
+    drop(guard);
+    let guard = other.try_lock_writer().unwrap().expect("free");
+    assert!(store.try_lock_writer().unwrap().is_none());
+    drop(guard);
+    assert!(store.try_lock_writer().unwrap().is_some());
+}
