@@ -652,12 +652,14 @@ impl<'a> Reader<'a> {
                 let token = self.token();
                 let namespace = match parse_symbol(token) {
                     Some(sym) if sym.namespace().is_none() => token.to_string(),
-                    _ => return Err(self.error_at(
-                        start,
-                        format!(
+                    _ => {
+                        return Err(self.error_at(
+                            start,
+                            format!(
                             "namespaced map needs a namespace without / after #:, found {token:?}"
                         ),
-                    )),
+                        ))
+                    }
                 };
                 self.push(Frame::NamespacedMap { start, namespace })?;
                 Ok(None)
@@ -746,14 +748,32 @@ impl<'a> Reader<'a> {
         let mut qualified: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
         let mut distinct = Distinct::default();
         for (key, val) in entries {
-            let key =
-                match key {
-                    Edn::Keyword(k) => qualify(k.namespace(), k.name())
-                        .map_or(key, |s| Edn::Keyword(Keyword::new(&s))),
-                    Edn::Symbol(s) => qualify(s.namespace(), s.name())
-                        .map_or(key, |t| Edn::Symbol(Symbol::new(&t))),
-                    other => other,
-                };
+            // The qualified text must read back: `#:a{:2 x}` would make `:a/2`, which does not.
+            let key = match &key {
+                Edn::Keyword(k) => match qualify(k.namespace(), k.name()) {
+                    None => key,
+                    Some(text) if parse_symbol(&format!(":{text}")).is_some() => {
+                        Edn::Keyword(Keyword::new(&text))
+                    }
+                    Some(text) => {
+                        return Err(self.error_at(
+                            value_start,
+                            format!("namespaced map makes the invalid keyword :{text} of {key}"),
+                        ))
+                    }
+                },
+                Edn::Symbol(sym) => match qualify(sym.namespace(), sym.name()) {
+                    None => key,
+                    Some(text) if parse_symbol(&text).is_some() => Edn::Symbol(Symbol::new(&text)),
+                    Some(text) => {
+                        return Err(self.error_at(
+                            value_start,
+                            format!("namespaced map makes the invalid symbol {text} of {key}"),
+                        ))
+                    }
+                },
+                _ => key,
+            };
             if !distinct.is_new(&qualified, |(k, _)| k, &key) {
                 return Err(self.error_at(
                     value_start,

@@ -577,6 +577,8 @@ fn namespaced_maps() {
         1,
         "namespaced map needs a namespace without /",
     );
+    // Found by fuzzing: qualifying `:2` would make `:a/2`, which does not read back.
+    read_error("#:a{:2 1}", 1, 4, "namespaced map makes the invalid keyword :a/2 of :2");
 }
 
 #[test]
