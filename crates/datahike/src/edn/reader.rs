@@ -648,10 +648,27 @@ impl<'a> Reader<'a> {
         let mut qualified: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
         let mut distinct = Distinct::default();
         for (key, val) in entries {
-            let key = match key {
-                Edn::Keyword(k) => qualify(k.namespace(), k.name()).map_or(key, |s| Edn::Keyword(Keyword::new(&s))),
-                Edn::Symbol(s) => qualify(s.namespace(), s.name()).map_or(key, |t| Edn::Symbol(Symbol::new(&t))),
-                other => other,
+            // The qualified text must read back: `#:a{:2 x}` would make `:a/2`, which does not.
+            let key = match &key {
+                Edn::Keyword(k) => match qualify(k.namespace(), k.name()) {
+                    None => key,
+                    Some(text) if parse_symbol(&format!(":{text}")).is_some() => Edn::Keyword(Keyword::new(&text)),
+                    Some(text) => {
+                        return Err(self.error_at(
+                            value_start,
+                            format!("namespaced map makes the invalid keyword :{text} of {key}"),
+                        ))
+                    }
+                },
+                Edn::Symbol(sym) => match qualify(sym.namespace(), sym.name()) {
+                    None => key,
+                    Some(text) if parse_symbol(&text).is_some() => Edn::Symbol(Symbol::new(&text)),
+                    Some(text) => {
+                        return Err(self
+                            .error_at(value_start, format!("namespaced map makes the invalid symbol {text} of {key}")))
+                    }
+                },
+                _ => key,
             };
             if !distinct.is_new(&qualified, |(k, _)| k, &key) {
                 return Err(self.error_at(value_start, format!("duplicate key {} in namespaced map", brief(&key))));

@@ -393,6 +393,8 @@ fn namespaced_maps() {
     read_error("#:person [1]", 1, 10, "#:person must be followed by a map, found [1]");
     read_error("#:a{:b 1 :a/b 2}", 1, 4, "duplicate key :a/b in namespaced map");
     read_error("#:a/b{}", 1, 1, "namespaced map needs a namespace without /");
+    // Found by fuzzing: qualifying `:2` would make `:a/2`, which does not read back.
+    read_error("#:a{:2 1}", 1, 4, "namespaced map makes the invalid keyword :a/2 of :2");
 }
 
 #[test]
@@ -535,6 +537,15 @@ fn doubles_print_as_java_does() {
     for (x, text) in cases {
         assert_eq!(pr_str(&Edn::Float(*x)), *text, "{x:e}");
     }
+}
+
+#[test]
+fn doubles_in_collections_read_back_as_doubles() {
+    // Other Rust EDN crates print these as `[1 -0 1000...000 15000000000]`, which reads back
+    // as integers.
+    let value = read("[1.0 -0.0 1e300 1.5e10]");
+    assert_eq!(pr_str(&value), "[1.0 -0.0 1.0E300 1.5E10]");
+    assert!(matches!(read(&pr_str(&value)).as_seq().unwrap()[1], Edn::Float(x) if x.is_sign_negative()));
 }
 
 #[test]
