@@ -39,7 +39,7 @@ fn crash_child() {
             (k - 1).max(0),
             k
         );
-        let tx = if k == 0 { format!(r#"[{{:k 0 :v "value-0" :tags [0 1]}}]"#) } else { tx };
+        let tx = if k == 0 { r#"[{:k 0 :v "value-0" :tags [0 1]}]"#.to_string() } else { tx };
         conn.transact(&read_str(&tx).unwrap()).unwrap();
         use std::io::Write;
         writeln!(out, "ACK {k}").unwrap();
