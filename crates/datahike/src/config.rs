@@ -58,7 +58,8 @@ pub struct Config {
     pub attribute_refs: bool,
     /// `:index` (default `:datahike.index/persistent-set`)
     pub index: IndexKind,
-    /// `:index-config {:branching-factor n}` (default 512), fixed when the database is created.
+    /// `:index-config {:branching-factor n}`, fixed when the database is created. Default 128
+    /// (Datahike uses 512): smaller nodes make path copies of small transactions cheaper.
     pub branching_factor: usize,
     /// `:store-cache-size`: index nodes kept decoded in memory (default 1000).
     pub store_cache_size: usize,
@@ -80,7 +81,7 @@ impl Default for Config {
             schema_flexibility: SchemaFlexibility::Write,
             attribute_refs: false,
             index: IndexKind::PersistentSet,
-            branching_factor: 512,
+            branching_factor: 128,
             store_cache_size: 1000,
             search_cache_size: 0,
             initial_tx: None,

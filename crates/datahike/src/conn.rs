@@ -19,7 +19,7 @@ use crate::tx::{self, TxOutcome, TxReport};
 use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 /// Flush the indices after this many transactions since the last flush.
 pub const FLUSH_EVERY_TXS: usize = 1000;
@@ -186,6 +186,64 @@ struct Durable {
     /// False for the memory backend: its data lives in this process's connection registry,
     /// so there is no log to append and nothing to flush.
     persist: bool,
+    /// Started on the first commit.
+    log_writer: Option<LogWriter>,
+}
+
+/// A thread that appends log records, so that the sync of one record overlaps the in-memory
+/// index update of the same transaction.
+struct LogWriter {
+    requests: mpsc::Sender<LogRequest>,
+}
+
+struct LogRequest {
+    seq: u64,
+    record: Vec<u8>,
+    reply: mpsc::SyncSender<Result<()>>,
+}
+
+/// An append under way; [`PendingAppend::wait`] returns once it is durable.
+struct PendingAppend(mpsc::Receiver<Result<()>>);
+
+impl PendingAppend {
+    fn wait(self) -> Result<()> {
+        self.0.recv().map_err(|_| Error::Internal("the log writer thread stopped".into()))?
+    }
+}
+
+impl LogWriter {
+    fn spawn(store: Arc<dyn Store>, log: String) -> Result<LogWriter> {
+        let (requests, inbox) = mpsc::channel::<LogRequest>();
+        std::thread::Builder::new()
+            .name(format!("datahike-log-{log}"))
+            .spawn(move || {
+                // Ends when the connection drops its sender.
+                for req in inbox {
+                    let result = store.log_append(&log, req.seq, &req.record).map_err(Error::from);
+                    let _ = req.reply.send(result);
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the log writer thread: {e}")))?;
+        Ok(LogWriter { requests })
+    }
+
+    fn append(&self, seq: u64, record: Vec<u8>) -> Result<PendingAppend> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests
+            .send(LogRequest { seq, record, reply })
+            .map_err(|_| Error::Internal("the log writer thread stopped".into()))?;
+        Ok(PendingAppend(answer))
+    }
+}
+
+impl Durable {
+    fn log_writer(&mut self) -> Result<&LogWriter> {
+        let writer = match self.log_writer.take() {
+            Some(w) => w,
+            None => LogWriter::spawn(self.store.clone(), self.log.clone())?,
+        };
+        Ok(self.log_writer.insert(writer))
+    }
 }
 
 struct Writer {
@@ -198,6 +256,12 @@ struct ConnInner {
     current: RwLock<Db>,
     writer: Mutex<Writer>,
     refs: Mutex<usize>,
+    /// Held by the one flush that runs at a time.
+    flushing: Mutex<()>,
+    /// The background flush thread, if one was started.
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The error of the last background flush, reported by the next `flush`/`release`.
+    flush_error: Mutex<Option<String>>,
 }
 
 /// A connection to a database: the current value and the single writer.
@@ -333,6 +397,9 @@ pub fn connect(config: &Config) -> Result<Conn> {
         current: RwLock::new(db),
         writer: Mutex::new(Writer { durable: Some(durable) }),
         refs: Mutex::new(1),
+        flushing: Mutex::new(()),
+        flusher: Mutex::new(None),
+        flush_error: Mutex::new(None),
     });
     reg.insert(key, inner.clone());
     Ok(Conn(inner))
@@ -398,6 +465,7 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
         txs_since_flush: 0,
         bytes_since_flush: 0,
         persist: !matches!(config.store, StoreConfig::Memory { .. }),
+        log_writer: None,
     };
     db = replay(&mut durable, db)?;
     Ok((db, durable))
@@ -481,18 +549,37 @@ impl Conn {
         let mut db_before = self.db();
         db_before = self.catch_up(durable, db_before)?;
         let outcome = make(&db_before)?;
-        let db_after = db_before.apply_tx(&outcome)?;
-        if durable.persist {
+        let db_after = if durable.persist {
+            // The log append (one fdatasync) and the in-memory index update are independent:
+            // run them side by side; the new value is published only once both are done.
             let record = encode_log_record(&outcome);
-            durable.store.log_append(&durable.log, u64::try_from(outcome.tx).unwrap_or(0), &record)?;
+            let record_len = record.len();
+            let seq = u64::try_from(outcome.tx).unwrap_or(0);
+            let pending = durable.log_writer()?.append(seq, record)?;
+            let db_after = db_before.apply_tx(&outcome);
+            pending.wait()?;
             durable.txs_since_flush += 1;
-            durable.bytes_since_flush += record.len();
-        }
+            durable.bytes_since_flush += record_len;
+            db_after?
+        } else {
+            db_before.apply_tx(&outcome)?
+        };
         *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
         if durable.persist
             && (durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES)
         {
-            flush(durable, &db_after)?;
+            // Index nodes are written in the background; transactions go on meanwhile, their
+            // records stay in the log until a head covers them.
+            durable.txs_since_flush = 0;
+            durable.bytes_since_flush = 0;
+            let inner = self.0.clone();
+            let snapshot = db_after.clone();
+            let handle = std::thread::spawn(move || {
+                if let Err(e) = flush_snapshot(&inner, &snapshot) {
+                    *lock(&inner.flush_error) = Some(e.to_string());
+                }
+            });
+            *lock(&self.0.flusher) = Some(handle);
         }
         Ok(TxReport {
             db_before,
@@ -505,6 +592,9 @@ impl Conn {
 
     /// Brings `db` up to date with commits made by other processes on the same store.
     fn catch_up(&self, durable: &mut Durable, db: Db) -> Result<Db> {
+        if durable.persist && durable.store.log_is_current(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))? {
+            return Ok(db);
+        }
         let head_bytes = durable.store.get(&durable.head_key)?;
         if head_bytes != durable.head_bytes {
             let bytes = head_bytes.ok_or_else(|| Error::Database("the database was deleted".into()))?;
@@ -527,12 +617,32 @@ impl Conn {
     /// Writes every index node not yet durable and publishes a head naming them, so that the
     /// log before it can be discarded. Called automatically; exposed for tests and tools.
     pub fn flush(&self) -> Result<()> {
-        let mut writer = lock(&self.0.writer);
-        let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
-        let _guard = durable.store.lock_writer()?;
-        let db = self.db();
-        let db = self.catch_up(durable, db)?;
-        flush(durable, &db)
+        self.join_flusher()?;
+        let db = {
+            let mut writer = lock(&self.0.writer);
+            let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
+            if !durable.persist {
+                return Ok(());
+            }
+            let _guard = durable.store.lock_writer()?;
+            let db = self.catch_up(durable, self.db())?;
+            durable.txs_since_flush = 0;
+            durable.bytes_since_flush = 0;
+            db
+        };
+        flush_snapshot(&self.0, &db)
+    }
+
+    /// Waits for a background flush and reports its error, if any.
+    fn join_flusher(&self) -> Result<()> {
+        let handle = lock(&self.0.flusher).take();
+        if let Some(handle) = handle {
+            handle.join().map_err(|_| Error::Internal("the background flush panicked".into()))?;
+        }
+        match lock(&self.0.flush_error).take() {
+            Some(e) => Err(Error::Database(format!("a background index flush failed: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Bulk-loads datoms `[e a v tx added]` exported from another database, remapping entity
@@ -625,26 +735,54 @@ impl Conn {
     }
 }
 
-/// Makes every index node durable, then publishes the head, then discards the covered log.
-fn flush(durable: &mut Durable, db: &Db) -> Result<()> {
-    if !durable.persist || durable.flushed_tx == db.max_tx() && durable.txs_since_flush == 0 {
-        return Ok(());
-    }
-    let inner = &db.0;
+/// Makes every index node of `db` durable, then publishes a head naming them, then discards
+/// the log it covers. Node writing runs without the writer lock, so transactions continue;
+/// only the head swap takes it. One flush runs at a time per connection.
+fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
+    let _one_at_a_time = lock(&inner.flushing);
+    let store = {
+        let writer = lock(&inner.writer);
+        match writer.durable.as_ref() {
+            Some(d) if d.persist && d.flushed_tx < db.max_tx() => d.store.clone(),
+            _ => return Ok(()),
+        }
+    };
+    let index = &db.0;
     let mut pendings = Vec::new();
-    for idx in inner.current.all() {
+    for idx in index.current.all() {
         pendings.push(idx.prepare_flush()?);
     }
-    if let Some(h) = &inner.history {
+    if let Some(h) = &index.history {
         for idx in h.all() {
             pendings.push(idx.prepare_flush()?);
         }
     }
     let nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
-    durable.store.put_batch(&nodes)?;
+    store.put_batch(&nodes)?;
+    drop(nodes);
     let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
     for p in pendings {
         p.mark_durable();
+    }
+    let mut writer = lock(&inner.writer);
+    let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
+    let _guard = durable.store.lock_writer()?;
+    if durable.flushed_tx >= db.max_tx() {
+        return Ok(());
+    }
+    let current = durable.store.get(&durable.head_key)?;
+    if current != durable.head_bytes {
+        // Another process published a head since we last looked: adopt it if it is newer,
+        // otherwise replace it (it names only durable nodes of an older state).
+        if let Some(bytes) = &current {
+            let head = Head::decode(bytes)?;
+            if head.max_tx >= db.max_tx() {
+                durable.head_bytes = current;
+                durable.head = head;
+                return Ok(());
+            }
+        }
+        durable.head_bytes = current;
     }
     let head = Head {
         max_eid: db.max_eid(),
@@ -663,8 +801,6 @@ fn flush(durable: &mut Durable, db: &Db) -> Result<()> {
     durable.head_bytes = Some(bytes);
     durable.head = head;
     durable.flushed_tx = db.max_tx();
-    durable.txs_since_flush = 0;
-    durable.bytes_since_flush = 0;
     durable.store.log_discard(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))?;
     Ok(())
 }

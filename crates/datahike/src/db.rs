@@ -12,6 +12,9 @@ use crate::value::{Eid, Value};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
+/// Transactions with more index changes than this update the three indices in parallel.
+const PARALLEL_APPLY_MIN: usize = 4096;
+
 /// The three current indices, or the three history indices.
 #[derive(Clone, Debug)]
 pub(crate) struct Indices {
@@ -177,19 +180,27 @@ impl Db {
         let indexed = |d: &&Datom| schema.is_indexed(d.a);
         let avet_adds: Vec<Datom> = adds.iter().filter(indexed).cloned().collect();
         let avet_removes: Vec<Datom> = removes.iter().filter(indexed).cloned().collect();
-        // The three indices are independent: build them on parallel threads (a bulk load
-        // spends most of its time sorting and building leaves).
-        let (eavt, aevt, avet) = std::thread::scope(|scope| {
-            let (a1, r1) = (adds.clone(), removes.clone());
-            let eavt = scope.spawn(move || inner.current.eavt.apply(a1, r1));
-            let avet = scope.spawn(move || inner.current.avet.apply(avet_adds, avet_removes));
-            let aevt = inner.current.aevt.apply(adds, removes);
-            (eavt.join(), aevt, avet.join())
-        });
-        let join = |r: std::thread::Result<IndexResult<Arc<dyn DatomIndex>>>| {
-            r.map_err(|_| Error::Internal("an index update thread panicked".into()))?.map_err(Error::from)
+        let current = if adds.len() + removes.len() > PARALLEL_APPLY_MIN {
+            // The three indices are independent: build them on parallel threads (a bulk load
+            // spends most of its time sorting and building leaves).
+            let (eavt, aevt, avet) = std::thread::scope(|scope| {
+                let (a1, r1) = (adds.clone(), removes.clone());
+                let eavt = scope.spawn(move || inner.current.eavt.apply(a1, r1));
+                let avet = scope.spawn(move || inner.current.avet.apply(avet_adds, avet_removes));
+                let aevt = inner.current.aevt.apply(adds, removes);
+                (eavt.join(), aevt, avet.join())
+            });
+            let join = |r: std::thread::Result<IndexResult<Arc<dyn DatomIndex>>>| {
+                r.map_err(|_| Error::Internal("an index update thread panicked".into()))?.map_err(Error::from)
+            };
+            Indices { eavt: join(eavt)?, aevt: aevt?, avet: join(avet)? }
+        } else {
+            Indices {
+                eavt: inner.current.eavt.apply(adds.clone(), removes.clone())?,
+                aevt: inner.current.aevt.apply(adds, removes)?,
+                avet: inner.current.avet.apply(avet_adds, avet_removes)?,
+            }
         };
-        let current = Indices { eavt: join(eavt)?, aevt: aevt?, avet: join(avet)? };
         let history = match &inner.history {
             Some(h) if !history_adds.is_empty() => {
                 let hist_avet: Vec<Datom> = history_adds.iter().filter(indexed).cloned().collect();

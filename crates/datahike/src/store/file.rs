@@ -41,7 +41,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_TITLE: &str = "datahike-rs file store";
@@ -57,6 +57,10 @@ const SEGMENT_SUFFIX: &str = ".seg";
 const FRAME_HEADER_BYTES: usize = 16;
 /// Files staged at once by `put_batch`, to stay far below the open-file limit.
 const FILES_PER_CHUNK: usize = 256;
+
+/// Batches of more files than this are made durable with one `syncfs` instead of an fsync
+/// per file.
+const SYNCFS_MIN_FILES: usize = 32;
 
 /// The default size past which the active log segment is sealed and a new one started.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 32 << 20;
@@ -74,6 +78,8 @@ pub struct FileStore {
     heads_lock: Mutex<File>,
     /// The appender of each log this handle has appended to.
     appenders: Mutex<HashMap<String, Appender>>,
+    /// An open `LOCK` file kept between writer locks, so a commit does not reopen it.
+    lock_file: Arc<Mutex<Option<File>>>,
 }
 
 /// What a handle knows of a log it appends to.
@@ -109,12 +115,21 @@ impl Drop for FlockGuard<'_> {
     }
 }
 
-/// The writer lock: an open `LOCK` file, flock'd; dropping it unlocks and closes.
-struct FileWriterGuard(File);
+/// The writer lock: an open `LOCK` file, flock'd; dropping it unlocks it and hands the file
+/// back to the store handle for the next lock, or closes it.
+struct FileWriterGuard(Option<File>, Option<Arc<Mutex<Option<File>>>>);
 
 impl Drop for FileWriterGuard {
     fn drop(&mut self) {
-        let _ = self.0.unlock();
+        if let Some(file) = self.0.take() {
+            let _ = file.unlock();
+            if let Some(slot) = &self.1 {
+                let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                if slot.is_none() {
+                    *slot = Some(file);
+                }
+            }
+        }
     }
 }
 
@@ -417,6 +432,7 @@ impl FileStore {
             poison: OnceLock::new(),
             heads_lock: Mutex::new(heads_lock),
             appenders: Mutex::new(HashMap::new()),
+            lock_file: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -441,7 +457,7 @@ impl FileStore {
     pub fn try_lock_writer(&self) -> StoreResult<Option<WriterGuard>> {
         let (file, path) = self.open_lock_file()?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(WriterGuard::new(Box::new(FileWriterGuard(file))))),
+            Ok(()) => Ok(Some(WriterGuard::new(Box::new(FileWriterGuard(Some(file), None))))),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(err)) => Err(io_error(&path)(err)),
         }
@@ -459,6 +475,13 @@ impl FileStore {
             .open(&path)
             .map_err(io_error(&path))?;
         Ok((file, path))
+    }
+
+    /// Makes everything written to the file system of the store durable (`syncfs`), including
+    /// directory entries.
+    fn sync_filesystem(&self) -> StoreResult<()> {
+        let dir = File::open(&self.root).map_err(io_error(&self.root))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io_error(&self.root)(io::Error::from(e)))
     }
 
     /// The file of `key`.
@@ -604,6 +627,12 @@ impl Store for FileStore {
         self.writing(|| {
             let mut known_dirs = HashSet::new();
             let mut dirs_to_sync = BTreeSet::new();
+            // Large batches (index flushes) sync the whole file system once instead of every
+            // file: write all temp files, syncfs, rename, syncfs. A file gets its final name
+            // only once its bytes are durable, so a crash never leaves a torn node under a
+            // content address (which a later flush would skip as already written).
+            let whole_fs = targets.len() > SYNCFS_MIN_FILES;
+            let mut renames: Vec<(PathBuf, &Path)> = Vec::new();
             for chunk in targets.chunks(FILES_PER_CHUNK) {
                 let mut staged: Vec<(PathBuf, &Path, File)> = Vec::with_capacity(chunk.len());
                 let result = (|| {
@@ -622,6 +651,10 @@ impl Store for FileStore {
                             file.write_all(bytes).map_err(io_error(temp))?;
                         }
                     }
+                    if whole_fs {
+                        renames.extend(staged.drain(..).map(|(temp, path, _)| (temp, path)));
+                        return Ok(());
+                    }
                     // Sync after writing them all, so the kernel can write them back together.
                     for (temp, _, file) in &staged {
                         file.sync_data().map_err(io_error(temp))?;
@@ -637,8 +670,18 @@ impl Store for FileStore {
                     for (temp, _, _) in &staged {
                         let _ = fs::remove_file(temp);
                     }
+                    for (temp, _) in &renames {
+                        let _ = fs::remove_file(temp);
+                    }
                 }
                 result?;
+            }
+            if whole_fs {
+                self.sync_filesystem()?;
+                for (temp, path) in &renames {
+                    fs::rename(temp, path).map_err(io_error(path))?;
+                }
+                return self.sync_filesystem();
             }
             dirs_to_sync.iter().try_for_each(|d| sync_dir(d))
         })
@@ -755,6 +798,13 @@ impl Store for FileStore {
     }
 
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        // Fast path for a writer catching up before each commit: when this handle appended
+        // the last record and nobody has appended since, there is nothing newer to read.
+        if let Some(appender) = self.appenders().get(log) {
+            if appender.last_seq.is_some_and(|last| after >= last) && !appender.is_stale(self.segment_bytes_max)? {
+                return Ok(Vec::new());
+            }
+        }
         let segments = list_segments(&self.log_dir(log)?)?;
         let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
         for (idx, (_, path)) in segments.iter().enumerate() {
@@ -811,10 +861,23 @@ impl Store for FileStore {
         })
     }
 
+    fn log_is_current(&self, log: &str, last_seq: u64) -> StoreResult<bool> {
+        match self.appenders().get(log) {
+            Some(appender) if appender.last_seq == Some(last_seq) => Ok(!appender.is_stale(self.segment_bytes_max)?),
+            _ => Ok(false),
+        }
+    }
+
     fn lock_writer(&self) -> StoreResult<WriterGuard> {
-        let (file, path) = self.open_lock_file()?;
+        // Reuse the handle's open LOCK file when no other lock of this handle holds it (a
+        // concurrent caller opens its own, whose flock then waits for ours).
+        let cached = self.lock_file.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let (file, path) = match cached {
+            Some(file) => (file, self.root.join(LOCK_FILE)),
+            None => self.open_lock_file()?,
+        };
         file.lock().map_err(io_error(&path))?;
-        Ok(WriterGuard::new(Box::new(FileWriterGuard(file))))
+        Ok(WriterGuard::new(Box::new(FileWriterGuard(Some(file), Some(self.lock_file.clone())))))
     }
 
     fn destroy(&self) -> StoreResult<()> {

@@ -123,6 +123,16 @@ pub trait Store: Send + Sync + 'static {
         self.delete_batch(&doomed)
     }
 
+    /// Whether the backend can tell, cheaply, that log `log` ends at `last_seq` and that no
+    /// other handle or process has written to it since this handle's last append. A writer
+    /// holding the writer lock then knows that nobody else committed (every commit appends),
+    /// and skips re-reading the head and the log. `false` (the default) means "cannot tell";
+    /// the caller then checks the slow way.
+    fn log_is_current(&self, log: &str, last_seq: u64) -> StoreResult<bool> {
+        let _ = (log, last_seq);
+        Ok(false)
+    }
+
     /// Blocks until this process is the store's only writer, across processes where the
     /// backend can tell (the file backend locks a file).
     fn lock_writer(&self) -> StoreResult<WriterGuard>;
