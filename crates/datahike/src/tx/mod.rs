@@ -1005,6 +1005,9 @@ impl<'a> TxState<'a> {
                 Ok(Vec::new())
             }
             "db.fn/retractAttribute" => {
+                if is_tempid(&e) {
+                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets = self.ea_datoms(eid, a_kw)?.to_vec();
@@ -1030,6 +1033,9 @@ impl<'a> TxState<'a> {
             "db/cas" | "db.fn/cas" => {
                 if op_vec.len() != 5 {
                     return Err(TxError::Syntax(format!("Bad {op} {ctx}, expected [{op} e a old new]")).into());
+                }
+                if is_tempid(&e) {
+                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let eid = self.entid_strict(&e)?;
