@@ -221,6 +221,8 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
                     ))
                     .into());
                 }
+                // Datahike restarts with every tempid of the failed attempt kept.
+                prebound = state.tempids.clone();
                 prebound.insert(key, eid);
             }
         }
