@@ -139,9 +139,13 @@ pub fn assert_tx_data_user(report: &TxReport, text: &str) {
     assert_eq!(actual, expected(text, report.db_after.max_tx()));
 }
 
-/// Tempids without `:db/current-tx`, as printed `{k v}` pairs in order.
+/// Tempids without `:db/current-tx`, as printed `(k, v)` pairs sorted by key (Datahike's
+/// `:tempids` is a map).
 pub fn tempids(report: &TxReport) -> Vec<(String, i64)> {
-    report.tempids.iter().filter(|(k, _)| *k != Edn::kw("db/current-tx")).map(|(k, e)| (pr_str(k), *e)).collect()
+    let mut out: Vec<(String, i64)> =
+        report.tempids.iter().filter(|(k, _)| *k != Edn::kw("db/current-tx")).map(|(k, e)| (pr_str(k), *e)).collect();
+    out.sort();
+    out
 }
 
 pub fn tempid(report: &TxReport, text: &str) -> i64 {
