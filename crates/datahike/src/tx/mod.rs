@@ -1001,6 +1001,9 @@ impl<'a> TxState<'a> {
                     return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
+                if !internal && self.schema.attr(a_kw).is_some_and(|attr| attr.tuple_attrs.is_some()) {
+                    return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+                }
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets: Vec<Datom> = if op_vec.len() == 3 {
                     self.ea_datoms(eid, a_kw)?.to_vec()
