@@ -221,6 +221,8 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
                     ))
                     .into());
                 }
+                // Datahike restarts with every tempid of the failed attempt kept.
+                prebound = state.tempids.clone();
                 prebound.insert(key, eid);
             }
         }
@@ -684,6 +686,13 @@ impl<'a> TxState<'a> {
                 ))
                 .into());
             }
+            let mut tags = xs.iter().filter(|x| **x != Value::Nil).map(Value::type_tag);
+            if tags.next().is_some_and(|first| tags.any(|t| t != first)) {
+                return Err(TxError::Syntax(format!(
+                    "Cannot store homogeneous tuple with values of different type: {context}"
+                ))
+                .into());
+            }
             if !xs.iter().all(|x| *x == Value::Nil || t.accepts(x)) {
                 return Err(TxError::Syntax(format!(
                     "Cannot store homogeneous tuple. Values are of wrong type: {context}"
@@ -992,6 +1001,9 @@ impl<'a> TxState<'a> {
                     return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
+                if !internal && self.schema.attr(a_kw).is_some_and(|attr| attr.tuple_attrs.is_some()) {
+                    return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+                }
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets: Vec<Datom> = if op_vec.len() == 3 {
                     self.ea_datoms(eid, a_kw)?.to_vec()
@@ -1005,6 +1017,9 @@ impl<'a> TxState<'a> {
                 Ok(Vec::new())
             }
             "db.fn/retractAttribute" => {
+                if is_tempid(&e) {
+                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets = self.ea_datoms(eid, a_kw)?.to_vec();
@@ -1030,6 +1045,9 @@ impl<'a> TxState<'a> {
             "db/cas" | "db.fn/cas" => {
                 if op_vec.len() != 5 {
                     return Err(TxError::Syntax(format!("Bad {op} {ctx}, expected [{op} e a old new]")).into());
+                }
+                if is_tempid(&e) {
+                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let eid = self.entid_strict(&e)?;
