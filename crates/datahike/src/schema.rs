@@ -501,27 +501,46 @@ impl Schema {
         Edn::Map(out)
     }
 
-    /// Datahike's `(d/reverse-schema db)`: `{property #{idents}}`.
+    /// Datahike's `(d/reverse-schema db)`: `{property #{idents}}`, with Datahike's property
+    /// keys (`db.utils/attr->properties`): unique and ref attributes also count as `:db/index`,
+    /// string and bytes attributes as `:db.attr/constrained`.
     pub fn reverse_edn(&self) -> Edn {
         let mut groups: BTreeMap<&'static str, Vec<Keyword>> = BTreeMap::new();
         for a in self.user_attrs() {
-            let mut add = |k: &'static str| groups.entry(k).or_default().push(a.ident);
-            if a.unique == Some(Unique::Identity) {
-                add("db.unique/identity");
-                add("db/unique");
-            }
-            if a.unique == Some(Unique::Value) {
-                add("db.unique/value");
-                add("db/unique");
-            }
-            if a.index {
-                add("db/index");
+            let mut add = |k: &'static str| {
+                let v = groups.entry(k).or_default();
+                if !v.contains(&a.ident) {
+                    v.push(a.ident);
+                }
+            };
+            add("db/ident");
+            match a.unique {
+                Some(Unique::Identity) => {
+                    add("db/unique");
+                    add("db.unique/identity");
+                    add("db/index");
+                }
+                Some(Unique::Value) => {
+                    add("db/unique");
+                    add("db.unique/value");
+                    add("db/index");
+                }
+                None => {}
             }
             if a.many {
                 add("db.cardinality/many");
             }
-            if a.is_ref() {
-                add("db.type/ref");
+            match a.value_type {
+                Some(ValueType::Ref) => {
+                    add("db.type/ref");
+                    add("db/index");
+                }
+                Some(ValueType::Tuple) => add("db.type/tuple"),
+                Some(ValueType::String | ValueType::Bytes) => add("db.attr/constrained"),
+                _ => {}
+            }
+            if a.index {
+                add("db/index");
             }
             if a.component {
                 add("db/isComponent");
@@ -529,16 +548,6 @@ impl Schema {
             if a.no_history {
                 add("db/noHistory");
             }
-            if a.value_type == Some(ValueType::Tuple) {
-                add("db.type/tuple");
-            }
-            if a.tuple_attrs.is_some() {
-                add("db/attrTuples");
-            }
-            if a.indexed() {
-                add("db/indexing");
-            }
-            add("db/ident");
         }
         Edn::Map(
             groups

@@ -153,6 +153,9 @@ fn schema_and_reverse_schema_describe_the_attributes() {
     assert_eq!(set("db.type/ref"), vec![":friend"]);
     assert_eq!(set("db/ident"), vec![":age", ":color", ":friend", ":name", ":tags", ":weight"]);
     assert_eq!(set("db/isComponent"), Vec::<String>::new());
+    // As in Datahike's attr->properties, unique and ref attributes count as indexed.
+    assert!(set("db/index").contains(&":name".to_string()), "{rschema}");
+    assert!(set("db/index").contains(&":friend".to_string()), "{rschema}");
 }
 
 #[test]

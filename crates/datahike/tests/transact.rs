@@ -538,3 +538,16 @@ fn with_does_not_change_the_connection() {
     assert_eav(&conn.db(), r#"[[1 :name "x"]]"#);
     assert_eq!(conn.db().max_tx(), db.max_tx());
 }
+
+#[test]
+fn current_tx_names_the_transaction_in_retract_ops_too() {
+    let conn = read_db();
+    // Metadata asserted on the tx entity, then retracted in a later op of the same kind of
+    // transaction: "datomic.tx" resolves to the running transaction in every op.
+    let r = transact(&conn, r#"[[:db/add "datomic.tx" :source "import"] [:db/retract "datomic.tx" :source "import"]]"#);
+    let tx = r.db_after.max_tx();
+    assert_eq!(tempid(&r, r#""datomic.tx""#), tx);
+    assert!(entity(&r.db_after, tx).iter().all(|d| !d.contains(":source")), "{:?}", entity(&r.db_after, tx));
+    let r = transact(&conn, r#"[[:db/retractEntity :db/current-tx]]"#);
+    assert!(r.tx_data.iter().any(|d| d.e == r.db_after.max_tx() && !d.added()), "{:?}", r.tx_data);
+}

@@ -143,3 +143,11 @@ fn tuples_under_read_schema() {
     transact_err(&conn, "[[:db/add 10 :xy [1 2 3]]]", "transact/syntax");
     transact_err(&conn, r#"[[:db/add 10 :a+b ["y" 2]]]"#, "transact/syntax");
 }
+
+#[test]
+fn composite_tuples_cannot_be_retracted_attribute_wise() {
+    let conn = write_db(ABCD);
+    transact(&conn, r#"[[:db/add 100 :a "a"]]"#);
+    let msg = transact_err(&conn, "[[:db.fn/retractAttribute 100 :a+b]]", "transact/syntax");
+    assert!(msg.contains("tuple attrs directly"), "{msg}");
+}

@@ -68,13 +68,14 @@ impl TempKey {
             TempKey::CurrentTx(s) => Edn::str(s),
         }
     }
-    fn is_current_tx(&self) -> bool {
-        matches!(self, TempKey::CurrentTx(_))
-    }
 }
 
 fn is_tx_id(x: &Edn) -> bool {
-    TempKey::of(x).is_some_and(|k| k.is_current_tx())
+    match x {
+        Edn::Str(s) => matches!(s.as_ref(), ":db/current-tx" | "datomic.tx" | "datahike.tx"),
+        Edn::Keyword(k) => k.as_str() == "db/current-tx",
+        _ => false,
+    }
 }
 
 fn is_tempid(x: &Edn) -> bool {
@@ -386,6 +387,13 @@ impl<'a> TxState<'a> {
     // ---------------------------------------------------------------- driver
 
     fn process<'t>(&mut self, items: &'t [Edn]) -> Step<()> {
+        // A load of n entity maps touches about n * attributes (e, a) pairs.
+        let maps = items.iter().filter(|x| matches!(x, Edn::Map(_))).count();
+        if maps > 1000 {
+            let attrs = items.iter().find_map(|x| if let Edn::Map(m) = x { Some(m.len()) } else { None }).unwrap_or(1);
+            self.ea.reserve(maps * attrs);
+            self.tx_data.reserve(maps * attrs);
+        }
         let mut queue: VecDeque<Item<'t>> = VecDeque::new();
         if self.db.config().keep_history {
             for (k, v) in self.meta.clone() {
@@ -590,7 +598,8 @@ impl<'a> TxState<'a> {
         if d.added() {
             self.advance_max_eid(e);
         }
-        let tuples: Vec<(Keyword, usize)> = self.schema.tuples_of(a).to_vec();
+        let tuples: Vec<(Keyword, usize)> =
+            if self.schema.has_tuples() { self.schema.tuples_of(a).to_vec() } else { Vec::new() };
         for (tuple, idx) in tuples {
             let v = if d.added() { d.v.clone() } else { Value::Nil };
             self.queue_tuple(e, tuple, idx, v)?;
@@ -984,7 +993,12 @@ impl<'a> TxState<'a> {
             );
         };
         let arg = |i: usize| op_vec.get(i).cloned().unwrap_or(Edn::Nil);
-        let (e, a, v) = (arg(1), arg(2), arg(3));
+        let (mut e, a, v) = (arg(1), arg(2), arg(3));
+        if op.as_str() != "db/add" && is_tx_id(&e) {
+            // As in Datahike, `:db/current-tx` / "datomic.tx" name this transaction in any op.
+            self.allocate(TempKey::of(&e), self.tx);
+            e = Edn::Int(self.tx);
+        }
         match op.as_str() {
             "db/add" => {
                 if op_vec.len() != 4 {
@@ -1021,6 +1035,9 @@ impl<'a> TxState<'a> {
                     return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
+                if self.schema.attr(a_kw).is_some_and(|attr| attr.tuple_attrs.is_some()) {
+                    return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+                }
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets = self.ea_datoms(eid, a_kw)?.to_vec();
                 let mut out = Vec::new();
@@ -1107,7 +1124,7 @@ impl<'a> TxState<'a> {
             self.allocate(TempKey::of(&e), self.tx);
             return Ok(Some(Item::Add(Edn::Int(self.tx), a, v, internal)));
         }
-        if is_tx_id(&v) && self.schema.is_ref(a) {
+        if self.schema.is_ref(a) && is_tx_id(&v) {
             self.allocate(TempKey::of(&v), self.tx);
             return Ok(Some(Item::Add(e, a, Edn::Int(self.tx), internal)));
         }
@@ -1135,7 +1152,7 @@ impl<'a> TxState<'a> {
             self.allocate(Some(key), eid);
             return Ok(Some(Item::Add(Edn::Int(eid), a, v, internal)));
         }
-        if let Some(key) = if is_tempid(&v) && self.schema.is_ref(a) { TempKey::of(&v) } else { None } {
+        if let Some(key) = if self.schema.is_ref(a) && is_tempid(&v) { TempKey::of(&v) } else { None } {
             let vid = match self.tempids.get(&key) {
                 Some(id) => *id,
                 None => {
