@@ -293,10 +293,11 @@ fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>> {
     Ok(match &config.store {
         StoreConfig::Memory { id } => Arc::new(MemoryStore::open(id)),
         StoreConfig::File { path } => {
-            if create {
-                Arc::new(FileStore::create(path)?)
-            } else {
-                Arc::new(FileStore::open(path)?)
+            let store = if create { FileStore::create(path)? } else { FileStore::open(path)? };
+            // Tests shrink log segments to exercise rotation and discarding.
+            match std::env::var("DATAHIKE_LOG_SEGMENT_BYTES").ok().and_then(|s| s.parse().ok()) {
+                Some(bytes) => Arc::new(store.with_segment_bytes_max(bytes)),
+                None => Arc::new(store),
             }
         }
     })
@@ -793,6 +794,11 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
         ..durable.head.clone()
     };
     let bytes = head.encode();
+    // The log is discarded one flush behind: records covered by the head being replaced go,
+    // records covered only by the new head stay until the next flush. A copy of the store
+    // that took `heads/` before `log/` (as `rsync` does, alphabetically) then still finds
+    // every record after the head it copied, even if a flush ran during the copy.
+    let discard_through = durable.head.max_tx;
     if !durable.store.compare_and_set(&durable.head_key, durable.head_bytes.as_deref(), &bytes)? {
         return Err(Error::Database(
             "the branch head changed underneath this writer; another process wrote without the writer lock".into(),
@@ -801,7 +807,7 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     durable.head_bytes = Some(bytes);
     durable.head = head;
     durable.flushed_tx = db.max_tx();
-    durable.store.log_discard(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))?;
+    durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;
     Ok(())
 }
 
