@@ -11,6 +11,11 @@
 //! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
 
 use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword};
+
+/// The allocator matters for a database that builds many small immutable nodes; mimalloc is
+/// what a Rust application embedding the library would typically pick.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::{json, Value as Json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
