@@ -287,6 +287,45 @@ impl Vals {
     }
 }
 
+/// The working `(e, a) -> datoms` state: per entity, a short list of its touched attributes.
+/// One hash lookup per entity (none for consecutive operations on the same entity, the common
+/// case when maps are exploded), then a scan of a few attributes.
+#[derive(Default)]
+struct Working {
+    index: HashMap<Eid, u32>,
+    entities: Vec<(Eid, Vec<(Keyword, Vals)>)>,
+    last: Option<(Eid, u32)>,
+}
+
+impl Working {
+    fn slot(&mut self, e: Eid) -> usize {
+        if let Some((last_e, slot)) = self.last {
+            if last_e == e {
+                return slot as usize;
+            }
+        }
+        let entities = &mut self.entities;
+        let slot = *self.index.entry(e).or_insert_with(|| {
+            entities.push((e, Vec::new()));
+            u32::try_from(entities.len() - 1).unwrap_or(u32::MAX)
+        });
+        self.last = Some((e, slot));
+        slot as usize
+    }
+
+    fn get(&self, e: Eid, a: Keyword) -> Option<&Vals> {
+        let slot = *self.index.get(&e)? as usize;
+        self.entities.get(slot)?.1.iter().find(|(k, _)| *k == a).map(|(_, v)| v)
+    }
+
+    fn attrs_of(&self, e: Eid) -> Vec<Keyword> {
+        match self.index.get(&e).and_then(|slot| self.entities.get(*slot as usize)) {
+            Some((_, attrs)) => attrs.iter().map(|(k, _)| *k).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 /// The working state of one transaction attempt.
 struct TxState<'a> {
     db: &'a Db,
@@ -299,10 +338,7 @@ struct TxState<'a> {
     tempids: HashMap<TempKey, Eid>,
     tempid_order: Vec<TempKey>,
     /// Current datoms of each touched (e, a), initialised from the database on first touch.
-    ea: HashMap<(Eid, Keyword), Vals>,
-    /// Attributes touched per entity, for retractEntity over the working state. Built on the
-    /// first retractEntity and maintained from then on, so loads do not pay for it.
-    touched: Option<HashMap<Eid, Vec<Keyword>>>,
+    work: Working,
     /// Unique (a, v) -> entity after this transaction's changes so far (`None` = gone).
     unique: HashMap<(Keyword, Value), Option<Eid>>,
     tx_data: Vec<Datom>,
@@ -349,8 +385,7 @@ impl<'a> TxState<'a> {
             meta: meta_out,
             tempids: prebound,
             tempid_order,
-            ea: HashMap::default(),
-            touched: None,
+            work: Working::default(),
             unique: HashMap::default(),
             tx_data: Vec::new(),
             queued_tuples: Vec::new(),
@@ -360,8 +395,8 @@ impl<'a> TxState<'a> {
     fn finish(mut self) -> Result<TxOutcome> {
         // Freeing the working state of a large transaction takes a while; do it off the
         // caller's path.
-        if self.ea.len() > 10_000 {
-            let ea = std::mem::take(&mut self.ea);
+        if self.work.entities.len() > 2_000 {
+            let ea = std::mem::take(&mut self.work);
             let unique = std::mem::take(&mut self.unique);
             std::thread::spawn(move || drop((ea, unique)));
         }
@@ -391,7 +426,9 @@ impl<'a> TxState<'a> {
         let maps = items.iter().filter(|x| matches!(x, Edn::Map(_))).count();
         if maps > 1000 {
             let attrs = items.iter().find_map(|x| if let Edn::Map(m) = x { Some(m.len()) } else { None }).unwrap_or(1);
-            self.ea.reserve(maps * attrs);
+            self.work.entities.reserve(maps);
+            self.work.index.reserve(maps);
+            let _ = attrs;
             self.tx_data.reserve(maps * attrs);
         }
         let mut queue: VecDeque<Item<'t>> = VecDeque::new();
@@ -551,21 +588,21 @@ impl<'a> TxState<'a> {
     }
 
     fn ea_datoms(&mut self, e: Eid, a: Keyword) -> Step<&mut Vals> {
-        if !self.ea.contains_key(&(e, a)) {
-            let base = if self.base_may_have(e) {
-                self.db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(e), a: Some(a), ..Default::default() })?
-            } else {
-                Vec::new()
-            };
-            self.ea.insert((e, a), Vals::from_vec(base));
-            if let Some(touched) = &mut self.touched {
-                let t = touched.entry(e).or_default();
-                if !t.contains(&a) {
-                    t.push(a);
-                }
-            }
+        let slot = self.work.slot(e);
+        if let Some(pos) = self.work.entities[slot].1.iter().position(|(k, _)| *k == a) {
+            return Ok(&mut self.work.entities[slot].1[pos].1);
         }
-        Ok(self.ea.get_mut(&(e, a)).expect("inserted above"))
+        let base = if self.base_may_have(e) {
+            self.db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(e), a: Some(a), ..Default::default() })?
+        } else {
+            Vec::new()
+        };
+        let attrs = &mut self.work.entities[slot].1;
+        attrs.push((a, Vals::from_vec(base)));
+        match attrs.last_mut() {
+            Some((_, vals)) => Ok(vals),
+            None => unreachable!("pushed above"),
+        }
     }
 
     fn unique_lookup(&mut self, a: Keyword, v: &Value) -> Result<Option<Eid>> {
@@ -1242,14 +1279,7 @@ impl<'a> TxState<'a> {
                 }
             }
         }
-        let touched = self.touched.get_or_insert_with(|| {
-            let mut t: HashMap<Eid, Vec<Keyword>> = HashMap::default();
-            for (e, a) in self.ea.keys() {
-                t.entry(*e).or_default().push(*a);
-            }
-            t
-        });
-        for a in touched.get(&eid).cloned().unwrap_or_default() {
+        for a in self.work.attrs_of(eid) {
             if !attrs.contains(&a) {
                 attrs.push(a);
             }
@@ -1264,9 +1294,11 @@ impl<'a> TxState<'a> {
         for a in ref_attrs {
             let key = DatomKey { a: Some(a), v: Some(Value::Long(eid)), ..Default::default() };
             let mut sources: Vec<Eid> = self.db.datoms_key(IndexOrder::Avet, &key)?.iter().map(|d| d.e).collect();
-            for ((e, ta), vals) in &self.ea {
-                if *ta == a && vals.iter().any(|d| d.v == Value::Long(eid)) && !sources.contains(e) {
-                    sources.push(*e);
+            for (e, attrs) in &self.work.entities {
+                for (ta, vals) in attrs {
+                    if *ta == a && vals.iter().any(|d| d.v == Value::Long(eid)) && !sources.contains(e) {
+                        sources.push(*e);
+                    }
                 }
             }
             for src in sources {
@@ -1283,7 +1315,7 @@ impl<'a> TxState<'a> {
         }
         for d in e_datoms.into_iter().chain(v_datoms) {
             // A datom may be listed twice (a self reference); retract it once.
-            if self.ea.get(&(d.e, d.a)).is_some_and(|vals| vals.iter().any(|x| x.v == d.v)) {
+            if self.work.get(d.e, d.a).is_some_and(|vals| vals.iter().any(|x| x.v == d.v)) {
                 self.emit(Datom::new(d.e, d.a, d.v, self.tx, false))?;
             }
         }
