@@ -48,6 +48,37 @@ pub(crate) struct Tree {
     pub cache: Arc<NodeCache>,
 }
 
+/// Batches at least this large are bucketed by attribute before sorting (AEVT, AVET).
+const BUCKET_SORT_MIN: usize = 2048;
+
+/// Sorts a batch in the tree's order, stably (equal datoms keep their order, so the first of
+/// duplicates wins). AEVT and AVET batches from a load arrive entity by entity with a handful
+/// of attributes interleaved: bucketing by attribute first leaves runs already sorted by
+/// entity, which the stable sort merges in about linear time, and keeps attribute names out
+/// of almost every comparison.
+fn sort_batch(tree: &Tree, datoms: &mut Vec<Datom>) {
+    if tree.order == IndexOrder::Eavt || datoms.len() < BUCKET_SORT_MIN {
+        datoms.sort_by(|x, y| tree.cmp(x, y));
+        return;
+    }
+    let mut slots: rustc_hash::FxHashMap<crate::edn::Keyword, usize> = rustc_hash::FxHashMap::default();
+    let mut buckets: Vec<(crate::edn::Keyword, Vec<Datom>)> = Vec::new();
+    for d in datoms.drain(..) {
+        let slot = *slots.entry(d.a).or_insert_with(|| {
+            buckets.push((d.a, Vec::new()));
+            buckets.len() - 1
+        });
+        if let Some((_, bucket)) = buckets.get_mut(slot) {
+            bucket.push(d);
+        }
+    }
+    buckets.sort_by(|x, y| x.0.cmp(&y.0));
+    for (_, mut bucket) in buckets {
+        bucket.sort_by(|x, y| tree.cmp(x, y));
+        datoms.append(&mut bucket);
+    }
+}
+
 /// One pending change.
 struct Op {
     datom: Datom,
@@ -365,13 +396,33 @@ impl PersistentIndex {
     /// datom equal under the index comparator; an add equal to a present datom is a no-op.
     pub fn apply_batch(&self, mut adds: Vec<Datom>, mut removes: Vec<Datom>) -> IndexResult<PersistentIndex> {
         let tree = &self.tree;
-        adds.sort_by(|x, y| tree.cmp(x, y));
+        sort_batch(tree, &mut adds);
         adds.dedup_by(|x, y| tree.cmp(x, y) == Ordering::Equal);
         let Some(root) = &self.root else {
             let (root, count) = tree.build(adds);
             return Ok(PersistentIndex { tree: tree.clone(), root, count });
         };
-        removes.sort_by(|x, y| tree.cmp(x, y));
+        if removes.is_empty() && self.count.saturating_mul(8) < adds.len() as u64 {
+            // A load into a small tree (say, one holding only the schema): merging into the few
+            // old leaves would rebuild nearly everything anyway, so build afresh from both.
+            let whole = DatomKey::default();
+            let existing: Vec<Datom> = self.range(&whole, &whole).collect::<IndexResult<_>>()?;
+            let mut merged = Vec::with_capacity(existing.len() + adds.len());
+            let mut old = existing.into_iter().peekable();
+            for d in adds {
+                while let Some(o) = old.next_if(|o| tree.cmp(o, &d) == Ordering::Less) {
+                    merged.push(o);
+                }
+                // A present datom wins over an equal add.
+                if old.peek().is_none_or(|o| tree.cmp(o, &d) != Ordering::Equal) {
+                    merged.push(d);
+                }
+            }
+            merged.extend(old);
+            let (root, count) = tree.build(merged);
+            return Ok(PersistentIndex { tree: tree.clone(), root, count });
+        }
+        sort_batch(tree, &mut removes);
         removes.dedup_by(|x, y| tree.cmp(x, y) == Ordering::Equal);
         let ops = merge_ops(tree, adds, removes);
         if ops.is_empty() {
