@@ -72,7 +72,7 @@ fn sort_batch(tree: &Tree, datoms: &mut Vec<Datom>) {
             bucket.push(d);
         }
     }
-    buckets.sort_by(|x, y| x.0.cmp(&y.0));
+    buckets.sort_by_key(|(a, _)| *a);
     for (_, mut bucket) in buckets {
         bucket.sort_by(|x, y| tree.cmp(x, y));
         datoms.append(&mut bucket);
