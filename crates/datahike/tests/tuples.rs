@@ -128,6 +128,9 @@ fn homogeneous_tuples_check_length_and_types() {
     assert!(msg.contains("homogeneous tuple"), "{msg}");
     transact(&conn, r#"[{:db/id 11 :tags ["a" "b" "c"]}]"#);
     transact_err(&conn, r#"[{:tags ["a" :b]}]"#, "transact/syntax");
+    // nil is a type of its own to Datahike's check, so it cannot stand in a homogeneous tuple.
+    transact_err(&conn, r#"[{:tags ["a" nil]}]"#, "transact/syntax");
+    transact_err(&conn, "[{:prices [nil nil]}]", "transact/syntax");
 }
 
 #[test]

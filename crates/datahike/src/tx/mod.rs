@@ -732,14 +732,15 @@ impl<'a> TxState<'a> {
                 ))
                 .into());
             }
-            let mut tags = xs.iter().filter(|x| **x != Value::Nil).map(Value::type_tag);
+            // As Datahike compares `(map type v)`, nil counts as a type of its own.
+            let mut tags = xs.iter().map(Value::type_tag);
             if tags.next().is_some_and(|first| tags.any(|t| t != first)) {
                 return Err(TxError::Syntax(format!(
                     "Cannot store homogeneous tuple with values of different type: {context}"
                 ))
                 .into());
             }
-            if !xs.iter().all(|x| *x == Value::Nil || t.accepts(x)) {
+            if !xs.iter().all(|x| t.accepts(x)) {
                 return Err(TxError::Syntax(format!(
                     "Cannot store homogeneous tuple. Values are of wrong type: {context}"
                 ))
