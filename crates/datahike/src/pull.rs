@@ -556,7 +556,8 @@ impl<'a> Puller<'a> {
     /// Datahike's wildcard expansion: `:db/id`, every attribute with the options the pattern
     /// gives it, then the pattern's reverse specs.
     fn wildcard(&self, pattern: &PullPattern, eid: Eid, rec: &Rec<'_>, level: usize) -> Result<Map> {
-        let mut kvps: Map = vec![(self.db_id.clone(), Edn::Int(eid))];
+        let mut kvps: Map = Vec::with_capacity(12);
+        kvps.push((self.db_id.clone(), Edn::Int(eid)));
         let key = DatomKey { e: Some(eid), ..Default::default() };
         let mut datoms = self.db.index(IndexOrder::Eavt).range(&key, &key).peekable();
         let defaults = Opts::default();
@@ -677,9 +678,8 @@ impl<'a> Puller<'a> {
                 }
                 out
             }
-            Nested::None => datoms
-                .iter()
-                .map(|d| match (forward, is_ref) {
+            Nested::None => {
+                let render = |d: &Datom| match (forward, is_ref) {
                     (true, true) => match &d.v {
                         Value::Long(e) => db_id_map(&self.db_id, *e),
                         v => v.to_edn(),
@@ -687,8 +687,12 @@ impl<'a> Puller<'a> {
                     (true, false) => d.v.to_edn(),
                     (false, true) => db_id_map(&self.db_id, d.e),
                     (false, false) => Edn::Int(d.e),
-                })
-                .collect(),
+                };
+                // The common case, kept free of intermediate vectors.
+                let value = if multi { Edn::Vector(datoms.iter().map(render).collect()) } else { render(&datoms[0]) };
+                assoc(kvps, key.clone(), value);
+                return Ok(());
+            }
         };
         if multi {
             assoc(kvps, key.clone(), Edn::Vector(results));
