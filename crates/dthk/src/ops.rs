@@ -76,6 +76,14 @@ pub enum Param {
     Components,
     /// `{:attrid :age :start 10 :end 30}`.
     RangeArgs,
+    /// A pull pattern, e.g. `[:db/id :name {:friend [:name]}]`.
+    Pattern,
+    /// An entity id: a number, an ident keyword or a lookup ref `[:email "a@b.c"]`.
+    EntityId,
+    /// A vector of entity ids.
+    EntityIds,
+    /// `{:selector [...] :eid 1}`.
+    PullArgs,
 }
 
 impl Param {
@@ -93,6 +101,10 @@ impl Param {
             Param::IndexArgs => "{:index :components}",
             Param::Components => "COMPONENT...",
             Param::RangeArgs => "{:attrid :start :end}",
+            Param::Pattern => "PATTERN",
+            Param::EntityId => "EID",
+            Param::EntityIds => "[EID...]",
+            Param::PullArgs => "{:selector :eid}",
         }
     }
 
@@ -110,6 +122,10 @@ impl Param {
             Param::IndexArgs => "an index (:eavt :aevt :avet) or a map {:index .. :components [..]}",
             Param::Components => "index components",
             Param::RangeArgs => "a map {:attrid keyword :start value :end value}",
+            Param::Pattern => "a pull pattern (a vector such as [:db/id :name])",
+            Param::EntityId => "an entity id (a number, an ident keyword or a lookup ref [attr value])",
+            Param::EntityIds => "a vector of entity ids",
+            Param::PullArgs => "a map {:selector pattern :eid entity-id}",
         }
     }
 
@@ -137,7 +153,22 @@ impl Param {
             }
             Param::Components => true,
             Param::RangeArgs => data.get_kw("attrid").and_then(Edn::as_keyword).is_some(),
+            Param::Pattern | Param::EntityIds => is_seq,
+            Param::EntityId => is_entity_id(data),
+            Param::PullArgs => {
+                data.get_kw("selector").is_some_and(|p| matches!(p, Edn::Vector(_) | Edn::List(_)))
+                    && data.get_kw("eid").is_some_and(is_entity_id)
+            }
         }
+    }
+}
+
+/// Whether `edn` has the shape of an entity id: a number, a keyword or a pair.
+fn is_entity_id(edn: &Edn) -> bool {
+    match edn {
+        Edn::Int(_) | Edn::Keyword(_) => true,
+        Edn::Vector(xs) | Edn::List(xs) => xs.len() == 2,
+        _ => false,
     }
 }
 
@@ -317,9 +348,39 @@ pub static OPS: &[Op] = &[
     coming("query", "q", Category::Query, "Executes a datalog query."),
     coming("query-stats", "query-stats", Category::Query, "Executes query and returns execution statistics."),
     coming("explain", "explain", Category::Query, "Returns a human-readable string explaining the query plan."),
-    coming("pull", "pull", Category::Query, "Fetches data using recursive declarative pull pattern."),
-    coming("pull-many", "pull-many", Category::Query, "Same as pull, but accepts sequence of ids and returns sequence of maps."),
-    coming("entity", "entity", Category::Query, "Retrieves an entity by its id."),
+    Op {
+        name: "pull",
+        api: "pull",
+        category: Category::Query,
+        doc: "Fetches data using recursive declarative pull pattern.",
+        arities: &[&[Db, Pattern, EntityId], &[Db, PullArgs]],
+        example: "dthk pull db:config.edn '[:db/id :name {:friend [:name]}]' 1",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(pull),
+    },
+    Op {
+        name: "pull-many",
+        api: "pull-many",
+        category: Category::Query,
+        doc: "Same as pull, but accepts sequence of ids and returns sequence of maps.",
+        arities: &[&[Db, Pattern, EntityIds]],
+        example: "dthk pull-many db:config.edn '[:name]' '[1 2]'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(pull_many),
+    },
+    Op {
+        name: "entity",
+        api: "entity",
+        category: Category::Query,
+        doc: "Retrieves an entity by its id. Prints it touched: a map of :db/id and every attribute (nil when an ident or lookup ref names nothing).",
+        arities: &[&[Db, EntityId]],
+        example: "dthk entity db:config.edn 1",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(entity),
+    },
     Op {
         name: "datoms",
         api: "datoms",
@@ -549,6 +610,28 @@ fn index_range(args: &[Arg]) -> Result<Edn> {
     let start = range.get_kw("start").unwrap_or(&Edn::Nil);
     let end = range.get_kw("end").unwrap_or(&Edn::Nil);
     Ok(datoms_edn(db(args)?.index_range(attr, start, end)?))
+}
+
+fn pull(args: &[Arg]) -> Result<Edn> {
+    let db = db(args)?;
+    if args.len() == 2 {
+        let options = data(args, 1)?;
+        let selector = options.get_kw("selector").ok_or_else(|| bug("a map with :selector"))?;
+        let eid = options.get_kw("eid").ok_or_else(|| bug("a map with :eid"))?;
+        return datahike::pull(db, selector, eid);
+    }
+    datahike::pull(db, data(args, 1)?, data(args, 2)?)
+}
+
+fn pull_many(args: &[Arg]) -> Result<Edn> {
+    datahike::pull_many(db(args)?, data(args, 1)?, data(args, 2)?)
+}
+
+fn entity(args: &[Arg]) -> Result<Edn> {
+    match datahike::entity(db(args)?, data(args, 1)?)? {
+        Some(entity) => entity.touch(),
+        None => Ok(Edn::Nil),
+    }
 }
 
 fn schema(args: &[Arg]) -> Result<Edn> {
