@@ -22,8 +22,8 @@
 //! conn.release().unwrap();
 //! ```
 //!
-//! This crate is not a query engine yet (Datalog queries, pull and entities come next), and it
-//! is not a server: `dthk` and the HTTP server are separate crates over this one.
+//! Datalog queries run with [`q`] (see [`query`]); pull and entities come next. This crate is
+//! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod config;
 mod conn;
@@ -32,6 +32,7 @@ mod db;
 pub mod edn;
 pub mod error;
 pub mod index;
+pub mod query;
 pub mod schema;
 pub mod store;
 pub mod tx;
@@ -43,5 +44,6 @@ pub use datom::{Datom, DatomKey, IndexOrder};
 pub use db::Db;
 pub use edn::{Edn, Keyword, Symbol};
 pub use error::{Error, Result, TxError};
+pub use query::{q, QueryError, QueryInput};
 pub use tx::TxReport;
 pub use value::{Eid, Value};
