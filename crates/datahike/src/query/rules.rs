@@ -103,6 +103,9 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
     }
     let top = eng.fix.is_none();
     if top {
+        if let Some(out) = right_linear(eng, *name, adornment, &bound_src, &rel, args, source)? {
+            return Ok(out);
+        }
         eng.fix = Some(FixState::default());
     }
     let mode = {
@@ -370,4 +373,167 @@ fn eval_branch(
         }
     }
     Ok(())
+}
+
+/// Right-linear recursion, `(r x.. y..) :- body, (r x'.. y..)`, where the free head
+/// variables `y` pass unchanged to the one recursive call and appear nowhere else: the answers
+/// for a demand are the base answers of every demand reachable from it through the bodies. So
+/// the closure of demands is computed once (a semi-naive frontier), then the base branches run
+/// once over it, instead of tabling answers per reachable demand (quadratic for reachability).
+/// `None` when the rule does not have this shape.
+fn right_linear(
+    eng: &mut Engine,
+    name: Symbol,
+    adornment: u64,
+    bound_src: &[Result<usize, Value>],
+    rel: &Rel,
+    args: &[Term],
+    source: Symbol,
+) -> Result<Option<Rel>> {
+    let ctx = eng.ctx;
+    let Some(branches) = ctx.rules.get(&name) else { return Ok(None) };
+    let arity = branches[0].head.len();
+    let bound_pos: Vec<usize> = (0..arity).filter(|i| adornment & (1 << i) != 0).collect();
+    let free_pos: Vec<usize> = (0..arity).filter(|i| adornment & (1 << i) == 0).collect();
+    if bound_pos.is_empty() || free_pos.is_empty() {
+        return Ok(None);
+    }
+    // (body without the call, the call's args at bound positions) per recursive branch.
+    let mut recursive: Vec<(Vec<Clause>, Vec<Term>, &Rule)> = Vec::new();
+    let mut base: Vec<&Rule> = Vec::new();
+    for rule in branches {
+        let mut seen = HashSet::default();
+        if !rule.head.iter().all(|v| seen.insert(*v)) || rule.body.iter().any(has_nested_call) {
+            return Ok(None);
+        }
+        let calls: Vec<usize> =
+            (0..rule.body.len()).filter(|i| matches!(rule.body[*i], Clause::RuleCall { .. })).collect();
+        match calls.as_slice() {
+            [] => base.push(rule),
+            [i] => {
+                let Clause::RuleCall { name: callee, args: call_args, source: call_src, .. } = &rule.body[*i] else {
+                    return Ok(None);
+                };
+                if *callee != name || call_args.len() != arity || call_src.as_str() != "$" {
+                    return Ok(None);
+                }
+                let rest: Vec<Clause> =
+                    rule.body.iter().enumerate().filter(|(j, _)| j != i).map(|(_, c)| c.clone()).collect();
+                let mut rest_vars = std::collections::BTreeSet::new();
+                rest.iter().for_each(|c| c.vars(&mut rest_vars));
+                for &p in &free_pos {
+                    let y = rule.head[p];
+                    if call_args[p] != Term::Var(y) || rest_vars.contains(&y) {
+                        return Ok(None);
+                    }
+                    if bound_pos.iter().any(|b| call_args[*b] == Term::Var(y)) {
+                        return Ok(None);
+                    }
+                }
+                let bound_args: Vec<Term> = bound_pos.iter().map(|b| call_args[*b].clone()).collect();
+                if bound_args.iter().any(|t| !matches!(t, Term::Var(_) | Term::Const(_))) {
+                    return Ok(None);
+                }
+                recursive.push((rest, bound_args, rule));
+            }
+            _ => return Ok(None),
+        }
+    }
+    if recursive.is_empty() || base.is_empty() {
+        return Ok(None);
+    }
+    let mut roots: Vec<Vec<Value>> = Vec::new();
+    let mut root_set: HashSet<Vec<Value>> = HashSet::default();
+    for row in rel.rows() {
+        let d: Vec<Value> = bound_src
+            .iter()
+            .map(|s| match s {
+                Ok(c) => row[*c].clone(),
+                Err(v) => v.clone(),
+            })
+            .collect();
+        if root_set.insert(d.clone()) {
+            roots.push(d);
+        }
+    }
+    if roots.len() > 64 {
+        return Ok(None);
+    }
+    let demand_rel = |rule: &Rule, demands: &[Vec<Value>]| {
+        let vars: Vec<Var> = bound_pos.iter().map(|p| rule.head[*p]).collect();
+        let mut r = Rel::empty(vars);
+        for d in demands {
+            r.push_row(d);
+        }
+        r
+    };
+    let mut answers: Vec<Vec<Value>> = Vec::new();
+    for root in roots {
+        let mut visited: HashSet<Vec<Value>> = HashSet::default();
+        visited.insert(root.clone());
+        let mut all = vec![root.clone()];
+        let mut frontier = vec![root.clone()];
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for (rest, bound_args, rule) in &recursive {
+                let res = eval_where(eng, rest, demand_rel(rule, &frontier), source)?;
+                let mut getters = Vec::new();
+                for t in bound_args {
+                    getters.push(match t {
+                        Term::Var(v) => match res.col(*v) {
+                            Some(c) => Ok(c),
+                            None if res.n_rows == 0 => continue,
+                            None => return Ok(None),
+                        },
+                        Term::Const(c) => Err(const_value(c).unwrap_or(Value::Nil)),
+                        _ => return Ok(None),
+                    });
+                }
+                if getters.len() != bound_args.len() {
+                    continue;
+                }
+                for row in res.rows() {
+                    let d: Vec<Value> = getters
+                        .iter()
+                        .map(|g| match g {
+                            Ok(c) => row[*c].clone(),
+                            Err(v) => v.clone(),
+                        })
+                        .collect();
+                    if visited.insert(d.clone()) {
+                        all.push(d.clone());
+                        next.push(d);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        let mut free_seen: HashSet<Vec<Value>> = HashSet::default();
+        for rule in &base {
+            let res = eval_where(eng, &rule.body, demand_rel(rule, &all), source)?;
+            let mut cols = Vec::new();
+            for p in &free_pos {
+                cols.push(res.col(rule.head[*p]).ok_or_else(|| {
+                    qerr(QueryError::Binding(format!(
+                        "Insufficient bindings: {} of rule {name} is not bound by its body",
+                        rule.head[*p]
+                    )))
+                })?);
+            }
+            for row in res.rows() {
+                let free: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
+                if free_seen.insert(free.clone()) {
+                    let mut ans = vec![Value::Nil; arity];
+                    for (k, p) in bound_pos.iter().enumerate() {
+                        ans[*p] = root[k].clone();
+                    }
+                    for (k, p) in free_pos.iter().enumerate() {
+                        ans[*p] = free[k].clone();
+                    }
+                    answers.push(ans);
+                }
+            }
+        }
+    }
+    Ok(Some(join_answers(rel, args, &answers)))
 }
