@@ -4,6 +4,7 @@
 use crate::edn::EdnError;
 use crate::index::codec::CodecError;
 use crate::index::IndexError;
+use crate::query::QueryError;
 use crate::store::StoreError;
 
 /// A transaction that cannot be applied. Nothing of it was written.
@@ -84,6 +85,9 @@ pub enum Error {
     /// Stored bytes that do not decode.
     #[error("corrupt stored data: {0}")]
     Codec(#[from] CodecError),
+    /// A query that cannot be run.
+    #[error(transparent)]
+    Query(#[from] QueryError),
     /// A bug: an invariant of this library does not hold.
     #[error("internal error (a bug in datahike-rs): {0}")]
     Internal(String),
@@ -101,6 +105,7 @@ impl Error {
             Error::Index(_) => "index/io",
             Error::Store(_) => "store/io",
             Error::Codec(_) => "store/corrupt",
+            Error::Query(e) => e.code(),
             Error::Internal(_) => "internal",
         }
     }

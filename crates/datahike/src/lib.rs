@@ -22,8 +22,8 @@
 //! conn.release().unwrap();
 //! ```
 //!
-//! This crate is not a query engine yet (Datalog queries, pull and entities come next), and it
-//! is not a server: `dthk` and the HTTP server are separate crates over this one.
+//! Datalog queries run with [`q`] (see [`query`]); pull and entities come next. This crate is
+//! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod config;
 mod conn;
@@ -34,6 +34,7 @@ pub mod entity;
 pub mod error;
 pub mod index;
 pub mod pull;
+pub mod query;
 pub mod schema;
 pub mod store;
 pub mod tx;
@@ -47,5 +48,6 @@ pub use edn::{Edn, Keyword, Symbol};
 pub use entity::{entity, Entity, EntityValue};
 pub use error::{Error, Result, TxError};
 pub use pull::{pull, pull_many, PullPattern};
+pub use query::{q, QueryError, QueryInput};
 pub use tx::TxReport;
 pub use value::{Eid, Value};

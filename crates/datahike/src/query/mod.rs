@@ -1,0 +1,448 @@
+//! Datalog queries with Datahike's dialect and result shapes.
+//!
+//! The pipeline: EDN -> AST ([`parser`]) -> execution over relations (`exec`, with index and
+//! join choices from `plan` and rules solved in `rules`) -> aggregation and the result shape
+//! of `:find`, returned as [`Edn`] that prints as Clojure prints it.
+//!
+//! ```
+//! use datahike::query::{q, QueryInput};
+//! use datahike::{edn::read_str, Config};
+//! let config = Config::parse("{:store {:backend :memory :id \"query-doc\"} :schema-flexibility :read}").unwrap();
+//! datahike::create_database(&config).unwrap();
+//! let conn = datahike::connect(&config).unwrap();
+//! conn.transact(&read_str(r#"[{:name "Ivan" :age 30} {:name "Petr" :age 15}]"#).unwrap()).unwrap();
+//! let query = read_str("[:find ?n . :in $ ?min :where [?e :name ?n] [?e :age ?a] [(> ?a ?min)]]").unwrap();
+//! let result = q(&query, &[QueryInput::Db(conn.db()), QueryInput::Edn(read_str("18").unwrap())]).unwrap();
+//! assert_eq!(result.to_string(), "\"Ivan\"");
+//! # conn.release().unwrap();
+//! ```
+//!
+//! Not yet here: `pull` in `:find` (an error says so), custom functions and aggregates,
+//! `query-stats`/`explain`, the history and as-of views.
+
+mod aggregates;
+mod builtins;
+mod exec;
+pub mod parser;
+mod plan;
+mod rel;
+mod rules;
+
+use crate::db::Db;
+use crate::edn::{Edn, Keyword, Symbol};
+use crate::error::{Error, Result};
+use crate::value::Value;
+use exec::{const_value, eval_where, Ctx, Engine, Source};
+use parser::{Binding, FindElem, FindSpec, InBinding, Query, ReturnMaps};
+use rel::Rel;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+/// A query that cannot be run. Each message names the clause or element at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The query (or rules) does not parse: unknown clause, bad find spec, unknown function
+    /// (`query/syntax`).
+    #[error("{0}")]
+    Syntax(String),
+    /// A clause whose variables cannot be bound (`query/binding`).
+    #[error("{0}")]
+    Binding(String),
+    /// Inputs that do not match `:in` (`query/inputs`).
+    #[error("{0}")]
+    Inputs(String),
+    /// A function failed while the query ran (`query/eval`).
+    #[error("{0}")]
+    Eval(String),
+    /// A valid form this implementation does not support yet (`query/unsupported`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A bug.
+    #[error("internal query error (a bug in datahike-rs): {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    /// A stable code in Datahike's style.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::Syntax(_) => "query/syntax",
+            QueryError::Binding(_) => "query/binding",
+            QueryError::Inputs(_) => "query/inputs",
+            QueryError::Eval(_) => "query/eval",
+            QueryError::Unsupported(_) => "query/unsupported",
+            QueryError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// One input of a query, matched positionally to `:in`: a database, or an EDN value (a
+/// scalar, a collection, a relation, rules for `%`, or a collection of tuples used as a source).
+#[derive(Clone, Debug)]
+pub enum QueryInput {
+    /// A database value.
+    Db(Db),
+    /// Any EDN value.
+    Edn(Edn),
+}
+
+impl From<Db> for QueryInput {
+    fn from(db: Db) -> Self {
+        QueryInput::Db(db)
+    }
+}
+impl From<&Db> for QueryInput {
+    fn from(db: &Db) -> Self {
+        QueryInput::Db(db.clone())
+    }
+}
+impl From<Edn> for QueryInput {
+    fn from(x: Edn) -> Self {
+        QueryInput::Edn(x)
+    }
+}
+
+fn qerr(e: QueryError) -> Error {
+    Error::Query(e)
+}
+
+/// Runs a query (vector form, map form, a string of either, or an arg map
+/// `{:query q :offset n :limit m}`) against `inputs`, returning Datahike's result shape.
+pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
+    let (query_form, offset, limit) = match query {
+        Edn::Map(_) if query.get_kw("query").is_some() => {
+            let n = |k: &str| match query.get_kw(k) {
+                Some(Edn::Int(n)) if *n >= 0 => Ok(Some(*n as usize)),
+                None | Some(Edn::Nil) => Ok(None),
+                Some(other) => {
+                    Err(qerr(QueryError::Syntax(format!(":{k} should be a non-negative integer, got {other}"))))
+                }
+            };
+            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?)
+        }
+        _ => (query, None, None),
+    };
+    let mut parsed = parser::parse_query(query_form).map_err(qerr)?;
+    if offset.is_some() {
+        parsed.offset = offset;
+    }
+    if limit.is_some() {
+        parsed.limit = limit;
+    }
+    run(&parsed, inputs)
+}
+
+/// Runs a parsed query.
+pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
+    if inputs.len() != query.inputs.len() {
+        return Err(qerr(QueryError::Inputs(format!(
+            "Wrong number of inputs: :in has {} bindings ({}), {} given",
+            query.inputs.len(),
+            query.inputs.iter().map(in_form).collect::<Vec<_>>().join(" "),
+            inputs.len()
+        ))));
+    }
+    let mut ctx = Ctx { sources: HashMap::default(), rules: HashMap::default() };
+    let mut rel = Rel::unit();
+    for (binding, input) in query.inputs.iter().zip(inputs) {
+        match (binding, input) {
+            (InBinding::Source(name), QueryInput::Db(db)) => {
+                ctx.sources.insert(*name, Source::Db(db.clone()));
+            }
+            (InBinding::Source(name), QueryInput::Edn(coll)) => {
+                ctx.sources.insert(*name, Source::Coll(coll_source(*name, coll)?));
+            }
+            (InBinding::Rules, QueryInput::Edn(rules)) => {
+                for rule in parser::parse_rules(rules).map_err(qerr)? {
+                    ctx.rules.entry(rule.name).or_default().push(rule);
+                }
+            }
+            (InBinding::Bind(b), QueryInput::Edn(x)) => rel = rel.join(bind_input(b, x)?),
+            (b, QueryInput::Db(_)) => {
+                return Err(qerr(QueryError::Inputs(format!("A database was passed for :in binding {}", in_form(b)))));
+            }
+        }
+    }
+    check_rule_calls(query, &ctx)?;
+    // Pull expressions are compiled once per query, against their source database.
+    let mut pulls: Vec<Option<(Db, crate::pull::PullPattern)>> = Vec::new();
+    for e in query.find.elements() {
+        match e {
+            FindElem::Pull { source, pattern, .. } => {
+                let db = match ctx.sources.get(source) {
+                    Some(Source::Db(db)) => db.clone(),
+                    _ => {
+                        return Err(qerr(QueryError::Inputs(format!(
+                            "pull in :find needs a database as source {source}"
+                        ))))
+                    }
+                };
+                // A pattern may be given as an :in variable.
+                let pattern = match pattern {
+                    Edn::Symbol(p) => query
+                        .inputs
+                        .iter()
+                        .zip(inputs)
+                        .find_map(|(b, input)| match (b, input) {
+                            (InBinding::Bind(Binding::Scalar(v)), QueryInput::Edn(x)) if v == p => Some(x.clone()),
+                            _ => None,
+                        })
+                        .ok_or_else(|| {
+                            qerr(QueryError::Binding(format!("pull pattern variable {p} is not bound by :in")))
+                        })?,
+                    other => other.clone(),
+                };
+                pulls.push(Some((db.clone(), crate::pull::PullPattern::parse(&pattern, &db)?)));
+            }
+            FindElem::Aggregate { name, .. } if !aggregates::is_aggregate(*name) => {
+                return Err(qerr(QueryError::Syntax(format!("Unknown aggregate function {name} in :find"))));
+            }
+            _ => pulls.push(None),
+        }
+    }
+    let default_src = Symbol::new("$");
+    let mut eng = Engine::new(&ctx);
+    let rel = eval_where(&mut eng, &query.clauses, rel, default_src)?;
+    shape(query, &rel, &pulls)
+}
+
+fn in_form(b: &InBinding) -> String {
+    match b {
+        InBinding::Source(s) => s.to_string(),
+        InBinding::Rules => "%".into(),
+        InBinding::Bind(b) => binding_form(b),
+    }
+}
+
+fn binding_form(b: &Binding) -> String {
+    match b {
+        Binding::Ignore => "_".into(),
+        Binding::Scalar(v) => v.to_string(),
+        Binding::Tuple(xs) => format!("[{}]", xs.iter().map(binding_form).collect::<Vec<_>>().join(" ")),
+        Binding::Coll(x) => format!("[{} ...]", binding_form(x)),
+    }
+}
+
+fn check_rule_calls(query: &Query, ctx: &Ctx) -> Result<()> {
+    fn walk(c: &parser::Clause, ctx: &Ctx) -> Result<()> {
+        match c {
+            parser::Clause::RuleCall { name, form, .. } if !ctx.rules.contains_key(name) => {
+                Err(qerr(QueryError::Syntax(format!("Unknown rule '{name} in {form}"))))
+            }
+            parser::Clause::Not { clauses, .. } => clauses.iter().try_for_each(|c| walk(c, ctx)),
+            parser::Clause::Or { branches, .. } => branches.iter().flatten().try_for_each(|c| walk(c, ctx)),
+            _ => Ok(()),
+        }
+    }
+    query.clauses.iter().try_for_each(|c| walk(c, ctx))?;
+    for rules in ctx.rules.values() {
+        for r in rules {
+            r.body.iter().try_for_each(|c| walk(c, ctx))?;
+        }
+    }
+    Ok(())
+}
+
+fn input_value(x: &Edn) -> Result<Value> {
+    const_value(x)
+        .ok_or_else(|| qerr(QueryError::Unsupported(format!("{x} is not supported as a query input value yet"))))
+}
+
+fn coll_source(name: Symbol, coll: &Edn) -> Result<Vec<Vec<Value>>> {
+    let items = coll.as_seq().ok_or_else(|| {
+        qerr(QueryError::Inputs(format!("Source {name} should be a database or a collection of tuples, got {coll}")))
+    })?;
+    items
+        .iter()
+        .map(|t| match t.as_seq() {
+            Some(xs) => xs.iter().map(input_value).collect(),
+            None => Err(qerr(QueryError::Inputs(format!("Source {name} should hold tuples, got {t}")))),
+        })
+        .collect()
+}
+
+fn bind_input(b: &Binding, x: &Edn) -> Result<Rel> {
+    let mut vars = Vec::new();
+    b.vars(&mut vars);
+    let mut rows = Vec::new();
+    bind_edn(b, x, &mut rows)?;
+    // A variable repeated in one binding must take equal values.
+    let mut out = Rel::empty(Vec::new());
+    let mut keep = Vec::new();
+    for (i, v) in vars.iter().enumerate() {
+        if !vars[..i].contains(v) {
+            out.vars.push(*v);
+            keep.push(i);
+        }
+    }
+    'row: for row in rows {
+        for (i, v) in vars.iter().enumerate() {
+            let first = vars.iter().position(|x| x == v).unwrap_or(i);
+            if row[first] != row[i] {
+                continue 'row;
+            }
+        }
+        out.data.extend(keep.iter().map(|i| row[*i].clone()));
+        out.n_rows += 1;
+    }
+    Ok(out)
+}
+
+fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
+    match b {
+        Binding::Ignore => out.push(Vec::new()),
+        Binding::Scalar(_) => out.push(vec![input_value(x)?]),
+        Binding::Tuple(bs) => {
+            let xs = x.as_seq().filter(|xs| xs.len() >= bs.len()).ok_or_else(|| {
+                qerr(QueryError::Inputs(format!("Cannot bind value {x} to tuple {}", binding_form(b))))
+            })?;
+            let mut rows = vec![Vec::new()];
+            for (b, x) in bs.iter().zip(xs) {
+                let mut part = Vec::new();
+                bind_edn(b, x, &mut part)?;
+                let mut next = Vec::new();
+                for r in &rows {
+                    for p in &part {
+                        let mut r: Vec<Value> = r.clone();
+                        r.extend(p.iter().cloned());
+                        next.push(r);
+                    }
+                }
+                rows = next;
+            }
+            out.extend(rows);
+        }
+        Binding::Coll(inner) => {
+            let xs = x.as_seq().ok_or_else(|| {
+                qerr(QueryError::Inputs(format!("Cannot bind value {x} to collection {}", binding_form(b))))
+            })?;
+            for x in xs {
+                bind_edn(inner, x, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Projection, aggregation and the result shape of `:find`.
+fn shape(query: &Query, rel: &Rel, pulls: &[Option<(Db, crate::pull::PullPattern)>]) -> Result<Edn> {
+    let elems = query.find.elements();
+    let mut vars: Vec<Symbol> = elems.iter().map(FindElem::var).collect();
+    vars.extend(query.with.iter().copied());
+    let mut cols = Vec::new();
+    for v in &vars {
+        cols.push(rel.col(*v).ok_or_else(|| {
+            qerr(QueryError::Binding(format!("Insufficient bindings: {v} of :find is not bound by :where")))
+        })?);
+    }
+    // Distinct tuples over the find and :with variables.
+    let mut seen: HashSet<Vec<Value>> = HashSet::default();
+    let mut tuples: Vec<Vec<Value>> = Vec::new();
+    for row in rel.rows() {
+        let t: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
+        if !seen.contains(&t) {
+            seen.insert(t.clone());
+            tuples.push(t);
+        }
+    }
+    drop(seen);
+    let n_find = elems.len();
+    let has_aggs = elems.iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
+    let with = !query.with.is_empty();
+    let rows: Vec<Vec<Edn>> = if has_aggs {
+        aggregate(elems, tuples)?
+    } else {
+        let mut rows = Vec::with_capacity(tuples.len());
+        for t in tuples {
+            let mut row = Vec::with_capacity(n_find);
+            for (i, v) in t.into_iter().take(n_find).enumerate() {
+                row.push(match (pulls.get(i).and_then(Option::as_ref), &v) {
+                    (Some((db, pattern)), Value::Long(e)) => crate::pull::pull_eid(db, pattern, *e)?,
+                    _ => v.to_edn(),
+                });
+            }
+            rows.push(row);
+        }
+        rows
+    };
+    let as_vector = has_aggs || with;
+    let result = match &query.find {
+        FindSpec::Rel(_) => match &query.return_maps {
+            Some(rm) => Edn::Vector(rows.into_iter().map(|r| return_map(rm, r)).collect()),
+            None if as_vector => Edn::Vector(rows.into_iter().map(Edn::Vector).collect()),
+            None => Edn::Set(rows.into_iter().map(Edn::Vector).collect()),
+        },
+        FindSpec::Coll(_) => Edn::Vector(rows.into_iter().filter_map(|r| r.into_iter().next()).collect()),
+        FindSpec::Scalar(_) => rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Edn::Nil),
+        FindSpec::Tuple(_) => match rows.into_iter().next() {
+            None => Edn::Nil,
+            Some(r) => match &query.return_maps {
+                Some(rm) => return_map(rm, r),
+                None => Edn::Vector(r),
+            },
+        },
+    };
+    let limit = query.limit.filter(|n| *n > 0);
+    if query.offset.is_none() && limit.is_none() {
+        return Ok(result);
+    }
+    // Datahike pages the unordered result and returns a set.
+    let items = match result {
+        Edn::Set(xs) | Edn::Vector(xs) => xs,
+        other => return Ok(other),
+    };
+    let items = items.into_iter().skip(query.offset.unwrap_or(0)).take(limit.unwrap_or(usize::MAX));
+    let mut out: Vec<Edn> = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    Ok(Edn::Set(out))
+}
+
+fn return_map(rm: &ReturnMaps, row: Vec<Edn>) -> Edn {
+    let key = |s: &Symbol| match rm {
+        ReturnMaps::Keys(_) => Edn::Keyword(Keyword::new(s.as_str())),
+        ReturnMaps::Strs(_) => Edn::Str(s.as_str().into()),
+        ReturnMaps::Syms(_) => Edn::Symbol(*s),
+    };
+    let names = match rm {
+        ReturnMaps::Keys(x) | ReturnMaps::Strs(x) | ReturnMaps::Syms(x) => x,
+    };
+    Edn::Map(names.iter().map(key).zip(row).collect())
+}
+
+fn aggregate(elems: &[FindElem], tuples: Vec<Vec<Value>>) -> Result<Vec<Vec<Edn>>> {
+    let group_cols: Vec<usize> =
+        (0..elems.len()).filter(|i| !matches!(elems[*i], FindElem::Aggregate { .. })).collect();
+    let mut groups: HashMap<Vec<Value>, usize> = HashMap::default();
+    let mut grouped: Vec<Vec<Vec<Value>>> = Vec::new();
+    for t in tuples {
+        let key: Vec<Value> = group_cols.iter().map(|c| t[*c].clone()).collect();
+        let g = *groups.entry(key).or_insert_with(|| {
+            grouped.push(Vec::new());
+            grouped.len() - 1
+        });
+        grouped[g].push(t);
+    }
+    if grouped.is_empty() && group_cols.is_empty() {
+        // Datahike returns no rows for an aggregate over nothing.
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(grouped.len());
+    for tuples in grouped {
+        let mut row = Vec::with_capacity(elems.len());
+        for (i, e) in elems.iter().enumerate() {
+            row.push(match e {
+                FindElem::Aggregate { name, args, .. } => {
+                    let vals: Vec<Value> = tuples.iter().map(|t| t[i].clone()).collect();
+                    aggregates::aggregate(*name, args, vals).map_err(qerr)?
+                }
+                _ => tuples[0][i].to_edn(),
+            });
+        }
+        out.push(row);
+    }
+    Ok(out)
+}

@@ -1,0 +1,738 @@
+//! Query text (EDN) to the query AST. Every error names the offending clause or element, as
+//! Datahike's parser does; nothing here panics on user input.
+
+use super::QueryError;
+use crate::edn::{Edn, Symbol};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A query variable such as `?e`.
+pub type Var = Symbol;
+
+/// A parsed query: the AST stage of the pipeline.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// `:find`.
+    pub find: FindSpec,
+    /// `:keys`, `:strs` or `:syms`.
+    pub return_maps: Option<ReturnMaps>,
+    /// `:with` variables.
+    pub with: Vec<Var>,
+    /// `:in` bindings (`[$]` when absent).
+    pub inputs: Vec<InBinding>,
+    /// `:where` clauses.
+    pub clauses: Vec<Clause>,
+    /// `:offset`.
+    pub offset: Option<usize>,
+    /// `:limit`.
+    pub limit: Option<usize>,
+}
+
+/// The shape of the result.
+#[derive(Clone, Debug)]
+pub enum FindSpec {
+    /// `?a ?b` — a set of tuples.
+    Rel(Vec<FindElem>),
+    /// `[?a ...]` — a vector of values.
+    Coll(FindElem),
+    /// `?a .` — one value or nil.
+    Scalar(FindElem),
+    /// `[?a ?b]` — one tuple or nil.
+    Tuple(Vec<FindElem>),
+}
+
+impl FindSpec {
+    /// The elements, in order.
+    pub fn elements(&self) -> &[FindElem] {
+        match self {
+            FindSpec::Rel(xs) | FindSpec::Tuple(xs) => xs,
+            FindSpec::Coll(x) | FindSpec::Scalar(x) => std::slice::from_ref(x),
+        }
+    }
+}
+
+/// One element of `:find`.
+#[derive(Clone, Debug)]
+pub enum FindElem {
+    /// A variable.
+    Var(Var),
+    /// `(agg const... ?x)`.
+    Aggregate {
+        /// The aggregate's name, e.g. `count`.
+        name: Symbol,
+        /// Constant arguments before the variable, e.g. `3` in `(max 3 ?x)`.
+        args: Vec<Edn>,
+        /// The aggregated variable.
+        var: Var,
+    },
+    /// `(pull ?e pattern)` or `(pull $src ?e pattern)`; the pattern is kept as EDN (or an
+    /// `:in` variable naming one) for the pull engine.
+    Pull {
+        /// The source (`$` by default).
+        source: Symbol,
+        /// The entity variable.
+        var: Var,
+        /// The pull pattern, or a variable bound to one.
+        pattern: Edn,
+    },
+}
+
+impl FindElem {
+    /// The variable this element reads.
+    pub fn var(&self) -> Var {
+        match self {
+            FindElem::Var(v) | FindElem::Aggregate { var: v, .. } | FindElem::Pull { var: v, .. } => *v,
+        }
+    }
+}
+
+/// `:keys`, `:strs` or `:syms` with their names.
+#[derive(Clone, Debug)]
+pub enum ReturnMaps {
+    /// Keyword keys.
+    Keys(Vec<Symbol>),
+    /// String keys.
+    Strs(Vec<Symbol>),
+    /// Symbol keys.
+    Syms(Vec<Symbol>),
+}
+
+/// One `:in` element.
+#[derive(Clone, Debug)]
+pub enum InBinding {
+    /// `$` or `$name`.
+    Source(Symbol),
+    /// `%`.
+    Rules,
+    /// A variable binding form.
+    Bind(Binding),
+}
+
+/// A binding form of `:in` or of a function result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Binding {
+    /// `_`
+    Ignore,
+    /// `?x`
+    Scalar(Var),
+    /// `[?a ?b]`
+    Tuple(Vec<Binding>),
+    /// `[?x ...]`, and `[[?a ?b]]` as a collection of tuples.
+    Coll(Box<Binding>),
+}
+
+impl Binding {
+    /// Variables bound by this form.
+    pub fn vars(&self, out: &mut Vec<Var>) {
+        match self {
+            Binding::Ignore => {}
+            Binding::Scalar(v) => out.push(*v),
+            Binding::Tuple(xs) => xs.iter().for_each(|x| x.vars(out)),
+            Binding::Coll(x) => x.vars(out),
+        }
+    }
+}
+
+/// A term of a pattern, a predicate or a rule call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Term {
+    /// `?x`
+    Var(Var),
+    /// `_`
+    Blank,
+    /// A source variable `$` / `$name` (only as a function argument).
+    Src(Symbol),
+    /// A constant.
+    Const(Edn),
+}
+
+/// A `:where` clause.
+#[derive(Clone, Debug)]
+pub enum Clause {
+    /// `[$src e a v tx added]`
+    Pattern {
+        /// The source (`$` by default).
+        source: Symbol,
+        /// Up to five terms.
+        terms: Vec<Term>,
+    },
+    /// `[(f args...)]`
+    Pred {
+        /// The function's name.
+        func: Symbol,
+        /// The arguments.
+        args: Vec<Term>,
+        /// The clause as written, for errors.
+        form: Edn,
+    },
+    /// `[(f args...) binding]`
+    Fn {
+        /// The function's name.
+        func: Symbol,
+        /// The arguments.
+        args: Vec<Term>,
+        /// What the result binds.
+        binding: Binding,
+        /// The clause as written, for errors.
+        form: Edn,
+    },
+    /// `(not ...)` / `(not-join [vars] ...)`
+    Not {
+        /// The default source inside.
+        source: Symbol,
+        /// `Some` for `not-join`.
+        join: Option<Vec<Var>>,
+        /// The negated clauses.
+        clauses: Vec<Clause>,
+        /// The clause as written, for errors.
+        form: Edn,
+    },
+    /// `(or ...)` / `(or-join [vars] ...)`; each branch is a conjunction (`and`).
+    Or {
+        /// The default source inside.
+        source: Symbol,
+        /// `Some((required, optional))` for `or-join`.
+        join: Option<(Vec<Var>, Vec<Var>)>,
+        /// The alternatives.
+        branches: Vec<Vec<Clause>>,
+        /// The clause as written, for errors.
+        form: Edn,
+    },
+    /// `(rule args...)` / `($src rule args...)`
+    RuleCall {
+        /// The default source for the rule body.
+        source: Symbol,
+        /// The rule's name.
+        name: Symbol,
+        /// The arguments.
+        args: Vec<Term>,
+        /// The clause as written, for errors.
+        form: Edn,
+    },
+}
+
+impl Clause {
+    /// Every variable mentioned (free variables of `not`/`or` included).
+    pub fn vars(&self, out: &mut BTreeSet<Var>) {
+        let terms = |ts: &[Term], out: &mut BTreeSet<Var>| {
+            for t in ts {
+                if let Term::Var(v) = t {
+                    out.insert(*v);
+                }
+            }
+        };
+        match self {
+            Clause::Pattern { terms: ts, .. } => terms(ts, out),
+            Clause::Pred { args, .. } => terms(args, out),
+            Clause::Fn { args, binding, .. } => {
+                terms(args, out);
+                let mut vs = Vec::new();
+                binding.vars(&mut vs);
+                out.extend(vs);
+            }
+            Clause::RuleCall { args, .. } => terms(args, out),
+            Clause::Not { join: Some(vars), .. } => out.extend(vars.iter().copied()),
+            Clause::Not { clauses, .. } => clauses.iter().for_each(|c| c.vars(out)),
+            Clause::Or { join: Some((req, opt)), .. } => {
+                out.extend(req.iter().copied());
+                out.extend(opt.iter().copied());
+            }
+            Clause::Or { branches, .. } => branches.iter().flatten().for_each(|c| c.vars(out)),
+        }
+    }
+
+    /// The clause as EDN, for error messages and `explain`.
+    pub fn form(&self) -> Edn {
+        match self {
+            Clause::Pattern { source, terms } => {
+                let mut xs = Vec::new();
+                if source.as_str() != "$" {
+                    xs.push(Edn::Symbol(*source));
+                }
+                xs.extend(terms.iter().map(term_form));
+                Edn::Vector(xs)
+            }
+            Clause::Pred { form, .. }
+            | Clause::Fn { form, .. }
+            | Clause::Not { form, .. }
+            | Clause::Or { form, .. }
+            | Clause::RuleCall { form, .. } => form.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Clause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.form())
+    }
+}
+
+fn term_form(t: &Term) -> Edn {
+    match t {
+        Term::Var(v) | Term::Src(v) => Edn::Symbol(*v),
+        Term::Blank => Edn::Symbol(Symbol::new("_")),
+        Term::Const(c) => c.clone(),
+    }
+}
+
+/// A rule branch: `[(name ?a [?req]) clauses...]`.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// The rule's name.
+    pub name: Symbol,
+    /// Head variables in order.
+    pub head: Vec<Var>,
+    /// How many leading head variables are required to be bound (`[(r [?a] ?b) ...]`).
+    pub required: usize,
+    /// The body.
+    pub body: Vec<Clause>,
+}
+
+type PResult<T> = Result<T, QueryError>;
+
+fn err<T>(msg: String) -> PResult<T> {
+    Err(QueryError::Syntax(msg))
+}
+
+/// `?x`
+pub fn is_var(s: Symbol) -> bool {
+    s.as_str().starts_with('?') && s.namespace().is_none()
+}
+/// `$`, `$name`
+pub fn is_src(s: Symbol) -> bool {
+    s.as_str().starts_with('$') && s.namespace().is_none()
+}
+fn is_sym(e: &Edn, text: &str) -> bool {
+    matches!(e, Edn::Symbol(s) if s.as_str() == text)
+}
+
+/// Parses a query in vector form, map form or as a string of either.
+pub fn parse_query(q: &Edn) -> PResult<Query> {
+    let q = match q {
+        Edn::Str(text) => {
+            &crate::edn::read_str(text).map_err(|e| QueryError::Syntax(format!("Cannot read query string: {e}")))?
+        }
+        other => other,
+    };
+    let sections: Vec<(String, Vec<Edn>)> = match q {
+        Edn::Vector(xs) | Edn::List(xs) => {
+            let mut out: Vec<(String, Vec<Edn>)> = Vec::new();
+            for x in xs {
+                match x {
+                    Edn::Keyword(k) => out.push((k.as_str().to_string(), Vec::new())),
+                    other => match out.last_mut() {
+                        Some((_, items)) => items.push(other.clone()),
+                        None => return err(format!("Query should start with a keyword such as :find, got {other}")),
+                    },
+                }
+            }
+            out
+        }
+        Edn::Map(entries) => {
+            let mut out = Vec::new();
+            for (k, v) in entries {
+                let Edn::Keyword(k) = k else {
+                    return err(format!("Query map keys should be keywords, got {k}"));
+                };
+                let items = match (k.as_str(), v) {
+                    ("offset" | "limit" | "timeout", v) => vec![v.clone()],
+                    (_, Edn::Vector(xs) | Edn::List(xs)) => xs.clone(),
+                    (name, other) => return err(format!("Query section :{name} should be a vector, got {other}")),
+                };
+                out.push((k.as_str().to_string(), items));
+            }
+            out
+        }
+        other => return err(format!("Query should be a vector or a map, got {other}")),
+    };
+    let mut find = None;
+    let mut return_maps = None;
+    let mut with = Vec::new();
+    let mut inputs = None;
+    let mut clauses = None;
+    let mut offset = None;
+    let mut limit = None;
+    for (key, items) in &sections {
+        match key.as_str() {
+            "find" => find = Some(parse_find(items)?),
+            "keys" | "strs" | "syms" => {
+                let names = items
+                    .iter()
+                    .map(|x| match x {
+                        Edn::Symbol(s) => Ok(*s),
+                        Edn::Keyword(k) => Ok(Symbol::new(k.as_str())),
+                        Edn::Str(s) => Ok(Symbol::new(s)),
+                        other => err(format!("Bad :{key} element {other}")),
+                    })
+                    .collect::<PResult<Vec<_>>>()?;
+                return_maps = Some(match key.as_str() {
+                    "keys" => ReturnMaps::Keys(names),
+                    "strs" => ReturnMaps::Strs(names),
+                    _ => ReturnMaps::Syms(names),
+                });
+            }
+            "with" => {
+                for x in items {
+                    match x {
+                        Edn::Symbol(s) if is_var(*s) => with.push(*s),
+                        other => return err(format!("Cannot parse :with clause, expected variables, got {other}")),
+                    }
+                }
+            }
+            "in" => inputs = Some(items.iter().map(parse_in).collect::<PResult<Vec<_>>>()?),
+            "where" => clauses = Some(items.iter().map(parse_clause).collect::<PResult<Vec<_>>>()?),
+            "offset" | "limit" => {
+                let n = match items.as_slice() {
+                    [Edn::Int(n)] if *n >= 0 => Some(*n as usize),
+                    [Edn::Nil] => None,
+                    _ => return err(format!("Query :{key} should be a non-negative integer")),
+                };
+                if key == "offset" {
+                    offset = n;
+                } else {
+                    limit = n;
+                }
+            }
+            "timeout" => {}
+            other => {
+                return err(format!(
+                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit"
+                ))
+            }
+        }
+    }
+    let find = find.ok_or_else(|| QueryError::Syntax("Query should have a :find section".into()))?;
+    let clauses = clauses.unwrap_or_default();
+    let inputs = inputs.unwrap_or_else(|| vec![InBinding::Source(Symbol::new("$"))]);
+    let query = Query { find, return_maps, with, inputs, clauses, offset, limit };
+    validate(&query)?;
+    Ok(query)
+}
+
+fn validate(q: &Query) -> PResult<()> {
+    let mut known = BTreeSet::new();
+    for c in &q.clauses {
+        c.vars(&mut known);
+    }
+    for i in &q.inputs {
+        if let InBinding::Bind(b) = i {
+            let mut vs = Vec::new();
+            b.vars(&mut vs);
+            known.extend(vs);
+        }
+    }
+    let mut unknown = Vec::new();
+    for e in q.find.elements() {
+        if !known.contains(&e.var()) {
+            unknown.push(e.var().to_string());
+        }
+        if let FindElem::Pull { pattern: Edn::Symbol(p), .. } = e {
+            if is_var(*p) && !known.contains(p) {
+                unknown.push(p.to_string());
+            }
+        }
+    }
+    for v in &q.with {
+        if !known.contains(v) {
+            unknown.push(v.to_string());
+        }
+    }
+    if !unknown.is_empty() {
+        return err(format!("Query for unknown vars: [{}]", unknown.join(" ")));
+    }
+    if let Some(rm) = &q.return_maps {
+        let n = match rm {
+            ReturnMaps::Keys(x) | ReturnMaps::Strs(x) | ReturnMaps::Syms(x) => x.len(),
+        };
+        if n != q.find.elements().len() {
+            return err(format!(
+                "Count of :keys/:strs/:syms ({n}) must match count of :find ({})",
+                q.find.elements().len()
+            ));
+        }
+        if matches!(q.find, FindSpec::Coll(_) | FindSpec::Scalar(_)) {
+            return err(":keys/:strs/:syms need a relation or tuple :find".into());
+        }
+    }
+    Ok(())
+}
+
+fn parse_find(items: &[Edn]) -> PResult<FindSpec> {
+    let bad = || {
+        QueryError::Syntax(format!(
+            "Cannot parse :find, expected: (find-rel | find-coll | find-tuple | find-scalar), got: [{}]",
+            items.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
+        ))
+    };
+    match items {
+        [] => Err(bad()),
+        [x, dot] if is_sym(dot, ".") => Ok(FindSpec::Scalar(parse_find_elem(x)?)),
+        [Edn::Vector(xs)] => match xs.as_slice() {
+            [x, dots] if is_sym(dots, "...") => Ok(FindSpec::Coll(parse_find_elem(x)?)),
+            [] => Err(bad()),
+            xs => Ok(FindSpec::Tuple(xs.iter().map(parse_find_elem).collect::<PResult<_>>()?)),
+        },
+        xs => {
+            if xs.iter().any(|x| is_sym(x, ".") || is_sym(x, "...")) {
+                return Err(bad());
+            }
+            Ok(FindSpec::Rel(xs.iter().map(parse_find_elem).collect::<PResult<_>>()?))
+        }
+    }
+}
+
+fn parse_find_elem(x: &Edn) -> PResult<FindElem> {
+    match x {
+        Edn::Symbol(s) if is_var(*s) => Ok(FindElem::Var(*s)),
+        Edn::List(xs) => match xs.as_slice() {
+            [Edn::Symbol(p), rest @ ..] if p.as_str() == "pull" => match rest {
+                [Edn::Symbol(v), pattern] if is_var(*v) => {
+                    Ok(FindElem::Pull { source: Symbol::new("$"), var: *v, pattern: pattern.clone() })
+                }
+                [Edn::Symbol(src), Edn::Symbol(v), pattern] if is_src(*src) && is_var(*v) => {
+                    Ok(FindElem::Pull { source: *src, var: *v, pattern: pattern.clone() })
+                }
+                _ => err(format!("Cannot parse pull expression, expected (pull ?var pattern), got {x}")),
+            },
+            [Edn::Symbol(name), args @ .., Edn::Symbol(v)] if is_var(*v) && !is_var(*name) => {
+                for a in args {
+                    if matches!(a, Edn::Symbol(s) if is_var(*s)) {
+                        return err(format!("Aggregate {x}: only the last argument may be a variable"));
+                    }
+                }
+                Ok(FindElem::Aggregate { name: *name, args: args.to_vec(), var: *v })
+            }
+            _ => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {x}")),
+        },
+        other => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {other}")),
+    }
+}
+
+fn parse_in(x: &Edn) -> PResult<InBinding> {
+    match x {
+        Edn::Symbol(s) if is_src(*s) => Ok(InBinding::Source(*s)),
+        Edn::Symbol(s) if s.as_str() == "%" => Ok(InBinding::Rules),
+        // A plain symbol names a pull pattern passed as input: `(pull ?e pattern)`.
+        Edn::Symbol(s) if !s.as_str().starts_with('?') && s.as_str() != "_" && s.namespace().is_none() => {
+            Ok(InBinding::Bind(Binding::Scalar(*s)))
+        }
+        other => Ok(InBinding::Bind(parse_binding(other).map_err(|_| {
+            QueryError::Syntax(format!("Cannot parse :in binding, expected ($ | % | binding), got {other}"))
+        })?)),
+    }
+}
+
+/// Parses a binding form (`?x`, `_`, `[?a ?b]`, `[?x ...]`, `[[?a ?b]]`).
+pub fn parse_binding(x: &Edn) -> PResult<Binding> {
+    match x {
+        Edn::Symbol(s) if s.as_str() == "_" => Ok(Binding::Ignore),
+        Edn::Symbol(s) if is_var(*s) => Ok(Binding::Scalar(*s)),
+        Edn::Vector(xs) => match xs.as_slice() {
+            [inner, dots] if is_sym(dots, "...") => Ok(Binding::Coll(Box::new(parse_binding(inner)?))),
+            [inner @ Edn::Vector(_)] => Ok(Binding::Coll(Box::new(parse_binding(inner)?))),
+            [] => err(format!("Cannot parse binding {x}")),
+            xs => Ok(Binding::Tuple(xs.iter().map(parse_binding).collect::<PResult<_>>()?)),
+        },
+        other => err(format!("Cannot parse binding, expected a variable, _ or a vector, got {other}")),
+    }
+}
+
+fn parse_term(x: &Edn) -> Term {
+    match x {
+        Edn::Symbol(s) if s.as_str() == "_" => Term::Blank,
+        Edn::Symbol(s) if is_var(*s) => Term::Var(*s),
+        Edn::Symbol(s) if is_src(*s) => Term::Src(*s),
+        other => Term::Const(other.clone()),
+    }
+}
+
+fn unknown_clause(x: &Edn) -> QueryError {
+    QueryError::Syntax(format!(
+        "Cannot parse clause, expected (data-pattern | pred-expr | fn-expr | rule-expr | not-clause | not-join-clause | or-clause | or-join-clause), got: {x}"
+    ))
+}
+
+/// Parses one `:where` clause.
+pub fn parse_clause(x: &Edn) -> PResult<Clause> {
+    match x {
+        Edn::Vector(xs) => match xs.as_slice() {
+            [Edn::List(call), rest @ ..] => {
+                let [Edn::Symbol(func), args @ ..] = call.as_slice() else {
+                    return Err(unknown_clause(x));
+                };
+                let args: Vec<Term> = args.iter().map(parse_term).collect();
+                if args.contains(&Term::Blank) {
+                    return err(format!("Function arguments cannot be _ in {x}"));
+                }
+                match rest {
+                    [] => Ok(Clause::Pred { func: *func, args, form: x.clone() }),
+                    [binding] => Ok(Clause::Fn {
+                        func: *func,
+                        args,
+                        binding: parse_binding(binding)
+                            .map_err(|_| QueryError::Syntax(format!("Cannot parse binding {binding} in {x}")))?,
+                        form: x.clone(),
+                    }),
+                    _ => Err(unknown_clause(x)),
+                }
+            }
+            [] => Err(unknown_clause(x)),
+            xs => {
+                let (source, rest) = match &xs[0] {
+                    Edn::Symbol(s) if is_src(*s) => (*s, &xs[1..]),
+                    _ => (Symbol::new("$"), xs),
+                };
+                if rest.is_empty() || rest.len() > 5 {
+                    return Err(unknown_clause(x));
+                }
+                let terms: Vec<Term> = rest.iter().map(parse_term).collect();
+                if terms.iter().any(|t| matches!(t, Term::Src(_)) || matches!(t, Term::Const(Edn::List(_)))) {
+                    return Err(unknown_clause(x));
+                }
+                Ok(Clause::Pattern { source, terms })
+            }
+        },
+        Edn::List(xs) => {
+            let (source, rest) = match xs.first() {
+                Some(Edn::Symbol(s)) if is_src(*s) => (*s, &xs[1..]),
+                _ => (Symbol::new("$"), &xs[..]),
+            };
+            let Some(Edn::Symbol(head)) = rest.first() else {
+                return Err(unknown_clause(x));
+            };
+            let body = &rest[1..];
+            match head.as_str() {
+                "not" => {
+                    if body.is_empty() {
+                        return err(format!("Cannot parse 'not' clause, it has no clauses: {x}"));
+                    }
+                    let clauses = body.iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
+                    Ok(Clause::Not { source, join: None, clauses, form: x.clone() })
+                }
+                "not-join" => {
+                    let Some(Edn::Vector(vars)) = body.first() else {
+                        return err(format!("Cannot parse 'not-join' clause, expected [vars...]: {x}"));
+                    };
+                    let vars = parse_vars(vars, x)?;
+                    if body.len() < 2 {
+                        return err(format!("Cannot parse 'not-join' clause, it has no clauses: {x}"));
+                    }
+                    let clauses = body[1..].iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
+                    Ok(Clause::Not { source, join: Some(vars), clauses, form: x.clone() })
+                }
+                "or" | "or-join" => {
+                    let (join, branches) = if head.as_str() == "or-join" {
+                        let (req, opt) = match body.first() {
+                            Some(Edn::Vector(vs)) => match vs.first() {
+                                Some(Edn::Vector(req)) => (parse_vars(req, x)?, parse_vars(&vs[1..], x)?),
+                                _ => (Vec::new(), parse_vars(vs, x)?),
+                            },
+                            _ => return err(format!("Cannot parse 'or-join' clause, expected [vars...]: {x}")),
+                        };
+                        (Some((req, opt)), &body[1..])
+                    } else {
+                        (None, body)
+                    };
+                    if branches.is_empty() {
+                        return err(format!("Cannot parse '{head}' clause, it has no branches: {x}"));
+                    }
+                    let branches = branches.iter().map(parse_branch).collect::<PResult<Vec<_>>>()?;
+                    if join.is_none() {
+                        // Datahike: every branch of `or` must use the same set of variables.
+                        let sets: Vec<BTreeSet<Var>> = branches
+                            .iter()
+                            .map(|b| {
+                                let mut s = BTreeSet::new();
+                                b.iter().for_each(|c| c.vars(&mut s));
+                                s
+                            })
+                            .collect();
+                        if sets.iter().any(|s| *s != sets[0]) {
+                            return err(format!(
+                                "All clauses in 'or' must use same set of free vars, had {} in {x}",
+                                sets.iter()
+                                    .map(|s| format!(
+                                        "[{}]",
+                                        s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            ));
+                        }
+                    }
+                    Ok(Clause::Or { source, join, branches, form: x.clone() })
+                }
+                "and" => err(format!("'and' is only allowed inside 'or': {x}")),
+                _ => {
+                    let args: Vec<Term> = body.iter().map(parse_term).collect();
+                    if args.iter().any(|t| matches!(t, Term::Src(_))) {
+                        return Err(unknown_clause(x));
+                    }
+                    Ok(Clause::RuleCall { source, name: *head, args, form: x.clone() })
+                }
+            }
+        }
+        other => Err(unknown_clause(other)),
+    }
+}
+
+fn parse_branch(x: &Edn) -> PResult<Vec<Clause>> {
+    match x {
+        Edn::List(xs) if matches!(xs.first(), Some(Edn::Symbol(s)) if s.as_str() == "and") => {
+            if xs.len() < 2 {
+                return err(format!("Cannot parse 'and' clause, it has no clauses: {x}"));
+            }
+            xs[1..].iter().map(parse_clause).collect()
+        }
+        other => Ok(vec![parse_clause(other)?]),
+    }
+}
+
+fn parse_vars(xs: &[Edn], clause: &Edn) -> PResult<Vec<Var>> {
+    xs.iter()
+        .map(|v| match v {
+            Edn::Symbol(s) if is_var(*s) => Ok(*s),
+            other => err(format!("Expected a variable, got {other} in {clause}")),
+        })
+        .collect()
+}
+
+/// Parses rules given as EDN (a vector of rule branches) or as a string of one.
+pub fn parse_rules(x: &Edn) -> PResult<Vec<Rule>> {
+    let x = match x {
+        Edn::Str(text) => {
+            &crate::edn::read_str(text).map_err(|e| QueryError::Syntax(format!("Cannot read rules string: {e}")))?
+        }
+        other => other,
+    };
+    let Some(branches) = x.as_seq() else {
+        return err(format!("Rules should be a vector of rules, got {x}"));
+    };
+    let mut rules = Vec::new();
+    for b in branches {
+        let bad = || QueryError::Syntax(format!("Cannot parse rule, expected [(name ?vars...) clauses...], got {b}"));
+        let Edn::Vector(parts) = b else { return Err(bad()) };
+        let Some(Edn::List(head)) = parts.first() else { return Err(bad()) };
+        let [Edn::Symbol(name), vars @ ..] = head.as_slice() else { return Err(bad()) };
+        let (required, vars): (Vec<Var>, Vec<Var>) = match vars.first() {
+            Some(Edn::Vector(req)) => (parse_vars(req, b)?, parse_vars(&vars[1..], b)?),
+            _ => (Vec::new(), parse_vars(vars, b)?),
+        };
+        let mut head_vars = required.clone();
+        head_vars.extend(vars);
+        if head_vars.is_empty() {
+            return err(format!("Rule {name} has no variables: {b}"));
+        }
+        let body = parts[1..].iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
+        if body.is_empty() {
+            return err(format!("Rule {name} has no body: {b}"));
+        }
+        if let Some(r) = rules.iter().find(|r: &&Rule| r.name == *name) {
+            if r.head.len() != head_vars.len() {
+                return err(format!("Rule {name} is defined with different arities"));
+            }
+        }
+        rules.push(Rule { name: *name, head: head_vars, required: required.len(), body });
+    }
+    Ok(rules)
+}

@@ -1,0 +1,539 @@
+//! Rules, evaluated bottom-up and semi-naively, restricted to what the caller asks for.
+//!
+//! Each distinct call shape — rule name plus which arguments are bound (the adornment) — has a
+//! table of *demands* (bound argument values asked for) and *answers* (full argument tuples).
+//! A call from a query registers its demands and runs the fixpoint: every iteration evaluates
+//! each rule branch for the new demands with all answers, and for the old demands once per
+//! rule call in the body with that call reading only the answers new in the last iteration
+//! (calls before it read the older answers, calls after it all answers). Calls inside a body
+//! add demands to the callee's table, so only the part of a recursive relation reachable from
+//! the bound arguments is computed (the effect of magic sets). A branch whose rule calls sit
+//! inside `or`/`not` is evaluated naively (all demands, all answers) each iteration.
+
+use super::exec::{const_value, eval_where, Engine};
+use super::parser::{Clause, Rule, Term, Var};
+use super::rel::Rel;
+use super::QueryError;
+use crate::edn::Symbol;
+use crate::error::{Error, Result};
+use crate::value::Value;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+/// Which answers a rule call reads in the current evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallMode {
+    /// Answers known before the last iteration.
+    Old,
+    /// Answers added in the last iteration.
+    Delta,
+    /// Every answer.
+    Full,
+}
+
+struct Table {
+    name: Symbol,
+    /// Bit i set: argument i is bound.
+    adornment: u64,
+    demands: Vec<Vec<Value>>,
+    demand_set: HashSet<Vec<Value>>,
+    answers: Vec<Vec<Value>>,
+    answer_set: HashSet<Vec<Value>>,
+    /// Demands and answers at the start of the previous and the current iteration.
+    demands_old: usize,
+    demands_cur: usize,
+    answers_old: usize,
+    answers_cur: usize,
+    source: Option<Symbol>,
+}
+
+/// The tables of one fixpoint computation.
+#[derive(Default)]
+pub(crate) struct FixState {
+    tables: Vec<Table>,
+    index: HashMap<(Symbol, u64), usize>,
+    /// Mode of each top-level rule call (by clause address) in the body being evaluated.
+    modes: HashMap<usize, CallMode>,
+}
+
+fn qerr(e: QueryError) -> Error {
+    Error::Query(e)
+}
+
+/// Evaluates a rule call clause joined with `rel`.
+pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> Result<Rel> {
+    let Clause::RuleCall { source, name, args, form } = clause else {
+        return Err(qerr(QueryError::Internal("rules::call on a non-rule clause".into())));
+    };
+    let source = if source.as_str() == "$" { src } else { *source };
+    let rules =
+        eng.ctx.rules.get(name).ok_or_else(|| qerr(QueryError::Syntax(format!("Unknown rule '{name} in {form}"))))?;
+    let arity = rules[0].head.len();
+    if args.len() != arity {
+        return Err(qerr(QueryError::Syntax(format!(
+            "Rule {name} takes {arity} arguments, {} given in {form}",
+            args.len()
+        ))));
+    }
+    if arity > 64 {
+        return Err(qerr(QueryError::Unsupported(format!("Rule {name} has more than 64 arguments"))));
+    }
+    // Argument sources: a column of rel, a constant, or free.
+    let mut adornment = 0u64;
+    let mut bound_src: Vec<Result<usize, Value>> = Vec::new();
+    for (i, t) in args.iter().enumerate() {
+        match t {
+            Term::Var(v) if rel.has(*v) => {
+                adornment |= 1 << i;
+                bound_src.push(Ok(rel.col(*v).unwrap_or(0)));
+            }
+            Term::Const(c) => {
+                adornment |= 1 << i;
+                bound_src.push(Err(const_value(c).ok_or_else(|| {
+                    qerr(QueryError::Unsupported(format!("{c} is not supported as a rule argument in {form}")))
+                })?));
+            }
+            _ => {}
+        }
+    }
+    let required = rules[0].required;
+    if (0..required).any(|i| adornment & (1 << i) == 0) {
+        return Err(qerr(QueryError::Binding(format!(
+            "Insufficient bindings: the first {required} arguments of rule {name} must be bound in {form}"
+        ))));
+    }
+    let top = eng.fix.is_none();
+    if top {
+        if let Some(out) = right_linear(eng, *name, adornment, &bound_src, &rel, args, source)? {
+            return Ok(out);
+        }
+        eng.fix = Some(FixState::default());
+    }
+    let mode = {
+        let fix = eng.fix.as_mut().expect("fix state exists");
+        let t = table_for(fix, *name, adornment, source);
+        let table = &mut fix.tables[t];
+        for row in rel.rows() {
+            let demand: Vec<Value> = bound_src
+                .iter()
+                .map(|s| match s {
+                    Ok(c) => row[*c].clone(),
+                    Err(v) => v.clone(),
+                })
+                .collect();
+            if !table.demand_set.contains(&demand) {
+                table.demand_set.insert(demand.clone());
+                table.demands.push(demand);
+            }
+        }
+        fix.modes.get(&(clause as *const Clause as usize)).copied().unwrap_or(CallMode::Full)
+    };
+    if top {
+        let result = fixpoint(eng);
+        if let Err(e) = result {
+            eng.fix = None;
+            return Err(e);
+        }
+    }
+    let fix = eng.fix.as_ref().expect("fix state exists");
+    let t = fix.index[&(*name, adornment)];
+    let table = &fix.tables[t];
+    let answers = match mode {
+        CallMode::Old => &table.answers[..table.answers_old],
+        CallMode::Delta => &table.answers[table.answers_old..table.answers_cur],
+        CallMode::Full => &table.answers[..],
+    };
+    let out = join_answers(&rel, args, answers);
+    if top {
+        eng.fix = None;
+    }
+    Ok(out)
+}
+
+fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -> usize {
+    if let Some(t) = fix.index.get(&(name, adornment)) {
+        return *t;
+    }
+    fix.tables.push(Table {
+        name,
+        adornment,
+        demands: Vec::new(),
+        demand_set: HashSet::default(),
+        answers: Vec::new(),
+        answer_set: HashSet::default(),
+        demands_old: 0,
+        demands_cur: 0,
+        answers_old: 0,
+        answers_cur: 0,
+        source: Some(source),
+    });
+    fix.index.insert((name, adornment), fix.tables.len() - 1);
+    fix.tables.len() - 1
+}
+
+/// Joins `rel` with answer tuples of a call whose arguments are `args`.
+fn join_answers(rel: &Rel, args: &[Term], answers: &[Vec<Value>]) -> Rel {
+    // Per argument: check against a column or a constant, bind a new var, repeat an earlier
+    // new var, or ignore.
+    enum A {
+        Col(usize),
+        Const(Value),
+        New,
+        Same(usize),
+        Ignore,
+    }
+    let mut vars = rel.vars.clone();
+    let mut spec = Vec::new();
+    let mut first: Vec<(Var, usize)> = Vec::new();
+    for (i, t) in args.iter().enumerate() {
+        spec.push(match t {
+            Term::Var(v) if rel.has(*v) => A::Col(rel.col(*v).unwrap_or(0)),
+            Term::Var(v) => match first.iter().find(|(x, _)| x == v) {
+                Some((_, j)) => A::Same(*j),
+                None => {
+                    first.push((*v, i));
+                    vars.push(*v);
+                    A::New
+                }
+            },
+            Term::Const(c) => A::Const(const_value(c).unwrap_or(Value::Nil)),
+            _ => A::Ignore,
+        });
+    }
+    let key_cols: Vec<(usize, usize)> =
+        spec.iter().enumerate().filter_map(|(i, a)| if let A::Col(c) = a { Some((i, *c)) } else { None }).collect();
+    let mut table: HashMap<Vec<Value>, Vec<usize>> = HashMap::default();
+    for (i, row) in rel.rows().enumerate() {
+        table.entry(key_cols.iter().map(|(_, c)| row[*c].clone()).collect()).or_default().push(i);
+    }
+    let mut out = Rel::empty(vars);
+    let mut key = Vec::new();
+    'ans: for ans in answers {
+        for (i, a) in spec.iter().enumerate() {
+            let ok = match a {
+                A::Const(v) => ans[i] == *v,
+                A::Same(j) => ans[i] == ans[*j],
+                _ => true,
+            };
+            if !ok {
+                continue 'ans;
+            }
+        }
+        key.clear();
+        key.extend(key_cols.iter().map(|(i, _)| ans[*i].clone()));
+        if let Some(rows) = table.get(&key) {
+            for &r in rows {
+                out.data.extend_from_slice(rel.row(r));
+                out.data
+                    .extend(spec.iter().enumerate().filter(|(_, a)| matches!(a, A::New)).map(|(i, _)| ans[i].clone()));
+                out.n_rows += 1;
+            }
+        }
+    }
+    out
+}
+
+fn has_nested_call(c: &Clause) -> bool {
+    match c {
+        Clause::Not { clauses, .. } => {
+            clauses.iter().any(|c| matches!(c, Clause::RuleCall { .. }) || has_nested_call(c))
+        }
+        Clause::Or { branches, .. } => {
+            branches.iter().flatten().any(|c| matches!(c, Clause::RuleCall { .. }) || has_nested_call(c))
+        }
+        _ => false,
+    }
+}
+
+fn fixpoint(eng: &mut Engine) -> Result<()> {
+    let ctx = eng.ctx;
+    loop {
+        {
+            let fix = eng.fix.as_mut().expect("fix state exists");
+            for t in &mut fix.tables {
+                t.demands_old = t.demands_cur;
+                t.demands_cur = t.demands.len();
+                t.answers_old = t.answers_cur;
+                t.answers_cur = t.answers.len();
+            }
+        }
+        let n_tables = eng.fix.as_ref().map_or(0, |f| f.tables.len());
+        for ti in 0..n_tables {
+            let (name, adornment, d_old, d_cur, source) = {
+                let t = &eng.fix.as_ref().expect("fix state exists").tables[ti];
+                (t.name, t.adornment, t.demands_old, t.demands_cur, t.source.unwrap_or(Symbol::new("$")))
+            };
+            let Some(branches) = ctx.rules.get(&name) else { continue };
+            for rule in branches {
+                let calls: Vec<&Clause> = rule.body.iter().filter(|c| matches!(c, Clause::RuleCall { .. })).collect();
+                let nested = rule.body.iter().any(has_nested_call);
+                if nested {
+                    set_modes(eng, &calls, None);
+                    eval_branch(eng, ti, rule, adornment, 0, d_cur, source)?;
+                    continue;
+                }
+                if d_cur > d_old {
+                    set_modes(eng, &calls, None);
+                    eval_branch(eng, ti, rule, adornment, d_old, d_cur, source)?;
+                }
+                if d_old > 0 {
+                    for j in 0..calls.len() {
+                        set_modes(eng, &calls, Some(j));
+                        eval_branch(eng, ti, rule, adornment, 0, d_old, source)?;
+                    }
+                }
+            }
+        }
+        let fix = eng.fix.as_mut().expect("fix state exists");
+        fix.modes.clear();
+        let changed = fix.tables.len() > n_tables
+            || fix.tables.iter().any(|t| t.demands.len() > t.demands_cur || t.answers.len() > t.answers_cur);
+        if !changed {
+            return Ok(());
+        }
+    }
+}
+
+fn set_modes(eng: &mut Engine, calls: &[&Clause], delta: Option<usize>) {
+    let fix = eng.fix.as_mut().expect("fix state exists");
+    for (i, c) in calls.iter().enumerate() {
+        let mode = match delta {
+            None => CallMode::Full,
+            Some(j) if i < j => CallMode::Old,
+            Some(j) if i == j => CallMode::Delta,
+            Some(_) => CallMode::Full,
+        };
+        fix.modes.insert(*c as *const Clause as usize, mode);
+    }
+}
+
+/// Evaluates one branch of table `ti`'s rule for its demands `lo..hi`, adding new answers.
+fn eval_branch(
+    eng: &mut Engine,
+    ti: usize,
+    rule: &Rule,
+    adornment: u64,
+    lo: usize,
+    hi: usize,
+    source: Symbol,
+) -> Result<()> {
+    // Input: head variables at bound positions (a repeated head var must agree).
+    let mut vars: Vec<Var> = Vec::new();
+    let mut cols: Vec<Option<usize>> = Vec::new(); // demand index -> column, None when repeated
+    let mut checks: Vec<(usize, usize)> = Vec::new();
+    let mut k = 0;
+    for (i, v) in rule.head.iter().enumerate() {
+        if adornment & (1 << i) != 0 {
+            if let Some(c) = vars.iter().position(|x| x == v) {
+                checks.push((k, c));
+                cols.push(None);
+            } else {
+                vars.push(*v);
+                cols.push(Some(vars.len() - 1));
+            }
+            k += 1;
+        }
+    }
+    let mut input = Rel::empty(vars.clone());
+    {
+        let table = &eng.fix.as_ref().expect("fix state exists").tables[ti];
+        'demand: for d in &table.demands[lo..hi] {
+            for (k, c) in &checks {
+                let first = cols.iter().position(|x| *x == Some(*c)).unwrap_or(0);
+                if d[*k] != d[first] {
+                    continue 'demand;
+                }
+            }
+            for (k, c) in cols.iter().enumerate() {
+                if c.is_some() {
+                    input.data.push(d[k].clone());
+                }
+            }
+            input.n_rows += 1;
+        }
+    }
+    if input.n_rows == 0 {
+        return Ok(());
+    }
+    let res = eval_where(eng, &rule.body, input, source)?;
+    let mut head_cols = Vec::new();
+    for v in &rule.head {
+        head_cols.push(res.col(*v).ok_or_else(|| {
+            qerr(QueryError::Binding(format!(
+                "Insufficient bindings: {v} of rule {} is not bound by its body",
+                rule.name
+            )))
+        })?);
+    }
+    let table = &mut eng.fix.as_mut().expect("fix state exists").tables[ti];
+    for row in res.rows() {
+        let ans: Vec<Value> = head_cols.iter().map(|c| row[*c].clone()).collect();
+        if !table.answer_set.contains(&ans) {
+            table.answer_set.insert(ans.clone());
+            table.answers.push(ans);
+        }
+    }
+    Ok(())
+}
+
+/// Right-linear recursion, `(r x.. y..) :- body, (r x'.. y..)`, where the free head
+/// variables `y` pass unchanged to the one recursive call and appear nowhere else: the answers
+/// for a demand are the base answers of every demand reachable from it through the bodies. So
+/// the closure of demands is computed once (a semi-naive frontier), then the base branches run
+/// once over it, instead of tabling answers per reachable demand (quadratic for reachability).
+/// `None` when the rule does not have this shape.
+fn right_linear(
+    eng: &mut Engine,
+    name: Symbol,
+    adornment: u64,
+    bound_src: &[Result<usize, Value>],
+    rel: &Rel,
+    args: &[Term],
+    source: Symbol,
+) -> Result<Option<Rel>> {
+    let ctx = eng.ctx;
+    let Some(branches) = ctx.rules.get(&name) else { return Ok(None) };
+    let arity = branches[0].head.len();
+    let bound_pos: Vec<usize> = (0..arity).filter(|i| adornment & (1 << i) != 0).collect();
+    let free_pos: Vec<usize> = (0..arity).filter(|i| adornment & (1 << i) == 0).collect();
+    if bound_pos.is_empty() || free_pos.is_empty() {
+        return Ok(None);
+    }
+    // (body without the call, the call's args at bound positions) per recursive branch.
+    let mut recursive: Vec<(Vec<Clause>, Vec<Term>, &Rule)> = Vec::new();
+    let mut base: Vec<&Rule> = Vec::new();
+    for rule in branches {
+        let mut seen = HashSet::default();
+        if !rule.head.iter().all(|v| seen.insert(*v)) || rule.body.iter().any(has_nested_call) {
+            return Ok(None);
+        }
+        let calls: Vec<usize> =
+            (0..rule.body.len()).filter(|i| matches!(rule.body[*i], Clause::RuleCall { .. })).collect();
+        match calls.as_slice() {
+            [] => base.push(rule),
+            [i] => {
+                let Clause::RuleCall { name: callee, args: call_args, source: call_src, .. } = &rule.body[*i] else {
+                    return Ok(None);
+                };
+                if *callee != name || call_args.len() != arity || call_src.as_str() != "$" {
+                    return Ok(None);
+                }
+                let rest: Vec<Clause> =
+                    rule.body.iter().enumerate().filter(|(j, _)| j != i).map(|(_, c)| c.clone()).collect();
+                let mut rest_vars = std::collections::BTreeSet::new();
+                rest.iter().for_each(|c| c.vars(&mut rest_vars));
+                for &p in &free_pos {
+                    let y = rule.head[p];
+                    if call_args[p] != Term::Var(y) || rest_vars.contains(&y) {
+                        return Ok(None);
+                    }
+                    if bound_pos.iter().any(|b| call_args[*b] == Term::Var(y)) {
+                        return Ok(None);
+                    }
+                }
+                let bound_args: Vec<Term> = bound_pos.iter().map(|b| call_args[*b].clone()).collect();
+                if bound_args.iter().any(|t| !matches!(t, Term::Var(_) | Term::Const(_))) {
+                    return Ok(None);
+                }
+                recursive.push((rest, bound_args, rule));
+            }
+            _ => return Ok(None),
+        }
+    }
+    if recursive.is_empty() || base.is_empty() {
+        return Ok(None);
+    }
+    let mut roots: Vec<Vec<Value>> = Vec::new();
+    let mut root_set: HashSet<Vec<Value>> = HashSet::default();
+    for row in rel.rows() {
+        let d: Vec<Value> = bound_src
+            .iter()
+            .map(|s| match s {
+                Ok(c) => row[*c].clone(),
+                Err(v) => v.clone(),
+            })
+            .collect();
+        if root_set.insert(d.clone()) {
+            roots.push(d);
+        }
+    }
+    if roots.len() > 64 {
+        return Ok(None);
+    }
+    let demand_rel = |rule: &Rule, demands: &[Vec<Value>]| {
+        let vars: Vec<Var> = bound_pos.iter().map(|p| rule.head[*p]).collect();
+        let mut r = Rel::empty(vars);
+        for d in demands {
+            r.push_row(d);
+        }
+        r
+    };
+    let mut answers: Vec<Vec<Value>> = Vec::new();
+    for root in roots {
+        let mut visited: HashSet<Vec<Value>> = HashSet::default();
+        visited.insert(root.clone());
+        let mut all = vec![root.clone()];
+        let mut frontier = vec![root.clone()];
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for (rest, bound_args, rule) in &recursive {
+                let res = eval_where(eng, rest, demand_rel(rule, &frontier), source)?;
+                let mut getters = Vec::new();
+                for t in bound_args {
+                    getters.push(match t {
+                        Term::Var(v) => match res.col(*v) {
+                            Some(c) => Ok(c),
+                            None if res.n_rows == 0 => continue,
+                            None => return Ok(None),
+                        },
+                        Term::Const(c) => Err(const_value(c).unwrap_or(Value::Nil)),
+                        _ => return Ok(None),
+                    });
+                }
+                if getters.len() != bound_args.len() {
+                    continue;
+                }
+                for row in res.rows() {
+                    let d: Vec<Value> = getters
+                        .iter()
+                        .map(|g| match g {
+                            Ok(c) => row[*c].clone(),
+                            Err(v) => v.clone(),
+                        })
+                        .collect();
+                    if visited.insert(d.clone()) {
+                        all.push(d.clone());
+                        next.push(d);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        let mut free_seen: HashSet<Vec<Value>> = HashSet::default();
+        for rule in &base {
+            let res = eval_where(eng, &rule.body, demand_rel(rule, &all), source)?;
+            let mut cols = Vec::new();
+            for p in &free_pos {
+                cols.push(res.col(rule.head[*p]).ok_or_else(|| {
+                    qerr(QueryError::Binding(format!(
+                        "Insufficient bindings: {} of rule {name} is not bound by its body",
+                        rule.head[*p]
+                    )))
+                })?);
+            }
+            for row in res.rows() {
+                let free: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
+                if free_seen.insert(free.clone()) {
+                    let mut ans = vec![Value::Nil; arity];
+                    for (k, p) in bound_pos.iter().enumerate() {
+                        ans[*p] = root[k].clone();
+                    }
+                    for (k, p) in free_pos.iter().enumerate() {
+                        ans[*p] = free[k].clone();
+                    }
+                    answers.push(ans);
+                }
+            }
+        }
+    }
+    Ok(Some(join_answers(rel, args, &answers)))
+}

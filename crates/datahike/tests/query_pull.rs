@@ -1,0 +1,25 @@
+//! Pull expressions in `:find`, as Datahike runs them: one pull per result row.
+
+use datahike::{edn::read_str, Config, Edn, QueryInput};
+
+#[test]
+fn pull_in_find_returns_maps() {
+    let config = Config::parse("{:store {:backend :memory :id \"query-pull\"} :schema-flexibility :read}").unwrap();
+    let _ = datahike::delete_database(&config);
+    datahike::create_database(&config).unwrap();
+    let conn = datahike::connect(&config).unwrap();
+    conn.transact(&read_str(r#"[{:db/id 10 :name "Judea" :age 30} {:db/id 11 :name "Ivan" :age 5}]"#).unwrap())
+        .unwrap();
+    let db = conn.db();
+    let q = read_str(r#"[:find (pull ?e [*]) . :in $ ?name :where [?e :name ?name]]"#).unwrap();
+    let r = datahike::q(&q, &[QueryInput::from(db.clone()), QueryInput::from(Edn::str("Judea"))]).unwrap();
+    assert_eq!(r.to_string(), r#"{:db/id 10, :age 30, :name "Judea"}"#);
+    // A pattern passed as an input, and a collection find spec.
+    let q = read_str(r#"[:find [(pull ?e pattern) ...] :in $ pattern :where [?e :age ?a] [(> ?a 1)]]"#).unwrap();
+    let r = datahike::q(&q, &[QueryInput::from(db.clone()), QueryInput::from(read_str("[:name]").unwrap())]).unwrap();
+    let Edn::Vector(maps) = r else { panic!("expected a vector, got {r}") };
+    let mut names: Vec<String> = maps.iter().map(|m| m.to_string()).collect();
+    names.sort();
+    assert_eq!(names, vec![r#"{:name "Ivan"}"#, r#"{:name "Judea"}"#]);
+    datahike::delete_database(&config).unwrap();
+}

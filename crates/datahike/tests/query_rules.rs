@@ -1,0 +1,66 @@
+//! Rules: non-recursive, recursive over cycles, mutually recursive, constants and required
+//! variables in calls, rules given as a string, rule calls inside `or` and `not`.
+
+mod common;
+
+use common::{edn, read_db, transact};
+use datahike::{q, Edn, QueryInput};
+
+fn run(db: &datahike::Db, query: &str, rules: &str, extra: &[&str]) -> Edn {
+    let mut inputs = vec![QueryInput::Db(db.clone()), QueryInput::Edn(edn(rules))];
+    inputs.extend(extra.iter().map(|x| QueryInput::Edn(edn(x))));
+    q(&edn(query), &inputs).unwrap_or_else(|e| panic!("{e}: {query}"))
+}
+
+const GRAPH: &str = "[[:db/add 1 :edge 2] [:db/add 2 :edge 3] [:db/add 3 :edge 1] [:db/add 3 :edge 4]
+                      [:db/add 5 :edge 6] [:db/add 1 :color :red] [:db/add 4 :color :blue]]";
+const PATH: &str = "[[(path ?a ?b) [?a :edge ?b]] [(path ?a ?b) [?a :edge ?x] (path ?x ?b)]]";
+
+#[test]
+fn recursive_rules() {
+    let conn = read_db();
+    transact(&conn, "[{:db/ident :edge :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]");
+    transact(&conn, GRAPH);
+    let db = conn.db();
+    let all = run(&db, "[:find ?a ?b :in $ % :where (path ?a ?b)]", PATH, &[]);
+    assert_eq!(all.as_seq().map(<[Edn]>::len), Some(13), "{all}");
+    assert_eq!(run(&db, "[:find ?b :in $ % :where (path 1 ?b)]", PATH, &[]), edn("#{[1] [2] [3] [4]}"));
+    assert_eq!(run(&db, "[:find ?a :in $ % :where (path ?a 4)]", PATH, &[]), edn("#{[1] [2] [3]}"));
+    assert_eq!(run(&db, "[:find ?a :in $ % :where (path ?a ?a)]", PATH, &[]), edn("#{[1] [2] [3]}"));
+    assert_eq!(run(&db, "[:find ?b :in $ % ?s :where (path ?s ?b)]", PATH, &["5"]), edn("#{[6]}"));
+    // Left recursion gives the same answers.
+    let left = "[[(path ?a ?b) [?a :edge ?b]] [(path ?a ?b) (path ?a ?x) [?x :edge ?b]]]";
+    assert_eq!(run(&db, "[:find ?b :in $ % :where (path 1 ?b)]", left, &[]), edn("#{[1] [2] [3] [4]}"));
+    // Rules as a string, with a join after the call.
+    let got = run(&db, "[:find ?c :in $ % :where (path 2 ?b) [?b :color ?c]]", &format!("{PATH:?}"), &[]);
+    assert_eq!(got, edn("#{[:red] [:blue]}"));
+    // Mutual recursion: even and odd path lengths from 1.
+    let parity = "[[(even ?a ?b) [?a :edge ?x] (odd ?x ?b)]
+                   [(odd ?a ?b) [?a :edge ?b]]
+                   [(odd ?a ?b) [?a :edge ?x] (even ?x ?b)]]";
+    assert_eq!(run(&db, "[:find ?b :in $ % :where (even 1 ?b)]", parity, &[]), edn("#{[1] [2] [3] [4]}"));
+    assert_eq!(run(&db, "[:find ?b :in $ % :where (odd 5 ?b)]", parity, &[]), edn("#{[6]}"));
+    // Rule calls inside or / not.
+    let got = run(&db, "[:find ?n :in $ % :where [?n :color _] (not (path 4 ?n))]", PATH, &[]);
+    assert_eq!(got, edn("#{[1] [4]}"));
+    let got = run(&db, "[:find ?b :in $ % :where (or (path 5 ?b) [?b :color :blue])]", PATH, &[]);
+    assert_eq!(got, edn("#{[6] [4]}"));
+    // Required variables.
+    let req = "[[(next [?a] ?b) [?a :edge ?b]]]";
+    assert_eq!(run(&db, "[:find ?b :in $ % :where (next 3 ?b)]", req, &[]), edn("#{[1] [4]}"));
+    let err =
+        q(&edn("[:find ?b :in $ % :where (next ?a ?b)]"), &[QueryInput::Db(db.clone()), QueryInput::Edn(edn(req))])
+            .unwrap_err();
+    assert!(err.to_string().contains("Insufficient bindings"), "{err}");
+    // Bad rules.
+    let err = q(
+        &edn("[:find ?b :in $ % :where (path 1 ?b)]"),
+        &[QueryInput::Db(db.clone()), QueryInput::Edn(edn("[[path]]"))],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Cannot parse rule"), "{err}");
+    let err = q(&edn("[:find ?b :in $ % :where (path 1 ?b 2)]"), &[QueryInput::Db(db), QueryInput::Edn(edn(PATH))])
+        .unwrap_err();
+    assert!(err.to_string().contains("takes 2 arguments"), "{err}");
+    conn.release().unwrap();
+}
