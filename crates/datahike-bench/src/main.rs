@@ -10,7 +10,7 @@
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
 //! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
 
-use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword};
+use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
 
 /// The allocator matters for a database that builds many small immutable nodes; mimalloc is
 /// what a Rust application embedding the library would typically pick.
@@ -90,6 +90,23 @@ const SCHEMA: &str = r#"[{:db/ident :name :db/valueType :db.type/string :db/card
  {:db/ident :salary :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
  {:db/ident :email :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
  {:db/ident :follows :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]"#;
+
+const RULES_HOPS: &str = "[[(hop1 ?x ?y) [?x :follows ?y]]
+ [(hop2 ?x ?y) (hop1 ?x ?y)] [(hop2 ?x ?y) [?x :follows ?t] (hop1 ?t ?y)]
+ [(hop3 ?x ?y) (hop2 ?x ?y)] [(hop3 ?x ?y) [?x :follows ?t] (hop2 ?t ?y)]
+ [(hop4 ?x ?y) (hop3 ?x ?y)] [(hop4 ?x ?y) [?x :follows ?t] (hop3 ?t ?y)]]";
+const RULES_DEPTH: &str = "[[(reach ?x ?y ?d) [?x :follows ?y]]
+ [(reach ?x ?y ?d) [(> ?d 1)] [(dec ?d) ?d2] [?x :follows ?t] (reach ?t ?y ?d2)]]";
+const RULES_REACH: &str = "[[(follows ?x ?y) [?x :follows ?y]]
+ [(follows ?x ?y) [?x :follows ?t] (follows ?t ?y)]]";
+
+/// The integer in a result cell, 0 for anything else (WORKLOAD.md "sum of ints").
+fn int_of(x: &Edn) -> i64 {
+    match x {
+        Edn::Int(i) => *i,
+        _ => 0,
+    }
+}
 
 const ATTRS: [&str; 7] = ["name", "last-name", "sex", "age", "salary", "email", "follows"];
 
@@ -311,6 +328,90 @@ fn main() {
             });
         }
         let db = conn.db();
+        // Queries (WORKLOAD.md section 5), parsed once outside the timed region, as the
+        // peers cache parsed queries.
+        let start = b.params.get_kw("rule-start").cloned().expect("rule-start");
+        let queries: Vec<(&str, &str, Vec<QueryInput>)> = vec![
+            ("q1", r#"[:find ?e :where [?e :name "Ivan"]]"#, vec![]),
+            ("q2", r#"[:find ?e ?a :where [?e :name "Ivan"] [?e :age ?a]]"#, vec![]),
+            ("q3", r#"[:find ?e ?a :where [?e :name "Ivan"] [?e :age ?a] [?e :sex :male]]"#, vec![]),
+            (
+                "q4",
+                r#"[:find ?e ?l ?a :where [?e :name "Ivan"] [?e :last-name ?l] [?e :age ?a] [?e :sex :male]]"#,
+                vec![],
+            ),
+            ("qpred", "[:find ?e ?s :where [?e :salary ?s] [(> ?s 50000)]]", vec![]),
+            (
+                "qpred-join",
+                r#"[:find ?e ?f :where [?e :name "Ivan"] [?e :age ?a] [(> ?a 18)] [?e :follows ?f] [?f :sex :female]]"#,
+                vec![],
+            ),
+            ("qagg", "[:find ?a (count ?e) (max ?s) (avg ?s) :where [?e :age ?a] [?e :salary ?s]]", vec![]),
+            (
+                "rule-hops",
+                "[:find ?y :in $ % ?start :where (hop4 ?start ?y)]",
+                vec![QueryInput::from(edn::read_str(RULES_HOPS).expect("rules")), QueryInput::from(start.clone())],
+            ),
+            (
+                "rule-depth",
+                "[:find ?y :in $ % ?start ?depth :where (reach ?start ?y ?depth)]",
+                vec![
+                    QueryInput::from(edn::read_str(RULES_DEPTH).expect("rules")),
+                    QueryInput::from(start.clone()),
+                    QueryInput::from(Edn::Int(4)),
+                ],
+            ),
+            (
+                "rule-reach",
+                "[:find ?y :in $ % ?start :where (follows ?start ?y)]",
+                vec![QueryInput::from(edn::read_str(RULES_REACH).expect("rules")), QueryInput::from(start.clone())],
+            ),
+        ];
+        for (name, text, extra) in queries {
+            if !b.wanted(name) {
+                continue;
+            }
+            let query = edn::read_str(text).expect("query");
+            let mut inputs = vec![QueryInput::from(db.clone())];
+            inputs.extend(extra);
+            b.bench(&peer, name, false, false, |_, _| {
+                let result = datahike::q(&query, &inputs).expect("query");
+                let rows = match &result {
+                    Edn::Set(rows) | Edn::Vector(rows) => rows.clone(),
+                    _ => Vec::new(),
+                };
+                let check: i64 = if name == "qagg" {
+                    // ?a + count + max per row; the float avg is skipped.
+                    rows.iter().map(|r| r.as_seq().map_or(0, |c| c.iter().take(3).map(int_of).sum::<i64>())).sum()
+                } else {
+                    rows.iter().map(|r| r.as_seq().map_or(0, |c| c.iter().map(int_of).sum::<i64>())).sum()
+                };
+                (rows.len() as i64, Some(check))
+            });
+        }
+        if b.wanted("pull-wildcard") || b.wanted("pull-nested") {
+            let eids = b.params.get_kw("pull-eids").cloned().expect("pull-eids");
+            for (name, pattern) in [("pull-wildcard", "[*]"), ("pull-nested", "[:name {:follows [:name]}]")] {
+                if !b.wanted(name) {
+                    continue;
+                }
+                let pattern = edn::read_str(pattern).expect("pattern");
+                b.bench(&peer, name, false, false, |_, _| {
+                    let maps = datahike::pull_many(&db, &pattern, &eids).expect("pull-many");
+                    let maps = maps.as_seq().map(<[Edn]>::to_vec).unwrap_or_default();
+                    let follows = Edn::kw("follows");
+                    let check: i64 = maps
+                        .iter()
+                        .map(|m| match m.get(&follows) {
+                            Some(Edn::Vector(fs)) if name == "pull-wildcard" => fs.len() as i64,
+                            Some(Edn::Vector(fs)) => fs.iter().filter(|f| f.get_kw("name").is_some()).count() as i64,
+                            _ => 0,
+                        })
+                        .sum();
+                    (maps.len() as i64, Some(check))
+                });
+            }
+        }
         if b.wanted("lookup-email") {
             let emails: Vec<Edn> =
                 b.params.get_kw("lookup-emails").and_then(Edn::as_seq).expect("lookup-emails").to_vec();
