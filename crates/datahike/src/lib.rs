@@ -22,7 +22,7 @@
 //! conn.release().unwrap();
 //! ```
 //!
-//! Datalog queries run with [`q`] (see [`query`]); pull and entities come next. This crate is
+//! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities. This crate is
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod config;
