@@ -7,7 +7,7 @@
 //! node that is not durable. Opening a database reads the head and replays the log after it.
 
 use crate::config::{Config, StoreConfig};
-use crate::datom::{Datom, TX0};
+use crate::datom::TX0;
 use crate::db::{now_millis, Db, DbInner, Indices};
 use crate::edn::{pr_str, read_str, Edn, Keyword};
 use crate::error::{Error, Result};
@@ -810,6 +810,3 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _unused(_: &Datom) {}

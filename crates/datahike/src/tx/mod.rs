@@ -15,7 +15,7 @@ use crate::datom::{Datom, DatomKey, IndexOrder, TX0};
 use crate::db::Db;
 use crate::edn::{Edn, Keyword};
 use crate::error::{Error, Result, TxError};
-use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique, ValueType};
+use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique};
 use crate::value::{Eid, Value};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -1342,6 +1342,3 @@ fn old_prop(a: &Attribute, k: Keyword) -> Option<Edn> {
         _ => return None,
     })
 }
-
-#[allow(dead_code)]
-fn _uses(_: ValueType) {}
