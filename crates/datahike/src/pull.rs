@@ -144,14 +144,15 @@ fn parse_limit(x: &Edn) -> Option<Option<usize>> {
     }
 }
 
+/// The legacy three-element forms `(word attr arg)`: the attribute and the argument, or `None`
+/// when `x` is not such a form.
+fn legacy_expr<'a>(x: &'a Edn, word: &str) -> Option<(&'a Edn, &'a Edn)> {
+    let [w, attr, arg] = x.as_seq().filter(|_| is_sequential(x)).and_then(|s| <&[Edn; 3]>::try_from(s).ok())?;
+    is_word(w, word).then_some((attr, arg))
+}
+
 fn limit_expr(x: &Edn) -> Result<Option<AttrSpec>> {
-    let Some([word, attr, n]) = x.as_seq().filter(|_| is_sequential(x)).and_then(|s| <&[Edn; 3]>::try_from(s).ok())
-    else {
-        return Ok(None);
-    };
-    if !is_word(word, "limit") {
-        return Ok(None);
-    }
+    let Some((attr, n)) = legacy_expr(x, "limit") else { return Ok(None) };
     match (parse_attr_name(attr), parse_limit(n)) {
         (Some(mut spec), Some(limit)) => {
             spec.opts.limit = limit;
@@ -162,13 +163,7 @@ fn limit_expr(x: &Edn) -> Result<Option<AttrSpec>> {
 }
 
 fn default_expr(x: &Edn) -> Result<Option<AttrSpec>> {
-    let Some([word, attr, value]) = x.as_seq().filter(|_| is_sequential(x)).and_then(|s| <&[Edn; 3]>::try_from(s).ok())
-    else {
-        return Ok(None);
-    };
-    if !is_word(word, "default") {
-        return Ok(None);
-    }
+    let Some((attr, value)) = legacy_expr(x, "default") else { return Ok(None) };
     match parse_attr_name(attr) {
         Some(mut spec) => {
             spec.opts.default = Some(value.clone());

@@ -155,6 +155,24 @@ impl Iter {
     }
 }
 
+impl Iter {
+    /// After positioning on a leaf: `None` to go on, or the iterator's last item (end of the
+    /// range, or the error that ends it).
+    fn finish_unless_moved(&mut self, moved: IndexResult<bool>) -> Option<Option<IndexResult<Datom>>> {
+        match moved {
+            Ok(true) => None,
+            Ok(false) => {
+                self.done = true;
+                Some(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Some(Err(e)))
+            }
+        }
+    }
+}
+
 impl Iterator for Iter {
     type Item = IndexResult<Datom>;
 
@@ -165,17 +183,11 @@ impl Iterator for Iter {
             }
             if !self.started {
                 self.started = true;
-                match self.start() {
-                    Ok(true) => continue,
-                    Ok(false) => {
-                        self.done = true;
-                        return None;
-                    }
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
+                let moved = self.start();
+                if let Some(end) = self.finish_unless_moved(moved) {
+                    return end;
                 }
+                continue;
             }
             if let Some(leaf) = &self.leaf {
                 if self.rev {
@@ -197,16 +209,9 @@ impl Iterator for Iter {
                     return None;
                 }
             }
-            match self.step_leaf() {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.done = true;
-                    return None;
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
+            let moved = self.step_leaf();
+            if let Some(end) = self.finish_unless_moved(moved) {
+                return end;
             }
         }
     }
