@@ -172,14 +172,31 @@ fn two_handles_appending_in_turn_keep_one_ordered_log() {
     assert_eq!(reader.log_read("db", 0).unwrap(), expected(1..=30));
 }
 
+/// The length of a segment's frames: the bytes before the zeros written ahead of them.
+fn written_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1)
+}
+
 /// Writes records 1..=3 and returns the segment and the offset where record 3 starts.
 fn three_records(store: &FileStore, path: &Path) -> (PathBuf, usize) {
     for seq in 1..=3 {
         store.log_append("db", seq, &payload(seq)).unwrap();
     }
     let segment = segments(path, "db").pop().unwrap();
-    let len = fs::read(&segment).unwrap().len();
+    let len = written_len(&fs::read(&segment).unwrap());
+    assert_eq!(len, (1..=3).map(|seq| 16 + payload(seq).len()).sum::<usize>());
     (segment, len - (16 + payload(3).len()))
+}
+
+#[test]
+fn appends_overwrite_zeros_written_ahead() {
+    let (_dir, path, store) = new_store();
+    let (segment, _) = three_records(&store, &path);
+    let size = fs::metadata(&segment).unwrap().len();
+    assert!(size > written_len(&fs::read(&segment).unwrap()) as u64 + 4096, "no space written ahead");
+    store.log_append("db", 4, &payload(4)).unwrap();
+    assert_eq!(fs::metadata(&segment).unwrap().len(), size, "an append into the zeros keeps the file size");
+    assert_eq!(FileStore::open(&path).unwrap().log_read("db", 0).unwrap(), expected(1..=4));
 }
 
 #[test]
@@ -188,14 +205,20 @@ fn a_torn_last_record_is_ignored_and_cut_off_by_the_next_append() {
     let (segment, third_start) = three_records(&store, &path);
     drop(store);
     let original = fs::read(&segment).unwrap();
-    for cut in third_start..original.len() {
-        fs::write(&segment, &original[..cut]).unwrap();
-        let store = FileStore::open(&path).unwrap();
-        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=2), "cut at {cut}");
-        store.log_append("db", 3, &payload(3)).unwrap();
-        store.log_append("db", 4, &payload(4)).unwrap();
-        assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=4), "cut at {cut}");
-        assert_eq!(FileStore::open(&path).unwrap().log_read("db", 1).unwrap(), expected(2..=4));
+    let written = written_len(&original);
+    for cut in third_start..written {
+        // Torn at the end of the file, and torn inside the zeros written ahead.
+        let mut zero_tail = original.clone();
+        zero_tail[cut..].fill(0);
+        for torn in [&original[..cut], &zero_tail[..]] {
+            fs::write(&segment, torn).unwrap();
+            let store = FileStore::open(&path).unwrap();
+            assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=2), "cut at {cut}");
+            store.log_append("db", 3, &payload(3)).unwrap();
+            store.log_append("db", 4, &payload(4)).unwrap();
+            assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=4), "cut at {cut}");
+            assert_eq!(FileStore::open(&path).unwrap().log_read("db", 1).unwrap(), expected(2..=4));
+        }
     }
 }
 
@@ -209,7 +232,7 @@ fn a_torn_first_record_of_a_new_segment_is_dropped_with_the_segment() {
     drop(store);
     let last = segments(&path, "db").pop().unwrap();
     let original = fs::read(&last).unwrap();
-    for cut in 0..original.len() {
+    for cut in 0..written_len(&original) {
         fs::write(&last, &original[..cut]).unwrap();
         let store = FileStore::open(&path).unwrap().with_segment_bytes_max(1);
         assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=2), "cut at {cut}");
@@ -231,7 +254,8 @@ fn a_garbage_tail_is_ignored() {
         // This handle's appender sees the file changed under it and rescans.
         store.log_append("db", 4, &payload(4)).unwrap();
         assert_eq!(store.log_read("db", 0).unwrap(), expected(1..=4));
-        assert_eq!(fs::read(&segment).unwrap().len(), bytes.len() - garbage.len() + 16 + payload(4).len());
+        let frames_len = (1..=4).map(|seq| 16 + payload(seq).len()).sum::<usize>();
+        assert_eq!(written_len(&fs::read(&segment).unwrap()), frames_len, "the garbage is cut off");
     }
 }
 
@@ -266,7 +290,7 @@ fn a_damaged_sealed_segment_is_corruption() {
     }
     let first = segments(&path, "db").remove(0);
     let bytes = fs::read(&first).unwrap();
-    fs::write(&first, &bytes[..bytes.len() - 1]).unwrap();
+    fs::write(&first, &bytes[..written_len(&bytes) - 1]).unwrap();
     let err = store.log_read("db", 0).unwrap_err();
     assert!(matches!(&err, StoreError::Corrupt { key, .. } if key.contains("00000000000000000001.seg")), "{err}");
     // Reading past the damaged segment does not need it.

@@ -20,10 +20,11 @@
 //! Crash argument: a key's file is only ever replaced by renaming a fully written and fsync'd
 //! temporary file over it, and the directory is fsync'd before the write returns, so after a
 //! crash a key holds its old bytes, its new bytes or nothing. A log segment only grows by
-//! appending a frame `[u32 length][u32 crc32 of seq and payload][u64 seq][payload]` (little
-//! endian) followed by one `fdatasync`; a crash can leave only the frame being appended torn,
-//! at the end of the last segment. Readers ignore such a tail, and the next appender cuts it
-//! off before appending. A bad frame followed by a good one cannot come from a crash and is
+//! writing a frame `[u32 length][u32 crc32 of seq and payload][u64 seq][payload]` (little
+//! endian) right after the last one, followed by one `fdatasync`; a crash can leave only the
+//! frame being written torn, at the end of the last segment. Frames are written into zeros
+//! written ahead of them (see [`ZERO_AHEAD_BYTES`]), so zeros after the last frame end a
+//! segment cleanly. Readers ignore a torn tail, and the next appender cuts it off first. A bad frame followed by a good one cannot come from a crash and is
 //! reported as corruption. After any failed write the handle refuses further writes
 //! ([`StoreError::Poisoned`]): after a failed fsync the kernel may have dropped the dirty pages,
 //! so the state on the medium is unknown until the store is reopened and re-read.
@@ -39,6 +40,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -55,6 +57,10 @@ const LOG_DIR: &str = "log";
 const SEGMENT_SUFFIX: &str = ".seg";
 /// Bytes of a log frame before its payload: length, crc32, sequence number.
 const FRAME_HEADER_BYTES: usize = 16;
+/// Zero bytes written after a frame that extends a segment, so that the next frames overwrite
+/// allocated space: an `fdatasync` that need not record a new file size skips the file
+/// system's journal commit, and runs about twice as fast as one after an append.
+const ZERO_AHEAD_BYTES: usize = 256 << 10;
 /// Files staged at once by `put_batch`, to stay far below the open-file limit.
 const FILES_PER_CHUNK: usize = 256;
 
@@ -89,13 +95,16 @@ struct Appender {
     last_seq: Option<u64>,
 }
 
-/// The last segment of a log, opened for appending.
+/// The last segment of a log, opened for writing.
 struct ActiveSegment {
     file: File,
     path: PathBuf,
-    /// Its length as this handle left it; a different length on disk means another handle
-    /// appended since, and the appender must be reloaded.
+    /// Where its frames end as this handle left it: the next frame goes here.
     len: u64,
+    /// Its file size as this handle left it: `len` plus the zeroed space written ahead. A
+    /// different size on disk, or a frame at `len`, means another handle appended since and
+    /// the appender must be reloaded.
+    size: u64,
 }
 
 /// One decoded log frame: its sequence number and where its payload lies in the segment.
@@ -309,8 +318,9 @@ fn decode_frame(bytes: &[u8], offset: usize) -> Option<Frame> {
 
 /// The frames of a segment and the length of its valid prefix.
 ///
-/// A bad frame that no good frame follows is a torn tail when `is_last` (a crash while
-/// appending it) and ends the segment; anything else is corruption.
+/// Zero bytes after the last frame are space written ahead for the next frames and end the
+/// segment cleanly. A bad frame that no good frame follows is a torn tail when `is_last` (a
+/// crash while appending it) and ends the segment; anything else is corruption.
 fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Frame>, usize)> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut offset = 0;
@@ -322,7 +332,8 @@ fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Fr
                 frames.push(frame);
             }
             _ => {
-                if is_last && !good_frame_after(bytes, offset, last_seq) {
+                let written_end = written_end(bytes);
+                if written_end <= offset || (is_last && !good_frame_after(bytes, offset, written_end, last_seq)) {
                     break;
                 }
                 return Err(StoreError::Corrupt {
@@ -335,12 +346,16 @@ fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Fr
     Ok((frames, offset))
 }
 
-/// Whether a good frame, later than `last_seq`, starts anywhere after `offset`: then the bad
-/// frame at `offset` is not the torn end of the log.
-fn good_frame_after(bytes: &[u8], offset: usize, last_seq: Option<u64>) -> bool {
-    let candidates = offset + 1..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1);
-    candidates
-        .into_iter()
+/// The length of `bytes` without its trailing zero bytes.
+fn written_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1)
+}
+
+/// Whether a good frame, later than `last_seq`, starts after `offset` and before
+/// `written_end`: then the bad frame at `offset` is not the torn end of the log. (A good
+/// frame's header is never all zeros, as the checksum of a zero sequence number is not zero.)
+fn good_frame_after(bytes: &[u8], offset: usize, written_end: usize, last_seq: Option<u64>) -> bool {
+    (offset + 1..written_end)
         .any(|start| decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last)))
 }
 
@@ -540,21 +555,25 @@ impl FileStore {
         while let Some((_, path)) = segments.pop() {
             let bytes = fs::read(&path).map_err(io_error(&path))?;
             let (frames, valid_len) = scan_segment(&bytes, &path, true)?;
-            let file = OpenOptions::new().append(true).open(&path).map_err(io_error(&path))?;
-            let valid_len = u64::try_from(valid_len).unwrap_or(u64::MAX);
+            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_error(&path))?;
             if frames.is_empty() {
                 drop(file);
                 fs::remove_file(&path).map_err(io_error(&path))?;
                 sync_dir(dir)?;
                 continue;
             }
-            if valid_len < u64::try_from(bytes.len()).unwrap_or(u64::MAX) {
-                file.set_len(valid_len).and_then(|()| file.sync_all()).map_err(io_error(&path))?;
-            }
+            // Zeros after the frames are kept as space to write into; a torn frame is cut off.
+            let size = if written_end(&bytes) > valid_len {
+                let len = to_u64(valid_len);
+                file.set_len(len).and_then(|()| file.sync_all()).map_err(io_error(&path))?;
+                len
+            } else {
+                to_u64(bytes.len())
+            };
             let last_seq = frames.last().map(|f| f.seq);
             return Ok(Appender {
                 dir: dir.to_path_buf(),
-                active: Some(ActiveSegment { file, path, len: valid_len }),
+                active: Some(ActiveSegment { file, path, len: to_u64(valid_len), size }),
                 last_seq,
             });
         }
@@ -564,43 +583,70 @@ impl FileStore {
 
 impl Appender {
     /// Whether another handle has changed the log since this one last appended: the active
-    /// segment's length differs from ours, or it is full and someone has already started the
-    /// next one. (Nobody starts a segment after one that is not full, so a non-full active
-    /// segment of unchanged length is still the last.)
+    /// segment's size differs from ours, a frame starts where ours end, or the segment is full
+    /// and someone has already started the next one. (Nobody starts a segment after one that
+    /// is not full, so a non-full active segment we left unchanged is still the last.)
     fn is_stale(&self, segment_bytes_max: u64) -> StoreResult<bool> {
         let Some(active) = &self.active else {
             return Ok(true);
         };
-        let len = active.file.metadata().map_err(io_error(&active.path))?.len();
-        if len != active.len {
+        let size = active.file.metadata().map_err(io_error(&active.path))?.len();
+        if size != active.size {
             return Ok(true);
         }
-        if len < segment_bytes_max {
+        if active.len < size {
+            // A frame header is never all zeros (see `good_frame_after`).
+            let mut header = [0u8; FRAME_HEADER_BYTES];
+            let header_len = usize::try_from(size - active.len).unwrap_or(FRAME_HEADER_BYTES).min(FRAME_HEADER_BYTES);
+            let header = &mut header[..header_len];
+            active.file.read_exact_at(header, active.len).map_err(io_error(&active.path))?;
+            if header.iter().any(|&b| b != 0) {
+                return Ok(true);
+            }
+        }
+        if active.len < segment_bytes_max {
             return Ok(false);
         }
         let segments = list_segments(&self.dir)?;
         Ok(segments.last().is_none_or(|(_, last)| *last != active.path))
     }
 
-    /// Appends one frame, starting a new segment first when there is none or the active one
+    /// Writes one frame, starting a new segment first when there is none or the active one
     /// is full; one `fdatasync` of the segment (plus one of the directory for a new segment).
+    ///
+    /// A frame that fits into the zeros written ahead overwrites them; one that does not
+    /// extends the file, followed by [`ZERO_AHEAD_BYTES`] of zeros for the next frames.
     fn append(&mut self, seq: u64, frame: &[u8], segment_bytes_max: u64) -> StoreResult<()> {
         let full = self.active.as_ref().is_none_or(|active| active.len >= segment_bytes_max);
         if full {
             let path = self.dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"));
-            let file = OpenOptions::new().append(true).create_new(true).open(&path).map_err(io_error(&path))?;
+            let file =
+                OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_error(&path))?;
             sync_dir(&self.dir)?;
-            self.active = Some(ActiveSegment { file, path, len: 0 });
+            self.active = Some(ActiveSegment { file, path, len: 0, size: 0 });
         }
         let Some(active) = self.active.as_mut() else {
             return Err(StoreError::Invalid("log appender has no active segment".to_owned()));
         };
-        let mut file = &active.file;
-        file.write_all(frame).and_then(|()| file.sync_data()).map_err(io_error(&active.path))?;
-        active.len += u64::try_from(frame.len()).unwrap_or(u64::MAX);
+        let end = active.len + to_u64(frame.len());
+        let (write, size) = if end <= active.size {
+            (active.file.write_all_at(frame, active.len), active.size)
+        } else {
+            let mut extended = Vec::with_capacity(frame.len() + ZERO_AHEAD_BYTES);
+            extended.extend_from_slice(frame);
+            extended.resize(frame.len() + ZERO_AHEAD_BYTES, 0);
+            (active.file.write_all_at(&extended, active.len), end + to_u64(ZERO_AHEAD_BYTES))
+        };
+        write.and_then(|()| active.file.sync_data()).map_err(io_error(&active.path))?;
+        active.size = size;
+        active.len = end;
         self.last_seq = Some(seq);
         Ok(())
     }
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 impl std::fmt::Debug for FileStore {
