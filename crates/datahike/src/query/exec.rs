@@ -10,7 +10,9 @@ use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
 use super::rel::Rel;
 use super::rules::{self, FixState};
+use super::stats::Recorder;
 use super::QueryError;
+use crate::datom::IndexOrder;
 use crate::datom::{Datom, DatomKey};
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
@@ -18,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::value::Value;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 /// A data source: a database, or a plain collection of tuples.
 pub(crate) enum Source {
@@ -45,11 +48,13 @@ pub(crate) struct Engine<'c> {
     pub fix: Option<FixState>,
     /// Per pattern (by address): (datoms matching its constants, datoms of its attribute).
     counts: HashMap<usize, (u64, u64)>,
+    /// Per-clause statistics, when the caller asked for them (`query-stats`, `explain`).
+    pub stats: Option<Recorder>,
 }
 
 impl<'c> Engine<'c> {
     pub fn new(ctx: &'c Ctx) -> Engine<'c> {
-        Engine { ctx, fix: None, counts: HashMap::default() }
+        Engine { ctx, fix: None, counts: HashMap::default(), stats: None }
     }
 }
 
@@ -78,7 +83,19 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
         }
         let idx = pick(eng, &pending, &rel)?;
         let clause = pending.remove(idx);
+        if eng.stats.is_none() {
+            rel = apply(eng, clause, rel, src)?;
+            continue;
+        }
+        let rows_in = rel.n_rows;
+        let started = Instant::now();
+        if let Some(stats) = eng.stats.as_mut() {
+            stats.enter();
+        }
         rel = apply(eng, clause, rel, src)?;
+        if let Some(stats) = eng.stats.as_mut() {
+            stats.leave(clause, rows_in, rel.n_rows, started.elapsed());
+        }
     }
     Ok(rel)
 }
@@ -204,8 +221,19 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> Result<Rel
         Clause::Pattern { source, terms } => {
             let source = if source.as_str() == "$" { src } else { *source };
             match eng.ctx.source(source)? {
-                Source::Db(db) => pattern_db(db, rel, terms),
-                Source::Coll(tuples) => pattern_coll(tuples, rel, terms, clause),
+                Source::Db(db) => {
+                    let (rel, access) = pattern_db(db, rel, terms)?;
+                    if let Some(stats) = eng.stats.as_mut() {
+                        stats.access(access.describe());
+                    }
+                    Ok(rel)
+                }
+                Source::Coll(tuples) => {
+                    if let Some(stats) = eng.stats.as_mut() {
+                        stats.access(format!("SCAN collection {source} ({} tuples)", tuples.len()));
+                    }
+                    pattern_coll(tuples, rel, terms, clause)
+                }
             }
         }
         Clause::Pred { func, args, form } => apply_pred(eng, rel, *func, args, form, src),
@@ -708,10 +736,42 @@ fn prefix_len(k: &DatomKey) -> usize {
     k.e.is_some() as usize + k.a.is_some() as usize + k.v.is_some() as usize + k.tx.is_some() as usize
 }
 
-fn pattern_db(db: &Db, rel: Rel, terms: &[Term]) -> Result<Rel> {
+/// How a data pattern read its database.
+struct Access {
+    strategy: &'static str,
+    order: IndexOrder,
+    prefix: DatomKey,
+}
+
+impl Access {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(e) = self.prefix.e {
+            parts.push(e.to_string());
+        }
+        if let Some(a) = self.prefix.a {
+            parts.push(a.to_string());
+        }
+        if let Some(v) = &self.prefix.v {
+            parts.push(v.to_edn().to_string());
+        }
+        if let Some(tx) = self.prefix.tx {
+            parts.push(tx.to_string());
+        }
+        let order = format!("{:?}", self.order).to_lowercase();
+        format!("{} :{order} [{}]", self.strategy, parts.join(" "))
+    }
+}
+
+fn pattern_db(db: &Db, rel: Rel, terms: &[Term]) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
-        return Ok(Rel::empty(out_vars));
+        let access = Access {
+            strategy: "NONE (a constant names nothing)",
+            order: IndexOrder::Eavt,
+            prefix: DatomKey::default(),
+        };
+        return Ok((Rel::empty(out_vars), access));
     };
     let plan = PatternPlan { slots, consts, out_vars };
     let key = key_of(&plan.consts);
@@ -734,16 +794,18 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term]) -> Result<Rel> {
                 _ => {}
             }
         }
-        let (_, probe_prefix) = choose_index(db.schema(), &probe_key);
+        let (probe_order, probe_prefix) = choose_index(db.schema(), &probe_key);
         if prefix_len(&probe_prefix) > prefix_len(&prefix) {
             let scan = db.index(order).count_range(&prefix, &prefix)?;
             if (rel.n_rows as u64).saturating_mul(16) < scan {
-                return lookup_join(db, &plan, &rel, &key, &bound, norm);
+                let access = Access { strategy: "LOOKUP per row", order: probe_order, prefix: key.clone() };
+                return Ok((lookup_join(db, &plan, &rel, &key, &bound, norm)?, access));
             }
         }
     }
+    let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
     let items = db.index(order).range(&prefix, &prefix).map(|r| r.map_err(Error::from));
-    plan.hash_join(&rel, items, norm)
+    Ok((plan.hash_join(&rel, items, norm)?, Access { strategy, order, prefix }))
 }
 
 fn lookup_join(

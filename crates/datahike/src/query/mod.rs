@@ -17,8 +17,9 @@
 //! # conn.release().unwrap();
 //! ```
 //!
-//! Not yet here: `pull` in `:find` (an error says so), custom functions and aggregates,
-//! `query-stats`/`explain`, the history and as-of views.
+//! [`query_stats`] and [`explain`] run a query and report the plan it ran with.
+//!
+//! Not yet here: custom functions and aggregates, the history and as-of views.
 
 mod aggregates;
 mod builtins;
@@ -27,6 +28,9 @@ pub mod parser;
 mod plan;
 mod rel;
 mod rules;
+mod stats;
+
+pub use stats::ClauseStat;
 
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
@@ -109,6 +113,35 @@ fn qerr(e: QueryError) -> Error {
 /// Runs a query (vector form, map form, a string of either, or an arg map
 /// `{:query q :offset n :limit m}`) against `inputs`, returning Datahike's result shape.
 pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
+    run(&parse_arg(query)?, inputs)
+}
+
+/// Runs a query as [`q`] does and reports how it ran (Datahike's `query-stats`):
+/// `{:ret <result> :query <query> :stats [{:clause .. :type .. :access .. :rows-in .. :rows-out
+/// .. :t <ms> :branches [..]} ..]}`, one entry per clause in the order the planner chose.
+pub fn query_stats(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
+    let parsed = parse_arg(query)?;
+    let (ret, stats) = execute(&parsed, inputs, true)?;
+    let kw = |k: &str| Edn::Keyword(Keyword::new(k));
+    Ok(Edn::Map(vec![
+        (kw("ret"), ret),
+        (kw("query"), query.clone()),
+        (kw("stats"), Edn::Vector(stats.iter().map(ClauseStat::to_edn).collect())),
+    ]))
+}
+
+/// Runs a query and describes the plan it ran with, as text: each clause in evaluation order
+/// with the index and strategy of each data pattern, rows in and out, and time.
+pub fn explain(query: &Edn, inputs: &[QueryInput]) -> Result<String> {
+    let parsed = parse_arg(query)?;
+    let started = std::time::Instant::now();
+    let (_, stats) = execute(&parsed, inputs, true)?;
+    let find = Edn::Vector(parsed.find.elements().iter().map(FindElem::form).collect());
+    Ok(stats::explain_text(&find, &stats, started.elapsed()))
+}
+
+/// The query of an arg map `{:query q :offset n :limit m}`, or the query itself, parsed.
+fn parse_arg(query: &Edn) -> Result<Query> {
     let (query_form, offset, limit) = match query {
         Edn::Map(_) if query.get_kw("query").is_some() => {
             let n = |k: &str| match query.get_kw(k) {
@@ -129,11 +162,16 @@ pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
     if limit.is_some() {
         parsed.limit = limit;
     }
-    run(&parsed, inputs)
+    Ok(parsed)
 }
 
 /// Runs a parsed query.
 pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
+    execute(query, inputs, false).map(|(ret, _)| ret)
+}
+
+/// Runs a parsed query, with per-clause statistics when `record`.
+fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, Vec<ClauseStat>)> {
     if inputs.len() != query.inputs.len() {
         return Err(qerr(QueryError::Inputs(format!(
             "Wrong number of inputs: :in has {} bindings ({}), {} given",
@@ -202,8 +240,12 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
     }
     let default_src = Symbol::new("$");
     let mut eng = Engine::new(&ctx);
+    if record {
+        eng.stats = Some(stats::Recorder::new());
+    }
     let rel = eval_where(&mut eng, &query.clauses, rel, default_src)?;
-    shape(query, &rel, &pulls)
+    let stats = eng.stats.take().map(stats::Recorder::finish).unwrap_or_default();
+    Ok((shape(query, &rel, &pulls)?, stats))
 }
 
 fn in_form(b: &InBinding) -> String {

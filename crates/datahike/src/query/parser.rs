@@ -84,6 +84,28 @@ impl FindElem {
             FindElem::Var(v) | FindElem::Aggregate { var: v, .. } | FindElem::Pull { var: v, .. } => *v,
         }
     }
+
+    /// The element as written.
+    pub fn form(&self) -> Edn {
+        match self {
+            FindElem::Var(v) => Edn::Symbol(*v),
+            FindElem::Aggregate { name, args, var } => {
+                let mut items = vec![Edn::Symbol(*name)];
+                items.extend(args.iter().cloned());
+                items.push(Edn::Symbol(*var));
+                Edn::List(items)
+            }
+            FindElem::Pull { source, var, pattern } => {
+                let mut items = vec![Edn::Symbol(Symbol::new("pull"))];
+                if source.as_str() != "$" {
+                    items.push(Edn::Symbol(*source));
+                }
+                items.push(Edn::Symbol(*var));
+                items.push(pattern.clone());
+                Edn::List(items)
+            }
+        }
+    }
 }
 
 /// `:keys`, `:strs` or `:syms` with their names.

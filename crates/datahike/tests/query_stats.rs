@@ -1,0 +1,113 @@
+//! `query_stats` and `explain`: the clauses in the order the planner ran them, the index and
+//! strategy of each data pattern, the rows before and after each clause, nested clauses of
+//! `not`, `or` and rules; the result equals `q`'s.
+
+mod common;
+
+use common::{edn, transact, write_db};
+use datahike::query::{explain, query_stats};
+use datahike::{q, Conn, Edn, QueryInput};
+
+const SCHEMA: &str = r#"[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
+ {:db/ident :age :db/valueType :db.type/long :db/cardinality :db.cardinality/one}
+ {:db/ident :friend :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]"#;
+
+fn people() -> Conn {
+    let conn = write_db(SCHEMA);
+    let mut tx = String::from("[");
+    for i in 1..=200 {
+        let name = if i % 20 == 0 { "Ivan" } else { "Other" };
+        let friend = if i > 1 { format!(":friend [{}]", i - 1) } else { String::new() };
+        tx.push_str(&format!("{{:db/id {i} :name {name:?} :age {} {friend}}}", i % 50));
+    }
+    tx.push(']');
+    transact(&conn, &tx);
+    conn
+}
+
+fn stats_of(result: &Edn) -> Vec<Edn> {
+    result.get_kw("stats").and_then(Edn::as_seq).expect(":stats vector").to_vec()
+}
+
+fn int(m: &Edn, k: &str) -> i64 {
+    match m.get_kw(k) {
+        Some(Edn::Int(n)) => *n,
+        other => panic!("{k} should be an integer in {m}, got {other:?}"),
+    }
+}
+
+fn string(m: &Edn, k: &str) -> String {
+    match m.get_kw(k) {
+        Some(Edn::Str(s)) => s.to_string(),
+        other => panic!("{k} should be a string in {m}, got {other:?}"),
+    }
+}
+
+#[test]
+fn stats_follow_the_chosen_order_with_rows_and_access() {
+    let conn = people();
+    // Written with the unselective clause first: the planner starts from the name instead.
+    let query = edn(r#"[:find ?e ?a :where [?e :age ?a] [?e :name "Ivan"] [(> ?a 10)]]"#);
+    let inputs = [QueryInput::Db(conn.db())];
+    let result = query_stats(&query, &inputs).unwrap();
+    assert_eq!(result.get_kw("ret"), Some(&q(&query, &inputs).unwrap()));
+    assert_eq!(result.get_kw("query"), Some(&query));
+    let stats = stats_of(&result);
+    assert_eq!(stats.len(), 3, "{result}");
+    assert_eq!(stats[0].get_kw("clause"), Some(&edn(r#"[?e :name "Ivan"]"#)));
+    assert_eq!(stats[0].get_kw("type"), Some(&edn(":pattern")));
+    assert_eq!(string(&stats[0], "access"), r#"SCAN :avet [:name "Ivan"]"#);
+    assert_eq!((int(&stats[0], "rows-in"), int(&stats[0], "rows-out")), (1, 10));
+    assert_eq!(stats[1].get_kw("clause"), Some(&edn("[?e :age ?a]")));
+    assert!(string(&stats[1], "access").starts_with("LOOKUP per row :eavt"), "{}", stats[1]);
+    assert_eq!((int(&stats[1], "rows-in"), int(&stats[1], "rows-out")), (10, 10));
+    assert_eq!(stats[2].get_kw("type"), Some(&edn(":predicate")));
+    // Ivans are 20, 40, ..., 200: ages 20, 40, 10, 30, 0, 20, 40, 10, 30, 0; > 10 keeps six.
+    assert_eq!((int(&stats[2], "rows-in"), int(&stats[2], "rows-out")), (10, 6));
+    assert!(matches!(stats[2].get_kw("t"), Some(Edn::Float(t)) if *t >= 0.0));
+}
+
+#[test]
+fn nested_clauses_are_reported_as_branches() {
+    let conn = people();
+    let query = edn(
+        r#"[:find ?e :in $ % :where [?e :name "Ivan"] (not [?e :age 0]) (or [?e :age 20] [?e :age 40]) (near ?e ?f)]"#,
+    );
+    let rules = edn("[[(near ?a ?b) [?a :friend ?b]]]");
+    let inputs = [QueryInput::Db(conn.db()), QueryInput::Edn(rules)];
+    let result = query_stats(&query, &inputs).unwrap();
+    assert_eq!(result.get_kw("ret"), Some(&q(&query, &inputs).unwrap()));
+    let stats = stats_of(&result);
+    let of_type = |t: &str| stats.iter().find(|s| s.get_kw("type") == Some(&edn(t))).cloned().expect(t);
+    for t in [":not", ":or", ":rule"] {
+        let stat = of_type(t);
+        let branches = stat.get_kw("branches").and_then(Edn::as_seq).unwrap_or_else(|| panic!("{t} has branches"));
+        assert!(!branches.is_empty(), "{stat}");
+    }
+    let or = of_type(":or");
+    assert_eq!(or.get_kw("branches").and_then(Edn::as_seq).map(<[Edn]>::len), Some(2), "{or}");
+}
+
+#[test]
+fn explain_prints_the_plan() {
+    let conn = people();
+    let query = edn(r#"[:find ?e (count ?f) :where [?e :name "Ivan"] [?e :friend ?f]]"#);
+    let text = explain(&query, &[QueryInput::Db(conn.db())]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "=== Query Plan ===");
+    assert_eq!(lines[1], "find: [?e (count ?f)]");
+    assert!(lines[2].starts_with(r#"1. SCAN :avet [:name "Ivan"]  [?e :name "Ivan"]  rows 1 -> 10"#), "{text}");
+    assert!(lines[3].starts_with("2. "), "{text}");
+    assert!(lines[3].contains("[?e :friend ?f]") && lines[3].contains("rows 10 -> 10"), "{text}");
+    assert!(lines[4].starts_with("total: "), "{text}");
+}
+
+#[test]
+fn errors_are_the_query_errors() {
+    let conn = people();
+    let inputs = [QueryInput::Db(conn.db())];
+    let err = query_stats(&edn("[:find ?x :where [(> ?x 1)]]"), &inputs).unwrap_err();
+    assert_eq!(err.code(), "query/binding", "{err}");
+    let err = explain(&edn("[:find ?x :where [?x :name] :bogus]"), &inputs).unwrap_err();
+    assert_eq!(err.code(), "query/syntax", "{err}");
+}
