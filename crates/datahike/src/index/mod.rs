@@ -85,6 +85,17 @@ pub trait DatomIndex: Send + Sync + std::fmt::Debug {
     /// prefix ([`IndexOrder::cmp_prefix`]), so `range(k, k)` is every datom with prefix `k`.
     fn range(&self, lo: &DatomKey, hi: &DatomKey) -> DatomIter<'_>;
 
+    /// Calls `f` on the datoms of [`DatomIndex::range`] in order, by reference, until it
+    /// returns `false`: a scan that clones nothing (the query engine's inner loop).
+    fn visit(&self, lo: &DatomKey, hi: &DatomKey, f: &mut dyn FnMut(&Datom) -> bool) -> IndexResult<()> {
+        for d in self.range(lo, hi) {
+            if !f(&d?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The same datoms as [`DatomIndex::range`], in descending order.
     fn range_rev(&self, lo: &DatomKey, hi: &DatomKey) -> DatomIter<'_>;
 

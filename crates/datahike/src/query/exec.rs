@@ -8,7 +8,7 @@
 use super::builtins::{self, Arg, FnError};
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
-use super::rel::Rel;
+use super::rel::{Groups, Rel};
 use super::rules::{self, FixState};
 use super::stats::Recorder;
 use super::QueryError;
@@ -18,8 +18,11 @@ use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
 use crate::error::{Error, Result};
 use crate::value::Value;
+use rustc_hash::FxHasher;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 /// A data source: a database, or a plain collection of tuples.
@@ -516,23 +519,47 @@ enum Slot {
     Same(usize),
 }
 
+/// The components of a datom or a tuple by position (`e a v tx added`).
 trait Components {
+    /// The component as an owned value, for output.
     fn comp(&self, pos: usize) -> Value;
+    /// The component, borrowed where it is stored as a `Value`.
+    fn comp_cow(&self, pos: usize) -> Cow<'_, Value>;
+    /// Whether the component equals `v`, without building a value.
+    fn comp_eq(&self, pos: usize, v: &Value) -> bool;
 }
 impl Components for Datom {
     fn comp(&self, pos: usize) -> Value {
+        self.comp_cow(pos).into_owned()
+    }
+    fn comp_cow(&self, pos: usize) -> Cow<'_, Value> {
         match pos {
-            0 => Value::Long(self.e),
-            1 => Value::Keyword(self.a),
-            2 => self.v.clone(),
-            3 => Value::Long(self.tx()),
-            _ => Value::Boolean(self.added()),
+            0 => Cow::Owned(Value::Long(self.e)),
+            1 => Cow::Owned(Value::Keyword(self.a)),
+            2 => Cow::Borrowed(&self.v),
+            3 => Cow::Owned(Value::Long(self.tx())),
+            _ => Cow::Owned(Value::Boolean(self.added())),
+        }
+    }
+    fn comp_eq(&self, pos: usize, v: &Value) -> bool {
+        match pos {
+            0 => matches!(v, Value::Long(e) if *e == self.e),
+            1 => matches!(v, Value::Keyword(a) if *a == self.a),
+            2 => self.v == *v,
+            3 => matches!(v, Value::Long(tx) if *tx == self.tx()),
+            _ => matches!(v, Value::Boolean(added) if *added == self.added()),
         }
     }
 }
 impl Components for Vec<Value> {
     fn comp(&self, pos: usize) -> Value {
         self.get(pos).cloned().unwrap_or(Value::Nil)
+    }
+    fn comp_cow(&self, pos: usize) -> Cow<'_, Value> {
+        self.get(pos).map_or(Cow::Owned(Value::Nil), Cow::Borrowed)
+    }
+    fn comp_eq(&self, pos: usize, v: &Value) -> bool {
+        self.get(pos).unwrap_or(&Value::Nil) == v
     }
 }
 
@@ -570,9 +597,9 @@ impl PatternPlan {
     fn matches<T: Components>(&self, d: &T, row: Option<&[Value]>) -> bool {
         for (pos, s) in self.slots.iter().enumerate() {
             let ok = match s {
-                Slot::Const => self.consts[pos].as_ref().is_some_and(|c| *c == d.comp(pos)),
-                Slot::Same(p) => d.comp(*p) == d.comp(pos),
-                Slot::Bound(c) => row.is_none_or(|r| r[*c] == d.comp(pos)),
+                Slot::Const => self.consts[pos].as_ref().is_some_and(|c| d.comp_eq(pos, c)),
+                Slot::Same(p) => d.comp_eq(pos, &d.comp_cow(*p)),
+                Slot::Bound(c) => row.is_none_or(|r| d.comp_eq(pos, &r[*c])),
                 _ => true,
             };
             if !ok {
@@ -600,60 +627,86 @@ impl PatternPlan {
             .collect()
     }
 
-    /// Joins `items` (each checked against the constants) with `rel` through a hash table on
-    /// the bound positions; a product when nothing is bound.
+    /// Joins the items `scan` visits (each checked against the constants) with `rel` through
+    /// a hash table on the bound positions; a product when nothing is bound.
     fn hash_join<T: Components>(
         &self,
         rel: &Rel,
-        items: impl Iterator<Item = Result<T>>,
+        scan: impl FnOnce(&mut dyn FnMut(&T) -> bool) -> Result<()>,
         norm: impl Fn(usize, &Value) -> Option<Value>,
     ) -> Result<Rel> {
         let mut out = Rel::empty(self.out_vars.clone());
         let bound = self.bound();
         if bound.is_empty() {
-            let mut found = Vec::new();
-            for d in items {
-                let d = d?;
-                if self.matches(&d, None) {
-                    found.push(d);
-                }
+            if rel.n_rows == 1 {
+                let row = rel.row(0);
+                scan(&mut |d| {
+                    if self.matches(d, None) {
+                        self.emit(d, row, &mut out);
+                    }
+                    true
+                })?;
+                return Ok(out);
             }
+            let mut found: Vec<Vec<Value>> = Vec::new();
+            let free: Vec<usize> =
+                self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
+            scan(&mut |d| {
+                if self.matches(d, None) {
+                    found.push(free.iter().map(|p| d.comp(*p)).collect());
+                }
+                true
+            })?;
             for row in rel.rows() {
-                for d in &found {
-                    self.emit(d, row, &mut out);
+                for f in &found {
+                    out.data.extend_from_slice(row);
+                    out.data.extend_from_slice(f);
+                    out.n_rows += 1;
                 }
             }
             return Ok(out);
         }
-        let key_of_row = |row: &[Value]| -> Option<Value> {
-            if bound.len() == 1 {
-                norm(bound[0].0, &row[bound[0].1])
-            } else {
-                Some(Value::Tuple(bound.iter().map(|(p, c)| norm(*p, &row[*c])).collect::<Option<Vec<_>>>()?.into()))
-            }
-        };
-        let mut table: HashMap<Value, Vec<u32>> = HashMap::default();
-        for (i, row) in rel.rows().enumerate() {
-            if let Some(k) = key_of_row(row) {
-                table.entry(k).or_default().push(i as u32);
-            }
-        }
-        for d in items {
-            let d = d?;
-            if !self.matches(&d, None) {
-                continue;
-            }
-            let key = if bound.len() == 1 {
-                d.comp(bound[0].0)
-            } else {
-                Value::Tuple(bound.iter().map(|(p, _)| d.comp(*p)).collect::<Vec<_>>().into())
-            };
-            if let Some(rows) = table.get(&key) {
-                for &i in rows {
-                    self.emit(&d, rel.row(i as usize), &mut out);
+        let mut groups = Groups::new(bound.len(), rel.n_rows);
+        let mut key: Vec<Value> = Vec::with_capacity(bound.len());
+        let mut filed = 0;
+        'rows: for row in rel.rows() {
+            key.clear();
+            for (p, c) in &bound {
+                match norm(*p, &row[*c]) {
+                    Some(v) => key.push(v),
+                    None => continue 'rows,
                 }
             }
+            // Rows that name nothing are skipped; the rest are numbered densely.
+            groups.add(key.drain(..), filed);
+            filed += 1;
         }
+        let mut row_of: Vec<u32> = Vec::new();
+        if filed != rel.n_rows {
+            row_of = rel
+                .rows()
+                .enumerate()
+                .filter(|(_, row)| bound.iter().all(|(p, c)| norm(*p, &row[*c]).is_some()))
+                .map(|(i, _)| i as u32)
+                .collect();
+        }
+        scan(&mut |d| {
+            if !self.matches(d, None) {
+                return true;
+            }
+            let mut h = FxHasher::default();
+            for (p, _) in &bound {
+                d.comp_cow(*p).hash(&mut h);
+            }
+            let found = groups.keys.find(h.finish(), |key| bound.iter().zip(key).all(|((p, _), v)| d.comp_eq(*p, v)));
+            if let Some(k) = found {
+                for i in groups.rows_of(k) {
+                    let i = if row_of.is_empty() { i } else { row_of[i] as usize };
+                    self.emit(d, rel.row(i), &mut out);
+                }
+            }
+            true
+        })?;
         Ok(out)
     }
 }
@@ -804,8 +857,9 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term]) -> Result<(Rel, Access)> {
         }
     }
     let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
-    let items = db.index(order).range(&prefix, &prefix).map(|r| r.map_err(Error::from));
-    Ok((plan.hash_join(&rel, items, norm)?, Access { strategy, order, prefix }))
+    let index = db.index(order);
+    let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&prefix, &prefix, f).map_err(Error::from);
+    Ok((plan.hash_join(&rel, scan, norm)?, Access { strategy, order, prefix }))
 }
 
 fn lookup_join(
@@ -830,12 +884,12 @@ fn lookup_join(
             }
         }
         let (order, prefix) = choose_index(db.schema(), &k);
-        for d in db.index(order).range(&prefix, &prefix) {
-            let d = d?;
-            if plan.matches(&d, None) && matches_key(&d, &k) {
-                plan.emit(&d, row, &mut out);
+        db.index(order).visit(&prefix, &prefix, &mut |d| {
+            if plan.matches(d, None) && matches_key(d, &k) {
+                plan.emit(d, row, &mut out);
             }
-        }
+            true
+        })?;
     }
     Ok(out)
 }
@@ -859,8 +913,15 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
         });
     }
     let plan = PatternPlan { slots, consts, out_vars };
-    let items = tuples.iter().filter(|t| t.len() >= terms.len()).map(|t| Ok(t.clone()));
-    plan.hash_join(&rel, items, |_, v| Some(v.clone()))
+    let scan = |f: &mut dyn FnMut(&Vec<Value>) -> bool| {
+        for t in tuples.iter().filter(|t| t.len() >= terms.len()) {
+            if !f(t) {
+                break;
+            }
+        }
+        Ok(())
+    };
+    plan.hash_join(&rel, scan, |_, v| Some(v.clone()))
 }
 
 /// Estimated rows after joining pattern `c` to `rel`.

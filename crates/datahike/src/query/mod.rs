@@ -38,8 +38,8 @@ use crate::error::{Error, Result};
 use crate::value::Value;
 use exec::{const_value, eval_where, Ctx, Engine, Source};
 use parser::{Binding, FindElem, FindSpec, InBinding, Query, ReturnMaps};
-use rel::Rel;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rel::{Groups, Rel, RowSet};
+use rustc_hash::FxHashMap as HashMap;
 
 /// A query that cannot be run. Each message names the clause or element at fault.
 #[derive(Debug, thiserror::Error)]
@@ -378,27 +378,21 @@ fn shape(query: &Query, rel: &Rel, pulls: &[Option<(Db, crate::pull::PullPattern
         })?);
     }
     // Distinct tuples over the find and :with variables.
-    let mut seen: HashSet<Vec<Value>> = HashSet::default();
-    let mut tuples: Vec<Vec<Value>> = Vec::new();
+    let mut tuples = RowSet::with_capacity(cols.len(), rel.n_rows);
     for row in rel.rows() {
-        let t: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
-        if !seen.contains(&t) {
-            seen.insert(t.clone());
-            tuples.push(t);
-        }
+        tuples.insert(cols.iter().map(|c| row[*c].clone()));
     }
-    drop(seen);
     let n_find = elems.len();
     let has_aggs = elems.iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
     let with = !query.with.is_empty();
     let rows: Vec<Vec<Edn>> = if has_aggs {
-        aggregate(elems, tuples)?
+        aggregate(elems, &tuples)?
     } else {
         let mut rows = Vec::with_capacity(tuples.len());
-        for t in tuples {
+        for t in 0..tuples.len() {
             let mut row = Vec::with_capacity(n_find);
-            for (i, v) in t.into_iter().take(n_find).enumerate() {
-                row.push(match (pulls.get(i).and_then(Option::as_ref), &v) {
+            for (i, v) in tuples.row(t).iter().take(n_find).enumerate() {
+                row.push(match (pulls.get(i).and_then(Option::as_ref), v) {
                     (Some((db, pattern)), Value::Long(e)) => crate::pull::pull_eid(db, pattern, *e)?,
                     _ => v.to_edn(),
                 });
@@ -455,33 +449,31 @@ fn return_map(rm: &ReturnMaps, row: Vec<Edn>) -> Edn {
     Edn::Map(names.iter().map(key).zip(row).collect())
 }
 
-fn aggregate(elems: &[FindElem], tuples: Vec<Vec<Value>>) -> Result<Vec<Vec<Edn>>> {
+fn aggregate(elems: &[FindElem], tuples: &RowSet) -> Result<Vec<Vec<Edn>>> {
     let group_cols: Vec<usize> =
         (0..elems.len()).filter(|i| !matches!(elems[*i], FindElem::Aggregate { .. })).collect();
-    let mut groups: HashMap<Vec<Value>, usize> = HashMap::default();
-    let mut grouped: Vec<Vec<Vec<Value>>> = Vec::new();
-    for t in tuples {
-        let key: Vec<Value> = group_cols.iter().map(|c| t[*c].clone()).collect();
-        let g = *groups.entry(key).or_insert_with(|| {
-            grouped.push(Vec::new());
-            grouped.len() - 1
-        });
-        grouped[g].push(t);
+    let mut groups = Groups::new(group_cols.len(), tuples.len());
+    for t in 0..tuples.len() {
+        let row = tuples.row(t);
+        groups.add(group_cols.iter().map(|c| row[*c].clone()), t);
     }
-    if grouped.is_empty() && group_cols.is_empty() {
+    if groups.keys.len() == 0 && group_cols.is_empty() {
         // Datahike returns no rows for an aggregate over nothing.
         return Ok(Vec::new());
     }
-    let mut out = Vec::with_capacity(grouped.len());
-    for tuples in grouped {
+    let mut out = Vec::with_capacity(groups.keys.len());
+    for k in 0..groups.keys.len() {
+        // Tuples in the order they were found.
+        let mut members: Vec<usize> = groups.rows_of(k).collect();
+        members.reverse();
         let mut row = Vec::with_capacity(elems.len());
         for (i, e) in elems.iter().enumerate() {
             row.push(match e {
                 FindElem::Aggregate { name, args, .. } => {
-                    let vals: Vec<Value> = tuples.iter().map(|t| t[i].clone()).collect();
+                    let vals: Vec<Value> = members.iter().map(|t| tuples.row(*t)[i].clone()).collect();
                     aggregates::aggregate(*name, args, vals).map_err(qerr)?
                 }
-                _ => tuples[0][i].to_edn(),
+                _ => tuples.row(members[0])[i].to_edn(),
             });
         }
         out.push(row);

@@ -3,7 +3,106 @@
 
 use super::parser::Var;
 use crate::value::Value;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
+use std::hash::{Hash, Hasher};
+
+/// The hash of a sequence of values, as [`RowSet`] hashes its rows.
+pub(crate) fn hash_values<'a>(values: impl IntoIterator<Item = &'a Value>) -> u64 {
+    let mut h = FxHasher::default();
+    for v in values {
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Distinct rows of one width, stored flat and numbered in insertion order: deduplication,
+/// grouping and hash-join keys without an allocation per row.
+#[derive(Debug)]
+pub(crate) struct RowSet {
+    width: usize,
+    data: Vec<Value>,
+    table: HashTable<u32>,
+}
+
+impl RowSet {
+    pub fn with_capacity(width: usize, rows: usize) -> RowSet {
+        RowSet { width, data: Vec::with_capacity(width * rows), table: HashTable::with_capacity(rows) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn row(&self, i: usize) -> &[Value] {
+        &self.data[i * self.width..(i + 1) * self.width]
+    }
+
+    /// The number of the row made of `values` (exactly `width` of them), added if new, and
+    /// whether it was added.
+    pub fn insert(&mut self, values: impl IntoIterator<Item = Value>) -> (usize, bool) {
+        let start = self.data.len();
+        self.data.extend(values);
+        debug_assert_eq!(self.data.len() - start, self.width, "row of the wrong width");
+        let hash = hash_values(&self.data[start..]);
+        let (width, data) = (self.width, &self.data);
+        let candidate = &data[start..];
+        if let Some(&i) = self.table.find(hash, |&i| &data[i as usize * width..(i as usize + 1) * width] == candidate) {
+            self.data.truncate(start);
+            return (i as usize, false);
+        }
+        let n = self.table.len() as u32;
+        let rows = &self.data;
+        self.table.insert_unique(hash, n, |&i| hash_values(&rows[i as usize * width..(i as usize + 1) * width]));
+        (n as usize, true)
+    }
+
+    /// The number of the row equal to the values `eq` accepts, whose hash is `hash` (from
+    /// [`hash_values`]).
+    pub fn find(&self, hash: u64, eq: impl Fn(&[Value]) -> bool) -> Option<usize> {
+        let width = self.width;
+        self.table.find(hash, |&i| eq(&self.data[i as usize * width..(i as usize + 1) * width])).map(|&i| i as usize)
+    }
+}
+
+/// Rows grouped under distinct keys: the row numbers of each key, chained in a flat vector.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    pub keys: RowSet,
+    head: Vec<u32>,
+    next: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Groups {
+    pub fn new(width: usize, rows: usize) -> Groups {
+        Groups { keys: RowSet::with_capacity(width, rows), head: Vec::new(), next: Vec::with_capacity(rows) }
+    }
+
+    /// Files row `row` (numbered from 0 up, in order) under `key`.
+    pub fn add(&mut self, key: impl IntoIterator<Item = Value>, row: usize) {
+        let (k, added) = self.keys.insert(key);
+        if added {
+            self.head.push(NONE);
+        }
+        debug_assert_eq!(self.next.len(), row, "rows are added in order");
+        self.next.push(self.head[k]);
+        self.head[k] = row as u32;
+    }
+
+    /// The rows filed under key number `k`, most recent first.
+    pub fn rows_of(&self, k: usize) -> impl Iterator<Item = usize> + '_ {
+        let mut at = self.head.get(k).copied().unwrap_or(NONE);
+        std::iter::from_fn(move || {
+            (at != NONE).then(|| {
+                let row = at as usize;
+                at = self.next[row];
+                row
+            })
+        })
+    }
+}
 
 /// A bag of rows over `vars`, stored row-major in `data`.
 #[derive(Clone, Debug, Default)]
@@ -53,16 +152,11 @@ impl Rel {
     /// The distinct rows over `vars` (each must be a column).
     pub fn project_distinct(&self, vars: &[Var]) -> Rel {
         let cols: Vec<usize> = vars.iter().map(|v| self.col(*v).expect("projected var is a column")).collect();
-        let mut seen: HashSet<Vec<Value>> = HashSet::default();
-        let mut out = Rel::empty(vars.to_vec());
+        let mut set = RowSet::with_capacity(cols.len(), self.n_rows);
         for row in self.rows() {
-            let key: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
-            if !seen.contains(&key) {
-                out.push_row(&key);
-                seen.insert(key);
-            }
+            set.insert(cols.iter().map(|c| row[*c].clone()));
         }
-        out
+        Rel { vars: vars.to_vec(), n_rows: set.len(), data: set.data }
     }
 
     /// Removes duplicate rows.
@@ -88,22 +182,21 @@ impl Rel {
         let mut vars = probe.vars.clone();
         vars.extend(extra.iter().map(|c| build.vars[*c]));
         let mut out = Rel::empty(vars);
-        let mut table: HashMap<Vec<Value>, Vec<usize>> = HashMap::default();
+        let mut groups = Groups::new(build_cols.len(), build.n_rows);
         for i in 0..build.n_rows {
             let row = build.row(i);
-            table.entry(build_cols.iter().map(|c| row[*c].clone()).collect()).or_default().push(i);
+            groups.add(build_cols.iter().map(|c| row[*c].clone()), i);
         }
-        let mut key = Vec::with_capacity(probe_cols.len());
         for row in probe.rows() {
-            key.clear();
-            key.extend(probe_cols.iter().map(|c| row[*c].clone()));
-            if let Some(matches) = table.get(&key) {
-                for &i in matches {
-                    let b = build.row(i);
-                    out.data.extend_from_slice(row);
-                    out.data.extend(extra.iter().map(|c| b[*c].clone()));
-                    out.n_rows += 1;
-                }
+            let hash = hash_values(probe_cols.iter().map(|c| &row[*c]));
+            let Some(k) = groups.keys.find(hash, |key| probe_cols.iter().zip(key).all(|(c, v)| row[*c] == *v)) else {
+                continue;
+            };
+            for i in groups.rows_of(k) {
+                let b = build.row(i);
+                out.data.extend_from_slice(row);
+                out.data.extend(extra.iter().map(|c| b[*c].clone()));
+                out.n_rows += 1;
             }
         }
         out

@@ -156,6 +156,27 @@ impl Iter {
 }
 
 impl Iter {
+    /// Calls `f` on each datom of a forward range by reference, leaf slice by leaf slice,
+    /// until it returns `false`.
+    pub fn visit(mut self, f: &mut dyn FnMut(&Datom) -> bool) -> IndexResult<()> {
+        debug_assert!(!self.rev, "visit walks forward");
+        if !self.start()? {
+            return Ok(());
+        }
+        loop {
+            if let Some(leaf) = &self.leaf {
+                for d in leaf.datoms().get(self.pos..self.stop).unwrap_or_default() {
+                    if !f(d) {
+                        return Ok(());
+                    }
+                }
+            }
+            if self.last_leaf || !self.step_leaf()? {
+                return Ok(());
+            }
+        }
+    }
+
     /// After positioning on a leaf: `None` to go on, or the iterator's last item (end of the
     /// range, or the error that ends it).
     fn finish_unless_moved(&mut self, moved: IndexResult<bool>) -> Option<Option<IndexResult<Datom>>> {

@@ -561,6 +561,12 @@ impl DatomIndex for PersistentIndex {
         self.iter(Some(lo), Some(hi), true)
     }
 
+    fn visit(&self, lo: &DatomKey, hi: &DatomKey, f: &mut dyn FnMut(&Datom) -> bool) -> IndexResult<()> {
+        let order = self.tree.order;
+        let norm = |k: &DatomKey| k.clone().prefix_for(order);
+        Iter::new(self.tree.clone(), self.root.clone(), Some(norm(lo)), Some(norm(hi)), false).visit(f)
+    }
+
     fn seek(&self, from: &DatomKey) -> DatomIter<'_> {
         self.iter(Some(from), None, false)
     }

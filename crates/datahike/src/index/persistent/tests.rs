@@ -241,6 +241,23 @@ fn run_model(order: IndexOrder, temporal: bool, batches: Vec<Batch>) {
             rev.reverse();
             assert_eq!(all(index.range_rev(lo, hi)), rev, "range_rev {lo:?} {hi:?}");
             assert_eq!(index.count_range(lo, hi).unwrap(), expected.len() as u64, "count_range {lo:?} {hi:?}");
+            let mut visited = Vec::new();
+            index
+                .visit(lo, hi, &mut |d| {
+                    visited.push(d.clone());
+                    true
+                })
+                .unwrap();
+            assert_eq!(visited, expected, "visit {lo:?} {hi:?}");
+            // Stopping early stops at the datom that said so.
+            let mut first_three = Vec::new();
+            index
+                .visit(lo, hi, &mut |d| {
+                    first_three.push(d.clone());
+                    first_three.len() < 3
+                })
+                .unwrap();
+            assert_eq!(first_three, expected.iter().take(3).cloned().collect::<Vec<_>>(), "visit stops");
             assert_eq!(all(index.seek(lo)), model.range(Some(lo), None), "seek {lo:?}");
             let mut rseek = model.range(None, Some(hi));
             rseek.reverse();
