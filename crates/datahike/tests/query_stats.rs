@@ -53,18 +53,84 @@ fn stats_follow_the_chosen_order_with_rows_and_access() {
     assert_eq!(result.get_kw("ret"), Some(&q(&query, &inputs).unwrap()));
     assert_eq!(result.get_kw("query"), Some(&query));
     let stats = stats_of(&result);
-    assert_eq!(stats.len(), 3, "{result}");
+    assert_eq!(stats.len(), 2, "the comparison is fused into the age lookup: {result}");
     assert_eq!(stats[0].get_kw("clause"), Some(&edn(r#"[?e :name "Ivan"]"#)));
     assert_eq!(stats[0].get_kw("type"), Some(&edn(":pattern")));
     assert_eq!(string(&stats[0], "access"), r#"SCAN :avet [:name "Ivan"]"#);
     assert_eq!((int(&stats[0], "rows-in"), int(&stats[0], "rows-out")), (1, 10));
     assert_eq!(stats[1].get_kw("clause"), Some(&edn("[?e :age ?a]")));
-    assert!(string(&stats[1], "access").starts_with("LOOKUP per row :eavt"), "{}", stats[1]);
-    assert_eq!((int(&stats[1], "rows-in"), int(&stats[1], "rows-out")), (10, 10));
-    assert_eq!(stats[2].get_kw("type"), Some(&edn(":predicate")));
+    let access = string(&stats[1], "access");
+    assert!(access.starts_with("LOOKUP per row :eavt") && access.ends_with(" + [(> ?a 10)]"), "{access}");
     // Ivans are 20, 40, ..., 200: ages 20, 40, 10, 30, 0, 20, 40, 10, 30, 0; > 10 keeps six.
-    assert_eq!((int(&stats[2], "rows-in"), int(&stats[2], "rows-out")), (10, 6));
-    assert!(matches!(stats[2].get_kw("t"), Some(Edn::Float(t)) if *t >= 0.0));
+    assert_eq!((int(&stats[1], "rows-in"), int(&stats[1], "rows-out")), (10, 6));
+    assert!(matches!(stats[1].get_kw("t"), Some(Edn::Float(t)) if *t >= 0.0));
+
+    // A predicate the scan cannot apply is its own step, as soon as its variable is bound;
+    // nothing is evaluated after a step leaves no rows.
+    let query = edn(r#"[:find ?e ?a :where [?e :age ?a] [?e :name "Ivan"] [(odd? ?e)]]"#);
+    let stats = stats_of(&query_stats(&query, &inputs).unwrap());
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert_eq!(stats[1].get_kw("type"), Some(&edn(":predicate")));
+    assert_eq!((int(&stats[1], "rows-in"), int(&stats[1], "rows-out")), (10, 0));
+}
+
+/// `[(op ?v c)]` fused into the scan of `[?e :attr ?v]` gives the same answers as the
+/// predicate alone: every operator, both argument orders, two bounds, indexed or not.
+#[test]
+fn fused_comparisons_keep_their_meaning() {
+    let conn = write_db(
+        r#"[{:db/ident :n :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
+            {:db/ident :m :db/valueType :db.type/long :db/cardinality :db.cardinality/one}
+            {:db/ident :s :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
+            {:db/ident :d :db/valueType :db.type/double :db/cardinality :db.cardinality/one :db/index true}]"#,
+    );
+    let mut tx = String::from("[");
+    for i in 0..40i64 {
+        tx.push_str(&format!("{{:n {i} :m {i} :s \"s{i:02}\" :d {}.5}}", i - 20));
+    }
+    tx.push(']');
+    transact(&conn, &tx);
+    let db = conn.db();
+    let ids = |query: &str| -> Vec<i64> {
+        let result = q(&edn(query), &[QueryInput::Db(db.clone())]).unwrap();
+        let mut out: Vec<i64> = result
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|x| match x {
+                Edn::Int(n) => *n,
+                other => panic!("{other}"),
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    };
+    let expect = |keep: &dyn Fn(i64) -> bool| -> Vec<i64> { (0..40).filter(|i| keep(*i)).collect() };
+    for attr in [":n", ":m"] {
+        let q1 = |clauses: &str| ids(&format!("[:find [?v ...] :where [?e {attr} ?v] {clauses}]"));
+        assert_eq!(q1("[(> ?v 30)]"), expect(&|i| i > 30), "{attr}");
+        assert_eq!(q1("[(>= ?v 30)]"), expect(&|i| i >= 30), "{attr}");
+        assert_eq!(q1("[(< ?v 3)]"), expect(&|i| i < 3), "{attr}");
+        assert_eq!(q1("[(<= ?v 3)]"), expect(&|i| i <= 3), "{attr}");
+        assert_eq!(q1("[(< 30 ?v)]"), expect(&|i| i > 30), "{attr}");
+        assert_eq!(q1("[(>= 3 ?v)]"), expect(&|i| i <= 3), "{attr}");
+        assert_eq!(q1("[(> ?v 10)] [(< ?v 15)]"), expect(&|i| i > 10 && i < 15), "{attr}");
+        assert_eq!(q1("[(> ?v 10)] [(>= ?v 12)] [(<= ?v 15)] [(< ?v 30)]"), expect(&|i| (12..=15).contains(&i)));
+        assert_eq!(q1("[(> ?v 20)] [(< ?v 10)]"), Vec::<i64>::new(), "{attr}");
+    }
+    let access = |query: &str| {
+        let stats = stats_of(&query_stats(&edn(query), &[QueryInput::Db(db.clone())]).unwrap());
+        string(&stats[0], "access")
+    };
+    assert_eq!(access("[:find [?v ...] :where [?e :n ?v] [(> ?v 30)]]"), "SCAN :avet [:n 30] + [(> ?v 30)]");
+    assert_eq!(access("[:find [?v ...] :where [?e :m ?v] [(> ?v 30)]]"), "SCAN :aevt [:m] + [(> ?v 30)]");
+    let strs = ids(r#"[:find [?n ...] :where [?e :s ?v] [(>= ?v "s35")] [?e :n ?n]]"#);
+    assert_eq!(strs, expect(&|i| i >= 35));
+    let doubles = ids("[:find [?n ...] :where [?e :d ?v] [(< ?v 0.0)] [?e :n ?n]]");
+    assert_eq!(doubles, expect(&|i| i < 20));
+    // A constant of another kind is compared by the predicate, not the index.
+    let mixed = ids("[:find [?n ...] :where [?e :d ?v] [(< ?v 0)] [?e :n ?n]]");
+    assert_eq!(mixed, expect(&|i| i < 20));
 }
 
 #[test]

@@ -86,8 +86,9 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
         }
         let idx = pick(eng, &pending, &rel)?;
         let clause = pending.remove(idx);
+        let range = fuse_range(eng, clause, &mut pending, &rel, src);
         if eng.stats.is_none() {
-            rel = apply(eng, clause, rel, src)?;
+            rel = apply(eng, clause, rel, src, range.as_ref())?;
             continue;
         }
         let rows_in = rel.n_rows;
@@ -95,7 +96,7 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
         if let Some(stats) = eng.stats.as_mut() {
             stats.enter();
         }
-        rel = apply(eng, clause, rel, src)?;
+        rel = apply(eng, clause, rel, src, range.as_ref())?;
         if let Some(stats) = eng.stats.as_mut() {
             stats.leave(clause, rows_in, rel.n_rows, started.elapsed());
         }
@@ -219,13 +220,107 @@ fn insufficient(c: &Clause, rel: &Rel) -> QueryError {
     QueryError::Binding(format!("Insufficient bindings: none of #{{{}}} is bound in {c}", unbound.join(" ")))
 }
 
-fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> Result<Rel> {
+/// Comparisons of a pattern's value with constants that its scan can apply itself: a range
+/// of the AVET index when the attribute is indexed, a check on each datom otherwise. Only for
+/// attributes whose declared type makes every stored value of the constant's kind (schema on
+/// write), where the predicate's comparison and the index order agree. The fused predicates
+/// leave `pending`.
+fn fuse_range(eng: &Engine, clause: &Clause, pending: &mut Vec<&Clause>, rel: &Rel, src: Symbol) -> Option<VRange> {
+    let Clause::Pattern { source, terms } = clause else { return None };
+    let (Some(Term::Const(Edn::Keyword(a))), Some(Term::Var(v))) = (terms.get(1), terms.get(2)) else { return None };
+    if rel.has(*v) {
+        return None;
+    }
+    let source = if source.as_str() == "$" { src } else { *source };
+    let Ok(Source::Db(db)) = eng.ctx.source(source) else { return None };
+    if db.config().schema_flexibility != crate::config::SchemaFlexibility::Write {
+        return None;
+    }
+    let value_type = db.schema().attr(*a)?.value_type?;
+    let same_kind = |c: &Value| {
+        use crate::schema::ValueType as T;
+        matches!(
+            (value_type, c),
+            (T::Long | T::Ref, Value::Long(_))
+                | (T::String, Value::String(_))
+                | (T::Double, Value::Double(_))
+                | (T::Instant, Value::Instant(_))
+                | (T::Keyword, Value::Keyword(_))
+        )
+    };
+    let mut range = VRange::default();
+    pending.retain(|c| {
+        let Clause::Pred { func, args, form } = c else { return true };
+        let [x, y] = args.as_slice() else { return true };
+        let (op, c) = match (x, y) {
+            (Term::Var(x), Term::Const(c)) if x == v => (func.as_str(), c),
+            (Term::Const(c), Term::Var(y)) if y == v => match func.as_str() {
+                // `(< c ?v)` is `(> ?v c)`.
+                "<" => (">", c),
+                ">" => ("<", c),
+                "<=" => (">=", c),
+                ">=" => ("<=", c),
+                _ => return true,
+            },
+            _ => return true,
+        };
+        let Some(c) = const_value(c).filter(same_kind) else { return true };
+        match op {
+            ">" => range.raise(c, false),
+            ">=" => range.raise(c, true),
+            "<" => range.lower(c, false),
+            "<=" => range.lower(c, true),
+            _ => return true,
+        }
+        range.fused.push(form.to_string());
+        false
+    });
+    (!range.fused.is_empty()).then_some(range)
+}
+
+/// Bounds on a pattern's value (each with whether it is inclusive) and the predicates they
+/// came from.
+#[derive(Clone, Debug, Default)]
+struct VRange {
+    lo: Option<(Value, bool)>,
+    hi: Option<(Value, bool)>,
+    fused: Vec<String>,
+}
+
+impl VRange {
+    fn raise(&mut self, v: Value, inclusive: bool) {
+        let tighter = match &self.lo {
+            None => true,
+            Some((lo, inc)) => v > *lo || (v == *lo && !inclusive && *inc),
+        };
+        if tighter {
+            self.lo = Some((v, inclusive));
+        }
+    }
+
+    fn lower(&mut self, v: Value, inclusive: bool) {
+        let tighter = match &self.hi {
+            None => true,
+            Some((hi, inc)) => v < *hi || (v == *hi && !inclusive && *inc),
+        };
+        if tighter {
+            self.hi = Some((v, inclusive));
+        }
+    }
+
+    fn admits(&self, v: &Value) -> bool {
+        self.lo.as_ref().is_none_or(|(lo, inc)| if *inc { v >= lo } else { v > lo })
+            && self.hi.as_ref().is_none_or(|(hi, inc)| if *inc { v <= hi } else { v < hi })
+    }
+}
+
+fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option<&VRange>) -> Result<Rel> {
     match clause {
         Clause::Pattern { source, terms } => {
             let source = if source.as_str() == "$" { src } else { *source };
             match eng.ctx.source(source)? {
                 Source::Db(db) => {
-                    let (rel, access) = pattern_db(db, rel, terms)?;
+                    let (rel, access) = pattern_db(db, rel, terms, range)?;
                     if let Some(stats) = eng.stats.as_mut() {
                         stats.access(access.describe());
                     }
@@ -567,6 +662,8 @@ struct PatternPlan {
     slots: Vec<Slot>,
     consts: Vec<Option<Value>>,
     out_vars: Vec<Var>,
+    /// Bounds on the value from fused comparisons.
+    range: Option<VRange>,
 }
 
 fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
@@ -595,6 +692,11 @@ fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
 
 impl PatternPlan {
     fn matches<T: Components>(&self, d: &T, row: Option<&[Value]>) -> bool {
+        if let Some(range) = &self.range {
+            if !range.admits(&d.comp_cow(2)) {
+                return false;
+            }
+        }
         for (pos, s) in self.slots.iter().enumerate() {
             let ok = match s {
                 Slot::Const => self.consts[pos].as_ref().is_some_and(|c| d.comp_eq(pos, c)),
@@ -794,6 +896,8 @@ struct Access {
     strategy: &'static str,
     order: IndexOrder,
     prefix: DatomKey,
+    /// Comparisons fused into the scan.
+    filter: Vec<String>,
 }
 
 impl Access {
@@ -812,23 +916,39 @@ impl Access {
             parts.push(tx.to_string());
         }
         let order = format!("{:?}", self.order).to_lowercase();
-        format!("{} :{order} [{}]", self.strategy, parts.join(" "))
+        let mut text = format!("{} :{order} [{}]", self.strategy, parts.join(" "));
+        for f in &self.filter {
+            text.push_str(" + ");
+            text.push_str(f);
+        }
+        text
     }
 }
 
-fn pattern_db(db: &Db, rel: Rel, terms: &[Term]) -> Result<(Rel, Access)> {
+fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
         let access = Access {
             strategy: "NONE (a constant names nothing)",
             order: IndexOrder::Eavt,
             prefix: DatomKey::default(),
+            filter: Vec::new(),
         };
         return Ok((Rel::empty(out_vars), access));
     };
-    let plan = PatternPlan { slots, consts, out_vars };
+    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned() };
+    let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);
-    let (order, prefix) = choose_index(db.schema(), &key);
+    let (mut order, prefix) = choose_index(db.schema(), &key);
+    // The scan's bounds: the prefix, or a range of AVET values for fused comparisons.
+    let (mut lo, mut hi) = (prefix.clone(), prefix.clone());
+    if let (Some(range), Some(a), None, None) = (range, key.a, key.e, &key.v) {
+        if db.schema().is_indexed(a) {
+            order = IndexOrder::Avet;
+            lo = DatomKey { a: Some(a), v: range.lo.as_ref().map(|(v, _)| v.clone()), ..Default::default() };
+            hi = DatomKey { a: Some(a), v: range.hi.as_ref().map(|(v, _)| v.clone()), ..Default::default() };
+        }
+    }
     let bound = plan.bound();
     let norm = |pos: usize, v: &Value| match pos {
         0 => norm_eid(db, v),
@@ -849,17 +969,18 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term]) -> Result<(Rel, Access)> {
         }
         let (probe_order, probe_prefix) = choose_index(db.schema(), &probe_key);
         if prefix_len(&probe_prefix) > prefix_len(&prefix) {
-            let scan = db.index(order).count_range(&prefix, &prefix)?;
+            let scan = db.index(order).count_range(&lo, &hi)?;
             if (rel.n_rows as u64).saturating_mul(16) < scan {
-                let access = Access { strategy: "LOOKUP per row", order: probe_order, prefix: key.clone() };
+                let access = Access { strategy: "LOOKUP per row", order: probe_order, prefix: key.clone(), filter };
                 return Ok((lookup_join(db, &plan, &rel, &key, &bound, norm)?, access));
             }
         }
     }
     let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
     let index = db.index(order);
-    let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&prefix, &prefix, f).map_err(Error::from);
-    Ok((plan.hash_join(&rel, scan, norm)?, Access { strategy, order, prefix }))
+    let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&lo, &hi, f).map_err(Error::from);
+    let out = plan.hash_join(&rel, scan, norm)?;
+    Ok((out, Access { strategy, order, prefix: if order == IndexOrder::Avet { lo } else { prefix }, filter }))
 }
 
 fn lookup_join(
@@ -912,7 +1033,7 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
             _ => None,
         });
     }
-    let plan = PatternPlan { slots, consts, out_vars };
+    let plan = PatternPlan { slots, consts, out_vars, range: None };
     let scan = |f: &mut dyn FnMut(&Vec<Value>) -> bool| {
         for t in tuples.iter().filter(|t| t.len() >= terms.len()) {
             if !f(t) {
