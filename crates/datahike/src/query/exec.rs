@@ -457,6 +457,8 @@ fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Ed
     let f = resolve_fn(func, form)?;
     let (cols, consts) = prepare_args(&rel, args, form)?;
     let mut out = Rel::empty(rel.vars.clone());
+    // A filter keeps the order of the rows.
+    out.sorted_by = rel.sorted_by;
     let mut argv = Vec::with_capacity(args.len());
     for row in rel.rows() {
         eval_args(eng.ctx, args, &cols, row, &consts, &mut argv)?;
@@ -976,11 +978,74 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Resu
             }
         }
     }
-    let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
+    // Whether the scan yields datoms in ascending entity order.
+    let by_entity = key.e.is_none()
+        && match order {
+            IndexOrder::Eavt => true,
+            IndexOrder::Aevt => key.a.is_some(),
+            IndexOrder::Avet => key.v.is_some() && lo.v == hi.v,
+        };
     let index = db.index(order);
+    if by_entity && matches!(bound.as_slice(), [(0, c)] if rel.sorted_by == Some(*c)) {
+        let out = merge_join(&plan, &rel, index.as_ref(), &lo, &hi)?;
+        let access = Access { strategy: "SCAN + MERGE-JOIN", order, prefix: lo, filter };
+        return Ok((out, access));
+    }
+    let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
     let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&lo, &hi, f).map_err(Error::from);
-    let out = plan.hash_join(&rel, scan, norm)?;
+    let mut out = plan.hash_join(&rel, scan, norm)?;
+    if by_entity {
+        // Rows come out in scan order: by the new entity column, or by the bound one.
+        out.sorted_by = match (bound.as_slice(), plan.slots.first()) {
+            ([], Some(Slot::Free)) if rel.n_rows == 1 => Some(rel.width()),
+            ([(0, c)], _) => Some(*c),
+            _ => None,
+        };
+    }
     Ok((out, Access { strategy, order, prefix: if order == IndexOrder::Avet { lo } else { prefix }, filter }))
+}
+
+/// Joins `rel`, sorted by the entity column the pattern's `e` is bound to, with a scan in
+/// ascending entity order, advancing through both once. The scan starts at the first entity
+/// of `rel` and stops after the last; the output keeps `rel`'s order.
+fn merge_join(
+    plan: &PatternPlan,
+    rel: &Rel,
+    index: &dyn crate::index::DatomIndex,
+    lo: &DatomKey,
+    hi: &DatomKey,
+) -> Result<Rel> {
+    let mut out = Rel::empty(plan.out_vars.clone());
+    out.sorted_by = rel.sorted_by;
+    let Some(col) = rel.sorted_by else { return Ok(out) };
+    let e_of = |i: usize| rel.row(i)[col].as_long().unwrap_or(i64::MIN);
+    if rel.n_rows == 0 {
+        return Ok(out);
+    }
+    let (first, last) = (e_of(0), e_of(rel.n_rows - 1));
+    // The entity follows the scan's bound components in each order, so it extends the start key.
+    let lo = DatomKey { e: Some(first), ..lo.clone() };
+    let mut i = 0;
+    index.visit(&lo, hi, &mut |d| {
+        if d.e > last {
+            return false;
+        }
+        while i < rel.n_rows && e_of(i) < d.e {
+            i += 1;
+        }
+        if i == rel.n_rows {
+            return false;
+        }
+        if e_of(i) == d.e && plan.matches(d, None) {
+            let mut j = i;
+            while j < rel.n_rows && e_of(j) == d.e {
+                plan.emit(d, rel.row(j), &mut out);
+                j += 1;
+            }
+        }
+        true
+    })?;
+    Ok(out)
 }
 
 fn lookup_join(

@@ -110,17 +110,20 @@ pub(crate) struct Rel {
     pub vars: Vec<Var>,
     pub n_rows: usize,
     pub data: Vec<Value>,
+    /// A column of entity ids (longs) the rows are sorted by, ascending, when known: a data
+    /// pattern on that entity can then merge with an index scan instead of hashing.
+    pub sorted_by: Option<usize>,
 }
 
 impl Rel {
     /// The relation with no columns and one row: the identity of joins.
     pub fn unit() -> Rel {
-        Rel { vars: Vec::new(), n_rows: 1, data: Vec::new() }
+        Rel { vars: Vec::new(), n_rows: 1, data: Vec::new(), sorted_by: None }
     }
 
     /// No rows over `vars`.
     pub fn empty(vars: Vec<Var>) -> Rel {
-        Rel { vars, n_rows: 0, data: Vec::new() }
+        Rel { vars, n_rows: 0, data: Vec::new(), sorted_by: None }
     }
 
     pub fn width(&self) -> usize {
@@ -156,7 +159,7 @@ impl Rel {
         for row in self.rows() {
             set.insert(cols.iter().map(|c| row[*c].clone()));
         }
-        Rel { vars: vars.to_vec(), n_rows: set.len(), data: set.data }
+        Rel { vars: vars.to_vec(), n_rows: set.len(), data: set.data, sorted_by: None }
     }
 
     /// Removes duplicate rows.
