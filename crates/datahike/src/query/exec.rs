@@ -53,11 +53,13 @@ pub(crate) struct Engine<'c> {
     counts: HashMap<usize, (u64, u64)>,
     /// Per-clause statistics, when the caller asked for them (`query-stats`, `explain`).
     pub stats: Option<Recorder>,
+    /// Whether each rule called so far can call itself.
+    pub recursive: HashMap<Symbol, bool>,
 }
 
 impl<'c> Engine<'c> {
     pub fn new(ctx: &'c Ctx) -> Engine<'c> {
-        Engine { ctx, fix: None, counts: HashMap::default(), stats: None }
+        Engine { ctx, fix: None, counts: HashMap::default(), stats: None, recursive: HashMap::default() }
     }
 }
 

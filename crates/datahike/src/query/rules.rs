@@ -103,6 +103,11 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
     }
     let top = eng.fix.is_none();
     if top {
+        if !is_recursive(eng, *name) {
+            if let Some(out) = inline(eng, rules, args, adornment, &bound_src, &rel, source)? {
+                return Ok(out);
+            }
+        }
         if let Some(out) = right_linear(eng, *name, adornment, &bound_src, &rel, args, source)? {
             return Ok(out);
         }
@@ -147,6 +152,104 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
         eng.fix = None;
     }
     Ok(out)
+}
+
+/// Whether rule `name` can call itself, through any chain of calls (cached per query).
+fn is_recursive(eng: &mut Engine, name: Symbol) -> bool {
+    if let Some(r) = eng.recursive.get(&name) {
+        return *r;
+    }
+    fn calls(clauses: &[Clause], out: &mut Vec<Symbol>) {
+        for c in clauses {
+            match c {
+                Clause::RuleCall { name, .. } => out.push(*name),
+                Clause::Not { clauses, .. } => calls(clauses, out),
+                Clause::Or { branches, .. } => branches.iter().for_each(|b| calls(b, out)),
+                _ => {}
+            }
+        }
+    }
+    let mut stack = vec![name];
+    let mut seen: HashSet<Symbol> = HashSet::default();
+    let mut recursive = false;
+    'walk: while let Some(n) = stack.pop() {
+        for rule in eng.ctx.rules.get(&n).into_iter().flatten() {
+            let mut callees = Vec::new();
+            calls(&rule.body, &mut callees);
+            for callee in callees {
+                if callee == name {
+                    recursive = true;
+                    break 'walk;
+                }
+                if seen.insert(callee) {
+                    stack.push(callee);
+                }
+            }
+        }
+    }
+    eng.recursive.insert(name, recursive);
+    recursive
+}
+
+/// Evaluates a call of a non-recursive rule as the union of its branches, each evaluated
+/// like an `or-join` branch with the call's bound arguments as input: no tables, no fixpoint.
+/// `None` when a branch repeats a head variable at a bound position (then the general path
+/// handles it).
+fn inline(
+    eng: &mut Engine,
+    rules: &[Rule],
+    args: &[Term],
+    adornment: u64,
+    bound_src: &[Result<usize, Value>],
+    rel: &Rel,
+    source: Symbol,
+) -> Result<Option<Rel>> {
+    let positions: Vec<usize> = (0..args.len()).filter(|i| adornment & (1 << i) != 0).collect();
+    for rule in rules {
+        let vars: Vec<Var> = positions.iter().map(|i| rule.head[*i]).collect();
+        if vars.iter().enumerate().any(|(j, v)| vars[..j].contains(v)) {
+            return Ok(None);
+        }
+    }
+    // The distinct bound argument values.
+    let mut demands = Rel::empty(Vec::new());
+    let mut seen: HashSet<Vec<Value>> = HashSet::default();
+    for row in rel.rows() {
+        let demand: Vec<Value> = bound_src
+            .iter()
+            .map(|s| match s {
+                Ok(c) => row[*c].clone(),
+                Err(v) => v.clone(),
+            })
+            .collect();
+        if seen.insert(demand.clone()) {
+            demands.push_row(&demand);
+        }
+    }
+    let mut answers: Vec<Vec<Value>> = Vec::new();
+    let mut answer_set: HashSet<Vec<Value>> = HashSet::default();
+    for rule in rules {
+        let mut input = demands.clone();
+        input.vars = positions.iter().map(|i| rule.head[*i]).collect();
+        let res = eval_where(eng, &rule.body, input, source)?;
+        let mut cols = Vec::with_capacity(rule.head.len());
+        for v in &rule.head {
+            cols.push(res.col(*v).ok_or_else(|| {
+                qerr(QueryError::Binding(format!(
+                    "Insufficient bindings: {v} of the head of rule {} is not bound by its body",
+                    rule.name
+                )))
+            })?);
+        }
+        for row in res.rows() {
+            let answer: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
+            if !answer_set.contains(&answer) {
+                answer_set.insert(answer.clone());
+                answers.push(answer);
+            }
+        }
+    }
+    Ok(Some(join_answers(rel, args, &answers)))
 }
 
 fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -> usize {
