@@ -107,8 +107,26 @@ fn qerr(e: QueryError) -> Error {
 }
 
 /// Runs a query (vector form, map form, a string of either, or an arg map
-/// `{:query q :offset n :limit m}`) against `inputs`, returning Datahike's result shape.
+/// `{:query q :args [..] :offset n :limit m}`) against `inputs`, returning Datahike's result
+/// shape. The `:args` of an arg map are the inputs; giving inputs as well is an error.
 pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
+    if let Some(args) = query.get_kw("args").filter(|_| query.get_kw("query").is_some()) {
+        let Some(args) = args.as_seq() else {
+            return Err(qerr(QueryError::Inputs(format!(":args of a query arg map should be a vector, got {args}"))));
+        };
+        if !inputs.is_empty() {
+            return Err(qerr(QueryError::Inputs(format!(
+                "The query arg map has :args and {} more inputs were given; pass the inputs one way",
+                inputs.len()
+            ))));
+        }
+        let inputs: Vec<QueryInput> = args.iter().cloned().map(QueryInput::Edn).collect();
+        return q_inputs(query, &inputs);
+    }
+    q_inputs(query, inputs)
+}
+
+fn q_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
     let (query_form, offset, limit) = match query {
         Edn::Map(_) if query.get_kw("query").is_some() => {
             let n = |k: &str| match query.get_kw(k) {
