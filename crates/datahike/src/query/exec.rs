@@ -5,7 +5,7 @@
 //! either by one index lookup per row (few rows, a selective prefix) or by one range scan
 //! hashed against the relation.
 
-use super::builtins::{self, Arg, FnError};
+use super::builtins::{self, Arg, FnError, Func};
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
 use super::rel::Rel;
@@ -265,12 +265,14 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> Result<Rel
 
 // ------------------------------------------------------------------ functions and predicates
 
+/// The arguments of a call for one row; constants as written when `forms`.
 fn eval_args<'a>(
     ctx: &'a Ctx,
-    args: &[Term],
+    args: &'a [Term],
     cols: &[Option<usize>],
     row: &[Value],
     consts: &[Option<Value>],
+    forms: bool,
     out: &mut Vec<Arg<'a>>,
 ) -> Result<()> {
     out.clear();
@@ -278,6 +280,7 @@ fn eval_args<'a>(
         out.push(match t {
             Term::Var(_) => Arg::Val(row[cols[i].unwrap_or(0)].clone()),
             Term::Src(s) => Arg::Src(ctx.source(*s)?),
+            Term::Const(c) if forms => Arg::Form(c),
             Term::Const(_) | Term::Blank => Arg::Val(consts[i].clone().unwrap_or(Value::Nil)),
         });
     }
@@ -287,7 +290,7 @@ fn eval_args<'a>(
 /// Per argument: its column in the relation, or its constant value.
 type PreparedArgs = (Vec<Option<usize>>, Vec<Option<Value>>);
 
-fn prepare_args(rel: &Rel, args: &[Term], form: &Edn) -> Result<PreparedArgs> {
+fn prepare_args(rel: &Rel, args: &[Term], form: &Edn, forms: bool) -> Result<PreparedArgs> {
     let mut cols = Vec::new();
     let mut consts = Vec::new();
     for t in args {
@@ -296,6 +299,10 @@ fn prepare_args(rel: &Rel, args: &[Term], form: &Edn) -> Result<PreparedArgs> {
                 cols.push(Some(rel.col(*v).ok_or_else(|| {
                     qerr(QueryError::Binding(format!("Insufficient bindings: {v} is not bound in {form}")))
                 })?));
+                consts.push(None);
+            }
+            Term::Const(_) if forms => {
+                cols.push(None);
                 consts.push(None);
             }
             Term::Const(c) => {
@@ -323,25 +330,34 @@ pub(crate) fn const_value(c: &Edn) -> Option<Value> {
     }
 }
 
-fn resolve_fn(func: Symbol, form: &Edn) -> Result<builtins::BuiltinFn> {
+fn resolve_fn(func: Symbol, form: &Edn) -> Result<Func> {
     builtins::lookup(func).ok_or_else(|| qerr(QueryError::Syntax(format!("Unknown function '{func} in {form}"))))
+}
+
+/// The query error of a failed call in clause `form`.
+fn call_error(e: FnError, form: &Edn) -> Error {
+    match e {
+        FnError::Type(m) | FnError::Other(m) => qerr(QueryError::Eval(format!("{m} in {form}"))),
+        FnError::Fail(e) => e,
+    }
 }
 
 fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Edn, _src: Symbol) -> Result<Rel> {
     let f = resolve_fn(func, form)?;
-    let (cols, consts) = prepare_args(&rel, args, form)?;
+    let forms = f.wants_forms();
+    let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let mut out = Rel::empty(rel.vars.clone());
     let mut argv = Vec::with_capacity(args.len());
     for row in rel.rows() {
-        eval_args(eng.ctx, args, &cols, row, &consts, &mut argv)?;
-        match f(&argv) {
+        eval_args(eng.ctx, args, &cols, row, &consts, forms, &mut argv)?;
+        match f.call(&argv) {
             Ok(v) => {
                 if builtins::truthy(&v) {
                     out.push_row(row);
                 }
             }
             Err(FnError::Type(_)) => {}
-            Err(FnError::Other(msg)) => return Err(qerr(QueryError::Eval(format!("{msg} in {form}")))),
+            Err(e) => return Err(call_error(e, form)),
         }
     }
     Ok(out)
@@ -456,18 +472,16 @@ fn apply_fn(
     _src: Symbol,
 ) -> Result<Rel> {
     let f = resolve_fn(func, form)?;
-    let (cols, consts) = prepare_args(&rel, args, form)?;
+    let forms = f.wants_forms();
+    let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let ctx = eng.ctx;
     let mut argv = Vec::with_capacity(args.len());
     extend_with_binding(
         &rel,
         binding,
         |i| {
-            eval_args(ctx, args, &cols, rel.row(i), &consts, &mut argv)?;
-            match f(&argv) {
-                Ok(v) => Ok(Some(v)),
-                Err(FnError::Type(m) | FnError::Other(m)) => Err(qerr(QueryError::Eval(format!("{m} in {form}")))),
-            }
+            eval_args(ctx, args, &cols, rel.row(i), &consts, forms, &mut argv)?;
+            f.call(&argv).map(Some).map_err(|e| call_error(e, form))
         },
         form,
     )

@@ -27,6 +27,7 @@ pub mod parser;
 mod plan;
 mod rel;
 mod rules;
+mod strings;
 
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
