@@ -940,6 +940,8 @@ pub(crate) enum Func {
     Builtin(BuiltinFn),
     /// A built-in taking its constant arguments as written (nested `q`).
     Forms(BuiltinFn),
+    /// A function written in Rust: registered under this name, or an `:in` variable's.
+    User(Symbol, super::custom::QueryFn),
 }
 
 impl Func {
@@ -951,6 +953,16 @@ impl Func {
     pub fn call(&self, args: &[Arg]) -> R {
         match self {
             Func::Builtin(f) | Func::Forms(f) => f(args),
+            Func::User(name, f) => {
+                let values = args
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Val(v) => Ok(v.clone()),
+                        _ => Err(FnError::Other(format!("{name} takes values; a source cannot be passed to it"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                f(&values).map_err(|e| FnError::Other(format!("{name} failed: {e}")))
+            }
         }
     }
 }

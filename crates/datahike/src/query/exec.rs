@@ -6,6 +6,7 @@
 //! hashed against the relation.
 
 use super::builtins::{self, Arg, FnError, Func};
+use super::custom::{self, QueryFn};
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
 use super::rel::Rel;
@@ -25,10 +26,11 @@ pub(crate) enum Source {
     Coll(Vec<Vec<Value>>),
 }
 
-/// What a query sees: its sources and rules.
+/// What a query sees: its sources, rules, and functions bound in `:in`.
 pub(crate) struct Ctx {
     pub sources: HashMap<Symbol, Source>,
     pub rules: HashMap<Symbol, Vec<Rule>>,
+    pub fns: HashMap<Symbol, QueryFn>,
 }
 
 impl Ctx {
@@ -330,8 +332,24 @@ pub(crate) fn const_value(c: &Edn) -> Option<Value> {
     }
 }
 
-fn resolve_fn(func: Symbol, form: &Edn) -> Result<Func> {
-    builtins::lookup(func).ok_or_else(|| qerr(QueryError::Syntax(format!("Unknown function '{func} in {form}"))))
+/// The function a clause calls, looked up as Datahike does: built-ins, then an `:in`
+/// variable, then a namespace-qualified name registered from Rust.
+fn resolve_fn(ctx: &Ctx, func: Symbol, form: &Edn) -> Result<Func> {
+    if let Some(f) = builtins::lookup(func) {
+        return Ok(f);
+    }
+    if let Some(f) = ctx.fns.get(&func) {
+        return Ok(Func::User(func, f.clone()));
+    }
+    if super::parser::is_var(func) {
+        return Err(qerr(QueryError::Binding(format!(
+            "{func} is not bound to a function in :in (pass QueryInput::Function), in {form}"
+        ))));
+    }
+    match custom::function(func) {
+        Some(f) => Ok(Func::User(func, f)),
+        None => Err(qerr(QueryError::Syntax(format!("Unknown function '{func} in {form}")))),
+    }
 }
 
 /// The query error of a failed call in clause `form`.
@@ -343,7 +361,7 @@ fn call_error(e: FnError, form: &Edn) -> Error {
 }
 
 fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Edn, _src: Symbol) -> Result<Rel> {
-    let f = resolve_fn(func, form)?;
+    let f = resolve_fn(eng.ctx, func, form)?;
     let forms = f.wants_forms();
     let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let mut out = Rel::empty(rel.vars.clone());
@@ -471,7 +489,7 @@ fn apply_fn(
     form: &Edn,
     _src: Symbol,
 ) -> Result<Rel> {
-    let f = resolve_fn(func, form)?;
+    let f = resolve_fn(eng.ctx, func, form)?;
     let forms = f.wants_forms();
     let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let ctx = eng.ctx;

@@ -17,11 +17,56 @@
 //! # conn.release().unwrap();
 //! ```
 //!
-//! Not yet here: `pull` in `:find` (an error says so), custom functions and aggregates,
-//! `query-stats`/`explain`, the history and as-of views.
+//! ## Functions and aggregates from Rust
+//!
+//! Besides the built-ins (Datahike's, `clojure.string/...` and common `clojure.core`
+//! functions), a query calls functions and aggregates written in Rust, in the two ways Datahike
+//! resolves them: a namespace-qualified symbol registered once per process with
+//! [`register_function`] / [`register_aggregate`], or a closure passed as an input for a
+//! scalar `:in` variable ([`QueryInput::function`], [`QueryInput::aggregate`]) and called as
+//! `[(?f ?x) ?y]` or aggregated as `(aggregate ?agg ?x)`. An error a closure returns fails the
+//! query with a `query/eval` error naming it.
+//!
+//! ```
+//! use datahike::query::{q, register_aggregate, register_function, QueryInput};
+//! use datahike::{edn::read_str, Config, Edn, Value};
+//! let config = Config::parse("{:store {:backend :memory :id \"custom-doc\"} :schema-flexibility :read}").unwrap();
+//! datahike::create_database(&config).unwrap();
+//! let conn = datahike::connect(&config).unwrap();
+//! conn.transact(&read_str("[{:name \"Ivan\" :age 30} {:name \"Petr\" :age 15}]").unwrap()).unwrap();
+//!
+//! register_function("my.ns/double", |args: &[Value]| match args {
+//!     [Value::Long(x)] => Ok(Value::Long(x * 2)),
+//!     _ => Err(format!("my.ns/double takes one long, got {args:?}").into()),
+//! })
+//! .unwrap();
+//! register_aggregate("my.ns/spread", |_args: &[Value], vals: &[Value]| {
+//!     let longs: Vec<i64> = vals.iter().filter_map(Value::as_long).collect();
+//!     Ok(Edn::Int(longs.iter().max().unwrap_or(&0) - longs.iter().min().unwrap_or(&0)))
+//! })
+//! .unwrap();
+//! let query = read_str("[:find ?d . :where [?e :name \"Ivan\"] [?e :age ?a] [(my.ns/double ?a) ?d]]").unwrap();
+//! assert_eq!(q(&query, &[conn.db().into()]).unwrap(), Edn::Int(60));
+//! let query = read_str("[:find (my.ns/spread ?a) . :where [_ :age ?a]]").unwrap();
+//! assert_eq!(q(&query, &[conn.db().into()]).unwrap(), Edn::Int(15));
+//!
+//! // The same as inputs, without registering names.
+//! let query = read_str(
+//!     "[:find ?n (aggregate ?sum ?a) :in $ ?adult? ?sum :where [?e :name ?n] [?e :age ?a] [(?adult? ?a)]]",
+//! )
+//! .unwrap();
+//! let adult = QueryInput::function(|args: &[Value]| Ok(Value::Boolean(matches!(args, [Value::Long(a)] if *a >= 18))));
+//! let sum = QueryInput::aggregate(|_args: &[Value], vals: &[Value]| Ok(Edn::Int(vals.iter().filter_map(Value::as_long).sum())));
+//! let result = q(&query, &[conn.db().into(), adult, sum]).unwrap();
+//! assert_eq!(result.to_string(), "[[\"Ivan\" 30]]");
+//! # conn.release().unwrap();
+//! ```
+//!
+//! Not yet here: `query-stats`/`explain`, the history and as-of views.
 
 mod aggregates;
 mod builtins;
+mod custom;
 mod exec;
 pub mod parser;
 mod plan;
@@ -77,14 +122,44 @@ impl QueryError {
     }
 }
 
-/// One input of a query, matched positionally to `:in`: a database, or an EDN value (a
-/// scalar, a collection, a relation, rules for `%`, or a collection of tuples used as a source).
-#[derive(Clone, Debug)]
+pub use custom::{register_aggregate, register_function, AggregateFn, FnResult, QueryFn};
+
+/// One input of a query, matched positionally to `:in`: a database, an EDN value (a scalar, a
+/// collection, a relation, rules for `%`, or a collection of tuples used as a source), or a
+/// function or aggregate for a scalar variable (`[(?f ?x) ?y]`, `(aggregate ?agg ?x)`).
+#[derive(Clone)]
 pub enum QueryInput {
     /// A database value.
     Db(Db),
     /// Any EDN value.
     Edn(Edn),
+    /// A function, called as `[(?f args...)]` or `[(?f args...) binding]`.
+    Function(QueryFn),
+    /// An aggregate, used in `:find` as `(aggregate ?agg ?x)`.
+    Aggregate(AggregateFn),
+}
+
+impl QueryInput {
+    /// A function input from a closure.
+    pub fn function(f: impl Fn(&[Value]) -> FnResult<Value> + Send + Sync + 'static) -> QueryInput {
+        QueryInput::Function(std::sync::Arc::new(f))
+    }
+
+    /// An aggregate input from a closure of the constant arguments and the group's values.
+    pub fn aggregate(f: impl Fn(&[Value], &[Value]) -> FnResult<Edn> + Send + Sync + 'static) -> QueryInput {
+        QueryInput::Aggregate(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for QueryInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryInput::Db(db) => f.debug_tuple("Db").field(db).finish(),
+            QueryInput::Edn(x) => f.debug_tuple("Edn").field(x).finish(),
+            QueryInput::Function(_) => f.write_str("Function(..)"),
+            QueryInput::Aggregate(_) => f.write_str("Aggregate(..)"),
+        }
+    }
 }
 
 impl From<Db> for QueryInput {
@@ -161,10 +236,25 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
             inputs.len()
         ))));
     }
-    let mut ctx = Ctx { sources: HashMap::default(), rules: HashMap::default() };
+    let mut ctx = Ctx { sources: HashMap::default(), rules: HashMap::default(), fns: HashMap::default() };
     let mut rel = Rel::unit();
+    // What scalar `:in` variables hold, for aggregate arguments.
+    let mut scalars: HashMap<Symbol, &QueryInput> = HashMap::default();
     for (binding, input) in query.inputs.iter().zip(inputs) {
+        if let InBinding::Bind(Binding::Scalar(v)) = binding {
+            scalars.insert(*v, input);
+        }
         match (binding, input) {
+            (InBinding::Bind(Binding::Scalar(v)), QueryInput::Function(f)) => {
+                ctx.fns.insert(*v, f.clone());
+            }
+            (InBinding::Bind(Binding::Scalar(_)), QueryInput::Aggregate(_)) => {}
+            (b, QueryInput::Function(_) | QueryInput::Aggregate(_)) => {
+                return Err(qerr(QueryError::Inputs(format!(
+                    "A function or aggregate can only be passed for a scalar :in variable such as ?f, not for {}",
+                    in_form(b)
+                ))));
+            }
             (InBinding::Source(name), QueryInput::Db(db)) => {
                 ctx.sources.insert(*name, Source::Db(db.clone()));
             }
@@ -213,16 +303,76 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
                 };
                 pulls.push(Some((db.clone(), crate::pull::PullPattern::parse(&pattern, &db)?)));
             }
-            FindElem::Aggregate { name, .. } if !aggregates::is_aggregate(*name) => {
-                return Err(qerr(QueryError::Syntax(format!("Unknown aggregate function {name} in :find"))));
-            }
             _ => pulls.push(None),
         }
     }
+    let aggs = query.find.elements().iter().map(|e| resolve_aggregate(e, &scalars)).collect::<Result<Vec<_>>>()?;
     let default_src = Symbol::new("$");
     let mut eng = Engine::new(&ctx);
     let rel = eval_where(&mut eng, &query.clauses, rel, default_src)?;
-    shape(query, &rel, &pulls)
+    shape(query, &rel, &pulls, &aggs)
+}
+
+/// An aggregate of `:find` with its function and arguments resolved.
+enum Agg {
+    /// A built-in aggregate with constant arguments.
+    Builtin(Symbol, Vec<Edn>),
+    /// A custom aggregate: its name (or `:in` variable), the function and its arguments.
+    Custom(Symbol, AggregateFn, Vec<Value>),
+}
+
+/// Resolves an aggregate element as Datahike does: `(aggregate ?f ...)` with `?f` from `:in`,
+/// a built-in aggregate, or a namespace-qualified name registered from Rust. Variables among
+/// the arguments take their `:in` values.
+fn resolve_aggregate(elem: &FindElem, scalars: &HashMap<Symbol, &QueryInput>) -> Result<Option<Agg>> {
+    let FindElem::Aggregate { name, args, .. } = elem else { return Ok(None) };
+    let form = || {
+        let mut xs = vec![Edn::Symbol(*name)];
+        xs.extend(args.iter().cloned());
+        xs.push(Edn::Symbol(elem.var()));
+        Edn::List(xs)
+    };
+    let arg = |x: &Edn| -> Result<Edn> {
+        match x {
+            Edn::Symbol(v) if parser::is_var(*v) => match scalars.get(v) {
+                Some(QueryInput::Edn(x)) => Ok(x.clone()),
+                _ => Err(qerr(QueryError::Binding(format!(
+                    "Aggregate argument {v} of {} is not bound to a value in :in",
+                    form()
+                )))),
+            },
+            other => Ok(other.clone()),
+        }
+    };
+    let values = |xs: &[Edn]| -> Result<Vec<Value>> { xs.iter().map(|x| input_value(&arg(x)?)).collect() };
+    if name.as_str() == "aggregate" {
+        let f = match args.first() {
+            Some(Edn::Symbol(v)) if parser::is_var(*v) => match scalars.get(v) {
+                Some(QueryInput::Aggregate(f)) => f.clone(),
+                _ => {
+                    return Err(qerr(QueryError::Binding(format!(
+                        "{v} in {} is not bound to an aggregate in :in (pass QueryInput::Aggregate)",
+                        form()
+                    ))))
+                }
+            },
+            _ => {
+                return Err(qerr(QueryError::Syntax(format!(
+                    "Cannot parse {}: expected (aggregate ?f args... ?x) with ?f from :in",
+                    form()
+                ))))
+            }
+        };
+        let Some(Edn::Symbol(v)) = args.first() else { return Err(qerr(QueryError::Internal("aggregate".into()))) };
+        return Ok(Some(Agg::Custom(*v, f, values(&args[1..])?)));
+    }
+    if aggregates::is_aggregate(*name) {
+        return Ok(Some(Agg::Builtin(*name, args.iter().map(arg).collect::<Result<_>>()?)));
+    }
+    match custom::aggregate(*name) {
+        Some(f) => Ok(Some(Agg::Custom(*name, f, values(args)?))),
+        None => Err(qerr(QueryError::Syntax(format!("Unknown aggregate function {name} in :find")))),
+    }
 }
 
 fn in_form(b: &InBinding) -> String {
@@ -344,7 +494,12 @@ fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
 }
 
 /// Projection, aggregation and the result shape of `:find`.
-fn shape(query: &Query, rel: &Rel, pulls: &[Option<(Db, crate::pull::PullPattern)>]) -> Result<Edn> {
+fn shape(
+    query: &Query,
+    rel: &Rel,
+    pulls: &[Option<(Db, crate::pull::PullPattern)>],
+    aggs: &[Option<Agg>],
+) -> Result<Edn> {
     let elems = query.find.elements();
     let mut vars: Vec<Symbol> = elems.iter().map(FindElem::var).collect();
     vars.extend(query.with.iter().copied());
@@ -369,7 +524,7 @@ fn shape(query: &Query, rel: &Rel, pulls: &[Option<(Db, crate::pull::PullPattern
     let has_aggs = elems.iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
     let with = !query.with.is_empty();
     let rows: Vec<Vec<Edn>> = if has_aggs {
-        aggregate(elems, tuples)?
+        aggregate(elems, aggs, tuples)?
     } else {
         let mut rows = Vec::with_capacity(tuples.len());
         for t in tuples {
@@ -432,7 +587,7 @@ fn return_map(rm: &ReturnMaps, row: Vec<Edn>) -> Edn {
     Edn::Map(names.iter().map(key).zip(row).collect())
 }
 
-fn aggregate(elems: &[FindElem], tuples: Vec<Vec<Value>>) -> Result<Vec<Vec<Edn>>> {
+fn aggregate(elems: &[FindElem], aggs: &[Option<Agg>], tuples: Vec<Vec<Value>>) -> Result<Vec<Vec<Edn>>> {
     let group_cols: Vec<usize> =
         (0..elems.len()).filter(|i| !matches!(elems[*i], FindElem::Aggregate { .. })).collect();
     let mut groups: HashMap<Vec<Value>, usize> = HashMap::default();
@@ -452,13 +607,19 @@ fn aggregate(elems: &[FindElem], tuples: Vec<Vec<Value>>) -> Result<Vec<Vec<Edn>
     let mut out = Vec::with_capacity(grouped.len());
     for tuples in grouped {
         let mut row = Vec::with_capacity(elems.len());
-        for (i, e) in elems.iter().enumerate() {
-            row.push(match e {
-                FindElem::Aggregate { name, args, .. } => {
+        for i in 0..elems.len() {
+            row.push(match aggs.get(i).and_then(Option::as_ref) {
+                Some(Agg::Builtin(name, args)) => {
                     let vals: Vec<Value> = tuples.iter().map(|t| t[i].clone()).collect();
                     aggregates::aggregate(*name, args, vals).map_err(qerr)?
                 }
-                _ => tuples[0][i].to_edn(),
+                Some(Agg::Custom(name, f, args)) => {
+                    let vals: Vec<Value> = tuples.iter().map(|t| t[i].clone()).collect();
+                    f(args, &vals).map_err(|e| {
+                        qerr(QueryError::Eval(format!("Aggregate {name} failed: {e} (aggregating {})", elems[i].var())))
+                    })?
+                }
+                None => tuples[0][i].to_edn(),
             });
         }
         out.push(row);

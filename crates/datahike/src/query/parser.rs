@@ -56,11 +56,12 @@ impl FindSpec {
 pub enum FindElem {
     /// A variable.
     Var(Var),
-    /// `(agg const... ?x)`.
+    /// `(agg const... ?x)`, or `(aggregate ?f const... ?x)` with `?f` from `:in`.
     Aggregate {
         /// The aggregate's name, e.g. `count`.
         name: Symbol,
-        /// Constant arguments before the variable, e.g. `3` in `(max 3 ?x)`.
+        /// Arguments before the variable, e.g. `3` in `(max 3 ?x)`: constants, or variables
+        /// bound by `:in`.
         args: Vec<Edn>,
         /// The aggregated variable.
         var: Var,
@@ -494,12 +495,9 @@ fn parse_find_elem(x: &Edn) -> PResult<FindElem> {
                 }
                 _ => err(format!("Cannot parse pull expression, expected (pull ?var pattern), got {x}")),
             },
+            // Variables before the last one are `:in` values (`(max ?n ?x)`), or the aggregate
+            // itself in `(aggregate ?f ?x)`.
             [Edn::Symbol(name), args @ .., Edn::Symbol(v)] if is_var(*v) && !is_var(*name) => {
-                for a in args {
-                    if matches!(a, Edn::Symbol(s) if is_var(*s)) {
-                        return err(format!("Aggregate {x}: only the last argument may be a variable"));
-                    }
-                }
                 Ok(FindElem::Aggregate { name: *name, args: args.to_vec(), var: *v })
             }
             _ => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {x}")),
