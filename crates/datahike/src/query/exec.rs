@@ -7,6 +7,7 @@
 
 use super::builtins::{self, Arg, FnError, Func};
 use super::custom::{self, QueryFn};
+use super::deadline;
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
 use super::rel::Rel;
@@ -78,6 +79,7 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
             }
             return Ok(rel);
         }
+        deadline::check()?;
         let idx = pick(eng, &pending, &rel)?;
         let clause = pending.remove(idx);
         rel = apply(eng, clause, rel, src)?;
@@ -367,6 +369,8 @@ fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Ed
     let mut out = Rel::empty(rel.vars.clone());
     let mut argv = Vec::with_capacity(args.len());
     for row in rel.rows() {
+        // A call may be slow (a Rust function, a nested query): the clock is read per call.
+        deadline::check()?;
         eval_args(eng.ctx, args, &cols, row, &consts, forms, &mut argv)?;
         match f.call(&argv) {
             Ok(v) => {
@@ -456,6 +460,7 @@ pub(crate) fn extend_with_binding(
     let mut out = Rel::empty(vars);
     let mut parts = Vec::new();
     for i in 0..rel.n_rows {
+        deadline::tick()?;
         let Some(v) = produce(i)? else { continue };
         parts.clear();
         bind_value(binding, v, &mut parts).map_err(|m| qerr(QueryError::Eval(format!("{m} in {form}"))))?;
@@ -498,6 +503,7 @@ fn apply_fn(
         &rel,
         binding,
         |i| {
+            deadline::check()?;
             eval_args(ctx, args, &cols, rel.row(i), &consts, forms, &mut argv)?;
             f.call(&argv).map(Some).map_err(|e| call_error(e, form))
         },
@@ -618,12 +624,14 @@ impl PatternPlan {
             let mut found = Vec::new();
             for d in items {
                 let d = d?;
+                deadline::tick()?;
                 if self.matches(&d, None) {
                     found.push(d);
                 }
             }
             for row in rel.rows() {
                 for d in &found {
+                    deadline::tick()?;
                     self.emit(d, row, &mut out);
                 }
             }
@@ -644,6 +652,7 @@ impl PatternPlan {
         }
         for d in items {
             let d = d?;
+            deadline::tick()?;
             if !self.matches(&d, None) {
                 continue;
             }
@@ -654,6 +663,7 @@ impl PatternPlan {
             };
             if let Some(rows) = table.get(&key) {
                 for &i in rows {
+                    deadline::tick()?;
                     self.emit(&d, rel.row(i as usize), &mut out);
                 }
             }
@@ -802,6 +812,7 @@ fn lookup_join(
         let (order, prefix) = choose_index(db.schema(), &k);
         for d in db.index(order).range(&prefix, &prefix) {
             let d = d?;
+            deadline::tick()?;
             if plan.matches(&d, None) && matches_key(&d, &k) {
                 plan.emit(&d, row, &mut out);
             }

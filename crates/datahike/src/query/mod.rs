@@ -67,6 +67,7 @@
 mod aggregates;
 mod builtins;
 mod custom;
+mod deadline;
 mod exec;
 pub mod parser;
 mod plan;
@@ -103,6 +104,9 @@ pub enum QueryError {
     /// A valid form this implementation does not support yet (`query/unsupported`).
     #[error("{0}")]
     Unsupported(String),
+    /// The query ran longer than its `:timeout` (`query/timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// A bug.
     #[error("internal query error (a bug in datahike-rs): {0}")]
     Internal(String),
@@ -117,6 +121,7 @@ impl QueryError {
             QueryError::Inputs(_) => "query/inputs",
             QueryError::Eval(_) => "query/eval",
             QueryError::Unsupported(_) => "query/unsupported",
+            QueryError::Timeout(_) => "query/timeout",
             QueryError::Internal(_) => "internal",
         }
     }
@@ -183,8 +188,10 @@ fn qerr(e: QueryError) -> Error {
 }
 
 /// Runs a query (vector form, map form, a string of either, or an arg map
-/// `{:query q :args [..] :offset n :limit m}`) against `inputs`, returning Datahike's result
-/// shape. The `:args` of an arg map are the inputs; giving inputs as well is an error.
+/// `{:query q :args [..] :offset n :limit m :timeout ms}`) against `inputs`, returning
+/// Datahike's result shape. The `:args` of an arg map are the inputs; giving inputs as well is
+/// an error. A query that runs longer than its `:timeout` (milliseconds, in the map form or the
+/// arg map; Datomic's option, which Datahike lacks) stops with a `query/timeout` error.
 pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
     if let Some(args) = query.get_kw("args").filter(|_| query.get_kw("query").is_some()) {
         let Some(args) = args.as_seq() else {
@@ -203,7 +210,7 @@ pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
 }
 
 fn q_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
-    let (query_form, offset, limit) = match query {
+    let (query_form, offset, limit, timeout) = match query {
         Edn::Map(_) if query.get_kw("query").is_some() => {
             let n = |k: &str| match query.get_kw(k) {
                 Some(Edn::Int(n)) if *n >= 0 => Ok(Some(*n as usize)),
@@ -212,9 +219,10 @@ fn q_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
                     Err(qerr(QueryError::Syntax(format!(":{k} should be a non-negative integer, got {other}"))))
                 }
             };
-            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?)
+            let timeout = parser::parse_timeout(query.get_kw("timeout").unwrap_or(&Edn::Nil)).map_err(qerr)?;
+            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?, timeout)
         }
-        _ => (query, None, None),
+        _ => (query, None, None, None),
     };
     let mut parsed = parser::parse_query(query_form).map_err(qerr)?;
     if offset.is_some() {
@@ -223,11 +231,15 @@ fn q_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
     if limit.is_some() {
         parsed.limit = limit;
     }
+    if timeout.is_some() {
+        parsed.timeout = timeout;
+    }
     run(&parsed, inputs)
 }
 
 /// Runs a parsed query.
 pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
+    let _deadline = deadline::start(query.timeout);
     if inputs.len() != query.inputs.len() {
         return Err(qerr(QueryError::Inputs(format!(
             "Wrong number of inputs: :in has {} bindings ({}), {} given",
@@ -310,6 +322,7 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
     let default_src = Symbol::new("$");
     let mut eng = Engine::new(&ctx);
     let rel = eval_where(&mut eng, &query.clauses, rel, default_src)?;
+    deadline::check()?;
     shape(query, &rel, &pulls, &aggs)
 }
 

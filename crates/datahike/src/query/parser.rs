@@ -26,6 +26,8 @@ pub struct Query {
     pub offset: Option<usize>,
     /// `:limit`.
     pub limit: Option<usize>,
+    /// `:timeout` in milliseconds.
+    pub timeout: Option<u64>,
 }
 
 /// The shape of the result.
@@ -353,6 +355,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let mut clauses = None;
     let mut offset = None;
     let mut limit = None;
+    let mut timeout = None;
     for (key, items) in &sections {
         match key.as_str() {
             "find" => find = Some(parse_find(items)?),
@@ -394,10 +397,15 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     limit = n;
                 }
             }
-            "timeout" => {}
+            "timeout" => {
+                timeout = match items.as_slice() {
+                    [x] => parse_timeout(x)?,
+                    _ => return err("Query :timeout should be a positive number of milliseconds".into()),
+                }
+            }
             other => {
                 return err(format!(
-                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit"
+                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit :timeout"
                 ))
             }
         }
@@ -405,9 +413,18 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let find = find.ok_or_else(|| QueryError::Syntax("Query should have a :find section".into()))?;
     let clauses = clauses.unwrap_or_default();
     let inputs = inputs.unwrap_or_else(|| vec![InBinding::Source(Symbol::new("$"))]);
-    let query = Query { find, return_maps, with, inputs, clauses, offset, limit };
+    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout };
     validate(&query)?;
     Ok(query)
+}
+
+/// A `:timeout`: a positive number of milliseconds, or nil for none.
+pub fn parse_timeout(x: &Edn) -> PResult<Option<u64>> {
+    match x {
+        Edn::Nil => Ok(None),
+        Edn::Int(ms) if *ms > 0 => Ok(Some(*ms as u64)),
+        other => err(format!("Query :timeout should be a positive number of milliseconds, got {other}")),
+    }
 }
 
 fn validate(q: &Query) -> PResult<()> {
