@@ -79,6 +79,11 @@ fn suite(c: &Conn) {
     check(c, "\"[:find ?e :where [?e :age 40]]\"", &[], "#{[102]}");
     let r = run(c, "{:query [:find ?e :where [?e :age ?a]] :offset 1 :limit 2}", &[]);
     assert!(matches!(&r, Edn::Set(xs) if xs.len() == 2), "{r}");
+    // An arg map's :args are the inputs; giving inputs besides is an error.
+    let r = q(&edn("{:query [:find ?x ?y :in [?x ...] ?y] :args [[1 2] :k]}"), &[]).unwrap();
+    assert_eq!(r, edn("#{[1 :k] [2 :k]}"));
+    assert_eq!(err(c, "{:query [:find ?e :in $ :where [?e :age 40]] :args []}", &[]).1, "query/inputs");
+    assert_eq!(err(c, "{:query [:find ?e :where [?e :age 40]] :args 1}", &[]).1, "query/inputs");
     // Patterns: blanks, constants, refs, lookup refs, idents, tx.
     check(c, "[:find ?f :where [100 :friend ?f]]", &[], "#{[101] [102]}");
     check(c, r#"[:find ?f :where [[:email "ivan@x"] :friend ?f] [?f :age 15]]"#, &[], "#{[101]}");

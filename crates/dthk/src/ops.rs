@@ -4,7 +4,7 @@
 //! from `datahike.api.specification`.
 
 use crate::input::Arg;
-use datahike::{Config, Edn, Error, IndexOrder, Result, TxReport};
+use datahike::{Config, Edn, Error, IndexOrder, QueryInput, Result, TxReport};
 
 /// How help groups the commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,11 @@ pub enum Param {
     EntityIds,
     /// `{:selector [...] :eid 1}`.
     PullArgs,
+    /// A query: vector or map form, a string of either, or an arg map `{:query .. :offset ..}`.
+    Query,
+    /// Zero or more query inputs matched to `:in`: `db:FILE`, data from a file or EDN; only
+    /// last in an arity.
+    QueryInputs,
 }
 
 impl Param {
@@ -105,6 +110,8 @@ impl Param {
             Param::EntityId => "EID",
             Param::EntityIds => "[EID...]",
             Param::PullArgs => "{:selector :eid}",
+            Param::Query => "QUERY",
+            Param::QueryInputs => "[INPUT...]",
         }
     }
 
@@ -126,14 +133,21 @@ impl Param {
             Param::EntityId => "an entity id (a number, an ident keyword or a lookup ref [attr value])",
             Param::EntityIds => "a vector of entity ids",
             Param::PullArgs => "a map {:selector pattern :eid entity-id}",
+            Param::Query => "a query (a vector, a map, a string of either, or {:query .. :offset .. :limit ..})",
+            Param::QueryInputs => "a query input (db:FILE, edn:FILE, json:FILE or an EDN value)",
         }
+    }
+
+    /// Whether `self` takes the rest of the arguments.
+    pub fn is_rest(self) -> bool {
+        matches!(self, Param::Components | Param::QueryInputs)
     }
 
     /// Whether `arg` fits the parameter.
     pub fn accepts(self, arg: &Arg) -> bool {
         let data = match arg {
             Arg::Conn(_) => return self == Param::Conn,
-            Arg::Db(_) => return self == Param::Db,
+            Arg::Db(_) => return matches!(self, Param::Db | Param::QueryInputs),
             Arg::Text { .. } => return false,
             Arg::Data(data) => data,
         };
@@ -151,7 +165,7 @@ impl Param {
                             .get_kw("components")
                             .is_none_or(|c| matches!(c, Edn::Nil | Edn::Vector(_) | Edn::List(_))))
             }
-            Param::Components => true,
+            Param::Components | Param::QueryInputs => true,
             Param::RangeArgs => data.get_kw("attrid").and_then(Edn::as_keyword).is_some(),
             Param::Pattern | Param::EntityIds => is_seq,
             Param::EntityId => is_entity_id(data),
@@ -159,6 +173,7 @@ impl Param {
                 data.get_kw("selector").is_some_and(|p| matches!(p, Edn::Vector(_) | Edn::List(_)))
                     && data.get_kw("eid").is_some_and(is_entity_id)
             }
+            Param::Query => is_seq || matches!(data, Edn::Map(_) | Edn::Str(_)),
         }
     }
 }
@@ -233,21 +248,18 @@ impl Op {
     pub fn mismatch(&self, args: &[Arg]) -> String {
         let same_count = self.arities.iter().find(|params| count_fits(params, args.len()));
         let Some(params) = same_count else {
-            let counts: Vec<String> =
-                self.arities
-                    .iter()
-                    .map(|p| {
-                        if p.contains(&Param::Components) {
-                            format!("{} or more", p.len())
-                        } else {
-                            p.len().to_string()
-                        }
-                    })
-                    .collect();
+            let counts: Vec<String> = self
+                .arities
+                .iter()
+                .map(|p| match p.last() {
+                    Some(last) if last.is_rest() => format!("{} or more", min_count(p)),
+                    _ => p.len().to_string(),
+                })
+                .collect();
             return format!("expected {} arguments, got {}", counts.join(" or "), args.len());
         };
         for (i, arg) in args.iter().enumerate() {
-            let param = params.get(i).copied().unwrap_or(Param::Components);
+            let param = param_at(params, i);
             if param.accepts(arg) {
                 continue;
             }
@@ -262,17 +274,28 @@ impl Op {
     }
 }
 
-fn count_fits(params: &[Param], n: usize) -> bool {
-    if params.last() == Some(&Param::Components) {
-        n >= params.len()
-    } else {
-        n == params.len()
+/// The fewest arguments an arity takes: components are one or more, query inputs zero or more.
+fn min_count(params: &[Param]) -> usize {
+    match params.last() {
+        Some(Param::QueryInputs) => params.len() - 1,
+        _ => params.len(),
     }
 }
 
+fn count_fits(params: &[Param], n: usize) -> bool {
+    match params.last() {
+        Some(last) if last.is_rest() => n >= min_count(params),
+        _ => n == params.len(),
+    }
+}
+
+/// The parameter argument `i` fills: its own, or the trailing rest parameter.
+fn param_at(params: &[Param], i: usize) -> Param {
+    params.get(i).or(params.last()).copied().unwrap_or(Param::Components)
+}
+
 fn fits(params: &[Param], args: &[Arg]) -> bool {
-    count_fits(params, args.len())
-        && args.iter().enumerate().all(|(i, arg)| params.get(i).copied().unwrap_or(Param::Components).accepts(arg))
+    count_fits(params, args.len()) && args.iter().enumerate().all(|(i, arg)| param_at(params, i).accepts(arg))
 }
 
 use Param::*;
@@ -345,7 +368,17 @@ pub static OPS: &[Op] = &[
         file_arg: None,
         run: Some(with),
     },
-    coming("query", "q", Category::Query, "Executes a datalog query."),
+    Op {
+        name: "query",
+        api: "q",
+        category: Category::Query,
+        doc: "Executes a datalog query. The inputs after the query are matched to :in in order: db:FILE for a database value, edn:FILE or json:FILE for data, any other argument read as EDN (quote strings: '\"Alice\"').",
+        arities: &[&[Query, QueryInputs]],
+        example: "dthk query '[:find ?n . :in $ ?a :where [?e :age ?a] [?e :name ?n]]' db:config.edn 20",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(query),
+    },
     coming("query-stats", "query-stats", Category::Query, "Executes query and returns execution statistics."),
     coming("explain", "explain", Category::Query, "Returns a human-readable string explaining the query plan."),
     Op {
@@ -612,6 +645,19 @@ fn index_range(args: &[Arg]) -> Result<Edn> {
     Ok(datoms_edn(db(args)?.index_range(attr, start, end)?))
 }
 
+fn query(args: &[Arg]) -> Result<Edn> {
+    let inputs = args
+        .iter()
+        .skip(1)
+        .map(|arg| match arg {
+            Arg::Db(db) => Ok(QueryInput::Db(db.clone())),
+            Arg::Data(data) => Ok(QueryInput::Edn(data.clone())),
+            _ => Err(bug("a query input")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    datahike::q(data(args, 0)?, &inputs)
+}
+
 fn pull(args: &[Arg]) -> Result<Edn> {
     let db = db(args)?;
     if args.len() == 2 {
@@ -659,8 +705,8 @@ mod tests {
                 assert!(!op.arities.is_empty() && op.example.starts_with(&format!("dthk {} ", op.name)), "{}", op.name);
             }
             for arity in op.arities {
-                let rest = arity.iter().position(|p| *p == Param::Components);
-                assert!(rest.is_none_or(|i| i == arity.len() - 1), "{}: components must come last", op.name);
+                let rest = arity.iter().position(|p| p.is_rest());
+                assert!(rest.is_none_or(|i| i == arity.len() - 1), "{}: rest parameters must come last", op.name);
             }
         }
     }
@@ -670,6 +716,7 @@ mod tests {
         assert_eq!(find("database-exists").unwrap().usage(), "[CONFIG]");
         assert_eq!(find("transact").unwrap().usage(), "conn:CONFIG TX-DATA");
         assert_eq!(find("datoms").unwrap().all_usages()[1], "dthk datoms db:CONFIG INDEX COMPONENT...");
+        assert_eq!(find("query").unwrap().usage(), "QUERY [INPUT...]");
     }
 
     #[test]
@@ -679,5 +726,10 @@ mod tests {
         assert!(!op.fits(&args));
         assert!(op.mismatch(&args).contains("argument 1 is 1, expected a database value"), "{}", op.mismatch(&args));
         assert!(op.mismatch(&args[..1]).contains("expected 2 arguments, got 1"));
+        let query = find("query").unwrap();
+        let args = [Arg::Data(Edn::Vector(Vec::new())), Arg::Data(Edn::Int(2)), Arg::Data(Edn::Int(3))];
+        assert!(query.fits(&args[..1]) && query.fits(&args) && !query.fits(&args[1..]));
+        assert!(query.mismatch(&args[1..]).contains("argument 1 is 2, expected a query"));
+        assert!(query.mismatch(&[]).contains("expected 1 or more arguments, got 0"));
     }
 }

@@ -2,18 +2,27 @@
 //! with Clojure's semantics: numbers compare across types, `<` and friends are variadic and
 //! also order strings, instants and other comparable values of one type; a comparison of
 //! incomparable values is a type error, which a predicate treats as false.
+//!
+//! Besides Datahike's `built-ins`, Datahike calls any public `clojure.core` function and any
+//! function a namespace-qualified symbol names; of those this table has the type predicates,
+//! `abs`, `first`/`second`/`last`/`nth`/`get` on tuples, `re-pattern` and, in `strings`, the
+//! common `clojure.string` functions. Functions that make sets or maps (`set`, `hash-map`,
+//! `array-map`) or functions (`complement`) have no value to return here and are absent.
 
 use super::exec::Source;
-use crate::edn::{Keyword, Symbol};
+use super::strings;
+use crate::edn::{Edn, Keyword, Symbol};
 use crate::value::Value;
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-/// A function argument: a value or a source (`$`).
+/// A function argument: a value, a source (`$`), or a constant as written (for nested `q`).
 pub(crate) enum Arg<'a> {
     Val(Value),
     Src(&'a Source),
+    Form(&'a Edn),
 }
 
 /// Why a function failed.
@@ -23,24 +32,27 @@ pub(crate) enum FnError {
     Type(String),
     /// Anything else (arity, arithmetic overflow...): the query fails.
     Other(String),
+    /// An error to pass on unchanged (from a nested query).
+    Fail(crate::error::Error),
 }
 
 pub(crate) type BuiltinFn = fn(&[Arg]) -> Result<Value, FnError>;
-type R = Result<Value, FnError>;
+pub(crate) type R = Result<Value, FnError>;
 
 /// Clojure truthiness.
 pub(crate) fn truthy(v: &Value) -> bool {
     !matches!(v, Value::Nil | Value::Boolean(false))
 }
 
-fn val<'a>(a: &'a Arg) -> Result<&'a Value, FnError> {
+pub(crate) fn val<'a>(a: &'a Arg) -> Result<&'a Value, FnError> {
     match a {
         Arg::Val(v) => Ok(v),
         Arg::Src(_) => Err(FnError::Type("a source is not a value".into())),
+        Arg::Form(f) => Err(FnError::Other(format!("{f} is not a value"))),
     }
 }
 
-fn arity(args: &[Arg], n: usize, name: &str) -> Result<(), FnError> {
+pub(crate) fn arity(args: &[Arg], n: usize, name: &str) -> Result<(), FnError> {
     if args.len() != n {
         return Err(FnError::Other(format!("Wrong number of args ({}) passed to {name}", args.len())));
     }
@@ -302,7 +314,7 @@ fn min(args: &[Arg]) -> R {
 
 // ------------------------------------------------------------------ logic and types
 
-fn one<'a>(args: &'a [Arg], name: &str) -> Result<&'a Value, FnError> {
+pub(crate) fn one<'a>(args: &'a [Arg], name: &str) -> Result<&'a Value, FnError> {
     arity(args, 1, name)?;
     val(&args[0])
 }
@@ -526,6 +538,304 @@ fn missing(args: &[Arg]) -> R {
     Ok(Value::Boolean(first_value(db, val(&args[1])?, a)?.is_none()))
 }
 
+// ------------------------------------------------------------------ random numbers
+
+thread_local! {
+    /// Xorshift state for `rand` and `rand-int`, seeded from the clock and the thread.
+    static RNG: Cell<u64> = Cell::new({
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let thread = std::thread::current().id();
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&thread, &mut h);
+        (nanos ^ std::hash::Hasher::finish(&h)) | 1
+    });
+}
+
+/// A uniform double in [0, 1).
+fn next_f64() -> f64 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+fn rand(args: &[Arg]) -> R {
+    match args {
+        [] => Ok(Value::Double(next_f64())),
+        [n] => Ok(Value::Double(next_f64() * as_f64(num_arg(n)?))),
+        _ => Err(FnError::Other(format!("Wrong number of args ({}) passed to rand", args.len()))),
+    }
+}
+
+fn rand_int(args: &[Arg]) -> R {
+    arity(args, 1, "rand-int")?;
+    // `(int (rand n))`: truncation towards zero.
+    Ok(Value::Long((next_f64() * as_f64(num_arg(&args[0])?)) as i64))
+}
+
+// ------------------------------------------------------------------ identity, types, collections
+
+/// `identical?`: the same object. Values shared through an `Arc` are identical when they
+/// share it, as a JVM object is identical to itself; nil, booleans and keywords are interned,
+/// and the JVM caches the longs -128 to 127. Other numbers, instants and uuids are boxed anew.
+fn identical(args: &[Arg]) -> R {
+    arity(args, 2, "identical?")?;
+    Ok(Value::Boolean(match (val(&args[0])?, val(&args[1])?) {
+        (Value::Nil, Value::Nil) => true,
+        (Value::Boolean(a), Value::Boolean(b)) => a == b,
+        (Value::Keyword(a), Value::Keyword(b)) => a == b,
+        (Value::Long(a), Value::Long(b)) => a == b && (-128..=127).contains(a),
+        (Value::String(a), Value::String(b)) => Arc::ptr_eq(a, b),
+        (Value::Tuple(a), Value::Tuple(b)) => Arc::ptr_eq(a, b),
+        (Value::Bytes(a), Value::Bytes(b)) => Arc::ptr_eq(a, b),
+        (Value::BigInt(a), Value::BigInt(b)) => Arc::ptr_eq(a, b),
+        (Value::BigDec(a), Value::BigDec(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }))
+}
+
+/// `meta`: no value here carries metadata.
+fn meta(args: &[Arg]) -> R {
+    one(args, "meta")?;
+    Ok(Value::Nil)
+}
+
+/// The JVM class Datahike's `type` returns for a value, as a symbol.
+fn class_name(v: &Value) -> Option<&'static str> {
+    Some(match v {
+        Value::Nil => return None,
+        Value::Bytes(_) => "[B",
+        Value::BigInt(_) => "clojure.lang.BigInt",
+        Value::Keyword(_) => "clojure.lang.Keyword",
+        Value::Tuple(_) => "clojure.lang.PersistentVector",
+        Value::Symbol(_) => "clojure.lang.Symbol",
+        Value::Boolean(_) => "java.lang.Boolean",
+        Value::Double(_) => "java.lang.Double",
+        Value::Float(_) => "java.lang.Float",
+        Value::Long(_) => "java.lang.Long",
+        Value::String(_) => "java.lang.String",
+        Value::BigDec(_) => "java.math.BigDecimal",
+        Value::Instant(_) => "java.util.Date",
+        Value::Uuid(_) => "java.util.UUID",
+    })
+}
+
+fn type_fn(args: &[Arg]) -> R {
+    Ok(class_name(one(args, "type")?).map_or(Value::Nil, |c| Value::Symbol(Symbol::new(c))))
+}
+
+/// The number of elements `seq` would give, or a type error for values that are not seqable.
+fn seq_len(v: &Value, name: &str) -> Result<usize, FnError> {
+    match v {
+        Value::Nil => Ok(0),
+        Value::String(s) => Ok(s.chars().count()),
+        Value::Tuple(xs) => Ok(xs.len()),
+        Value::Bytes(b) => Ok(b.len()),
+        other => Err(FnError::Type(format!(
+            "{name}: Don't know how to create ISeq from: {}",
+            class_name(other).unwrap_or("nil")
+        ))),
+    }
+}
+
+fn not_empty(args: &[Arg]) -> R {
+    let v = one(args, "not-empty")?;
+    Ok(if seq_len(v, "not-empty")? == 0 { Value::Nil } else { v.clone() })
+}
+
+/// Datahike binds `empty?` to `clojure.core/empty`: an empty collection of the same type (a
+/// vector for a tuple), nil for anything else. So `[(empty? ?x)]` holds for every tuple.
+fn empty(args: &[Arg]) -> R {
+    Ok(match one(args, "empty?")? {
+        Value::Tuple(_) => Value::Tuple(Vec::new().into()),
+        _ => Value::Nil,
+    })
+}
+
+/// `clojure.core/empty?` itself.
+fn is_empty(args: &[Arg]) -> R {
+    Ok(Value::Boolean(seq_len(one(args, "empty?")?, "empty?")? == 0))
+}
+
+fn contains(args: &[Arg]) -> R {
+    arity(args, 2, "contains?")?;
+    let (coll, key) = (val(&args[0])?, val(&args[1])?);
+    let len = match coll {
+        Value::Nil => return Ok(Value::Boolean(false)),
+        Value::String(s) => s.chars().count(),
+        Value::Tuple(xs) => xs.len(),
+        Value::Bytes(b) => b.len(),
+        other => {
+            return Err(FnError::Type(format!(
+                "contains? not supported on type: {}",
+                class_name(other).unwrap_or("nil")
+            )))
+        }
+    };
+    // Vectors, strings and arrays are keyed by index.
+    Ok(Value::Boolean(matches!(key, Value::Long(i) if *i >= 0 && (*i as usize) < len)))
+}
+
+/// `(-differ? & xs)`: whether the first half of the arguments differs from the second.
+fn differ(args: &[Arg]) -> R {
+    let vals = args.iter().map(val).collect::<Result<Vec<_>, _>>()?;
+    let half = vals.len().div_ceil(2);
+    Ok(Value::Boolean(vals[..half] != vals[half..]))
+}
+
+fn type_pred(args: &[Arg], name: &str, p: fn(&Value) -> bool) -> R {
+    Ok(Value::Boolean(p(one(args, name)?)))
+}
+fn is_string(args: &[Arg]) -> R {
+    type_pred(args, "string?", |v| matches!(v, Value::String(_)))
+}
+fn is_keyword(args: &[Arg]) -> R {
+    type_pred(args, "keyword?", |v| matches!(v, Value::Keyword(_)))
+}
+fn is_symbol(args: &[Arg]) -> R {
+    type_pred(args, "symbol?", |v| matches!(v, Value::Symbol(_)))
+}
+fn is_number(args: &[Arg]) -> R {
+    type_pred(args, "number?", |v| {
+        matches!(v, Value::Long(_) | Value::Double(_) | Value::Float(_) | Value::BigInt(_) | Value::BigDec(_))
+    })
+}
+fn is_int(args: &[Arg]) -> R {
+    type_pred(args, "int?", |v| matches!(v, Value::Long(_)))
+}
+fn is_integer(args: &[Arg]) -> R {
+    type_pred(args, "integer?", |v| matches!(v, Value::Long(_) | Value::BigInt(_)))
+}
+fn is_double(args: &[Arg]) -> R {
+    type_pred(args, "double?", |v| matches!(v, Value::Double(_)))
+}
+fn is_float(args: &[Arg]) -> R {
+    type_pred(args, "float?", |v| matches!(v, Value::Double(_) | Value::Float(_)))
+}
+fn is_boolean(args: &[Arg]) -> R {
+    type_pred(args, "boolean?", |v| matches!(v, Value::Boolean(_)))
+}
+fn is_uuid(args: &[Arg]) -> R {
+    type_pred(args, "uuid?", |v| matches!(v, Value::Uuid(_)))
+}
+fn is_inst(args: &[Arg]) -> R {
+    type_pred(args, "inst?", |v| matches!(v, Value::Instant(_)))
+}
+fn is_vector(args: &[Arg]) -> R {
+    type_pred(args, "vector?", |v| matches!(v, Value::Tuple(_)))
+}
+
+fn abs(args: &[Arg]) -> R {
+    Ok(match one(args, "abs")? {
+        // Clojure's abs of Long/MIN_VALUE is Long/MIN_VALUE.
+        Value::Long(x) => Value::Long(x.wrapping_abs()),
+        Value::Double(x) => Value::Double(x.abs()),
+        Value::Float(x) => Value::Float(x.abs()),
+        Value::BigInt(b) if b.sign() == num_bigint::Sign::Minus => Value::BigInt(Arc::new(-b.as_ref())),
+        Value::BigDec(d) => Value::BigDec(Arc::new(d.abs())),
+        v @ Value::BigInt(_) => v.clone(),
+        other => return Err(FnError::Type(format!("abs: {} is not a number", other.to_edn()))),
+    })
+}
+
+/// The elements of a tuple (none for nil), for the sequence functions.
+fn elements<'a>(v: &'a Value, name: &str) -> Result<&'a [Value], FnError> {
+    match v {
+        Value::Nil => Ok(&[]),
+        Value::Tuple(xs) => Ok(xs),
+        other => Err(FnError::Type(format!("{name} takes a tuple here, got {}", other.to_edn()))),
+    }
+}
+fn first(args: &[Arg]) -> R {
+    Ok(elements(one(args, "first")?, "first")?.first().cloned().unwrap_or(Value::Nil))
+}
+fn second(args: &[Arg]) -> R {
+    Ok(elements(one(args, "second")?, "second")?.get(1).cloned().unwrap_or(Value::Nil))
+}
+fn last(args: &[Arg]) -> R {
+    Ok(elements(one(args, "last")?, "last")?.last().cloned().unwrap_or(Value::Nil))
+}
+fn index_of(v: &Value) -> Option<usize> {
+    match v {
+        Value::Long(i) => usize::try_from(*i).ok(),
+        _ => None,
+    }
+}
+fn nth(args: &[Arg]) -> R {
+    let (coll, i, default) = match args {
+        [c, i] => (val(c)?, val(i)?, None),
+        [c, i, d] => (val(c)?, val(i)?, Some(val(d)?)),
+        _ => return Err(FnError::Other(format!("Wrong number of args ({}) passed to nth", args.len()))),
+    };
+    let xs = elements(coll, "nth")?;
+    if !matches!(i, Value::Long(_)) {
+        return Err(FnError::Type(format!("nth: index {} is not an integer", i.to_edn())));
+    }
+    match (index_of(i).and_then(|i| xs.get(i)), default) {
+        (Some(x), _) => Ok(x.clone()),
+        (None, Some(d)) => Ok(d.clone()),
+        // `(nth nil i)` is nil.
+        (None, None) if matches!(coll, Value::Nil) => Ok(Value::Nil),
+        (None, None) => Err(FnError::Other(format!("nth: index {} out of bounds for {}", i.to_edn(), coll.to_edn()))),
+    }
+}
+fn get(args: &[Arg]) -> R {
+    let (coll, key, default) = match args {
+        [c, k] => (val(c)?, val(k)?, Value::Nil),
+        [c, k, d] => (val(c)?, val(k)?, val(d)?.clone()),
+        _ => return Err(FnError::Other(format!("Wrong number of args ({}) passed to get", args.len()))),
+    };
+    // `get` on anything but a tuple finds nothing.
+    Ok(match coll {
+        Value::Tuple(xs) => index_of(key).and_then(|i| xs.get(i)).cloned().unwrap_or(default),
+        _ => default,
+    })
+}
+
+// ------------------------------------------------------------------ nested queries
+
+/// `(q query inputs...)`: runs a query inside a query. The query and constant inputs arrive as
+/// written; the result is bound as a value, sets and vectors as tuples.
+fn nested_q(args: &[Arg]) -> R {
+    let Some((query, rest)) = args.split_first() else {
+        return Err(FnError::Other("Wrong number of args (0) passed to q".into()));
+    };
+    let query = match query {
+        Arg::Form(form) => (*form).clone(),
+        Arg::Val(v) => v.to_edn(),
+        Arg::Src(_) => return Err(FnError::Type("q: the first argument should be a query, got a source".into())),
+    };
+    let inputs: Vec<super::QueryInput> = rest
+        .iter()
+        .map(|a| match a {
+            Arg::Src(Source::Db(db)) => super::QueryInput::Db(db.clone()),
+            Arg::Src(Source::Coll(tuples)) => super::QueryInput::Edn(Edn::Vector(
+                tuples.iter().map(|t| Edn::Vector(t.iter().map(Value::to_edn).collect())).collect(),
+            )),
+            Arg::Val(v) => super::QueryInput::Edn(v.to_edn()),
+            Arg::Form(form) => super::QueryInput::Edn((*form).clone()),
+        })
+        .collect();
+    let result = super::q(&query, &inputs).map_err(FnError::Fail)?;
+    result_value(&result)
+}
+
+/// A nested query's result as a value.
+fn result_value(x: &Edn) -> R {
+    match x {
+        Edn::Set(xs) | Edn::Vector(xs) | Edn::List(xs) => {
+            Ok(Value::Tuple(xs.iter().map(result_value).collect::<Result<Vec<_>, _>>()?.into()))
+        }
+        other => Value::from_edn(other).ok_or_else(|| {
+            FnError::Other(format!("q: the nested query returned {other}, which cannot be bound (maps and sets inside results are not values)"))
+        }),
+    }
+}
+
 fn table() -> &'static HashMap<&'static str, BuiltinFn> {
     static TABLE: OnceLock<HashMap<&'static str, BuiltinFn>> = OnceLock::new();
     TABLE.get_or_init(|| {
@@ -581,17 +891,94 @@ fn table() -> &'static HashMap<&'static str, BuiltinFn> {
             ("get-else", get_else),
             ("get-some", get_some),
             ("missing?", missing),
+            ("rand", rand),
+            ("rand-int", rand_int),
+            ("identical?", identical),
+            ("meta", meta),
+            ("type", type_fn),
+            ("not-empty", not_empty),
+            ("empty?", empty),
+            ("empty", empty),
+            ("contains?", contains),
+            ("print-str", strings::print_str),
+            ("println-str", strings::println_str),
+            ("prn-str", strings::prn_str),
+            ("re-find", strings::re_find),
+            ("re-matches", strings::re_matches),
+            ("re-seq", strings::re_seq),
+            ("re-pattern", strings::re_pattern),
+            ("-differ?", differ),
+            ("q", nested_q),
+            // Further clojure.core functions, which Datahike calls too.
+            ("string?", is_string),
+            ("keyword?", is_keyword),
+            ("symbol?", is_symbol),
+            ("number?", is_number),
+            ("int?", is_int),
+            ("integer?", is_integer),
+            ("double?", is_double),
+            ("float?", is_float),
+            ("boolean?", is_boolean),
+            ("uuid?", is_uuid),
+            ("inst?", is_inst),
+            ("vector?", is_vector),
+            ("coll?", is_vector),
+            ("abs", abs),
+            ("first", first),
+            ("second", second),
+            ("last", last),
+            ("nth", nth),
+            ("get", get),
         ];
         entries.iter().copied().collect()
     })
 }
 
-/// The built-in named `name` (also as `clojure.core/name`).
-pub(crate) fn lookup(name: Symbol) -> Option<BuiltinFn> {
+/// A function a query can call.
+pub(crate) enum Func {
+    /// A built-in taking values.
+    Builtin(BuiltinFn),
+    /// A built-in taking its constant arguments as written (nested `q`).
+    Forms(BuiltinFn),
+    /// A function written in Rust: registered under this name, or an `:in` variable's.
+    User(Symbol, super::custom::QueryFn),
+}
+
+impl Func {
+    /// Whether constants should be passed as [`Arg::Form`].
+    pub fn wants_forms(&self) -> bool {
+        matches!(self, Func::Forms(_))
+    }
+
+    pub fn call(&self, args: &[Arg]) -> R {
+        match self {
+            Func::Builtin(f) | Func::Forms(f) => f(args),
+            Func::User(name, f) => {
+                let values = args
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Val(v) => Ok(v.clone()),
+                        _ => Err(FnError::Other(format!("{name} takes values; a source cannot be passed to it"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                f(&values).map_err(|e| FnError::Other(format!("{name} failed: {e}")))
+            }
+        }
+    }
+}
+
+/// The built-in named `name`: a name of Datahike's `built-ins` or of the clojure.core
+/// functions here (also as `clojure.core/name`), `clojure.string/...`, or `datahike.query/q`.
+pub(crate) fn lookup(name: Symbol) -> Option<Func> {
     let n = match name.namespace() {
+        // Datahike's `empty?` is `empty`, but the qualified symbol resolves to the real one.
+        Some("clojure.core") if name.name() == "empty?" => return Some(Func::Builtin(is_empty)),
         Some("clojure.core") => name.name(),
+        Some("clojure.string") => return strings::lookup(name.name()).map(Func::Builtin),
+        Some("datahike.query") if name.name() == "q" => "q",
         Some(_) => return None,
         None => name.as_str(),
     };
-    table().get(n).copied()
+    let f = table().get(n).copied()?;
+    Some(if n == "q" { Func::Forms(f) } else { Func::Builtin(f) })
 }

@@ -5,7 +5,9 @@
 //! either by one index lookup per row (few rows, a selective prefix) or by one range scan
 //! hashed against the relation.
 
-use super::builtins::{self, Arg, FnError};
+use super::builtins::{self, Arg, FnError, Func};
+use super::custom::{self, QueryFn};
+use super::deadline;
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
 use super::rel::{Groups, Rel};
@@ -31,10 +33,11 @@ pub(crate) enum Source {
     Coll(Vec<Vec<Value>>),
 }
 
-/// What a query sees: its sources and rules.
+/// What a query sees: its sources, rules, and functions bound in `:in`.
 pub(crate) struct Ctx {
     pub sources: HashMap<Symbol, Source>,
     pub rules: HashMap<Symbol, Vec<Rule>>,
+    pub fns: HashMap<Symbol, QueryFn>,
 }
 
 impl Ctx {
@@ -86,6 +89,7 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
             }
             return Ok(rel);
         }
+        deadline::check()?;
         let idx = pick(eng, &pending, &rel)?;
         let clause = pending.remove(idx);
         let range = fuse_range(eng, clause, &mut pending, &rel, src);
@@ -393,12 +397,14 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
 
 // ------------------------------------------------------------------ functions and predicates
 
+/// The arguments of a call for one row; constants as written when `forms`.
 fn eval_args<'a>(
     ctx: &'a Ctx,
-    args: &[Term],
+    args: &'a [Term],
     cols: &[Option<usize>],
     row: &[Value],
     consts: &[Option<Value>],
+    forms: bool,
     out: &mut Vec<Arg<'a>>,
 ) -> Result<()> {
     out.clear();
@@ -406,6 +412,7 @@ fn eval_args<'a>(
         out.push(match t {
             Term::Var(_) => Arg::Val(row[cols[i].unwrap_or(0)].clone()),
             Term::Src(s) => Arg::Src(ctx.source(*s)?),
+            Term::Const(c) if forms => Arg::Form(c),
             Term::Const(_) | Term::Blank => Arg::Val(consts[i].clone().unwrap_or(Value::Nil)),
         });
     }
@@ -415,7 +422,7 @@ fn eval_args<'a>(
 /// Per argument: its column in the relation, or its constant value.
 type PreparedArgs = (Vec<Option<usize>>, Vec<Option<Value>>);
 
-fn prepare_args(rel: &Rel, args: &[Term], form: &Edn) -> Result<PreparedArgs> {
+fn prepare_args(rel: &Rel, args: &[Term], form: &Edn, forms: bool) -> Result<PreparedArgs> {
     let mut cols = Vec::new();
     let mut consts = Vec::new();
     for t in args {
@@ -424,6 +431,10 @@ fn prepare_args(rel: &Rel, args: &[Term], form: &Edn) -> Result<PreparedArgs> {
                 cols.push(Some(rel.col(*v).ok_or_else(|| {
                     qerr(QueryError::Binding(format!("Insufficient bindings: {v} is not bound in {form}")))
                 })?));
+                consts.push(None);
+            }
+            Term::Const(_) if forms => {
+                cols.push(None);
                 consts.push(None);
             }
             Term::Const(c) => {
@@ -451,27 +462,54 @@ pub(crate) fn const_value(c: &Edn) -> Option<Value> {
     }
 }
 
-fn resolve_fn(func: Symbol, form: &Edn) -> Result<builtins::BuiltinFn> {
-    builtins::lookup(func).ok_or_else(|| qerr(QueryError::Syntax(format!("Unknown function '{func} in {form}"))))
+/// The function a clause calls, looked up as Datahike does: built-ins, then an `:in`
+/// variable, then a namespace-qualified name registered from Rust.
+fn resolve_fn(ctx: &Ctx, func: Symbol, form: &Edn) -> Result<Func> {
+    if let Some(f) = builtins::lookup(func) {
+        return Ok(f);
+    }
+    if let Some(f) = ctx.fns.get(&func) {
+        return Ok(Func::User(func, f.clone()));
+    }
+    if super::parser::is_var(func) {
+        return Err(qerr(QueryError::Binding(format!(
+            "{func} is not bound to a function in :in (pass QueryInput::Function), in {form}"
+        ))));
+    }
+    match custom::function(func) {
+        Some(f) => Ok(Func::User(func, f)),
+        None => Err(qerr(QueryError::Syntax(format!("Unknown function '{func} in {form}")))),
+    }
+}
+
+/// The query error of a failed call in clause `form`.
+fn call_error(e: FnError, form: &Edn) -> Error {
+    match e {
+        FnError::Type(m) | FnError::Other(m) => qerr(QueryError::Eval(format!("{m} in {form}"))),
+        FnError::Fail(e) => e,
+    }
 }
 
 fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Edn, _src: Symbol) -> Result<Rel> {
-    let f = resolve_fn(func, form)?;
-    let (cols, consts) = prepare_args(&rel, args, form)?;
+    let f = resolve_fn(eng.ctx, func, form)?;
+    let forms = f.wants_forms();
+    let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let mut out = Rel::empty(rel.vars.clone());
     // A filter keeps the order of the rows.
     out.sorted_by = rel.sorted_by;
     let mut argv = Vec::with_capacity(args.len());
     for row in rel.rows() {
-        eval_args(eng.ctx, args, &cols, row, &consts, &mut argv)?;
-        match f(&argv) {
+        // A call may be slow (a Rust function, a nested query): the clock is read per call.
+        deadline::check()?;
+        eval_args(eng.ctx, args, &cols, row, &consts, forms, &mut argv)?;
+        match f.call(&argv) {
             Ok(v) => {
                 if builtins::truthy(&v) {
                     out.push_row(row);
                 }
             }
             Err(FnError::Type(_)) => {}
-            Err(FnError::Other(msg)) => return Err(qerr(QueryError::Eval(format!("{msg} in {form}")))),
+            Err(e) => return Err(call_error(e, form)),
         }
     }
     Ok(out)
@@ -552,6 +590,7 @@ pub(crate) fn extend_with_binding(
     let mut out = Rel::empty(vars);
     let mut parts = Vec::new();
     for i in 0..rel.n_rows {
+        deadline::tick()?;
         let Some(v) = produce(i)? else { continue };
         parts.clear();
         bind_value(binding, v, &mut parts).map_err(|m| qerr(QueryError::Eval(format!("{m} in {form}"))))?;
@@ -585,19 +624,18 @@ fn apply_fn(
     form: &Edn,
     _src: Symbol,
 ) -> Result<Rel> {
-    let f = resolve_fn(func, form)?;
-    let (cols, consts) = prepare_args(&rel, args, form)?;
+    let f = resolve_fn(eng.ctx, func, form)?;
+    let forms = f.wants_forms();
+    let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let ctx = eng.ctx;
     let mut argv = Vec::with_capacity(args.len());
     extend_with_binding(
         &rel,
         binding,
         |i| {
-            eval_args(ctx, args, &cols, rel.row(i), &consts, &mut argv)?;
-            match f(&argv) {
-                Ok(v) => Ok(Some(v)),
-                Err(FnError::Type(m) | FnError::Other(m)) => Err(qerr(QueryError::Eval(format!("{m} in {form}")))),
-            }
+            deadline::check()?;
+            eval_args(ctx, args, &cols, rel.row(i), &consts, forms, &mut argv)?;
+            f.call(&argv).map(Some).map_err(|e| call_error(e, form))
         },
         form,
     )
@@ -744,27 +782,31 @@ impl PatternPlan {
         let mut out = Rel::empty(self.out_vars.clone());
         let bound = self.bound();
         if bound.is_empty() {
+            let mut stop = None;
             if rel.n_rows == 1 {
                 let row = rel.row(0);
-                scan(&mut |d| {
+                let scanned = scan(&mut |d| {
                     if self.matches(d, None) {
                         self.emit(d, row, &mut out);
                     }
-                    true
-                })?;
+                    keep_going(&mut stop)
+                });
+                finish_scan(scanned, stop)?;
                 return Ok(out);
             }
             let mut found: Vec<Vec<Value>> = Vec::new();
             let free: Vec<usize> =
                 self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
-            scan(&mut |d| {
+            let scanned = scan(&mut |d| {
                 if self.matches(d, None) {
                     found.push(free.iter().map(|p| d.comp(*p)).collect());
                 }
-                true
-            })?;
+                keep_going(&mut stop)
+            });
+            finish_scan(scanned, stop)?;
             for row in rel.rows() {
                 for f in &found {
+                    deadline::tick()?;
                     out.data.extend_from_slice(row);
                     out.data.extend_from_slice(f);
                     out.n_rows += 1;
@@ -796,7 +838,11 @@ impl PatternPlan {
                 .map(|(i, _)| i as u32)
                 .collect();
         }
-        scan(&mut |d| {
+        let mut stop = None;
+        let scanned = scan(&mut |d| {
+            if !keep_going(&mut stop) {
+                return false;
+            }
             if !self.matches(d, None) {
                 return true;
             }
@@ -812,9 +858,28 @@ impl PatternPlan {
                 }
             }
             true
-        })?;
+        });
+        finish_scan(scanned, stop)?;
         Ok(out)
     }
+}
+
+/// Counts one unit of scan work against the query's deadline; on a timeout keeps the error in
+/// `stop` and says to stop the scan.
+fn keep_going(stop: &mut Option<Error>) -> bool {
+    match deadline::tick() {
+        Ok(()) => true,
+        Err(e) => {
+            *stop = Some(e);
+            false
+        }
+    }
+}
+
+/// The scan's outcome, or the timeout that stopped it.
+fn finish_scan(scanned: Result<()>, stop: Option<Error>) -> Result<()> {
+    scanned?;
+    stop.map_or(Ok(()), Err)
 }
 
 /// Resolves an entity reference held in a relation (an id, an ident or a lookup ref).
@@ -1028,8 +1093,9 @@ fn merge_join(
     // The entity follows the scan's bound components in each order, so it extends the start key.
     let lo = DatomKey { e: Some(first), ..lo.clone() };
     let mut i = 0;
-    index.visit(&lo, hi, &mut |d| {
-        if d.e > last {
+    let mut stop = None;
+    let scanned = index.visit(&lo, hi, &mut |d| {
+        if d.e > last || !keep_going(&mut stop) {
             return false;
         }
         while i < rel.n_rows && e_of(i) < d.e {
@@ -1046,7 +1112,8 @@ fn merge_join(
             }
         }
         true
-    })?;
+    });
+    finish_scan(scanned.map_err(Error::from), stop)?;
     Ok(out)
 }
 
@@ -1072,12 +1139,14 @@ fn lookup_join(
             }
         }
         let (order, prefix) = choose_index(db.schema(), &k);
-        db.index(order).visit(&prefix, &prefix, &mut |d| {
+        let mut stop = None;
+        let scanned = db.index(order).visit(&prefix, &prefix, &mut |d| {
             if plan.matches(d, None) && matches_key(d, &k) {
                 plan.emit(d, row, &mut out);
             }
-            true
-        })?;
+            keep_going(&mut stop)
+        });
+        finish_scan(scanned.map_err(Error::from), stop)?;
     }
     Ok(out)
 }

@@ -17,18 +17,66 @@
 //! # conn.release().unwrap();
 //! ```
 //!
+//! ## Functions and aggregates from Rust
+//!
+//! Besides the built-ins (Datahike's, `clojure.string/...` and common `clojure.core`
+//! functions), a query calls functions and aggregates written in Rust, in the two ways Datahike
+//! resolves them: a namespace-qualified symbol registered once per process with
+//! [`register_function`] / [`register_aggregate`], or a closure passed as an input for a
+//! scalar `:in` variable ([`QueryInput::function`], [`QueryInput::aggregate`]) and called as
+//! `[(?f ?x) ?y]` or aggregated as `(aggregate ?agg ?x)`. An error a closure returns fails the
+//! query with a `query/eval` error naming it.
+//!
+//! ```
+//! use datahike::query::{q, register_aggregate, register_function, QueryInput};
+//! use datahike::{edn::read_str, Config, Edn, Value};
+//! let config = Config::parse("{:store {:backend :memory :id \"custom-doc\"} :schema-flexibility :read}").unwrap();
+//! datahike::create_database(&config).unwrap();
+//! let conn = datahike::connect(&config).unwrap();
+//! conn.transact(&read_str("[{:name \"Ivan\" :age 30} {:name \"Petr\" :age 15}]").unwrap()).unwrap();
+//!
+//! register_function("my.ns/double", |args: &[Value]| match args {
+//!     [Value::Long(x)] => Ok(Value::Long(x * 2)),
+//!     _ => Err(format!("my.ns/double takes one long, got {args:?}").into()),
+//! })
+//! .unwrap();
+//! register_aggregate("my.ns/spread", |_args: &[Value], vals: &[Value]| {
+//!     let longs: Vec<i64> = vals.iter().filter_map(Value::as_long).collect();
+//!     Ok(Edn::Int(longs.iter().max().unwrap_or(&0) - longs.iter().min().unwrap_or(&0)))
+//! })
+//! .unwrap();
+//! let query = read_str("[:find ?d . :where [?e :name \"Ivan\"] [?e :age ?a] [(my.ns/double ?a) ?d]]").unwrap();
+//! assert_eq!(q(&query, &[conn.db().into()]).unwrap(), Edn::Int(60));
+//! let query = read_str("[:find (my.ns/spread ?a) . :where [_ :age ?a]]").unwrap();
+//! assert_eq!(q(&query, &[conn.db().into()]).unwrap(), Edn::Int(15));
+//!
+//! // The same as inputs, without registering names.
+//! let query = read_str(
+//!     "[:find ?n (aggregate ?sum ?a) :in $ ?adult? ?sum :where [?e :name ?n] [?e :age ?a] [(?adult? ?a)]]",
+//! )
+//! .unwrap();
+//! let adult = QueryInput::function(|args: &[Value]| Ok(Value::Boolean(matches!(args, [Value::Long(a)] if *a >= 18))));
+//! let sum = QueryInput::aggregate(|_args: &[Value], vals: &[Value]| Ok(Edn::Int(vals.iter().filter_map(Value::as_long).sum())));
+//! let result = q(&query, &[conn.db().into(), adult, sum]).unwrap();
+//! assert_eq!(result.to_string(), "[[\"Ivan\" 30]]");
+//! # conn.release().unwrap();
+//! ```
+//!
 //! [`query_stats`] and [`explain`] run a query and report the plan it ran with.
 //!
-//! Not yet here: custom functions and aggregates, the history and as-of views.
+//! Not yet here: the history and as-of views.
 
 mod aggregates;
 mod builtins;
+mod custom;
+mod deadline;
 mod exec;
 pub mod parser;
 mod plan;
 mod rel;
 mod rules;
 mod stats;
+mod strings;
 
 pub use stats::ClauseStat;
 
@@ -61,6 +109,9 @@ pub enum QueryError {
     /// A valid form this implementation does not support yet (`query/unsupported`).
     #[error("{0}")]
     Unsupported(String),
+    /// The query ran longer than its `:timeout` (`query/timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// A bug.
     #[error("internal query error (a bug in datahike-rs): {0}")]
     Internal(String),
@@ -75,19 +126,50 @@ impl QueryError {
             QueryError::Inputs(_) => "query/inputs",
             QueryError::Eval(_) => "query/eval",
             QueryError::Unsupported(_) => "query/unsupported",
+            QueryError::Timeout(_) => "query/timeout",
             QueryError::Internal(_) => "internal",
         }
     }
 }
 
-/// One input of a query, matched positionally to `:in`: a database, or an EDN value (a
-/// scalar, a collection, a relation, rules for `%`, or a collection of tuples used as a source).
-#[derive(Clone, Debug)]
+pub use custom::{register_aggregate, register_function, AggregateFn, FnResult, QueryFn};
+
+/// One input of a query, matched positionally to `:in`: a database, an EDN value (a scalar, a
+/// collection, a relation, rules for `%`, or a collection of tuples used as a source), or a
+/// function or aggregate for a scalar variable (`[(?f ?x) ?y]`, `(aggregate ?agg ?x)`).
+#[derive(Clone)]
 pub enum QueryInput {
     /// A database value.
     Db(Db),
     /// Any EDN value.
     Edn(Edn),
+    /// A function, called as `[(?f args...)]` or `[(?f args...) binding]`.
+    Function(QueryFn),
+    /// An aggregate, used in `:find` as `(aggregate ?agg ?x)`.
+    Aggregate(AggregateFn),
+}
+
+impl QueryInput {
+    /// A function input from a closure.
+    pub fn function(f: impl Fn(&[Value]) -> FnResult<Value> + Send + Sync + 'static) -> QueryInput {
+        QueryInput::Function(std::sync::Arc::new(f))
+    }
+
+    /// An aggregate input from a closure of the constant arguments and the group's values.
+    pub fn aggregate(f: impl Fn(&[Value], &[Value]) -> FnResult<Edn> + Send + Sync + 'static) -> QueryInput {
+        QueryInput::Aggregate(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for QueryInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryInput::Db(db) => f.debug_tuple("Db").field(db).finish(),
+            QueryInput::Edn(x) => f.debug_tuple("Edn").field(x).finish(),
+            QueryInput::Function(_) => f.write_str("Function(..)"),
+            QueryInput::Aggregate(_) => f.write_str("Aggregate(..)"),
+        }
+    }
 }
 
 impl From<Db> for QueryInput {
@@ -111,9 +193,14 @@ fn qerr(e: QueryError) -> Error {
 }
 
 /// Runs a query (vector form, map form, a string of either, or an arg map
-/// `{:query q :offset n :limit m}`) against `inputs`, returning Datahike's result shape.
+/// `{:query q :args [..] :offset n :limit m :timeout ms}`) against `inputs`, returning
+/// Datahike's result shape. The `:args` of an arg map are the inputs; giving inputs as well is
+/// an error. A query that runs longer than its `:timeout` (milliseconds, in the map form or the
+/// arg map; Datomic's option, which Datahike lacks) stops with a `query/timeout` error.
 pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
-    run(&parse_arg(query)?, inputs)
+    let parsed = parse_arg(query)?;
+    let args = arg_inputs(query, inputs)?;
+    run(&parsed, args.as_deref().unwrap_or(inputs))
 }
 
 /// Runs a query as [`q`] does and reports how it ran (Datahike's `query-stats`):
@@ -121,7 +208,8 @@ pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
 /// .. :t <ms> :branches [..]} ..]}`, one entry per clause in the order the planner chose.
 pub fn query_stats(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
     let parsed = parse_arg(query)?;
-    let (ret, stats) = execute(&parsed, inputs, true)?;
+    let args = arg_inputs(query, inputs)?;
+    let (ret, stats) = execute(&parsed, args.as_deref().unwrap_or(inputs), true)?;
     let kw = |k: &str| Edn::Keyword(Keyword::new(k));
     Ok(Edn::Map(vec![
         (kw("ret"), ret),
@@ -134,15 +222,32 @@ pub fn query_stats(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
 /// with the index and strategy of each data pattern, rows in and out, and time.
 pub fn explain(query: &Edn, inputs: &[QueryInput]) -> Result<String> {
     let parsed = parse_arg(query)?;
+    let args = arg_inputs(query, inputs)?;
     let started = std::time::Instant::now();
-    let (_, stats) = execute(&parsed, inputs, true)?;
+    let (_, stats) = execute(&parsed, args.as_deref().unwrap_or(inputs), true)?;
     let find = Edn::Vector(parsed.find.elements().iter().map(FindElem::form).collect());
     Ok(stats::explain_text(&find, &stats, started.elapsed()))
 }
 
-/// The query of an arg map `{:query q :offset n :limit m}`, or the query itself, parsed.
+/// The `:args` of an arg map, as the inputs (an error when inputs are given as well).
+fn arg_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Option<Vec<QueryInput>>> {
+    let Some(args) = query.get_kw("args").filter(|_| query.get_kw("query").is_some()) else { return Ok(None) };
+    let Some(args) = args.as_seq() else {
+        return Err(qerr(QueryError::Inputs(format!(":args of a query arg map should be a vector, got {args}"))));
+    };
+    if !inputs.is_empty() {
+        return Err(qerr(QueryError::Inputs(format!(
+            "The query arg map has :args and {} more inputs were given; pass the inputs one way",
+            inputs.len()
+        ))));
+    }
+    Ok(Some(args.iter().cloned().map(QueryInput::Edn).collect()))
+}
+
+/// The query of an arg map `{:query q :offset n :limit m :timeout ms}`, or the query itself,
+/// parsed.
 fn parse_arg(query: &Edn) -> Result<Query> {
-    let (query_form, offset, limit) = match query {
+    let (query_form, offset, limit, timeout) = match query {
         Edn::Map(_) if query.get_kw("query").is_some() => {
             let n = |k: &str| match query.get_kw(k) {
                 Some(Edn::Int(n)) if *n >= 0 => Ok(Some(*n as usize)),
@@ -151,9 +256,10 @@ fn parse_arg(query: &Edn) -> Result<Query> {
                     Err(qerr(QueryError::Syntax(format!(":{k} should be a non-negative integer, got {other}"))))
                 }
             };
-            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?)
+            let timeout = parser::parse_timeout(query.get_kw("timeout").unwrap_or(&Edn::Nil)).map_err(qerr)?;
+            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?, timeout)
         }
-        _ => (query, None, None),
+        _ => (query, None, None, None),
     };
     let mut parsed = parser::parse_query(query_form).map_err(qerr)?;
     if offset.is_some() {
@@ -161,6 +267,9 @@ fn parse_arg(query: &Edn) -> Result<Query> {
     }
     if limit.is_some() {
         parsed.limit = limit;
+    }
+    if timeout.is_some() {
+        parsed.timeout = timeout;
     }
     Ok(parsed)
 }
@@ -172,6 +281,7 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
 
 /// Runs a parsed query, with per-clause statistics when `record`.
 fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, Vec<ClauseStat>)> {
+    let _deadline = deadline::start(query.timeout);
     if inputs.len() != query.inputs.len() {
         return Err(qerr(QueryError::Inputs(format!(
             "Wrong number of inputs: :in has {} bindings ({}), {} given",
@@ -180,10 +290,25 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
             inputs.len()
         ))));
     }
-    let mut ctx = Ctx { sources: HashMap::default(), rules: HashMap::default() };
+    let mut ctx = Ctx { sources: HashMap::default(), rules: HashMap::default(), fns: HashMap::default() };
     let mut rel = Rel::unit();
+    // What scalar `:in` variables hold, for aggregate arguments.
+    let mut scalars: HashMap<Symbol, &QueryInput> = HashMap::default();
     for (binding, input) in query.inputs.iter().zip(inputs) {
+        if let InBinding::Bind(Binding::Scalar(v)) = binding {
+            scalars.insert(*v, input);
+        }
         match (binding, input) {
+            (InBinding::Bind(Binding::Scalar(v)), QueryInput::Function(f)) => {
+                ctx.fns.insert(*v, f.clone());
+            }
+            (InBinding::Bind(Binding::Scalar(_)), QueryInput::Aggregate(_)) => {}
+            (b, QueryInput::Function(_) | QueryInput::Aggregate(_)) => {
+                return Err(qerr(QueryError::Inputs(format!(
+                    "A function or aggregate can only be passed for a scalar :in variable such as ?f, not for {}",
+                    in_form(b)
+                ))));
+            }
             (InBinding::Source(name), QueryInput::Db(db)) => {
                 ctx.sources.insert(*name, Source::Db(db.clone()));
             }
@@ -232,20 +357,81 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
                 };
                 pulls.push(Some((db.clone(), crate::pull::PullPattern::parse(&pattern, &db)?)));
             }
-            FindElem::Aggregate { name, .. } if !aggregates::is_aggregate(*name) => {
-                return Err(qerr(QueryError::Syntax(format!("Unknown aggregate function {name} in :find"))));
-            }
             _ => pulls.push(None),
         }
     }
+    let aggs = query.find.elements().iter().map(|e| resolve_aggregate(e, &scalars)).collect::<Result<Vec<_>>>()?;
     let default_src = Symbol::new("$");
     let mut eng = Engine::new(&ctx);
     if record {
         eng.stats = Some(stats::Recorder::new());
     }
     let rel = eval_where(&mut eng, &query.clauses, rel, default_src)?;
+    deadline::check()?;
     let stats = eng.stats.take().map(stats::Recorder::finish).unwrap_or_default();
-    Ok((shape(query, &rel, &pulls)?, stats))
+    Ok((shape(query, &rel, &pulls, &aggs)?, stats))
+}
+
+/// An aggregate of `:find` with its function and arguments resolved.
+enum Agg {
+    /// A built-in aggregate with constant arguments.
+    Builtin(Symbol, Vec<Edn>),
+    /// A custom aggregate: its name (or `:in` variable), the function and its arguments.
+    Custom(Symbol, AggregateFn, Vec<Value>),
+}
+
+/// Resolves an aggregate element as Datahike does: `(aggregate ?f ...)` with `?f` from `:in`,
+/// a built-in aggregate, or a namespace-qualified name registered from Rust. Variables among
+/// the arguments take their `:in` values.
+fn resolve_aggregate(elem: &FindElem, scalars: &HashMap<Symbol, &QueryInput>) -> Result<Option<Agg>> {
+    let FindElem::Aggregate { name, args, .. } = elem else { return Ok(None) };
+    let form = || {
+        let mut xs = vec![Edn::Symbol(*name)];
+        xs.extend(args.iter().cloned());
+        xs.push(Edn::Symbol(elem.var()));
+        Edn::List(xs)
+    };
+    let arg = |x: &Edn| -> Result<Edn> {
+        match x {
+            Edn::Symbol(v) if parser::is_var(*v) => match scalars.get(v) {
+                Some(QueryInput::Edn(x)) => Ok(x.clone()),
+                _ => Err(qerr(QueryError::Binding(format!(
+                    "Aggregate argument {v} of {} is not bound to a value in :in",
+                    form()
+                )))),
+            },
+            other => Ok(other.clone()),
+        }
+    };
+    let values = |xs: &[Edn]| -> Result<Vec<Value>> { xs.iter().map(|x| input_value(&arg(x)?)).collect() };
+    if name.as_str() == "aggregate" {
+        let f = match args.first() {
+            Some(Edn::Symbol(v)) if parser::is_var(*v) => match scalars.get(v) {
+                Some(QueryInput::Aggregate(f)) => f.clone(),
+                _ => {
+                    return Err(qerr(QueryError::Binding(format!(
+                        "{v} in {} is not bound to an aggregate in :in (pass QueryInput::Aggregate)",
+                        form()
+                    ))))
+                }
+            },
+            _ => {
+                return Err(qerr(QueryError::Syntax(format!(
+                    "Cannot parse {}: expected (aggregate ?f args... ?x) with ?f from :in",
+                    form()
+                ))))
+            }
+        };
+        let Some(Edn::Symbol(v)) = args.first() else { return Err(qerr(QueryError::Internal("aggregate".into()))) };
+        return Ok(Some(Agg::Custom(*v, f, values(&args[1..])?)));
+    }
+    if aggregates::is_aggregate(*name) {
+        return Ok(Some(Agg::Builtin(*name, args.iter().map(arg).collect::<Result<_>>()?)));
+    }
+    match custom::aggregate(*name) {
+        Some(f) => Ok(Some(Agg::Custom(*name, f, values(args)?))),
+        None => Err(qerr(QueryError::Syntax(format!("Unknown aggregate function {name} in :find")))),
+    }
 }
 
 fn in_form(b: &InBinding) -> String {
@@ -367,7 +553,12 @@ fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
 }
 
 /// Projection, aggregation and the result shape of `:find`.
-fn shape(query: &Query, rel: &Rel, pulls: &[Option<(Db, crate::pull::PullPattern)>]) -> Result<Edn> {
+fn shape(
+    query: &Query,
+    rel: &Rel,
+    pulls: &[Option<(Db, crate::pull::PullPattern)>],
+    aggs: &[Option<Agg>],
+) -> Result<Edn> {
     let elems = query.find.elements();
     let mut vars: Vec<Symbol> = elems.iter().map(FindElem::var).collect();
     vars.extend(query.with.iter().copied());
@@ -386,7 +577,7 @@ fn shape(query: &Query, rel: &Rel, pulls: &[Option<(Db, crate::pull::PullPattern
     let has_aggs = elems.iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
     let with = !query.with.is_empty();
     let rows: Vec<Vec<Edn>> = if has_aggs {
-        aggregate(elems, &tuples)?
+        aggregate(elems, aggs, &tuples)?
     } else {
         let mut rows = Vec::with_capacity(tuples.len());
         for t in 0..tuples.len() {
@@ -449,7 +640,7 @@ fn return_map(rm: &ReturnMaps, row: Vec<Edn>) -> Edn {
     Edn::Map(names.iter().map(key).zip(row).collect())
 }
 
-fn aggregate(elems: &[FindElem], tuples: &RowSet) -> Result<Vec<Vec<Edn>>> {
+fn aggregate(elems: &[FindElem], aggs: &[Option<Agg>], tuples: &RowSet) -> Result<Vec<Vec<Edn>>> {
     let group_cols: Vec<usize> =
         (0..elems.len()).filter(|i| !matches!(elems[*i], FindElem::Aggregate { .. })).collect();
     let mut groups = Groups::new(group_cols.len(), tuples.len());
@@ -467,13 +658,14 @@ fn aggregate(elems: &[FindElem], tuples: &RowSet) -> Result<Vec<Vec<Edn>>> {
         let mut members: Vec<usize> = groups.rows_of(k).collect();
         members.reverse();
         let mut row = Vec::with_capacity(elems.len());
-        for (i, e) in elems.iter().enumerate() {
-            row.push(match e {
-                FindElem::Aggregate { name, args, .. } => {
-                    let vals: Vec<Value> = members.iter().map(|t| tuples.row(*t)[i].clone()).collect();
-                    aggregates::aggregate(*name, args, vals).map_err(qerr)?
-                }
-                _ => tuples.row(members[0])[i].to_edn(),
+        for (i, elem) in elems.iter().enumerate() {
+            let vals = || -> Vec<Value> { members.iter().map(|t| tuples.row(*t)[i].clone()).collect() };
+            row.push(match aggs.get(i).and_then(Option::as_ref) {
+                Some(Agg::Builtin(name, args)) => aggregates::aggregate(*name, args, vals()).map_err(qerr)?,
+                Some(Agg::Custom(name, f, args)) => f(args, &vals()).map_err(|e| {
+                    qerr(QueryError::Eval(format!("Aggregate {name} failed: {e} (aggregating {})", elem.var())))
+                })?,
+                None => tuples.row(members[0])[i].to_edn(),
             });
         }
         out.push(row);

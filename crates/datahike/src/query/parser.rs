@@ -26,6 +26,8 @@ pub struct Query {
     pub offset: Option<usize>,
     /// `:limit`.
     pub limit: Option<usize>,
+    /// `:timeout` in milliseconds.
+    pub timeout: Option<u64>,
 }
 
 /// The shape of the result.
@@ -56,11 +58,12 @@ impl FindSpec {
 pub enum FindElem {
     /// A variable.
     Var(Var),
-    /// `(agg const... ?x)`.
+    /// `(agg const... ?x)`, or `(aggregate ?f const... ?x)` with `?f` from `:in`.
     Aggregate {
         /// The aggregate's name, e.g. `count`.
         name: Symbol,
-        /// Constant arguments before the variable, e.g. `3` in `(max 3 ?x)`.
+        /// Arguments before the variable, e.g. `3` in `(max 3 ?x)`: constants, or variables
+        /// bound by `:in`.
         args: Vec<Edn>,
         /// The aggregated variable.
         var: Var,
@@ -374,6 +377,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let mut clauses = None;
     let mut offset = None;
     let mut limit = None;
+    let mut timeout = None;
     for (key, items) in &sections {
         match key.as_str() {
             "find" => find = Some(parse_find(items)?),
@@ -415,10 +419,15 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     limit = n;
                 }
             }
-            "timeout" => {}
+            "timeout" => {
+                timeout = match items.as_slice() {
+                    [x] => parse_timeout(x)?,
+                    _ => return err("Query :timeout should be a positive number of milliseconds".into()),
+                }
+            }
             other => {
                 return err(format!(
-                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit"
+                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit :timeout"
                 ))
             }
         }
@@ -426,9 +435,18 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let find = find.ok_or_else(|| QueryError::Syntax("Query should have a :find section".into()))?;
     let clauses = clauses.unwrap_or_default();
     let inputs = inputs.unwrap_or_else(|| vec![InBinding::Source(Symbol::new("$"))]);
-    let query = Query { find, return_maps, with, inputs, clauses, offset, limit };
+    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout };
     validate(&query)?;
     Ok(query)
+}
+
+/// A `:timeout`: a positive number of milliseconds, or nil for none.
+pub fn parse_timeout(x: &Edn) -> PResult<Option<u64>> {
+    match x {
+        Edn::Nil => Ok(None),
+        Edn::Int(ms) if *ms > 0 => Ok(Some(*ms as u64)),
+        other => err(format!("Query :timeout should be a positive number of milliseconds, got {other}")),
+    }
 }
 
 fn validate(q: &Query) -> PResult<()> {
@@ -516,12 +534,9 @@ fn parse_find_elem(x: &Edn) -> PResult<FindElem> {
                 }
                 _ => err(format!("Cannot parse pull expression, expected (pull ?var pattern), got {x}")),
             },
+            // Variables before the last one are `:in` values (`(max ?n ?x)`), or the aggregate
+            // itself in `(aggregate ?f ?x)`.
             [Edn::Symbol(name), args @ .., Edn::Symbol(v)] if is_var(*v) && !is_var(*name) => {
-                for a in args {
-                    if matches!(a, Edn::Symbol(s) if is_var(*s)) {
-                        return err(format!("Aggregate {x}: only the last argument may be a variable"));
-                    }
-                }
                 Ok(FindElem::Aggregate { name: *name, args: args.to_vec(), var: *v })
             }
             _ => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {x}")),

@@ -10,6 +10,7 @@
 //! the bound arguments is computed (the effect of magic sets). A branch whose rule calls sit
 //! inside `or`/`not` is evaluated naively (all demands, all answers) each iteration.
 
+use super::deadline;
 use super::exec::{const_value, eval_where, Engine};
 use super::parser::{Clause, Rule, Term, Var};
 use super::rel::Rel;
@@ -350,6 +351,7 @@ fn has_nested_call(c: &Clause) -> bool {
 fn fixpoint(eng: &mut Engine) -> Result<()> {
     let ctx = eng.ctx;
     loop {
+        deadline::check()?;
         {
             let fix = eng.fix.as_mut().expect("fix state exists");
             for t in &mut fix.tables {
@@ -577,6 +579,7 @@ fn right_linear(
         let mut all = vec![root.clone()];
         let mut frontier = vec![root.clone()];
         while !frontier.is_empty() {
+            deadline::check()?;
             let mut next = Vec::new();
             for (rest, bound_args, rule) in &recursive {
                 let res = eval_where(eng, rest, demand_rel(rule, &frontier), source)?;
