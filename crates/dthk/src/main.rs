@@ -167,6 +167,12 @@ fn run(args: Vec<String>) -> i32 {
         return EXIT_NOT_IMPLEMENTED;
     };
     match execute(op, implementation, raw, &options) {
+        Ok(datahike::Edn::Str(plan))
+            if op.name == "explain" && matches!(options.format, output::Format::Edn | output::Format::Pprint) =>
+        {
+            print!("{plan}");
+            0
+        }
         Ok(result) => {
             if let Err(e) = output::write(options.format, &result) {
                 // A closed pipe (`dthk ... | head`) is not worth a message.

@@ -379,8 +379,28 @@ pub static OPS: &[Op] = &[
         file_arg: None,
         run: Some(query),
     },
-    coming("query-stats", "query-stats", Category::Query, "Executes query and returns execution statistics."),
-    coming("explain", "explain", Category::Query, "Returns a human-readable string explaining the query plan."),
+    Op {
+        name: "query-stats",
+        api: "query-stats",
+        category: Category::Query,
+        doc: "Executes a datalog query and returns {:ret result :query q :stats [...]}: each clause in the order the planner ran it, with the index it read, rows in and out, time in ms and nested clauses. Inputs as for query.",
+        arities: &[&[Query, QueryInputs]],
+        example: "dthk query-stats '[:find ?n :where [?e :name ?n] [?e :age 20]]' db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(query_stats),
+    },
+    Op {
+        name: "explain",
+        api: "explain",
+        category: Category::Query,
+        doc: "Runs a datalog query and prints the plan it ran with: each clause in evaluation order, the index and strategy of each pattern, rows in and out, time. Inputs as for query.",
+        arities: &[&[Query, QueryInputs]],
+        example: "dthk explain '[:find ?n :where [?e :name ?n] [?e :age 20]]' db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(explain),
+    },
     Op {
         name: "pull",
         api: "pull",
@@ -645,17 +665,29 @@ fn index_range(args: &[Arg]) -> Result<Edn> {
     Ok(datoms_edn(db(args)?.index_range(attr, start, end)?))
 }
 
-fn query(args: &[Arg]) -> Result<Edn> {
-    let inputs = args
-        .iter()
+/// The inputs after a query: databases and data.
+fn query_inputs(args: &[Arg]) -> Result<Vec<QueryInput>> {
+    args.iter()
         .skip(1)
         .map(|arg| match arg {
             Arg::Db(db) => Ok(QueryInput::Db(db.clone())),
             Arg::Data(data) => Ok(QueryInput::Edn(data.clone())),
             _ => Err(bug("a query input")),
         })
-        .collect::<Result<Vec<_>>>()?;
-    datahike::q(data(args, 0)?, &inputs)
+        .collect()
+}
+
+fn query(args: &[Arg]) -> Result<Edn> {
+    datahike::q(data(args, 0)?, &query_inputs(args)?)
+}
+
+fn query_stats(args: &[Arg]) -> Result<Edn> {
+    datahike::query::query_stats(data(args, 0)?, &query_inputs(args)?)
+}
+
+/// The plan as a string; printed as plain text in the EDN formats.
+fn explain(args: &[Arg]) -> Result<Edn> {
+    Ok(Edn::Str(datahike::query::explain(data(args, 0)?, &query_inputs(args)?)?.into()))
 }
 
 fn pull(args: &[Arg]) -> Result<Edn> {

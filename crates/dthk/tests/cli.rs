@@ -303,8 +303,8 @@ fn usage_errors() {
     let env = read_db();
     let err = env.fails(&["frobnicate", "x", "y"], 1);
     assert!(err.starts_with("Unknown command: frobnicate x") && err.contains("dthk --help"), "{err}");
-    let err = env.fails(&["query-stats", "[:find ?e :where [?e :name]]", "db:cfg.edn"], 2);
-    assert_eq!(err, "Command 'query-stats' is not implemented yet in this version\n");
+    let err = env.fails(&["gc-storage", "conn:cfg.edn"], 2);
+    assert_eq!(err, "Command 'gc-storage' is not implemented yet in this version\n");
     for prefix in ["history:cfg.edn", "asof:1700000000000:cfg.edn", "since:1700000000000:cfg.edn"] {
         let err = env.fails(&["datoms", prefix, ":eavt"], 2);
         assert!(err.contains("not implemented yet"), "{err}");

@@ -216,3 +216,30 @@ fn errors_go_to_stderr_with_exit_code_1() {
     let err = env.fails(&["query", "[:find ?n :where [?e :name ?n]]", "db:missing.edn"], 1);
     assert!(err.starts_with("❌ Error executing command: cannot read file missing.edn"), "{err}");
 }
+
+#[test]
+fn query_stats_and_explain() {
+    let env = Env::new();
+    let query = "[:find ?n :in $ ?min :where [?e :age ?a] [(> ?a ?min)] [?e :name ?n]]";
+    let stats = edn(&env.ok(&["query-stats", query, "db:cfg.edn", "37"]));
+    assert_eq!(stats.get_kw("ret"), Some(&edn(r#"#{["p38"] ["p39"] ["Judea"]}"#)));
+    assert_eq!(stats.get_kw("query"), Some(&edn(query)));
+    let clauses = stats.get_kw("stats").and_then(datahike::Edn::as_seq).expect(":stats");
+    let order: Vec<&datahike::Edn> = clauses.iter().filter_map(|c| c.get_kw("clause")).collect();
+    assert_eq!(order, [&edn("[?e :age ?a]"), &edn("[(> ?a ?min)]"), &edn("[?e :name ?n]")]);
+    assert_eq!(clauses[1].get_kw("rows-out"), Some(&edn("3")));
+    // JSON output of the same map.
+    let json = env.ok(&["query-stats", query, "db:cfg.edn", "37", "-f", "json"]);
+    assert!(json.starts_with('{') && json.contains("\"stats\""), "{json}");
+
+    let plan =
+        env.ok(&["explain", "[:find ?n :where [?e :name \"Judea\"] [?e :friend ?f] [?f :name ?n]]", "db:cfg.edn"]);
+    let lines: Vec<&str> = plan.lines().collect();
+    assert_eq!(lines[0], "=== Query Plan ===");
+    assert_eq!(lines[1], "find: [?n]");
+    assert!(lines[2].starts_with("1. LOOKUP") || lines[2].starts_with("1. SCAN :avet [:name \"Judea\"]"), "{plan}");
+    assert!(lines[2].contains("rows 1 -> 1"), "{plan}");
+    assert_eq!(lines.len(), 6, "{plan}");
+    let err = env.fails(&["explain", "[:find ?x :where [(> ?x 1)]]", "db:cfg.edn"], 1);
+    assert!(err.contains("Insufficient bindings"), "{err}");
+}
