@@ -365,6 +365,10 @@ fn main() {
             let query = edn::read_str(text).expect("query");
             let mut inputs = vec![QueryInput::from(db.clone())];
             inputs.extend(extra);
+            if std::env::var_os("DATAHIKE_BENCH_EXPLAIN").is_some() {
+                // The plan of each query, for tuning; stderr keeps the JSON lines clean.
+                eprintln!("{name} ({peer}):\n{}", datahike::query::explain(&query, &inputs).expect("explain"));
+            }
             b.bench(&peer, name, false, false, |_, _| {
                 let result = datahike::q(&query, &inputs).expect("query");
                 let rows = match &result {

@@ -1009,21 +1009,36 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Resu
     let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);
     let (mut order, prefix) = choose_index(db.schema(), &key);
-    // The scan's bounds: the prefix, or a range of AVET values for fused comparisons.
+    let bound = plan.bound();
+    let e_col = match bound.as_slice() {
+        [(0, c)] => Some(*c),
+        _ => None,
+    };
+    // The scan's bounds: the prefix, or a range of AVET values for fused comparisons (unless
+    // the entity is bound: then the entity-ordered AEVT scan can merge with the rows).
     let (mut lo, mut hi) = (prefix.clone(), prefix.clone());
-    if let (Some(range), Some(a), None, None) = (range, key.a, key.e, &key.v) {
+    if let (Some(range), Some(a), None, None, None) = (range, key.a, key.e, &key.v, e_col) {
         if db.schema().is_indexed(a) {
             order = IndexOrder::Avet;
             lo = DatomKey { a: Some(a), v: range.lo.as_ref().map(|(v, _)| v.clone()), ..Default::default() };
             hi = DatomKey { a: Some(a), v: range.hi.as_ref().map(|(v, _)| v.clone()), ..Default::default() };
         }
     }
-    let bound = plan.bound();
     let norm = |pos: usize, v: &Value| match pos {
         0 => norm_eid(db, v),
         1 => norm_attr(db, v),
         _ => Some(v.clone()),
     };
+    // Whether the scan yields datoms in ascending entity order.
+    let by_entity = key.e.is_none()
+        && match order {
+            IndexOrder::Eavt => true,
+            IndexOrder::Aevt => key.a.is_some(),
+            IndexOrder::Avet => key.v.is_some() && lo.v == hi.v,
+        };
+    // A merge join needs the rows' entities as ids (not lookup refs or idents).
+    let mergeable = by_entity
+        && e_col.is_some_and(|c| rel.sorted_by == Some(c) || rel.rows().all(|r| matches!(r[c], Value::Long(_))));
     if !bound.is_empty() {
         // Would a per-row lookup use a longer index prefix than the constants alone?
         let mut probe_key = key.clone();
@@ -1039,24 +1054,21 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Resu
         let (probe_order, probe_prefix) = choose_index(db.schema(), &probe_key);
         if prefix_len(&probe_prefix) > prefix_len(&prefix) {
             let scan = db.index(order).count_range(&lo, &hi)?;
-            if (rel.n_rows as u64).saturating_mul(16) < scan {
+            // A lookup descends the tree: worth it for few rows, fewer still against a merge
+            // (measured: one lookup costs about as much as scanning 50 to 100 datoms).
+            let per_lookup = if mergeable { 64 } else { 16 };
+            if (rel.n_rows as u64).saturating_mul(per_lookup) < scan {
                 let access = Access { strategy: "LOOKUP per row", order: probe_order, prefix: key.clone(), filter };
                 return Ok((lookup_join(db, &plan, &rel, &key, &bound, norm)?, access));
             }
         }
     }
-    // Whether the scan yields datoms in ascending entity order.
-    let by_entity = key.e.is_none()
-        && match order {
-            IndexOrder::Eavt => true,
-            IndexOrder::Aevt => key.a.is_some(),
-            IndexOrder::Avet => key.v.is_some() && lo.v == hi.v,
-        };
     let index = db.index(order);
-    if by_entity && matches!(bound.as_slice(), [(0, c)] if rel.sorted_by == Some(*c)) {
+    if let (true, Some(c)) = (mergeable, e_col) {
+        let strategy = if rel.sorted_by == Some(c) { "SCAN + MERGE-JOIN" } else { "SORT + SCAN + MERGE-JOIN" };
+        let rel = if rel.sorted_by == Some(c) { rel } else { rel.sorted_by_long(c) };
         let out = merge_join(&plan, &rel, index.as_ref(), &lo, &hi)?;
-        let access = Access { strategy: "SCAN + MERGE-JOIN", order, prefix: lo, filter };
-        return Ok((out, access));
+        return Ok((out, Access { strategy, order, prefix: lo, filter }));
     }
     let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
     let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&lo, &hi, f).map_err(Error::from);
@@ -1085,6 +1097,7 @@ fn merge_join(
     let mut out = Rel::empty(plan.out_vars.clone());
     out.sorted_by = rel.sorted_by;
     let Some(col) = rel.sorted_by else { return Ok(out) };
+    out.data.reserve(rel.n_rows * out.vars.len());
     let e_of = |i: usize| rel.row(i)[col].as_long().unwrap_or(i64::MIN);
     if rel.n_rows == 0 {
         return Ok(out);

@@ -152,6 +152,18 @@ impl Rel {
         (0..self.n_rows).map(move |i| self.row(i))
     }
 
+    /// The rows ordered by column `col` of entity ids (a stable sort; other values sort first).
+    pub fn sorted_by_long(self, col: usize) -> Rel {
+        let key = |i: usize| self.row(i)[col].as_long().unwrap_or(i64::MIN);
+        let mut order: Vec<usize> = (0..self.n_rows).collect();
+        order.sort_by_key(|i| key(*i));
+        let mut data = Vec::with_capacity(self.data.len());
+        for i in order {
+            data.extend_from_slice(self.row(i));
+        }
+        Rel { vars: self.vars, n_rows: self.n_rows, data, sorted_by: Some(col) }
+    }
+
     /// The distinct rows over `vars` (each must be a column).
     pub fn project_distinct(&self, vars: &[Var]) -> Rel {
         let cols: Vec<usize> = vars.iter().map(|v| self.col(*v).expect("projected var is a column")).collect();
