@@ -13,7 +13,7 @@
 use super::deadline;
 use super::exec::{const_value, eval_where, Engine};
 use super::parser::{Clause, Rule, Term, Var};
-use super::rel::Rel;
+use super::rel::{hash_values, Groups, Rel};
 use super::QueryError;
 use crate::edn::Symbol;
 use crate::error::{Error, Result};
@@ -305,12 +305,11 @@ fn join_answers(rel: &Rel, args: &[Term], answers: &[Vec<Value>]) -> Rel {
     }
     let key_cols: Vec<(usize, usize)> =
         spec.iter().enumerate().filter_map(|(i, a)| if let A::Col(c) = a { Some((i, *c)) } else { None }).collect();
-    let mut table: HashMap<Vec<Value>, Vec<usize>> = HashMap::default();
+    let mut groups = Groups::new(key_cols.len(), rel.n_rows);
     for (i, row) in rel.rows().enumerate() {
-        table.entry(key_cols.iter().map(|(_, c)| row[*c].clone()).collect()).or_default().push(i);
+        groups.add(key_cols.iter().map(|(_, c)| row[*c].clone()), i);
     }
     let mut out = Rel::empty(vars);
-    let mut key = Vec::new();
     'ans: for ans in answers {
         for (i, a) in spec.iter().enumerate() {
             let ok = match a {
@@ -322,10 +321,10 @@ fn join_answers(rel: &Rel, args: &[Term], answers: &[Vec<Value>]) -> Rel {
                 continue 'ans;
             }
         }
-        key.clear();
-        key.extend(key_cols.iter().map(|(i, _)| ans[*i].clone()));
-        if let Some(rows) = table.get(&key) {
-            for &r in rows {
+        let hash = hash_values(key_cols.iter().map(|(i, _)| &ans[*i]));
+        let found = groups.keys.find(hash, |key| key_cols.iter().zip(key).all(|((i, _), v)| ans[*i] == *v));
+        if let Some(k) = found {
+            for r in groups.rows_of(k) {
                 out.data.extend_from_slice(rel.row(r));
                 out.data
                     .extend(spec.iter().enumerate().filter(|(_, a)| matches!(a, A::New)).map(|(i, _)| ans[i].clone()));
