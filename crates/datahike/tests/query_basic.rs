@@ -234,3 +234,38 @@ fn errors_name_the_clause() {
     assert!(m.contains("Unknown query section :foo"), "{m}");
     c.release().unwrap();
 }
+
+/// `:order-by` as Datahike has it: a variable, a column index, or a vector of them with
+/// `:asc`/`:desc`, in the query map or the arg map; sorts, then pages, and returns a vector.
+#[test]
+fn order_by() {
+    let c = mem();
+    let arg_map = |order: &str, extra: &str| {
+        format!("{{:query [:find ?n ?a :where [?e :name ?n] [?e :age ?a]] :order-by {order} {extra}}}")
+    };
+    let all = r#"[["Ivan" 15] ["Petr" 15] ["Ivan" 30] ["Oleg" 40]]"#;
+    check(&c, &arg_map("[?a ?n]", ""), &[], all);
+    check(&c, &arg_map("[1 :asc 0 :asc]", ""), &[], all);
+    check(&c, &arg_map("[?a :desc ?n]", ""), &[], r#"[["Oleg" 40] ["Ivan" 30] ["Ivan" 15] ["Petr" 15]]"#);
+    check(&c, &arg_map("[?n :desc ?a :desc]", ":offset 1 :limit 2"), &[], r#"[["Oleg" 40] ["Ivan" 30]]"#);
+    // In the query map itself, and with return maps.
+    check(
+        &c,
+        "{:find [?n ?a] :keys [name age] :where [[?e :name ?n] [?e :age ?a] [(> ?a 20)]] :order-by [?a :desc]}",
+        &[],
+        r#"[{:name "Oleg", :age 40} {:name "Ivan", :age 30}]"#,
+    );
+    // Only relation finds are ordered.
+    check(&c, &arg_map("?x", "").replace("?n ?a :where", "[?n ...] :where"), &[], r#"["Ivan" "Petr" "Oleg"]"#);
+    for (order, message) in [
+        ("?x", ":order-by variable ?x not found"),
+        ("5", ":order-by column index 5 out of bounds, :find has 2 elements"),
+        ("[:desc ?a]", "a direction must follow"),
+        ("[?a :down]", "Invalid :order-by direction :down"),
+        ("\"a\"", ":order-by element must be a variable or a column index"),
+    ] {
+        let (msg, code) = err(&c, &arg_map(order, ""), &[]);
+        assert_eq!(code, "query/syntax", "{msg}");
+        assert!(msg.contains(message), "{order}: {msg}");
+    }
+}

@@ -271,6 +271,11 @@ fn parse_arg(query: &Edn) -> Result<Query> {
     if timeout.is_some() {
         parsed.timeout = timeout;
     }
+    if let Some(spec) = query.get_kw("order-by").filter(|_| query.get_kw("query").is_some()) {
+        if let Some(order) = parser::parse_order_by(spec, &parsed.find).map_err(qerr)? {
+            parsed.order_by = Some(order);
+        }
+    }
     Ok(parsed)
 }
 
@@ -592,6 +597,30 @@ fn shape(
         }
         rows
     };
+    if let (Some(order), FindSpec::Rel(_)) = (&query.order_by, &query.find) {
+        // Datahike sorts the rows, then pages them, and returns a vector.
+        let mut rows = rows;
+        rows.sort_by(|a, b| {
+            order
+                .iter()
+                .map(|(col, desc)| {
+                    let c = edn_compare(&a[*col], &b[*col]);
+                    if *desc {
+                        c.reverse()
+                    } else {
+                        c
+                    }
+                })
+                .find(|c| c.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let rows =
+            rows.into_iter().skip(query.offset.unwrap_or(0)).take(query.limit.filter(|n| *n > 0).unwrap_or(usize::MAX));
+        return Ok(Edn::Vector(match &query.return_maps {
+            Some(rm) => rows.map(|r| return_map(rm, r)).collect(),
+            None => rows.map(Edn::Vector).collect(),
+        }));
+    }
     let as_vector = has_aggs || with;
     let result = match &query.find {
         FindSpec::Rel(_) => match &query.return_maps {
@@ -626,6 +655,15 @@ fn shape(
         }
     }
     Ok(Edn::Set(out))
+}
+
+/// Clojure's `compare` on result values: numbers by value across types, then values of one
+/// kind by their order; values of different kinds by kind (Clojure would throw there).
+fn edn_compare(a: &Edn, b: &Edn) -> std::cmp::Ordering {
+    match (const_value(a), const_value(b)) {
+        (Some(x), Some(y)) => builtins::compare(&x, &y).unwrap_or_else(|_| x.cmp(&y)),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
 }
 
 fn return_map(rm: &ReturnMaps, row: Vec<Edn>) -> Edn {

@@ -28,6 +28,8 @@ pub struct Query {
     pub limit: Option<usize>,
     /// `:timeout` in milliseconds.
     pub timeout: Option<u64>,
+    /// `:order-by` of a relation find: `(column, descending)` pairs, most significant first.
+    pub order_by: Option<Vec<(usize, bool)>>,
 }
 
 /// The shape of the result.
@@ -360,7 +362,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     return err(format!("Query map keys should be keywords, got {k}"));
                 };
                 let items = match (k.as_str(), v) {
-                    ("offset" | "limit" | "timeout", v) => vec![v.clone()],
+                    ("offset" | "limit" | "timeout" | "order-by", v) => vec![v.clone()],
                     (_, Edn::Vector(xs) | Edn::List(xs)) => xs.clone(),
                     (name, other) => return err(format!("Query section :{name} should be a vector, got {other}")),
                 };
@@ -378,6 +380,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let mut offset = None;
     let mut limit = None;
     let mut timeout = None;
+    let mut order_by = None;
     for (key, items) in &sections {
         match key.as_str() {
             "find" => find = Some(parse_find(items)?),
@@ -425,9 +428,15 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     _ => return err("Query :timeout should be a positive number of milliseconds".into()),
                 }
             }
+            "order-by" => {
+                order_by = match items.as_slice() {
+                    [x] => Some(x.clone()),
+                    _ => return err("Query :order-by should be a variable, a column index or a vector of them".into()),
+                }
+            }
             other => {
                 return err(format!(
-                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit :timeout"
+                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit :timeout :order-by"
                 ))
             }
         }
@@ -435,9 +444,65 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let find = find.ok_or_else(|| QueryError::Syntax("Query should have a :find section".into()))?;
     let clauses = clauses.unwrap_or_default();
     let inputs = inputs.unwrap_or_else(|| vec![InBinding::Source(Symbol::new("$"))]);
-    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout };
+    let order_by = match order_by {
+        Some(spec) => parse_order_by(&spec, &find)?,
+        None => None,
+    };
+    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout, order_by };
     validate(&query)?;
     Ok(query)
+}
+
+/// An `:order-by` spec as Datahike reads it: `?x`, a column index, or a vector of them each
+/// optionally followed by `:asc` or `:desc`. Only a relation find is ordered (`None` for the
+/// other find specs, as in Datahike); an unknown variable or an index past the find elements
+/// is an error.
+pub fn parse_order_by(spec: &Edn, find: &FindSpec) -> PResult<Option<Vec<(usize, bool)>>> {
+    let FindSpec::Rel(elems) = find else { return Ok(None) };
+    let column = |x: &Edn| -> PResult<usize> {
+        match x {
+            Edn::Int(i) if *i >= 0 => {
+                let i = *i as usize;
+                if i >= elems.len() {
+                    return err(format!(
+                        ":order-by column index {i} out of bounds, :find has {} elements",
+                        elems.len()
+                    ));
+                }
+                Ok(i)
+            }
+            Edn::Symbol(v) => elems.iter().position(|e| matches!(e, FindElem::Var(x) if x == v)).ok_or_else(|| {
+                QueryError::Syntax(format!(":order-by variable {v} not found among the variables of :find"))
+            }),
+            other => err(format!(":order-by element must be a variable or a column index, got {other}")),
+        }
+    };
+    let items: Vec<Edn> = match spec {
+        Edn::Nil => return Ok(None),
+        Edn::Vector(xs) | Edn::List(xs) => xs.clone(),
+        other => vec![other.clone()],
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        if matches!(&items[i], Edn::Keyword(_)) {
+            return err(format!("Invalid :order-by {spec}: a direction must follow a variable or column index"));
+        }
+        let col = column(&items[i])?;
+        let desc = match items.get(i + 1) {
+            Some(Edn::Keyword(k)) if k.as_str() == "desc" => true,
+            Some(Edn::Keyword(k)) if k.as_str() == "asc" => false,
+            Some(Edn::Keyword(k)) => return err(format!("Invalid :order-by direction {k}; expected :asc or :desc")),
+            _ => {
+                out.push((col, false));
+                i += 1;
+                continue;
+            }
+        };
+        out.push((col, desc));
+        i += 2;
+    }
+    Ok(Some(out))
 }
 
 /// A `:timeout`: a positive number of milliseconds, or nil for none.
