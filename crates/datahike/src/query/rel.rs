@@ -57,6 +57,11 @@ impl RowSet {
         (n as usize, true)
     }
 
+    /// The rows as a relation over `vars` (in insertion order).
+    pub fn into_rel(self, vars: Vec<Var>) -> Rel {
+        Rel { vars, n_rows: self.table.len(), data: self.data, sorted_by: None }
+    }
+
     /// The number of the row equal to the values `eq` accepts, whose hash is `hash` (from
     /// [`hash_values`]).
     pub fn find(&self, hash: u64, eq: impl Fn(&[Value]) -> bool) -> Option<usize> {

@@ -13,7 +13,7 @@
 use super::deadline;
 use super::exec::{const_value, eval_where, Engine};
 use super::parser::{Clause, Rule, Term, Var};
-use super::rel::{hash_values, Groups, Rel};
+use super::rel::{hash_values, Groups, Rel, RowSet};
 use super::QueryError;
 use crate::edn::Symbol;
 use crate::error::{Error, Result};
@@ -148,7 +148,7 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
         CallMode::Delta => &table.answers[table.answers_old..table.answers_cur],
         CallMode::Full => &table.answers[..],
     };
-    let out = join_answers(&rel, args, answers);
+    let out = join_answers(&rel, args, answers.iter().map(Vec::as_slice));
     if top {
         eng.fix = None;
     }
@@ -213,22 +213,15 @@ fn inline(
         }
     }
     // The distinct bound argument values.
-    let mut demands = Rel::empty(Vec::new());
-    let mut seen: HashSet<Vec<Value>> = HashSet::default();
+    let mut demand_set = RowSet::with_capacity(bound_src.len(), rel.n_rows.min(1024));
     for row in rel.rows() {
-        let demand: Vec<Value> = bound_src
-            .iter()
-            .map(|s| match s {
-                Ok(c) => row[*c].clone(),
-                Err(v) => v.clone(),
-            })
-            .collect();
-        if seen.insert(demand.clone()) {
-            demands.push_row(&demand);
-        }
+        demand_set.insert(bound_src.iter().map(|s| match s {
+            Ok(c) => row[*c].clone(),
+            Err(v) => v.clone(),
+        }));
     }
-    let mut answers: Vec<Vec<Value>> = Vec::new();
-    let mut answer_set: HashSet<Vec<Value>> = HashSet::default();
+    let demands = demand_set.into_rel(Vec::new());
+    let mut answers = RowSet::with_capacity(args.len(), 16);
     for rule in rules {
         let mut input = demands.clone();
         input.vars = positions.iter().map(|i| rule.head[*i]).collect();
@@ -243,14 +236,10 @@ fn inline(
             })?);
         }
         for row in res.rows() {
-            let answer: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
-            if !answer_set.contains(&answer) {
-                answer_set.insert(answer.clone());
-                answers.push(answer);
-            }
+            answers.insert(cols.iter().map(|c| row[*c].clone()));
         }
     }
-    Ok(Some(join_answers(rel, args, &answers)))
+    Ok(Some(join_answers(rel, args, (0..answers.len()).map(|i| answers.row(i)))))
 }
 
 fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -> usize {
@@ -275,7 +264,7 @@ fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -
 }
 
 /// Joins `rel` with answer tuples of a call whose arguments are `args`.
-fn join_answers(rel: &Rel, args: &[Term], answers: &[Vec<Value>]) -> Rel {
+fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = &'a [Value]>) -> Rel {
     // Per argument: check against a column or a constant, bind a new var, repeat an earlier
     // new var, or ignore.
     enum A {
@@ -640,5 +629,5 @@ fn right_linear(
             }
         }
     }
-    Ok(Some(join_answers(rel, args, &answers)))
+    Ok(Some(join_answers(rel, args, answers.iter().map(Vec::as_slice))))
 }
