@@ -452,6 +452,7 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
         max_tx: head.max_tx,
         last_tx_instant: head.last_tx_instant,
         cache,
+        view: None,
     }));
     let schema = load_schema(&db)?;
     db = Db(Arc::new(DbInner { schema: Arc::new(schema), ..clone_inner(&db) }));
@@ -483,6 +484,7 @@ fn clone_inner(db: &Db) -> DbInner {
         max_tx: i.max_tx,
         last_tx_instant: i.last_tx_instant,
         cache: i.cache.clone(),
+        view: None,
     }
 }
 

@@ -39,6 +39,7 @@ pub mod schema;
 pub mod store;
 pub mod tx;
 pub mod value;
+pub mod view;
 
 pub use config::{Config, SchemaFlexibility, StoreConfig};
 pub use conn::{connect, create_database, database_exists, delete_database, Conn, FLUSH_EVERY_BYTES, FLUSH_EVERY_TXS};
@@ -51,3 +52,4 @@ pub use pull::{pull, pull_many, PullPattern};
 pub use query::{q, QueryError, QueryInput};
 pub use tx::TxReport;
 pub use value::{Eid, Value};
+pub use view::{DatomPred, TimePoint};
