@@ -617,12 +617,6 @@ impl<'a> TxState<'a> {
     /// Records a datom in the working state and in tx-data.
     fn emit(&mut self, d: Datom) -> Step<()> {
         let (e, a) = (d.e, d.a);
-        if !d.added() && a.as_str() == "db/txInstant" {
-            return Err(TxError::Syntax(format!(
-                "Bad retraction {d}: a transaction's :db/txInstant cannot be retracted"
-            ))
-            .into());
-        }
         let unique = self.schema.attr(a).and_then(|x| x.unique).is_some();
         {
             let vals = self.ea_datoms(e, a)?;
