@@ -22,7 +22,9 @@
 //! conn.release().unwrap();
 //! ```
 //!
-//! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities. This crate is
+//! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities.
+//! [`Db::history`], [`Db::as_of`], [`Db::since`] and [`Db::filter`] are views of a database that
+//! every read accepts (see [`view`]); [`Conn::listen`] reports each transaction. This crate is
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod config;

@@ -1,12 +1,12 @@
 //! Views of a database value: `history`, `as-of`, `since` and `filter`, as in Datahike.
 //!
-//! A view is a [`Db`] whose three indices are [`ViewIndex`] wrappers over the current and
+//! A view is a [`Db`] whose three indices are `ViewIndex` wrappers over the current and
 //! history indices of the plain database at the bottom of the view. The query engine, pull,
 //! entity and the `datoms` family read a view exactly as they read a plain `Db`, through
 //! `Db::index`; nothing above this module knows that time travel exists.
 //!
 //! Views stack (`(-> db history (as-of t) (since t2))`); the layers are flattened into one
-//! [`ReadSpec`] when a view is made, with Datahike's composition rules: time bounds intersect,
+//! `ReadSpec` when a view is made, with Datahike's composition rules: time bounds intersect,
 //! `history` keeps every assertion and retraction inside the bounds, filters apply last.
 //!
 //! **What a read sees.** The history indices hold every assertion that was retracted or
@@ -18,6 +18,32 @@
 //! in one transaction). Datoms of one `(e, a, v)` are adjacent in every index order, so the
 //! fold is a streaming pass. `since t` is the same fold over the events after `t`, which
 //! reduces to the current datoms asserted after `t`; it needs no history scan.
+//!
+//! ```
+//! use datahike::{edn::read_str, q, Config, QueryInput, TimePoint};
+//! # fn main() -> datahike::Result<()> {
+//! let config = Config::parse(r#"{:store {:backend :memory :id "time-travel"} :schema-flexibility :read}"#)?;
+//! datahike::create_database(&config)?;
+//! let conn = datahike::connect(&config)?;
+//! conn.transact(&read_str(r#"[{:db/id 1 :name "Alice" :age 20}]"#)?)?;
+//! let t1 = conn.db().max_tx(); // 536870913
+//! conn.transact(&read_str("[[:db/add 1 :age 21]]")?)?;
+//!
+//! let db = conn.db();
+//! let ages = read_str("[:find ?a ?tx ?added :where [1 :age ?a ?tx ?added]]")?;
+//! let history = q(&ages, &[QueryInput::from(db.history()?)])?;
+//! assert_eq!(history, read_str("#{[20 536870913 true] [20 536870914 false] [21 536870914 true]}")?);
+//! let as_of = q(&ages, &[QueryInput::from(db.as_of(TimePoint::Tx(t1))?)])?;
+//! assert_eq!(as_of, read_str("#{[20 536870913 true]}")?);
+//! let since = q(&ages, &[QueryInput::from(db.since(TimePoint::Tx(t1))?)])?;
+//! assert_eq!(since, read_str("#{[21 536870914 true]}")?);
+//! // An instant (epoch milliseconds) is compared with :db/txInstant.
+//! let first = db.as_of(TimePoint::Tx(t1))?.datoms(datahike::IndexOrder::Eavt, &[read_str("536870913")?])?;
+//! let datahike::Value::Instant(ms) = first[0].v else { unreachable!() };
+//! assert_eq!(q(&ages, &[QueryInput::from(db.as_of(TimePoint::Instant(ms))?)])?, as_of);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::db::{Db, Indices};
