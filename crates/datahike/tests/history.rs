@@ -902,3 +902,72 @@ fn listen_sees_reports_in_order() {
         assert_eq!(seen.lock().unwrap().len(), 21);
     }
 }
+
+/// Datahike's `filter_test.cljc`: predicates that read the unfiltered database through
+/// entities, filters of filters, entities and index access on filtered databases.
+#[test]
+fn filter_db_as_datahike() {
+    use datahike::{entity, Keyword, Value};
+    fn aka_count(db: &Db, e: i64) -> usize {
+        let ent = entity(db, &Edn::Int(e)).unwrap().unwrap();
+        ent.get(Keyword::new("aka")).unwrap().map_or(0, |v| v.as_set().map_or(1, <[_]>::len))
+    }
+    for backend in BACKENDS {
+        let t = open(backend, ":schema-flexibility :read");
+        t.transact("[{:db/ident :aka :db/cardinality :db.cardinality/many}]");
+        t.transact(
+            r#"[{:db/id 1 :name "Petr" :email "petya@spb.ru" :aka ["I" "Great"] :password "<SECRET>"}
+                {:db/id 2 :name "Ivan" :aka ["Terrible" "IV"] :password "<PROTECTED>"}
+                {:db/id 3 :name "Nikolai" :aka ["II"] :password "<UNKNOWN>"}]"#,
+        );
+        let db = t.db();
+        let remove_pass = |_: &Db, d: &datahike::Datom| d.a.as_str() != "password";
+        let remove_ivan = |_: &Db, d: &datahike::Datom| d.e != 2;
+        let long_akas = |udb: &Db, d: &datahike::Datom| {
+            d.a.as_str() != "aka"
+                || aka_count(udb, d.e) <= 1
+                || matches!(&d.v, Value::String(s) if s.chars().count() >= 4)
+        };
+        let passwords = "[:find ?v :where [_ :password ?v]]";
+        check(&db, passwords, &[], r#"#{["<SECRET>"] ["<PROTECTED>"] ["<UNKNOWN>"]}"#);
+        check(&db.filter(remove_pass), passwords, &[], "#{}");
+        check(&db.filter(remove_ivan), passwords, &[], r#"#{["<SECRET>"] ["<UNKNOWN>"]}"#);
+        check(&db.filter(remove_ivan).filter(remove_pass), passwords, &[], "#{}");
+
+        let akas = "[:find ?v :where [_ :aka ?v]]";
+        check(&db, akas, &[], r#"#{["I"] ["Great"] ["Terrible"] ["IV"] ["II"]}"#);
+        check(&db.filter(remove_pass), akas, &[], r#"#{["I"] ["Great"] ["Terrible"] ["IV"] ["II"]}"#);
+        check(&db.filter(remove_ivan), akas, &[], r#"#{["I"] ["Great"] ["II"]}"#);
+        check(&db.filter(long_akas), akas, &[], r#"#{["Great"] ["Terrible"] ["II"]}"#);
+        check(&db.filter(remove_ivan).filter(long_akas), akas, &[], r#"#{["Great"] ["II"]}"#);
+        check(&db.filter(long_akas).filter(remove_ivan), akas, &[], r#"#{["Great"] ["II"]}"#);
+
+        // Entities.
+        let password = |db: &Db| entity(db, &Edn::Int(1)).unwrap().unwrap().get_kw("password").unwrap();
+        assert_eq!(password(&db).unwrap().to_edn(), edn(r#""<SECRET>""#));
+        assert!(password(&db.filter(remove_pass)).is_none());
+        let ivan_akas = entity(&db.filter(long_akas), &Edn::Int(2)).unwrap().unwrap();
+        assert_eq!(ivan_akas.get_kw("aka").unwrap().unwrap().to_edn(), edn(r#"#{"Terrible"}"#));
+        // Index access.
+        let values = |db: &Db| -> Vec<Edn> {
+            db.datoms(IndexOrder::Aevt, &[edn(":password")]).unwrap().iter().map(|d| d.v.to_edn()).collect()
+        };
+        assert_eq!(values(&db), vec![edn(r#""<SECRET>""#), edn(r#""<PROTECTED>""#), edn(r#""<UNKNOWN>""#)]);
+        assert_eq!(values(&db.filter(remove_pass)), Vec::<Edn>::new());
+        assert_eq!(db.filter(|_, _| false).datoms(IndexOrder::Eavt, &[]).unwrap(), vec![]);
+
+        // Double filtering: the second predicate runs only where the first holds.
+        let t = open(backend, ":schema-flexibility :read");
+        t.transact(r#"[{:db/id 1 :name "Petr" :age 32} {:db/id 2 :name "Oleg"} {:db/id 3 :name "Ivan" :age 12}]"#);
+        let age = |db: &Db, e: i64| entity(db, &Edn::Int(e)).unwrap().unwrap().get_kw("age").unwrap();
+        let has_age = move |db: &Db, d: &datahike::Datom| age(db, d.e).is_some();
+        let adult =
+            move |db: &Db, d: &datahike::Datom| matches!(age(db, d.e).unwrap().to_edn(), Edn::Int(a) if a >= 18);
+        let names = |db: &Db| -> Vec<Edn> {
+            db.datoms(IndexOrder::Aevt, &[edn(":name")]).unwrap().iter().map(|d| d.v.to_edn()).collect()
+        };
+        assert_eq!(names(&t.db()), vec![edn(r#""Petr""#), edn(r#""Oleg""#), edn(r#""Ivan""#)]);
+        assert_eq!(names(&t.db().filter(has_age)), vec![edn(r#""Petr""#), edn(r#""Ivan""#)]);
+        assert_eq!(names(&t.db().filter(has_age).filter(adult)), vec![edn(r#""Petr""#)]);
+    }
+}
