@@ -262,6 +262,20 @@ struct ConnInner {
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The error of the last background flush, reported by the next `flush`/`release`.
     flush_error: Mutex<Option<String>>,
+    /// `listen` callbacks by key, in the order they were registered.
+    listeners: Mutex<Vec<(String, Listener)>>,
+    /// Held from publication through the callbacks of one transaction, so that callbacks see
+    /// transactions in commit order.
+    notifying: Mutex<()>,
+}
+
+/// A `listen` callback.
+type Listener = Arc<dyn Fn(&TxReport) + Send + Sync>;
+
+thread_local! {
+    /// The connections whose callbacks run on this thread now (a callback that transacts on
+    /// its own connection would wait for itself).
+    static NOTIFYING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A connection to a database: the current value and the single writer.
@@ -401,6 +415,8 @@ pub fn connect(config: &Config) -> Result<Conn> {
         flushing: Mutex::new(()),
         flusher: Mutex::new(None),
         flush_error: Mutex::new(None),
+        listeners: Mutex::new(Vec::new()),
+        notifying: Mutex::new(()),
     });
     reg.insert(key, inner.clone());
     Ok(Conn(inner))
@@ -452,6 +468,7 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
         max_tx: head.max_tx,
         last_tx_instant: head.last_tx_instant,
         cache,
+        view: None,
     }));
     let schema = load_schema(&db)?;
     db = Db(Arc::new(DbInner { schema: Arc::new(schema), ..clone_inner(&db) }));
@@ -483,6 +500,7 @@ fn clone_inner(db: &Db) -> DbInner {
         max_tx: i.max_tx,
         last_tx_instant: i.last_tx_instant,
         cache: i.cache.clone(),
+        view: None,
     }
 }
 
@@ -544,9 +562,16 @@ impl Conn {
     /// Runs `make` against the freshest database under the writer locks, then makes the
     /// outcome durable and publishes it.
     fn commit(&self, make: impl FnOnce(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
+        let id = Arc::as_ptr(&self.0) as usize;
+        if NOTIFYING.with(|n| n.borrow().contains(&id)) {
+            return Err(Error::Database(
+                "Cannot transact on a connection from inside one of its listen callbacks (it would wait for itself)"
+                    .into(),
+            ));
+        }
         let mut writer = lock(&self.0.writer);
         let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
-        let _guard = durable.store.lock_writer()?;
+        let guard = durable.store.lock_writer()?;
         let mut db_before = self.db();
         db_before = self.catch_up(durable, db_before)?;
         let outcome = make(&db_before)?;
@@ -582,13 +607,57 @@ impl Conn {
             });
             *lock(&self.0.flusher) = Some(handle);
         }
-        Ok(TxReport {
+        let report = TxReport {
             db_before,
             db_after,
             tx_data: outcome.tx_data,
             tempids: outcome.tempids,
             tx_meta: outcome.tx_meta,
-        })
+        };
+        // Callbacks run after the writer is released, one transaction at a time in commit
+        // order: the next commit waits for `notifying` before releasing the writer.
+        let notifying = lock(&self.0.notifying);
+        drop(guard);
+        drop(writer);
+        self.notify(&report, id);
+        drop(notifying);
+        Ok(report)
+    }
+
+    fn notify(&self, report: &TxReport, id: usize) {
+        let listeners: Vec<Listener> = lock(&self.0.listeners).iter().map(|(_, f)| f.clone()).collect();
+        if listeners.is_empty() {
+            return;
+        }
+        NOTIFYING.with(|n| n.borrow_mut().push(id));
+        for f in listeners {
+            // A panicking callback must not poison the connection for the others.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(report)));
+        }
+        NOTIFYING.with(|n| n.borrow_mut().retain(|x| *x != id));
+    }
+
+    /// Datahike's `listen`: calls `callback` with the report of every later transaction on this
+    /// connection, once it is durable and `db()` returns its result. Callbacks run on the
+    /// transacting thread, after the writer lock is released, in commit order; a callback
+    /// must not transact on the same connection (that returns an error). Registering a key
+    /// again replaces its callback. Returns the key.
+    pub fn listen(&self, key: &str, callback: impl Fn(&TxReport) + Send + Sync + 'static) -> String {
+        let mut listeners = lock(&self.0.listeners);
+        let callback: Listener = Arc::new(callback);
+        match listeners.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = callback,
+            None => listeners.push((key.to_string(), callback)),
+        }
+        key.to_string()
+    }
+
+    /// Datahike's `unlisten`: removes the callback registered under `key`; whether there was one.
+    pub fn unlisten(&self, key: &str) -> bool {
+        let mut listeners = lock(&self.0.listeners);
+        let before = listeners.len();
+        listeners.retain(|(k, _)| k != key);
+        listeners.len() != before
     }
 
     /// Brings `db` up to date with commits made by other processes on the same store.

@@ -9,6 +9,7 @@ use crate::index::{open_index, DatomIndex, IndexResult, IndexRoot, NodeCache};
 use crate::schema::{is_schema_attr, Schema};
 use crate::tx::{self, TxOutcome, TxReport};
 use crate::value::{Eid, Value};
+use crate::view::{view_indices, DatomPred, Layer, ReadSpec, TimePoint, View};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
@@ -63,9 +64,13 @@ pub(crate) struct DbInner {
     pub max_tx: Eid,
     pub last_tx_instant: i64,
     pub cache: Arc<NodeCache>,
+    /// For a view (history, as-of, since, filter): its layers and the indices reads go
+    /// through. The fields above are those of the plain database under the view.
+    pub view: Option<Arc<View>>,
 }
 
-/// An immutable database value. Cloning is cheap.
+/// An immutable database value, or a read-only view of one ([`Db::history`], [`Db::as_of`],
+/// [`Db::since`], [`Db::filter`]). Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct Db(pub(crate) Arc<DbInner>);
 
@@ -91,8 +96,166 @@ impl Db {
         self.0.last_tx_instant
     }
 
+    /// The index reads go through: the current index, or a view's wrapper.
     pub(crate) fn index(&self, order: IndexOrder) -> &Arc<dyn DatomIndex> {
-        self.0.current.get(order)
+        match &self.0.view {
+            Some(view) => view.indices.get(order),
+            None => self.0.current.get(order),
+        }
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// Datahike's `history`: every assertion and every retraction the database keeps, with
+    /// `added` telling them apart (`[?e ?a ?v ?tx ?added]`). Idempotent. An error for a
+    /// database created with `:keep-history? false`.
+    pub fn history(&self) -> Result<Db> {
+        self.require_history("history")?;
+        if matches!(self.0.view.as_deref(), Some(View { layer: Layer::History, .. })) {
+            return Ok(self.clone());
+        }
+        let spec = ReadSpec { historical: true, ..self.read_spec() };
+        Ok(self.make_view(Layer::History, self.clone(), spec))
+    }
+
+    /// Datahike's `as-of`: the database as it was after transaction `t` (a transaction id, or an
+    /// instant compared with `:db/txInstant`), inclusive. Schema and idents are the current ones,
+    /// as in Datahike. An error for a database created with `:keep-history? false`.
+    pub fn as_of(&self, t: TimePoint) -> Result<Db> {
+        self.require_history("as-of")?;
+        if let TimePoint::Tx(tx) = t {
+            if tx < crate::datom::TX0 {
+                return Err(Error::Temporal(format!(
+                    "Invalid transaction ID. Must be bigger than {}. Got {tx}",
+                    crate::datom::TX0
+                )));
+            }
+        }
+        let bound = self.tx_bound(t)?;
+        let mut spec = self.read_spec();
+        spec.upto_tx = Some(spec.upto_tx.map_or(bound, |u| u.min(bound)));
+        Ok(self.make_view(Layer::AsOf(t), self.clone(), spec))
+    }
+
+    /// Datahike's `since`: only what was asserted after transaction `t` (a transaction id, or an
+    /// instant compared with `:db/txInstant`), exclusive, and is still current (or current at the
+    /// `as-of` point of an enclosing view). An error for a database created with
+    /// `:keep-history? false`.
+    pub fn since(&self, t: TimePoint) -> Result<Db> {
+        self.require_history("since")?;
+        let bound = self.tx_bound(t)?;
+        let mut spec = self.read_spec();
+        spec.after_tx = Some(spec.after_tx.map_or(bound, |a| a.max(bound)));
+        Ok(self.make_view(Layer::Since(t), self.clone(), spec))
+    }
+
+    /// Datahike's `filter`: a view with only the datoms for which `pred(db, datom)` is true,
+    /// where `db` is this database (for a filter of a filtered database, the unfiltered one,
+    /// and the two predicates must both hold). Every read path applies it.
+    pub fn filter(&self, pred: impl Fn(&Db, &Datom) -> bool + Send + Sync + 'static) -> Db {
+        let pred: DatomPred = Arc::new(pred);
+        match self.0.view.as_deref() {
+            Some(View { layer: Layer::Filter, origin, spec, .. }) => {
+                let spec = (**spec).clone().with_filter(pred, origin.clone());
+                self.make_view(Layer::Filter, origin.clone(), spec)
+            }
+            _ => self.make_view(Layer::Filter, self.clone(), self.read_spec().with_filter(pred, self.clone())),
+        }
+    }
+
+    /// Datahike's `is-filtered`: whether this is a [`Db::filter`] view.
+    pub fn is_filtered(&self) -> bool {
+        matches!(self.0.view.as_deref(), Some(View { layer: Layer::Filter, .. }))
+    }
+
+    /// Whether this is a view (history, as-of, since or filter) rather than a database value.
+    pub fn is_view(&self) -> bool {
+        self.0.view.is_some()
+    }
+
+    /// The database a view was made from; `None` for a plain database.
+    pub fn origin(&self) -> Option<&Db> {
+        self.0.view.as_deref().map(|v| &v.origin)
+    }
+
+    /// The time point of an as-of or since view.
+    pub fn time_point(&self) -> Option<TimePoint> {
+        match self.0.view.as_deref()?.layer {
+            Layer::AsOf(t) | Layer::Since(t) => Some(t),
+            Layer::History | Layer::Filter => None,
+        }
+    }
+
+    fn read_spec(&self) -> ReadSpec {
+        self.0.view.as_deref().map(|v| (*v.spec).clone()).unwrap_or_default()
+    }
+
+    fn require_history(&self, what: &str) -> Result<()> {
+        if self.0.history.is_none() {
+            return Err(Error::Temporal(format!(
+                "{what} is only allowed on temporal indexed databases; this database was created with :keep-history? false"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The plain database under any views.
+    fn base(&self) -> Db {
+        let mut db = self;
+        while let Some(view) = &db.0.view {
+            db = &view.origin;
+        }
+        db.clone()
+    }
+
+    /// The last transaction at or before `t`: `t` itself for a transaction id; for an instant,
+    /// the last transaction whose `:db/txInstant` is at or before it (`TX0` when there is
+    /// none). Instants never decrease from one transaction to the next, so the transactions at
+    /// or before an instant are exactly those up to this one.
+    fn tx_bound(&self, t: TimePoint) -> Result<Eid> {
+        let ms = match t {
+            TimePoint::Tx(tx) => return Ok(tx),
+            TimePoint::Instant(ms) => ms,
+        };
+        let a = Keyword::new("db/txInstant");
+        let key = DatomKey { a: Some(a), v: Some(Value::Instant(ms)), ..Default::default() };
+        for d in self.base().0.current.avet.rseek(&key) {
+            let d = d?;
+            if d.a != a {
+                break;
+            }
+            if d.e > crate::datom::TX0 {
+                return Ok(d.e);
+            }
+        }
+        Ok(crate::datom::TX0)
+    }
+
+    fn make_view(&self, layer: Layer, origin: Db, spec: ReadSpec) -> Db {
+        let base = self.base();
+        let spec = Arc::new(spec);
+        let indices = view_indices(&base, &spec);
+        let b = &base.0;
+        Db(Arc::new(DbInner {
+            config: b.config.clone(),
+            schema: b.schema.clone(),
+            current: b.current.clone(),
+            history: b.history.clone(),
+            max_eid: b.max_eid,
+            max_tx: b.max_tx,
+            last_tx_instant: b.last_tx_instant,
+            cache: b.cache.clone(),
+            view: Some(Arc::new(View { layer, origin, spec, indices })),
+        }))
+    }
+
+    fn refuse_view(&self) -> Result<()> {
+        if self.0.view.is_some() {
+            return Err(Error::ReadOnlyView(
+                "A history, as-of, since or filtered database cannot be modified; transact against the connection or a plain database value".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Every datom with the prefix `key` in `order`.
@@ -104,12 +267,22 @@ impl Db {
     /// Number of datoms with the prefix `key` in `order`.
     pub fn count_key(&self, order: IndexOrder, key: &DatomKey) -> IndexResult<u64> {
         let key = key.clone().prefix_for(order);
+        if self.0.view.is_some() {
+            // A view's `count_range` is an upper bound: count by a scan.
+            let mut n = 0;
+            self.index(order).visit(&key, &key, &mut |_| {
+                n += 1;
+                true
+            })?;
+            return Ok(n);
+        }
         self.index(order).count_range(&key, &key)
     }
 
     /// Applies a transaction's outcome: the one path from tx-data to new indices, used both by
     /// `transact` and by log replay.
     pub(crate) fn apply_tx(&self, outcome: &TxOutcome) -> Result<Db> {
+        self.refuse_view()?;
         let inner = &self.0;
         let mut schema = (*inner.schema).clone();
         // Final state per (e, a, v): what the database had before (looked up once, only for
@@ -221,6 +394,7 @@ impl Db {
             max_tx: outcome.tx.max(inner.max_tx),
             last_tx_instant: outcome.tx_instant.max(inner.last_tx_instant),
             cache: inner.cache.clone(),
+            view: None,
         })))
     }
 
@@ -231,6 +405,7 @@ impl Db {
 
     /// `with` with transaction metadata.
     pub fn with_meta(&self, tx_data: &Edn, tx_meta: Option<&Edn>) -> Result<TxReport> {
+        self.refuse_view()?;
         let outcome = tx::run(self, tx_data, tx_meta, now_millis())?;
         let db_after = self.apply_tx(&outcome)?;
         Ok(TxReport {
@@ -420,7 +595,7 @@ impl Db {
         }
         let mut m = vec![
             (Edn::kw("count"), Edn::Int(count)),
-            (Edn::kw("avet-count"), Edn::Int(self.index(IndexOrder::Avet).count() as i64)),
+            (Edn::kw("avet-count"), Edn::Int(self.avet_count()?)),
             (
                 Edn::kw("per-attr-counts"),
                 Edn::Map(per_attr.into_iter().map(|(a, n)| (Edn::Keyword(a), Edn::Int(n))).collect()),
@@ -430,15 +605,44 @@ impl Db {
                 Edn::Map(per_entity.into_iter().map(|(e, n)| (Edn::Int(e), Edn::Int(n))).collect()),
             ),
         ];
-        if let Some(h) = &self.0.history {
+        if let (Some(h), None) = (&self.0.history, &self.0.view) {
             m.push((Edn::kw("temporal-count"), Edn::Int(h.eavt.count() as i64)));
             m.push((Edn::kw("temporal-avet-count"), Edn::Int(h.avet.count() as i64)));
         }
         Ok(Edn::Map(m))
     }
 
-    /// A short printable summary, `#datahike/DB {:max-tx .. :max-eid ..}`.
+    /// The number of AVET datoms; counted by a scan for a view, whose counts are bounds.
+    fn avet_count(&self) -> Result<i64> {
+        let index = self.index(IndexOrder::Avet);
+        if self.0.view.is_none() {
+            return Ok(index.count() as i64);
+        }
+        let mut n = 0;
+        index.visit(&DatomKey::default(), &DatomKey::default(), &mut |_| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// A short printable summary, `#datahike/DB {:max-tx .. :max-eid ..}`; a view prints as
+    /// Datahike prints it, `#datahike/AsOfDB {:origin #datahike/DB {..} :time-point ..}`
+    /// (`HistoricalDB`, `SinceDB`; a filtered database prints as its origin).
     pub fn to_edn_summary(&self) -> Edn {
+        if let Some(view) = self.0.view.as_deref() {
+            let (tag, time_point) = match view.layer {
+                Layer::History => ("datahike/HistoricalDB", None),
+                Layer::AsOf(t) => ("datahike/AsOfDB", Some(t)),
+                Layer::Since(t) => ("datahike/SinceDB", Some(t)),
+                Layer::Filter => return view.origin.to_edn_summary(),
+            };
+            let mut m = vec![(Edn::kw("origin"), view.origin.to_edn_summary())];
+            if let Some(t) = time_point {
+                m.push((Edn::kw("time-point"), t.to_edn()));
+            }
+            return Edn::Tagged(crate::edn::Symbol::new(tag), Box::new(Edn::Map(m)));
+        }
         Edn::Tagged(
             crate::edn::Symbol::new("datahike/DB"),
             Box::new(Edn::Map(vec![

@@ -88,6 +88,13 @@ pub enum Error {
     /// A query that cannot be run.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// A history, as-of or since view of a database kept without history
+    /// (`:keep-history? false`), or a bad time point.
+    #[error("{0}")]
+    Temporal(String),
+    /// A write to a view (history, as-of, since, filter); views are read-only.
+    #[error("{0}")]
+    ReadOnlyView(String),
     /// A bug: an invariant of this library does not hold.
     #[error("internal error (a bug in datahike-rs): {0}")]
     Internal(String),
@@ -106,6 +113,8 @@ impl Error {
             Error::Store(_) => "store/io",
             Error::Codec(_) => "store/corrupt",
             Error::Query(e) => e.code(),
+            Error::Temporal(_) => "db/temporal",
+            Error::ReadOnlyView(_) => "transaction/filtered",
             Error::Internal(_) => "internal",
         }
     }

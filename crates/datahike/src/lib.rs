@@ -22,7 +22,9 @@
 //! conn.release().unwrap();
 //! ```
 //!
-//! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities. This crate is
+//! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities.
+//! [`Db::history`], [`Db::as_of`], [`Db::since`] and [`Db::filter`] are views of a database that
+//! every read accepts (see [`view`]); [`Conn::listen`] reports each transaction. This crate is
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod config;
@@ -39,6 +41,7 @@ pub mod schema;
 pub mod store;
 pub mod tx;
 pub mod value;
+pub mod view;
 
 pub use config::{Config, SchemaFlexibility, StoreConfig};
 pub use conn::{connect, create_database, database_exists, delete_database, Conn, FLUSH_EVERY_BYTES, FLUSH_EVERY_TXS};
@@ -51,3 +54,4 @@ pub use pull::{pull, pull_many, PullPattern};
 pub use query::{q, QueryError, QueryInput};
 pub use tx::TxReport;
 pub use value::{Eid, Value};
+pub use view::{DatomPred, TimePoint};

@@ -4,7 +4,7 @@
 
 use crate::{cbor, json, log};
 use datahike::edn::{pr_str, read_str, EdnError};
-use datahike::{Config, Conn, Db, Edn};
+use datahike::{Config, Conn, Db, Edn, TimePoint};
 
 /// A parsed argument.
 pub enum Arg {
@@ -39,8 +39,6 @@ impl Arg {
 /// Why an argument could not be made.
 #[derive(Debug)]
 pub enum InputError {
-    /// A prefix that a later version implements.
-    NotImplemented(String),
     /// A file that cannot be read, bad data, or a database that cannot be opened.
     Failed(String),
 }
@@ -92,19 +90,24 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
         // The connection is not released: releasing flushes, and a reader need not write.
         return Ok(Arg::Db(connect(path)?.db()));
     }
-    if non_empty(text.strip_prefix("history:")).is_some() {
-        return Err(InputError::NotImplemented(format!(
-            "The history: prefix (argument {text:?}) is not implemented yet in this version"
-        )));
+    if let Some(path) = non_empty(text.strip_prefix("history:")) {
+        return Ok(Arg::Db(connect(path)?.db().history()?));
     }
     for prefix in ["since:", "asof:"] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            if rest.split_once(':').is_some_and(|(millis, file)| !millis.is_empty() && !file.is_empty()) {
-                return Err(InputError::NotImplemented(format!(
-                    "The {prefix} prefix (argument {text:?}) is not implemented yet in this version"
-                )));
-            }
+        // Datahike's `since:MILLIS:FILE` and `asof:MILLIS:FILE`: epoch milliseconds, compared
+        // with `:db/txInstant` (as-of inclusive, since exclusive).
+        let Some((millis, path)) = text.strip_prefix(prefix).and_then(|rest| rest.split_once(':')) else { continue };
+        if millis.is_empty() || path.is_empty() {
+            continue;
         }
+        let ms: i64 = millis.parse().map_err(|_| {
+            InputError::Failed(format!(
+                "argument {text:?}: {millis:?} is not a time in epoch milliseconds (expected {prefix}MILLIS:FILE)"
+            ))
+        })?;
+        let db = connect(path)?.db();
+        let t = TimePoint::Instant(ms);
+        return Ok(Arg::Db(if prefix == "since:" { db.since(t)? } else { db.as_of(t)? }));
     }
     if let Some(path) = non_empty(text.strip_prefix("cbor:")) {
         let bytes = read_file(path)?;

@@ -183,10 +183,6 @@ fn run(args: Vec<String>) -> i32 {
             }
             0
         }
-        Err(Failure::NotImplemented(message)) => {
-            eprintln!("{message}");
-            EXIT_NOT_IMPLEMENTED
-        }
         Err(Failure::Invalid(message)) => {
             eprintln!("{message}");
             EXIT_ERROR
@@ -200,8 +196,6 @@ fn run(args: Vec<String>) -> i32 {
 
 /// Why a command did not produce a result.
 enum Failure {
-    /// A later version implements this.
-    NotImplemented(String),
     /// The arguments fit no arity; the whole message.
     Invalid(String),
     /// Reading input, connecting or the operation failed.
@@ -211,7 +205,6 @@ enum Failure {
 impl From<InputError> for Failure {
     fn from(e: InputError) -> Self {
         match e {
-            InputError::NotImplemented(m) => Failure::NotImplemented(m),
             InputError::Failed(m) => Failure::Execution(m),
         }
     }

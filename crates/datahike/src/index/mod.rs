@@ -29,6 +29,9 @@ pub enum IndexError {
     /// A node named by a root or branch is not in the store.
     #[error("index node {0} is missing from the store")]
     MissingNode(String),
+    /// A write to the index of a view (history, as-of, since, filter), which is read-only.
+    #[error("the index of a history, as-of, since or filter view is read-only")]
+    ReadOnlyView,
 }
 
 /// Result of the index layer.
@@ -73,7 +76,7 @@ pub trait DatomIndex: Send + Sync + std::fmt::Debug {
     /// The order of this index.
     fn order(&self) -> IndexOrder;
 
-    /// Number of datoms.
+    /// Number of datoms (an upper bound for the indices of views, as for `count_range`).
     fn count(&self) -> u64;
 
     /// A new index without `removes` and with `adds`. Both come in any order and may be large
@@ -105,7 +108,9 @@ pub trait DatomIndex: Send + Sync + std::fmt::Debug {
     /// Datoms `<= from`, descending to the start.
     fn rseek(&self, from: &DatomKey) -> DatomIter<'_>;
 
-    /// Number of datoms in `range(lo, hi)`, in O(log n) where the implementation can.
+    /// Number of datoms in `range(lo, hi)`, in O(log n) where the implementation can. The
+    /// indices of views (history, as-of, since, filter) return an upper bound: the query
+    /// planner uses this method for estimates only.
     fn count_range(&self, lo: &DatomKey, hi: &DatomKey) -> IndexResult<u64>;
 
     /// Encodes every node not yet durable. Cheap when nothing changed since the last flush.

@@ -64,7 +64,8 @@
 //!
 //! [`query_stats`] and [`explain`] run a query and report the plan it ran with.
 //!
-//! Not yet here: the history and as-of views.
+//! Every source may be a view (`Db::history`, `as_of`, `since`, `filter`): the engine reads it
+//! as any database, through its indices.
 
 mod aggregates;
 mod builtins;

@@ -1229,6 +1229,9 @@ impl<'a> TxState<'a> {
     fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn std::fmt::Display) -> Step<()> {
         let eid = self.entid_strict(e)?;
         let value = self.resolve_value(a, v, ctx)?;
+        if a.as_str() == "db/txInstant" && self.set_tx_instant(eid, &value, ctx)? {
+            return Ok(());
+        }
         let (many, unique) = match self.schema.attr(a) {
             Some(attr) => {
                 if attr.tuple_type.is_some() || attr.tuple_types.is_some() {
@@ -1268,6 +1271,44 @@ impl<'a> TxState<'a> {
             self.emit(Datom::new(old.e, old.a, old.v, self.tx, false))?;
         }
         self.emit(new)
+    }
+
+    /// `[:db/add tx :db/txInstant v]`: the transaction sets its own instant, which must not be
+    /// earlier than the last transaction's, so that instants never decrease and as-of/since
+    /// by instant name a prefix of the transactions. Replaces the automatic instant in place
+    /// (no retraction is reported) and returns true when there was one.
+    fn set_tx_instant(&mut self, eid: Eid, value: &Value, ctx: &dyn std::fmt::Display) -> Step<bool> {
+        if eid != self.tx {
+            return Err(TxError::Syntax(format!(
+                "Bad :db/txInstant at {ctx}: only the transaction's own entity (\"datomic.tx\", :db/current-tx) can be given an instant"
+            ))
+            .into());
+        }
+        let Value::Instant(ms) = *value else {
+            return Err(TxError::Schema(format!("Bad :db/txInstant at {ctx}, expected an instant")).into());
+        };
+        let last = self.db.last_tx_instant();
+        if ms < last {
+            return Err(TxError::Syntax(format!(
+                "Bad :db/txInstant at {ctx}: {} is earlier than the last transaction's instant {}",
+                Edn::Inst(ms),
+                Edn::Inst(last)
+            ))
+            .into());
+        }
+        self.tx_instant = ms;
+        if let Some(slot) = self.meta.iter_mut().find(|(k, _)| k.as_str() == "db/txInstant") {
+            slot.1 = Edn::Inst(ms);
+        }
+        let tx = self.tx;
+        let is_auto = |d: &Datom| d.e == tx && d.a.as_str() == "db/txInstant" && d.added();
+        let Some(auto) = self.tx_data.iter_mut().find(|d| is_auto(d)) else { return Ok(false) };
+        let a = auto.a;
+        auto.v = value.clone();
+        if let Vals::One(d) = self.ea_datoms(tx, a)? {
+            d.v = value.clone();
+        }
+        Ok(true)
     }
 
     fn retract_entity(&mut self, eid: Eid) -> Step<Vec<Item<'static>>> {
