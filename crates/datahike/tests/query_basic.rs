@@ -232,6 +232,13 @@ fn errors_name_the_clause() {
     assert!(m.contains("Wrong number of args"), "{m}");
     let (m, _) = err(&c, "[:find ?e :where [?e :age ?a] [(= ?a)] :foo]", &[]);
     assert!(m.contains("Unknown query section :foo"), "{m}");
+    // Found by the DataScript differential test: Datahike's parser rejects a :with variable that
+    // :find uses, also as an aggregate's argument.
+    let (m, code) = err(&c, "[:find ?a (count ?e) :with ?e :where [?e :age ?a]]", &[]);
+    assert_eq!(code, "query/syntax");
+    assert!(m.contains(":find and :with should not use same variables: [?e]"), "{m}");
+    let (m, _) = err(&c, "[:find ?e :with ?a ?e :where [?e :age ?a]]", &[]);
+    assert!(m.contains(":find and :with should not use same variables: [?e]"), "{m}");
     c.release().unwrap();
 }
 

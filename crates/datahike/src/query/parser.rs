@@ -545,6 +545,17 @@ fn validate(q: &Query) -> PResult<()> {
     if !unknown.is_empty() {
         return err(format!("Query for unknown vars: [{}]", unknown.join(" ")));
     }
+    let mut found = BTreeSet::new();
+    for e in q.find.elements() {
+        found.insert(e.var());
+        if let FindElem::Pull { pattern: Edn::Symbol(p), .. } = e {
+            found.insert(*p);
+        }
+    }
+    let shared: Vec<String> = q.with.iter().filter(|v| found.contains(v)).map(|v| v.to_string()).collect();
+    if !shared.is_empty() {
+        return err(format!(":find and :with should not use same variables: [{}]", shared.join(" ")));
+    }
     if let Some(rm) = &q.return_maps {
         let n = match rm {
             ReturnMaps::Keys(x) | ReturnMaps::Strs(x) | ReturnMaps::Syms(x) => x.len(),
