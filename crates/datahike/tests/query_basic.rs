@@ -239,6 +239,17 @@ fn errors_name_the_clause() {
     assert!(m.contains(":find and :with should not use same variables: [?e]"), "{m}");
     let (m, _) = err(&c, "[:find ?e :with ?a ?e :where [?e :age ?a]]", &[]);
     assert!(m.contains(":find and :with should not use same variables: [?e]"), "{m}");
+    // Also found by it: a `not` needs variables, and a not-join's variables must be used inside.
+    let (m, code) = err(&c, "[:find ?e :where [?e :age ?a] (not [100 :friend _])]", &[]);
+    assert_eq!(code, "query/syntax");
+    assert!(m.contains("Join variables should not be empty"), "{m}");
+    let (m, _) = err(&c, "[:find ?e :where [?e :age ?a] (not-join [] [?e :friend _])]", &[]);
+    assert!(m.contains("Join variables should not be empty"), "{m}");
+    let (m, _) = err(&c, "[:find ?e :where [?e :age ?a] (not-join [?e ?a] [?e :friend _])]", &[]);
+    assert!(m.contains("Join variable not declared inside clauses: [?a]"), "{m}");
+    let (m, _) = err(&c, "[:find ?e :in $ % :where [?e :age _] (r ?e)]", &["[[(r ?x) (not [100 :age 1])]]"]);
+    assert!(m.contains("Join variables should not be empty"), "{m}");
+    check(&c, "[:find ?e :where [?e :age ?a] (not [?e :friend _])]", &[], "#{[102] [103]}");
     c.release().unwrap();
 }
 

@@ -514,6 +514,22 @@ pub fn parse_timeout(x: &Edn) -> PResult<Option<u64>> {
     }
 }
 
+/// Datahike's check of the join variables of a `not-join` (for a `not`, `join` is `None` and
+/// they are the variables of its clauses): there are some, and each appears in the clauses.
+fn check_join_vars(join: Option<&[Var]>, clauses: &[Clause], form: &Edn) -> PResult<()> {
+    let mut used = BTreeSet::new();
+    clauses.iter().for_each(|c| c.vars(&mut used));
+    let undeclared: Vec<String> =
+        join.unwrap_or_default().iter().filter(|v| !used.contains(v)).map(|v| v.to_string()).collect();
+    if !undeclared.is_empty() {
+        return err(format!("Join variable not declared inside clauses: [{}] in {form}", undeclared.join(" ")));
+    }
+    if join.map_or(used.is_empty(), <[Var]>::is_empty) {
+        return err(format!("Join variables should not be empty in {form}"));
+    }
+    Ok(())
+}
+
 fn validate(q: &Query) -> PResult<()> {
     let mut known = BTreeSet::new();
     for c in &q.clauses {
@@ -720,6 +736,8 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                         return err(format!("Cannot parse 'not' clause, it has no clauses: {x}"));
                     }
                     let clauses = body.iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
+                    // Datahike's parser: the variables of a `not` are its join variables.
+                    check_join_vars(None, &clauses, x)?;
                     Ok(Clause::Not { source, join: None, clauses, form: x.clone() })
                 }
                 "not-join" => {
@@ -731,6 +749,7 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                         return err(format!("Cannot parse 'not-join' clause, it has no clauses: {x}"));
                     }
                     let clauses = body[1..].iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
+                    check_join_vars(Some(&vars), &clauses, x)?;
                     Ok(Clause::Not { source, join: Some(vars), clauses, form: x.clone() })
                 }
                 "or" | "or-join" => {
