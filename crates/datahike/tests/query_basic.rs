@@ -133,6 +133,11 @@ fn suite(c: &Conn) {
     );
     check(c, "[:find ?e :where [?e :age _] [(missing? $ ?e :tag)]]", &[], "#{[101] [103]}");
     check(c, "[:find ?r . :where [(get-some $ 102 :email :name) ?r]]", &[], "[:email \"oleg@x\"]");
+    // A nil result binds nothing, for a tuple or collection binding too (found by the
+    // DataScript differential test: the tuple binding failed).
+    check(c, "[:find ?e :where [?e :age 15] [(get-some $ ?e :tag) [?a ?v]]]", &[], "#{}");
+    check(c, "[:find ?e ?v :where [?e :age 40] [(get-some $ ?e :friend :tag) [_ ?v]]]", &[], "#{[102 :a]}");
+    check(c, "[:find ?e :where [?e :age 15] [(get-some $ ?e :tag) [?x ...]]]", &[], "#{}");
     check(c, "[:find ?x . :where [(quot 7 2) ?q] [(mod -7 2) ?m] [(+ ?q ?m) ?x]]", &[], "4");
     check(c, "[:find ?x . :where [(/ 7 2) ?x]]", &[], "3.5");
     check(c, "[:find ?x . :where [(name :a/b) ?x]]", &[], "\"b\"");

@@ -591,7 +591,9 @@ pub(crate) fn extend_with_binding(
     let mut parts = Vec::new();
     for i in 0..rel.n_rows {
         deadline::tick()?;
-        let Some(v) = produce(i)? else { continue };
+        // A function that returns nil binds nothing, whatever the binding form (Datahike's
+        // bind-by-fn skips a nil result).
+        let Some(v) = produce(i)?.filter(|v| !matches!(v, Value::Nil)) else { continue };
         parts.clear();
         bind_value(binding, v, &mut parts).map_err(|m| qerr(QueryError::Eval(format!("{m} in {form}"))))?;
         let row = rel.row(i);
