@@ -21,5 +21,15 @@ fn pull_in_find_returns_maps() {
     let mut names: Vec<String> = maps.iter().map(|m| m.to_string()).collect();
     names.sort();
     assert_eq!(names, vec![r#"{:name "Ivan"}"#, r#"{:name "Judea"}"#]);
+    // A pattern input with a wildcard or a map spec, which is no query value (found by the
+    // DataScript differential test: such an input failed as an unsupported input value).
+    let q = read_str(r#"[:find (pull ?e pattern) . :in $ pattern ?n :where [?e :name ?n]]"#).unwrap();
+    for (pattern, expected) in
+        [("[*]", r#"{:db/id 11, :age 5, :name "Ivan"}"#), ("[:age {:friend [:name]}]", "{:age 5}")]
+    {
+        let inputs =
+            [QueryInput::from(db.clone()), QueryInput::from(read_str(pattern).unwrap()), Edn::str("Ivan").into()];
+        assert_eq!(datahike::q(&q, &inputs).unwrap().to_string(), expected, "pattern {pattern}");
+    }
     datahike::delete_database(&config).unwrap();
 }

@@ -300,6 +300,21 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
     let mut rel = Rel::unit();
     // What scalar `:in` variables hold, for aggregate arguments.
     let mut scalars: HashMap<Symbol, &QueryInput> = HashMap::default();
+    // An input that only gives a pull pattern stays out of the relation: a pattern such as
+    // `[* {:friend [:name]}]` is no value a clause could use.
+    let mut clause_vars = std::collections::BTreeSet::new();
+    query.clauses.iter().for_each(|c| c.vars(&mut clause_vars));
+    let only_pattern = |b: &InBinding| match b {
+        InBinding::Bind(Binding::Scalar(v)) => {
+            !clause_vars.contains(v)
+                && query
+                    .find
+                    .elements()
+                    .iter()
+                    .any(|e| matches!(e, FindElem::Pull { pattern: Edn::Symbol(p), .. } if p == v))
+        }
+        _ => false,
+    };
     for (binding, input) in query.inputs.iter().zip(inputs) {
         if let InBinding::Bind(Binding::Scalar(v)) = binding {
             scalars.insert(*v, input);
@@ -315,6 +330,7 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
                     in_form(b)
                 ))));
             }
+            (b, QueryInput::Edn(_)) if only_pattern(b) => {}
             (InBinding::Source(name), QueryInput::Db(db)) => {
                 ctx.sources.insert(*name, Source::Db(db.clone()));
             }
