@@ -209,10 +209,10 @@ fn map_entry(k: &Edn, v: &Edn, db: &Db) -> Result<AttrSpec> {
     let entry = || Edn::Vector(vec![k.clone(), v.clone()]);
     let spec = match parse_attr_name(k) {
         Some(spec) => Some(spec),
-        None => limit_expr(k)?,
+        None => attr_expr(k)?,
     };
     let Some(mut spec) = spec else {
-        return Err(pattern_error(format!("Expected (attr-name | limit-expr), got {}", entry())));
+        return Err(pattern_error(format!("Expected (attr-name | attr-expr), got {}", entry())));
     };
     spec.opts.nested = match v {
         Edn::Symbol(s) if s.as_str() == "..." => Nested::Recursion(None),
@@ -224,17 +224,23 @@ fn map_entry(k: &Edn, v: &Edn, db: &Db) -> Result<AttrSpec> {
     Ok(spec)
 }
 
+/// An attribute with options, in the legacy `(limit ...)`/`(default ...)` or the
+/// `[attr :limit n ...]` form: a spec of its own, or the key of a map spec.
+fn attr_expr(x: &Edn) -> Result<Option<AttrSpec>> {
+    if let Some(spec) = limit_expr(x)? {
+        return Ok(Some(spec));
+    }
+    if let Some(spec) = default_expr(x)? {
+        return Ok(Some(spec));
+    }
+    attr_with_opts(x)
+}
+
 fn attr_spec(x: &Edn) -> Result<AttrSpec> {
     if let Some(spec) = parse_attr_name(x) {
         return Ok(spec);
     }
-    if let Some(spec) = attr_with_opts(x)? {
-        return Ok(spec);
-    }
-    if let Some(spec) = limit_expr(x)? {
-        return Ok(spec);
-    }
-    if let Some(spec) = default_expr(x)? {
+    if let Some(spec) = attr_expr(x)? {
         return Ok(spec);
     }
     Err(pattern_error(format!(

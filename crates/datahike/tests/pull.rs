@@ -182,6 +182,12 @@ fn limits() {
         r#"{:name "Lucy" :friend [{:name "Elizabeth"} {:name "Matthew"}]}"#,
     );
     check(&db, "[[:friend :limit 1]]", "4", "{:friend [{:db/id 5}]}");
+    // A map spec's key may carry options in every attr-expr form (datalog-parser 0.2.37, which
+    // Datahike uses; found by the DataScript differential test).
+    for key in ["[:friend :limit 2]", "(limit :friend 2)", "[\"limit\" :friend 2]"] {
+        check(&db, &format!("[{{{key} [:name]}}]"), "4", r#"{:friend [{:name "Elizabeth"} {:name "Matthew"}]}"#);
+    }
+    check(&db, "[{[:friend :as :pals :limit 1] [:name]}]", "4", r#"{:pals [{:name "Elizabeth"}]}"#);
 }
 
 #[test]
@@ -351,7 +357,8 @@ fn malformed_patterns_are_errors() {
         ("[(default 1 2)]", "Expected [\"default\" attr-name any-value]"),
         ("[{:friend :x}]", "Expected (pattern | recursion-limit)"),
         ("[{:friend 0}]", "Expected (pattern | recursion-limit)"),
-        ("[{1 [:name]}]", "Expected (attr-name | limit-expr)"),
+        ("[{1 [:name]}]", "Expected (attr-name | attr-expr)"),
+        ("[{[:friend :bogus 1] [:name]}]", "Expected (attr-name | attr-expr)"),
         ("[[:name :bogus 1]]", "Cannot parse attr-spec"),
     ] {
         let err = pull(&db, &edn(pattern), &Edn::Int(1)).unwrap_err();
