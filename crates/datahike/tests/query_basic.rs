@@ -179,7 +179,11 @@ fn suite(c: &Conn) {
         &[],
         "[[22.5 56.25 7.5]]",
     );
-    check(c, "[:find (max 2 ?a) (min 2 ?a) :with ?e :where [?e :age ?a]]", &[], "[[[40 30] [15 30]]]");
+    // As Datahike's -max/-min: ascending, and a value repeated by :with counts twice (found by
+    // the DataScript differential test).
+    check(c, "[:find (max 2 ?a) (min 2 ?a) :with ?e :where [?e :age ?a]]", &[], "[[[30 40] [15 15]]]");
+    check(c, "[:find (max 3 ?a) (min 2 ?a) :where [?e :age ?a]]", &[], "[[[15 30 40] [15 30]]]");
+    check(c, "[:find ?n (max 5 ?a) :where [?e :name ?n] [?e :age ?a] [(= ?n \"Ivan\")]]", &[], r#"[["Ivan" [15 30]]]"#);
     check(c, "[:find (distinct ?a) . :with ?e :where [?e :age ?a]]", &[], "#{15 30 40}");
     check(c, "[:find ?a :with ?e :where [?e :age ?a] [(< ?a 20)]]", &[], "[[15] [15]]");
     check(c, "[:find (count ?e) . :where [?e :name \"Nobody\"]]", &[], "nil");

@@ -145,13 +145,12 @@ pub(crate) fn aggregate(name: Symbol, args: &[Edn], mut vals: Vec<Value>) -> R {
         ("min", 0) => edn(extreme(&vals, Ordering::Less)),
         ("max", 0) => edn(extreme(&vals, Ordering::Greater)),
         ("min", 1) | ("max", 1) => {
+            // Datahike's `-min`/`-max` with n: the n smallest or largest values, repeated values
+            // kept, in ascending order.
             let n = n_arg(name, args)?;
             sort(&mut vals);
-            if name.as_str() == "max" {
-                vals.reverse();
-            }
-            vals.dedup();
-            Edn::Vector(vals.into_iter().take(n).map(edn).collect())
+            let skip = if name.as_str() == "max" { vals.len().saturating_sub(n) } else { 0 };
+            Edn::Vector(vals.into_iter().skip(skip).take(n).map(edn).collect())
         }
         ("distinct", 0) => {
             let mut seen = std::collections::HashSet::new();
