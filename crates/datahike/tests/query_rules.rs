@@ -64,3 +64,33 @@ fn recursive_rules() {
     assert!(err.to_string().contains("takes 2 arguments"), "{err}");
     conn.release().unwrap();
 }
+
+/// A rule whose body compares an argument needs that argument bound by the call: the call waits
+/// for the clause that binds it, wherever it stands (found by the DataScript differential test,
+/// where the call ran first and failed with insufficient bindings).
+#[test]
+fn rule_arguments_a_body_compares_wait_for_their_binding() {
+    let conn = read_db();
+    transact(&conn, "[{:db/id 1 :age 10 :floor 5} {:db/id 2 :age 20 :floor 15} {:db/id 3 :age 30 :floor 25}]");
+    // Enough other datoms that the planner would rather run the call (with one constant) first.
+    let others: Vec<String> = (10..30).map(|e| format!("{{:db/id {e} :age 100 :floor 100}}")).collect();
+    transact(&conn, &format!("[{}]", others.join(" ")));
+    let db = conn.db();
+    let band = "[[(in-band ?e ?lo ?hi) [?e :age ?a] [(<= ?lo ?a)] [(<= ?a ?hi)]]]";
+    // ?lo comes from the pattern before the call, ?hi is a constant that makes the call look cheap.
+    let got = run(&db, "[:find ?e ?f :in $ % :where [?f :floor ?lo] (in-band ?e ?lo 25)]", band, &[]);
+    assert_eq!(got, edn("#{[1 1] [2 1] [2 2]}"));
+    // The same with the binding clause after the call.
+    let got = run(&db, "[:find ?e ?f :in $ % :where (in-band ?e ?lo 25) [?f :floor ?lo]]", band, &[]);
+    assert_eq!(got, edn("#{[1 1] [2 1] [2 2]}"));
+    let got = run(&db, "[:find ?e :in $ % :where [?e :floor ?lo] (in-band ?e ?lo 17)]", band, &[]);
+    assert_eq!(got, edn("#{[1]}"));
+    // Unbound everywhere, it is still an error.
+    let err = q(
+        &edn("[:find ?e :in $ % :where (in-band ?e ?lo 25)]"),
+        &[QueryInput::Db(db.clone()), QueryInput::Edn(edn(band))],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Insufficient bindings"), "{err}");
+    conn.release().unwrap();
+}

@@ -192,6 +192,14 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                         continue;
                     }
                 }
+                // Wait for a later clause to bind an argument the rule's body needs bound.
+                let later = later_of(i);
+                let branches = eng.ctx.rules.get(name).map_or(&[][..], Vec::as_slice);
+                if args.iter().enumerate().any(|(k, t)| {
+                    matches!(t, Term::Var(v) if !rel.has(*v) && later.contains(v)) && rules::needs_bound(branches, k)
+                }) {
+                    continue;
+                }
                 let any_bound = args.iter().any(|t| match t {
                     Term::Var(v) => rel.has(*v),
                     Term::Const(_) => true,

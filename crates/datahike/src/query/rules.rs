@@ -242,6 +242,38 @@ fn inline(
     Ok(Some(join_answers(rel, args, (0..answers.len()).map(|i| answers.row(i)))))
 }
 
+/// Whether argument `pos` of a rule must come bound from the caller: in some branch its head
+/// variable reaches a predicate or a function's arguments and no pattern, function, rule call
+/// or `or` of the branch binds it (as `?lo` in `[(band ?e ?lo) [?e :age ?a] [(<= ?lo ?a)]]`).
+pub(crate) fn needs_bound(branches: &[Rule], pos: usize) -> bool {
+    branches.iter().any(|rule| {
+        let Some(head_var) = rule.head.get(pos) else { return false };
+        let (mut used, mut bound) = (HashSet::default(), std::collections::BTreeSet::new());
+        for c in &rule.body {
+            match c {
+                Clause::Pred { args, .. } => used.extend(args.iter().filter_map(term_var)),
+                Clause::Fn { args, binding, .. } => {
+                    used.extend(args.iter().filter_map(term_var));
+                    let mut vs = Vec::new();
+                    binding.vars(&mut vs);
+                    bound.extend(vs);
+                }
+                Clause::Not { .. } => {}
+                other => other.vars(&mut bound),
+            }
+        }
+        used.contains(head_var) && !bound.contains(head_var)
+    })
+}
+
+fn term_var(t: &Term) -> Option<Var> {
+    if let Term::Var(v) = t {
+        Some(*v)
+    } else {
+        None
+    }
+}
+
 fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -> usize {
     if let Some(t) = fix.index.get(&(name, adornment)) {
         return *t;
