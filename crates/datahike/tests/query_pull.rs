@@ -33,3 +33,24 @@ fn pull_in_find_returns_maps() {
     }
     datahike::delete_database(&config).unwrap();
 }
+
+/// An entity variable bound to a lookup ref by :in pulls the entity it names (found by the
+/// DataScript differential test: the lookup ref came back unpulled).
+#[test]
+fn pull_in_find_resolves_a_lookup_ref() {
+    let config =
+        Config::parse("{:store {:backend :memory :id \"query-pull-lookup\"} :schema-flexibility :read}").unwrap();
+    let _ = datahike::delete_database(&config);
+    datahike::create_database(&config).unwrap();
+    let conn = datahike::connect(&config).unwrap();
+    conn.transact(&read_str("[{:db/ident :email :db/unique :db.unique/identity}]").unwrap()).unwrap();
+    conn.transact(&read_str(r#"[{:db/id 10 :email "ivan@x" :age 30}]"#).unwrap()).unwrap();
+    let q = read_str("[:find ?e (pull ?e [:age]) :in $ ?e :where [?e :age _]]").unwrap();
+    let r = datahike::q(&q, &[QueryInput::from(conn.db()), read_str(r#"[:email "ivan@x"]"#).unwrap().into()]).unwrap();
+    assert_eq!(r.to_string(), r#"#{[[:email "ivan@x"] {:age 30}]}"#);
+    // A value that names no entity is an error, as in Datahike.
+    let q = read_str("[:find (pull ?e [:age]) . :in $ ?e :where [_ :age 30]]").unwrap();
+    let err = datahike::q(&q, &[QueryInput::from(conn.db()), read_str(r#"[:email "nobody"]"#).unwrap().into()]);
+    assert!(err.as_ref().is_err_and(|e| e.to_string().contains("Nothing found")), "{err:?}");
+    datahike::delete_database(&config).unwrap();
+}

@@ -607,6 +607,11 @@ fn shape(
             for (i, v) in tuples.row(t).iter().take(n_find).enumerate() {
                 row.push(match (pulls.get(i).and_then(Option::as_ref), v) {
                     (Some((db, pattern)), Value::Long(e)) => crate::pull::pull_eid(db, pattern, *e)?,
+                    // A lookup ref or an ident (from :in, say) names its entity, as Datahike's pull
+                    // resolves its ids with `entid-strict`.
+                    (Some((db, pattern)), other) => {
+                        crate::pull::pull_eid(db, pattern, crate::pull::resolve_eid(db, &other.to_edn())?)?
+                    }
                     _ => v.to_edn(),
                 });
             }
