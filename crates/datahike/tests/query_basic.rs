@@ -88,6 +88,11 @@ fn suite(c: &Conn) {
     check(c, "[:find ?f :where [100 :friend ?f]]", &[], "#{[101] [102]}");
     check(c, r#"[:find ?f :where [[:email "ivan@x"] :friend ?f] [?f :age 15]]"#, &[], "#{[101]}");
     check(c, "[:find ?e :where [?e :friend [:email \"oleg@x\"]]]", &[], "#{[100] [101]}");
+    // A lookup ref bound by :in also names the entity in a ref attribute's value (found by the
+    // DataScript differential test), for every binding form and both ways of evaluating.
+    check(c, "[:find ?e :in $ ?f :where [?e :friend ?f]]", &[r#"[:email "oleg@x"]"#], "#{[100] [101]}");
+    check(c, "[:find ?e :in $ [?f ...] :where [?e :friend ?f]]", &[r#"[[:email "oleg@x"] 101]"#], "#{[100] [101]}");
+    check(c, "[:find ?e :in $ ?f :where [?f :age 40] [?e :friend ?f]]", &[r#"[:email "oleg@x"]"#], "#{[100] [101]}");
     check(c, "[:find ?e :where [?e :tag :a]]", &[], "#{[100] [102]}");
     check(c, "[:find ?e :where [?e :friend _] [?e :tag _]]", &[], "#{[100]}");
     check(c, "[:find ?a :where [102 ?a 40]]", &[], "#{[:age]}");

@@ -1034,9 +1034,12 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Resu
             hi = DatomKey { a: Some(a), v: range.hi.as_ref().map(|(v, _)| v.clone()), ..Default::default() };
         }
     }
+    // The value of a ref attribute may also come as an ident or a lookup ref (from :in, say).
+    let ref_attr = key.a.and_then(|a| db.schema().attr(a)).is_some_and(|a| a.is_ref());
     let norm = |pos: usize, v: &Value| match pos {
         0 => norm_eid(db, v),
         1 => norm_attr(db, v),
+        2 if ref_attr => norm_eid(db, v),
         _ => Some(v.clone()),
     };
     // Whether the scan yields datoms in ascending entity order.
