@@ -4,7 +4,7 @@
 
 use datahike::edn::read_str;
 use datahike::Edn;
-use std::process::{Command, Output, Stdio};
+mod common;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -37,24 +37,12 @@ impl Env {
         env
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dthk"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "dthk {args:?} exited {:?}: {stderr}", out.status.code());
-        String::from_utf8(out.stdout).unwrap()
+        common::ok(self.dir.path(), args)
     }
 
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        let out = common::run(self.dir.path(), args);
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(1), "dthk {args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");

@@ -1,7 +1,7 @@
 //! End-to-end tests of `dthk pull`, `dthk pull-many` and `dthk entity` against a file store in a
 //! temporary directory: printed EDN and JSON, the argument forms, errors and exit codes.
 
-use std::process::{Command, Output, Stdio};
+mod common;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -34,29 +34,12 @@ impl Env {
         env
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dthk"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "dthk {args:?} exited {:?}: {stderr}", out.status.code());
-        String::from_utf8(out.stdout).unwrap()
+        common::ok(self.dir.path(), args)
     }
 
     fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(code), "dthk {args:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "dthk {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
+        common::fails(self.dir.path(), args, code)
     }
 }
 

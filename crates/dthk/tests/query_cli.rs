@@ -2,7 +2,7 @@
 //! forms, inputs from `db:`, `edn:`, `json:` and plain EDN arguments, several databases,
 //! paging, output formats, errors and exit codes.
 
-use std::process::{Command, Output, Stdio};
+mod common;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -36,20 +36,8 @@ impl Env {
         std::fs::write(self.dir.path().join(file), text).unwrap();
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dthk"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "dthk {args:?} exited {:?}: {stderr}", out.status.code());
-        String::from_utf8(out.stdout).unwrap()
+        common::ok(self.dir.path(), args)
     }
 
     /// The result read back as EDN, so that sets compare regardless of order.
@@ -62,12 +50,7 @@ impl Env {
     }
 
     fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(code), "dthk {args:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "dthk {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
+        common::fails(self.dir.path(), args, code)
     }
 }
 
@@ -186,7 +169,10 @@ fn output_formats() {
     assert_eq!(rows, vec![serde_json::json!(["p10", 10]), serde_json::json!(["p11", 11])]);
     let pretty = env.ok(&["-f", "pprint", "query", "[:find (pull ?e [*]) . :where [?e :age 50]]", "db:cfg.edn"]);
     assert_eq!(edn(&pretty), edn(r#"{:db/id 31 :age 50 :friend [{:db/id 1}] :name "Judea"}"#));
-    let cbor = env.run(&["-f", "cbor", "query", "[:find ?a . :where [?e :name \"p10\"] [?e :age ?a]]", "db:cfg.edn"]);
+    let cbor = common::run(
+        env.dir.path(),
+        &["-f", "cbor", "query", "[:find ?a . :where [?e :name \"p10\"] [?e :age ?a]]", "db:cfg.edn"],
+    );
     assert!(cbor.status.success());
     assert_eq!(cbor.stdout, [10]);
 }

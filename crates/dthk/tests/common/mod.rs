@@ -1,0 +1,29 @@
+//! Running the real `dthk` binary in a test's directory, shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// `dthk args...` in `dir`, with no standard input.
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dthk")).args(args).current_dir(dir).stdin(Stdio::null()).output().unwrap()
+}
+
+/// The standard output of a command that must succeed.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dthk {args:?} exited {:?}: {stderr}", out.status.code());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The standard error of a command that must fail with exit `code`, print nothing on
+/// standard output and not panic.
+pub fn fails(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = run(dir, args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "dthk {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "dthk {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
