@@ -2,6 +2,8 @@
 //! command of this version, every output format, the argument prefixes, standard input and
 //! `--tx-file`, error messages and exit codes, and concurrent writers from separate processes.
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -60,12 +62,7 @@ impl Env {
 
     /// Runs and expects exit code `code`; returns standard error.
     fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(code), "dthk {args:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "dthk {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
+        common::fails(self.dir.path(), args, code)
     }
 
     /// The number of datoms `dthk datoms db:cfg.edn :aevt <attr>` prints.
