@@ -159,3 +159,13 @@ pub fn entid(db: &Db, text: &str) -> Option<i64> {
 pub fn code(e: &Error) -> &'static str {
     e.code()
 }
+
+/// The next number of a SplitMix64 sequence (the benchmark generator's RNG): small, seedable
+/// and the same on every platform.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
