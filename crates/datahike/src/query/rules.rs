@@ -119,13 +119,7 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
         let t = table_for(fix, *name, adornment, source);
         let table = &mut fix.tables[t];
         for row in rel.rows() {
-            let demand: Vec<Value> = bound_src
-                .iter()
-                .map(|s| match s {
-                    Ok(c) => row[*c].clone(),
-                    Err(v) => v.clone(),
-                })
-                .collect();
+            let demand: Vec<Value> = demand_of(bound_src.as_slice(), row).collect();
             if !table.demand_set.contains(&demand) {
                 table.demand_set.insert(demand.clone());
                 table.demands.push(demand);
@@ -215,10 +209,7 @@ fn inline(
     // The distinct bound argument values.
     let mut demand_set = RowSet::with_capacity(bound_src.len(), rel.n_rows.min(1024));
     for row in rel.rows() {
-        demand_set.insert(bound_src.iter().map(|s| match s {
-            Ok(c) => row[*c].clone(),
-            Err(v) => v.clone(),
-        }));
+        demand_set.insert(demand_of(bound_src, row));
     }
     let demands = demand_set.into_rel(Vec::new());
     let mut answers = RowSet::with_capacity(args.len(), 16);
@@ -272,6 +263,14 @@ fn term_var(t: &Term) -> Option<Var> {
     } else {
         None
     }
+}
+
+/// The bound argument values of a call for one row: columns of the row or constants.
+fn demand_of<'a>(bound_src: &'a [Result<usize, Value>], row: &'a [Value]) -> impl Iterator<Item = Value> + 'a {
+    bound_src.iter().map(move |s| match s {
+        Ok(c) => row[*c].clone(),
+        Err(v) => v.clone(),
+    })
 }
 
 fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -> usize {
@@ -570,13 +569,7 @@ fn right_linear(
     let mut roots: Vec<Vec<Value>> = Vec::new();
     let mut root_set: HashSet<Vec<Value>> = HashSet::default();
     for row in rel.rows() {
-        let d: Vec<Value> = bound_src
-            .iter()
-            .map(|s| match s {
-                Ok(c) => row[*c].clone(),
-                Err(v) => v.clone(),
-            })
-            .collect();
+        let d: Vec<Value> = demand_of(bound_src, row).collect();
         if root_set.insert(d.clone()) {
             roots.push(d);
         }
