@@ -15,7 +15,7 @@ use crate::index::codec::{self, Reader};
 use crate::index::{IndexRoot, NodeCache};
 use crate::schema::{is_schema_attr, Schema};
 use crate::store::{FileStore, MemoryStore, Store};
-use crate::tx::{self, TxOutcome, TxReport};
+use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub const FLUSH_EVERY_BYTES: usize = 64 << 20;
 
 const HEAD_MAGIC: &[u8; 8] = b"DHRSHEAD";
 const HEAD_VERSION: u8 = 1;
-const LOG_VERSION: u8 = 1;
+const LOG_VERSION: u8 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -130,13 +130,52 @@ impl Head {
     }
 }
 
+fn put_uuid(id: &uuid::Uuid, out: &mut Vec<u8>) {
+    out.extend_from_slice(id.as_bytes());
+}
+
+fn read_uuid(r: &mut Reader<'_>, what: &'static str) -> Result<uuid::Uuid> {
+    Ok(uuid::Uuid::from_bytes(r.array::<16>(what)?))
+}
+
+fn put_commit(commit: &Option<Commit>, out: &mut Vec<u8>) {
+    match commit {
+        Some(c) => {
+            out.push(1);
+            put_uuid(&c.id, out);
+            codec::put_varint(c.parents.len() as u64, out);
+            for p in &c.parents {
+                put_uuid(p, out);
+            }
+        }
+        None => out.push(0),
+    }
+}
+
+fn read_commit(r: &mut Reader<'_>) -> Result<Option<Commit>> {
+    if r.u8()? == 0 {
+        return Ok(None);
+    }
+    let id = read_uuid(r, "commit id")?;
+    let n = r.varint()?;
+    let mut parents = Vec::new();
+    for _ in 0..n {
+        parents.push(read_uuid(r, "parent commit id")?);
+    }
+    Ok(Some(Commit { id, parents }))
+}
+
+/// Log record, version 2: `[2][tx][max-eid][tx-instant][commit][tx-data][purged]`.
+/// Version 1 records (no commit, no purge) are still read.
 fn encode_log_record(o: &TxOutcome) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + o.tx_data.len() * 24);
+    let mut out = Vec::with_capacity(96 + o.tx_data.len() * 24);
     out.push(LOG_VERSION);
     codec::put_ivarint(o.tx, &mut out);
     codec::put_ivarint(o.max_eid, &mut out);
     codec::put_ivarint(o.tx_instant, &mut out);
+    put_commit(&o.commit, &mut out);
     codec::put_datoms_body(&o.tx_data, &mut out);
+    codec::put_datoms_body(&o.purged, &mut out);
     out
 }
 
@@ -144,16 +183,18 @@ fn decode_log_record(bytes: &[u8]) -> Result<TxOutcome> {
     let Some((&version, rest)) = bytes.split_first() else {
         return Err(Error::Database("empty log record".into()));
     };
-    if version != LOG_VERSION {
+    if version != 1 && version != LOG_VERSION {
         return Err(Error::Database(format!("log record version {version} is not readable by this build")));
     }
     let mut r = Reader::new(rest);
     let tx = r.ivarint()?;
     let max_eid = r.ivarint()?;
     let tx_instant = r.ivarint()?;
+    let commit = if version >= 2 { read_commit(&mut r)? } else { None };
     let tx_data = r.datoms()?;
+    let purged = if version >= 2 { r.datoms()? } else { Vec::new() };
     r.finish()?;
-    Ok(TxOutcome { tx, tx_data, max_eid, tx_instant, tempids: Vec::new(), tx_meta: Vec::new() })
+    Ok(TxOutcome { tx, tx_data, max_eid, tx_instant, tempids: Vec::new(), tx_meta: Vec::new(), purged, commit })
 }
 
 /// Rebuilds the schema of a database from its schema datoms.

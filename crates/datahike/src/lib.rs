@@ -52,6 +52,6 @@ pub use entity::{entity, Entity, EntityValue};
 pub use error::{Error, Result, TxError};
 pub use pull::{pull, pull_many, PullPattern};
 pub use query::{q, QueryError, QueryInput};
-pub use tx::TxReport;
+pub use tx::{Commit, TxReport};
 pub use value::{Eid, Value};
 pub use view::{DatomPred, TimePoint};

@@ -36,6 +36,20 @@ pub struct TxOutcome {
     pub tempids: Vec<(Edn, Eid)>,
     /// The transaction metadata map (with `:db/txInstant`).
     pub tx_meta: Vec<(Keyword, Edn)>,
+    /// Datoms excised by `:db/purge` and friends: each exactly as stored (with its tx and
+    /// added flag), removed from the current or history indices without leaving history.
+    pub purged: Vec<Datom>,
+    /// The commit this transaction makes (set by the connection; `None` for `with`).
+    pub commit: Option<Commit>,
+}
+
+/// A commit's identity: its id and its parents' ids (one parent, or several for a merge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// The commit id.
+    pub id: uuid::Uuid,
+    /// The parent commits, the branch's own previous commit first.
+    pub parents: Vec<uuid::Uuid>,
 }
 
 /// A tempid as written in the transaction.
@@ -416,6 +430,8 @@ impl<'a> TxState<'a> {
             tx_instant: self.tx_instant,
             tempids,
             tx_meta: self.meta,
+            purged: Vec::new(),
+            commit: None,
         })
     }
 
