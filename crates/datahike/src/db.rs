@@ -7,7 +7,7 @@ use crate::edn::{Edn, Keyword};
 use crate::error::{Error, Result};
 use crate::index::{open_index, DatomIndex, IndexResult, IndexRoot, NodeCache};
 use crate::schema::{is_schema_attr, Schema};
-use crate::tx::{self, TxOutcome, TxReport};
+use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::{Eid, Value};
 use crate::view::{view_indices, DatomPred, Layer, ReadSpec, TimePoint, View};
 use rustc_hash::FxHashMap as HashMap;
@@ -67,6 +67,8 @@ pub(crate) struct DbInner {
     /// For a view (history, as-of, since, filter): its layers and the indices reads go
     /// through. The fields above are those of the plain database under the view.
     pub view: Option<Arc<View>>,
+    /// The commit this value is (`None` for a value made by `with`).
+    pub commit: Option<Arc<Commit>>,
 }
 
 /// An immutable database value, or a read-only view of one ([`Db::history`], [`Db::as_of`],
@@ -94,6 +96,18 @@ impl Db {
     /// The `:db/txInstant` of the last transaction, epoch milliseconds.
     pub fn last_tx_instant(&self) -> i64 {
         self.0.last_tx_instant
+    }
+
+    /// Datahike's `commit-id`: the id of the commit this value is, `None` for a value made
+    /// by [`Db::with`]. A view has the commit id of the database under it.
+    pub fn commit_id(&self) -> Option<uuid::Uuid> {
+        self.0.commit.as_ref().map(|c| c.id)
+    }
+
+    /// Datahike's `parent-commit-ids`: the commits this one was made from (two or more for a
+    /// merge, none for the first commit of a database).
+    pub fn parent_commit_ids(&self) -> Option<Vec<uuid::Uuid>> {
+        self.0.commit.as_ref().map(|c| c.parents.clone())
     }
 
     /// The index reads go through: the current index, or a view's wrapper.
@@ -243,6 +257,7 @@ impl Db {
             history: b.history.clone(),
             max_eid: b.max_eid,
             max_tx: b.max_tx,
+            commit: b.commit.clone(),
             last_tx_instant: b.last_tx_instant,
             cache: b.cache.clone(),
             view: Some(Arc::new(View { layer, origin, spec, indices })),
@@ -395,6 +410,7 @@ impl Db {
             last_tx_instant: outcome.tx_instant.max(inner.last_tx_instant),
             cache: inner.cache.clone(),
             view: None,
+            commit: outcome.commit.clone().map(Arc::new),
         })))
     }
 

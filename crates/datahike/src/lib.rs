@@ -44,7 +44,10 @@ pub mod value;
 pub mod view;
 
 pub use config::{Config, SchemaFlexibility, StoreConfig};
-pub use conn::{connect, create_database, database_exists, delete_database, Conn, FLUSH_EVERY_BYTES, FLUSH_EVERY_TXS};
+pub use conn::{
+    connect, create_database, database_exists, delete_database, BranchOrCommit, Conn, GcReport, FLUSH_EVERY_BYTES,
+    FLUSH_EVERY_TXS,
+};
 pub use datom::{Datom, DatomKey, IndexOrder};
 pub use db::Db;
 pub use edn::{Edn, Keyword, Symbol};

@@ -150,5 +150,19 @@ impl IndexKind {
     }
 }
 
+/// Adds to `marked` the store key of every node reachable from `root` (an index root of any
+/// implementation), reading the store directly. Used by garbage collection.
+pub fn mark_reachable(
+    kind: IndexKind,
+    root: &IndexRoot,
+    store: &dyn Store,
+    marked: &mut std::collections::HashSet<String>,
+) -> IndexResult<()> {
+    match (kind, &root.address) {
+        (IndexKind::PersistentSet, Some(address)) => persistent::mark_reachable(address, store, marked),
+        (IndexKind::PersistentSet, None) => Ok(()),
+    }
+}
+
 #[allow(dead_code)]
 fn _assert_object_safe(_: &dyn DatomIndex, _: &dyn Store) {}

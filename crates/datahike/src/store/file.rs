@@ -907,6 +907,27 @@ impl Store for FileStore {
         })
     }
 
+    fn log_delete(&self, log: &str) -> StoreResult<()> {
+        self.check_writable()?;
+        let dir = self.log_dir(log)?;
+        let mut appenders = self.appenders();
+        appenders.remove(log);
+        let segments = list_segments(&dir)?;
+        self.writing(|| {
+            for (_, path) in &segments {
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_error(path)(err)),
+                }
+            }
+            if !segments.is_empty() {
+                sync_dir(&dir)?;
+            }
+            Ok(())
+        })
+    }
+
     fn log_is_current(&self, log: &str, last_seq: u64) -> StoreResult<bool> {
         match self.appenders().get(log) {
             Some(appender) if appender.last_seq == Some(last_seq) => Ok(!appender.is_stale(self.segment_bytes_max)?),

@@ -173,6 +173,17 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn log_is_current(&self, log: &str, last_seq: u64) -> StoreResult<bool> {
+        // Only this process sees a memory store, and one connection per branch writes it.
+        let logs = self.inner.logs.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(logs.get(log).and_then(|r| r.last_key_value()).map(|(&seq, _)| seq) == Some(last_seq))
+    }
+
+    fn log_delete(&self, log: &str) -> StoreResult<()> {
+        self.inner.logs.write().unwrap_or_else(PoisonError::into_inner).remove(log);
+        Ok(())
+    }
+
     fn log_discard(&self, log: &str, through: u64) -> StoreResult<()> {
         let mut logs = self.inner.logs.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(records) = logs.get_mut(log) {

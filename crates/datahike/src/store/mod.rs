@@ -123,6 +123,14 @@ pub trait Store: Send + Sync + 'static {
         self.delete_batch(&doomed)
     }
 
+    /// Deletes every record of `log`, whatever its sequence numbers; the next append may start
+    /// at any sequence number. Used when a branch is deleted or reset.
+    fn log_delete(&self, log: &str) -> StoreResult<()> {
+        let prefix = format!("log/{log}/");
+        let doomed = self.list(&prefix)?;
+        self.delete_batch(&doomed)
+    }
+
     /// Whether the backend can tell, cheaply, that log `log` ends at `last_seq` and that no
     /// other handle or process has written to it since this handle's last append. A writer
     /// holding the writer lock then knows that nobody else committed (every commit appends),

@@ -13,6 +13,7 @@ mod node;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use node::mark_reachable;
 pub use node::NodeCache;
 
 use crate::datom::{Datom, DatomKey, IndexOrder};

@@ -314,3 +314,30 @@ impl fmt::Debug for NodeCache {
             .finish()
     }
 }
+
+/// Adds to `marked` the store key of every node reachable from `root` that is not in it yet,
+/// reading nodes from `store` (not through a cache: garbage collection must see what is
+/// stored). A subtree whose root is already marked is skipped, so marking many versions that
+/// share structure reads each shared node once. A missing node is an error naming it.
+pub(crate) fn mark_reachable(
+    root: &Address,
+    store: &dyn crate::store::Store,
+    marked: &mut std::collections::HashSet<String>,
+) -> IndexResult<()> {
+    let mut pending = vec![*root];
+    while let Some(address) = pending.pop() {
+        let key = node_key(&address);
+        if marked.contains(&key) {
+            continue;
+        }
+        let bytes = store.get(&key)?.ok_or_else(|| IndexError::CorruptNode {
+            address: hex(&address),
+            reason: "it is reachable from a retained commit but missing from the store".into(),
+        })?;
+        if let Node::Branch(b) = Node::decode(&address, &bytes)? {
+            pending.extend(b.children.iter().map(|c| c.address()));
+        }
+        marked.insert(key);
+    }
+    Ok(())
+}

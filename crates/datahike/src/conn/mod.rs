@@ -6,6 +6,12 @@
 //! past [`FLUSH_EVERY_BYTES`]), and only then is the head replaced; the head never names a
 //! node that is not durable. Opening a database reads the head and replays the log after it.
 
+mod gc;
+mod versioning;
+
+pub use gc::GcReport;
+pub use versioning::BranchOrCommit;
+
 use crate::config::{Config, StoreConfig};
 use crate::datom::TX0;
 use crate::db::{now_millis, Db, DbInner, Indices};
@@ -27,7 +33,11 @@ pub const FLUSH_EVERY_TXS: usize = 1000;
 pub const FLUSH_EVERY_BYTES: usize = 64 << 20;
 
 const HEAD_MAGIC: &[u8; 8] = b"DHRSHEAD";
-const HEAD_VERSION: u8 = 1;
+const HEAD_VERSION: u8 = 2;
+const PACK_MAGIC: &[u8; 8] = b"DHRSPACK";
+const PACK_VERSION: u8 = 1;
+/// Bumped by every garbage collection after its sweep; see [`flush_snapshot`].
+const GC_EPOCH_KEY: &str = "gc/epoch";
 const LOG_VERSION: u8 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,6 +58,11 @@ struct Head {
     last_tx_instant: i64,
     current: [IndexRoot; 3],
     history: Option<[IndexRoot; 3]>,
+    /// The commit this head is.
+    commit: Commit,
+    /// The snapshot commit that `packs/<commit id>` (the commits between that snapshot and
+    /// this one) replays from; `None` when there is no pack.
+    pack_base: Option<uuid::Uuid>,
 }
 
 fn put_root(root: &IndexRoot, out: &mut Vec<u8>) {
@@ -92,6 +107,14 @@ impl Head {
             }
             None => out.push(0),
         }
+        put_commit(&Some(self.commit.clone()), &mut out);
+        match &self.pack_base {
+            Some(base) => {
+                out.push(1);
+                put_uuid(base, &mut out);
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -99,7 +122,8 @@ impl Head {
         if bytes.len() < 9 || &bytes[..8] != HEAD_MAGIC {
             return Err(Error::Database("the branch head is not a datahike-rs head (bad magic)".into()));
         }
-        if bytes[8] != HEAD_VERSION {
+        let version = bytes[8];
+        if version != 1 && version != HEAD_VERSION {
             return Err(Error::Database(format!(
                 "the branch head has format version {}, this build reads version {HEAD_VERSION}",
                 bytes[8]
@@ -117,9 +141,21 @@ impl Head {
             0 => None,
             _ => Some([read_root(&mut r)?, read_root(&mut r)?, read_root(&mut r)?]),
         };
+        let db_id = uuid::Uuid::from_bytes(id);
+        // Version 1 heads predate commits: the database id stands in for the commit id.
+        let (commit, pack_base) = if version >= 2 {
+            let commit =
+                read_commit(&mut r)?.ok_or_else(|| Error::Database("the branch head names no commit".into()))?;
+            let pack_base = if r.u8()? == 0 { None } else { Some(read_uuid(&mut r, "pack base commit id")?) };
+            (commit, pack_base)
+        } else {
+            (Commit { id: db_id, parents: Vec::new() }, None)
+        };
         Ok(Head {
+            commit,
+            pack_base,
             fixed_config,
-            db_id: uuid::Uuid::from_bytes(id),
+            db_id,
             created_at,
             max_eid,
             max_tx,
@@ -197,6 +233,44 @@ fn decode_log_record(bytes: &[u8]) -> Result<TxOutcome> {
     Ok(TxOutcome { tx, tx_data, max_eid, tx_instant, tempids: Vec::new(), tx_meta: Vec::new(), purged, commit })
 }
 
+/// A pack: the log records of the commits between two snapshots, oldest first, and the id of
+/// the earlier snapshot they replay from (`base`). Stored under `packs/<id of the later
+/// snapshot>`, whose head also names `base` as its `pack_base`.
+fn encode_pack(base: &uuid::Uuid, records: &[Arc<[u8]>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + records.iter().map(|r| r.len() + 4).sum::<usize>());
+    out.extend_from_slice(PACK_MAGIC);
+    out.push(PACK_VERSION);
+    put_uuid(base, &mut out);
+    codec::put_varint(records.len() as u64, &mut out);
+    for r in records {
+        codec::put_bytes(r, &mut out);
+    }
+    out
+}
+
+fn decode_pack(key: &str, bytes: &[u8]) -> Result<(uuid::Uuid, Vec<TxOutcome>)> {
+    if bytes.len() < 9 || &bytes[..8] != PACK_MAGIC || bytes[8] != PACK_VERSION {
+        return Err(Error::Database(format!("{key} is not a commit pack of a version this build reads")));
+    }
+    let mut r = Reader::new(&bytes[9..]);
+    let base = read_uuid(&mut r, "pack base commit id")?;
+    let n = r.count(1, "pack record count")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(decode_log_record(r.bytes()?)?);
+    }
+    r.finish()?;
+    Ok((base, out))
+}
+
+fn commit_key(id: &uuid::Uuid) -> String {
+    format!("commits/{id}")
+}
+
+fn pack_key(id: &uuid::Uuid) -> String {
+    format!("packs/{id}")
+}
+
 /// Rebuilds the schema of a database from its schema datoms.
 fn load_schema(db: &Db) -> Result<Schema> {
     let mut schema = Schema::default();
@@ -224,11 +298,16 @@ struct Durable {
     flushed_tx: Eid,
     txs_since_flush: usize,
     bytes_since_flush: usize,
-    /// False for the memory backend: its data lives in this process's connection registry,
-    /// so there is no log to append and nothing to flush.
-    persist: bool,
+    /// True for the memory backend: an append is a map insert, cheaper than a thread handoff.
+    inline_log: bool,
     /// Started on the first commit.
     log_writer: Option<LogWriter>,
+    /// The log records after the head, oldest first, with their tx: the next flush stores
+    /// them as the pack of its snapshot.
+    unflushed: Vec<LogRecord>,
+    /// The log holds records that do not follow the head (see [`replay`]): clear it before
+    /// the next append.
+    stale_log: bool,
 }
 
 /// A thread that appends log records, so that the sync of one record overlaps the in-memory
@@ -239,7 +318,7 @@ struct LogWriter {
 
 struct LogRequest {
     seq: u64,
-    record: Vec<u8>,
+    record: Arc<[u8]>,
     reply: mpsc::SyncSender<Result<()>>,
 }
 
@@ -268,7 +347,7 @@ impl LogWriter {
         Ok(LogWriter { requests })
     }
 
-    fn append(&self, seq: u64, record: Vec<u8>) -> Result<PendingAppend> {
+    fn append(&self, seq: u64, record: Arc<[u8]>) -> Result<PendingAppend> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.requests
             .send(LogRequest { seq, record, reply })
@@ -400,8 +479,12 @@ pub fn create_database(config: &Config) -> Result<Config> {
         } else {
             None
         },
+        commit: Commit { id: uuid::Uuid::new_v4(), parents: Vec::new() },
+        pack_base: None,
     };
-    if !store.compare_and_set(&head_key(config), None, &head.encode())? {
+    let bytes = head.encode();
+    store.put_batch(&[(commit_key(&head.commit.id), bytes.clone())])?;
+    if !store.compare_and_set(&head_key(config), None, &bytes)? {
         return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
     }
     drop(guard);
@@ -494,25 +577,7 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
     }
     let config = Arc::new(effective);
     let cache = Arc::new(NodeCache::new(Some(store.clone()), config.store_cache_size));
-    let current = Indices::open(&config, false, Some(&head.current), &cache)?;
-    let history = match (&head.history, config.keep_history) {
-        (Some(roots), true) => Some(Indices::open(&config, true, Some(roots), &cache)?),
-        (None, true) => Some(Indices::open(&config, true, None, &cache)?),
-        _ => None,
-    };
-    let mut db = Db(Arc::new(DbInner {
-        config: config.clone(),
-        schema: Arc::new(Schema::default()),
-        current,
-        history,
-        max_eid: head.max_eid,
-        max_tx: head.max_tx,
-        last_tx_instant: head.last_tx_instant,
-        cache,
-        view: None,
-    }));
-    let schema = load_schema(&db)?;
-    db = Db(Arc::new(DbInner { schema: Arc::new(schema), ..clone_inner(&db) }));
+    let mut db = db_from_head(&config, &head, &cache)?;
     let log = config.branch.as_str().to_string();
     let mut durable = Durable {
         store,
@@ -523,11 +588,37 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
         head,
         txs_since_flush: 0,
         bytes_since_flush: 0,
-        persist: !matches!(config.store, StoreConfig::Memory { .. }),
+        inline_log: matches!(config.store, StoreConfig::Memory { .. }),
         log_writer: None,
+        unflushed: Vec::new(),
+        stale_log: false,
     };
     db = replay(&mut durable, db)?;
     Ok((db, durable))
+}
+
+/// The database value a head (or a snapshot commit record) names; nodes load lazily.
+fn db_from_head(config: &Arc<Config>, head: &Head, cache: &Arc<NodeCache>) -> Result<Db> {
+    let current = Indices::open(config, false, Some(&head.current), cache)?;
+    let history = match (&head.history, config.keep_history) {
+        (Some(roots), true) => Some(Indices::open(config, true, Some(roots), cache)?),
+        (None, true) => Some(Indices::open(config, true, None, cache)?),
+        _ => None,
+    };
+    let db = Db(Arc::new(DbInner {
+        config: config.clone(),
+        schema: Arc::new(Schema::default()),
+        current,
+        history,
+        max_eid: head.max_eid,
+        max_tx: head.max_tx,
+        last_tx_instant: head.last_tx_instant,
+        cache: cache.clone(),
+        view: None,
+        commit: Some(Arc::new(head.commit.clone())),
+    }));
+    let schema = load_schema(&db)?;
+    Ok(Db(Arc::new(DbInner { schema: Arc::new(schema), ..clone_inner(&db) })))
 }
 
 fn clone_inner(db: &Db) -> DbInner {
@@ -542,27 +633,60 @@ fn clone_inner(db: &Db) -> DbInner {
         last_tx_instant: i.last_tx_instant,
         cache: i.cache.clone(),
         view: None,
+        commit: i.commit.clone(),
     }
 }
 
 /// Applies the log records after `db.max_tx()`.
-fn replay(durable: &mut Durable, mut db: Db) -> Result<Db> {
-    let records = durable.store.log_read(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))?;
-    for (seq, bytes) in records {
+fn replay(durable: &mut Durable, db: Db) -> Result<Db> {
+    let replayed = replay_log(durable.store.as_ref(), &durable.log, db)?;
+    durable.txs_since_flush += replayed.records.len();
+    durable.bytes_since_flush += replayed.records.iter().map(|r| r.bytes.len()).sum::<usize>();
+    durable.unflushed.extend(replayed.records);
+    durable.stale_log |= replayed.stale;
+    Ok(replayed.db)
+}
+
+/// A log record kept in memory until a flush packs it.
+#[derive(Clone)]
+struct LogRecord {
+    tx: Eid,
+    commit: Option<uuid::Uuid>,
+    bytes: Arc<[u8]>,
+}
+
+struct Replayed {
+    db: Db,
+    records: Vec<LogRecord>,
+    /// The log continues with records that do not follow `db` (see [`replay_log`]).
+    stale: bool,
+}
+
+/// Applies the records of `log` after `db.max_tx()` to `db`. Records that do not follow
+/// `db`'s commit belong to a lineage a reset of the branch (force-branch) replaced, when it
+/// stopped between publishing the new head and clearing the old log: they end the replay.
+fn replay_log(store: &dyn Store, log: &str, mut db: Db) -> Result<Replayed> {
+    let mut records = Vec::new();
+    let mut stale = false;
+    for (seq, bytes) in store.log_read(log, u64::try_from(db.max_tx()).unwrap_or(0))? {
         let outcome = decode_log_record(&bytes)?;
+        if let (Some(commit), Some(head)) = (&outcome.commit, db.commit_id()) {
+            if commit.parents.first() != Some(&head) {
+                stale = true;
+                break;
+            }
+        }
         if outcome.tx != db.max_tx() + 1 || u64::try_from(outcome.tx).ok() != Some(seq) {
             return Err(Error::Database(format!(
-                "the transaction log of branch {} skips from tx {} to tx {} (record {seq})",
-                durable.log,
+                "the transaction log of branch {log} skips from tx {} to tx {} (record {seq})",
                 db.max_tx(),
                 outcome.tx
             )));
         }
         db = db.apply_tx(&outcome)?;
-        durable.txs_since_flush += 1;
-        durable.bytes_since_flush += bytes.len();
+        records.push(LogRecord { tx: outcome.tx, commit: outcome.commit.map(|c| c.id), bytes: bytes.into() });
     }
-    Ok(db)
+    Ok(Replayed { db, records, stale })
 }
 
 impl Conn {
@@ -597,12 +721,14 @@ impl Conn {
 
     /// Transacts with transaction metadata (a map asserted on the transaction entity).
     pub fn transact_with_meta(&self, tx_data: &Edn, tx_meta: Option<&Edn>) -> Result<TxReport> {
-        self.commit(|db| tx::run(db, tx_data, tx_meta, now_millis()))
+        self.commit(&[], |db| tx::run(db, tx_data, tx_meta, now_millis()))
     }
 
     /// Runs `make` against the freshest database under the writer locks, then makes the
     /// outcome durable and publishes it.
-    fn commit(&self, make: impl FnOnce(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
+    ///
+    /// The commit's parents are the branch's previous commit and `merged` (a merge).
+    fn commit(&self, merged: &[uuid::Uuid], make: impl FnOnce(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
         let id = Arc::as_ptr(&self.0) as usize;
         if NOTIFYING.with(|n| n.borrow().contains(&id)) {
             return Err(Error::Database(
@@ -615,26 +741,40 @@ impl Conn {
         let guard = durable.store.lock_writer()?;
         let mut db_before = self.db();
         db_before = self.catch_up(durable, db_before)?;
-        let outcome = make(&db_before)?;
-        let db_after = if durable.persist {
+        let mut outcome = make(&db_before)?;
+        let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
+        for p in merged {
+            if !parents.contains(p) {
+                parents.push(*p);
+            }
+        }
+        let commit = Commit { id: uuid::Uuid::new_v4(), parents };
+        outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
+        outcome.commit = Some(commit);
+        let record: Arc<[u8]> = encode_log_record(&outcome).into();
+        let seq = u64::try_from(outcome.tx).unwrap_or(0);
+        if durable.stale_log {
+            durable.log_writer = None;
+            durable.store.log_delete(&durable.log)?;
+            durable.stale_log = false;
+        }
+        let db_after = if durable.inline_log {
+            durable.store.log_append(&durable.log, seq, &record)?;
+            db_before.apply_tx(&outcome)?
+        } else {
             // The log append (one fdatasync) and the in-memory index update are independent:
             // run them side by side; the new value is published only once both are done.
-            let record = encode_log_record(&outcome);
-            let record_len = record.len();
-            let seq = u64::try_from(outcome.tx).unwrap_or(0);
-            let pending = durable.log_writer()?.append(seq, record)?;
+            let pending = durable.log_writer()?.append(seq, record.clone())?;
             let db_after = db_before.apply_tx(&outcome);
             pending.wait()?;
-            durable.txs_since_flush += 1;
-            durable.bytes_since_flush += record_len;
             db_after?
-        } else {
-            db_before.apply_tx(&outcome)?
         };
+        durable.txs_since_flush += 1;
+        durable.bytes_since_flush += record.len();
+        let commit_id = outcome.commit.as_ref().map(|c| c.id);
+        durable.unflushed.push(LogRecord { tx: outcome.tx, commit: commit_id, bytes: record });
         *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
-        if durable.persist
-            && (durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES)
-        {
+        if durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
             // Index nodes are written in the background; transactions go on meanwhile, their
             // records stay in the log until a head covers them.
             durable.txs_since_flush = 0;
@@ -703,7 +843,7 @@ impl Conn {
 
     /// Brings `db` up to date with commits made by other processes on the same store.
     fn catch_up(&self, durable: &mut Durable, db: Db) -> Result<Db> {
-        if durable.persist && durable.store.log_is_current(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))? {
+        if durable.store.log_is_current(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))? {
             return Ok(db);
         }
         let head_bytes = durable.store.get(&durable.head_key)?;
@@ -732,9 +872,6 @@ impl Conn {
         let db = {
             let mut writer = lock(&self.0.writer);
             let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
-            if !durable.persist {
-                return Ok(());
-            }
             let _guard = durable.store.lock_writer()?;
             let db = self.catch_up(durable, self.db())?;
             durable.txs_since_flush = 0;
@@ -836,11 +973,8 @@ impl Conn {
             *refs == 0
         };
         if last {
-            let is_memory = matches!(self.0.config.store, StoreConfig::Memory { .. });
-            if !is_memory {
-                self.flush()?;
-                lock(registry()).remove(&self.0.key);
-            }
+            self.flush()?;
+            lock(registry()).remove(&self.0.key);
         }
         Ok(())
     }
@@ -849,15 +983,35 @@ impl Conn {
 /// Makes every index node of `db` durable, then publishes a head naming them, then discards
 /// the log it covers. Node writing runs without the writer lock, so transactions continue;
 /// only the head swap takes it. One flush runs at a time per connection.
+///
+/// With the nodes go the snapshot's commit record (`commits/<id>`, the same bytes as the
+/// head) and its pack (`packs/<id>`, the log records since the previous snapshot), so that
+/// every commit stays addressable after the log is discarded.
+///
+/// Garbage collection may run in another thread or process while the nodes are written, and
+/// a node this flush skipped as already stored (content addressing) may be one it deletes as
+/// unreachable. Every collection bumps [`GC_EPOCH_KEY`] after its sweep, under the writer
+/// lock; a flush that sees the epoch changed between its writes and its head swap writes its
+/// batch again (missing files only) before swapping, under the lock.
 fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     let _one_at_a_time = lock(&inner.flushing);
-    let store = {
+    let (store, records, previous) = {
         let writer = lock(&inner.writer);
         match writer.durable.as_ref() {
-            Some(d) if d.persist && d.flushed_tx < db.max_tx() => d.store.clone(),
+            Some(d) if d.flushed_tx < db.max_tx() => {
+                let records: Vec<Arc<[u8]>> =
+                    d.unflushed.iter().filter(|r| r.tx <= db.max_tx()).map(|r| r.bytes.clone()).collect();
+                (d.store.clone(), records, d.head.clone())
+            }
             _ => return Ok(()),
         }
     };
+    let commit =
+        db.0.commit
+            .as_deref()
+            .cloned()
+            .ok_or_else(|| Error::Internal("a connection's database value has no commit".into()))?;
+    let epoch = store.get(GC_EPOCH_KEY)?;
     let index = &db.0;
     let mut pendings = Vec::new();
     for idx in index.current.all() {
@@ -868,13 +1022,28 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
             pendings.push(idx.prepare_flush()?);
         }
     }
-    let nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
-    store.put_batch(&nodes)?;
-    drop(nodes);
+    let mut nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
     let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
-    for p in pendings {
-        p.mark_durable();
+    let previous_id = previous.commit.id;
+    let head = Head {
+        max_eid: db.max_eid(),
+        max_tx: db.max_tx(),
+        last_tx_instant: db.last_tx_instant(),
+        current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
+        history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
+        pack_base: (!records.is_empty()).then_some(previous_id),
+        commit,
+        ..previous
+    };
+    let bytes = head.encode();
+    if !records.is_empty() {
+        nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
     }
+    nodes.push((commit_key(&head.commit.id), bytes.clone()));
+    store.put_batch(&nodes)?;
+    // The nodes stay in memory until the head names them: a collection may delete one of
+    // them from the store before this flush writes it again (below), and nothing must read
+    // it from the store meanwhile.
     let mut writer = lock(&inner.writer);
     let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
     let _guard = durable.store.lock_writer()?;
@@ -895,15 +1064,10 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
         }
         durable.head_bytes = current;
     }
-    let head = Head {
-        max_eid: db.max_eid(),
-        max_tx: db.max_tx(),
-        last_tx_instant: db.last_tx_instant(),
-        current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
-        history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
-        ..durable.head.clone()
-    };
-    let bytes = head.encode();
+    if durable.store.get(GC_EPOCH_KEY)? != epoch {
+        durable.store.put_batch(&nodes)?;
+    }
+    drop(nodes);
     // The log is discarded one flush behind: records covered by the head being replaced go,
     // records covered only by the new head stay until the next flush. A copy of the store
     // that took `heads/` before `log/` (as `rsync` does, alphabetically) then still finds
@@ -917,6 +1081,10 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     durable.head_bytes = Some(bytes);
     durable.head = head;
     durable.flushed_tx = db.max_tx();
+    for p in pendings {
+        p.mark_durable();
+    }
+    durable.unflushed.retain(|r| r.tx > db.max_tx());
     durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;
     Ok(())
 }

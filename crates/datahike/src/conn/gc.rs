@@ -1,0 +1,212 @@
+//! Garbage collection: `gc_storage` deletes what no live branch head and no retained commit
+//! reaches. See ARCHITECTURE.md, "Commits, branches and garbage collection", for why it is
+//! safe while transactions and flushes run.
+
+use super::*;
+use crate::index::mark_reachable;
+use std::collections::HashSet;
+
+/// What a garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Every store key it deleted: index nodes, commit records and packs.
+    pub deleted: Vec<String>,
+    /// Commit records (snapshots) kept.
+    pub kept_commits: usize,
+    /// Index nodes kept.
+    pub kept_nodes: usize,
+}
+
+/// The collector's view of the retained commits and the nodes they reach.
+struct Marker<'a> {
+    store: &'a dyn Store,
+    kind: crate::index::IndexKind,
+    marked: HashSet<String>,
+    retained: HashSet<uuid::Uuid>,
+}
+
+impl Marker<'_> {
+    fn mark(&mut self, head: &Head) -> Result<()> {
+        self.retained.insert(head.commit.id);
+        let roots = head.current.iter().chain(head.history.iter().flatten());
+        for root in roots {
+            mark_reachable(self.kind, root, self.store, &mut self.marked)?;
+        }
+        Ok(())
+    }
+
+    /// Marks every branch head; returns the head bytes read, by key.
+    fn mark_heads(&mut self, seen: &HashMap<String, Vec<u8>>) -> Result<HashMap<String, Vec<u8>>> {
+        let mut heads = HashMap::new();
+        for key in self.store.list("heads/")? {
+            let Some(bytes) = self.store.get(&key)? else { continue };
+            if seen.get(&key) != Some(&bytes) {
+                self.mark(&Head::decode(&bytes)?)?;
+            }
+            heads.insert(key, bytes);
+        }
+        Ok(heads)
+    }
+}
+
+/// Every commit the store knows: the snapshots (commit records) and the entries of the packs.
+struct CommitGraph {
+    snapshots: HashMap<uuid::Uuid, Head>,
+    /// Parents and instant of every commit.
+    commits: HashMap<uuid::Uuid, (Vec<uuid::Uuid>, i64)>,
+    /// Pack key -> (the snapshot it replays from, its commits that are not snapshots).
+    packs: HashMap<String, (uuid::Uuid, Vec<uuid::Uuid>)>,
+}
+
+impl CommitGraph {
+    fn read(store: &dyn Store, commit_keys: &[String], pack_keys: &[String]) -> Result<CommitGraph> {
+        let mut snapshots: HashMap<uuid::Uuid, Head> = HashMap::default();
+        for key in commit_keys {
+            if let Some(bytes) = store.get(key)? {
+                let head = Head::decode(&bytes)?;
+                snapshots.insert(head.commit.id, head);
+            }
+        }
+        let mut commits: HashMap<uuid::Uuid, (Vec<uuid::Uuid>, i64)> = HashMap::default();
+        for head in snapshots.values() {
+            commits.insert(head.commit.id, (head.commit.parents.clone(), head.last_tx_instant.max(head.created_at)));
+        }
+        let mut packs = HashMap::default();
+        for key in pack_keys {
+            let Some(bytes) = store.get(key)? else { continue };
+            let (base, outcomes) = decode_pack(key, &bytes)?;
+            let mut ids = Vec::new();
+            for o in outcomes {
+                if let Some(c) = o.commit {
+                    if !snapshots.contains_key(&c.id) {
+                        ids.push(c.id);
+                    }
+                    commits.entry(c.id).or_insert((c.parents, o.tx_instant));
+                }
+            }
+            packs.insert(key.clone(), (base, ids));
+        }
+        Ok(CommitGraph { snapshots, commits, packs })
+    }
+
+    /// The commits reachable from `heads` through parents, stopping at commits older than
+    /// `cutoff`; then the packs that hold one of them, and the snapshots those commits need
+    /// (their own, or the base their pack replays from).
+    fn retain(
+        &self,
+        heads: impl IntoIterator<Item = uuid::Uuid>,
+        cutoff: Option<i64>,
+    ) -> (HashSet<uuid::Uuid>, HashSet<String>) {
+        let mut walk: Vec<uuid::Uuid> = heads.into_iter().collect();
+        let mut retained: HashSet<uuid::Uuid> = HashSet::new();
+        while let Some(id) = walk.pop() {
+            if !retained.insert(id) {
+                continue;
+            }
+            let Some((parents, _)) = self.commits.get(&id) else { continue };
+            for p in parents {
+                let recent = self.commits.get(p).is_some_and(|(_, at)| cutoff.is_none_or(|c| *at >= c));
+                if recent && !retained.contains(p) {
+                    walk.push(*p);
+                }
+            }
+        }
+        let mut needed: HashSet<uuid::Uuid> =
+            self.snapshots.keys().filter(|id| retained.contains(id)).copied().collect();
+        let mut kept_packs = HashSet::new();
+        for (key, (base, ids)) in &self.packs {
+            if ids.iter().any(|id| retained.contains(id)) && self.snapshots.contains_key(base) {
+                kept_packs.insert(key.clone());
+                needed.insert(*base);
+            }
+        }
+        (needed, kept_packs)
+    }
+}
+
+impl Conn {
+    /// Checks that every node reachable from a branch head, or from a commit a head reaches,
+    /// is stored and decodes (hash included); returns how many there are. An error names the
+    /// first node missing or corrupt.
+    pub fn verify_storage(&self) -> Result<usize> {
+        let store = self.store()?;
+        let graph = CommitGraph::read(store.as_ref(), &store.list("commits/")?, &store.list("packs/")?)?;
+        let mut marker = Marker {
+            store: store.as_ref(),
+            kind: self.0.config.index,
+            marked: HashSet::new(),
+            retained: HashSet::new(),
+        };
+        marker.mark_heads(&HashMap::default())?;
+        let (needed, _) = graph.retain(marker.retained.clone(), None);
+        for id in needed {
+            if let Some(head) = graph.snapshots.get(&id) {
+                marker.mark(head)?;
+            }
+        }
+        Ok(marker.marked.len())
+    }
+
+    /// Datahike's `gc-storage`: deletes every index node, commit record and pack that no
+    /// branch head and no retained commit reaches. The retained commits are those reachable
+    /// from a head through parents; with `remove_before` (epoch milliseconds) the walk stops
+    /// at commits older than it, so without it only what no live branch reaches goes (deleted
+    /// branches, data purged once no commit holds it). A commit between two snapshots lives in
+    /// a pack that replays from the earlier snapshot, so retaining it keeps that snapshot too.
+    ///
+    /// Runs online: transactions continue, waiting only while the sweep deletes. The log of
+    /// this branch is cleared when the head covers all of it, so data purged before the
+    /// collection is gone from it too.
+    ///
+    /// A reader holding a database value older than `remove_before` may find its nodes gone,
+    /// as in Datahike: choose the cutoff older than any snapshot still read.
+    pub fn gc_storage(&self, remove_before: Option<i64>) -> Result<GcReport> {
+        // The head then covers every commit so far: their packs and nodes are stored.
+        self.flush()?;
+        let store = self.store()?;
+        let nodes = store.list("nodes/")?;
+        let commits = store.list("commits/")?;
+        let packs = store.list("packs/")?;
+        let graph = CommitGraph::read(store.as_ref(), &commits, &packs)?;
+        let mut marker = Marker {
+            store: store.as_ref(),
+            kind: self.0.config.index,
+            marked: HashSet::new(),
+            retained: HashSet::new(),
+        };
+        let heads = marker.mark_heads(&HashMap::default())?;
+        let (needed, kept_packs) = graph.retain(marker.retained.clone(), remove_before);
+        for id in &needed {
+            if let Some(head) = graph.snapshots.get(id) {
+                marker.mark(head)?;
+            }
+        }
+        // The sweep runs under the writer lock: no head moves meanwhile. Heads published since
+        // the marking are marked now (shared subtrees are already marked, so this is cheap).
+        let mut writer = lock(&self.0.writer);
+        let _guard = store.lock_writer()?;
+        marker.mark_heads(&heads)?;
+        let mut doomed: Vec<String> = nodes.into_iter().filter(|k| !marker.marked.contains(k)).collect();
+        let id_of = |key: &str| key.strip_prefix("commits/").and_then(|u| uuid::Uuid::parse_str(u).ok());
+        let mut kept_commits = 0;
+        for key in commits {
+            match id_of(&key) {
+                Some(id) if needed.contains(&id) || marker.retained.contains(&id) => kept_commits += 1,
+                Some(_) => doomed.push(key),
+                None => {}
+            }
+        }
+        doomed.extend(packs.into_iter().filter(|k| graph.packs.contains_key(k) && !kept_packs.contains(k)));
+        store.delete_batch(&doomed)?;
+        // A flush that skipped writing a node this sweep deleted (the same content) sees the
+        // epoch change and writes its nodes again before publishing its head.
+        store.put_batch(&[(GC_EPOCH_KEY.to_string(), uuid::Uuid::new_v4().as_bytes().to_vec())])?;
+        if let Some(durable) = writer.durable.as_mut() {
+            if durable.unflushed.is_empty() {
+                durable.log_writer = None;
+                store.log_delete(&durable.log)?;
+            }
+        }
+        Ok(GcReport { deleted: doomed, kept_commits, kept_nodes: marker.marked.len() })
+    }
+}

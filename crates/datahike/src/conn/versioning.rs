@@ -1,0 +1,333 @@
+//! Commits and branches: `branches`, `branch`, `delete_branch`, `force_branch`, `merge_db`,
+//! `commit_as_db`, `branch_as_db`. See ARCHITECTURE.md, "Commits, branches and garbage
+//! collection".
+//!
+//! Every transaction is a commit: its log record carries its id and its parents' ids. A flush
+//! stores a snapshot commit (`commits/<id>`, the bytes of the head it publishes) and the pack
+//! of the commits since the previous snapshot (`packs/<id>`). A commit is therefore found as
+//! (1) a record of a log not yet flushed, (2) a snapshot, or (3) an entry of a pack, rebuilt
+//! by replaying the pack from the snapshot it is based on. A branch is a head,
+//! `heads/<branch>`, and a log, `log/<branch>`; making one writes only a head.
+
+use super::*;
+
+/// A branch (a keyword such as `:db`) or a commit id: what `branch` starts from and what a
+/// merge or `force_branch` names as parents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BranchOrCommit {
+    /// The branch's latest commit.
+    Branch(Keyword),
+    /// One commit.
+    Commit(uuid::Uuid),
+}
+
+impl BranchOrCommit {
+    /// Reads a keyword (a branch) or a `#uuid` (a commit).
+    pub fn from_edn(edn: &Edn) -> Result<BranchOrCommit> {
+        match edn {
+            Edn::Keyword(k) => Ok(BranchOrCommit::Branch(*k)),
+            Edn::Uuid(u) => Ok(BranchOrCommit::Commit(*u)),
+            other => Err(Error::Argument(format!("expected a branch keyword or a commit #uuid, got {other}"))),
+        }
+    }
+}
+
+impl From<Keyword> for BranchOrCommit {
+    fn from(k: Keyword) -> Self {
+        BranchOrCommit::Branch(k)
+    }
+}
+
+impl From<uuid::Uuid> for BranchOrCommit {
+    fn from(u: uuid::Uuid) -> Self {
+        BranchOrCommit::Commit(u)
+    }
+}
+
+fn branch_head_key(branch: Keyword) -> String {
+    format!("heads/{}", branch.as_str())
+}
+
+impl Conn {
+    /// The head this connection last read or wrote (for the fields fixed at creation).
+    fn last_head(&self) -> Result<Head> {
+        let writer = lock(&self.0.writer);
+        let durable = writer.durable.as_ref().ok_or_else(|| Error::Database("Connection has been released".into()))?;
+        Ok(durable.head.clone())
+    }
+
+    /// The store under this connection.
+    pub(super) fn store(&self) -> Result<Arc<dyn Store>> {
+        let writer = lock(&self.0.writer);
+        let durable = writer.durable.as_ref().ok_or_else(|| Error::Database("Connection has been released".into()))?;
+        Ok(durable.store.clone())
+    }
+
+    fn branch_config(&self, branch: Keyword) -> Config {
+        Config { branch, ..(*self.0.config).clone() }
+    }
+
+    /// The live connection of this process to `branch` of the same store, if any.
+    fn live_branch(&self, branch: Keyword) -> Option<Conn> {
+        if branch == self.0.config.branch {
+            return Some(self.clone());
+        }
+        lock(registry()).get(&store_key(&self.branch_config(branch))).cloned().map(Conn)
+    }
+
+    /// Datahike's `branches`: every branch of the database, sorted.
+    pub fn branches(&self) -> Result<Vec<Keyword>> {
+        let mut out: Vec<Keyword> = self
+            .store()?
+            .list("heads/")?
+            .iter()
+            .filter_map(|k| k.strip_prefix("heads/"))
+            .filter(|b| !b.is_empty())
+            .map(Keyword::new)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Datahike's `branch-as-db`: the latest value of `branch`, `None` if there is no such
+    /// branch. Reads the branch's head and log; nothing is written.
+    pub fn branch_as_db(&self, branch: Keyword) -> Result<Option<Db>> {
+        if let Some(live) = self.live_branch(branch) {
+            return Ok(Some(live.db()));
+        }
+        let store = self.store()?;
+        let Some(bytes) = store.get(&branch_head_key(branch))? else { return Ok(None) };
+        let head = Head::decode(&bytes)?;
+        let db = db_from_head(&self.db().0.config, &head, &self.db().0.cache)?;
+        Ok(Some(replay_log(store.as_ref(), branch.as_str(), db)?.db))
+    }
+
+    /// Datahike's `commit-as-db`: the database value of commit `id`, `None` if no commit of
+    /// this store has that id (or garbage collection removed it).
+    pub fn commit_as_db(&self, id: uuid::Uuid) -> Result<Option<Db>> {
+        let store = self.store()?;
+        let config = self.db().0.config.clone();
+        let cache = self.db().0.cache.clone();
+        // 1. A commit of a live connection's log, not flushed yet.
+        for branch in self.branches()? {
+            let Some(live) = self.live_branch(branch) else { continue };
+            if live.db().commit_id() == Some(id) {
+                return Ok(Some(live.db()));
+            }
+            let found = {
+                let writer = lock(&live.0.writer);
+                writer.durable.as_ref().and_then(|d| {
+                    let pos = d.unflushed.iter().position(|r| r.commit == Some(id))?;
+                    Some((d.head.clone(), d.unflushed[..=pos].to_vec()))
+                })
+            };
+            if let Some((head, records)) = found {
+                let mut db = db_from_head(&config, &head, &cache)?;
+                for r in records {
+                    db = db.apply_tx(&decode_log_record(&r.bytes)?)?;
+                }
+                return Ok(Some(db));
+            }
+        }
+        // 2. A snapshot.
+        if let Some(bytes) = store.get(&commit_key(&id))? {
+            return Ok(Some(db_from_head(&config, &Head::decode(&bytes)?, &cache)?));
+        }
+        // 3. An entry of a pack.
+        for key in store.list("packs/")? {
+            let Some(bytes) = store.get(&key)? else { continue };
+            let (base, outcomes) = decode_pack(&key, &bytes)?;
+            let Some(pos) = outcomes.iter().position(|o| o.commit.as_ref().is_some_and(|c| c.id == id)) else {
+                continue;
+            };
+            let Some(base_bytes) = store.get(&commit_key(&base))? else { return Ok(None) };
+            let mut db = db_from_head(&config, &Head::decode(&base_bytes)?, &cache)?;
+            for o in &outcomes[..=pos] {
+                db = db.apply_tx(o)?;
+            }
+            return Ok(Some(db));
+        }
+        // 4. A record of a log no connection of this process holds (another process's writer).
+        for branch in self.branches()? {
+            for (_, bytes) in store.log_read(branch.as_str(), 0)? {
+                let outcome = decode_log_record(&bytes)?;
+                if outcome.commit.as_ref().is_some_and(|c| c.id == id) {
+                    // Rebuild from the branch's head: the record is after it.
+                    let Some(head_bytes) = store.get(&branch_head_key(branch))? else { break };
+                    let mut db = db_from_head(&config, &Head::decode(&head_bytes)?, &cache)?;
+                    for (_, bytes) in store.log_read(branch.as_str(), u64::try_from(db.max_tx()).unwrap_or(0))? {
+                        let o = decode_log_record(&bytes)?;
+                        let done = o.commit.as_ref().is_some_and(|c| c.id == id);
+                        db = db.apply_tx(&o)?;
+                        if done {
+                            return Ok(Some(db));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The value a branch or commit names, or an error naming it when there is none.
+    fn resolve(&self, what: &BranchOrCommit) -> Result<Db> {
+        match what {
+            BranchOrCommit::Branch(b) => {
+                self.branch_as_db(*b)?.ok_or_else(|| Error::Database(format!("Branch :{} does not exist", b.as_str())))
+            }
+            BranchOrCommit::Commit(c) => {
+                self.commit_as_db(*c)?.ok_or_else(|| Error::Database(format!("Commit #uuid \"{c}\" does not exist")))
+            }
+        }
+    }
+
+    fn resolve_commit_id(&self, what: &BranchOrCommit) -> Result<uuid::Uuid> {
+        match what {
+            BranchOrCommit::Commit(c) if self.store()?.get(&commit_key(c))?.is_some() => Ok(*c),
+            _ => self
+                .resolve(what)?
+                .commit_id()
+                .ok_or_else(|| Error::Internal(format!("the value of {what:?} has no commit id"))),
+        }
+    }
+
+    /// Writes every node of `db` not yet durable and its snapshot record, and returns the
+    /// head bytes naming it as commit `commit`. The caller holds the store's writer lock, so
+    /// that no garbage collection runs between these writes and the head that names them.
+    fn write_snapshot(&self, store: &dyn Store, db: &Db, commit: Commit, fixed: Head) -> Result<Vec<u8>> {
+        if db.0.view.is_some() {
+            return Err(Error::Argument(
+                "a history, as-of, since or filtered view cannot become a branch head; use a database value".into(),
+            ));
+        }
+        if db.config().store != self.0.config.store {
+            return Err(Error::Argument(format!(
+                "the database value belongs to store {}, not to this connection's store {}",
+                pr_str(&db.config().store.to_edn()),
+                pr_str(&self.0.config.store.to_edn())
+            )));
+        }
+        let mut pendings = Vec::new();
+        for idx in db.0.current.all() {
+            pendings.push(idx.prepare_flush()?);
+        }
+        if let Some(h) = &db.0.history {
+            for idx in h.all() {
+                pendings.push(idx.prepare_flush()?);
+            }
+        }
+        let mut nodes: Vec<(String, Vec<u8>)> =
+            pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
+        let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
+        let head = Head {
+            max_eid: db.max_eid(),
+            max_tx: db.max_tx(),
+            last_tx_instant: db.last_tx_instant(),
+            current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
+            history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
+            pack_base: None,
+            commit,
+            ..fixed
+        };
+        let bytes = head.encode();
+        let key = commit_key(&head.commit.id);
+        if store.get(&key)?.is_none() {
+            nodes.push((key, bytes.clone()));
+        }
+        store.put_batch(&nodes)?;
+        for p in pendings {
+            p.mark_durable();
+        }
+        Ok(bytes)
+    }
+
+    /// Datahike's `branch!`: makes branch `new` start at `from` (a branch's latest commit or
+    /// any commit). Writes a head and copies nothing; the new branch shares every node.
+    pub fn branch(&self, from: &BranchOrCommit, new: Keyword) -> Result<()> {
+        let store = self.store()?;
+        if store.get(&branch_head_key(new))?.is_some() {
+            return Err(Error::Database(format!("Branch :{} already exists", new.as_str())));
+        }
+        let db = self.resolve(from)?;
+        let commit =
+            db.0.commit.as_deref().cloned().ok_or_else(|| Error::Internal("source value has no commit".into()))?;
+        let fixed = self.last_head()?;
+        let _guard = store.lock_writer()?;
+        let bytes = self.write_snapshot(store.as_ref(), &db, commit, fixed)?;
+        // A log left by an earlier branch of the same name must not replay onto this head.
+        store.log_delete(new.as_str())?;
+        if !store.compare_and_set(&branch_head_key(new), None, &bytes)? {
+            return Err(Error::Database(format!("Branch :{} already exists", new.as_str())));
+        }
+        Ok(())
+    }
+
+    /// Datahike's `delete-branch!`: removes the head and log of `branch`; its data stays
+    /// until garbage collection finds nothing else reaching it. `:db` cannot be deleted.
+    pub fn delete_branch(&self, branch: Keyword) -> Result<()> {
+        if branch.as_str() == "db" {
+            return Err(Error::Database("Cannot delete the main branch :db".into()));
+        }
+        let store = self.store()?;
+        let _guard = store.lock_writer()?;
+        if store.get(&branch_head_key(branch))?.is_none() {
+            return Err(Error::Database(format!("Branch :{} does not exist", branch.as_str())));
+        }
+        store.delete_batch(&[branch_head_key(branch)])?;
+        store.log_delete(branch.as_str())?;
+        lock(registry()).remove(&store_key(&self.branch_config(branch)));
+        Ok(())
+    }
+
+    /// Datahike's `force-branch!` (`git reset --hard`): makes `db` the head of `branch`
+    /// (created if absent) as a new commit whose parents are `parents` (branches or commits,
+    /// at least one). A live connection of this process to that branch continues from `db`.
+    pub fn force_branch(&self, db: &Db, branch: Keyword, parents: &[BranchOrCommit]) -> Result<()> {
+        if parents.is_empty() {
+            return Err(Error::Argument("force-branch needs at least one parent (a branch or a commit id)".into()));
+        }
+        let mut ids = Vec::with_capacity(parents.len());
+        for p in parents {
+            let id = self.resolve_commit_id(p)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let commit = Commit { id: uuid::Uuid::new_v4(), parents: ids };
+        let store = self.store()?;
+        let fixed = self.last_head()?;
+        let live = self.live_branch(branch);
+        // Lock order as in a flush: flushing, then writer, then the store's writer lock.
+        let _flushing = live.as_ref().map(|c| lock(&c.0.flushing));
+        let mut live_writer = live.as_ref().map(|c| lock(&c.0.writer));
+        let _guard = store.lock_writer()?;
+        let bytes = self.write_snapshot(store.as_ref(), db, commit, fixed)?;
+        let key = branch_head_key(branch);
+        let current = store.get(&key)?;
+        if !store.compare_and_set(&key, current.as_deref(), &bytes)? {
+            return Err(Error::Database(format!(
+                "the head of branch :{} changed during force-branch",
+                branch.as_str()
+            )));
+        }
+        store.log_delete(branch.as_str())?;
+        if let (Some(conn), Some(writer)) = (&live, live_writer.as_mut()) {
+            let (fresh, durable) = open_durable(&conn.0.config, store.clone())?;
+            writer.durable = Some(durable);
+            *conn.0.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        }
+        Ok(())
+    }
+
+    /// Datahike's `merge-db!`: transacts `tx_data` (the changes the caller merges in) as a
+    /// commit whose parents are this branch's latest commit and the latest commits of
+    /// `parents` (branches or commits).
+    pub fn merge_db(&self, parents: &[BranchOrCommit], tx_data: &Edn, tx_meta: Option<&Edn>) -> Result<TxReport> {
+        let mut ids = Vec::with_capacity(parents.len());
+        for p in parents {
+            ids.push(self.resolve_commit_id(p)?);
+        }
+        self.commit(&ids, |db| tx::run(db, tx_data, tx_meta, now_millis()))
+    }
+}
