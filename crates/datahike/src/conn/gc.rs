@@ -6,6 +6,10 @@ use super::*;
 use crate::index::mark_reachable;
 use std::collections::HashSet;
 
+/// Held by a collection, and by a verification so that no collection sweeps under it. One
+/// collection at a time in this process: a second one would sweep by stale marks.
+static COLLECTING: Mutex<()> = Mutex::new(());
+
 /// What a garbage collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -30,7 +34,9 @@ impl Marker<'_> {
         self.retained.insert(head.commit.id);
         let roots = head.current.iter().chain(head.history.iter().flatten());
         for root in roots {
-            mark_reachable(self.kind, root, self.store, &mut self.marked)?;
+            mark_reachable(self.kind, root, self.store, &mut self.marked).map_err(|e| {
+                Error::Database(format!("commit #uuid \"{}\" (tx {}): {e}", head.commit.id, head.max_tx))
+            })?;
         }
         Ok(())
     }
@@ -129,6 +135,7 @@ impl Conn {
     /// is stored and decodes (hash included); returns how many there are. An error names the
     /// first node missing or corrupt.
     pub fn verify_storage(&self) -> Result<usize> {
+        let _one = lock(&COLLECTING);
         let store = self.store()?;
         let graph = CommitGraph::read(store.as_ref(), &store.list("commits/")?, &store.list("packs/")?)?;
         let mut marker = Marker {
@@ -161,6 +168,7 @@ impl Conn {
     /// A reader holding a database value older than `remove_before` may find its nodes gone,
     /// as in Datahike: choose the cutoff older than any snapshot still read.
     pub fn gc_storage(&self, remove_before: Option<i64>) -> Result<GcReport> {
+        let _one = lock(&COLLECTING);
         // The head then covers every commit so far: their packs and nodes are stored.
         self.flush()?;
         let store = self.store()?;
@@ -175,7 +183,7 @@ impl Conn {
             retained: HashSet::new(),
         };
         let heads = marker.mark_heads(&HashMap::default())?;
-        let (needed, kept_packs) = graph.retain(marker.retained.clone(), remove_before);
+        let (needed, _) = graph.retain(marker.retained.clone(), remove_before);
         for id in &needed {
             if let Some(head) = graph.snapshots.get(id) {
                 marker.mark(head)?;
@@ -186,6 +194,24 @@ impl Conn {
         let mut writer = lock(&self.0.writer);
         let _guard = store.lock_writer()?;
         marker.mark_heads(&heads)?;
+        // Snapshots recorded since the listing (flushes that published a head and were
+        // superseded meanwhile, branches made) are kept whole: their records are not swept,
+        // so neither may be the older nodes they share.
+        let listed: HashSet<&String> = commits.iter().collect();
+        for key in store.list("commits/")? {
+            if !listed.contains(&key) {
+                if let Some(bytes) = store.get(&key)? {
+                    marker.mark(&Head::decode(&bytes)?)?;
+                }
+            }
+        }
+        // New heads keep their packs and the snapshots those replay from.
+        let (needed, kept_packs) = graph.retain(marker.retained.clone(), remove_before);
+        for id in &needed {
+            if let Some(head) = graph.snapshots.get(id) {
+                marker.mark(head)?;
+            }
+        }
         let mut doomed: Vec<String> = nodes.into_iter().filter(|k| !marker.marked.contains(k)).collect();
         let id_of = |key: &str| key.strip_prefix("commits/").and_then(|u| uuid::Uuid::parse_str(u).ok());
         let mut kept_commits = 0;

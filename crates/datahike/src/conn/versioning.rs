@@ -236,9 +236,11 @@ impl Conn {
             nodes.push((key, bytes.clone()));
         }
         store.put_batch(&nodes)?;
-        for p in pendings {
-            p.mark_durable();
-        }
+        // The nodes are not marked durable in memory: `db` may be a live connection's value,
+        // and a node is durable for it only once its own head names it. This head may be
+        // deleted with its branch and collected; the connection's next flush then writes the
+        // node again (or finds it still stored).
+        drop(pendings);
         Ok(bytes)
     }
 
