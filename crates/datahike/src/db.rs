@@ -642,7 +642,7 @@ impl Db {
         Ok(n)
     }
 
-    /// A short printable summary, `#datahike/DB {:max-tx .. :max-eid ..}`; a view prints as
+    /// A short printable summary, `#datahike/DB {:max-tx .. :max-eid .. :commit-id ..}`; a view prints as
     /// Datahike prints it, `#datahike/AsOfDB {:origin #datahike/DB {..} :time-point ..}`
     /// (`HistoricalDB`, `SinceDB`; a filtered database prints as its origin).
     pub fn to_edn_summary(&self) -> Edn {
@@ -661,10 +661,16 @@ impl Db {
         }
         Edn::Tagged(
             crate::edn::Symbol::new("datahike/DB"),
-            Box::new(Edn::Map(vec![
-                (Edn::kw("max-tx"), Edn::Int(self.max_tx())),
-                (Edn::kw("max-eid"), Edn::Int(self.max_eid())),
-            ])),
+            Box::new(Edn::Map(
+                [
+                    Some((Edn::kw("max-tx"), Edn::Int(self.max_tx()))),
+                    Some((Edn::kw("max-eid"), Edn::Int(self.max_eid()))),
+                    self.commit_id().map(|c| (Edn::kw("commit-id"), Edn::Uuid(c))),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            )),
         )
     }
 }

@@ -343,7 +343,11 @@ fn historical_queries_with_instants() {
         }
         assert_eq!(
             pr_str(&history(&t.db()).to_edn_summary()),
-            format!("#datahike/HistoricalDB {{:origin #datahike/DB {{:max-tx {}, :max-eid 4}}}}", TX1 + 2)
+            format!(
+                "#datahike/HistoricalDB {{:origin #datahike/DB {{:max-tx {}, :max-eid 4, :commit-id {}}}}}",
+                TX1 + 2,
+                pr_str(&Edn::Uuid(t.db().commit_id().unwrap()))
+            )
         );
     }
 }
@@ -369,7 +373,11 @@ fn as_of_by_tx_and_instant() {
         assert_eq!(empty.datoms(IndexOrder::Eavt, &[]).unwrap(), vec![]);
         assert_eq!(
             pr_str(&db.as_of(TimePoint::Tx(TX1)).unwrap().to_edn_summary()),
-            format!("#datahike/AsOfDB {{:origin #datahike/DB {{:max-tx {}, :max-eid 4}}, :time-point {TX1}}}", TX1 + 1)
+            format!(
+                "#datahike/AsOfDB {{:origin #datahike/DB {{:max-tx {}, :max-eid 4, :commit-id {}}}, :time-point {TX1}}}",
+                TX1 + 1,
+                pr_str(&Edn::Uuid(db.commit_id().unwrap()))
+            )
         );
         assert_eq!(db.as_of(TimePoint::Tx(TX1)).unwrap().origin().unwrap().max_tx(), TX1 + 1);
         assert_eq!(db.as_of(TimePoint::Tx(TX1)).unwrap().time_point(), Some(TimePoint::Tx(TX1)));
@@ -402,8 +410,9 @@ fn since_by_tx_and_instant() {
         assert_eq!(
             pr_str(&t.db().since(TimePoint::Tx(TX1)).unwrap().to_edn_summary()),
             format!(
-                "#datahike/SinceDB {{:origin #datahike/DB {{:max-tx {}, :max-eid 4}}, :time-point {TX1}}}",
-                TX1 + 1
+                "#datahike/SinceDB {{:origin #datahike/DB {{:max-tx {}, :max-eid 4, :commit-id {}}}, :time-point {TX1}}}",
+                TX1 + 1,
+                pr_str(&Edn::Uuid(t.db().commit_id().unwrap()))
             )
         );
         // A retraction after the point: since shows what is current and was asserted after it.

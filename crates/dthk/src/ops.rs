@@ -89,6 +89,16 @@ pub enum Param {
     /// Zero or more query inputs matched to `:in`: `db:FILE`, data from a file or EDN; only
     /// last in an arity.
     QueryInputs,
+    /// A branch keyword, e.g. `:staging`.
+    Branch,
+    /// A branch keyword or a commit id `#uuid "..."`.
+    BranchOrCommit,
+    /// A set or vector of branch keywords and commit ids.
+    Parents,
+    /// A commit id `#uuid "..."`.
+    CommitId,
+    /// A point in time: `#inst "..."` or epoch milliseconds.
+    Instant,
 }
 
 impl Param {
@@ -112,6 +122,11 @@ impl Param {
             Param::PullArgs => "{:selector :eid}",
             Param::Query => "QUERY",
             Param::QueryInputs => "[INPUT...]",
+            Param::Branch => "BRANCH",
+            Param::BranchOrCommit => "BRANCH|COMMIT-ID",
+            Param::Parents => "#{BRANCH|COMMIT-ID...}",
+            Param::CommitId => "COMMIT-ID",
+            Param::Instant => "INSTANT",
         }
     }
 
@@ -135,6 +150,11 @@ impl Param {
             Param::PullArgs => "a map {:selector pattern :eid entity-id}",
             Param::Query => "a query (a vector, a map, a string of either, or {:query .. :offset .. :limit ..})",
             Param::QueryInputs => "a query input (db:FILE, edn:FILE, json:FILE or an EDN value)",
+            Param::Branch => "a branch keyword such as :staging",
+            Param::BranchOrCommit => "a branch keyword or a commit id #uuid \"...\"",
+            Param::Parents => "a set of branch keywords and commit ids, e.g. #{:staging}",
+            Param::CommitId => "a commit id #uuid \"...\"",
+            Param::Instant => "an instant #inst \"...\" or epoch milliseconds",
         }
     }
 
@@ -174,6 +194,16 @@ impl Param {
                     && data.get_kw("eid").is_some_and(is_entity_id)
             }
             Param::Query => is_seq || matches!(data, Edn::Map(_) | Edn::Str(_)),
+            Param::Branch => matches!(data, Edn::Keyword(_)),
+            Param::BranchOrCommit => matches!(data, Edn::Keyword(_) | Edn::Uuid(_)),
+            Param::Parents => match data {
+                Edn::Set(xs) | Edn::Vector(xs) | Edn::List(xs) => {
+                    !xs.is_empty() && xs.iter().all(|x| matches!(x, Edn::Keyword(_) | Edn::Uuid(_)))
+                }
+                _ => false,
+            },
+            Param::CommitId => matches!(data, Edn::Uuid(_)),
+            Param::Instant => matches!(data, Edn::Inst(_) | Edn::Int(_)),
         }
     }
 }
@@ -504,15 +534,105 @@ pub static OPS: &[Op] = &[
         file_arg: None,
         run: Some(reverse_schema),
     },
-    coming("branches", "branches", Category::Versioning, "List all known branch names."),
-    coming("branch", "branch!", Category::Versioning, "Create a new branch from an existing branch or commit."),
-    coming("delete-branch", "delete-branch!", Category::Versioning, "Remove a branch."),
-    coming("force-branch", "force-branch!", Category::Versioning, "Force a branch to point to the provided db value."),
-    coming("merge-db", "merge-db", Category::Versioning, "Create a merge commit combining the current branch with parent branches/commits."),
-    coming("commit-id", "commit-id", Category::Versioning, "Retrieve the commit-id for this database value."),
-    coming("parent-commit-ids", "parent-commit-ids", Category::Versioning, "Retrieve parent commit ids from this database value."),
-    coming("commit-as-db", "commit-as-db", Category::Versioning, "Load the database at a specific commit."),
-    coming("branch-as-db", "branch-as-db", Category::Versioning, "Load the database at a branch head."),
+    Op {
+        name: "branches",
+        api: "branches",
+        category: Category::Versioning,
+        doc: "List all known branch names.",
+        arities: &[&[Conn]],
+        example: "dthk branches conn:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(branches),
+    },
+    Op {
+        name: "branch",
+        api: "branch!",
+        category: Category::Versioning,
+        doc: "Create a new branch from an existing branch or commit; copies nothing.",
+        arities: &[&[Conn, BranchOrCommit, Branch]],
+        example: "dthk branch conn:config.edn :db :staging",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(branch),
+    },
+    Op {
+        name: "delete-branch",
+        api: "delete-branch!",
+        category: Category::Versioning,
+        doc: "Remove a branch; its data stays until gc-storage finds nothing else reaching it.",
+        arities: &[&[Conn, Branch]],
+        example: "dthk delete-branch conn:config.edn :staging",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(delete_branch),
+    },
+    Op {
+        name: "force-branch",
+        api: "force-branch!",
+        category: Category::Versioning,
+        doc: "Force a branch to point to the provided db value, as a new commit with the given parents.",
+        arities: &[&[Db, Branch, Parents]],
+        example: "dthk force-branch db:config.edn :staging '#{:db}'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(force_branch),
+    },
+    Op {
+        name: "merge-db",
+        api: "merge-db",
+        category: Category::Versioning,
+        doc: "Create a merge commit combining the current branch with parent branches/commits, transacting the given (merged) data.",
+        arities: &[&[Conn, Parents, TxVector], &[Conn, Parents, TxVector, TxMeta]],
+        example: "dthk merge-db conn:config.edn '#{:staging}' '[{:name \"Sam\"}]'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(merge_db),
+    },
+    Op {
+        name: "commit-id",
+        api: "commit-id",
+        category: Category::Versioning,
+        doc: "Retrieve the commit-id for this database value.",
+        arities: &[&[Db]],
+        example: "dthk commit-id db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(commit_id),
+    },
+    Op {
+        name: "parent-commit-ids",
+        api: "parent-commit-ids",
+        category: Category::Versioning,
+        doc: "Retrieve parent commit ids from this database value.",
+        arities: &[&[Db]],
+        example: "dthk parent-commit-ids db:config.edn",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(parent_commit_ids),
+    },
+    Op {
+        name: "commit-as-db",
+        api: "commit-as-db",
+        category: Category::Versioning,
+        doc: "Load the database at a specific commit; nil if there is no such commit.",
+        arities: &[&[Conn, CommitId], &[Db, CommitId]],
+        example: "dthk commit-as-db conn:config.edn '#uuid \"00000000-0000-0000-0000-000000000000\"'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(commit_as_db),
+    },
+    Op {
+        name: "branch-as-db",
+        api: "branch-as-db",
+        category: Category::Versioning,
+        doc: "Load the database at a branch head; nil if there is no such branch.",
+        arities: &[&[Conn, Branch], &[Db, Branch]],
+        example: "dthk branch-as-db conn:config.edn :staging",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(branch_as_db),
+    },
     Op {
         name: "metrics",
         api: "metrics",
@@ -524,7 +644,17 @@ pub static OPS: &[Op] = &[
         file_arg: None,
         run: Some(metrics),
     },
-    coming("gc-storage", "gc-storage", Category::Maintenance, "Invokes garbage collection on connection's store."),
+    Op {
+        name: "gc-storage",
+        api: "gc-storage",
+        category: Category::Maintenance,
+        doc: "Invokes garbage collection on connection's store: deletes what no branch and no commit after remove-before (default: every commit) reaches; prints the deleted keys.",
+        arities: &[&[Conn], &[Conn, Instant]],
+        example: "dthk gc-storage conn:config.edn '#inst \"2026-01-01\"'",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(gc_storage),
+    },
 ];
 
 /// An operation that a later version implements.
@@ -722,6 +852,98 @@ fn reverse_schema(args: &[Arg]) -> Result<Edn> {
 
 fn metrics(args: &[Arg]) -> Result<Edn> {
     db(args)?.metrics()
+}
+
+/// The connection of a `conn:` argument, or of the database of a `db:` argument (the same
+/// connection object of this process, as `db:` connects).
+fn conn_of(args: &[Arg]) -> Result<datahike::Conn> {
+    match args.first() {
+        Some(Arg::Conn(c)) => Ok(c.clone()),
+        Some(Arg::Db(d)) => datahike::connect(d.config()),
+        _ => Err(bug("a connection or a database")),
+    }
+}
+
+fn keyword(args: &[Arg], i: usize) -> Result<datahike::Keyword> {
+    data(args, i)?.as_keyword().ok_or_else(|| bug("a keyword"))
+}
+
+fn parents(args: &[Arg], i: usize) -> Result<Vec<BranchOrCommitArg>> {
+    let items = match data(args, i)? {
+        Edn::Set(xs) | Edn::Vector(xs) | Edn::List(xs) => xs,
+        _ => return Err(bug("a set of parents")),
+    };
+    items.iter().map(BranchOrCommitArg::from_edn).collect()
+}
+
+use datahike::BranchOrCommit as BranchOrCommitArg;
+
+fn branches(args: &[Arg]) -> Result<Edn> {
+    Ok(Edn::Set(conn(args)?.branches()?.into_iter().map(Edn::Keyword).collect()))
+}
+
+fn branch(args: &[Arg]) -> Result<Edn> {
+    let from = BranchOrCommitArg::from_edn(data(args, 1)?)?;
+    conn(args)?.branch(&from, keyword(args, 2)?)?;
+    Ok(Edn::Nil)
+}
+
+fn delete_branch(args: &[Arg]) -> Result<Edn> {
+    conn(args)?.delete_branch(keyword(args, 1)?)?;
+    Ok(Edn::Nil)
+}
+
+fn force_branch(args: &[Arg]) -> Result<Edn> {
+    let conn = conn_of(args)?;
+    let result = conn.force_branch(db(args)?, keyword(args, 1)?, &parents(args, 2)?);
+    conn.release()?;
+    result?;
+    Ok(Edn::Nil)
+}
+
+fn merge_db(args: &[Arg]) -> Result<Edn> {
+    let meta = if args.len() > 3 { Some(data(args, 3)?) } else { None };
+    Ok(conn(args)?.merge_db(&parents(args, 1)?, data(args, 2)?, meta)?.to_edn())
+}
+
+fn commit_id(args: &[Arg]) -> Result<Edn> {
+    Ok(db(args)?.commit_id().map_or(Edn::Nil, Edn::Uuid))
+}
+
+fn parent_commit_ids(args: &[Arg]) -> Result<Edn> {
+    Ok(db(args)?.parent_commit_ids().map_or(Edn::Nil, |ps| Edn::Set(ps.into_iter().map(Edn::Uuid).collect())))
+}
+
+fn with_conn_of(args: &[Arg], f: impl FnOnce(&datahike::Conn) -> Result<Option<datahike::Db>>) -> Result<Edn> {
+    let conn = conn_of(args)?;
+    let result = f(&conn);
+    if matches!(args.first(), Some(Arg::Db(_))) {
+        conn.release()?;
+    }
+    Ok(result?.map_or(Edn::Nil, |db| db.to_edn_summary()))
+}
+
+fn commit_as_db(args: &[Arg]) -> Result<Edn> {
+    let Edn::Uuid(id) = data(args, 1)? else { return Err(bug("a commit id")) };
+    let id = *id;
+    with_conn_of(args, |c| c.commit_as_db(id))
+}
+
+fn branch_as_db(args: &[Arg]) -> Result<Edn> {
+    let branch = keyword(args, 1)?;
+    with_conn_of(args, |c| c.branch_as_db(branch))
+}
+
+fn gc_storage(args: &[Arg]) -> Result<Edn> {
+    let remove_before = match args.get(1) {
+        None => None,
+        Some(_) => match data(args, 1)? {
+            Edn::Inst(ms) | Edn::Int(ms) => Some(*ms),
+            _ => return Err(bug("an instant")),
+        },
+    };
+    let report = conn(args)?.gc_storage(remove_before)?;
+    Ok(Edn::Set(report.deleted.into_iter().map(|k| Edn::Str(k.into())).collect()))
 }
 
 #[cfg(test)]

@@ -300,8 +300,8 @@ fn usage_errors() {
     let env = read_db();
     let err = env.fails(&["frobnicate", "x", "y"], 1);
     assert!(err.starts_with("Unknown command: frobnicate x") && err.contains("dthk --help"), "{err}");
-    let err = env.fails(&["gc-storage", "conn:cfg.edn"], 2);
-    assert_eq!(err, "Command 'gc-storage' is not implemented yet in this version\n");
+    let err = env.fails(&["valid-at", "db:cfg.edn"], 2);
+    assert_eq!(err, "Command 'valid-at' is not implemented yet in this version\n");
     // The temporal prefixes work (tests/history_cli.rs); a time that is not a number fails.
     for prefix in ["history:cfg.edn", "asof:1700000000000:cfg.edn", "since:1700000000000:cfg.edn"] {
         env.ok(&["datoms", prefix, ":eavt"]);

@@ -1031,12 +1031,14 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
         last_tx_instant: db.last_tx_instant(),
         current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
         history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
-        pack_base: (!records.is_empty()).then_some(previous_id),
+        // The last record is this snapshot's own commit: a pack is worth writing only when it
+        // holds commits before it.
+        pack_base: (records.len() > 1).then_some(previous_id),
         commit,
         ..previous
     };
     let bytes = head.encode();
-    if !records.is_empty() {
+    if head.pack_base.is_some() {
         nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
     }
     nodes.push((commit_key(&head.commit.id), bytes.clone()));
