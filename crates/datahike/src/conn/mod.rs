@@ -29,6 +29,10 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 /// Flush the indices after this many transactions since the last flush.
 pub const FLUSH_EVERY_TXS: usize = 1000;
+/// The memory backend flushes after this many transactions: its nodes live in this process
+/// anyway, so a flush only makes the commits addressable without the connection (packs,
+/// snapshots); `release`, `flush`, garbage collection and branching flush first.
+pub const MEMORY_FLUSH_EVERY_TXS: usize = 100_000;
 /// Flush the indices when the unflushed log exceeds this many bytes.
 pub const FLUSH_EVERY_BYTES: usize = 64 << 20;
 
@@ -774,7 +778,8 @@ impl Conn {
         let commit_id = outcome.commit.as_ref().map(|c| c.id);
         durable.unflushed.push(LogRecord { tx: outcome.tx, commit: commit_id, bytes: record });
         *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
-        if durable.txs_since_flush >= FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
+        let every = if durable.inline_log { MEMORY_FLUSH_EVERY_TXS } else { FLUSH_EVERY_TXS };
+        if durable.txs_since_flush >= every || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
             // Index nodes are written in the background; transactions go on meanwhile, their
             // records stay in the log until a head covers them.
             durable.txs_since_flush = 0;
