@@ -272,3 +272,22 @@ fn gc_with_a_cutoff_drops_old_commits_and_keeps_the_heads() {
         assert_eq!(ages.unwrap(), edn("39"), "{backend:?}");
     }
 }
+
+#[test]
+fn gc_sweeps_temporaries_of_crashed_writes_only() {
+    let t = TestDb::new(Backend::File);
+    t.transact(r#"[{:name "Alice"}]"#);
+    t.conn.flush().unwrap();
+    let root = t.dir.as_ref().unwrap().path().join("db");
+    let node_dir = std::fs::read_dir(root.join("nodes")).unwrap().next().unwrap().unwrap().path();
+    // A temporary of a process that no longer runs, and one of this (running) process.
+    let dead = node_dir.join("~tmp.4000000000.1");
+    let ours = root.join("kv").join(format!("~tmp.{}.999999", std::process::id()));
+    std::fs::write(&dead, b"torn").unwrap();
+    std::fs::write(&ours, b"being written").unwrap();
+    let report = t.conn.gc_storage(None).unwrap();
+    assert!(!dead.exists(), "the crashed write's temporary is swept");
+    assert!(ours.exists(), "a live process's temporary may be a write under way");
+    assert!(report.deleted.iter().any(|k| k.ends_with("~tmp.4000000000.1")), "{:?}", report.deleted);
+    assert_eq!(names(&t.conn.db()), set(&["Alice"]));
+}

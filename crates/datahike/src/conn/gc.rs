@@ -13,7 +13,8 @@ static COLLECTING: Mutex<()> = Mutex::new(());
 /// What a garbage collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Every store key it deleted: index nodes, commit records and packs.
+    /// Every store key it deleted (index nodes, commit records and packs), then the paths of
+    /// temporary files that crashed writes had left.
     pub deleted: Vec<String>,
     /// Commit records (snapshots) kept.
     pub kept_commits: usize,
@@ -224,6 +225,7 @@ impl Conn {
         }
         doomed.extend(packs.into_iter().filter(|k| graph.packs.contains_key(k) && !kept_packs.contains(k)));
         store.delete_batch(&doomed)?;
+        doomed.extend(store.sweep_temporaries()?);
         // A flush that skipped writing a node this sweep deleted (the same content) sees the
         // epoch change and writes its nodes again before publishing its head.
         store.put_batch(&[(GC_EPOCH_KEY.to_string(), uuid::Uuid::new_v4().as_bytes().to_vec())])?;

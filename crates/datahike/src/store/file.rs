@@ -907,6 +907,51 @@ impl Store for FileStore {
         })
     }
 
+    fn sweep_temporaries(&self) -> StoreResult<Vec<String>> {
+        self.check_writable()?;
+        let own = std::process::id().to_string();
+        let is_stale = |name: &str, path: &Path| -> bool {
+            // `~tmp.<pid>.<n>`: a temporary of a process that has exited is garbage; one of a
+            // live process may be a write under way, unless it is an hour old.
+            let pid = name.strip_prefix("~tmp.").and_then(|rest| rest.split('.').next()).unwrap_or("");
+            let alive = pid == own || (!pid.is_empty() && Path::new("/proc").join(pid).exists());
+            let old = fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+            !alive || old
+        };
+        let mut dirs = vec![self.root.join(HEADS_DIR), self.root.join(KV_DIR)];
+        for sub in dir_names(&self.root.join(NODES_DIR))? {
+            dirs.push(self.root.join(NODES_DIR).join(sub));
+        }
+        let mut removed = Vec::new();
+        self.writing(|| {
+            for dir in &dirs {
+                let mut any = false;
+                for name in dir_names(dir)? {
+                    let path = dir.join(&name);
+                    if !name.contains('~') || !is_stale(&name, &path) {
+                        continue;
+                    }
+                    match fs::remove_file(&path) {
+                        Ok(()) => any = true,
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(io_error(&path)(err)),
+                    }
+                    let relative = path.strip_prefix(&self.root).unwrap_or(&path);
+                    removed.push(relative.display().to_string());
+                }
+                if any {
+                    sync_dir(dir)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
     fn log_delete(&self, log: &str) -> StoreResult<()> {
         self.check_writable()?;
         let dir = self.log_dir(log)?;

@@ -141,6 +141,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Deletes temporary files that writes interrupted by a crash left behind (for the file
+    /// backend: files whose names contain `~`, of a process that no longer runs or older than
+    /// an hour), and returns their paths relative to the store. Writes under way are never
+    /// touched. Backends without temporaries return nothing.
+    fn sweep_temporaries(&self) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Blocks until this process is the store's only writer, across processes where the
     /// backend can tell (the file backend locks a file).
     fn lock_writer(&self) -> StoreResult<WriterGuard>;
