@@ -540,6 +540,9 @@ fn main() {
                     }
                     let query = edn::read_str(text).expect("query");
                     let inputs = [QueryInput::from(db.clone())];
+                    if std::env::var_os("DATAHIKE_BENCH_EXPLAIN").is_some() {
+                        eprintln!("{name} ({peer}):\n{}", datahike::query::explain(&query, &inputs).expect("explain"));
+                    }
                     b.bench(&peer, &name, false, false, |_, _| {
                         let result = datahike::q(&query, &inputs).expect("query");
                         let rows = result.as_seq().map(<[Edn]>::to_vec).unwrap_or_default();

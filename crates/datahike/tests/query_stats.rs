@@ -200,3 +200,22 @@ fn sort_merge_and_lookup_joins() {
     assert_eq!(result.get_kw("ret"), Some(&edn("27")));
     assert!(string(&stats_of(&result)[0], "access").starts_with("LOOKUP per row :eavt"), "{result}");
 }
+
+#[test]
+fn an_or_join_whose_branches_bind_its_variables_runs_before_an_unconnected_clause() {
+    let conn = people();
+    // `[?f :age _]` would bind ?f but shares nothing with ?e: waiting for it would first
+    // join every Ivan with every person. Each branch binds ?f itself, so the or-join runs first.
+    let query = edn(r#"[:find ?e ?f :where [?e :name "Ivan"]
+            (or-join [?e ?f] [?e :friend ?f] (and [?f :friend ?e] [?f :age 0]))
+            [?f :age _]]"#);
+    let inputs = [QueryInput::Db(conn.db())];
+    let result = query_stats(&query, &inputs).unwrap();
+    assert_eq!(result.get_kw("ret"), Some(&q(&query, &inputs).unwrap()));
+    let stats = stats_of(&result);
+    assert_eq!(stats[0].get_kw("clause"), Some(&edn(r#"[?e :name "Ivan"]"#)), "{result}");
+    assert_eq!(stats[1].get_kw("type"), Some(&edn(":or")), "{result}");
+    assert!(stats.iter().all(|s| int(s, "rows-out") <= 20), "no cross product: {result}");
+    let rows = q(&query, &inputs).unwrap();
+    assert_eq!(rows.as_seq().map(<[Edn]>::len), Some(10), "each Ivan's friend: {rows}");
+}

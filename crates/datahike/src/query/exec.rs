@@ -174,7 +174,24 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                     Some((req, opt)) => vars.extend(req.iter().chain(opt).copied()),
                     None => branches.iter().flatten().for_each(|c| c.vars(&mut vars)),
                 }
-                let later = later_of(i);
+                // Wait for a later clause to bind the or's variables, unless every branch binds
+                // them itself and the clause that would bind them shares nothing with what is
+                // bound already (waiting for it would first build a cross product with it).
+                let unbound: Vec<Var> = vars.iter().filter(|v| !rel.has(**v)).copied().collect();
+                let self_binding = vars.iter().any(|v| rel.has(*v))
+                    && branches.iter().all(|branch| {
+                        let mut bound = BTreeSet::new();
+                        branch.iter().for_each(|c| positive_vars(c, &mut bound));
+                        unbound.iter().all(|v| bound.contains(v))
+                    });
+                let mut later = BTreeSet::new();
+                for (j, other) in pending.iter().enumerate() {
+                    let mut other_vars = BTreeSet::new();
+                    positive_vars(other, &mut other_vars);
+                    if j != i && (!self_binding || other_vars.iter().any(|v| rel.has(*v))) {
+                        later.extend(other_vars);
+                    }
+                }
                 if vars.iter().filter(|v| later.contains(v)).all(|v| rel.has(*v)) {
                     rel.n_rows as f64
                 } else {
