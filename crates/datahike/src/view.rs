@@ -279,6 +279,55 @@ impl ViewIndex {
     }
 }
 
+impl ViewIndex {
+    /// `visit` of an as-of (or as-of and since) view, without merging the two streams datom
+    /// by datom. A current datom inside the window is live at the upper bound (nothing
+    /// retracted it since); a history assertion is live when it is inside the window and its
+    /// retraction is not. The two never name the same `(e, a, v)` (an assertion is elided
+    /// while its value is present), so the history's live datoms, folded by reference and
+    /// cloned only when live, are merged into a by-reference pass over the current index.
+    fn visit_folded(&self, lo: &DatomKey, hi: &DatomKey, f: &mut dyn FnMut(&Datom) -> bool) -> IndexResult<()> {
+        let spec = &*self.spec;
+        let order = self.order;
+        let Some(history) = &self.history else { return Ok(()) };
+        let mut live: Vec<Datom> = Vec::new();
+        let mut candidate: Option<Datom> = None;
+        history.visit(lo, hi, &mut |d| {
+            if candidate.as_ref().is_some_and(|c| order.cmp_eav(c, d) != Ordering::Equal) {
+                live.extend(candidate.take().filter(|c| spec.passes_filters(c)));
+            }
+            if spec.in_window(d.tx()) {
+                candidate = if d.added() { Some(d.clone()) } else { None };
+            }
+            true
+        })?;
+        live.extend(candidate.take().filter(|c| spec.passes_filters(c)));
+        let mut pending = live.into_iter().peekable();
+        let mut go_on = true;
+        self.current.visit(lo, hi, &mut |d| {
+            if !spec.in_window(d.tx()) || !spec.passes_filters(d) {
+                return true;
+            }
+            while let Some(h) = pending.next_if(|h| order.cmp(h, d) == Ordering::Less) {
+                if !f(&h) {
+                    go_on = false;
+                    return false;
+                }
+            }
+            go_on = f(d);
+            go_on
+        })?;
+        if go_on {
+            for h in pending {
+                if !f(&h) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl DatomIndex for ViewIndex {
     fn order(&self) -> IndexOrder {
         self.order
@@ -308,6 +357,10 @@ impl DatomIndex for ViewIndex {
                     true
                 }
             });
+        }
+        let (lo_n, hi_n) = (lo.clone().prefix_for(self.order), hi.clone().prefix_for(self.order));
+        if self.folds() && lo_n.tx.is_none() && hi_n.tx.is_none() {
+            return self.visit_folded(lo, hi, f);
         }
         for d in self.range(lo, hi) {
             if !f(&d?) {
