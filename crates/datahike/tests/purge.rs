@@ -494,6 +494,53 @@ fn purge_with_other_ops_in_one_transaction() {
     }
 }
 
+/// A unique value purged earlier in the transaction is free again: a later entity map with it
+/// makes a new entity instead of upserting into the purged one.
+#[test]
+fn purged_unique_value_is_free_in_the_same_transaction() {
+    for backend in BACKENDS {
+        let mut t = people(backend);
+        let alice = eid(&t.db(), r#"[:name "Alice"]"#);
+        let report = t.transact(r#"[[:db.purge/entity [:name "Alice"]] {:db/id "new" :name "Alice" :age 1}]"#);
+        let new = common::tempid(&report, r#""new""#);
+        assert_ne!(new, alice);
+        assert!(history_rows_with(&t.db(), &Edn::Int(alice)).is_empty());
+        check(&history(&t.db()), ENTITIES, &[], r#"#{["Alice" 1] ["Bob" 35]}"#);
+        t.reopen_and_compare();
+    }
+}
+
+/// Components that reference each other are each purged once.
+#[test]
+fn purge_entity_with_component_cycle() {
+    for backend in BACKENDS {
+        let mut t = people(backend);
+        let report = t.transact(r#"[{:db/id "a" :label "a" :items "b"} {:db/id "b" :label "b" :items "a"}]"#);
+        let (a, b) = (common::tempid(&report, r#""a""#), common::tempid(&report, r#""b""#));
+        t.transact(&format!("[[:db.purge/entity {a}]]"));
+        for e in [a, b] {
+            assert!(history_rows_with(&t.db(), &Edn::Int(e)).is_empty(), "{e} still in {:?}", snapshot(&t.db()));
+        }
+        check(&t.db(), ENTITIES, &[], r#"#{["Alice" 25] ["Bob" 35]}"#);
+        t.reopen_and_compare();
+    }
+}
+
+/// An ident that only history still knows names its entity, as a lookup ref does.
+#[test]
+fn purge_entity_by_retracted_ident() {
+    for backend in BACKENDS {
+        let t = people(backend);
+        let report = t.transact(r#"[{:db/id "c" :db/ident :color/red :label "red"}]"#);
+        let red = common::tempid(&report, r#""c""#);
+        // The current ident is schema: refused until retracted.
+        t.transact_err("[[:db.purge/entity :color/red]]", "transact/purge");
+        t.transact("[[:db/retractEntity :color/red]]");
+        t.transact("[[:db.purge/entity :color/red]]");
+        assert!(history_rows_with(&t.db(), &Edn::Int(red)).is_empty(), "{:?}", snapshot(&t.db()));
+    }
+}
+
 /// `with` applies a purge to a value without storing anything.
 #[test]
 fn purge_with_db_with() {
