@@ -294,10 +294,93 @@ impl Db {
         self.index(order).count_range(&key, &key)
     }
 
+    /// Datoms with the prefix `key` in the history index of `order`: the assertions that were
+    /// retracted or overwritten, and the retractions. Empty for a database without history.
+    pub(crate) fn history_datoms_key(&self, order: IndexOrder, key: &DatomKey) -> IndexResult<Vec<Datom>> {
+        match &self.0.history {
+            Some(h) => {
+                let key = key.clone().prefix_for(order);
+                h.get(order).range(&key, &key).collect()
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The history index of `order`, when the database keeps history.
+    pub(crate) fn history_index(&self, order: IndexOrder) -> Option<&Arc<dyn DatomIndex>> {
+        self.0.history.as_ref().map(|h| h.get(order))
+    }
+
     /// Applies a transaction's outcome: the one path from tx-data to new indices, used both by
-    /// `transact` and by log replay.
+    /// `transact` and by log replay. The excised datoms go first, then tx-data is applied to
+    /// what is left: the pipeline reports in `purged` only datoms stored before the
+    /// transaction and drops from tx-data what a purge excised of the transaction's own
+    /// datoms, so tx-data never touches a purged datom and the order of the two lists does
+    /// not matter.
     pub(crate) fn apply_tx(&self, outcome: &TxOutcome) -> Result<Db> {
         self.refuse_view()?;
+        if outcome.purged.is_empty() {
+            self.apply_tx_data(outcome)
+        } else {
+            self.excise(&outcome.purged)?.apply_tx_data(outcome)
+        }
+    }
+
+    /// A new value without the excised datoms, leaving no history of them. A datom leaves
+    /// the current indices only if they hold exactly it (same tx), since a current index
+    /// keeps one datom per (e, a, v) and an older assertion of the same value may be in
+    /// history; it leaves the history indices wherever it is (removing an absent datom is a
+    /// no-op, so AVET needs no check of `:db/index`, which may have changed). An excised
+    /// current schema datom leaves the schema as a retraction would.
+    fn excise(&self, purged: &[Datom]) -> Result<Db> {
+        let inner = &self.0;
+        let mut schema: Option<Schema> = None;
+        let mut current_removes = Vec::new();
+        for d in purged.iter().filter(|d| d.added()) {
+            let key = DatomKey { e: Some(d.e), a: Some(d.a), v: Some(d.v.clone()), tx: None };
+            let stored = inner.current.eavt.range(&key, &key).next().transpose()?;
+            if stored.as_ref() == Some(d) {
+                if is_schema_attr(d.a) {
+                    let retraction = Datom::new(d.e, d.a, d.v.clone(), d.tx(), false);
+                    schema.get_or_insert_with(|| (*inner.schema).clone()).apply_datom(&retraction);
+                }
+                current_removes.push(d.clone());
+            }
+        }
+        let current = if current_removes.is_empty() {
+            inner.current.clone()
+        } else {
+            Indices {
+                eavt: inner.current.eavt.apply(Vec::new(), current_removes.clone())?,
+                aevt: inner.current.aevt.apply(Vec::new(), current_removes.clone())?,
+                avet: inner.current.avet.apply(Vec::new(), current_removes)?,
+            }
+        };
+        let history = match &inner.history {
+            Some(h) => Some(Indices {
+                eavt: h.eavt.apply(Vec::new(), purged.to_vec())?,
+                aevt: h.aevt.apply(Vec::new(), purged.to_vec())?,
+                avet: h.avet.apply(Vec::new(), purged.to_vec())?,
+            }),
+            None => None,
+        };
+        Ok(Db(Arc::new(DbInner {
+            config: inner.config.clone(),
+            schema: schema.map_or_else(|| inner.schema.clone(), Arc::new),
+            current,
+            history,
+            max_eid: inner.max_eid,
+            max_tx: inner.max_tx,
+            last_tx_instant: inner.last_tx_instant,
+            cache: inner.cache.clone(),
+            view: None,
+        })))
+    }
+
+    /// Applies tx-data: the current indices gain its final assertions and lose what it
+    /// retracted; the history indices gain the retracted or overwritten assertions and the
+    /// retractions (unless the attribute is `:db/noHistory`).
+    fn apply_tx_data(&self, outcome: &TxOutcome) -> Result<Db> {
         let inner = &self.0;
         let mut schema = (*inner.schema).clone();
         // Final state per (e, a, v): what the database had before (looked up once, only for

@@ -38,6 +38,10 @@ pub enum TxError {
     /// A lookup ref on a non-unique attribute (`:lookup-ref/unique`).
     #[error("{0}")]
     LookupRefUnique(String),
+    /// A purge that cannot be done: no history kept, an entity that names nothing, or a
+    /// schema datom (`:transact/purge`).
+    #[error("{0}")]
+    Purge(String),
 }
 
 impl TxError {
@@ -53,6 +57,7 @@ impl TxError {
             TxError::EntityIdSyntax(_) => "entity-id/syntax",
             TxError::LookupRefSyntax(_) => "lookup-ref/syntax",
             TxError::LookupRefUnique(_) => "lookup-ref/unique",
+            TxError::Purge(_) => "transact/purge",
         }
     }
 }

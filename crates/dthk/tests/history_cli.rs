@@ -1,6 +1,7 @@
 //! End-to-end tests of the temporal argument prefixes of `dthk`: `history:FILE`,
 //! `asof:MILLIS:FILE` and `since:MILLIS:FILE` (epoch milliseconds compared with
-//! `:db/txInstant`, as-of inclusive, since exclusive), with every read command.
+//! `:db/txInstant`, as-of inclusive, since exclusive), with every read command; and purging
+//! history through `transact`.
 
 use datahike::edn::read_str;
 use datahike::Edn;
@@ -141,4 +142,24 @@ fn temporal_prefix_errors() {
     // A view is not a connection: transact needs conn:.
     let err = env.fails(&["transact", "history:cfg.edn", r#"[{:name "Carol"}]"#]);
     assert!(err.contains("Invalid arguments for 'transact'"), "{err}");
+}
+
+#[test]
+fn transact_purges() {
+    let env = Env::new();
+    let report = env.edn(&["transact", "conn:cfg.edn", "[[:db/purge 3 :age 20] [:db.purge/entity 4]]"]);
+    // As in Datahike, a purge reports only the transaction's own :db/txInstant.
+    let Some(Edn::Vector(tx_data)) = report.get_kw("tx-data") else { panic!("no tx-data in {report}") };
+    assert_eq!(tx_data.len(), 1, "{report}");
+    assert!(tx_data[0].to_string().contains(":db/txInstant"), "{report}");
+    let read = |text: &str| read_str(text).unwrap();
+    assert_eq!(env.edn(&["query", AGES, "db:cfg.edn"]), read(r#"#{["Alice" 21]}"#));
+    assert_eq!(env.edn(&["query", AGES, "history:cfg.edn"]), read(r#"#{["Alice" 21]}"#));
+    assert_eq!(env.edn(&["query", "[:find ?e :where [?e :name]]", "history:cfg.edn"]), read("#{[3]}"));
+    let datoms = env.ok(&["datoms", "history:cfg.edn", "{:index :eavt :components [3 :age]}"]);
+    assert_eq!(datoms.trim(), "[#datahike/Datom [3 :age 21 536870915 true]]");
+    let err = env.fails(&["transact", "conn:nohist.edn", "[[:db.purge/entity 1]]"]);
+    assert!(err.contains("Purge entity is only available in temporal databases"), "{err}");
+    let err = env.fails(&["transact", "conn:cfg.edn", r#"[[:db.purge/entity [:name "Bob"]]]"#]);
+    assert!(err.contains(r#"Can't find entity with ID [:name "Bob"] to be purged"#), "{err}");
 }

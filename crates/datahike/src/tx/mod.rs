@@ -6,6 +6,7 @@
 //! is applied to the indices by [`crate::db::Db::apply_tx`], the same function that replays
 //! the log, so a replayed database equals the one that was committed.
 
+mod purge;
 mod report;
 
 pub use report::TxReport;
@@ -17,7 +18,7 @@ use crate::edn::{Edn, Keyword};
 use crate::error::{Error, Result, TxError};
 use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique};
 use crate::value::{Eid, Value};
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -357,6 +358,10 @@ struct TxState<'a> {
     unique: HashMap<(Keyword, Value), Option<Eid>>,
     tx_data: Vec<Datom>,
     queued_tuples: Vec<(Eid, Keyword, Vec<Value>)>,
+    /// Datoms stored before the transaction that its purges excised, in order.
+    purged: Vec<Datom>,
+    /// The same, for membership tests.
+    purged_set: HashSet<Datom>,
 }
 
 impl<'a> TxState<'a> {
@@ -403,6 +408,8 @@ impl<'a> TxState<'a> {
             unique: HashMap::default(),
             tx_data: Vec::new(),
             queued_tuples: Vec::new(),
+            purged: Vec::new(),
+            purged_set: HashSet::default(),
         })
     }
 
@@ -430,7 +437,7 @@ impl<'a> TxState<'a> {
             tx_instant: self.tx_instant,
             tempids,
             tx_meta: self.meta,
-            purged: Vec::new(),
+            purged: self.purged,
             commit: None,
         })
     }
@@ -1154,14 +1161,14 @@ impl<'a> TxState<'a> {
                 Ok(vec![Item::Op(vec![Edn::kw("db/add"), Edn::Int(eid), a, new])])
             }
             "db/purge" | "db.purge/attribute" | "db.purge/entity" | "db.history.purge/before" => {
-                Err(TxError::Syntax(format!("{op} (excision) is not supported yet by this version of datahike-rs: {ctx}")).into())
+                self.purge_op(op, &e, op_vec)
             }
             "db.fn/call" => Err(TxError::Syntax(format!(
                 ":db.fn/call needs a function value, which EDN transaction data cannot carry: {ctx}"
             ))
             .into()),
             _ => Err(TxError::Syntax(format!(
-                "Unknown operation at {ctx}, expected :db/add, :db/retract, :db.fn/retractAttribute, :db/retractEntity, :db.fn/retractEntity, :db/cas, :db.fn/cas"
+                "Unknown operation at {ctx}, expected :db/add, :db/retract, :db.fn/retractAttribute, :db/retractEntity, :db.fn/retractEntity, :db/cas, :db.fn/cas, :db/purge, :db.purge/attribute, :db.purge/entity, :db.history.purge/before"
             ))
             .into()),
         }
