@@ -374,6 +374,7 @@ impl Db {
             last_tx_instant: inner.last_tx_instant,
             cache: inner.cache.clone(),
             view: None,
+            commit: inner.commit.clone(),
         })))
     }
 
