@@ -580,7 +580,11 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
         effective.branching_factor = stored.branching_factor;
     }
     let config = Arc::new(effective);
-    let cache = Arc::new(NodeCache::new(Some(store.clone()), config.store_cache_size));
+    let cache = Arc::new(if matches!(config.store, StoreConfig::Memory { .. }) {
+        NodeCache::resident(store.clone(), config.store_cache_size)
+    } else {
+        NodeCache::new(Some(store.clone()), config.store_cache_size)
+    });
     let mut db = db_from_head(&config, &head, &cache)?;
     let log = config.branch.as_str().to_string();
     let mut durable = Durable {

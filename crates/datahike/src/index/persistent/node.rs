@@ -234,12 +234,12 @@ impl ChildRef {
     }
 
     /// Called once the node is in the store: hand it to the cache and drop the strong
-    /// reference, so that memory is bounded by the cache. Without a store the node stays in
-    /// memory, since it could not be loaded again.
+    /// reference, so that memory is bounded by the cache. Without a store (or with a resident
+    /// cache) the node stays in memory.
     pub fn mark_durable(&self, cache: &NodeCache) {
         let address = self.address();
         self.durable.store(true, AtomicOrdering::Release);
-        if cache.store.is_some() {
+        if cache.store.is_some() && !cache.resident {
             let mut slot = self.node.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(node) = slot.take() {
                 cache.insert(address, node);
@@ -254,6 +254,9 @@ pub struct NodeCache {
     store: Option<Arc<dyn Store>>,
     nodes: quick_cache::sync::Cache<Address, Arc<Node>>,
     capacity: usize,
+    /// Nodes stay in memory once durable (a store in this process's memory: loading a node
+    /// again would only decode a copy of what is already here).
+    resident: bool,
 }
 
 impl NodeCache {
@@ -264,7 +267,13 @@ impl NodeCache {
     /// lives only in memory: its nodes are never dropped, so nothing needs loading).
     pub fn new(store: Option<Arc<dyn Store>>, capacity_nodes: usize) -> NodeCache {
         let capacity = capacity_nodes.max(1);
-        NodeCache { store, nodes: quick_cache::sync::Cache::new(capacity), capacity }
+        NodeCache { store, nodes: quick_cache::sync::Cache::new(capacity), capacity, resident: false }
+    }
+
+    /// A cache whose nodes stay in memory after they are stored (for the memory backend);
+    /// nodes of older versions, loaded from the store, still go through the LRU.
+    pub fn resident(store: Arc<dyn Store>, capacity_nodes: usize) -> NodeCache {
+        NodeCache { resident: true, ..NodeCache::new(Some(store), capacity_nodes) }
     }
 
     /// The store nodes are loaded from.
