@@ -4,13 +4,11 @@
 
 mod common;
 
-use common::{edn, TX1};
+use common::{edn, fresh_store, Backend, BACKENDS, TX1};
 use datahike::datom::TX0;
 use datahike::edn::pr_str;
 use datahike::{q, Config, Conn, Db, Edn, IndexOrder, QueryInput, TimePoint};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
+use std::sync::atomic::Ordering;
 
 /// A database on one backend, reopenable.
 struct TestDb {
@@ -35,27 +33,9 @@ impl TestDb {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Memory,
-    File,
-}
-
-const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::File];
-
 /// A fresh database with config keys `extra` (e.g. `:schema-flexibility :read`).
 fn open(backend: Backend, extra: &str) -> TestDb {
-    let (store, dir) = match backend {
-        Backend::Memory => {
-            let id = format!("history-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-            (format!("{{:backend :memory :id {id:?}}}"), None)
-        }
-        Backend::File => {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("db").display().to_string();
-            (format!("{{:backend :file :path {path:?}}}"), Some(dir))
-        }
-    };
+    let (store, dir) = fresh_store(backend, "history");
     let config = Config::parse(&format!("{{:store {store} {extra}}}")).unwrap();
     datahike::create_database(&config).unwrap();
     let conn = datahike::connect(&config).unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::edn;
+use common::{edn, fresh_store, Backend, BACKENDS};
 use datahike::datom::TX0;
 use datahike::edn::pr_str;
 use datahike::{q, Config, Conn, Db, Edn, IndexOrder, QueryInput, TimePoint, TxReport};
@@ -14,14 +14,6 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Memory,
-    File,
-}
-
-const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::File];
 
 /// A database on one backend, reopenable.
 struct TestDb {
@@ -92,17 +84,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 /// A fresh database with config keys `extra`.
 fn open(backend: Backend, extra: &str) -> TestDb {
-    let (store, dir) = match backend {
-        Backend::Memory => {
-            let id = format!("purge-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-            (format!("{{:backend :memory :id {id:?}}}"), None)
-        }
-        Backend::File => {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("db").display().to_string();
-            (format!("{{:backend :file :path {path:?}}}"), Some(dir))
-        }
-    };
+    let (store, dir) = fresh_store(backend, "purge");
     let config = Config::parse(&format!("{{:store {store} {extra}}}")).unwrap();
     datahike::create_database(&config).unwrap();
     let conn = datahike::connect(&config).unwrap();

@@ -3,21 +3,10 @@
 
 mod common;
 
-use common::edn;
+use common::{edn, fresh_store, Backend, BACKENDS};
 use datahike::edn::pr_str;
 use datahike::{q, BranchOrCommit, Config, Conn, Db, Keyword, QueryInput};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Memory,
-    File,
-}
-
-const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::File];
 
 struct TestDb {
     conn: Conn,
@@ -27,17 +16,7 @@ struct TestDb {
 
 impl TestDb {
     fn new(backend: Backend) -> TestDb {
-        let (store, dir) = match backend {
-            Backend::Memory => {
-                let id = format!("versioning-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-                (format!("{{:backend :memory :id {id:?}}}"), None)
-            }
-            Backend::File => {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("db").display().to_string();
-                (format!("{{:backend :file :path {path:?}}}"), Some(dir))
-            }
-        };
+        let (store, dir) = fresh_store(backend, "versioning");
         let config = Config::parse(&format!("{{:store {store} :schema-flexibility :read}}")).unwrap();
         datahike::create_database(&config).unwrap();
         let conn = datahike::connect(&config).unwrap();

@@ -18,7 +18,7 @@ use crate::db::{now_millis, Db, DbInner, Indices};
 use crate::edn::{pr_str, read_str, Edn, Keyword};
 use crate::error::{Error, Result};
 use crate::index::codec::{self, Reader};
-use crate::index::{IndexRoot, NodeCache};
+use crate::index::{IndexRoot, NodeCache, PendingFlush};
 use crate::schema::{is_schema_attr, Schema};
 use crate::store::{FileStore, MemoryStore, Store};
 use crate::tx::{self, Commit, TxOutcome, TxReport};
@@ -989,6 +989,42 @@ impl Conn {
     }
 }
 
+/// The index nodes of a value not stored yet and the head that names the value.
+struct Snapshot {
+    pendings: Vec<PendingFlush>,
+    nodes: Vec<(String, Vec<u8>)>,
+    head: Head,
+}
+
+impl Snapshot {
+    /// Encodes every node of `db`'s indices that is not durable yet, and the head naming
+    /// `db` as commit `commit` (the fields fixed at creation come from `fixed`).
+    fn prepare(db: &Db, commit: Commit, pack_base: Option<uuid::Uuid>, fixed: Head) -> Result<Snapshot> {
+        let mut pendings = Vec::new();
+        for idx in db.0.current.all() {
+            pendings.push(idx.prepare_flush()?);
+        }
+        if let Some(h) = &db.0.history {
+            for idx in h.all() {
+                pendings.push(idx.prepare_flush()?);
+            }
+        }
+        let nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
+        let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
+        let head = Head {
+            max_eid: db.max_eid(),
+            max_tx: db.max_tx(),
+            last_tx_instant: db.last_tx_instant(),
+            current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
+            history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
+            pack_base,
+            commit,
+            ..fixed
+        };
+        Ok(Snapshot { pendings, nodes, head })
+    }
+}
+
 /// Makes every index node of `db` durable, then publishes a head naming them, then discards
 /// the log it covers. Node writing runs without the writer lock, so transactions continue;
 /// only the head swap takes it. One flush runs at a time per connection.
@@ -1021,31 +1057,11 @@ fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
             .cloned()
             .ok_or_else(|| Error::Internal("a connection's database value has no commit".into()))?;
     let epoch = store.get(GC_EPOCH_KEY)?;
-    let index = &db.0;
-    let mut pendings = Vec::new();
-    for idx in index.current.all() {
-        pendings.push(idx.prepare_flush()?);
-    }
-    if let Some(h) = &index.history {
-        for idx in h.all() {
-            pendings.push(idx.prepare_flush()?);
-        }
-    }
-    let mut nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
-    let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
     let previous_id = previous.commit.id;
-    let head = Head {
-        max_eid: db.max_eid(),
-        max_tx: db.max_tx(),
-        last_tx_instant: db.last_tx_instant(),
-        current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
-        history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
-        // The last record is this snapshot's own commit: a pack is worth writing only when it
-        // holds commits before it.
-        pack_base: (records.len() > 1).then_some(previous_id),
-        commit,
-        ..previous
-    };
+    // The last record is this snapshot's own commit: a pack is worth writing only when it
+    // holds commits before it.
+    let pack_base = (records.len() > 1).then_some(previous_id);
+    let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
     let bytes = head.encode();
     if head.pack_base.is_some() {
         nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));

@@ -208,28 +208,7 @@ impl Conn {
                 pr_str(&self.0.config.store.to_edn())
             )));
         }
-        let mut pendings = Vec::new();
-        for idx in db.0.current.all() {
-            pendings.push(idx.prepare_flush()?);
-        }
-        if let Some(h) = &db.0.history {
-            for idx in h.all() {
-                pendings.push(idx.prepare_flush()?);
-            }
-        }
-        let mut nodes: Vec<(String, Vec<u8>)> =
-            pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
-        let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
-        let head = Head {
-            max_eid: db.max_eid(),
-            max_tx: db.max_tx(),
-            last_tx_instant: db.last_tx_instant(),
-            current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
-            history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
-            pack_base: None,
-            commit,
-            ..fixed
-        };
+        let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(db, commit, None, fixed)?;
         let bytes = head.encode();
         let key = commit_key(&head.commit.id);
         if store.get(&key)?.is_none() {

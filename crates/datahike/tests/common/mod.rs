@@ -169,3 +169,28 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// The backends the tests of a capability run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    File,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::File];
+
+/// The `:store` map of a fresh database on `backend`: a memory id unique in this process
+/// (starting with `prefix`), or a path in a new temporary directory, returned to keep it alive.
+pub fn fresh_store(backend: Backend, prefix: &str) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Memory => {
+            let id = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+            (format!("{{:backend :memory :id {id:?}}}"), None)
+        }
+        Backend::File => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db").display().to_string();
+            (format!("{{:backend :file :path {path:?}}}"), Some(dir))
+        }
+    }
+}
