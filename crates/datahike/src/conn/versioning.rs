@@ -98,7 +98,8 @@ impl Conn {
         let store = self.store()?;
         let Some(bytes) = store.get(&branch_head_key(branch))? else { return Ok(None) };
         let head = Head::decode(&bytes)?;
-        let db = db_from_head(&self.db().0.config, &head, &self.db().0.cache)?;
+        let current = self.db();
+        let db = db_from_head(&current.0.config, &head, &current.0.cache)?;
         Ok(Some(replay_log(store.as_ref(), branch.as_str(), db)?.db))
     }
 
@@ -106,10 +107,11 @@ impl Conn {
     /// this store has that id (or garbage collection removed it).
     pub fn commit_as_db(&self, id: uuid::Uuid) -> Result<Option<Db>> {
         let store = self.store()?;
-        let config = self.db().0.config.clone();
-        let cache = self.db().0.cache.clone();
+        let current = self.db();
+        let (config, cache) = (&current.0.config, &current.0.cache);
+        let branches = self.branches()?;
         // 1. A commit of a live connection's log, not flushed yet.
-        for branch in self.branches()? {
+        for &branch in &branches {
             let Some(live) = self.live_branch(branch) else { continue };
             if live.db().commit_id() == Some(id) {
                 return Ok(Some(live.db()));
@@ -122,7 +124,7 @@ impl Conn {
                 })
             };
             if let Some((head, records)) = found {
-                let mut db = db_from_head(&config, &head, &cache)?;
+                let mut db = db_from_head(config, &head, cache)?;
                 for r in records {
                     db = db.apply_tx(&decode_log_record(&r.bytes)?)?;
                 }
@@ -131,7 +133,7 @@ impl Conn {
         }
         // 2. A snapshot.
         if let Some(bytes) = store.get(&commit_key(&id))? {
-            return Ok(Some(db_from_head(&config, &Head::decode(&bytes)?, &cache)?));
+            return Ok(Some(db_from_head(config, &Head::decode(&bytes)?, cache)?));
         }
         // 3. An entry of a pack.
         for key in store.list("packs/")? {
@@ -141,20 +143,20 @@ impl Conn {
                 continue;
             };
             let Some(base_bytes) = store.get(&commit_key(&base))? else { return Ok(None) };
-            let mut db = db_from_head(&config, &Head::decode(&base_bytes)?, &cache)?;
+            let mut db = db_from_head(config, &Head::decode(&base_bytes)?, cache)?;
             for o in &outcomes[..=pos] {
                 db = db.apply_tx(o)?;
             }
             return Ok(Some(db));
         }
         // 4. A record of a log no connection of this process holds (another process's writer).
-        for branch in self.branches()? {
+        for &branch in &branches {
             for (_, bytes) in store.log_read(branch.as_str(), 0)? {
                 let outcome = decode_log_record(&bytes)?;
                 if outcome.commit.as_ref().is_some_and(|c| c.id == id) {
                     // Rebuild from the branch's head: the record is after it.
                     let Some(head_bytes) = store.get(&branch_head_key(branch))? else { break };
-                    let mut db = db_from_head(&config, &Head::decode(&head_bytes)?, &cache)?;
+                    let mut db = db_from_head(config, &Head::decode(&head_bytes)?, cache)?;
                     for (_, bytes) in store.log_read(branch.as_str(), u64::try_from(db.max_tx()).unwrap_or(0))? {
                         let o = decode_log_record(&bytes)?;
                         let done = o.commit.as_ref().is_some_and(|c| c.id == id);
