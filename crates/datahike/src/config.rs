@@ -195,13 +195,6 @@ impl Config {
                 ":attribute-refs? true cannot be combined with :schema-flexibility :read".into(),
             ));
         }
-        if config.attribute_refs {
-            // Refusing is better than silently storing keyword attributes the caller did not
-            // ask for: ids and datoms would differ from Datahike's.
-            return Err(Error::Config(
-                ":attribute-refs? true (attributes as entity ids) is not supported yet by datahike-rs".into(),
-            ));
-        }
         Ok(config)
     }
 
@@ -296,8 +289,7 @@ mod tests {
         let e = Config::parse("{:keep-history? 1}").unwrap_err().to_string();
         assert!(e.contains(":keep-history?") && e.contains('1'), "{e}");
         assert!(Config::parse("{:attribute-refs? true :schema-flexibility :read}").is_err());
-        let e = Config::parse("{:attribute-refs? true}").unwrap_err().to_string();
-        assert!(e.contains(":attribute-refs?"), "{e}");
+        assert!(Config::parse("{:attribute-refs? true}").unwrap().attribute_refs);
         assert!(Config::parse("[1]").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The database value: immutable indices, schema and counters. A `Db` never changes once
 //! returned; a transaction makes a new one that shares structure with it.
 
+use crate::attr_refs::Idents;
 use crate::config::{Config, SchemaFlexibility};
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::edn::{Edn, Keyword};
@@ -11,6 +12,7 @@ use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::{Eid, Value};
 use crate::view::{view_indices, DatomPred, Layer, ReadSpec, TimePoint, View};
 use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 /// Transactions with more index changes than this update the three indices in parallel.
@@ -531,8 +533,8 @@ impl Db {
             Edn::Int(i) => Ok(Some(*i)),
             Edn::Keyword(k) => Ok(self.schema().ident_eid(*k)),
             Edn::Vector(xs) | Edn::List(xs) if xs.len() == 2 => {
-                let a = xs[0]
-                    .as_keyword()
+                let a = self
+                    .attr_of(&xs[0])
                     .ok_or_else(|| Error::Argument(format!("Lookup ref attribute should be a keyword: {x}")))?;
                 if self.schema().attr(a).is_none_or(|attr| attr.unique.is_none()) {
                     return Err(Error::Argument(format!("Lookup ref attribute should be marked as :db/unique: {x}")));
@@ -547,8 +549,23 @@ impl Db {
         }
     }
 
+    /// An attribute given as its ident or, under `:attribute-refs? true`, its entity id.
+    pub fn attr_of(&self, a: &Edn) -> Option<Keyword> {
+        match a {
+            Edn::Keyword(k) => Some(*k),
+            Edn::Int(e) if self.attr_refs() => self.schema().eid_ident(*e),
+            _ => None,
+        }
+    }
+
     /// Converts an EDN value to the datom value of attribute `a` (refs resolved to ids).
     pub fn value_for(&self, a: Keyword, v: &Edn) -> Result<Value> {
+        if let (true, Edn::Int(e)) = (self.attr_refs() && crate::attr_refs::is_enum_attr(a), v) {
+            // A schema enum given by its id.
+            if let Some(k) = self.schema().eid_ident(*e) {
+                return Ok(Value::Keyword(k));
+            }
+        }
         if self.schema().is_ref(a) && !matches!(v, Edn::Int(_)) {
             return self
                 .entid(v)?
@@ -585,8 +602,10 @@ impl Db {
         let attr_pos = slots.iter().position(|s| *s == 1).unwrap_or(1);
         if let Some(a) = components.get(attr_pos) {
             if *a != Edn::Nil {
-                let k =
-                    a.as_keyword().ok_or_else(|| Error::Argument(format!("attribute must be a keyword, got {a}")))?;
+                let k = self.attr_of(a).ok_or_else(|| {
+                    let expected = if self.attr_refs() { "a keyword or an attribute id" } else { "a keyword" };
+                    Error::Argument(format!("attribute must be {expected}, got {a}"))
+                })?;
                 self.check_attr(k)?;
                 key.a = Some(k);
             }
@@ -628,19 +647,93 @@ impl Db {
     /// Datahike's `datoms`: every datom whose leading components equal `components`.
     pub fn datoms(&self, order: IndexOrder, components: &[Edn]) -> Result<Vec<Datom>> {
         let key = self.components_key(order, components)?.prefix_for(order);
-        Ok(self.index(order).range(&key, &key).collect::<IndexResult<Vec<_>>>()?)
+        let mut out = self.index(order).range(&key, &key).collect::<IndexResult<Vec<_>>>()?;
+        if self.attr_refs() {
+            self.schema().sort_presented(order, &mut out);
+        }
+        Ok(out)
     }
 
     /// Datahike's `seek-datoms`: from `components` to the end of the index.
     pub fn seek_datoms(&self, order: IndexOrder, components: &[Edn]) -> Result<Vec<Datom>> {
         let key = self.components_key(order, components)?.prefix_for(order);
+        if self.attr_refs() {
+            return self.seek_presented(order, &key, Ordering::Greater);
+        }
         Ok(self.index(order).seek(&key).collect::<IndexResult<Vec<_>>>()?)
     }
 
     /// Datahike's `rseek-datoms`: from `components` backwards to the start of the index.
     pub fn rseek_datoms(&self, order: IndexOrder, components: &[Edn]) -> Result<Vec<Datom>> {
         let key = self.components_key(order, components)?.prefix_for(order);
+        if self.attr_refs() {
+            return self.seek_presented(order, &key, Ordering::Less);
+        }
         Ok(self.index(order).rseek(&key).collect::<IndexResult<Vec<_>>>()?)
+    }
+
+    /// `seek-datoms` (`dir` Greater) or `rseek-datoms` (Less) under `:attribute-refs? true`,
+    /// where the index order by id differs from the stored order by ident across attributes:
+    /// the datoms at or beyond `key` in id order, sorted in that order.
+    fn seek_presented(&self, order: IndexOrder, key: &DatomKey, dir: Ordering) -> Result<Vec<Datom>> {
+        let schema = self.schema();
+        let a_id = key.a.map(|a| schema.eid_of(a).unwrap_or(Eid::MAX));
+        let v = key.v.as_ref().map(|v| (key.a, v));
+        // Compares a datom with the key on the key's components, in index order.
+        let cmp = |d: &Datom| -> Ordering {
+            let a = || a_id.map_or(Ordering::Equal, |x| schema.eid_of(d.a).unwrap_or(Eid::MAX).cmp(&x));
+            let e = || key.e.map_or(Ordering::Equal, |x| d.e.cmp(&x));
+            let v = || match v {
+                Some((Some(a), x)) => schema.present_value(d.a, &d.v).cmp(&schema.present_value(a, x)),
+                Some((None, x)) => d.v.cmp(x),
+                None => Ordering::Equal,
+            };
+            let tx = || key.tx.map_or(Ordering::Equal, |x| d.tx().cmp(&x));
+            match order {
+                IndexOrder::Eavt => e().then_with(a).then_with(v).then_with(tx),
+                IndexOrder::Aevt => a().then_with(e).then_with(v).then_with(tx),
+                IndexOrder::Avet => a().then_with(v).then_with(e).then_with(tx),
+            }
+        };
+        let all = DatomKey::default();
+        let mut out = Vec::new();
+        for d in self.index(order).range(&all, &all) {
+            let d = d?;
+            if cmp(&d) != dir.reverse() {
+                out.push(d);
+            }
+        }
+        schema.sort_presented(order, &mut out);
+        if dir == Ordering::Less {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Whether this database has `:attribute-refs? true`.
+    pub fn attr_refs(&self) -> bool {
+        self.config().attribute_refs
+    }
+
+    /// The entity id of attribute (or other ident) `ident`; under `:attribute-refs? true` this
+    /// is what datoms show in their `a` slot.
+    pub fn ident_id(&self, ident: Keyword) -> Option<Eid> {
+        self.schema().ident_eid(ident)
+    }
+
+    /// A datom as `[e a v tx added]`, as a user of this database sees it: under
+    /// `:attribute-refs? true` the attribute (and a schema enum value) as entity ids.
+    pub fn datom_edn(&self, d: &Datom) -> Edn {
+        if self.attr_refs() {
+            self.schema().datom_edn(d)
+        } else {
+            d.to_edn_vector()
+        }
+    }
+
+    /// [`Db::datom_edn`] with Datahike's `#datahike/Datom` tag.
+    pub fn datom_tagged_edn(&self, d: &Datom) -> Edn {
+        Edn::Tagged(crate::edn::Symbol::new("datahike/Datom"), Box::new(self.datom_edn(d)))
     }
 
     /// Datahike's `index-range`: AVET datoms of `attr` with `start <= v <= end` (either bound

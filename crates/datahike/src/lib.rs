@@ -27,6 +27,7 @@
 //! every read accepts (see [`view`]); [`Conn::listen`] reports each transaction. This crate is
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
+pub mod attr_refs;
 pub mod config;
 mod conn;
 pub mod datom;

@@ -1,6 +1,7 @@
 //! Schema: attribute definitions derived from schema datoms, the implicit system schema, value
 //! type checks and the schema changes Datahike allows.
 
+use crate::attr_refs::{self, Idents};
 use crate::datom::Datom;
 use crate::edn::{Edn, Keyword};
 use crate::value::{Eid, Value};
@@ -295,9 +296,21 @@ pub struct Schema {
     attr_tuples: HashMap<Keyword, Vec<(Keyword, usize)>>,
     /// Composite tuple attributes that are `:db.unique/identity`, with their parts.
     identity_tuples: Vec<(Keyword, Vec<Keyword>)>,
+    /// `:attribute-refs? true`: the system entities have ids (and are not schema here).
+    attr_refs: bool,
 }
 
 impl Schema {
+    /// An empty schema; `attr_refs` for an `:attribute-refs? true` database.
+    pub fn new(attr_refs: bool) -> Schema {
+        Schema { attr_refs, ..Schema::default() }
+    }
+
+    /// Whether the database has `:attribute-refs? true`.
+    pub fn attr_refs(&self) -> bool {
+        self.attr_refs
+    }
+
     /// The definition of attribute `a`: user-declared or built in.
     pub fn attr(&self, a: Keyword) -> Option<&Attribute> {
         self.attrs.get(&a).or_else(|| system_attributes().get(&a)).map(|x| x.as_ref())
@@ -335,12 +348,20 @@ impl Schema {
 
     /// The entity carrying `:db/ident ident`.
     pub fn ident_eid(&self, ident: Keyword) -> Option<Eid> {
-        self.ident_eid.get(&ident).copied()
+        match self.ident_eid.get(&ident) {
+            Some(e) => Some(*e),
+            None if self.attr_refs => attr_refs::system_eid(ident),
+            None => None,
+        }
     }
 
     /// The ident of entity `e`.
     pub fn eid_ident(&self, e: Eid) -> Option<Keyword> {
-        self.eid_ident.get(&e).copied()
+        match self.eid_ident.get(&e) {
+            Some(k) => Some(*k),
+            None if self.attr_refs => attr_refs::system_ident(e),
+            None => None,
+        }
     }
 
     /// User attributes, sorted by ident.
@@ -358,6 +379,10 @@ impl Schema {
     /// Folds one datom of a schema attribute into the schema. Callers pass every datom whose
     /// attribute satisfies [`is_schema_attr`], in transaction order.
     pub fn apply_datom(&mut self, d: &Datom) {
+        if self.attr_refs && attr_refs::is_system_entity(d.e) {
+            // Fixed: the system table describes them.
+            return;
+        }
         let props = self.entities.entry(d.e).or_default();
         let values = props.entry(d.a).or_default();
         if d.added() {
@@ -555,5 +580,14 @@ impl Schema {
                 .map(|(k, vs)| (Edn::kw(k), Edn::Set(vs.into_iter().map(Edn::Keyword).collect())))
                 .collect(),
         )
+    }
+}
+
+impl Idents for Schema {
+    fn eid_of(&self, k: Keyword) -> Option<Eid> {
+        self.ident_eid(k)
+    }
+    fn ident_of(&self, e: Eid) -> Option<Keyword> {
+        self.eid_ident(e)
     }
 }

@@ -4,7 +4,7 @@
 //! from `datahike.api.specification`.
 
 use crate::input::Arg;
-use datahike::{Config, Edn, Error, IndexOrder, QueryInput, Result, TxReport};
+use datahike::{Config, Db, Edn, Error, IndexOrder, QueryInput, Result, TxReport};
 
 /// How help groups the commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -768,31 +768,35 @@ fn index_args(args: &[Arg]) -> Result<(IndexOrder, Vec<Edn>)> {
     Ok((order, components))
 }
 
-fn datoms_edn(datoms: Vec<datahike::Datom>) -> Edn {
-    Edn::Vector(datoms.iter().map(datahike::Datom::to_edn).collect())
+fn datoms_edn(db: &Db, datoms: Vec<datahike::Datom>) -> Edn {
+    Edn::Vector(datoms.iter().map(|d| db.datom_tagged_edn(d)).collect())
 }
 
 fn datoms(args: &[Arg]) -> Result<Edn> {
     let (order, components) = index_args(args)?;
-    Ok(datoms_edn(db(args)?.datoms(order, &components)?))
+    let db = db(args)?;
+    Ok(datoms_edn(db, db.datoms(order, &components)?))
 }
 
 fn seek_datoms(args: &[Arg]) -> Result<Edn> {
     let (order, components) = index_args(args)?;
-    Ok(datoms_edn(db(args)?.seek_datoms(order, &components)?))
+    let db = db(args)?;
+    Ok(datoms_edn(db, db.seek_datoms(order, &components)?))
 }
 
 fn rseek_datoms(args: &[Arg]) -> Result<Edn> {
     let (order, components) = index_args(args)?;
-    Ok(datoms_edn(db(args)?.rseek_datoms(order, &components)?))
+    let db = db(args)?;
+    Ok(datoms_edn(db, db.rseek_datoms(order, &components)?))
 }
 
 fn index_range(args: &[Arg]) -> Result<Edn> {
     let range = data(args, 1)?;
-    let attr = range.get_kw("attrid").and_then(Edn::as_keyword).ok_or_else(|| bug("a range map"))?;
     let start = range.get_kw("start").unwrap_or(&Edn::Nil);
     let end = range.get_kw("end").unwrap_or(&Edn::Nil);
-    Ok(datoms_edn(db(args)?.index_range(attr, start, end)?))
+    let db = db(args)?;
+    let attr = range.get_kw("attrid").and_then(|a| db.attr_of(a)).ok_or_else(|| bug("a range map"))?;
+    Ok(datoms_edn(db, db.index_range(attr, start, end)?))
 }
 
 /// The inputs after a query: databases and data.

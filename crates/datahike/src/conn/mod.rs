@@ -12,6 +12,7 @@ mod versioning;
 pub use gc::GcReport;
 pub use versioning::BranchOrCommit;
 
+use crate::attr_refs;
 use crate::config::{Config, StoreConfig};
 use crate::datom::TX0;
 use crate::db::{now_millis, Db, DbInner, Indices};
@@ -277,7 +278,7 @@ fn pack_key(id: &uuid::Uuid) -> String {
 
 /// Rebuilds the schema of a database from its schema datoms.
 fn load_schema(db: &Db) -> Result<Schema> {
-    let mut schema = Schema::default();
+    let mut schema = Schema::new(db.config().attribute_refs);
     let ident = Keyword::new("db/ident");
     let entities = db.datoms_key(IndexOrder::Aevt, &DatomKey { a: Some(ident), ..Default::default() })?;
     for ent in entities {
@@ -486,6 +487,7 @@ pub fn create_database(config: &Config) -> Result<Config> {
         commit: Commit { id: uuid::Uuid::new_v4(), parents: Vec::new() },
         pack_base: None,
     };
+    let head = if config.attribute_refs { with_system_entities(config, &store, head)? } else { head };
     let bytes = head.encode();
     store.put_batch(&[(commit_key(&head.commit.id), bytes.clone())])?;
     if !store.compare_and_set(&head_key(config), None, &bytes)? {
@@ -499,6 +501,28 @@ pub fn create_database(config: &Config) -> Result<Config> {
         result?;
     }
     Ok(config.clone())
+}
+
+/// The first head of an `:attribute-refs? true` database: its indices hold the system
+/// entities (written here, before the head that names them exists).
+fn with_system_entities(config: &Config, store: &Arc<dyn Store>, head: Head) -> Result<Head> {
+    let config = Arc::new(config.clone());
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), config.store_cache_size));
+    let empty = db_from_head(&config, &head, &cache)?;
+    let outcome = TxOutcome {
+        tx: TX0,
+        tx_data: attr_refs::system_datoms(),
+        max_eid: attr_refs::UE0,
+        tx_instant: 0,
+        tempids: Vec::new(),
+        tx_meta: Vec::new(),
+        purged: Vec::new(),
+        commit: Some(head.commit.clone()),
+    };
+    let db = empty.apply_tx(&outcome)?;
+    let snapshot = Snapshot::prepare(&db, head.commit.clone(), None, head)?;
+    store.put_batch(&snapshot.nodes)?;
+    Ok(snapshot.head)
 }
 
 /// Deletes the database and its store.
@@ -615,7 +639,7 @@ fn db_from_head(config: &Arc<Config>, head: &Head, cache: &Arc<NodeCache>) -> Re
     };
     let db = Db(Arc::new(DbInner {
         config: config.clone(),
-        schema: Arc::new(Schema::default()),
+        schema: Arc::new(Schema::new(config.attribute_refs)),
         current,
         history,
         max_eid: head.max_eid,
@@ -912,6 +936,18 @@ impl Conn {
             )));
         };
         let mut groups: Vec<(i64, Vec<LoadRow>)> = Vec::new();
+        // Data exported with :attribute-refs? true names attributes by the ids they had in the
+        // source: their idents come from the source's own `[id 1 ident]` rows.
+        let mut source_idents: HashMap<i64, Keyword> = HashMap::new();
+        for row in rows {
+            let parts = match row {
+                Edn::Tagged(_, inner) => inner.as_seq(),
+                other => other.as_seq(),
+            };
+            if let Some([Edn::Int(e), Edn::Int(1), Edn::Keyword(ident), ..]) = parts {
+                source_idents.insert(*e, *ident);
+            }
+        }
         for row in rows {
             let parts = match row {
                 Edn::Tagged(_, inner) => inner.as_seq().map(<[Edn]>::to_vec),
@@ -920,10 +956,34 @@ impl Conn {
             let Some(parts) = parts.filter(|p| p.len() >= 4) else {
                 return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]")));
             };
-            let (Edn::Int(e), Some(a), Edn::Int(t)) = (&parts[0], parts[1].as_keyword(), &parts[3]) else {
+            let (Edn::Int(e), Edn::Int(t)) = (&parts[0], &parts[3]) else {
                 return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]")));
             };
             let added = !matches!(parts.get(4), Some(Edn::Bool(false)));
+            let a = match &parts[1] {
+                Edn::Keyword(a) => *a,
+                Edn::Int(id) if !self.config().attribute_refs => {
+                    return Err(Error::Argument(format!(
+                        "load-entities: {row} names its attribute by id ({id}): data exported with \
+                         :attribute-refs? true cannot be loaded into a database without attribute references"
+                    )));
+                }
+                Edn::Int(id) => {
+                    if *t == TX0 && (attr_refs::is_system_entity(*e) || *e == TX0) {
+                        // The system entities every such database starts with.
+                        continue;
+                    }
+                    match source_idents.get(id).copied().or_else(|| attr_refs::system_ident(*id)) {
+                        Some(a) => a,
+                        None => {
+                            return Err(Error::Argument(format!(
+                                "load-entities: {row} uses attribute {id}, whose :db/ident the data does not contain"
+                            )))
+                        }
+                    }
+                }
+                _ => return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]"))),
+            };
             match groups.iter_mut().find(|(tx, _)| tx == t) {
                 Some((_, g)) => g.push((*e, a, parts[2].clone(), added)),
                 None => groups.push((*t, vec![(*e, a, parts[2].clone(), added)])),

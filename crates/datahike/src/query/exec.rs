@@ -14,17 +14,20 @@ use super::rel::{Groups, Rel};
 use super::rules::{self, FixState};
 use super::stats::Recorder;
 use super::QueryError;
+use crate::attr_refs::{self, Idents};
 use crate::datom::IndexOrder;
 use crate::datom::{Datom, DatomKey};
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
 use crate::error::{Error, Result};
+use crate::schema::Schema;
 use crate::value::Value;
 use rustc_hash::FxHasher;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A data source: a database, or a plain collection of tuples.
@@ -691,6 +694,11 @@ trait Components {
     fn comp_cow(&self, pos: usize) -> Cow<'_, Value>;
     /// Whether the component equals `v`, without building a value.
     fn comp_eq(&self, pos: usize, v: &Value) -> bool;
+    /// Under `:attribute-refs? true`: the component as a user sees it, when that differs from
+    /// the stored one (an attribute as its id, a schema enum value as its id).
+    fn presented(&self, _pos: usize, _ids: &Schema) -> Option<Value> {
+        None
+    }
 }
 impl Components for Datom {
     fn comp(&self, pos: usize) -> Value {
@@ -703,6 +711,13 @@ impl Components for Datom {
             2 => Cow::Borrowed(&self.v),
             3 => Cow::Owned(Value::Long(self.tx())),
             _ => Cow::Owned(Value::Boolean(self.added())),
+        }
+    }
+    fn presented(&self, pos: usize, ids: &Schema) -> Option<Value> {
+        match pos {
+            1 => Some(ids.present_attr(self.a)),
+            2 if attr_refs::is_enum_attr(self.a) => Some(ids.present_value(self.a, &self.v)),
+            _ => None,
         }
     }
     fn comp_eq(&self, pos: usize, v: &Value) -> bool {
@@ -733,6 +748,9 @@ struct PatternPlan {
     out_vars: Vec<Var>,
     /// Bounds on the value from fused comparisons.
     range: Option<VRange>,
+    /// Under `:attribute-refs? true`, the database's idents: the pattern binds attributes (and
+    /// schema enum values) as ids.
+    ids: Option<Arc<Schema>>,
 }
 
 fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
@@ -760,6 +778,26 @@ fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
 }
 
 impl PatternPlan {
+    /// Component `pos` of `d` as the query sees it.
+    fn comp<T: Components>(&self, d: &T, pos: usize) -> Value {
+        match self.ids.as_deref().and_then(|ids| d.presented(pos, ids)) {
+            Some(v) => v,
+            None => d.comp(pos),
+        }
+    }
+
+    fn comp_cow<'d, T: Components>(&self, d: &'d T, pos: usize) -> Cow<'d, Value> {
+        match self.ids.as_deref().and_then(|ids| d.presented(pos, ids)) {
+            Some(v) => Cow::Owned(v),
+            None => d.comp_cow(pos),
+        }
+    }
+
+    /// Whether component `pos` of `d` equals `v`, as stored or as the query sees it.
+    fn comp_eq<T: Components>(&self, d: &T, pos: usize, v: &Value) -> bool {
+        d.comp_eq(pos, v) || self.ids.as_deref().and_then(|ids| d.presented(pos, ids)).is_some_and(|p| p == *v)
+    }
+
     fn matches<T: Components>(&self, d: &T, row: Option<&[Value]>) -> bool {
         if let Some(range) = &self.range {
             if !range.admits(&d.comp_cow(2)) {
@@ -768,9 +806,9 @@ impl PatternPlan {
         }
         for (pos, s) in self.slots.iter().enumerate() {
             let ok = match s {
-                Slot::Const => self.consts[pos].as_ref().is_some_and(|c| d.comp_eq(pos, c)),
-                Slot::Same(p) => d.comp_eq(pos, &d.comp_cow(*p)),
-                Slot::Bound(c) => row.is_none_or(|r| d.comp_eq(pos, &r[*c])),
+                Slot::Const => self.consts[pos].as_ref().is_some_and(|c| self.comp_eq(d, pos, c)),
+                Slot::Same(p) => self.comp_eq(d, pos, &self.comp_cow(d, *p)),
+                Slot::Bound(c) => row.is_none_or(|r| self.comp_eq(d, pos, &r[*c])),
                 _ => true,
             };
             if !ok {
@@ -784,7 +822,7 @@ impl PatternPlan {
         out.data.extend_from_slice(row);
         for (pos, s) in self.slots.iter().enumerate() {
             if let Slot::Free = s {
-                out.data.push(d.comp(pos));
+                out.data.push(self.comp(d, pos));
             }
         }
         out.n_rows += 1;
@@ -826,7 +864,7 @@ impl PatternPlan {
                 self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
             let scanned = scan(&mut |d| {
                 if self.matches(d, None) {
-                    found.push(free.iter().map(|p| d.comp(*p)).collect());
+                    found.push(free.iter().map(|p| self.comp(d, *p)).collect());
                 }
                 keep_going(&mut stop)
             });
@@ -875,9 +913,10 @@ impl PatternPlan {
             }
             let mut h = FxHasher::default();
             for (p, _) in &bound {
-                d.comp_cow(*p).hash(&mut h);
+                self.comp_cow(d, *p).hash(&mut h);
             }
-            let found = groups.keys.find(h.finish(), |key| bound.iter().zip(key).all(|((p, _), v)| d.comp_eq(*p, v)));
+            let found =
+                groups.keys.find(h.finish(), |key| bound.iter().zip(key).all(|((p, _), v)| self.comp_eq(d, *p, v)));
             if let Some(k) = found {
                 for i in groups.rows_of(k) {
                     let i = if row_of.is_empty() { i } else { row_of[i] as usize };
@@ -921,12 +960,15 @@ fn norm_eid(db: &Db, v: &Value) -> Option<Value> {
     }
 }
 
+/// An attribute held in a relation, in the form the pattern's scan produces: its ident, or
+/// under `:attribute-refs? true` its id.
 fn norm_attr(db: &Db, v: &Value) -> Option<Value> {
-    match v {
-        Value::Keyword(_) => Some(v.clone()),
-        Value::Long(e) => db.schema().eid_ident(*e).map(Value::Keyword),
-        _ => None,
-    }
+    let a = match v {
+        Value::Keyword(k) => *k,
+        Value::Long(e) => db.schema().eid_ident(*e)?,
+        _ => return None,
+    };
+    Some(if db.attr_refs() { db.schema().present_attr(a) } else { Value::Keyword(a) })
 }
 
 /// Constants of a pattern against a database; `None` when a constant names nothing, so the
@@ -1032,7 +1074,8 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Resu
         };
         return Ok((Rel::empty(out_vars), access));
     };
-    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned() };
+    let ids = db.attr_refs().then(|| db.0.schema.clone());
+    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids };
     let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);
     let (mut order, prefix) = choose_index(db.schema(), &key);
@@ -1175,7 +1218,7 @@ fn lookup_join(
             let Some(v) = norm(*pos, &row[*c]) else { continue 'rows };
             match pos {
                 0 => k.e = v.as_long(),
-                1 => k.a = v.as_keyword(),
+                1 => k.a = db.schema().attr_from_value(&v),
                 2 => k.v = Some(v),
                 3 => k.tx = v.as_long(),
                 _ => {}
@@ -1212,7 +1255,7 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
             _ => None,
         });
     }
-    let plan = PatternPlan { slots, consts, out_vars, range: None };
+    let plan = PatternPlan { slots, consts, out_vars, range: None, ids: None };
     let scan = |f: &mut dyn FnMut(&Vec<Value>) -> bool| {
         for t in tuples.iter().filter(|t| t.len() >= terms.len()) {
             if !f(t) {

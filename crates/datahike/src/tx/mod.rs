@@ -204,6 +204,13 @@ type Step<T> = std::result::Result<T, Fail>;
 /// Runs a transaction against `db` and returns what it produced. `now_ms` is the wall clock;
 /// the instant used is `max(now, last + 1)` unless the metadata sets `:db/txInstant`.
 pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result<TxOutcome> {
+    let normalized;
+    let tx_data = if db.attr_refs() {
+        normalized = ids_to_idents(db, tx_data);
+        &normalized
+    } else {
+        tx_data
+    };
     let items: &[Edn] = match tx_data {
         Edn::Nil => &[],
         Edn::Vector(xs) | Edn::List(xs) => xs,
@@ -242,6 +249,81 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
                 prebound.insert(key, eid);
             }
         }
+    }
+}
+
+/// Under `:attribute-refs? true`, transaction data may name an attribute (and a schema enum
+/// such as `:db.type/string`) by its entity id: rewrites those ids to the idents the pipeline
+/// works with. Anything else is left for the pipeline to accept or reject.
+fn ids_to_idents(db: &Db, tx_data: &Edn) -> Edn {
+    let schema = db.schema();
+    let attr = |a: &Edn| match a {
+        Edn::Int(e) => schema.eid_ident(*e).map_or_else(|| a.clone(), Edn::Keyword),
+        _ => a.clone(),
+    };
+    let enum_value = |a: &Edn, v: &Edn| match (a, v) {
+        (Edn::Keyword(a), Edn::Int(e)) if crate::attr_refs::is_enum_attr(*a) => {
+            schema.eid_ident(*e).map_or_else(|| v.clone(), Edn::Keyword)
+        }
+        _ => v.clone(),
+    };
+    // A lookup ref in entity position: `[attr-id value]`.
+    let entity = |e: &Edn| match e {
+        Edn::Vector(xs) if xs.len() == 2 => Edn::Vector(vec![attr(&xs[0]), xs[1].clone()]),
+        _ => e.clone(),
+    };
+    fn map(m: &[(Edn, Edn)], attr: &dyn Fn(&Edn) -> Edn, enum_value: &dyn Fn(&Edn, &Edn) -> Edn) -> Edn {
+        Edn::Map(
+            m.iter()
+                .map(|(k, v)| {
+                    let k = attr(k);
+                    let v = match v {
+                        Edn::Map(inner) => map(inner, attr, enum_value),
+                        Edn::Vector(xs) if xs.iter().any(|x| matches!(x, Edn::Map(_))) => Edn::Vector(
+                            xs.iter()
+                                .map(|x| if let Edn::Map(inner) = x { map(inner, attr, enum_value) } else { x.clone() })
+                                .collect(),
+                        ),
+                        _ => enum_value(&k, v),
+                    };
+                    (k, v)
+                })
+                .collect(),
+        )
+    }
+    let item = |x: &Edn| match x {
+        Edn::Map(m) => map(m, &attr, &enum_value),
+        Edn::Vector(op) | Edn::List(op) if op.len() >= 3 => {
+            let name = op[0].as_keyword().map_or("", Keyword::as_str);
+            let mut out = op.clone();
+            if matches!(
+                name,
+                "db/add"
+                    | "db/retract"
+                    | "db/cas"
+                    | "db.fn/cas"
+                    | "db.fn/retractAttribute"
+                    | "db/purge"
+                    | "db.purge/attribute"
+            ) {
+                out[1] = entity(&op[1]);
+                out[2] = attr(&op[2]);
+                let a = out[2].clone();
+                for v in out.iter_mut().skip(3) {
+                    *v = enum_value(&a, v);
+                }
+            }
+            match x {
+                Edn::List(_) => Edn::List(out),
+                _ => Edn::Vector(out),
+            }
+        }
+        other => other.clone(),
+    };
+    match tx_data {
+        Edn::Vector(xs) => Edn::Vector(xs.iter().map(item).collect()),
+        Edn::List(xs) => Edn::List(xs.iter().map(item).collect()),
+        other => other.clone(),
     }
 }
 
@@ -580,7 +662,7 @@ impl<'a> TxState<'a> {
                 if xs.len() != 2 {
                     return Err(TxError::LookupRefSyntax(format!("Lookup ref should contain 2 elements: {x}")).into());
                 }
-                let Some(a) = xs[0].as_keyword() else {
+                let Some(a) = self.db.attr_of(&xs[0]) else {
                     return Err(
                         TxError::LookupRefSyntax(format!("Lookup ref attribute should be a keyword: {x}")).into()
                     );
@@ -640,6 +722,13 @@ impl<'a> TxState<'a> {
     /// Records a datom in the working state and in tx-data.
     fn emit(&mut self, d: Datom) -> Step<()> {
         let (e, a) = (d.e, d.a);
+        if self.db.attr_refs() && crate::attr_refs::is_system_entity(e) {
+            return Err(TxError::Schema(format!(
+                "System schema entity {e} cannot be changed: {}",
+                self.db.datom_edn(&d)
+            ))
+            .into());
+        }
         let unique = self.schema.attr(a).and_then(|x| x.unique).is_some();
         {
             let vals = self.ea_datoms(e, a)?;

@@ -32,7 +32,7 @@ impl TxReport {
         Edn::Map(vec![
             (Edn::kw("db-before"), self.db_before.to_edn_summary()),
             (Edn::kw("db-after"), self.db_after.to_edn_summary()),
-            (Edn::kw("tx-data"), Edn::Vector(self.tx_data.iter().map(Datom::to_edn).collect())),
+            (Edn::kw("tx-data"), Edn::Vector(self.tx_data.iter().map(|d| self.db_after.datom_tagged_edn(d)).collect())),
             (Edn::kw("tempids"), Edn::Map(self.tempids.iter().map(|(k, e)| (k.clone(), Edn::Int(*e))).collect())),
             (Edn::kw("tx-meta"), Edn::Map(self.tx_meta.iter().map(|(k, v)| (Edn::Keyword(*k), v.clone())).collect())),
         ])
