@@ -276,3 +276,18 @@ fn load_entities_maps_exported_attribute_ids() {
     assert!(err.contains("attribute-refs"), "{err}");
     assert!(plain.db().datoms(IndexOrder::Eavt, &[]).unwrap().is_empty());
 }
+
+#[test]
+fn an_attribute_in_use_keeps_its_ident() {
+    let f = fixture(Backend::Memory, "");
+    f.conn.transact(&edn(SCHEMA)).unwrap();
+    f.conn.transact(&edn(r#"[{:name "Ivan"}]"#)).unwrap();
+    let err = f.conn.transact(&edn("[[:db/add 55 :db/ident :full-name]]")).unwrap_err();
+    assert_eq!(err.code(), "transact/schema");
+    assert!(err.to_string().contains("Cannot rename :name to :full-name"), "{err}");
+    // An attribute without datoms may be renamed; its id stays.
+    f.conn.transact(&edn("[[:db/add 56 :db/ident :buddy]]")).unwrap();
+    let db = f.conn.db();
+    assert_eq!(db.ident_id(datahike::Keyword::new("buddy")), Some(56));
+    assert_eq!(db.ident_id(datahike::Keyword::new("friend")), None);
+}

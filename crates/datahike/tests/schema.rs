@@ -181,3 +181,25 @@ fn initial_tx_is_transacted_on_creation() {
     let err = datahike::create_database(&config).unwrap_err();
     assert_eq!(err.code(), "transact/schema", "{err}");
 }
+
+#[test]
+fn an_attribute_in_use_cannot_be_renamed_or_lose_its_ident() {
+    let conn = write_db(
+        "[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
+          {:db/ident :spare :db/valueType :db.type/string :db/cardinality :db.cardinality/one}]",
+    );
+    transact(&conn, r#"[{:name "Ann"}]"#);
+    let err = transact_err(&conn, "[[:db/add 1 :db/ident :full-name]]", "transact/schema");
+    assert!(err.contains("Cannot rename :name to :full-name"), "{err}");
+    let err = transact_err(&conn, "[{:db/id 1 :db/ident :full-name}]", "transact/schema");
+    assert!(err.contains("Cannot rename :name"), "{err}");
+    let err = transact_err(&conn, "[[:db/retract 1 :db/ident :name]]", "transact/schema");
+    assert!(err.contains("Cannot retract the :db/ident of attribute :name"), "{err}");
+    // Data only in history still pins the name.
+    transact(&conn, r#"[[:db/retract 3 :name "Ann"]]"#);
+    transact_err(&conn, "[[:db/add 1 :db/ident :full-name]]", "transact/schema");
+    // An unused attribute may be renamed; the new name works, the old one is gone.
+    transact(&conn, "[[:db/add 2 :db/ident :extra]]");
+    transact(&conn, r#"[{:extra "x"}]"#);
+    assert!(conn.transact(&edn(r#"[{:spare "x"}]"#)).is_err());
+}

@@ -39,14 +39,14 @@ fn composite_tuples_follow_their_parts() {
         assert_entities(&r.db_after, &[100], want);
     }
     // The tuple of a map with both parts is written once, with both values.
-    let r = transact(&conn, r#"[{:db/id 4 :a "a" :b "c"}]"#);
+    let r = transact(&conn, r#"[{:db/id 200 :a "a" :b "c"}]"#);
     assert_tx_data_user(
         &r,
-        r#"[[4 :a "a" true] [4 :b "c" true] [4 :a+b ["a" "c"] true] [4 :a+c+d ["a" nil nil] true]]"#,
+        r#"[[200 :a "a" true] [200 :b "c" true] [200 :a+b ["a" "c"] true] [200 :a+c+d ["a" nil nil] true]]"#,
     );
     // Retracting the entity retracts its tuples too.
-    let r = transact(&conn, "[[:db/retractEntity 4]]");
-    assert_entities(&r.db_after, &[4], "[]");
+    let r = transact(&conn, "[[:db/retractEntity 200]]");
+    assert_entities(&r.db_after, &[200], "[]");
 }
 
 #[test]

@@ -496,6 +496,7 @@ impl<'a> TxState<'a> {
     }
 
     fn finish(mut self) -> Result<TxOutcome> {
+        self.check_ident_changes()?;
         // Freeing the working state of a large transaction takes a while; do it off the
         // caller's path.
         if self.work.entities.len() > 2_000 {
@@ -1122,6 +1123,49 @@ impl<'a> TxState<'a> {
                 ))
                 .into());
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses renaming (or retracting the ident of) an attribute that has datoms, current or
+    /// historical: the indices store the ident in every datom, so the data would not follow
+    /// and the attribute would be split across two names. Datahike refuses the same without
+    /// `:attribute-refs?`; under it Datahike allows the rename, which this layout cannot.
+    fn check_ident_changes(&self) -> Result<()> {
+        let ident = Keyword::new("db/ident");
+        for d in &self.tx_data {
+            let (true, false, Value::Keyword(old)) = (d.a == ident, d.added(), &d.v) else { continue };
+            if self.db.schema().attr(*old).is_none_or(|a| a.eid != d.e) {
+                continue;
+            }
+            let now = self.schema.eid_ident(d.e);
+            if now == Some(*old) {
+                continue;
+            }
+            let key = DatomKey { a: Some(*old), ..Default::default() };
+            let in_history = match self.db.history_index(IndexOrder::Aevt) {
+                Some(h) => h.count_range(&key, &key)? > 0,
+                None => false,
+            };
+            if self.attr_unused(*old) && !in_history {
+                continue;
+            }
+            let change = match now {
+                Some(new) => format!("Cannot rename {old} to {new}"),
+                None => format!("Cannot retract the :db/ident of attribute {old}"),
+            };
+            let why = if self.db.attr_refs() {
+                "datahike-rs keeps the attribute's ident in every datom, also under :attribute-refs? true, so \
+                 the data would not follow"
+            } else {
+                "without :attribute-refs? the attribute keyword is stored in every datom, so the data would \
+                 not follow"
+            };
+            return Err(TxError::Schema(format!(
+                "{change} while it has existing (or history) datoms: {why}. Migrate the data to a new \
+                 attribute instead."
+            ))
+            .into());
         }
         Ok(())
     }
