@@ -153,6 +153,10 @@ fn queries_bind_attributes_and_schema_enums_as_ids() {
     assert_eq!(query(&db, "[:find (count ?a) . :where [?a :db/cardinality :db.cardinality/many]]", &[]), "2");
     // A join from an attribute id to the datoms using it.
     assert_eq!(query(&db, "[:find (count ?e) . :where [?a :db/ident :age] [?e ?a _]]", &[]), "2");
+    // Built-ins that take an attribute take its id too; get-some answers the id.
+    assert_eq!(query(&db, r#"[:find ?a . :where [?e :name "Petr"] [(get-else $ ?e 57 0) ?a]]"#, &[]), "20");
+    assert_eq!(query(&db, r#"[:find ?x . :where [?e :name "Petr"] [(get-some $ ?e :friend 57) ?x]]"#, &[]), "[57 20]");
+    assert_eq!(query(&db, r#"[:find ?n . :where [?e :name ?n] [(missing? $ ?e 56)]]"#, &[]), r#""Petr""#);
     // Pull and entities still speak idents.
     let ivan = db.entid(&edn(r#"[:name "Ivan"]"#)).unwrap().unwrap();
     assert_eq!(ivan, 58);

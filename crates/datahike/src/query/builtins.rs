@@ -11,6 +11,7 @@
 
 use super::exec::Source;
 use super::strings;
+use crate::attr_refs::Idents;
 use crate::edn::{Edn, Keyword, Symbol};
 use crate::value::Value;
 use std::cell::Cell;
@@ -487,8 +488,13 @@ fn db_of<'a>(a: &'a Arg) -> Result<&'a crate::db::Db, FnError> {
     }
 }
 
-fn attr_of(v: &Value) -> Result<Keyword, FnError> {
-    v.as_keyword().ok_or_else(|| FnError::Other(format!("attribute should be a keyword, got {}", v.to_edn())))
+/// An attribute argument: its ident, or under `:attribute-refs? true` also its id.
+fn attr_of(db: &crate::db::Db, v: &Value) -> Result<Keyword, FnError> {
+    let found = match v {
+        Value::Long(e) if db.attr_refs() => db.schema().eid_ident(*e),
+        _ => v.as_keyword(),
+    };
+    found.ok_or_else(|| FnError::Other(format!("attribute should be a keyword, got {}", v.to_edn())))
 }
 
 fn first_value(db: &crate::db::Db, e: &Value, a: Keyword) -> Result<Option<Value>, FnError> {
@@ -505,7 +511,7 @@ fn first_value(db: &crate::db::Db, e: &Value, a: Keyword) -> Result<Option<Value
 fn get_else(args: &[Arg]) -> R {
     arity(args, 4, "get-else")?;
     let db = db_of(&args[0])?;
-    let a = attr_of(val(&args[2])?)?;
+    let a = attr_of(db, val(&args[2])?)?;
     if db.schema().is_many(a) {
         return Err(FnError::Other(format!("{a} is a cardinality-many attribute; get-else needs cardinality one")));
     }
@@ -523,9 +529,11 @@ fn get_some(args: &[Arg]) -> R {
     let db = db_of(&args[0])?;
     let e = val(&args[1])?;
     for a in &args[2..] {
-        let a = attr_of(val(a)?)?;
+        let a = attr_of(db, val(a)?)?;
         if let Some(v) = first_value(db, e, a)? {
-            return Ok(Value::Tuple(vec![Value::Keyword(a), v].into()));
+            // The attribute as the datom shows it: an id under :attribute-refs? true.
+            let shown = if db.attr_refs() { db.schema().present_attr(a) } else { Value::Keyword(a) };
+            return Ok(Value::Tuple(vec![shown, v].into()));
         }
     }
     Ok(Value::Nil)
@@ -534,7 +542,7 @@ fn get_some(args: &[Arg]) -> R {
 fn missing(args: &[Arg]) -> R {
     arity(args, 3, "missing?")?;
     let db = db_of(&args[0])?;
-    let a = attr_of(val(&args[2])?)?;
+    let a = attr_of(db, val(&args[2])?)?;
     Ok(Value::Boolean(first_value(db, val(&args[1])?, a)?.is_none()))
 }
 
