@@ -94,3 +94,66 @@ fn rule_arguments_a_body_compares_wait_for_their_binding() {
     assert!(err.to_string().contains("Insufficient bindings"), "{err}");
     conn.release().unwrap();
 }
+
+/// A chain of non-recursive rules whose branches end in calls of the same rule (evaluated
+/// once over the union of the branches' arguments) answers as the recursive rule does, with
+/// every argument shape: bound first, bound second, constants, repeated variables, a callee
+/// with required arguments, and a head variable bound only by the call.
+#[test]
+fn non_recursive_chains_share_calls_between_branches() {
+    let conn = read_db();
+    transact(&conn, "[{:db/ident :edge :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]");
+    // A graph with a cycle (1 2 3), a tail (3 -> 4 -> 7), a self-loop (8) and an island (5 -> 6).
+    transact(
+        &conn,
+        "[[:db/add 1 :edge 2] [:db/add 2 :edge 3] [:db/add 3 :edge 1] [:db/add 3 :edge 4] [:db/add 4 :edge 7]
+          [:db/add 8 :edge 8] [:db/add 5 :edge 6] [:db/add 1 :color :red] [:db/add 4 :color :blue]]",
+    );
+    let db = conn.db();
+    let hops = "[[(hop1 ?x ?y) [?x :edge ?y]]
+                 [(hop2 ?x ?y) (hop1 ?x ?y)] [(hop2 ?x ?y) [?x :edge ?t] (hop1 ?t ?y)]
+                 [(hop3 ?x ?y) (hop2 ?x ?y)] [(hop3 ?x ?y) [?x :edge ?t] (hop2 ?t ?y)]
+                 [(reach ?x ?y ?d) [?x :edge ?y]]
+                 [(reach ?x ?y ?d) [(> ?d 1)] [(dec ?d) ?d2] [?x :edge ?t] (reach ?t ?y ?d2)]
+                 [(two-ways ?x ?y) (hop1 ?x ?y)] [(two-ways ?x ?y) (hop1 ?y ?x)]
+                 [(loop ?x) (hop1 ?x ?x)] [(loop ?x) [?x :edge ?t] (hop2 ?t ?x)]
+                 [(next [?a] ?b) [?a :edge ?b]]
+                 [(via-next ?x ?y) (next ?x ?y)] [(via-next ?x ?y) [?x :edge ?t] (next ?t ?y)]
+                 [(colored ?x ?c) [?x :color ?c]]
+                 [(reds ?x ?c) (colored ?x :red) [(ground :red) ?c]] [(reds ?x ?c) [?x :edge ?t] (colored ?t ?c)]]";
+    for start in 1..=8 {
+        let s = start.to_string();
+        let chain = run(&db, "[:find ?y :in $ % ?s :where (hop3 ?s ?y)]", hops, &[&s]);
+        let recursive = run(&db, "[:find ?y :in $ % ?s :where (reach ?s ?y 3)]", hops, &[&s]);
+        assert_eq!(chain, recursive, "from {start}");
+        // The second argument bound instead of the first.
+        let back = run(&db, "[:find ?x :in $ % ?s :where (hop3 ?x ?s)]", hops, &[&s]);
+        let back_rec = run(&db, "[:find ?x :in $ % ?s :where (reach ?x ?s 3)]", hops, &[&s]);
+        assert_eq!(back, back_rec, "to {start}");
+    }
+    assert_eq!(run(&db, "[:find ?y :in $ % :where (hop3 1 ?y)]", hops, &[]), edn("#{[1] [2] [3] [4]}"));
+    // Both arguments free, one relation for all starts.
+    let all = run(&db, "[:find ?x ?y :in $ % :where (hop2 ?x ?y)]", hops, &[]);
+    let all_rec = run(&db, "[:find ?x ?y :in $ % :where (reach ?x ?y 2)]", hops, &[]);
+    assert_eq!(all, all_rec);
+    assert_eq!(all.as_seq().map(<[Edn]>::len), Some(12), "{all}");
+    // Branches calling the same rule with different arguments bound.
+    assert_eq!(run(&db, "[:find ?y :in $ % :where (two-ways 4 ?y)]", hops, &[]), edn("#{[3] [7]}"));
+    // A repeated variable in the call.
+    assert_eq!(run(&db, "[:find ?x :in $ % :where (loop ?x)]", hops, &[]), edn("#{[1] [2] [3] [8]}"));
+    // A callee with a required argument, bound in every branch.
+    assert_eq!(run(&db, "[:find ?y :in $ % :where (via-next 3 ?y)]", hops, &[]), edn("#{[1] [4] [2] [7]}"));
+    // A constant argument, and a head variable bound by the call alone.
+    assert_eq!(run(&db, "[:find ?c :in $ % :where (reds 1 ?c)]", hops, &[]), edn("#{[:red]}"));
+    assert_eq!(run(&db, "[:find ?x ?c :in $ % :where (reds ?x ?c)]", hops, &[]), edn("#{[1 :red] [3 :red] [3 :blue]}"));
+    // query-stats shows each shared call once, under the first branch's form, with the rows
+    // all branches gave it.
+    let stats = datahike::query::query_stats(
+        &edn("[:find ?y :in $ % :where (hop3 1 ?y)]"),
+        &[QueryInput::Db(db.clone()), QueryInput::Edn(edn(hops))],
+    )
+    .unwrap();
+    let text = datahike::edn::pr_str(&stats);
+    assert!(text.contains(":clause (hop2 ?x ?y), :type :rule, :rows-in 2, :rows-out 5"), "{text}");
+    assert!(text.contains(":clause (hop1 ?x ?y), :type :rule, :rows-in 4, :rows-out 5"), "{text}");
+}

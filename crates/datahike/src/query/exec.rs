@@ -61,11 +61,21 @@ pub(crate) struct Engine<'c> {
     pub stats: Option<Recorder>,
     /// Whether each rule called so far can call itself.
     pub recursive: HashMap<Symbol, bool>,
+    /// Per pattern (by address) without fused comparisons: datoms its constants select, as
+    /// the choice between a scan and per-row lookups needs it (a rule body runs many times).
+    scans: HashMap<usize, u64>,
 }
 
 impl<'c> Engine<'c> {
     pub fn new(ctx: &'c Ctx) -> Engine<'c> {
-        Engine { ctx, fix: None, counts: HashMap::default(), stats: None, recursive: HashMap::default() }
+        Engine {
+            ctx,
+            fix: None,
+            counts: HashMap::default(),
+            stats: None,
+            recursive: HashMap::default(),
+            scans: HashMap::default(),
+        }
     }
 }
 
@@ -354,7 +364,8 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
             let source = if source.as_str() == "$" { src } else { *source };
             match eng.ctx.source(source)? {
                 Source::Db(db) => {
-                    let (rel, access) = pattern_db(db, rel, terms, range)?;
+                    let scans = &mut eng.scans;
+                    let (rel, access) = pattern_db(db, rel, terms, range, clause as *const Clause as usize, scans)?;
                     if let Some(stats) = eng.stats.as_mut() {
                         stats.access(access.describe());
                     }
@@ -1063,7 +1074,14 @@ impl Access {
     }
 }
 
-fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Result<(Rel, Access)> {
+fn pattern_db(
+    db: &Db,
+    rel: Rel,
+    terms: &[Term],
+    range: Option<&VRange>,
+    addr: usize,
+    scans: &mut HashMap<usize, u64>,
+) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
         let access = Access {
@@ -1126,7 +1144,16 @@ fn pattern_db(db: &Db, rel: Rel, terms: &[Term], range: Option<&VRange>) -> Resu
         }
         let (probe_order, probe_prefix) = choose_index(db.schema(), &probe_key);
         if prefix_len(&probe_prefix) > prefix_len(&prefix) {
-            let scan = db.index(order).count_range(&lo, &hi)?;
+            let scan = match (range, scans.get(&addr)) {
+                (None, Some(n)) => *n,
+                _ => {
+                    let n = db.index(order).count_range(&lo, &hi)?;
+                    if range.is_none() {
+                        scans.insert(addr, n);
+                    }
+                    n
+                }
+            };
             // A lookup descends the tree: worth it for few rows, fewer still against a merge
             // (measured: one lookup costs about as much as scanning 50 to 100 datoms).
             let per_lookup = if mergeable { 64 } else { 16 };

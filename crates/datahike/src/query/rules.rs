@@ -200,23 +200,57 @@ fn inline(
     source: Symbol,
 ) -> Result<Option<Rel>> {
     let positions: Vec<usize> = (0..args.len()).filter(|i| adornment & (1 << i) != 0).collect();
-    for rule in rules {
-        let vars: Vec<Var> = positions.iter().map(|i| rule.head[*i]).collect();
-        if vars.iter().enumerate().any(|(j, v)| vars[..j].contains(v)) {
-            return Ok(None);
-        }
+    if !inlinable(rules, &positions) {
+        return Ok(None);
     }
     // The distinct bound argument values.
     let mut demand_set = RowSet::with_capacity(bound_src.len(), rel.n_rows.min(1024));
     for row in rel.rows() {
         demand_set.insert(demand_of(bound_src, row));
     }
-    let demands = demand_set.into_rel(Vec::new());
-    let mut answers = RowSet::with_capacity(args.len(), 16);
-    for rule in rules {
-        let mut input = demands.clone();
-        input.vars = positions.iter().map(|i| rule.head[*i]).collect();
-        let res = eval_where(eng, &rule.body, input, source)?;
+    let answers = inline_answers(eng, rules, &positions, demand_set, source)?;
+    Ok(Some(join_answers(rel, args, (0..answers.len()).map(|i| answers.row(i)))))
+}
+
+/// Whether no branch repeats a head variable at a bound position.
+fn inlinable(rules: &[Rule], positions: &[usize]) -> bool {
+    rules.iter().all(|rule| {
+        let vars: Vec<Var> = positions.iter().map(|i| rule.head[*i]).collect();
+        !vars.iter().enumerate().any(|(j, v)| vars[..j].contains(v))
+    })
+}
+
+/// A branch whose last clause calls another non-recursive rule, evaluated up to that call.
+struct Deferred<'r> {
+    rule: &'r Rule,
+    call: &'r Clause,
+    /// The branch's rows before the call.
+    pre: Rel,
+    /// Per bound argument of the call: a column of `pre` or a constant.
+    bound_src: Vec<Result<usize, Value>>,
+}
+
+/// The answers (full argument tuples) of non-recursive rule `rules` for the distinct bound
+/// argument values `demands` (columns: the bound `positions`, in order).
+///
+/// Branches that end in a call of the same rule with the same arguments bound share one
+/// evaluation of that rule over the union of their demands: `(hop3 ?x ?y)` and
+/// `[?x :follows ?t] (hop3 ?t ?y)` in two branches of `hop4` ask `hop3` once for `x` and the
+/// `t`s together, so a chain of such rules walks its graph level by level instead of once
+/// per path.
+fn inline_answers(
+    eng: &mut Engine,
+    rules: &[Rule],
+    positions: &[usize],
+    demands: RowSet,
+    source: Symbol,
+) -> Result<RowSet> {
+    let arity = rules[0].head.len();
+    // The columns are named per branch below; any names give the rows their width.
+    let demands = demands.into_rel(positions.iter().map(|i| rules[0].head[*i]).collect());
+    let mut answers = RowSet::with_capacity(arity, 16);
+    let mut deferred: Vec<Deferred> = Vec::new();
+    let collect = |answers: &mut RowSet, rule: &Rule, res: &Rel| -> Result<()> {
         let mut cols = Vec::with_capacity(rule.head.len());
         for v in &rule.head {
             cols.push(res.col(*v).ok_or_else(|| {
@@ -229,8 +263,131 @@ fn inline(
         for row in res.rows() {
             answers.insert(cols.iter().map(|c| row[*c].clone()));
         }
+        Ok(())
+    };
+    for rule in rules {
+        let mut input = demands.clone();
+        input.vars = positions.iter().map(|i| rule.head[*i]).collect();
+        if let Some((last, before)) = rule.body.split_last() {
+            if shareable_call(eng, last) {
+                let pre = eval_where(eng, before, input, source)?;
+                if let Some(bound_src) = call_bindings(eng, last, &pre) {
+                    deferred.push(Deferred { rule, call: last, pre, bound_src });
+                    continue;
+                }
+                let res = eval_where(eng, std::slice::from_ref(last), pre, source)?;
+                collect(&mut answers, rule, &res)?;
+                continue;
+            }
+        }
+        let res = eval_where(eng, &rule.body, input, source)?;
+        collect(&mut answers, rule, &res)?;
     }
-    Ok(Some(join_answers(rel, args, (0..answers.len()).map(|i| answers.row(i)))))
+    // Calls of one rule with the same arguments bound, evaluated together.
+    while let Some(first) = deferred.first() {
+        let Clause::RuleCall { name, args, source: call_src, .. } = first.call else { unreachable!() };
+        let adornment = adornment_of(args, &first.pre);
+        let same = |d: &Deferred| match d.call {
+            Clause::RuleCall { name: n, args: a, source: s, .. } => {
+                n == name && s == call_src && adornment_of(a, &d.pre) == adornment
+            }
+            _ => false,
+        };
+        let (group, rest): (Vec<Deferred>, Vec<Deferred>) = deferred.into_iter().partition(same);
+        deferred = rest;
+        let ctx = eng.ctx;
+        let callee = &ctx.rules[name];
+        let callee_positions: Vec<usize> = (0..args.len()).filter(|i| adornment & (1 << i) != 0).collect();
+        let started = std::time::Instant::now();
+        if let Some(stats) = eng.stats.as_mut() {
+            stats.enter();
+        }
+        let mut union = RowSet::with_capacity(callee_positions.len(), 16);
+        let mut rows_in = 0;
+        for d in &group {
+            rows_in += d.pre.n_rows;
+            for row in d.pre.rows() {
+                union.insert(demand_of(&d.bound_src, row));
+            }
+        }
+        let call_source = if call_src.as_str() == "$" { source } else { *call_src };
+        let callee_answers = inline_answers(eng, callee, &callee_positions, union, call_source)?;
+        let mut rows_out = 0;
+        for d in &group {
+            let Clause::RuleCall { args, .. } = d.call else { unreachable!() };
+            // Each head variable from the branch's rows or from the callee's answer.
+            let mut head: Vec<Result<usize, usize>> = Vec::with_capacity(d.rule.head.len());
+            for v in &d.rule.head {
+                let from_arg = || args.iter().position(|t| matches!(t, Term::Var(x) if x == v));
+                head.push(match (d.pre.col(*v), from_arg()) {
+                    (Some(c), _) => Ok(c),
+                    (None, Some(i)) => Err(i),
+                    (None, None) => {
+                        return Err(qerr(QueryError::Binding(format!(
+                            "Insufficient bindings: {v} of the head of rule {} is not bound by its body",
+                            d.rule.name
+                        ))))
+                    }
+                });
+            }
+            let all = (0..callee_answers.len()).map(|i| callee_answers.row(i));
+            join_each(&d.pre, args, all, |row, ans| {
+                rows_out += 1;
+                answers.insert(head.iter().map(|h| match h {
+                    Ok(c) => row[*c].clone(),
+                    Err(i) => ans[*i].clone(),
+                }));
+            });
+        }
+        if let Some(stats) = eng.stats.as_mut() {
+            stats.leave(first_call(&group), rows_in, rows_out, started.elapsed());
+        }
+    }
+    Ok(answers)
+}
+
+fn first_call<'r>(group: &[Deferred<'r>]) -> &'r Clause {
+    group[0].call
+}
+
+/// Whether `c` calls a non-recursive rule that can be evaluated by [`inline_answers`] from
+/// the caller's branch (right arity, required arguments checked by [`call_bindings`]).
+fn shareable_call(eng: &mut Engine, c: &Clause) -> bool {
+    let Clause::RuleCall { name, args, source: call_src, .. } = c else { return false };
+    let ctx = eng.ctx;
+    let Some(callee) = ctx.rules.get(name) else { return false };
+    call_src.as_str() == "$" && callee[0].head.len() == args.len() && args.len() <= 64 && !is_recursive(eng, *name)
+}
+
+/// Which arguments of call `c` are bound over `pre` (a column or a constant).
+fn adornment_of(args: &[Term], pre: &Rel) -> u64 {
+    args.iter().enumerate().fold(0, |acc, (i, t)| match t {
+        Term::Var(v) if pre.has(*v) => acc | (1 << i),
+        Term::Const(_) => acc | (1 << i),
+        _ => acc,
+    })
+}
+
+/// Where each bound argument of call `c` comes from over `pre`; `None` when the call cannot
+/// share an evaluation (its required arguments are not bound, a constant is not a value, or
+/// the callee repeats a head variable at a bound position): it is then evaluated on its own.
+fn call_bindings(eng: &Engine, c: &Clause, pre: &Rel) -> Option<Vec<Result<usize, Value>>> {
+    let Clause::RuleCall { name, args, .. } = c else { return None };
+    let callee = eng.ctx.rules.get(name)?;
+    let adornment = adornment_of(args, pre);
+    let positions: Vec<usize> = (0..args.len()).filter(|i| adornment & (1 << i) != 0).collect();
+    if (0..callee[0].required).any(|i| adornment & (1 << i) == 0) || !inlinable(callee, &positions) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for t in args {
+        match t {
+            Term::Var(v) if pre.has(*v) => out.push(Ok(pre.col(*v)?)),
+            Term::Const(c) => out.push(Err(const_value(c)?)),
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 /// Whether argument `pos` of a rule must come bound from the caller: in some branch its head
@@ -296,6 +453,34 @@ fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -
 
 /// Joins `rel` with answer tuples of a call whose arguments are `args`.
 fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = &'a [Value]>) -> Rel {
+    let mut vars = rel.vars.clone();
+    let mut new_args: Vec<usize> = Vec::new();
+    for (i, t) in args.iter().enumerate() {
+        if let Term::Var(v) = t {
+            if !rel.has(*v) && !vars.contains(v) {
+                vars.push(*v);
+                new_args.push(i);
+            }
+        }
+    }
+    let mut out = Rel::empty(vars);
+    join_each(rel, args, answers, |row, ans| {
+        out.data.extend_from_slice(row);
+        out.data.extend(new_args.iter().map(|i| ans[*i].clone()));
+        out.n_rows += 1;
+    });
+    out
+}
+
+/// Calls `f` with each row of `rel` and each answer tuple (of a call whose arguments are
+/// `args`) that agree: on the arguments bound to columns of `rel`, on constants, and on
+/// repeated new variables.
+fn join_each<'a>(
+    rel: &Rel,
+    args: &[Term],
+    answers: impl IntoIterator<Item = &'a [Value]>,
+    mut f: impl FnMut(&[Value], &[Value]),
+) {
     // Per argument: check against a column or a constant, bind a new var, repeat an earlier
     // new var, or ignore.
     enum A {
@@ -305,7 +490,6 @@ fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = 
         Same(usize),
         Ignore,
     }
-    let mut vars = rel.vars.clone();
     let mut spec = Vec::new();
     let mut first: Vec<(Var, usize)> = Vec::new();
     for (i, t) in args.iter().enumerate() {
@@ -315,7 +499,6 @@ fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = 
                 Some((_, j)) => A::Same(*j),
                 None => {
                     first.push((*v, i));
-                    vars.push(*v);
                     A::New
                 }
             },
@@ -329,13 +512,12 @@ fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = 
     for (i, row) in rel.rows().enumerate() {
         groups.add(key_cols.iter().map(|(_, c)| row[*c].clone()), i);
     }
-    let mut out = Rel::empty(vars);
     'ans: for ans in answers {
         for (i, a) in spec.iter().enumerate() {
             let ok = match a {
                 A::Const(v) => ans[i] == *v,
                 A::Same(j) => ans[i] == ans[*j],
-                _ => true,
+                A::Col(_) | A::New | A::Ignore => true,
             };
             if !ok {
                 continue 'ans;
@@ -345,14 +527,10 @@ fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = 
         let found = groups.keys.find(hash, |key| key_cols.iter().zip(key).all(|((i, _), v)| ans[*i] == *v));
         if let Some(k) = found {
             for r in groups.rows_of(k) {
-                out.data.extend_from_slice(rel.row(r));
-                out.data
-                    .extend(spec.iter().enumerate().filter(|(_, a)| matches!(a, A::New)).map(|(i, _)| ans[i].clone()));
-                out.n_rows += 1;
+                f(rel.row(r), ans);
             }
         }
     }
-    out
 }
 
 fn has_nested_call(c: &Clause) -> bool {
