@@ -17,7 +17,6 @@
 use crate::datom::{Datom, IndexOrder, TX0};
 use crate::edn::{Edn, Keyword};
 use crate::value::{Eid, Value};
-use std::cmp::Ordering;
 use std::sync::OnceLock;
 
 /// The largest system entity id; user entities start after it.
@@ -226,17 +225,13 @@ pub trait Idents {
     /// Sorts datoms read from index `order` into the order that index has when its attributes
     /// are ids (Datahike's order under this option).
     fn sort_presented(&self, order: IndexOrder, datoms: &mut [Datom]) {
-        let key = |d: &Datom| (self.eid_of(d.a).unwrap_or(Eid::MAX), self.present_value(d.a, &d.v));
-        datoms.sort_by(|x, y| {
-            let (ax, vx) = key(x);
-            let (ay, vy) = key(y);
-            let by = |first: Ordering| first.then_with(|| x.tx().cmp(&y.tx()));
-            match order {
-                IndexOrder::Eavt => by(x.e.cmp(&y.e).then(ax.cmp(&ay)).then_with(|| vx.cmp(&vy))),
-                IndexOrder::Aevt => by(ax.cmp(&ay).then(x.e.cmp(&y.e)).then_with(|| vx.cmp(&vy))),
-                IndexOrder::Avet => by(ax.cmp(&ay).then_with(|| vx.cmp(&vy)).then(x.e.cmp(&y.e))),
-            }
-        });
+        let a = |d: &Datom| self.eid_of(d.a).unwrap_or(Eid::MAX);
+        let v = |d: &Datom| self.present_value(d.a, &d.v);
+        match order {
+            IndexOrder::Eavt => datoms.sort_by_cached_key(|d| (d.e, a(d), v(d), d.tx())),
+            IndexOrder::Aevt => datoms.sort_by_cached_key(|d| (a(d), d.e, v(d), d.tx())),
+            IndexOrder::Avet => datoms.sort_by_cached_key(|d| (a(d), v(d), d.e, d.tx())),
+        }
     }
 }
 
