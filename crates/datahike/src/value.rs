@@ -1,5 +1,6 @@
 //! Datom values: every Datahike value type, with one total order across types that the
-//! indices use. The cross-type order comes from [`Value::type_tag`] alone.
+//! indices use. The cross-type order comes from the type alone (`Value::type_tag`, with the
+//! query-only sets and maps ranked where their Clojure classes sort).
 
 use crate::edn::{Edn, Keyword, Symbol};
 use bigdecimal::BigDecimal;
@@ -43,6 +44,12 @@ pub enum Value {
     Instant(i64),
     /// `:db.type/uuid`
     Uuid(uuid::Uuid),
+    /// A set, as query functions make it (`set`): distinct elements in value order. Not a
+    /// datom value.
+    Set(Arc<[Value]>),
+    /// A map, as query functions make it (`hash-map`, `array-map`): entries with distinct
+    /// keys in key order. Not a datom value.
+    Map(Arc<[(Value, Value)]>),
 }
 
 impl Value {
@@ -65,7 +72,50 @@ impl Value {
             Value::BigDec(_) => 11,
             Value::Instant(_) => 12,
             Value::Uuid(_) => 13,
+            Value::Map(_) => 14,
+            Value::Set(_) => 15,
         }
+    }
+
+    /// The rank of the value's type in the order across types: the JVM class names Datahike
+    /// compares by, where `clojure.lang.PersistentArrayMap`/`PersistentHashMap` and
+    /// `PersistentHashSet` fall between `Keyword` and `PersistentVector` (tuples).
+    fn class_rank(&self) -> u8 {
+        match self {
+            Value::Map(_) => 10,
+            Value::Set(_) => 11,
+            other => {
+                let tag = other.type_tag();
+                if tag <= 3 {
+                    tag * 3
+                } else {
+                    tag * 3 + 3
+                }
+            }
+        }
+    }
+
+    /// A set of `items` (duplicates dropped).
+    pub fn set(items: impl IntoIterator<Item = Value>) -> Value {
+        let mut xs: Vec<Value> = items.into_iter().collect();
+        xs.sort();
+        xs.dedup();
+        Value::Set(xs.into())
+    }
+
+    /// A map of `entries`; a later entry wins over an earlier one with an equal key.
+    pub fn map(entries: impl IntoIterator<Item = (Value, Value)>) -> Value {
+        let mut xs: Vec<(Value, Value)> = entries.into_iter().collect();
+        // Stable: equal keys keep their order, and the last of each run is kept.
+        xs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Value, Value)> = Vec::with_capacity(xs.len());
+        for (k, v) in xs {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => out.push((k, v)),
+            }
+        }
+        Value::Map(out.into())
     }
 
     /// A string value.
@@ -146,6 +196,8 @@ impl Value {
             Value::BigDec(d) => Edn::BigDec(d.clone()),
             Value::Instant(ms) => Edn::Inst(*ms),
             Value::Uuid(u) => Edn::Uuid(*u),
+            Value::Set(xs) => Edn::Set(xs.iter().map(Value::to_edn).collect()),
+            Value::Map(xs) => Edn::Map(xs.iter().map(|(k, v)| (k.to_edn(), v.to_edn())).collect()),
         }
     }
 }
@@ -177,7 +229,11 @@ impl Ord for Value {
             (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
             (Value::Tuple(a), Value::Tuple(b)) => a.cmp(b),
             (Value::Nil, Value::Nil) => Ordering::Equal,
-            _ => self.type_tag().cmp(&other.type_tag()),
+            // Clojure compares neither sets nor maps; any total order consistent with
+            // equality serves the query's hash tables and sorting.
+            (Value::Set(a), Value::Set(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
+            (Value::Map(a), Value::Map(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
+            _ => self.class_rank().cmp(&other.class_rank()),
         }
     }
 }
@@ -212,6 +268,8 @@ impl Hash for Value {
             Value::BigDec(d) => d.normalized().hash(state),
             Value::Instant(ms) => ms.hash(state),
             Value::Uuid(u) => u.hash(state),
+            Value::Set(xs) => xs.hash(state),
+            Value::Map(xs) => xs.hash(state),
         }
     }
 }

@@ -229,3 +229,24 @@ fn query_stats_and_explain() {
     let err = env.fails(&["explain", "[:find ?x :where [(> ?x 1)]]", "db:cfg.edn"], 1);
     assert!(err.contains("Insufficient bindings"), "{err}");
 }
+
+#[test]
+fn set_and_map_results_print_as_clojure_prints() {
+    let env = Env::new();
+    let m = env.ok(&[
+        "query",
+        "[:find ?m . :where [?e :name \"Judea\"] [?e :age ?a] [(hash-map :name \"Judea\" :age ?a) ?m]]",
+        "db:cfg.edn",
+    ]);
+    assert_eq!(m, "{:age 50, :name \"Judea\"}\n");
+    let s = env.ok(&["query", "[:find ?s . :where [(set [3 1 3]) ?s]]", "db:cfg.edn"]);
+    assert_eq!(s, "#{1 3}\n");
+    let n = env.query(&[
+        "[:find [?n ...] :in $ ?ok :where [?e :age ?a] [(contains? ?ok ?a)] [?e :name ?n]]",
+        "db:cfg.edn",
+        "#{10 50}",
+    ]);
+    let mut names: Vec<String> = n.as_seq().unwrap().iter().map(datahike::edn::pr_str).collect();
+    names.sort();
+    assert_eq!(names, ["\"Judea\"", "\"p10\""]);
+}

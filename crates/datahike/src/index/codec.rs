@@ -44,6 +44,10 @@ const TAG_STRING: u8 = 11;
 const TAG_BIGDEC: u8 = 12;
 const TAG_INSTANT: u8 = 13;
 const TAG_UUID: u8 = 14;
+/// A set (query values; written only so that encoding is total).
+const TAG_SET: u8 = 15;
+/// A map (query values; written only so that encoding is total).
+const TAG_MAP: u8 = 16;
 
 /// Bytes that do not decode: says what was expected, at which byte offset, and what was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +146,21 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
         Value::Uuid(u) => {
             out.push(TAG_UUID);
             out.extend_from_slice(u.as_bytes());
+        }
+        Value::Set(xs) => {
+            out.push(TAG_SET);
+            put_varint(xs.len() as u64, out);
+            for x in xs.iter() {
+                encode_value(x, out);
+            }
+        }
+        Value::Map(xs) => {
+            out.push(TAG_MAP);
+            put_varint(xs.len() as u64, out);
+            for (k, v) in xs.iter() {
+                encode_value(k, out);
+                encode_value(v, out);
+            }
         }
     }
 }
@@ -359,6 +378,28 @@ impl<'a> Reader<'a> {
                 }
                 Value::Tuple(xs.into())
             }
+            TAG_SET | TAG_MAP => {
+                if depth >= MAX_TUPLE_DEPTH {
+                    self.pos = start;
+                    return Err(self.error("a value", format!("but collections nest deeper than {MAX_TUPLE_DEPTH}")));
+                }
+                let per = if tag == TAG_SET { 1 } else { 2 };
+                let n = self.count(per, "a collection length")?;
+                let mut xs = Vec::with_capacity(n * per);
+                for _ in 0..n * per {
+                    xs.push(self.value_at_depth(depth + 1)?);
+                }
+                if tag == TAG_SET {
+                    Value::set(xs)
+                } else {
+                    let mut it = xs.into_iter();
+                    let mut pairs = Vec::with_capacity(n);
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        pairs.push((k, v));
+                    }
+                    Value::map(pairs)
+                }
+            }
             TAG_SYMBOL => Value::Symbol(Symbol::new(self.str()?)),
             TAG_FALSE => Value::Boolean(false),
             TAG_TRUE => Value::Boolean(true),
@@ -477,6 +518,23 @@ mod tests {
             let back = r.value().unwrap();
             prop_assert!(r.is_at_end());
             prop_assert!(same(&v, &back), "{:?} != {:?}", v, back);
+        }
+
+        #[test]
+        fn set_and_map_values_round_trip(
+            xs in proptest::collection::vec(arb_leaf_value(), 0..8),
+            ks in proptest::collection::vec(arb_leaf_value(), 0..8),
+        ) {
+            let set = Value::set(xs.clone());
+            let map = Value::map(ks.into_iter().zip(xs).collect::<Vec<_>>());
+            for v in [set, map, Value::set([Value::map([(Value::Long(1), Value::set([]))])])] {
+                let mut buf = Vec::new();
+                encode_value(&v, &mut buf);
+                let mut r = Reader::new(&buf);
+                let back = r.value().unwrap();
+                prop_assert!(r.is_at_end());
+                prop_assert_eq!(back, v);
+            }
         }
 
         #[test]

@@ -6,8 +6,10 @@
 //! Besides Datahike's `built-ins`, Datahike calls any public `clojure.core` function and any
 //! function a namespace-qualified symbol names; of those this table has the type predicates,
 //! `abs`, `first`/`second`/`last`/`nth`/`get` on tuples, `re-pattern` and, in `strings`, the
-//! common `clojure.string` functions. Functions that make sets or maps (`set`, `hash-map`,
-//! `array-map`) or functions (`complement`) have no value to return here and are absent.
+//! common `clojure.string` functions. `set`, `hash-map` and `array-map` make set and map
+//! values (`Value::Set`, `Value::Map`), which the collection functions here take as Clojure
+//! does; `complement` makes a function, which a relation cannot hold: it is an error that
+//! says so.
 
 use super::exec::Source;
 use super::strings;
@@ -242,6 +244,10 @@ pub(crate) fn compare(a: &Value, b: &Value) -> Result<Ordering, FnError> {
         (Value::Nil, Value::Nil) => Ok(Ordering::Equal),
         (Value::Nil, _) => Ok(Ordering::Less),
         (_, Value::Nil) => Ok(Ordering::Greater),
+        // Clojure's sets and maps are not Comparable.
+        (Value::Set(_) | Value::Map(_), _) | (_, Value::Set(_) | Value::Map(_)) => {
+            Err(FnError::Type(format!("{} cannot be compared with {}", a.to_edn(), b.to_edn())))
+        }
         _ if a.type_tag() == b.type_tag() => Ok(a.cmp(b)),
         _ => Err(FnError::Type(format!("{} cannot be compared with {}", a.to_edn(), b.to_edn()))),
     }
@@ -364,7 +370,8 @@ fn count(args: &[Arg]) -> R {
     Ok(Value::Long(match one(args, "count")? {
         Value::Nil => 0,
         Value::String(s) => s.chars().count() as i64,
-        Value::Tuple(xs) => xs.len() as i64,
+        Value::Tuple(xs) | Value::Set(xs) => xs.len() as i64,
+        Value::Map(xs) => xs.len() as i64,
         Value::Bytes(b) => b.len() as i64,
         other => return Err(FnError::Other(format!("count not supported on {}", other.to_edn()))),
     }))
@@ -629,6 +636,10 @@ fn class_name(v: &Value) -> Option<&'static str> {
         Value::BigDec(_) => "java.math.BigDecimal",
         Value::Instant(_) => "java.util.Date",
         Value::Uuid(_) => "java.util.UUID",
+        Value::Set(_) => "clojure.lang.PersistentHashSet",
+        // Clojure's small maps are array maps.
+        Value::Map(xs) if xs.len() <= 8 => "clojure.lang.PersistentArrayMap",
+        Value::Map(_) => "clojure.lang.PersistentHashMap",
     })
 }
 
@@ -641,7 +652,8 @@ fn seq_len(v: &Value, name: &str) -> Result<usize, FnError> {
     match v {
         Value::Nil => Ok(0),
         Value::String(s) => Ok(s.chars().count()),
-        Value::Tuple(xs) => Ok(xs.len()),
+        Value::Tuple(xs) | Value::Set(xs) => Ok(xs.len()),
+        Value::Map(xs) => Ok(xs.len()),
         Value::Bytes(b) => Ok(b.len()),
         other => Err(FnError::Type(format!(
             "{name}: Don't know how to create ISeq from: {}",
@@ -660,6 +672,8 @@ fn not_empty(args: &[Arg]) -> R {
 fn empty(args: &[Arg]) -> R {
     Ok(match one(args, "empty?")? {
         Value::Tuple(_) => Value::Tuple(Vec::new().into()),
+        Value::Set(_) => Value::set([]),
+        Value::Map(_) => Value::map([]),
         _ => Value::Nil,
     })
 }
@@ -674,6 +688,8 @@ fn contains(args: &[Arg]) -> R {
     let (coll, key) = (val(&args[0])?, val(&args[1])?);
     let len = match coll {
         Value::Nil => return Ok(Value::Boolean(false)),
+        Value::Set(xs) => return Ok(Value::Boolean(xs.binary_search(key).is_ok())),
+        Value::Map(xs) => return Ok(Value::Boolean(xs.binary_search_by(|(k, _)| k.cmp(key)).is_ok())),
         Value::String(s) => s.chars().count(),
         Value::Tuple(xs) => xs.len(),
         Value::Bytes(b) => b.len(),
@@ -736,6 +752,58 @@ fn is_inst(args: &[Arg]) -> R {
 fn is_vector(args: &[Arg]) -> R {
     type_pred(args, "vector?", |v| matches!(v, Value::Tuple(_)))
 }
+fn is_coll(args: &[Arg]) -> R {
+    type_pred(args, "coll?", |v| matches!(v, Value::Tuple(_) | Value::Set(_) | Value::Map(_)))
+}
+fn is_set(args: &[Arg]) -> R {
+    type_pred(args, "set?", |v| matches!(v, Value::Set(_)))
+}
+fn is_map(args: &[Arg]) -> R {
+    type_pred(args, "map?", |v| matches!(v, Value::Map(_)))
+}
+
+/// `(set coll)`: the distinct elements of a tuple, set or map (its `[k v]` entries).
+fn set(args: &[Arg]) -> R {
+    Ok(match one(args, "set")? {
+        Value::Nil => Value::set([]),
+        s @ Value::Set(_) => s.clone(),
+        Value::Tuple(xs) => Value::set(xs.iter().cloned()),
+        Value::Map(xs) => Value::set(xs.iter().map(|(k, v)| Value::Tuple(vec![k.clone(), v.clone()].into()))),
+        Value::Bytes(b) => Value::set(b.iter().map(|x| Value::Long(i64::from(*x as i8)))),
+        other => {
+            return Err(FnError::Type(format!(
+                "set: Don't know how to create ISeq from: {}",
+                class_name(other).unwrap_or("nil")
+            )))
+        }
+    })
+}
+
+/// `(hash-map k v ...)` and `(array-map k v ...)`: a map of the pairs, later keys winning.
+fn hash_map(args: &[Arg]) -> R {
+    if !args.len().is_multiple_of(2) {
+        return Err(FnError::Other(format!(
+            "No value supplied for key: {}",
+            args.last().map(val).transpose()?.map_or(Edn::Nil, Value::to_edn)
+        )));
+    }
+    let vals = args.iter().map(|a| val(a).cloned()).collect::<Result<Vec<_>, _>>()?;
+    let mut it = vals.into_iter();
+    let mut pairs = Vec::with_capacity(args.len() / 2);
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((k, v));
+    }
+    Ok(Value::map(pairs))
+}
+
+/// `complement` returns a function; a query relation holds values only.
+fn complement(_: &[Arg]) -> R {
+    Err(FnError::Other(
+        "complement returns a function, which a query cannot bind; negate the predicate with \
+         (not [(pred ?x)]) instead"
+            .into(),
+    ))
+}
 
 fn abs(args: &[Arg]) -> R {
     Ok(match one(args, "abs")? {
@@ -750,12 +818,17 @@ fn abs(args: &[Arg]) -> R {
     })
 }
 
-/// The elements of a tuple (none for nil), for the sequence functions.
-fn elements<'a>(v: &'a Value, name: &str) -> Result<&'a [Value], FnError> {
+/// The elements of a tuple or set (none for nil; a map's `[k v]` entries), for the sequence
+/// functions.
+fn elements<'a>(v: &'a Value, name: &str) -> Result<std::borrow::Cow<'a, [Value]>, FnError> {
+    use std::borrow::Cow;
     match v {
-        Value::Nil => Ok(&[]),
-        Value::Tuple(xs) => Ok(xs),
-        other => Err(FnError::Type(format!("{name} takes a tuple here, got {}", other.to_edn()))),
+        Value::Nil => Ok(Cow::Borrowed(&[])),
+        Value::Tuple(xs) | Value::Set(xs) => Ok(Cow::Borrowed(xs)),
+        Value::Map(xs) => {
+            Ok(Cow::Owned(xs.iter().map(|(k, v)| Value::Tuple(vec![k.clone(), v.clone()].into())).collect()))
+        }
+        other => Err(FnError::Type(format!("{name} takes a collection here, got {}", other.to_edn()))),
     }
 }
 fn first(args: &[Arg]) -> R {
@@ -779,6 +852,9 @@ fn nth(args: &[Arg]) -> R {
         [c, i, d] => (val(c)?, val(i)?, Some(val(d)?)),
         _ => return Err(FnError::Other(format!("Wrong number of args ({}) passed to nth", args.len()))),
     };
+    if matches!(coll, Value::Set(_) | Value::Map(_)) {
+        return Err(FnError::Other(format!("nth not supported on this type: {}", class_name(coll).unwrap_or("nil"))));
+    }
     let xs = elements(coll, "nth")?;
     if !matches!(i, Value::Long(_)) {
         return Err(FnError::Type(format!("nth: index {} is not an integer", i.to_edn())));
@@ -797,9 +873,11 @@ fn get(args: &[Arg]) -> R {
         [c, k, d] => (val(c)?, val(k)?, val(d)?.clone()),
         _ => return Err(FnError::Other(format!("Wrong number of args ({}) passed to get", args.len()))),
     };
-    // `get` on anything but a tuple finds nothing.
+    // `get` on anything but a tuple, set or map finds nothing.
     Ok(match coll {
         Value::Tuple(xs) => index_of(key).and_then(|i| xs.get(i)).cloned().unwrap_or(default),
+        Value::Set(xs) => xs.binary_search(key).map_or(default, |i| xs[i].clone()),
+        Value::Map(xs) => xs.binary_search_by(|(k, _)| k.cmp(key)).map_or(default, |i| xs[i].1.clone()),
         _ => default,
     })
 }
@@ -835,11 +913,15 @@ fn nested_q(args: &[Arg]) -> R {
 /// A nested query's result as a value.
 fn result_value(x: &Edn) -> R {
     match x {
-        Edn::Set(xs) | Edn::Vector(xs) | Edn::List(xs) => {
+        Edn::Vector(xs) | Edn::List(xs) => {
             Ok(Value::Tuple(xs.iter().map(result_value).collect::<Result<Vec<_>, _>>()?.into()))
         }
+        Edn::Set(xs) => Ok(Value::set(xs.iter().map(result_value).collect::<Result<Vec<_>, _>>()?)),
+        Edn::Map(kvs) => Ok(Value::map(
+            kvs.iter().map(|(k, v)| Ok((result_value(k)?, result_value(v)?))).collect::<Result<Vec<_>, FnError>>()?,
+        )),
         other => Value::from_edn(other).ok_or_else(|| {
-            FnError::Other(format!("q: the nested query returned {other}, which cannot be bound (maps and sets inside results are not values)"))
+            FnError::Other(format!("q: the nested query returned {other}, which cannot be bound as a value"))
         }),
     }
 }
@@ -930,7 +1012,13 @@ fn table() -> &'static HashMap<&'static str, BuiltinFn> {
             ("uuid?", is_uuid),
             ("inst?", is_inst),
             ("vector?", is_vector),
-            ("coll?", is_vector),
+            ("coll?", is_coll),
+            ("set?", is_set),
+            ("map?", is_map),
+            ("set", set),
+            ("hash-map", hash_map),
+            ("array-map", hash_map),
+            ("complement", complement),
             ("abs", abs),
             ("first", first),
             ("second", second),

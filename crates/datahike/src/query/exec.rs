@@ -497,6 +497,10 @@ pub(crate) fn const_value(c: &Edn) -> Option<Value> {
         Edn::List(xs) | Edn::Vector(xs) => {
             Some(Value::Tuple(xs.iter().map(const_value).collect::<Option<Vec<_>>>()?.into()))
         }
+        Edn::Set(xs) => Some(Value::set(xs.iter().map(const_value).collect::<Option<Vec<_>>>()?)),
+        Edn::Map(kvs) => Some(Value::map(
+            kvs.iter().map(|(k, v)| Some((const_value(k)?, const_value(v)?))).collect::<Option<Vec<_>>>()?,
+        )),
         other => Value::from_edn(other),
     }
 }
@@ -584,17 +588,21 @@ fn bind_value(binding: &Binding, v: Value, out: &mut Vec<Vec<Value>>) -> std::re
             }
             out.extend(rows);
         }
-        Binding::Coll(b) => {
-            let Value::Tuple(xs) = v else {
-                if matches!(v, Value::Nil) {
-                    return Ok(());
+        Binding::Coll(b) => match v {
+            Value::Nil => {}
+            Value::Tuple(xs) | Value::Set(xs) => {
+                for x in xs.iter() {
+                    bind_value(b, x.clone(), out)?;
                 }
-                return Err(format!("Cannot bind value {} to collection", v.to_edn()));
-            };
-            for x in xs.iter() {
-                bind_value(b, x.clone(), out)?;
             }
-        }
+            // A map is a collection of [key value] entries.
+            Value::Map(xs) => {
+                for (k, x) in xs.iter() {
+                    bind_value(b, Value::Tuple(vec![k.clone(), x.clone()].into()), out)?;
+                }
+            }
+            other => return Err(format!("Cannot bind value {} to collection", other.to_edn())),
+        },
     }
     Ok(())
 }
