@@ -105,13 +105,7 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             out.push(TAG_KEYWORD);
             put_str(k.as_str(), out);
         }
-        Value::Tuple(xs) => {
-            out.push(TAG_TUPLE);
-            put_varint(xs.len() as u64, out);
-            for x in xs.iter() {
-                encode_value(x, out);
-            }
-        }
+        Value::Tuple(xs) => encode_values(TAG_TUPLE, xs, out),
         Value::Symbol(s) => {
             out.push(TAG_SYMBOL);
             put_str(s.as_str(), out);
@@ -147,13 +141,7 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             out.push(TAG_UUID);
             out.extend_from_slice(u.as_bytes());
         }
-        Value::Set(xs) => {
-            out.push(TAG_SET);
-            put_varint(xs.len() as u64, out);
-            for x in xs.iter() {
-                encode_value(x, out);
-            }
-        }
+        Value::Set(xs) => encode_values(TAG_SET, xs, out),
         Value::Map(xs) => {
             out.push(TAG_MAP);
             put_varint(xs.len() as u64, out);
@@ -162,6 +150,15 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
                 encode_value(v, out);
             }
         }
+    }
+}
+
+/// A tag, a count and the values (a tuple or a set).
+fn encode_values(tag: u8, xs: &[Value], out: &mut Vec<u8>) {
+    out.push(tag);
+    put_varint(xs.len() as u64, out);
+    for x in xs {
+        encode_value(x, out);
     }
 }
 
