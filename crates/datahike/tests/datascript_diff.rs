@@ -408,6 +408,32 @@ const RULES: &[Rule] = &[
         deps: &["odd-hop"],
         text: "[(even-hop ?a ?b) [?a :parent ?t] (odd-hop ?t ?b)]",
     },
+    // A chain of non-recursive rules whose branches end in calls of the same rule (evaluated
+    // once over the branches' united arguments).
+    Rule {
+        name: "hop3",
+        params: &[Ty::Ref, Ty::Ref],
+        required: &[],
+        vars_only: &[],
+        deps: &["hop2", "hop1"],
+        text: "[(hop3 ?a ?b) (hop2 ?a ?b)] [(hop3 ?a ?b) [?a :friend ?t] (hop2 ?t ?b)]",
+    },
+    Rule {
+        name: "hop2",
+        params: &[Ty::Ref, Ty::Ref],
+        required: &[],
+        vars_only: &[],
+        deps: &["hop1"],
+        text: "[(hop2 ?a ?b) (hop1 ?a ?b)] [(hop2 ?a ?b) [?a :parent ?t] (hop1 ?t ?b)] [(hop2 ?a ?b) (hop1 ?b ?a)]",
+    },
+    Rule {
+        name: "hop1",
+        params: &[Ty::Ref, Ty::Ref],
+        required: &[],
+        vars_only: &[],
+        deps: &[],
+        text: "[(hop1 ?a ?b) [?a :friend ?b]]",
+    },
     Rule {
         name: "older",
         params: &[Ty::Ref, Ty::Ref],
