@@ -49,8 +49,13 @@ impl Datom {
     }
     /// `#datahike/Datom [e a v tx added]`, as Datahike prints a datom.
     pub fn to_edn(&self) -> Edn {
-        Edn::Tagged(Symbol::new("datahike/Datom"), Box::new(self.to_edn_vector()))
+        tagged(self.to_edn_vector())
     }
+}
+
+/// `#datahike/Datom` around a datom's `[e a v tx added]`.
+pub(crate) fn tagged(vector: Edn) -> Edn {
+    Edn::Tagged(Symbol::new("datahike/Datom"), Box::new(vector))
 }
 
 impl fmt::Debug for Datom {

@@ -695,9 +695,22 @@ impl Db {
                 IndexOrder::Avet => a().then_with(v).then_with(e).then_with(tx),
             }
         };
-        let all = DatomKey::default();
+        // EAVT leads with the entity in both orders: entities before (after) the key's are
+        // skipped by the index itself.
+        let index = self.index(order);
+        let scan = match (order, key.e) {
+            (IndexOrder::Eavt, Some(e)) => {
+                let from = DatomKey { e: Some(e), ..DatomKey::default() };
+                if dir == Ordering::Greater {
+                    index.seek(&from)
+                } else {
+                    index.rseek(&from)
+                }
+            }
+            _ => index.range(&DatomKey::default(), &DatomKey::default()),
+        };
         let mut out = Vec::new();
-        for d in self.index(order).range(&all, &all) {
+        for d in scan {
             let d = d?;
             if cmp(&d) != dir.reverse() {
                 out.push(d);
@@ -733,7 +746,7 @@ impl Db {
 
     /// [`Db::datom_edn`] with Datahike's `#datahike/Datom` tag.
     pub fn datom_tagged_edn(&self, d: &Datom) -> Edn {
-        Edn::Tagged(crate::edn::Symbol::new("datahike/Datom"), Box::new(self.datom_edn(d)))
+        crate::datom::tagged(self.datom_edn(d))
     }
 
     /// Datahike's `index-range`: AVET datoms of `attr` with `start <= v <= end` (either bound

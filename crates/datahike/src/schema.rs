@@ -306,11 +306,6 @@ impl Schema {
         Schema { attr_refs, ..Schema::default() }
     }
 
-    /// Whether the database has `:attribute-refs? true`.
-    pub fn attr_refs(&self) -> bool {
-        self.attr_refs
-    }
-
     /// The definition of attribute `a`: user-declared or built in.
     pub fn attr(&self, a: Keyword) -> Option<&Attribute> {
         self.attrs.get(&a).or_else(|| system_attributes().get(&a)).map(|x| x.as_ref())

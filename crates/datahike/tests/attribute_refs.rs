@@ -197,6 +197,12 @@ fn datoms_take_attribute_ids_and_answer_in_id_order() {
     assert_eq!(shown[0], format!("[101 55 3 {tx} true]"));
     assert_eq!(shown[1], format!("[100 55 1 {tx} true]"));
     assert!(shown[2..].iter().all(|d| !d.contains(" 56 ")), "{shown:?}");
+    // In EAVT the entity leads either way: seek from entity 101 on, rseek from 100 back.
+    let shown = printed(&db, &db.seek_datoms(IndexOrder::Eavt, &[edn("101")]).unwrap());
+    assert_eq!(shown[..2], [format!("[101 55 3 {tx} true]"), format!("[101 56 4 {tx} true]")]);
+    let shown = printed(&db, &db.rseek_datoms(IndexOrder::Eavt, &[edn("100")]).unwrap());
+    assert_eq!(shown[..2], [format!("[100 56 2 {tx} true]"), format!("[100 55 1 {tx} true]")]);
+    assert!(shown[2..].iter().all(|d| !d.starts_with("[100 ") && !d.starts_with("[101 ")), "{shown:?}");
     // index-range by ident.
     assert_eq!(
         show(db.index_range(datahike::Keyword::new("a"), &edn("3"), &Edn::Nil).unwrap()),

@@ -61,9 +61,10 @@ pub(crate) struct Engine<'c> {
     pub stats: Option<Recorder>,
     /// Whether each rule called so far can call itself.
     pub recursive: HashMap<Symbol, bool>,
-    /// Per pattern (by address) without fused comparisons: datoms its constants select, as
-    /// the choice between a scan and per-row lookups needs it (a rule body runs many times).
-    scans: HashMap<usize, u64>,
+    /// Per pattern (by address) and source, without fused comparisons: datoms its constants
+    /// select, as the choice between a scan and per-row lookups needs it (a rule body runs
+    /// many times, possibly against several sources).
+    scans: HashMap<(usize, Symbol), u64>,
 }
 
 impl<'c> Engine<'c> {
@@ -364,8 +365,8 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
             let source = if source.as_str() == "$" { src } else { *source };
             match eng.ctx.source(source)? {
                 Source::Db(db) => {
-                    let scans = &mut eng.scans;
-                    let (rel, access) = pattern_db(db, rel, terms, range, clause as *const Clause as usize, scans)?;
+                    let key = (clause as *const Clause as usize, source);
+                    let (rel, access) = pattern_db(db, rel, terms, range, key, &mut eng.scans)?;
                     if let Some(stats) = eng.stats.as_mut() {
                         stats.access(access.describe());
                     }
@@ -1087,8 +1088,8 @@ fn pattern_db(
     rel: Rel,
     terms: &[Term],
     range: Option<&VRange>,
-    addr: usize,
-    scans: &mut HashMap<usize, u64>,
+    scan_key: (usize, Symbol),
+    scans: &mut HashMap<(usize, Symbol), u64>,
 ) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
@@ -1152,12 +1153,12 @@ fn pattern_db(
         }
         let (probe_order, probe_prefix) = choose_index(db.schema(), &probe_key);
         if prefix_len(&probe_prefix) > prefix_len(&prefix) {
-            let scan = match (range, scans.get(&addr)) {
+            let scan = match (range, scans.get(&scan_key)) {
                 (None, Some(n)) => *n,
                 _ => {
                     let n = db.index(order).count_range(&lo, &hi)?;
                     if range.is_none() {
-                        scans.insert(addr, n);
+                        scans.insert(scan_key, n);
                     }
                     n
                 }

@@ -224,6 +224,11 @@ fn inlinable(rules: &[Rule], positions: &[usize]) -> bool {
 struct Deferred<'r> {
     rule: &'r Rule,
     call: &'r Clause,
+    /// The called rule and the call's arguments.
+    name: Symbol,
+    args: &'r [Term],
+    /// Which arguments are bound over `pre`.
+    adornment: u64,
     /// The branch's rows before the call.
     pre: Rel,
     /// Per bound argument of the call: a column of `pre` or a constant.
@@ -269,10 +274,10 @@ fn inline_answers(
         let mut input = demands.clone();
         input.vars = positions.iter().map(|i| rule.head[*i]).collect();
         if let Some((last, before)) = rule.body.split_last() {
-            if shareable_call(eng, last) {
+            if let Some((name, args)) = shareable_call(eng, last) {
                 let pre = eval_where(eng, before, input, source)?;
-                if let Some(bound_src) = call_bindings(eng, last, &pre) {
-                    deferred.push(Deferred { rule, call: last, pre, bound_src });
+                if let Some((adornment, bound_src)) = call_bindings(eng, name, args, &pre) {
+                    deferred.push(Deferred { rule, call: last, name, args, adornment, pre, bound_src });
                     continue;
                 }
                 let res = eval_where(eng, std::slice::from_ref(last), pre, source)?;
@@ -285,19 +290,13 @@ fn inline_answers(
     }
     // Calls of one rule with the same arguments bound, evaluated together.
     while let Some(first) = deferred.first() {
-        let Clause::RuleCall { name, args, source: call_src, .. } = first.call else { unreachable!() };
-        let adornment = adornment_of(args, &first.pre);
-        let same = |d: &Deferred| match d.call {
-            Clause::RuleCall { name: n, args: a, source: s, .. } => {
-                n == name && s == call_src && adornment_of(a, &d.pre) == adornment
-            }
-            _ => false,
-        };
-        let (group, rest): (Vec<Deferred>, Vec<Deferred>) = deferred.into_iter().partition(same);
+        let (name, adornment, call) = (first.name, first.adornment, first.call);
+        let (group, rest): (Vec<Deferred>, Vec<Deferred>) =
+            deferred.into_iter().partition(|d| d.name == name && d.adornment == adornment);
         deferred = rest;
         let ctx = eng.ctx;
-        let callee = &ctx.rules[name];
-        let callee_positions: Vec<usize> = (0..args.len()).filter(|i| adornment & (1 << i) != 0).collect();
+        let callee = &ctx.rules[&name];
+        let callee_positions: Vec<usize> = (0..callee[0].head.len()).filter(|i| adornment & (1 << i) != 0).collect();
         let started = std::time::Instant::now();
         if let Some(stats) = eng.stats.as_mut() {
             stats.enter();
@@ -310,11 +309,11 @@ fn inline_answers(
                 union.insert(demand_of(&d.bound_src, row));
             }
         }
-        let call_source = if call_src.as_str() == "$" { source } else { *call_src };
-        let callee_answers = inline_answers(eng, callee, &callee_positions, union, call_source)?;
+        // Shared calls read the caller's source (`shareable_call`).
+        let callee_answers = inline_answers(eng, callee, &callee_positions, union, source)?;
         let mut rows_out = 0;
         for d in &group {
-            let Clause::RuleCall { args, .. } = d.call else { unreachable!() };
+            let args = d.args;
             // Each head variable from the branch's rows or from the callee's answer.
             let mut head: Vec<Result<usize, usize>> = Vec::with_capacity(d.rule.head.len());
             for v in &d.rule.head {
@@ -340,23 +339,22 @@ fn inline_answers(
             });
         }
         if let Some(stats) = eng.stats.as_mut() {
-            stats.leave(first_call(&group), rows_in, rows_out, started.elapsed());
+            stats.leave(call, rows_in, rows_out, started.elapsed());
         }
     }
     Ok(answers)
 }
 
-fn first_call<'r>(group: &[Deferred<'r>]) -> &'r Clause {
-    group[0].call
-}
-
-/// Whether `c` calls a non-recursive rule that can be evaluated by [`inline_answers`] from
-/// the caller's branch (right arity, required arguments checked by [`call_bindings`]).
-fn shareable_call(eng: &mut Engine, c: &Clause) -> bool {
-    let Clause::RuleCall { name, args, source: call_src, .. } = c else { return false };
+/// The rule and arguments of `c` when it calls, on the caller's source, a non-recursive rule
+/// that [`inline_answers`] can evaluate from the caller's branch (right arity; required
+/// arguments are checked by [`call_bindings`]).
+fn shareable_call<'c>(eng: &mut Engine, c: &'c Clause) -> Option<(Symbol, &'c [Term])> {
+    let Clause::RuleCall { name, args, source: call_src, .. } = c else { return None };
     let ctx = eng.ctx;
-    let Some(callee) = ctx.rules.get(name) else { return false };
-    call_src.as_str() == "$" && callee[0].head.len() == args.len() && args.len() <= 64 && !is_recursive(eng, *name)
+    let callee = ctx.rules.get(name)?;
+    let ok =
+        call_src.as_str() == "$" && callee[0].head.len() == args.len() && args.len() <= 64 && !is_recursive(eng, *name);
+    ok.then_some((*name, args.as_slice()))
 }
 
 /// Which arguments of call `c` are bound over `pre` (a column or a constant).
@@ -368,12 +366,12 @@ fn adornment_of(args: &[Term], pre: &Rel) -> u64 {
     })
 }
 
-/// Where each bound argument of call `c` comes from over `pre`; `None` when the call cannot
-/// share an evaluation (its required arguments are not bound, a constant is not a value, or
-/// the callee repeats a head variable at a bound position): it is then evaluated on its own.
-fn call_bindings(eng: &Engine, c: &Clause, pre: &Rel) -> Option<Vec<Result<usize, Value>>> {
-    let Clause::RuleCall { name, args, .. } = c else { return None };
-    let callee = eng.ctx.rules.get(name)?;
+/// Which arguments of a call of `name` are bound over `pre`, and where each comes from (a
+/// column of `pre` or a constant); `None` when the call cannot share an evaluation (its
+/// required arguments are not bound, a constant is not a value, or the callee repeats a head
+/// variable at a bound position): it is then evaluated on its own.
+fn call_bindings(eng: &Engine, name: Symbol, args: &[Term], pre: &Rel) -> Option<(u64, Vec<Result<usize, Value>>)> {
+    let callee = eng.ctx.rules.get(&name)?;
     let adornment = adornment_of(args, pre);
     let positions: Vec<usize> = (0..args.len()).filter(|i| adornment & (1 << i) != 0).collect();
     if (0..callee[0].required).any(|i| adornment & (1 << i) == 0) || !inlinable(callee, &positions) {
@@ -387,7 +385,7 @@ fn call_bindings(eng: &Engine, c: &Clause, pre: &Rel) -> Option<Vec<Result<usize
             _ => {}
         }
     }
-    Some(out)
+    Some((adornment, out))
 }
 
 /// Whether argument `pos` of a rule must come bound from the caller: in some branch its head

@@ -254,7 +254,8 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
 
 /// Under `:attribute-refs? true`, transaction data may name an attribute (and a schema enum
 /// such as `:db.type/string`) by its entity id: rewrites those ids to the idents the pipeline
-/// works with. Anything else is left for the pipeline to accept or reject.
+/// works with. (Lookup refs resolve attribute ids themselves, through `Db::attr_of`.) Anything
+/// else is left for the pipeline to accept or reject.
 fn ids_to_idents(db: &Db, tx_data: &Edn) -> Edn {
     let schema = db.schema();
     let attr = |a: &Edn| match a {
@@ -266,11 +267,6 @@ fn ids_to_idents(db: &Db, tx_data: &Edn) -> Edn {
             schema.eid_ident(*e).map_or_else(|| v.clone(), Edn::Keyword)
         }
         _ => v.clone(),
-    };
-    // A lookup ref in entity position: `[attr-id value]`.
-    let entity = |e: &Edn| match e {
-        Edn::Vector(xs) if xs.len() == 2 => Edn::Vector(vec![attr(&xs[0]), xs[1].clone()]),
-        _ => e.clone(),
     };
     fn map(m: &[(Edn, Edn)], attr: &dyn Fn(&Edn) -> Edn, enum_value: &dyn Fn(&Edn, &Edn) -> Edn) -> Edn {
         Edn::Map(
@@ -306,7 +302,6 @@ fn ids_to_idents(db: &Db, tx_data: &Edn) -> Edn {
                     | "db/purge"
                     | "db.purge/attribute"
             ) {
-                out[1] = entity(&op[1]);
                 out[2] = attr(&op[2]);
                 let a = out[2].clone();
                 for v in out.iter_mut().skip(3) {
