@@ -138,6 +138,10 @@ impl Tree {
         if datoms.is_empty() {
             return;
         }
+        if datoms.len() <= self.branching {
+            out.push(self.leaf_entry(datoms));
+            return;
+        }
         let mut rest = datoms.into_iter();
         for size in self.piece_sizes(rest.len()) {
             let piece: Vec<Datom> = rest.by_ref().take(size).collect();
@@ -227,50 +231,75 @@ impl Tree {
                 self.leaf_entries(merged, &mut out);
                 out
             })),
-            Node::Branch(branch) => {
-                let n = branch.children.len();
-                let mut out: Vec<Entry> = Vec::with_capacity(n + 1);
-                let mut changed = false;
-                let mut start = 0;
-                for i in 0..n {
-                    let rest = ops.get(start..).unwrap_or_default();
-                    let end = match branch.keys.get(i) {
-                        Some(key) if i + 1 < n => {
-                            start + rest.partition_point(|op| self.cmp(&op.datom, key) != Ordering::Greater)
-                        }
-                        _ => ops.len(),
-                    };
-                    let old = || Entry {
-                        max: branch.keys.get(i).cloned().unwrap_or_else(|| unreachable!("keys match children")),
-                        count: branch.counts.get(i).copied().unwrap_or(0),
-                        child: branch.children.get(i).cloned().unwrap_or_else(|| unreachable!("index in range")),
-                        fresh_len: None,
-                    };
-                    if start == end {
-                        out.push(old());
-                    } else {
-                        let child = self.load_child(branch, i)?;
-                        match self.update(&child, ops.get(start..end).unwrap_or_default())? {
-                            Some(entries) => {
-                                changed = true;
-                                out.extend(entries);
-                            }
-                            None => out.push(old()),
-                        }
-                    }
-                    start = end;
+            Node::Branch(branch) => self.update_branch(branch, ops),
+        }
+    }
+
+    /// [`Tree::update`] for a branch: each run of ops goes to the child whose key range holds
+    /// it (found by binary search, so a small batch costs a few comparisons per level, not
+    /// one per child).
+    fn update_branch(&self, branch: &Branch, ops: &[Op]) -> IndexResult<Option<Vec<Entry>>> {
+        let n = branch.children.len();
+        // Child i holds the datoms up to keys[i]; the last child also takes anything larger.
+        let inner_keys = branch.keys.get(..n.saturating_sub(1)).unwrap_or_default();
+        let mut changed: Vec<(usize, Vec<Entry>)> = Vec::new();
+        let mut start = 0;
+        while let Some(first) = ops.get(start) {
+            let i = inner_keys.partition_point(|k| self.cmp(k, &first.datom) == Ordering::Less);
+            let rest = ops.get(start..).unwrap_or_default();
+            let end = match inner_keys.get(i) {
+                Some(key) => start + rest.partition_point(|op| self.cmp(&op.datom, key) != Ordering::Greater),
+                None => ops.len(),
+            };
+            let child = self.load_child(branch, i)?;
+            if let Some(entries) = self.update(&child, ops.get(start..end).unwrap_or_default())? {
+                changed.push((i, entries));
+            }
+            start = end;
+        }
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        // Common case: every changed child became one node within bounds, so the branch keeps
+        // its shape and only the changed slots are replaced.
+        let min = self.min_len();
+        if changed.iter().all(|(_, e)| matches!(e.as_slice(), [one] if one.fresh_len.is_some_and(|l| l >= min))) {
+            let mut keys = branch.keys.clone();
+            let mut counts = branch.counts.clone();
+            let mut children = branch.children.clone();
+            for (i, entries) in changed {
+                if let (Some(entry), Some(key), Some(count), Some(child)) =
+                    (entries.into_iter().next(), keys.get_mut(i), counts.get_mut(i), children.get_mut(i))
+                {
+                    *key = entry.max;
+                    *count = entry.count;
+                    *child = entry.child;
                 }
-                if !changed {
-                    return Ok(None);
-                }
-                self.fix_underfull(&mut out)?;
-                let mut parents = Vec::new();
-                if !out.is_empty() {
-                    self.branch_entries(branch.level, out, &mut parents);
-                }
-                Ok(Some(parents))
+            }
+            let Some(max) = keys.last().cloned() else { unreachable!("a branch has children") };
+            let count = counts.iter().fold(0u64, |acc, c| acc.saturating_add(*c));
+            let node = Node::Branch(Branch { level: branch.level, keys, counts, children });
+            return Ok(Some(vec![Entry { max, count, child: ChildRef::in_memory(node), fresh_len: Some(n) }]));
+        }
+        let mut out: Vec<Entry> = Vec::with_capacity(n + changed.len());
+        let mut changed = changed.into_iter().peekable();
+        for i in 0..n {
+            match changed.next_if(|(j, _)| *j == i) {
+                Some((_, entries)) => out.extend(entries),
+                None => out.push(Entry {
+                    max: branch.keys.get(i).cloned().unwrap_or_else(|| unreachable!("keys match children")),
+                    count: branch.counts.get(i).copied().unwrap_or(0),
+                    child: branch.children.get(i).cloned().unwrap_or_else(|| unreachable!("index in range")),
+                    fresh_len: None,
+                }),
             }
         }
+        self.fix_underfull(&mut out)?;
+        let mut parents = Vec::new();
+        if !out.is_empty() {
+            self.branch_entries(branch.level, out, &mut parents);
+        }
+        Ok(Some(parents))
     }
 
     /// Merges every under-full new entry with a neighbour until all are within bounds, or a
