@@ -17,6 +17,17 @@ fn node_key(n: u32) -> String {
     format!("nodes/{n:08x}{}", "0123456789abcdef01234567")
 }
 
+/// The pack files of the store at `path`, by name.
+fn pack_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(path.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    files.sort();
+    files
+}
+
 fn segments(path: &Path, log: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> =
         fs::read_dir(path.join("log").join(log)).unwrap().map(|e| e.unwrap().path()).collect();
@@ -76,7 +87,8 @@ fn data_survives_reopening_and_layout_is_as_documented() {
     store.log_append("db", 1, b"one").unwrap();
     drop(store);
 
-    assert!(path.join("nodes/ab/0123456789abcdef0123456789abcd").is_file());
+    assert_eq!(pack_files(&path).len(), 1, "the batch's node is in one pack");
+    assert!(!path.join("nodes").exists(), "format 2 writes no node files");
     assert!(path.join("heads/db").is_file());
     assert!(path.join("kv/config").is_file());
     assert!(path.join("log/db/00000000000000000001.seg").is_file());
@@ -104,9 +116,9 @@ fn many_nodes_in_one_batch_and_nodes_are_immutable() {
     // An existing node is final: rewriting it is skipped.
     store.put_batch(&[(node_key(5), b"other".to_vec())]).unwrap();
     assert_eq!(store.get(&node_key(5)).unwrap(), Some(5u32.to_le_bytes().to_vec()));
-    // No temporary file is left behind.
-    let node_dir = path.join("nodes").join(&node_key(0)[6..8]);
-    assert!(fs::read_dir(node_dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains('~')));
+    // One pack for the batch, none for the skipped rewrite, and no temporary left behind.
+    assert_eq!(pack_files(&path).len(), 1);
+    assert!(fs::read_dir(path.join("packs")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains('~')));
 }
 
 #[test]
@@ -352,7 +364,7 @@ fn destroy_refuses_a_directory_that_is_no_longer_a_store() {
     fs::remove_file(path.join("FORMAT")).unwrap();
     let err = store.destroy().unwrap_err();
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
-    assert!(path.join("nodes").is_dir());
+    assert!(path.join("packs").is_dir());
 }
 
 #[test]

@@ -1,13 +1,14 @@
-//! The `:file` backend: a directory with one file per key and append-only log segments,
-//! every write fsync'd before it returns.
+//! The `:file` backend: a directory with index nodes in pack files, one file per other key,
+//! and append-only log segments, every write fsync'd before it returns.
 //!
 //! Layout under the store directory:
 //!
 //! ```text
-//! FORMAT                    "datahike-rs file store\nformat 1\n"; present = this is a store
+//! FORMAT                    "datahike-rs file store\nformat 2\n"; present = this is a store
 //! LOCK                      flock'd by the single writer (Store::lock_writer)
 //! HEADS.LOCK                flock'd around each compare_and_set
-//! nodes/<2 hex>/<30 hex>    key nodes/<32 hex>: one immutable file per index node
+//! packs/<time>-<pid>-<n>.pack   keys nodes/<32 hex>: the index nodes of one put_batch
+//! nodes/<2 hex>/<30 hex>    key nodes/<32 hex> as written by format 1 (read, never written)
 //! heads/<escaped branch>    key heads/<branch>
 //! kv/<escaped key>          every other key
 //! log/<escaped log>/<first seq:020>.seg   log segments
@@ -16,6 +17,8 @@
 //! A file name escapes each byte outside `[A-Za-z0-9._-]`, `/` included, and a leading `.`,
 //! as `%XX`, so no key can name `..`, a hidden file or a path outside the store, and a key
 //! maps to exactly one file. Temporary files contain `~`, which escaping never produces.
+//! Pack files are described in the `pack` module. A store of format 1 (one file per node) is
+//! read as it is and becomes format 2 when its first pack is written.
 //!
 //! Crash argument: a key's file is only ever replaced by renaming a fully written and fsync'd
 //! temporary file over it, and the directory is fsync'd before the write returns, so after a
@@ -35,6 +38,7 @@
 //! escaped name exceeds the file system's name limit (255 bytes on most) fails with an I/O
 //! error naming the path.
 
+use super::pack::{Packs, PACKS_DIR};
 use super::{Store, StoreError, StoreResult, WriterGuard};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -42,12 +46,14 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_TITLE: &str = "datahike-rs file store";
-const FORMAT_TEXT: &str = "datahike-rs file store\nformat 1\n";
+const FORMAT_TEXT: &str = "datahike-rs file store\nformat 2\n";
+/// The format before pack files: still read, and upgraded by the first pack written.
+const FORMAT_TEXT_V1: &str = "datahike-rs file store\nformat 1\n";
 const LOCK_FILE: &str = "LOCK";
 const HEADS_LOCK_FILE: &str = "HEADS.LOCK";
 const NODES_DIR: &str = "nodes";
@@ -86,6 +92,10 @@ pub struct FileStore {
     appenders: Mutex<HashMap<String, Appender>>,
     /// An open `LOCK` file kept between writer locks, so a commit does not reopen it.
     lock_file: Arc<Mutex<Option<File>>>,
+    /// The index nodes in pack files.
+    packs: Packs,
+    /// Whether `FORMAT` still says format 1 (no pack written yet).
+    format_v1: AtomicBool,
 }
 
 /// What a handle knows of a log it appends to.
@@ -194,13 +204,23 @@ fn node_hex(key: &str) -> Option<&str> {
     (hex.len() == 32 && hex.as_bytes().iter().all(is_hex)).then_some(hex)
 }
 
+/// The address of a node key, if `key` is one.
+fn node_address(key: &str) -> Option<u128> {
+    u128::from_str_radix(node_hex(key)?, 16).ok()
+}
+
+/// The key of the node at `address`.
+fn node_key(address: u128) -> String {
+    format!("nodes/{address:032x}")
+}
+
 /// Whether `prefix` can match keys under `key_start` (or `key_start` itself).
 fn prefix_overlaps(prefix: &str, key_start: &str) -> bool {
     prefix.starts_with(key_start) || key_start.starts_with(prefix)
 }
 
 /// A name for a temporary file, unique among processes and handles.
-fn temp_name() -> String {
+pub(super) fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!("~tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
@@ -396,7 +416,7 @@ impl FileStore {
             }
             Err(err) => return Err(io_error(root)(err)),
         };
-        for dir in [NODES_DIR, HEADS_DIR, KV_DIR, LOG_DIR] {
+        for dir in [PACKS_DIR, HEADS_DIR, KV_DIR, LOG_DIR] {
             let dir = root.join(dir);
             fs::create_dir(&dir).map_err(io_error(&dir))?;
         }
@@ -422,14 +442,16 @@ impl FileStore {
         let not_a_store =
             || StoreError::Invalid(format!("{} is not a datahike file store (no {FORMAT_FILE} file)", root.display()));
         let format = read_optional(&format_path)?.ok_or_else(not_a_store)?;
-        if format != FORMAT_TEXT.as_bytes() {
+        let format_v1 = format == FORMAT_TEXT_V1.as_bytes();
+        if format != FORMAT_TEXT.as_bytes() && !format_v1 {
             if !format.starts_with(FORMAT_TITLE.as_bytes()) {
                 return Err(not_a_store());
             }
             return Err(StoreError::Invalid(format!(
-                "{} has an unsupported store format ({:?}); this build reads {:?}",
+                "{} has an unsupported store format ({:?}); this build reads {:?} and {:?}",
                 format_path.display(),
                 String::from_utf8_lossy(&format),
+                FORMAT_TEXT_V1,
                 FORMAT_TEXT
             )));
         }
@@ -442,12 +464,14 @@ impl FileStore {
             .open(&heads_lock_path)
             .map_err(io_error(&heads_lock_path))?;
         Ok(FileStore {
-            root,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             poison: OnceLock::new(),
             heads_lock: Mutex::new(heads_lock),
             appenders: Mutex::new(HashMap::new()),
             lock_file: Arc::new(Mutex::new(None)),
+            packs: Packs::new(&root),
+            format_v1: AtomicBool::new(format_v1),
+            root,
         })
     }
 
@@ -661,32 +685,53 @@ impl std::fmt::Debug for FileStore {
 
 impl Store for FileStore {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        read_optional(&self.key_path(key)?)
+        let path = self.key_path(key)?;
+        let Some(address) = node_address(key) else {
+            return read_optional(&path);
+        };
+        if let Some(bytes) = self.packs.get(address, key)? {
+            return Ok(Some(bytes));
+        }
+        // A node of format 1, or one in a pack this handle has not seen yet.
+        if let Some(bytes) = read_optional(&path)? {
+            return Ok(Some(bytes));
+        }
+        self.packs.get_refreshed(address, key)
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         self.check_writable()?;
+        let mut nodes: Vec<(u128, &[u8])> = Vec::new();
         let mut targets = Vec::with_capacity(entries.len());
         for (key, bytes) in entries {
-            targets.push((self.key_path(key)?, node_hex(key).is_some(), bytes.as_slice()));
+            let path = self.key_path(key)?;
+            match node_address(key) {
+                // A node's bytes are fixed by its address: a node already stored is final.
+                Some(address) if self.packs.contains(address)? => {}
+                Some(address) => nodes.push((address, bytes.as_slice())),
+                None => targets.push((path, bytes.as_slice())),
+            }
         }
         self.writing(|| {
+            if !nodes.is_empty() {
+                if self.format_v1.load(Ordering::Acquire) {
+                    // Builds that read only format 1 would not find the nodes of a pack.
+                    write_atomically(&self.root.join(FORMAT_FILE), FORMAT_TEXT.as_bytes())?;
+                    self.format_v1.store(false, Ordering::Release);
+                }
+                self.packs.write(&nodes)?;
+            }
             let mut known_dirs = HashSet::new();
             let mut dirs_to_sync = BTreeSet::new();
-            // Large batches (index flushes) sync the whole file system once instead of every
-            // file: write all temp files, syncfs, rename, syncfs. A file gets its final name
-            // only once its bytes are durable, so a crash never leaves a torn node under a
-            // content address (which a later flush would skip as already written).
+            // Large batches sync the whole file system once instead of every file: write all
+            // temp files, syncfs, rename, syncfs. A file gets its final name only once its
+            // bytes are durable, so a crash never leaves a torn file under a key.
             let whole_fs = targets.len() > SYNCFS_MIN_FILES;
             let mut renames: Vec<(PathBuf, &Path)> = Vec::new();
             for chunk in targets.chunks(FILES_PER_CHUNK) {
                 let mut staged: Vec<(PathBuf, &Path, File)> = Vec::with_capacity(chunk.len());
                 let result = (|| {
-                    for (path, immutable, bytes) in chunk {
-                        // A node's bytes are fixed by its address: an existing file is final.
-                        if *immutable && path.try_exists().map_err(io_error(path))? {
-                            continue;
-                        }
+                    for (path, bytes) in chunk {
                         let dir = path.parent().unwrap_or(&self.root);
                         ensure_dir(dir, &mut known_dirs, &mut dirs_to_sync)?;
                         let temp = dir.join(temp_name());
@@ -736,7 +781,11 @@ impl Store for FileStore {
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
         self.check_writable()?;
         let paths = keys.iter().map(|key| self.key_path(key)).collect::<StoreResult<Vec<_>>>()?;
+        let nodes: HashSet<u128> = keys.iter().filter_map(|key| node_address(key)).collect();
         self.writing(|| {
+            if !nodes.is_empty() {
+                self.packs.delete(&nodes)?;
+            }
             let mut dirs_to_sync = BTreeSet::new();
             for path in &paths {
                 match fs::remove_file(path) {
@@ -754,6 +803,14 @@ impl Store for FileStore {
     fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let mut keys = Vec::new();
         if prefix_overlaps(prefix, "nodes/") {
+            let mut seen = HashSet::new();
+            for address in self.packs.addresses()? {
+                let key = node_key(address);
+                if key.starts_with(prefix) {
+                    seen.insert(address);
+                    keys.push(key);
+                }
+            }
             let nodes = self.root.join(NODES_DIR);
             let is_hex = |name: &str, len: usize| {
                 name.len() == len && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -764,7 +821,8 @@ impl Store for FileStore {
                 }
                 for file in dir_names(&nodes.join(&dir))? {
                     let key = format!("nodes/{dir}{file}");
-                    if is_hex(&file, 30) && key.starts_with(prefix) {
+                    let fresh = node_address(&key).is_some_and(|address| !seen.contains(&address));
+                    if is_hex(&file, 30) && fresh && key.starts_with(prefix) {
                         keys.push(key);
                     }
                 }
@@ -922,7 +980,7 @@ impl Store for FileStore {
                 .is_some_and(|age| age > std::time::Duration::from_secs(3600));
             !alive || old
         };
-        let mut dirs = vec![self.root.join(HEADS_DIR), self.root.join(KV_DIR)];
+        let mut dirs = vec![self.root.join(HEADS_DIR), self.root.join(KV_DIR), self.root.join(PACKS_DIR)];
         for sub in dir_names(&self.root.join(NODES_DIR))? {
             dirs.push(self.root.join(NODES_DIR).join(sub));
         }

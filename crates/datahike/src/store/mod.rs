@@ -8,6 +8,7 @@
 
 mod file;
 mod memory;
+mod pack;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;

@@ -1,0 +1,487 @@
+//! Pack files: the index nodes written by one `put_batch` of the file store, in one file.
+//!
+//! An index flush writes a thousand or more small nodes at once. As one file each, the flush
+//! costs an inode, a directory entry and a rename per node, and on ext4 that dominates the
+//! flush. A pack holds them all in one file, written through a temporary, `fdatasync`'d,
+//! renamed into `packs/` and the directory `fsync`'d: after a crash a pack is whole or absent.
+//!
+//! ```text
+//! [8]  magic "DHRSPCK1"
+//! ...  the nodes' bytes, one after another
+//! [32 per node] index: address u128, offset u64, length u32, crc32 of the bytes u32
+//! [24] footer: index offset u64, node count u32, crc32 of the index u32, magic "DHRSPEND"
+//! ```
+//!
+//! (integers little endian). A handle keeps every pack's index in memory, loaded on first use,
+//! and looks again at the directory when a node is not where it expects: another handle may
+//! have written a pack, or rewritten one without the nodes that garbage collection deleted.
+//! Deleting nodes rewrites each pack that holds any of them without them: the new pack is
+//! durable before the old one is unlinked, so a crash in between leaves some nodes in two
+//! packs, which is harmless, as a node's bytes are fixed by its address.
+
+use super::{StoreError, StoreResult};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
+
+/// The directory of the packs, under the store root.
+pub(super) const PACKS_DIR: &str = "packs";
+const PACK_SUFFIX: &str = ".pack";
+const HEAD_MAGIC: &[u8; 8] = b"DHRSPCK1";
+const FOOT_MAGIC: &[u8; 8] = b"DHRSPEND";
+const INDEX_ENTRY_BYTES: usize = 32;
+const FOOTER_BYTES: usize = 24;
+/// Open pack files kept between reads; reads of further packs open and close their file.
+const OPEN_FILES_MAX: usize = 128;
+
+/// Where a node's bytes lie in its pack.
+#[derive(Clone, Copy, Debug)]
+struct PackEntry {
+    address: u128,
+    offset: u64,
+    len: u32,
+    crc: u32,
+}
+
+/// One pack file as loaded: its name and its index, sorted by address.
+struct Pack {
+    name: String,
+    entries: Vec<PackEntry>,
+}
+
+impl Pack {
+    fn entry(&self, address: u128) -> Option<PackEntry> {
+        let at = self.entries.binary_search_by_key(&address, |e| e.address).ok()?;
+        self.entries.get(at).copied()
+    }
+}
+
+#[derive(Default)]
+struct PackState {
+    /// Whether the directory has been read once.
+    loaded: bool,
+    next_no: u32,
+    packs: HashMap<u32, Pack>,
+    by_name: HashMap<String, u32>,
+    /// The pack of each node address (one of them, should a crash have left two).
+    index: HashMap<u128, u32>,
+}
+
+impl PackState {
+    fn add(&mut self, pack: Pack) -> u32 {
+        let no = self.next_no;
+        self.next_no = self.next_no.wrapping_add(1);
+        for entry in &pack.entries {
+            self.index.insert(entry.address, no);
+        }
+        self.by_name.insert(pack.name.clone(), no);
+        self.packs.insert(no, pack);
+        no
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index.clear();
+        for (no, pack) in &self.packs {
+            for entry in &pack.entries {
+                self.index.insert(entry.address, *no);
+            }
+        }
+    }
+}
+
+/// The packs of one store directory, as one handle sees them.
+pub(super) struct Packs {
+    dir: PathBuf,
+    state: RwLock<PackState>,
+    files: Mutex<HashMap<u32, Arc<File>>>,
+}
+
+/// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { key: path.display().to_string(), reason: reason.into() }
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn le_u128(bytes: &[u8], at: usize) -> Option<u128> {
+    Some(u128::from_le_bytes(bytes.get(at..at + 16)?.try_into().ok()?))
+}
+
+/// A pack name unique among processes and handles, ordered by creation time.
+fn pack_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos:024x}-{:08x}-{:06x}{PACK_SUFFIX}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The bytes of a pack holding `nodes`, and its index.
+fn encode_pack(nodes: &[(u128, &[u8])]) -> StoreResult<(Vec<u8>, Vec<PackEntry>)> {
+    let data_len: usize = nodes.iter().map(|(_, bytes)| bytes.len()).sum();
+    let mut out = Vec::with_capacity(HEAD_MAGIC.len() + data_len + nodes.len() * INDEX_ENTRY_BYTES + FOOTER_BYTES);
+    out.extend_from_slice(HEAD_MAGIC);
+    let mut entries = Vec::with_capacity(nodes.len());
+    for (address, bytes) in nodes {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            StoreError::Invalid(format!("node {address:032x} of {} bytes exceeds the 4 GiB limit", bytes.len()))
+        })?;
+        entries.push(PackEntry { address: *address, offset: to_u64(out.len()), len, crc: crc(bytes) });
+        out.extend_from_slice(bytes);
+    }
+    entries.sort_unstable_by_key(|e| e.address);
+    entries.dedup_by_key(|e| e.address);
+    let index_offset = to_u64(out.len());
+    let index_start = out.len();
+    for e in &entries {
+        out.extend_from_slice(&e.address.to_le_bytes());
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.len.to_le_bytes());
+        out.extend_from_slice(&e.crc.to_le_bytes());
+    }
+    let index_crc = crc(out.get(index_start..).unwrap_or_default());
+    let count = u32::try_from(entries.len()).map_err(|_| StoreError::Invalid("too many nodes in one pack".into()))?;
+    out.extend_from_slice(&index_offset.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&index_crc.to_le_bytes());
+    out.extend_from_slice(FOOT_MAGIC);
+    Ok((out, entries))
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Reads the index of the pack at `path`; `None` when the file no longer exists.
+fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(io_error(path)(err)),
+    };
+    let size = file.metadata().map_err(io_error(path))?.len();
+    let min = to_u64(HEAD_MAGIC.len() + FOOTER_BYTES);
+    if size < min {
+        return Err(corrupt(path, format!("a pack of {size} bytes is shorter than its header and footer")));
+    }
+    let mut footer = [0u8; FOOTER_BYTES];
+    file.read_exact_at(&mut footer, size - to_u64(FOOTER_BYTES)).map_err(io_error(path))?;
+    let bad_footer = || corrupt(path, "bad pack footer");
+    if footer.get(16..) != Some(FOOT_MAGIC.as_slice()) {
+        return Err(bad_footer());
+    }
+    let index_offset = le_u64(&footer, 0).ok_or_else(bad_footer)?;
+    let count = le_u32(&footer, 8).ok_or_else(bad_footer)?;
+    let index_crc = le_u32(&footer, 12).ok_or_else(bad_footer)?;
+    let index_len = u64::from(count) * to_u64(INDEX_ENTRY_BYTES);
+    if index_offset < to_u64(HEAD_MAGIC.len())
+        || index_offset.checked_add(index_len) != Some(size - to_u64(FOOTER_BYTES))
+    {
+        return Err(corrupt(path, "pack footer does not match the file size"));
+    }
+    let mut index = vec![0u8; usize::try_from(index_len).map_err(|_| bad_footer())?];
+    file.read_exact_at(&mut index, index_offset).map_err(io_error(path))?;
+    if crc(&index) != index_crc {
+        return Err(corrupt(path, "pack index checksum mismatch"));
+    }
+    let mut entries = Vec::with_capacity(index.len() / INDEX_ENTRY_BYTES);
+    for raw in index.chunks_exact(INDEX_ENTRY_BYTES) {
+        let bad = || corrupt(path, "bad pack index entry");
+        let entry = PackEntry {
+            address: le_u128(raw, 0).ok_or_else(bad)?,
+            offset: le_u64(raw, 16).ok_or_else(bad)?,
+            len: le_u32(raw, 24).ok_or_else(bad)?,
+            crc: le_u32(raw, 28).ok_or_else(bad)?,
+        };
+        let in_bounds = entry.offset >= to_u64(HEAD_MAGIC.len())
+            && entry.offset.checked_add(u64::from(entry.len)).is_some_and(|end| end <= index_offset);
+        if !in_bounds || entries.last().is_some_and(|last: &PackEntry| last.address >= entry.address) {
+            return Err(bad());
+        }
+        entries.push(entry);
+    }
+    Ok(Some(Pack { name: name.to_owned(), entries }))
+}
+
+/// Makes the entries of directory `dir` durable.
+fn sync_dir(dir: &Path) -> StoreResult<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+}
+
+/// The outcome of reading a node from a pack file.
+enum Read {
+    Found(Vec<u8>),
+    /// The pack file is gone: another handle rewrote or deleted it.
+    PackGone,
+}
+
+impl Packs {
+    pub(super) fn new(root: &Path) -> Packs {
+        Packs { dir: root.join(PACKS_DIR), state: RwLock::new(PackState::default()), files: Mutex::new(HashMap::new()) }
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, PackState> {
+        // Every change to the state is made whole under the lock before it is released.
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Loads the packs of the directory on first use.
+    fn ensure_loaded(&self) -> StoreResult<()> {
+        if self.state.read().unwrap_or_else(PoisonError::into_inner).loaded {
+            return Ok(());
+        }
+        let mut state = self.write_state();
+        if !state.loaded {
+            self.refresh_locked(&mut state)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the state in line with the directory: loads new packs, forgets vanished ones.
+    fn refresh(&self) -> StoreResult<()> {
+        let mut state = self.write_state();
+        self.refresh_locked(&mut state)
+    }
+
+    fn refresh_locked(&self, state: &mut PackState) -> StoreResult<()> {
+        let names = self.pack_names()?;
+        let on_disk: HashSet<&String> = names.iter().collect();
+        let vanished: Vec<u32> =
+            state.by_name.iter().filter(|(name, _)| !on_disk.contains(name)).map(|(_, no)| *no).collect();
+        for no in &vanished {
+            if let Some(pack) = state.packs.remove(no) {
+                state.by_name.remove(&pack.name);
+            }
+            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(no);
+        }
+        if !vanished.is_empty() {
+            state.rebuild_index();
+        }
+        for name in names {
+            if state.by_name.contains_key(&name) {
+                continue;
+            }
+            if let Some(pack) = load_pack(&self.dir.join(&name), &name)? {
+                state.add(pack);
+            }
+        }
+        state.loaded = true;
+        Ok(())
+    }
+
+    /// The names of the pack files in the directory (none when it does not exist yet).
+    fn pack_names(&self) -> StoreResult<Vec<String>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io_error(&self.dir)(err)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error(&self.dir))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                if name.ends_with(PACK_SUFFIX) && !name.contains('~') {
+                    names.push(name);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// The node at `address`, looking at the directory again once if it is not found.
+    pub(super) fn get(&self, address: u128, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.ensure_loaded()?;
+        if let Some(Read::Found(bytes)) = self.try_get(address, key)? {
+            return Ok(Some(bytes));
+        }
+        Ok(None)
+    }
+
+    /// Like [`Packs::get`] but after looking at the directory again: for a node that the
+    /// state of this handle does not (or no longer correctly) place.
+    pub(super) fn get_refreshed(&self, address: u128, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.refresh()?;
+        match self.try_get(address, key)? {
+            Some(Read::Found(bytes)) => Ok(Some(bytes)),
+            // Rewritten again between the refresh and the read: look once more.
+            Some(Read::PackGone) => {
+                self.refresh()?;
+                match self.try_get(address, key)? {
+                    Some(Read::Found(bytes)) => Ok(Some(bytes)),
+                    _ => Ok(None),
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn try_get(&self, address: u128, key: &str) -> StoreResult<Option<Read>> {
+        let (no, name, entry) = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(no) = state.index.get(&address).copied() else { return Ok(None) };
+            let Some(pack) = state.packs.get(&no) else { return Ok(None) };
+            let Some(entry) = pack.entry(address) else { return Ok(None) };
+            (no, pack.name.clone(), entry)
+        };
+        let path = self.dir.join(&name);
+        let file = match self.file(no, &path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Some(Read::PackGone)),
+            Err(err) => return Err(io_error(&path)(err)),
+        };
+        // A kept-open pack that another handle has since unlinked (rewritten without deleted
+        // nodes) must not be read: it may hold nodes that are gone, and closing it frees its
+        // space.
+        if file.metadata().map_err(io_error(&path))?.nlink() == 0 {
+            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(&no);
+            return Ok(Some(Read::PackGone));
+        }
+        let mut bytes = vec![0u8; usize::try_from(entry.len).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut bytes, entry.offset).map_err(io_error(&path))?;
+        if crc(&bytes) != entry.crc {
+            return Err(StoreError::Corrupt {
+                key: key.to_owned(),
+                reason: format!("checksum mismatch in pack {}", path.display()),
+            });
+        }
+        Ok(Some(Read::Found(bytes)))
+    }
+
+    /// The open file of pack `no`, opened now if it is not kept open.
+    fn file(&self, no: u32, path: &Path) -> io::Result<Arc<File>> {
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = files.get(&no) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(File::open(path)?);
+        if files.len() < OPEN_FILES_MAX {
+            files.insert(no, file.clone());
+        }
+        Ok(file)
+    }
+
+    /// Whether this handle knows a pack holding `address`.
+    pub(super) fn contains(&self, address: u128) -> StoreResult<bool> {
+        self.ensure_loaded()?;
+        Ok(self.state.read().unwrap_or_else(PoisonError::into_inner).index.contains_key(&address))
+    }
+
+    /// Every node address in the packs of the directory.
+    pub(super) fn addresses(&self) -> StoreResult<Vec<u128>> {
+        let mut state = self.write_state();
+        self.refresh_locked(&mut state)?;
+        Ok(state.index.keys().copied().collect())
+    }
+
+    /// Writes `nodes` as one new pack and makes it durable.
+    pub(super) fn write(&self, nodes: &[(u128, &[u8])]) -> StoreResult<()> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let (bytes, entries) = encode_pack(nodes)?;
+        let name = pack_name();
+        self.write_file(&name, &bytes)?;
+        self.write_state().add(Pack { name, entries });
+        Ok(())
+    }
+
+    /// Writes pack file `name` through a temporary, `fdatasync`, rename and directory `fsync`.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> StoreResult<()> {
+        match fs::create_dir(&self.dir) {
+            Ok(()) => sync_dir(self.dir.parent().unwrap_or(Path::new(".")))?,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io_error(&self.dir)(err)),
+        }
+        let temp = self.dir.join(super::file::temp_name());
+        let path = self.dir.join(name);
+        let written = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+            file.write_all(bytes)?;
+            file.sync_data()
+        })()
+        .map_err(io_error(&temp))
+        .and_then(|()| fs::rename(&temp, &path).map_err(io_error(&path)));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the nodes at `addresses` from every pack holding one: each such pack is
+    /// rewritten without them (or unlinked when nothing else is in it).
+    pub(super) fn delete(&self, addresses: &HashSet<u128>) -> StoreResult<()> {
+        let mut state = self.write_state();
+        self.refresh_locked(&mut state)?;
+        let mut affected: Vec<u32> = state
+            .packs
+            .iter()
+            .filter(|(_, pack)| pack.entries.iter().any(|e| addresses.contains(&e.address)))
+            .map(|(no, _)| *no)
+            .collect();
+        affected.sort_unstable();
+        let mut replacements = Vec::new();
+        for no in &affected {
+            let Some(pack) = state.packs.get(no) else { continue };
+            let path = self.dir.join(&pack.name);
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            let mut survivors: Vec<(u128, &[u8])> = Vec::new();
+            for entry in &pack.entries {
+                if addresses.contains(&entry.address) {
+                    continue;
+                }
+                let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
+                let blob = start
+                    .checked_add(usize::try_from(entry.len).unwrap_or(usize::MAX))
+                    .and_then(|end| bytes.get(start..end))
+                    .filter(|blob| crc(blob) == entry.crc)
+                    .ok_or_else(|| {
+                        corrupt(&path, format!("node {:032x}: checksum mismatch while rewriting", entry.address))
+                    })?;
+                survivors.push((entry.address, blob));
+            }
+            if !survivors.is_empty() {
+                let (new_bytes, entries) = encode_pack(&survivors)?;
+                let name = pack_name();
+                self.write_file(&name, &new_bytes)?;
+                replacements.push(Pack { name, entries });
+            }
+        }
+        // Every survivor is durable in a new pack: the old packs may go.
+        for no in &affected {
+            let Some(pack) = state.packs.remove(no) else { continue };
+            state.by_name.remove(&pack.name);
+            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(no);
+            let path = self.dir.join(&pack.name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error(&path)(err)),
+            }
+        }
+        if !affected.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        for pack in replacements {
+            state.add(pack);
+        }
+        state.rebuild_index();
+        Ok(())
+    }
+}
