@@ -1,5 +1,5 @@
 //! A copy of a file store taken while the database is being written (files copied in name
-//! order, as `rsync -a` or `cp -r` do: `heads/` before `log/` before `packs/`) opens, and holds
+//! order, as `rsync -a` or `cp -r` do: `heads/` before `log/` before `nodepacks/`) opens, and holds
 //! a prefix of the committed transactions.
 
 use datahike::{edn::read_str, Config, Edn, IndexOrder};
@@ -79,7 +79,7 @@ fn a_copy_taken_during_writes_and_flushes_opens_with_a_prefix_of_the_commits() {
 }
 
 /// The deterministic version of the race above: the copy takes `heads/`, then a flush moves the
-/// head and discards log, then the copy takes `log/` and `packs/`. The log is discarded one
+/// head and discards log, then the copy takes `log/` and `nodepacks/`. The log is discarded one
 /// flush behind, so the copied head still finds every record after it.
 #[test]
 fn a_flush_between_copying_the_head_and_the_log_leaves_the_copy_whole() {
@@ -108,7 +108,7 @@ fn a_flush_between_copying_the_head_and_the_log_leaves_the_copy_whole() {
     });
     conn.flush().unwrap();
     copy_sorted(&dir.join("log"), &copy.join("log"));
-    copy_sorted(&dir.join("packs"), &copy.join("packs"));
+    copy_sorted(&dir.join("nodepacks"), &copy.join("nodepacks"));
     let c = datahike::connect(&config(&copy)).expect("the copy opens");
     let n = c.db().datoms(IndexOrder::Aevt, &[Edn::kw("k")]).unwrap().len();
     assert_eq!(n, 30, "the copy holds every transaction its log reaches");

@@ -165,7 +165,7 @@ fn a_corrupt_node_is_an_error_not_a_panic() {
     }
     conn.flush().unwrap();
     conn.release().unwrap();
-    let nodes = files_under(&path.join("packs"));
+    let nodes = files_under(&path.join("nodepacks"));
     assert!(!nodes.is_empty());
     for node in &nodes {
         let mut bytes = fs::read(node).unwrap();

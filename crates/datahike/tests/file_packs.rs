@@ -28,7 +28,7 @@ fn batch(range: std::ops::Range<u32>) -> Vec<(String, Vec<u8>)> {
 }
 
 fn pack_files(path: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(path.join("packs"))
+    let mut files: Vec<PathBuf> = fs::read_dir(path.join("nodepacks"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "pack"))
@@ -54,7 +54,7 @@ fn a_format_1_store_is_read_listed_and_upgraded_by_the_first_pack() {
     drop(store);
     // Turn the new store into one as format 1 left it: FORMAT 1, a node as its own file.
     fs::write(path.join("FORMAT"), b"datahike-rs file store\nformat 1\n").unwrap();
-    fs::remove_dir(path.join("packs")).unwrap();
+    fs::remove_dir(path.join("nodepacks")).unwrap();
     let legacy = node_key(1);
     let legacy_file = path.join("nodes").join(&legacy[6..8]).join(&legacy[8..]);
     fs::create_dir_all(legacy_file.parent().unwrap()).unwrap();
@@ -137,8 +137,8 @@ fn crash_leftovers_do_no_harm() {
     let pack = pack_files(&path).remove(0);
     // A crash between writing a rewritten pack and unlinking the old one leaves the same
     // nodes in two packs; a crash while writing a pack leaves a temporary.
-    fs::copy(&pack, path.join("packs/0000000000000000000000ff-00000001-000000.pack")).unwrap();
-    let dead_temp = path.join("packs/~tmp.4000000000.7");
+    fs::copy(&pack, path.join("nodepacks/0000000000000000000000ff-00000001-000000.pack")).unwrap();
+    let dead_temp = path.join("nodepacks/~tmp.4000000000.7");
     fs::write(&dead_temp, b"half a pack").unwrap();
 
     let store = FileStore::open(&path).unwrap();

@@ -19,7 +19,7 @@ fn node_key(n: u32) -> String {
 
 /// The pack files of the store at `path`, by name.
 fn pack_files(path: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(path.join("packs"))
+    let mut files: Vec<PathBuf> = fs::read_dir(path.join("nodepacks"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "pack"))
@@ -118,7 +118,11 @@ fn many_nodes_in_one_batch_and_nodes_are_immutable() {
     assert_eq!(store.get(&node_key(5)).unwrap(), Some(5u32.to_le_bytes().to_vec()));
     // One pack for the batch, none for the skipped rewrite, and no temporary left behind.
     assert_eq!(pack_files(&path).len(), 1);
-    assert!(fs::read_dir(path.join("packs")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains('~')));
+    assert!(fs::read_dir(path.join("nodepacks")).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains('~')));
 }
 
 #[test]
@@ -364,7 +368,7 @@ fn destroy_refuses_a_directory_that_is_no_longer_a_store() {
     fs::remove_file(path.join("FORMAT")).unwrap();
     let err = store.destroy().unwrap_err();
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
-    assert!(path.join("packs").is_dir());
+    assert!(path.join("nodepacks").is_dir());
 }
 
 #[test]

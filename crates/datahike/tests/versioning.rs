@@ -258,7 +258,7 @@ fn gc_sweeps_temporaries_of_crashed_writes_only() {
     t.transact(r#"[{:name "Alice"}]"#);
     t.conn.flush().unwrap();
     let root = t.dir.as_ref().unwrap().path().join("db");
-    let node_dir = root.join("packs");
+    let node_dir = root.join("nodepacks");
     // A temporary of a process that no longer runs, and one of this (running) process.
     let dead = node_dir.join("~tmp.4000000000.1");
     let ours = root.join("kv").join(format!("~tmp.{}.999999", std::process::id()));

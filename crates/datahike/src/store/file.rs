@@ -7,7 +7,7 @@
 //! FORMAT                    "datahike-rs file store\nformat 2\n"; present = this is a store
 //! LOCK                      flock'd by the single writer (Store::lock_writer)
 //! HEADS.LOCK                flock'd around each compare_and_set
-//! packs/<time>-<pid>-<n>.pack   keys nodes/<32 hex>: the index nodes of one put_batch
+//! nodepacks/<time>-<pid>-<n>.pack   keys nodes/<32 hex>: the index nodes of one put_batch
 //! nodes/<2 hex>/<30 hex>    key nodes/<32 hex> as written by format 1 (read, never written)
 //! heads/<escaped branch>    key heads/<branch>
 //! kv/<escaped key>          every other key

@@ -3,7 +3,7 @@
 //! An index flush writes a thousand or more small nodes at once. As one file each, the flush
 //! costs an inode, a directory entry and a rename per node, and on ext4 that dominates the
 //! flush. A pack holds them all in one file, written through a temporary, `fdatasync`'d,
-//! renamed into `packs/` and the directory `fsync`'d: after a crash a pack is whole or absent.
+//! renamed into `nodepacks/` and the directory `fsync`'d: after a crash a pack is whole or absent.
 //!
 //! ```text
 //! [8]  magic "DHRSPCK1"
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 
 /// The directory of the packs, under the store root.
-pub(super) const PACKS_DIR: &str = "packs";
+pub(super) const PACKS_DIR: &str = "nodepacks";
 const PACK_SUFFIX: &str = ".pack";
 const HEAD_MAGIC: &[u8; 8] = b"DHRSPCK1";
 const FOOT_MAGIC: &[u8; 8] = b"DHRSPEND";
@@ -72,7 +72,12 @@ struct PackState {
 }
 
 impl PackState {
-    fn add(&mut self, pack: Pack) -> u32 {
+    /// Registers a loaded or written pack, once: a refresh may have loaded a pack this handle
+    /// was registering after writing it.
+    fn add(&mut self, pack: Pack) {
+        if self.by_name.contains_key(&pack.name) {
+            return;
+        }
         let no = self.next_no;
         self.next_no = self.next_no.wrapping_add(1);
         for entry in &pack.entries {
@@ -80,7 +85,6 @@ impl PackState {
         }
         self.by_name.insert(pack.name.clone(), no);
         self.packs.insert(no, pack);
-        no
     }
 
     fn rebuild_index(&mut self) {
