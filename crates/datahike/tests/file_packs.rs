@@ -183,3 +183,35 @@ fn a_damaged_pack_is_corruption_naming_it() {
     assert!(store.put_batch(&batch(30..31)).is_err());
     assert_eq!(pack_files(&path).len(), 1);
 }
+
+#[test]
+fn many_small_flushes_are_compacted_and_every_node_stays_readable() {
+    let (_dir, path, store) = new_store();
+    let reader = FileStore::open(&path).unwrap();
+    for b in 0..100u32 {
+        store.put_batch(&batch(b * 10..b * 10 + 10)).unwrap();
+        // A handle that loaded the packs before merges finds every node after them.
+        let n = b * 7 % ((b + 1) * 10);
+        assert_eq!(reader.get(&node_key(n)).unwrap(), Some(node_bytes(n)), "after flush {b}");
+    }
+    // 100 flushes of one pack each: merged eight at a time per size class, at most seven
+    // packs remain in each of the three classes they reach.
+    let packs = pack_files(&path).len();
+    assert!(packs <= 21, "{packs} packs after 100 flushes");
+    let reopened = FileStore::open(&path).unwrap();
+    for n in 0..1000 {
+        assert_eq!(store.get(&node_key(n)).unwrap(), Some(node_bytes(n)), "node {n}");
+        assert_eq!(reader.get(&node_key(n)).unwrap(), Some(node_bytes(n)), "node {n}");
+        assert_eq!(reopened.get(&node_key(n)).unwrap(), Some(node_bytes(n)), "node {n}");
+    }
+    assert_eq!(listed(&reopened).len(), 1000);
+    // Each node is in exactly one pack.
+    let total: usize = pack_files(&path)
+        .iter()
+        .map(|p| {
+            let bytes = fs::read(p).unwrap();
+            (0..1000).filter(|n| contains(&bytes, &node_bytes(*n))).count()
+        })
+        .sum();
+    assert_eq!(total, 1000);
+}

@@ -720,6 +720,7 @@ impl Store for FileStore {
                     self.format_v1.store(false, Ordering::Release);
                 }
                 self.packs.write(&nodes)?;
+                self.packs.compact()?;
             }
             let mut known_dirs = HashSet::new();
             let mut dirs_to_sync = BTreeSet::new();

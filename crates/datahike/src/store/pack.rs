@@ -15,9 +15,10 @@
 //! (integers little endian). A handle keeps every pack's index in memory, loaded on first use,
 //! and looks again at the directory when a node is not where it expects: another handle may
 //! have written a pack, or rewritten one without the nodes that garbage collection deleted.
-//! Deleting nodes rewrites each pack that holds any of them without them: the new pack is
-//! durable before the old one is unlinked, so a crash in between leaves some nodes in two
-//! packs, which is harmless, as a node's bytes are fixed by its address.
+//! Deleting nodes rewrites each pack that holds any of them without them, and compaction
+//! merges small packs of similar size (one pack per flush would otherwise pile up): the new
+//! pack is durable before the old ones are unlinked, so a crash in between leaves some nodes
+//! in two packs, which is harmless, as a node's bytes are fixed by its address.
 
 use super::{StoreError, StoreResult};
 use std::collections::{HashMap, HashSet};
@@ -37,6 +38,12 @@ const INDEX_ENTRY_BYTES: usize = 32;
 const FOOTER_BYTES: usize = 24;
 /// Open pack files kept between reads; reads of further packs open and close their file.
 const OPEN_FILES_MAX: usize = 128;
+/// How many packs of one size class are merged into one (see [`Packs::compact`]).
+const COMPACT_FANIN: usize = 8;
+/// Packs of this size or more are left as they are by compaction.
+const COMPACT_MAX_BYTES: u64 = 16 << 20;
+/// Directory listings a refresh tries before it gives up on a directory that keeps changing.
+const REFRESH_ATTEMPTS: usize = 16;
 
 /// Where a node's bytes lie in its pack.
 #[derive(Clone, Copy, Debug)]
@@ -47,10 +54,11 @@ struct PackEntry {
     crc: u32,
 }
 
-/// One pack file as loaded: its name and its index, sorted by address.
+/// One pack file as loaded: its name, its index sorted by address, and its size.
 struct Pack {
     name: String,
     entries: Vec<PackEntry>,
+    bytes: u64,
 }
 
 impl Pack {
@@ -102,6 +110,8 @@ pub(super) struct Packs {
     dir: PathBuf,
     state: RwLock<PackState>,
     files: Mutex<HashMap<u32, Arc<File>>>,
+    /// Held by deletes and compactions, which replace packs, one at a time.
+    rewriting: Mutex<()>,
 }
 
 /// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
@@ -220,7 +230,7 @@ fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
         }
         entries.push(entry);
     }
-    Ok(Some(Pack { name: name.to_owned(), entries }))
+    Ok(Some(Pack { name: name.to_owned(), entries, bytes: size }))
 }
 
 /// Makes the entries of directory `dir` durable.
@@ -237,7 +247,12 @@ enum Read {
 
 impl Packs {
     pub(super) fn new(root: &Path) -> Packs {
-        Packs { dir: root.join(PACKS_DIR), state: RwLock::new(PackState::default()), files: Mutex::new(HashMap::new()) }
+        Packs {
+            dir: root.join(PACKS_DIR),
+            state: RwLock::new(PackState::default()),
+            files: Mutex::new(HashMap::new()),
+            rewriting: Mutex::new(()),
+        }
     }
 
     fn write_state(&self) -> RwLockWriteGuard<'_, PackState> {
@@ -264,6 +279,22 @@ impl Packs {
     }
 
     fn refresh_locked(&self, state: &mut PackState) -> StoreResult<()> {
+        // A pack listed but gone when it is read was replaced meanwhile by a rewrite, whose
+        // new packs exist before the old ones go: listing again finds them.
+        for _ in 0..REFRESH_ATTEMPTS {
+            if self.refresh_once(state)? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Invalid(format!(
+            "the packs in {} kept changing while being read ({REFRESH_ATTEMPTS} attempts)",
+            self.dir.display()
+        )))
+    }
+
+    /// One pass of [`Packs::refresh_locked`]; false when a listed pack vanished before it was
+    /// read.
+    fn refresh_once(&self, state: &mut PackState) -> StoreResult<bool> {
         let names = self.pack_names()?;
         let on_disk: HashSet<&String> = names.iter().collect();
         let vanished: Vec<u32> =
@@ -281,12 +312,13 @@ impl Packs {
             if state.by_name.contains_key(&name) {
                 continue;
             }
-            if let Some(pack) = load_pack(&self.dir.join(&name), &name)? {
-                state.add(pack);
+            match load_pack(&self.dir.join(&name), &name)? {
+                Some(pack) => state.add(pack),
+                None => return Ok(false),
             }
         }
         state.loaded = true;
-        Ok(())
+        Ok(true)
     }
 
     /// The names of the pack files in the directory (none when it does not exist yet).
@@ -401,7 +433,7 @@ impl Packs {
         let (bytes, entries) = encode_pack(nodes)?;
         let name = pack_name();
         self.write_file(&name, &bytes)?;
-        self.write_state().add(Pack { name, entries });
+        self.write_state().add(Pack { name, entries, bytes: to_u64(bytes.len()) });
         Ok(())
     }
 
@@ -431,61 +463,132 @@ impl Packs {
     /// Removes the nodes at `addresses` from every pack holding one: each such pack is
     /// rewritten without them (or unlinked when nothing else is in it).
     pub(super) fn delete(&self, addresses: &HashSet<u128>) -> StoreResult<()> {
-        let mut state = self.write_state();
-        self.refresh_locked(&mut state)?;
-        let mut affected: Vec<u32> = state
-            .packs
-            .iter()
-            .filter(|(_, pack)| pack.entries.iter().any(|e| addresses.contains(&e.address)))
-            .map(|(no, _)| *no)
-            .collect();
-        affected.sort_unstable();
-        let mut replacements = Vec::new();
-        for no in &affected {
-            let Some(pack) = state.packs.get(no) else { continue };
-            let path = self.dir.join(&pack.name);
-            let bytes = fs::read(&path).map_err(io_error(&path))?;
-            let mut survivors: Vec<(u128, &[u8])> = Vec::new();
-            for entry in &pack.entries {
-                if addresses.contains(&entry.address) {
-                    continue;
+        let _rewriting = self.rewriting.lock().unwrap_or_else(PoisonError::into_inner);
+        self.refresh()?;
+        let groups: Vec<Vec<PackRef>> = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let mut affected: Vec<PackRef> = state
+                .packs
+                .iter()
+                .filter(|(_, pack)| pack.entries.iter().any(|e| addresses.contains(&e.address)))
+                .map(|(no, pack)| PackRef::of(*no, pack))
+                .collect();
+            affected.sort_unstable_by_key(|p| p.no);
+            affected.into_iter().map(|p| vec![p]).collect()
+        };
+        self.rewrite(&groups, addresses)
+    }
+
+    /// Merges small packs of similar size, so that a store does not collect one pack per
+    /// flush forever: whenever [`COMPACT_FANIN`] packs below [`COMPACT_MAX_BYTES`] fall in one
+    /// size class (powers of 8), they become one pack of the next class. Each node is thus
+    /// rewritten about log8(store size / flush size) times over its life.
+    pub(super) fn compact(&self) -> StoreResult<()> {
+        let _rewriting = self.rewriting.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let group: Vec<PackRef> = {
+                let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+                let mut classes: HashMap<u32, Vec<PackRef>> = HashMap::new();
+                for (no, pack) in &state.packs {
+                    if pack.bytes < COMPACT_MAX_BYTES {
+                        classes.entry(size_class(pack.bytes)).or_default().push(PackRef::of(*no, pack));
+                    }
                 }
-                let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
-                let blob = start
-                    .checked_add(usize::try_from(entry.len).unwrap_or(usize::MAX))
-                    .and_then(|end| bytes.get(start..end))
-                    .filter(|blob| crc(blob) == entry.crc)
-                    .ok_or_else(|| {
-                        corrupt(&path, format!("node {:032x}: checksum mismatch while rewriting", entry.address))
-                    })?;
-                survivors.push((entry.address, blob));
+                let Some(mut group) = classes
+                    .into_values()
+                    .filter(|g| g.len() >= COMPACT_FANIN)
+                    .min_by_key(|g| g.iter().map(|p| p.bytes).sum::<u64>())
+                else {
+                    return Ok(());
+                };
+                group.sort_unstable_by_key(|p| p.no);
+                group
+            };
+            self.rewrite(&[group], &HashSet::new())?;
+        }
+    }
+
+    /// Replaces each group of packs by one new pack of their nodes less `doomed` (none when no
+    /// node is left). The new packs are durable before any old pack is unlinked. The caller
+    /// holds `rewriting`; readers of this handle go on meanwhile from the old packs.
+    fn rewrite(&self, groups: &[Vec<PackRef>], doomed: &HashSet<u128>) -> StoreResult<()> {
+        let mut written = Vec::new();
+        for group in groups {
+            let mut contents = Vec::with_capacity(group.len());
+            for pack in group {
+                let path = self.dir.join(&pack.name);
+                contents.push((path.clone(), fs::read(&path).map_err(io_error(&path))?));
+            }
+            let mut seen = HashSet::new();
+            let mut survivors: Vec<(u128, &[u8])> = Vec::new();
+            for (pack, (path, bytes)) in group.iter().zip(&contents) {
+                for entry in pack.entries.iter() {
+                    if doomed.contains(&entry.address) || !seen.insert(entry.address) {
+                        continue;
+                    }
+                    let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
+                    let blob = start
+                        .checked_add(usize::try_from(entry.len).unwrap_or(usize::MAX))
+                        .and_then(|end| bytes.get(start..end))
+                        .filter(|blob| crc(blob) == entry.crc)
+                        .ok_or_else(|| {
+                            corrupt(path, format!("node {:032x}: checksum mismatch while rewriting", entry.address))
+                        })?;
+                    survivors.push((entry.address, blob));
+                }
             }
             if !survivors.is_empty() {
-                let (new_bytes, entries) = encode_pack(&survivors)?;
+                let (bytes, entries) = encode_pack(&survivors)?;
                 let name = pack_name();
-                self.write_file(&name, &new_bytes)?;
-                replacements.push(Pack { name, entries });
+                self.write_file(&name, &bytes)?;
+                written.push(Pack { name, entries, bytes: to_u64(bytes.len()) });
             }
         }
         // Every survivor is durable in a new pack: the old packs may go.
-        for no in &affected {
-            let Some(pack) = state.packs.remove(no) else { continue };
-            state.by_name.remove(&pack.name);
-            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(no);
+        let mut unlinked = false;
+        for pack in groups.iter().flatten() {
             let path = self.dir.join(&pack.name);
             match fs::remove_file(&path) {
-                Ok(()) => {}
+                Ok(()) => unlinked = true,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(io_error(&path)(err)),
             }
         }
-        if !affected.is_empty() {
+        if unlinked {
             sync_dir(&self.dir)?;
         }
-        for pack in replacements {
+        let mut state = self.write_state();
+        for pack in groups.iter().flatten() {
+            // A refresh in between may have forgotten it already.
+            if state.by_name.get(&pack.name) == Some(&pack.no) {
+                state.by_name.remove(&pack.name);
+                state.packs.remove(&pack.no);
+            }
+            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(&pack.no);
+        }
+        for pack in written {
             state.add(pack);
         }
         state.rebuild_index();
         Ok(())
     }
+}
+
+/// A pack as a rewrite sees it: a copy of its index, taken under the state lock.
+struct PackRef {
+    no: u32,
+    name: String,
+    entries: Vec<PackEntry>,
+    bytes: u64,
+}
+
+impl PackRef {
+    fn of(no: u32, pack: &Pack) -> PackRef {
+        PackRef { no, name: pack.name.clone(), entries: pack.entries.clone(), bytes: pack.bytes }
+    }
+}
+
+/// The size class of a pack of `bytes` bytes: floor(log8(bytes)).
+fn size_class(bytes: u64) -> u32 {
+    bytes.checked_ilog2().unwrap_or(0) / 3
 }
