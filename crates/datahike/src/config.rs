@@ -3,7 +3,7 @@
 
 use crate::edn::{read_str, Edn, Keyword};
 use crate::error::{Error, Result};
-use crate::index::IndexKind;
+use crate::index::{CacheLimit, IndexKind};
 use std::path::PathBuf;
 
 /// Where the database lives.
@@ -61,8 +61,12 @@ pub struct Config {
     /// `:index-config {:branching-factor n}`, fixed when the database is created. Default 128
     /// (Datahike uses 512): smaller nodes make path copies of small transactions cheaper.
     pub branching_factor: usize,
-    /// `:store-cache-size`: index nodes kept decoded in memory (default 1000).
-    pub store_cache_size: usize,
+    /// `:store-cache-size`: index nodes kept decoded in memory. When it is not given, the
+    /// cache is bounded by bytes instead ([`Config::store_cache_bytes`]).
+    pub store_cache_size: Option<usize>,
+    /// `:store-cache-bytes` (our extension): about how many bytes of decoded index nodes the
+    /// cache keeps when `:store-cache-size` is not given (default 256 MiB).
+    pub store_cache_bytes: u64,
     /// `:search-cache-size` (default 0, off).
     pub search_cache_size: usize,
     /// `:initial-tx`: transacted when the database is created.
@@ -82,7 +86,8 @@ impl Default for Config {
             attribute_refs: false,
             index: IndexKind::PersistentSet,
             branching_factor: 128,
-            store_cache_size: 1000,
+            store_cache_size: None,
+            store_cache_bytes: crate::index::NodeCache::DEFAULT_BYTES,
             search_cache_size: 0,
             initial_tx: None,
             name: None,
@@ -110,6 +115,15 @@ fn count_of(key: &str, v: &Edn, min: i64) -> Result<usize> {
 }
 
 impl Config {
+    /// How the node cache is bounded: by `:store-cache-size` nodes when given, else by
+    /// `:store-cache-bytes`.
+    pub fn cache_limit(&self) -> CacheLimit {
+        match self.store_cache_size {
+            Some(n) => CacheLimit::Nodes(n),
+            None => CacheLimit::Bytes(self.store_cache_bytes),
+        }
+    }
+
     /// A file-backed config at `path` with the other keys at their defaults.
     pub fn file(path: impl Into<PathBuf>) -> Config {
         Config { store: StoreConfig::File { path: path.into() }, ..Config::default() }
@@ -160,7 +174,10 @@ impl Config {
                         config.branching_factor = count_of(":index-config :branching-factor", b, 4)?;
                     }
                 }
-                "store-cache-size" => config.store_cache_size = count_of(":store-cache-size", value, 1)?,
+                "store-cache-size" => config.store_cache_size = Some(count_of(":store-cache-size", value, 1)?),
+                "store-cache-bytes" => {
+                    config.store_cache_bytes = count_of(":store-cache-bytes", value, 1)?.try_into().unwrap_or(u64::MAX)
+                }
                 "search-cache-size" => config.search_cache_size = count_of(":search-cache-size", value, 0)?,
                 "initial-tx" => {
                     config.initial_tx = match value {
@@ -205,7 +222,12 @@ impl Config {
             (Edn::kw("search-cache-size"), Edn::Int(self.search_cache_size as i64)),
             (Edn::kw("index"), Edn::kw("datahike.index/persistent-set")),
             (Edn::kw("store"), self.store.to_edn()),
-            (Edn::kw("store-cache-size"), Edn::Int(self.store_cache_size as i64)),
+            match self.store_cache_size {
+                Some(n) => (Edn::kw("store-cache-size"), Edn::Int(n as i64)),
+                None => {
+                    (Edn::kw("store-cache-bytes"), Edn::Int(i64::try_from(self.store_cache_bytes).unwrap_or(i64::MAX)))
+                }
+            },
             (Edn::kw("attribute-refs?"), Edn::Bool(self.attribute_refs)),
             (
                 Edn::kw("schema-flexibility"),
@@ -283,7 +305,13 @@ mod tests {
         assert_eq!(c.store, StoreConfig::File { path: "/tmp/x".into() });
         assert!(c.keep_history);
         assert_eq!(c.schema_flexibility, SchemaFlexibility::Read);
-        assert_eq!(c.store_cache_size, 1000);
+        assert_eq!(c.cache_limit(), CacheLimit::Bytes(256 << 20));
+        let c = Config::parse("{:store-cache-size 5000}").unwrap();
+        assert_eq!(c.cache_limit(), CacheLimit::Nodes(5000));
+        let c = Config::parse("{:store-cache-bytes 1000000}").unwrap();
+        assert_eq!(c.cache_limit(), CacheLimit::Bytes(1_000_000));
+        let e = Config::parse("{:store-cache-bytes 0}").unwrap_err().to_string();
+        assert!(e.contains(":store-cache-bytes") && e.contains('0'), "{e}");
         let e = Config::parse("{:store {:backend :s4}}").unwrap_err().to_string();
         assert!(e.contains(":s4"), "{e}");
         let e = Config::parse("{:keep-history? 1}").unwrap_err().to_string();

@@ -546,7 +546,7 @@ pub fn create_database(config: &Config) -> Result<Config> {
 /// entities (written here, before the head that names them exists).
 fn with_system_entities(config: &Config, store: &Arc<dyn Store>, head: Head) -> Result<Head> {
     let config = Arc::new(config.clone());
-    let cache = Arc::new(NodeCache::new(Some(store.clone()), config.store_cache_size));
+    let cache = Arc::new(NodeCache::with_limit(Some(store.clone()), config.cache_limit()));
     let empty = db_from_head(&config, &head, &cache)?;
     let outcome = TxOutcome {
         tx: TX0,
@@ -644,9 +644,9 @@ fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)>
     }
     let config = Arc::new(effective);
     let cache = Arc::new(if matches!(config.store, StoreConfig::Memory { .. }) {
-        NodeCache::resident(store.clone(), config.store_cache_size)
+        NodeCache::resident(store.clone(), config.cache_limit())
     } else {
-        NodeCache::new(Some(store.clone()), config.store_cache_size)
+        NodeCache::with_limit(Some(store.clone()), config.cache_limit())
     });
     let mut db = db_from_head(&config, &head, &cache)?;
     let log = config.branch.as_str().to_string();

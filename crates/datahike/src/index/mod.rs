@@ -5,7 +5,7 @@
 pub mod codec;
 mod persistent;
 
-pub use persistent::{NodeCache, PersistentIndex};
+pub use persistent::{CacheLimit, NodeCache, PersistentIndex};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::store::{Store, StoreError};

@@ -42,6 +42,23 @@ pub(crate) struct Branch {
 }
 
 impl Node {
+    /// About how many bytes of memory the node holds: its datoms (or keys, counts and child
+    /// references) and the heap bytes of their strings, byte arrays and tuples. Decoding
+    /// shares attribute names, so they are not counted per datom.
+    pub fn approx_bytes(&self) -> u64 {
+        let datoms =
+            |ds: &[Datom]| -> usize { ds.iter().map(|d| std::mem::size_of::<Datom>() + value_heap_bytes(&d.v)).sum() };
+        let bytes = match self {
+            Node::Leaf(ds) => datoms(ds),
+            Node::Branch(b) => {
+                datoms(&b.keys)
+                    + b.counts.len() * std::mem::size_of::<u64>()
+                    + b.children.len() * (std::mem::size_of::<Arc<ChildRef>>() + std::mem::size_of::<ChildRef>())
+            }
+        };
+        u64::try_from(bytes + std::mem::size_of::<Node>()).unwrap_or(u64::MAX)
+    }
+
     /// Leaves are level 0.
     pub fn level(&self) -> u32 {
         match self {
@@ -248,12 +265,51 @@ impl ChildRef {
     }
 }
 
+/// The heap bytes a value owns besides its inline size (an approximation for cache weights).
+fn value_heap_bytes(v: &crate::value::Value) -> usize {
+    use crate::value::Value;
+    match v {
+        Value::String(s) => s.len() + 16,
+        Value::Bytes(b) => b.len() + 16,
+        Value::BigInt(_) | Value::BigDec(_) => 48,
+        Value::Tuple(vs) | Value::Set(vs) => {
+            vs.iter().map(|x| std::mem::size_of::<Value>() + value_heap_bytes(x)).sum::<usize>() + 16
+        }
+        _ => 0,
+    }
+}
+
+/// How a [`NodeCache`] is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheLimit {
+    /// At most this many nodes (Datahike's `:store-cache-size`).
+    Nodes(usize),
+    /// At most about this many bytes of decoded nodes (see [`Node::approx_bytes`]).
+    Bytes(u64),
+}
+
+/// A cached node and its weight under the cache's [`CacheLimit`], computed once.
+#[derive(Clone)]
+struct Cached {
+    node: Arc<Node>,
+    weight: u64,
+}
+
+#[derive(Clone)]
+struct CachedWeighter;
+
+impl quick_cache::Weighter<Address, Cached> for CachedWeighter {
+    fn weight(&self, _: &Address, value: &Cached) -> u64 {
+        value.weight
+    }
+}
+
 /// A thread-safe LRU cache of decoded index nodes keyed by address, loading missing nodes
 /// from the store. Shared by every index of a database (Datahike's `:store-cache-size`).
 pub struct NodeCache {
     store: Option<Arc<dyn Store>>,
-    nodes: quick_cache::sync::Cache<Address, Arc<Node>>,
-    capacity: usize,
+    nodes: quick_cache::sync::Cache<Address, Cached, CachedWeighter>,
+    limit: CacheLimit,
     /// Nodes stay in memory once durable (a store in this process's memory: loading a node
     /// again would only decode a copy of what is already here).
     resident: bool,
@@ -263,17 +319,36 @@ impl NodeCache {
     /// Datahike's default `:store-cache-size`, in nodes.
     pub const DEFAULT_CAPACITY: usize = 1000;
 
+    /// The default bound when the config names no `:store-cache-size`: 256 MiB of decoded
+    /// nodes, in the range of other databases' default buffer pools, and about what Datahike's
+    /// 1,000 nodes of up to 512 datoms hold.
+    pub const DEFAULT_BYTES: u64 = 256 << 20;
+
     /// A cache of at most `capacity_nodes` nodes over `store` (`None` for a database that
     /// lives only in memory: its nodes are never dropped, so nothing needs loading).
     pub fn new(store: Option<Arc<dyn Store>>, capacity_nodes: usize) -> NodeCache {
-        let capacity = capacity_nodes.max(1);
-        NodeCache { store, nodes: quick_cache::sync::Cache::new(capacity), capacity, resident: false }
+        NodeCache::with_limit(store, CacheLimit::Nodes(capacity_nodes))
+    }
+
+    /// A cache bounded by `limit` over `store`.
+    pub fn with_limit(store: Option<Arc<dyn Store>>, limit: CacheLimit) -> NodeCache {
+        let limit = match limit {
+            CacheLimit::Nodes(n) => CacheLimit::Nodes(n.max(1)),
+            CacheLimit::Bytes(b) => CacheLimit::Bytes(b.max(1)),
+        };
+        let (estimated_items, weight_capacity) = match limit {
+            CacheLimit::Nodes(n) => (n, u64::try_from(n).unwrap_or(u64::MAX)),
+            // A leaf of 128 datoms weighs about 10 KiB.
+            CacheLimit::Bytes(b) => (usize::try_from(b / 10_000).unwrap_or(usize::MAX).clamp(16, 1 << 20), b),
+        };
+        let nodes = quick_cache::sync::Cache::with_weighter(estimated_items, weight_capacity, CachedWeighter);
+        NodeCache { store, nodes, limit, resident: false }
     }
 
     /// A cache whose nodes stay in memory after they are stored (for the memory backend);
     /// nodes of older versions, loaded from the store, still go through the LRU.
-    pub fn resident(store: Arc<dyn Store>, capacity_nodes: usize) -> NodeCache {
-        NodeCache { resident: true, ..NodeCache::new(Some(store), capacity_nodes) }
+    pub fn resident(store: Arc<dyn Store>, limit: CacheLimit) -> NodeCache {
+        NodeCache { resident: true, ..NodeCache::with_limit(Some(store), limit) }
     }
 
     /// The store nodes are loaded from.
@@ -281,14 +356,19 @@ impl NodeCache {
         self.store.as_ref()
     }
 
-    /// The capacity in nodes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// The bound of the cache.
+    pub fn limit(&self) -> CacheLimit {
+        self.limit
     }
 
     /// Number of nodes cached now.
     pub fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The weight of the cached nodes: their number or their approximate bytes.
+    pub fn weight(&self) -> u64 {
+        self.nodes.weight()
     }
 
     /// Whether no node is cached.
@@ -301,16 +381,25 @@ impl NodeCache {
         self.nodes.clear();
     }
 
+    fn cached(&self, node: Arc<Node>) -> Cached {
+        let weight = match self.limit {
+            CacheLimit::Nodes(_) => 1,
+            CacheLimit::Bytes(_) => node.approx_bytes(),
+        };
+        Cached { node, weight }
+    }
+
     pub(crate) fn insert(&self, address: Address, node: Arc<Node>) {
-        self.nodes.insert(address, node);
+        self.nodes.insert(address, self.cached(node));
     }
 
     pub(crate) fn get(&self, address: &Address) -> IndexResult<Arc<Node>> {
-        self.nodes.get_or_insert_with(address, || {
+        let cached = self.nodes.get_or_insert_with(address, || {
             let store = self.store.as_ref().ok_or_else(|| IndexError::MissingNode(hex(address)))?;
             let bytes = store.get(&node_key(address))?.ok_or_else(|| IndexError::MissingNode(hex(address)))?;
-            Ok(Arc::new(Node::decode(address, &bytes)?))
-        })
+            Ok::<_, IndexError>(self.cached(Arc::new(Node::decode(address, &bytes)?)))
+        })?;
+        Ok(cached.node)
     }
 }
 
@@ -319,7 +408,7 @@ impl fmt::Debug for NodeCache {
         f.debug_struct("NodeCache")
             .field("has_store", &self.store.is_some())
             .field("len", &self.len())
-            .field("capacity", &self.capacity)
+            .field("limit", &self.limit)
             .finish()
     }
 }

@@ -535,3 +535,27 @@ fn large_batches_into_small_trees_match_a_sorted_model() {
         }
     }
 }
+
+#[test]
+fn a_cache_bounded_by_bytes_keeps_its_weight_under_the_bound_and_reloads() {
+    let (_, store) = new_store();
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, 8)
+        .unwrap()
+        .apply_batch(many(2000), vec![])
+        .unwrap();
+    let (_, root) = flush(&index, store.as_ref());
+    // Room for a few leaves of 8 datoms only.
+    let bound = 4 * 8 * std::mem::size_of::<crate::datom::Datom>() as u64;
+    let small = Arc::new(NodeCache::with_limit(Some(store.clone()), CacheLimit::Bytes(bound)));
+    let reopened = PersistentIndex::open(IndexOrder::Eavt, false, Some(&root), &small).unwrap();
+    assert_eq!(all(reopened.seek(&DatomKey::default())), many(2000));
+    assert!(small.weight() <= bound, "{} > {bound}", small.weight());
+    assert!(!small.is_empty());
+    // Bounded by nodes, the weight is the node count.
+    let counted = Arc::new(NodeCache::with_limit(Some(store), CacheLimit::Nodes(3)));
+    let again = PersistentIndex::open(IndexOrder::Eavt, false, Some(&root), &counted).unwrap();
+    assert_eq!(all(again.seek(&DatomKey::default())), many(2000));
+    assert_eq!(counted.weight(), counted.len() as u64);
+    assert!(counted.len() <= 3);
+}
