@@ -340,7 +340,9 @@ impl Packs {
         Ok(names)
     }
 
-    /// The node at `address`, looking at the directory again once if it is not found.
+    /// The node at `address` where this handle's state places it; `None` when the state
+    /// places it nowhere or in a pack that is gone (the caller then tries
+    /// [`Packs::get_refreshed`]).
     pub(super) fn get(&self, address: u128, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.ensure_loaded()?;
         if let Some(Read::Found(bytes)) = self.try_get(address, key)? {
