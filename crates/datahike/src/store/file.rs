@@ -153,7 +153,7 @@ impl Drop for FileWriterGuard {
 }
 
 /// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
@@ -220,13 +220,13 @@ fn prefix_overlaps(prefix: &str, key_start: &str) -> bool {
 }
 
 /// A name for a temporary file, unique among processes and handles.
-pub(super) fn temp_name() -> String {
+fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!("~tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Makes the entries of directory `dir` durable.
-fn sync_dir(dir: &Path) -> StoreResult<()> {
+pub(super) fn sync_dir(dir: &Path) -> StoreResult<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
@@ -287,7 +287,7 @@ fn ensure_dir(dir: &Path, known: &mut HashSet<PathBuf>, dirs_to_sync: &mut BTree
 
 /// Writes `bytes` to `path` through a fsync'd temporary file and a rename, then fsyncs the
 /// directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut dirs_to_sync = BTreeSet::new();
     ensure_dir(dir, &mut HashSet::new(), &mut dirs_to_sync)?;
@@ -669,7 +669,7 @@ impl Appender {
     }
 }
 
-fn to_u64(n: usize) -> u64 {
+pub(super) fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 

@@ -20,10 +20,11 @@
 //! pack is durable before the old ones are unlinked, so a crash in between leaves some nodes
 //! in two packs, which is harmless, as a node's bytes are fixed by its address.
 
+use super::file::{io_error, sync_dir, to_u64, write_atomically};
 use super::{StoreError, StoreResult};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,11 +115,6 @@ pub(super) struct Packs {
     rewriting: Mutex<()>,
 }
 
-/// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
-}
-
 fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt { key: path.display().to_string(), reason: reason.into() }
 }
@@ -178,10 +174,6 @@ fn encode_pack(nodes: &[(u128, &[u8])]) -> StoreResult<(Vec<u8>, Vec<PackEntry>)
     Ok((out, entries))
 }
 
-fn to_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
 /// Reads the index of the pack at `path`; `None` when the file no longer exists.
 fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
     let file = match File::open(path) {
@@ -231,11 +223,6 @@ fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
         entries.push(entry);
     }
     Ok(Some(Pack { name: name.to_owned(), entries, bytes: size }))
-}
-
-/// Makes the entries of directory `dir` durable.
-fn sync_dir(dir: &Path) -> StoreResult<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
 /// The outcome of reading a node from a pack file.
@@ -439,27 +426,10 @@ impl Packs {
         Ok(())
     }
 
-    /// Writes pack file `name` through a temporary, `fdatasync`, rename and directory `fsync`.
+    /// Writes pack file `name` through a temporary, `fdatasync`, rename and directory `fsync`
+    /// (creating the directory of a format 1 store).
     fn write_file(&self, name: &str, bytes: &[u8]) -> StoreResult<()> {
-        match fs::create_dir(&self.dir) {
-            Ok(()) => sync_dir(self.dir.parent().unwrap_or(Path::new(".")))?,
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(io_error(&self.dir)(err)),
-        }
-        let temp = self.dir.join(super::file::temp_name());
-        let path = self.dir.join(name);
-        let written = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_data()
-        })()
-        .map_err(io_error(&temp))
-        .and_then(|()| fs::rename(&temp, &path).map_err(io_error(&path)));
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written?;
-        sync_dir(&self.dir)
+        write_atomically(&self.dir.join(name), bytes)
     }
 
     /// Removes the nodes at `addresses` from every pack holding one: each such pack is
