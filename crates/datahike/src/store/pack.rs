@@ -58,6 +58,8 @@ struct PackEntry {
 /// One pack file as loaded: its name, its index sorted by address, and its size.
 struct Pack {
     name: String,
+    /// `dir/name`, made once: every read of a node names it.
+    path: Arc<Path>,
     entries: Vec<PackEntry>,
     bytes: u64,
 }
@@ -222,7 +224,7 @@ fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
         }
         entries.push(entry);
     }
-    Ok(Some(Pack { name: name.to_owned(), entries, bytes: size }))
+    Ok(Some(Pack { name: name.to_owned(), path: path.into(), entries, bytes: size }))
 }
 
 /// The outcome of reading a node from a pack file.
@@ -357,14 +359,13 @@ impl Packs {
     }
 
     fn try_get(&self, address: u128, key: &str) -> StoreResult<Option<Read>> {
-        let (no, name, entry) = {
+        let (no, path, entry) = {
             let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
             let Some(no) = state.index.get(&address).copied() else { return Ok(None) };
             let Some(pack) = state.packs.get(&no) else { return Ok(None) };
             let Some(entry) = pack.entry(address) else { return Ok(None) };
-            (no, pack.name.clone(), entry)
+            (no, pack.path.clone(), entry)
         };
-        let path = self.dir.join(&name);
         let file = match self.file(no, &path) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Some(Read::PackGone)),
@@ -419,17 +420,19 @@ impl Packs {
         if nodes.is_empty() {
             return Ok(());
         }
-        let (bytes, entries) = encode_pack(nodes)?;
-        let name = pack_name();
-        self.write_file(&name, &bytes)?;
-        self.write_state().add(Pack { name, entries, bytes: to_u64(bytes.len()) });
+        let pack = self.write_pack(nodes)?;
+        self.write_state().add(pack);
         Ok(())
     }
 
-    /// Writes pack file `name` through a temporary, `fdatasync`, rename and directory `fsync`
-    /// (creating the directory of a format 1 store).
-    fn write_file(&self, name: &str, bytes: &[u8]) -> StoreResult<()> {
-        write_atomically(&self.dir.join(name), bytes)
+    /// Writes `nodes` as a new pack file through a temporary, `fdatasync`, rename and
+    /// directory `fsync` (creating the directory of a format 1 store).
+    fn write_pack(&self, nodes: &[(u128, &[u8])]) -> StoreResult<Pack> {
+        let (bytes, entries) = encode_pack(nodes)?;
+        let name = pack_name();
+        let path = self.dir.join(&name);
+        write_atomically(&path, &bytes)?;
+        Ok(Pack { name, path: path.into(), entries, bytes: to_u64(bytes.len()) })
     }
 
     /// Removes the nodes at `addresses` from every pack holding one: each such pack is
@@ -510,10 +513,7 @@ impl Packs {
                 }
             }
             if !survivors.is_empty() {
-                let (bytes, entries) = encode_pack(&survivors)?;
-                let name = pack_name();
-                self.write_file(&name, &bytes)?;
-                written.push(Pack { name, entries, bytes: to_u64(bytes.len()) });
+                written.push(self.write_pack(&survivors)?);
             }
         }
         // Every survivor is durable in a new pack: the old packs may go.
