@@ -240,7 +240,7 @@ fn read_optional(path: &Path) -> StoreResult<Option<Vec<u8>>> {
 }
 
 /// The names in directory `dir`, or none when it does not exist.
-fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
+pub(super) fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -20,7 +20,7 @@
 //! pack is durable before the old ones are unlinked, so a crash in between leaves some nodes
 //! in two packs, which is harmless, as a node's bytes are fixed by its address.
 
-use super::file::{io_error, sync_dir, to_u64, write_atomically};
+use super::file::{dir_names, io_error, sync_dir, to_u64, write_atomically};
 use super::{StoreError, StoreResult};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -312,20 +312,8 @@ impl Packs {
 
     /// The names of the pack files in the directory (none when it does not exist yet).
     fn pack_names(&self) -> StoreResult<Vec<String>> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(io_error(&self.dir)(err)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error(&self.dir))?;
-            if let Ok(name) = entry.file_name().into_string() {
-                if name.ends_with(PACK_SUFFIX) && !name.contains('~') {
-                    names.push(name);
-                }
-            }
-        }
+        let mut names = dir_names(&self.dir)?;
+        names.retain(|name| name.ends_with(PACK_SUFFIX) && !name.contains('~'));
         Ok(names)
     }
 
@@ -343,19 +331,16 @@ impl Packs {
     /// Like [`Packs::get`] but after looking at the directory again: for a node that the
     /// state of this handle does not (or no longer correctly) place.
     pub(super) fn get_refreshed(&self, address: u128, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.refresh()?;
-        match self.try_get(address, key)? {
-            Some(Read::Found(bytes)) => Ok(Some(bytes)),
-            // Rewritten again between the refresh and the read: look once more.
-            Some(Read::PackGone) => {
-                self.refresh()?;
-                match self.try_get(address, key)? {
-                    Some(Read::Found(bytes)) => Ok(Some(bytes)),
-                    _ => Ok(None),
-                }
+        // Twice: the pack may be rewritten again between the refresh and the read.
+        for _ in 0..2 {
+            self.refresh()?;
+            match self.try_get(address, key)? {
+                Some(Read::Found(bytes)) => return Ok(Some(bytes)),
+                Some(Read::PackGone) => continue,
+                None => return Ok(None),
             }
-            None => Ok(None),
         }
+        Ok(None)
     }
 
     fn try_get(&self, address: u128, key: &str) -> StoreResult<Option<Read>> {
@@ -463,21 +448,22 @@ impl Packs {
         loop {
             let group: Vec<PackRef> = {
                 let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-                let mut classes: HashMap<u32, Vec<PackRef>> = HashMap::new();
+                // Classified by size alone; only the chosen group's indices are copied.
+                let mut classes: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
                 for (no, pack) in &state.packs {
                     if pack.bytes < COMPACT_MAX_BYTES {
-                        classes.entry(size_class(pack.bytes)).or_default().push(PackRef::of(*no, pack));
+                        classes.entry(size_class(pack.bytes)).or_default().push((*no, pack.bytes));
                     }
                 }
                 let Some(mut group) = classes
                     .into_values()
                     .filter(|g| g.len() >= COMPACT_FANIN)
-                    .min_by_key(|g| g.iter().map(|p| p.bytes).sum::<u64>())
+                    .min_by_key(|g| g.iter().map(|(_, bytes)| bytes).sum::<u64>())
                 else {
                     return Ok(());
                 };
-                group.sort_unstable_by_key(|p| p.no);
-                group
+                group.sort_unstable();
+                group.iter().filter_map(|(no, _)| Some(PackRef::of(*no, state.packs.get(no)?))).collect()
             };
             self.rewrite(&[group], &HashSet::new())?;
         }
@@ -551,12 +537,11 @@ struct PackRef {
     no: u32,
     name: String,
     entries: Vec<PackEntry>,
-    bytes: u64,
 }
 
 impl PackRef {
     fn of(no: u32, pack: &Pack) -> PackRef {
-        PackRef { no, name: pack.name.clone(), entries: pack.entries.clone(), bytes: pack.bytes }
+        PackRef { no, name: pack.name.clone(), entries: pack.entries.clone() }
     }
 }
 
