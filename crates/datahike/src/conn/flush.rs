@@ -1,0 +1,160 @@
+//! Index flushes: writing the nodes of a snapshot and publishing the head that names them.
+
+use super::*;
+
+impl Conn {
+    /// Writes every index node not yet durable and publishes a head naming them, so that the
+    /// log before it can be discarded. Called automatically; exposed for tests and tools.
+    pub fn flush(&self) -> Result<()> {
+        self.join_flusher()?;
+        let db = {
+            let mut writer = lock(&self.0.writer);
+            let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
+            let _guard = durable.store.lock_writer()?;
+            let db = self.catch_up(durable, self.db())?;
+            durable.txs_since_flush = 0;
+            durable.bytes_since_flush = 0;
+            db
+        };
+        flush_snapshot(&self.0, &db)
+    }
+
+    /// Waits for a background flush and reports its error, if any.
+    pub(super) fn join_flusher(&self) -> Result<()> {
+        let handle = lock(&self.0.flusher).take();
+        if let Some(handle) = handle {
+            handle.join().map_err(|_| Error::Internal("the background flush panicked".into()))?;
+        }
+        match lock(&self.0.flush_error).take() {
+            Some(e) => Err(Error::Database(format!("a background index flush failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The index nodes of a value not stored yet and the head that names the value.
+pub(super) struct Snapshot {
+    pub(super) pendings: Vec<PendingFlush>,
+    pub(super) nodes: Vec<(String, Vec<u8>)>,
+    pub(super) head: Head,
+}
+
+impl Snapshot {
+    /// Encodes every node of `db`'s indices that is not durable yet, and the head naming
+    /// `db` as commit `commit` (the fields fixed at creation come from `fixed`).
+    pub(super) fn prepare(db: &Db, commit: Commit, pack_base: Option<uuid::Uuid>, fixed: Head) -> Result<Snapshot> {
+        let mut pendings = Vec::new();
+        for idx in db.0.current.all() {
+            pendings.push(idx.prepare_flush()?);
+        }
+        if let Some(h) = &db.0.history {
+            for idx in h.all() {
+                pendings.push(idx.prepare_flush()?);
+            }
+        }
+        let nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
+        let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
+        let head = Head {
+            max_eid: db.max_eid(),
+            max_tx: db.max_tx(),
+            last_tx_instant: db.last_tx_instant(),
+            current: [roots[0].clone(), roots[1].clone(), roots[2].clone()],
+            history: if roots.len() == 6 { Some([roots[3].clone(), roots[4].clone(), roots[5].clone()]) } else { None },
+            pack_base,
+            commit,
+            ..fixed
+        };
+        Ok(Snapshot { pendings, nodes, head })
+    }
+}
+
+/// Makes every index node of `db` durable, then publishes a head naming them, then discards
+/// the log it covers. Node writing runs without the writer lock, so transactions continue;
+/// only the head swap takes it. One flush runs at a time per connection.
+///
+/// With the nodes go the snapshot's commit record (`commits/<id>`, the same bytes as the
+/// head) and its pack (`packs/<id>`, the log records since the previous snapshot), so that
+/// every commit stays addressable after the log is discarded.
+///
+/// Garbage collection may run in another thread or process while the nodes are written, and
+/// a node this flush skipped as already stored (content addressing) may be one it deletes as
+/// unreachable. Every collection bumps [`GC_EPOCH_KEY`] after its sweep, under the writer
+/// lock; a flush that sees the epoch changed between its writes and its head swap writes its
+/// batch again (missing files only) before swapping, under the lock.
+pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
+    let _one_at_a_time = lock(&inner.flushing);
+    let (store, records, previous) = {
+        let writer = lock(&inner.writer);
+        match writer.durable.as_ref() {
+            Some(d) if d.flushed_tx < db.max_tx() => {
+                let records: Vec<Arc<[u8]>> =
+                    d.unflushed.iter().filter(|r| r.tx <= db.max_tx()).map(|r| r.bytes.clone()).collect();
+                (d.store.clone(), records, d.head.clone())
+            }
+            _ => return Ok(()),
+        }
+    };
+    let commit =
+        db.0.commit
+            .as_deref()
+            .cloned()
+            .ok_or_else(|| Error::Internal("a connection's database value has no commit".into()))?;
+    let epoch = store.get(GC_EPOCH_KEY)?;
+    let previous_id = previous.commit.id;
+    // The last record is this snapshot's own commit: a pack is worth writing only when it
+    // holds commits before it.
+    let pack_base = (records.len() > 1).then_some(previous_id);
+    let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
+    let bytes = head.encode();
+    if head.pack_base.is_some() {
+        nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
+    }
+    nodes.push((commit_key(&head.commit.id), bytes.clone()));
+    store.put_batch(&nodes)?;
+    // The nodes stay in memory until the head names them: a collection may delete one of
+    // them from the store before this flush writes it again (below), and nothing must read
+    // it from the store meanwhile.
+    let mut writer = lock(&inner.writer);
+    let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
+    let _guard = durable.store.lock_writer()?;
+    if durable.flushed_tx >= db.max_tx() {
+        return Ok(());
+    }
+    let current = durable.store.get(&durable.head_key)?;
+    if current != durable.head_bytes {
+        // Another process published a head since we last looked: adopt it if it is newer,
+        // otherwise replace it (it names only durable nodes of an older state).
+        if let Some(bytes) = &current {
+            let head = Head::decode(bytes)?;
+            if head.max_tx >= db.max_tx() {
+                durable.head_bytes = current;
+                durable.head = head;
+                return Ok(());
+            }
+        }
+        durable.head_bytes = current;
+    }
+    if durable.store.get(GC_EPOCH_KEY)? != epoch {
+        durable.store.put_batch(&nodes)?;
+    }
+    drop(nodes);
+    // The log is discarded one flush behind: records covered by the head being replaced go,
+    // records covered only by the new head stay until the next flush. A copy of the store
+    // that took `heads/` before `log/` (as `rsync` does, alphabetically) then still finds
+    // every record after the head it copied, even if a flush ran during the copy.
+    let discard_through = durable.head.max_tx;
+    if !durable.store.compare_and_set(&durable.head_key, durable.head_bytes.as_deref(), &bytes)? {
+        return Err(Error::Database(
+            "the branch head changed underneath this writer; another process wrote without the writer lock".into(),
+        ));
+    }
+    durable.head_bytes = Some(bytes);
+    durable.head = head;
+    durable.flushed_tx = db.max_tx();
+    for p in pendings {
+        p.mark_durable();
+    }
+    durable.unflushed.retain(|r| r.tx > db.max_tx());
+    durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! Creating, opening, deleting and connecting to databases: the connection registry, the
+//! store of a config, reading a head and replaying the log after it.
+
+use super::*;
+
+/// Rebuilds the schema of a database from its schema datoms.
+pub(super) fn load_schema(db: &Db) -> Result<Schema> {
+    let mut schema = Schema::new(db.config().attribute_refs);
+    let ident = Keyword::new("db/ident");
+    let entities = db.datoms_key(IndexOrder::Aevt, &DatomKey { a: Some(ident), ..Default::default() })?;
+    for ent in entities {
+        for d in db.datoms_key(IndexOrder::Eavt, &DatomKey { e: Some(ent.e), ..Default::default() })? {
+            if is_schema_attr(d.a) {
+                schema.apply_datom(&d);
+            }
+        }
+    }
+    Ok(schema)
+}
+
+pub(super) fn registry() -> &'static Mutex<HashMap<String, Arc<ConnInner>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<ConnInner>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+pub(super) fn store_key(config: &Config) -> String {
+    match &config.store {
+        StoreConfig::Memory { id } => format!("memory:{id}:{}", config.branch),
+        StoreConfig::File { path } => {
+            let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            format!("file:{}:{}", p.display(), config.branch)
+        }
+    }
+}
+
+pub(super) fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Memory { id } => Arc::new(MemoryStore::open(id)),
+        StoreConfig::File { path } => {
+            let store = if create { FileStore::create(path)? } else { FileStore::open(path)? };
+            // Tests shrink log segments to exercise rotation and discarding.
+            match std::env::var("DATAHIKE_LOG_SEGMENT_BYTES").ok().and_then(|s| s.parse().ok()) {
+                Some(bytes) => Arc::new(store.with_segment_bytes_max(bytes)),
+                None => Arc::new(store),
+            }
+        }
+    })
+}
+
+pub(super) fn head_key(config: &Config) -> String {
+    format!("heads/{}", config.branch.as_str())
+}
+
+/// Whether a database exists under this config.
+pub fn database_exists(config: &Config) -> Result<bool> {
+    match &config.store {
+        StoreConfig::Memory { id } => {
+            if !MemoryStore::exists(id) {
+                return Ok(false);
+            }
+            Ok(MemoryStore::open(id).get(&head_key(config))?.is_some())
+        }
+        StoreConfig::File { path } => {
+            if !FileStore::exists(path) {
+                return Ok(false);
+            }
+            Ok(FileStore::open(path)?.get(&head_key(config))?.is_some())
+        }
+    }
+}
+
+/// Creates a database and transacts `:initial-tx`. Returns the config.
+pub fn create_database(config: &Config) -> Result<Config> {
+    if database_exists(config)? {
+        return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
+    }
+    let store = open_store(config, !matches!(config.store, StoreConfig::File { ref path } if FileStore::exists(path)))?;
+    let guard = store.lock_writer()?;
+    let head = Head {
+        fixed_config: pr_str(&config.fixed_edn()),
+        db_id: uuid::Uuid::new_v4(),
+        created_at: now_millis(),
+        max_eid: 0,
+        max_tx: TX0,
+        last_tx_instant: 0,
+        current: std::array::from_fn(|_| IndexRoot { address: None, count: 0 }),
+        history: if config.keep_history {
+            Some(std::array::from_fn(|_| IndexRoot { address: None, count: 0 }))
+        } else {
+            None
+        },
+        commit: Commit { id: uuid::Uuid::new_v4(), parents: Vec::new() },
+        pack_base: None,
+    };
+    let head = if config.attribute_refs { with_system_entities(config, &store, head)? } else { head };
+    let bytes = head.encode();
+    store.put_batch(&[(commit_key(&head.commit.id), bytes.clone())])?;
+    if !store.compare_and_set(&head_key(config), None, &bytes)? {
+        return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
+    }
+    drop(guard);
+    if let Some(initial) = &config.initial_tx {
+        let conn = connect(config)?;
+        let result = conn.transact(initial);
+        conn.release()?;
+        result?;
+    }
+    Ok(config.clone())
+}
+
+/// The first head of an `:attribute-refs? true` database: its indices hold the system
+/// entities (written here, before the head that names them exists).
+pub(super) fn with_system_entities(config: &Config, store: &Arc<dyn Store>, head: Head) -> Result<Head> {
+    let config = Arc::new(config.clone());
+    let cache = Arc::new(NodeCache::with_limit(Some(store.clone()), config.cache_limit()));
+    let empty = db_from_head(&config, &head, &cache)?;
+    let outcome = TxOutcome {
+        tx: TX0,
+        tx_data: attr_refs::system_datoms(),
+        max_eid: attr_refs::UE0,
+        tx_instant: 0,
+        tempids: Vec::new(),
+        tx_meta: Vec::new(),
+        purged: Vec::new(),
+        commit: Some(head.commit.clone()),
+    };
+    let db = empty.apply_tx(&outcome)?;
+    let snapshot = Snapshot::prepare(&db, head.commit.clone(), None, head)?;
+    store.put_batch(&snapshot.nodes)?;
+    Ok(snapshot.head)
+}
+
+/// Deletes the database and its store.
+pub fn delete_database(config: &Config) -> Result<()> {
+    let key = store_key(config);
+    lock(registry()).remove(&key);
+    match &config.store {
+        StoreConfig::Memory { id } => {
+            if MemoryStore::exists(id) {
+                MemoryStore::open(id).destroy()?;
+            }
+        }
+        StoreConfig::File { path } => {
+            if FileStore::exists(path) {
+                FileStore::open(path)?.destroy()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects to an existing database. Connections to one store and branch within a process
+/// share one writer and one current value, as in Datahike.
+pub fn connect(config: &Config) -> Result<Conn> {
+    let key = store_key(config);
+    let mut reg = lock(registry());
+    if let Some(inner) = reg.get(&key) {
+        *lock(&inner.refs) += 1;
+        return Ok(Conn(inner.clone()));
+    }
+    if !database_exists(config)? {
+        return Err(Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))));
+    }
+    let store = open_store(config, false)?;
+    let (db, durable) = open_durable(config, store)?;
+    let inner = Arc::new(ConnInner {
+        config: Arc::new(config.clone()),
+        key: key.clone(),
+        current: RwLock::new(db),
+        writer: Mutex::new(Writer { durable: Some(durable) }),
+        refs: Mutex::new(1),
+        flushing: Mutex::new(()),
+        flusher: Mutex::new(None),
+        flush_error: Mutex::new(None),
+        listeners: Mutex::new(Vec::new()),
+        notifying: Mutex::new(()),
+    });
+    reg.insert(key, inner.clone());
+    Ok(Conn(inner))
+}
+
+/// Reads the head, opens the indices and replays the log after them.
+pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)> {
+    let head_key = head_key(config);
+    let head_bytes = store
+        .get(&head_key)?
+        .ok_or_else(|| Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))))?;
+    let head = Head::decode(&head_bytes)?;
+    let stored_config = read_str(&head.fixed_config)?;
+    let mut effective = config.clone();
+    // The fixed keys come from the stored database, as Datahike adopts them on connect.
+    if let Ok(stored) = Config::from_edn(&stored_config) {
+        if stored.keep_history != config.keep_history || stored.schema_flexibility != config.schema_flexibility {
+            // Datahike raises :config-does-not-match-stored-db; we adopt the stored values
+            // only when the caller left them at their defaults.
+            let defaults = Config::default();
+            if config.keep_history != defaults.keep_history || config.schema_flexibility != defaults.schema_flexibility
+            {
+                return Err(Error::Config(format!(
+                    "config does not match the stored database: stored {}, given {}",
+                    head.fixed_config,
+                    pr_str(&config.fixed_edn())
+                )));
+            }
+        }
+        effective.keep_history = stored.keep_history;
+        effective.schema_flexibility = stored.schema_flexibility;
+        effective.attribute_refs = stored.attribute_refs;
+        effective.branching_factor = stored.branching_factor;
+    }
+    let config = Arc::new(effective);
+    let cache = Arc::new(if matches!(config.store, StoreConfig::Memory { .. }) {
+        NodeCache::resident(store.clone(), config.cache_limit())
+    } else {
+        NodeCache::with_limit(Some(store.clone()), config.cache_limit())
+    });
+    let mut db = db_from_head(&config, &head, &cache)?;
+    let log = config.branch.as_str().to_string();
+    let mut durable = Durable {
+        store,
+        log,
+        head_key,
+        flushed_tx: head.max_tx,
+        head_bytes: Some(head_bytes),
+        head,
+        txs_since_flush: 0,
+        bytes_since_flush: 0,
+        inline_log: matches!(config.store, StoreConfig::Memory { .. }),
+        log_writer: None,
+        unflushed: Vec::new(),
+        stale_log: false,
+    };
+    db = replay(&mut durable, db)?;
+    Ok((db, durable))
+}
+
+/// The database value a head (or a snapshot commit record) names; nodes load lazily.
+pub(super) fn db_from_head(config: &Arc<Config>, head: &Head, cache: &Arc<NodeCache>) -> Result<Db> {
+    let current = Indices::open(config, false, Some(&head.current), cache)?;
+    let history = match (&head.history, config.keep_history) {
+        (Some(roots), true) => Some(Indices::open(config, true, Some(roots), cache)?),
+        (None, true) => Some(Indices::open(config, true, None, cache)?),
+        _ => None,
+    };
+    let db = Db(Arc::new(DbInner {
+        config: config.clone(),
+        schema: Arc::new(Schema::new(config.attribute_refs)),
+        current,
+        history,
+        max_eid: head.max_eid,
+        max_tx: head.max_tx,
+        last_tx_instant: head.last_tx_instant,
+        cache: cache.clone(),
+        view: None,
+        commit: Some(Arc::new(head.commit.clone())),
+    }));
+    let schema = load_schema(&db)?;
+    Ok(Db(Arc::new(DbInner { schema: Arc::new(schema), ..clone_inner(&db) })))
+}
+
+pub(super) fn clone_inner(db: &Db) -> DbInner {
+    let i = &db.0;
+    DbInner {
+        config: i.config.clone(),
+        schema: i.schema.clone(),
+        current: i.current.clone(),
+        history: i.history.clone(),
+        max_eid: i.max_eid,
+        max_tx: i.max_tx,
+        last_tx_instant: i.last_tx_instant,
+        cache: i.cache.clone(),
+        view: None,
+        commit: i.commit.clone(),
+    }
+}
+
+/// Applies the log records after `db.max_tx()`.
+pub(super) fn replay(durable: &mut Durable, db: Db) -> Result<Db> {
+    let replayed = replay_log(durable.store.as_ref(), &durable.log, db)?;
+    durable.txs_since_flush += replayed.records.len();
+    durable.bytes_since_flush += replayed.records.iter().map(|r| r.bytes.len()).sum::<usize>();
+    durable.unflushed.extend(replayed.records);
+    durable.stale_log |= replayed.stale;
+    Ok(replayed.db)
+}
+
+/// A log record kept in memory until a flush packs it.
+#[derive(Clone)]
+pub(super) struct LogRecord {
+    pub(super) tx: Eid,
+    pub(super) commit: Option<uuid::Uuid>,
+    pub(super) bytes: Arc<[u8]>,
+}
+
+pub(super) struct Replayed {
+    pub(super) db: Db,
+    pub(super) records: Vec<LogRecord>,
+    /// The log continues with records that do not follow `db` (see [`replay_log`]).
+    pub(super) stale: bool,
+}
+
+/// Applies the records of `log` after `db.max_tx()` to `db`. Records that do not follow
+/// `db`'s commit belong to a lineage a reset of the branch (force-branch) replaced, when it
+/// stopped between publishing the new head and clearing the old log: they end the replay.
+pub(super) fn replay_log(store: &dyn Store, log: &str, mut db: Db) -> Result<Replayed> {
+    let mut records = Vec::new();
+    let mut stale = false;
+    for (seq, bytes) in store.log_read(log, u64::try_from(db.max_tx()).unwrap_or(0))? {
+        let outcome = decode_log_record(&bytes)?;
+        if let (Some(commit), Some(head)) = (&outcome.commit, db.commit_id()) {
+            if commit.parents.first() != Some(&head) {
+                stale = true;
+                break;
+            }
+        }
+        if outcome.tx != db.max_tx() + 1 || u64::try_from(outcome.tx).ok() != Some(seq) {
+            return Err(Error::Database(format!(
+                "the transaction log of branch {log} skips from tx {} to tx {} (record {seq})",
+                db.max_tx(),
+                outcome.tx
+            )));
+        }
+        db = db.apply_tx(&outcome)?;
+        records.push(LogRecord { tx: outcome.tx, commit: outcome.commit.map(|c| c.id), bytes: bytes.into() });
+    }
+    Ok(Replayed { db, records, stale })
+}
