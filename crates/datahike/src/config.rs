@@ -4,10 +4,12 @@
 use crate::edn::{read_str, Edn, Keyword};
 use crate::error::{Error, Result};
 use crate::index::{CacheLimit, IndexKind};
+use crate::store::{backend, Store};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where the database lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub enum StoreConfig {
     /// `{:backend :memory :id "name"}`: in this process only, addressable by id.
     Memory {
@@ -19,10 +21,51 @@ pub enum StoreConfig {
         /// The directory.
         path: PathBuf,
     },
+    /// Any other `:backend`, opened by the [`Backend`](crate::store::Backend) registered
+    /// under its name (`:lmdb`, `:jdbc`, `:redis`, `:s3`, ... or a user's own).
+    Backend {
+        /// The backend keyword's text, e.g. `"lmdb"`.
+        name: String,
+        /// The whole `:store` map, as given.
+        config: Edn,
+    },
+    /// A store value handed over by the program ([`Config::with_store`]).
+    Value(StoreValue),
+}
+
+/// A [`Store`] handed to [`Config::with_store`]: configs holding the same value name the same
+/// store.
+#[derive(Clone)]
+pub struct StoreValue(pub Arc<dyn Store>);
+
+// A store keeps its own state consistent across a panic (its contract makes every write whole
+// or absent), so a config holding one may cross `catch_unwind` as any other config does.
+impl std::panic::UnwindSafe for StoreValue {}
+impl std::panic::RefUnwindSafe for StoreValue {}
+
+impl PartialEq for StoreValue {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl StoreValue {
+    /// The identity of the value within this process.
+    pub fn identity(&self) -> String {
+        format!("{:p}", Arc::as_ptr(&self.0).cast::<u8>())
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    /// The config map, with secrets replaced (see [`backend::redact`]).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.to_edn())
+    }
 }
 
 impl StoreConfig {
-    /// The config map of the store.
+    /// The config map of the store, with secrets (passwords, secret keys, tokens) replaced by
+    /// `"***"`: what `create-database` prints back and what errors show.
     pub fn to_edn(&self) -> Edn {
         match self {
             StoreConfig::Memory { id } => {
@@ -32,6 +75,21 @@ impl StoreConfig {
                 (Edn::kw("backend"), Edn::kw("file")),
                 (Edn::kw("path"), Edn::str(&path.to_string_lossy())),
             ]),
+            StoreConfig::Backend { config, .. } => backend::redact(config),
+            StoreConfig::Value(value) => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("datahike/store-value")),
+                (Edn::kw("id"), Edn::str(&value.identity())),
+            ]),
+        }
+    }
+
+    /// The backend's name, e.g. `"file"`.
+    pub fn backend_name(&self) -> &str {
+        match self {
+            StoreConfig::Memory { .. } => "memory",
+            StoreConfig::File { .. } => "file",
+            StoreConfig::Backend { name, .. } => name,
+            StoreConfig::Value(_) => "datahike/store-value",
         }
     }
 }
@@ -75,6 +133,10 @@ pub struct Config {
     pub name: Option<String>,
     /// `:branch` (default `:db`)
     pub branch: Keyword,
+    /// `:read-only? true`: a reader on shared storage. It never writes the store (no log,
+    /// no flush, no lock), and [`crate::Conn::db`] returns the latest committed value, read
+    /// from the store when it has changed. Transactions fail.
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -92,6 +154,7 @@ impl Default for Config {
             initial_tx: None,
             name: None,
             branch: Keyword::new("db"),
+            read_only: false,
         }
     }
 }
@@ -127,6 +190,13 @@ impl Config {
     /// A file-backed config at `path` with the other keys at their defaults.
     pub fn file(path: impl Into<PathBuf>) -> Config {
         Config { store: StoreConfig::File { path: path.into() }, ..Config::default() }
+    }
+
+    /// A config of the other keys' defaults over `store`, a store value of the program's own
+    /// (a [`Store`] implementation that needs no registered backend). Configs made from one
+    /// value share connections, as configs naming one directory do.
+    pub fn with_store(store: Arc<dyn Store>) -> Config {
+        Config { store: StoreConfig::Value(StoreValue(store)), ..Config::default() }
     }
 
     /// An in-memory config with the given id and the other keys at their defaults.
@@ -198,6 +268,7 @@ impl Config {
                         _ => return Err(bad(":name", value, "a string")),
                     }
                 }
+                "read-only?" => config.read_only = bool_of(":read-only?", value)?,
                 "branch" => {
                     config.branch = value.as_keyword().ok_or_else(|| bad(":branch", value, "a keyword"))?;
                 }
@@ -245,6 +316,9 @@ impl Config {
         if let Some(name) = &self.name {
             m.push((Edn::kw("name"), Edn::str(name)));
         }
+        if self.read_only {
+            m.push((Edn::kw("read-only?"), Edn::Bool(true)));
+        }
         Edn::Map(m)
     }
 
@@ -291,7 +365,25 @@ fn parse_store(value: &Edn) -> Result<StoreConfig> {
                 other.map_or("nothing".to_string(), Edn::to_edn_string)
             ))),
         },
-        _ => Err(Error::Config(format!("unknown :store :backend {backend}; this build supports :memory and :file"))),
+        Some(name) if backend::lookup(name).is_some() => {
+            Ok(StoreConfig::Backend { name: name.to_string(), config: value.clone() })
+        }
+        _ => Err(Error::Config(format!(
+            "unknown :store :backend {backend}; this build knows :{} (others need their cargo feature, \
+             e.g. --features {}, or a backend registered with datahike::store::register_backend)",
+            backend::names().join(" :"),
+            backend.as_keyword().map_or("...", |k| feature_of(k.as_str())),
+        ))),
+    }
+}
+
+/// The cargo feature that brings in a built-in backend.
+fn feature_of(backend: &str) -> &str {
+    match backend {
+        "jdbc" => "jdbc (or postgres, sqlite)",
+        "gcs" => "gcs",
+        "s3" => "s3",
+        other => other,
     }
 }
 

@@ -201,7 +201,8 @@ fn a_torn_log_tail_loses_only_the_last_transaction() {
     let copy = dir.path().join("copy");
     copy_dir(&path, &copy);
     conn.release().unwrap();
-    let segments = files_under(&copy.join("log").join("db"));
+    // The branch's log, `log/db@<log id>`: the only one.
+    let segments = files_under(&copy.join("log"));
     let newest = segments.last().expect("a log segment");
     // Torn as a crash tears it: the last frame's last bytes never reached the zeros written
     // ahead of it.

@@ -122,7 +122,7 @@ impl Conn {
         let head_bytes = durable.store.get(&durable.head_key)?;
         if head_bytes != durable.head_bytes {
             let bytes = head_bytes.ok_or_else(|| Error::Database("the database was deleted".into()))?;
-            let head = Head::decode(&bytes)?;
+            let head = Head::decode(&durable.head_key, &bytes)?;
             if head.max_tx > db.max_tx() {
                 // Another process flushed past us: reopen from its head.
                 let (fresh, fresh_durable) = open_durable(&self.0.config, durable.store.clone())?;

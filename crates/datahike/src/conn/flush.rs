@@ -125,7 +125,7 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
         // Another process published a head since we last looked: adopt it if it is newer,
         // otherwise replace it (it names only durable nodes of an older state).
         if let Some(bytes) = &current {
-            let head = Head::decode(bytes)?;
+            let head = Head::decode(&durable.head_key, bytes)?;
             if head.max_tx >= db.max_tx() {
                 durable.head_bytes = current;
                 durable.head = head;

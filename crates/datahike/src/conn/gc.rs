@@ -48,7 +48,7 @@ impl Marker<'_> {
         for key in self.store.list("heads/")? {
             let Some(bytes) = self.store.get(&key)? else { continue };
             if seen.get(&key) != Some(&bytes) {
-                self.mark(&Head::decode(&bytes)?)?;
+                self.mark(&Head::decode(&key, &bytes)?)?;
             }
             heads.insert(key, bytes);
         }
@@ -70,7 +70,7 @@ impl CommitGraph {
         let mut snapshots: HashMap<uuid::Uuid, Head> = HashMap::default();
         for key in commit_keys {
             if let Some(bytes) = store.get(key)? {
-                let head = Head::decode(&bytes)?;
+                let head = Head::decode(key, &bytes)?;
                 snapshots.insert(head.commit.id, head);
             }
         }
@@ -202,7 +202,7 @@ impl Conn {
         for key in store.list("commits/")? {
             if !listed.contains(&key) {
                 if let Some(bytes) = store.get(&key)? {
-                    marker.mark(&Head::decode(&bytes)?)?;
+                    marker.mark(&Head::decode(&key, &bytes)?)?;
                 }
             }
         }

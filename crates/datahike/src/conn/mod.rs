@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::index::codec::{self, Reader};
 use crate::index::{IndexRoot, NodeCache, PendingFlush};
 use crate::schema::{is_schema_attr, Schema};
-use crate::store::{FileStore, MemoryStore, Store};
+use crate::store::{backend, FileStore, MemoryStore, OpenMode, Store};
 use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
@@ -51,7 +51,7 @@ pub const MEMORY_FLUSH_EVERY_TXS: usize = 100_000;
 pub const FLUSH_EVERY_BYTES: usize = 64 << 20;
 
 const HEAD_MAGIC: &[u8; 8] = b"DHRSHEAD";
-const HEAD_VERSION: u8 = 2;
+const HEAD_VERSION: u8 = 3;
 const PACK_MAGIC: &[u8; 8] = b"DHRSPACK";
 const PACK_VERSION: u8 = 1;
 /// Bumped by every garbage collection after its sweep; see [`flush_snapshot`].

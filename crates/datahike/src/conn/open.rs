@@ -23,28 +23,70 @@ pub(super) fn registry() -> &'static Mutex<HashMap<String, Arc<ConnInner>>> {
     REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-pub(super) fn store_key(config: &Config) -> String {
+/// A text naming the store of `config` (equal for two configs exactly when they name the same
+/// store), without secrets.
+pub(super) fn store_identity(config: &Config) -> String {
     match &config.store {
-        StoreConfig::Memory { id } => format!("memory:{id}:{}", config.branch),
+        StoreConfig::Memory { id } => format!("memory:{id}"),
         StoreConfig::File { path } => {
             let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-            format!("file:{}:{}", p.display(), config.branch)
+            format!("file:{}", p.display())
         }
+        StoreConfig::Backend { name, config: store } => {
+            let identity = backend::lookup(name).map(|b| b.identity(store)).unwrap_or_default();
+            format!("{name}:{identity}")
+        }
+        StoreConfig::Value(value) => format!("value:{}", value.identity()),
     }
 }
 
-pub(super) fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>> {
-    Ok(match &config.store {
-        StoreConfig::Memory { id } => Arc::new(MemoryStore::open(id)),
+/// The connection registry's key: one connection per store, branch and access mode.
+pub(super) fn store_key(config: &Config) -> String {
+    let mode = if config.read_only { ":read-only" } else { "" };
+    format!("{}:{}{mode}", store_identity(config), config.branch)
+}
+
+/// The store of `config`, or `None` when `mode` does not create it and it does not exist. A
+/// read-only handle refuses every write.
+pub(super) fn open_store(config: &Config, mode: OpenMode) -> Result<Option<Arc<dyn Store>>> {
+    let create = mode == OpenMode::Create;
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Memory { id } => {
+            if !create && !MemoryStore::exists(id) {
+                return Ok(None);
+            }
+            Arc::new(MemoryStore::open(id))
+        }
         StoreConfig::File { path } => {
-            let store = if create { FileStore::create(path)? } else { FileStore::open(path)? };
+            let store = if FileStore::exists(path) {
+                FileStore::open(path)?
+            } else if create {
+                FileStore::create(path)?
+            } else {
+                return Ok(None);
+            };
             // Tests shrink log segments to exercise rotation and discarding.
             match std::env::var("DATAHIKE_LOG_SEGMENT_BYTES").ok().and_then(|s| s.parse().ok()) {
                 Some(bytes) => Arc::new(store.with_segment_bytes_max(bytes)),
                 None => Arc::new(store),
             }
         }
-    })
+        StoreConfig::Backend { name, config: store_config } => {
+            let backend = backend::lookup(name).ok_or_else(|| {
+                Error::Config(format!("no backend is registered under :{name} (see datahike::store::register_backend)"))
+            })?;
+            match backend.open(store_config, mode)? {
+                Some(store) => store,
+                None => return Ok(None),
+            }
+        }
+        StoreConfig::Value(value) => value.0.clone(),
+    };
+    Ok(Some(if mode == OpenMode::ReadOnly {
+        Arc::new(backend::ReadOnlyStore::new(store, pr_str(&config.store.to_edn())))
+    } else {
+        store
+    }))
 }
 
 pub(super) fn head_key(config: &Config) -> String {
@@ -53,28 +95,26 @@ pub(super) fn head_key(config: &Config) -> String {
 
 /// Whether a database exists under this config.
 pub fn database_exists(config: &Config) -> Result<bool> {
-    match &config.store {
-        StoreConfig::Memory { id } => {
-            if !MemoryStore::exists(id) {
-                return Ok(false);
-            }
-            Ok(MemoryStore::open(id).get(&head_key(config))?.is_some())
-        }
-        StoreConfig::File { path } => {
-            if !FileStore::exists(path) {
-                return Ok(false);
-            }
-            Ok(FileStore::open(path)?.get(&head_key(config))?.is_some())
-        }
+    match open_store(config, OpenMode::ReadOnly)? {
+        Some(store) => Ok(store.get(&head_key(config))?.is_some()),
+        None => Ok(false),
     }
 }
 
-/// Creates a database and transacts `:initial-tx`. Returns the config.
+/// Creates a database and transacts `:initial-tx`. Returns the config. Creates what the
+/// backend needs (a directory, a table, a bucket) when it is missing.
 pub fn create_database(config: &Config) -> Result<Config> {
+    if config.read_only {
+        return Err(Error::Config(format!(
+            "cannot create a database with :read-only? true: {}",
+            pr_str(&config.store.to_edn())
+        )));
+    }
     if database_exists(config)? {
         return Err(Error::Database(format!("Database already exists: {}", pr_str(&config.store.to_edn()))));
     }
-    let store = open_store(config, !matches!(config.store, StoreConfig::File { ref path } if FileStore::exists(path)))?;
+    let store = open_store(config, OpenMode::Create)?
+        .ok_or_else(|| Error::Internal("a backend opened nothing in create mode".into()))?;
     let guard = store.lock_writer()?;
     let head = Head {
         fixed_config: pr_str(&config.fixed_edn()),
@@ -91,6 +131,7 @@ pub fn create_database(config: &Config) -> Result<Config> {
         },
         commit: Commit { id: uuid::Uuid::new_v4(), parents: Vec::new() },
         pack_base: None,
+        log_id: Some(uuid::Uuid::new_v4()),
     };
     let head = if config.attribute_refs { with_system_entities(config, &store, head)? } else { head };
     let bytes = head.encode();
@@ -132,19 +173,17 @@ pub(super) fn with_system_entities(config: &Config, store: &Arc<dyn Store>, head
 
 /// Deletes the database and its store.
 pub fn delete_database(config: &Config) -> Result<()> {
-    let key = store_key(config);
-    lock(registry()).remove(&key);
-    match &config.store {
-        StoreConfig::Memory { id } => {
-            if MemoryStore::exists(id) {
-                MemoryStore::open(id).destroy()?;
-            }
-        }
-        StoreConfig::File { path } => {
-            if FileStore::exists(path) {
-                FileStore::open(path)?.destroy()?;
-            }
-        }
+    if config.read_only {
+        return Err(Error::Config(format!(
+            "cannot delete a database through a :read-only? true config: {}",
+            pr_str(&config.store.to_edn())
+        )));
+    }
+    let identity = store_identity(config);
+    // Every connection of this process to the store goes, whatever its branch.
+    lock(registry()).retain(|_, inner| store_identity(&inner.config) != identity);
+    if let Some(store) = open_store(config, OpenMode::Open)? {
+        store.destroy()?;
     }
     Ok(())
 }
@@ -158,10 +197,9 @@ pub fn connect(config: &Config) -> Result<Conn> {
         *lock(&inner.refs) += 1;
         return Ok(Conn(inner.clone()));
     }
-    if !database_exists(config)? {
-        return Err(Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))));
-    }
-    let store = open_store(config, false)?;
+    let mode = if config.read_only { OpenMode::ReadOnly } else { OpenMode::Open };
+    let missing = || Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn())));
+    let store = open_store(config, mode)?.ok_or_else(missing)?;
     let (db, durable) = open_durable(config, store)?;
     let inner = Arc::new(ConnInner {
         config: Arc::new(config.clone()),
@@ -185,7 +223,7 @@ pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db
     let head_bytes = store
         .get(&head_key)?
         .ok_or_else(|| Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))))?;
-    let head = Head::decode(&head_bytes)?;
+    let head = Head::decode(&head_key, &head_bytes)?;
     let stored_config = read_str(&head.fixed_config)?;
     let mut effective = config.clone();
     // The fixed keys come from the stored database, as Datahike adopts them on connect.
@@ -215,7 +253,7 @@ pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db
         NodeCache::with_limit(Some(store.clone()), config.cache_limit())
     });
     let mut db = db_from_head(&config, &head, &cache)?;
-    let log = config.branch.as_str().to_string();
+    let log = head.log_name(config.branch.as_str());
     let mut durable = Durable {
         store,
         log,

@@ -19,6 +19,9 @@ pub(super) struct Head {
     /// The snapshot commit that `packs/<commit id>` (the commits between that snapshot and
     /// this one) replays from; `None` when there is no pack.
     pub(super) pack_base: Option<uuid::Uuid>,
+    /// Names the branch's log (see [`Head::log_name`]); `None` in heads written before log
+    /// ids (version < 3), whose log is named after the branch alone.
+    pub(super) log_id: Option<uuid::Uuid>,
 }
 
 pub(super) fn put_root(root: &IndexRoot, out: &mut Vec<u8>) {
@@ -71,21 +74,56 @@ impl Head {
             }
             None => out.push(0),
         }
+        match &self.log_id {
+            Some(id) => {
+                out.push(1);
+                put_uuid(id, &mut out);
+            }
+            None => out.push(0),
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<Head> {
+    /// The name of the branch's log for this head. Each head that starts a line of commits
+    /// (a new database, a new branch, a `force-branch`) names a log of its own, so that a
+    /// writer still appending to the log of a replaced line can never write into the new one.
+    pub(super) fn log_name(&self, branch: &str) -> String {
+        match &self.log_id {
+            Some(id) => format!("{branch}@{}", id.simple()),
+            None => branch.to_string(),
+        }
+    }
+
+    /// Decodes the head stored under `key` (a branch head or a snapshot commit record);
+    /// errors name the key.
+    pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Head> {
+        Head::decode_inner(bytes).map_err(|e| Error::Database(format!("{key}: {e}")))
+    }
+
+    fn decode_inner(bytes: &[u8]) -> Result<Head> {
         if bytes.len() < 9 || &bytes[..8] != HEAD_MAGIC {
-            return Err(Error::Database("the branch head is not a datahike-rs head (bad magic)".into()));
+            return Err(Error::Database("not a datahike-rs head (bad magic)".into()));
         }
         let version = bytes[8];
-        if version != 1 && version != HEAD_VERSION {
+        if !(1..=HEAD_VERSION).contains(&version) {
             return Err(Error::Database(format!(
-                "the branch head has format version {}, this build reads version {HEAD_VERSION}",
-                bytes[8]
+                "the head has format version {version}, this build reads versions 1 to {HEAD_VERSION}"
             )));
         }
-        let mut r = Reader::new(&bytes[9..]);
+        let body = if version >= 3 {
+            // Everything before the last four bytes, checksummed by them.
+            let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4).max(9));
+            let crc = crc.try_into().map(u32::from_le_bytes).ok();
+            if crc != Some(crc32fast::hash(body)) {
+                return Err(Error::Database("checksum mismatch: the head is damaged".into()));
+            }
+            &body[9..]
+        } else {
+            &bytes[9..]
+        };
+        let mut r = Reader::new(body);
         let fixed_config = r.str()?.to_string();
         let id = r.array::<16>("database id")?;
         let created_at = r.ivarint()?;
@@ -107,7 +145,21 @@ impl Head {
         } else {
             (Commit { id: db_id, parents: Vec::new() }, None)
         };
+        let log_id = if version >= 3 {
+            let id = if r.u8()? == 0 { None } else { Some(read_uuid(&mut r, "log id")?) };
+            r.finish()?;
+            id
+        } else {
+            None
+        };
+        if max_tx < TX0 || max_eid < 0 || head_counts_inconsistent(&current, history.as_ref()) {
+            return Err(Error::Database(format!(
+                "inconsistent head: max-tx {max_tx}, max-eid {max_eid}, index counts {:?}",
+                current.iter().map(|r| r.count).collect::<Vec<_>>()
+            )));
+        }
         Ok(Head {
+            log_id,
             commit,
             pack_base,
             fixed_config,
@@ -120,6 +172,14 @@ impl Head {
             history,
         })
     }
+}
+
+/// EAVT and AEVT hold the same datoms, and an empty index has no root.
+fn head_counts_inconsistent(current: &[IndexRoot; 3], history: Option<&[IndexRoot; 3]>) -> bool {
+    let bad = |roots: &[IndexRoot; 3]| {
+        roots[0].count != roots[1].count || roots.iter().any(|r| r.count > 0 && r.address.is_none())
+    };
+    bad(current) || history.is_some_and(bad)
 }
 
 pub(super) fn put_uuid(id: &uuid::Uuid, out: &mut Vec<u8>) {

@@ -97,7 +97,7 @@ impl Conn {
         }
         let store = self.store()?;
         let Some(bytes) = store.get(&branch_head_key(branch))? else { return Ok(None) };
-        let head = Head::decode(&bytes)?;
+        let head = Head::decode(&branch_head_key(branch), &bytes)?;
         let current = self.db();
         let db = db_from_head(&current.0.config, &head, &current.0.cache)?;
         Ok(Some(replay_log(store.as_ref(), branch.as_str(), db)?.db))
@@ -133,7 +133,7 @@ impl Conn {
         }
         // 2. A snapshot.
         if let Some(bytes) = store.get(&commit_key(&id))? {
-            return Ok(Some(db_from_head(config, &Head::decode(&bytes)?, cache)?));
+            return Ok(Some(db_from_head(config, &Head::decode(&commit_key(&id), &bytes)?, cache)?));
         }
         // 3. An entry of a pack.
         for key in store.list("packs/")? {
@@ -143,7 +143,7 @@ impl Conn {
                 continue;
             };
             let Some(base_bytes) = store.get(&commit_key(&base))? else { return Ok(None) };
-            let mut db = db_from_head(config, &Head::decode(&base_bytes)?, cache)?;
+            let mut db = db_from_head(config, &Head::decode(&commit_key(&base), &base_bytes)?, cache)?;
             for o in &outcomes[..=pos] {
                 db = db.apply_tx(o)?;
             }
@@ -151,13 +151,15 @@ impl Conn {
         }
         // 4. A record of a log no connection of this process holds (another process's writer).
         for &branch in &branches {
-            for (_, bytes) in store.log_read(branch.as_str(), 0)? {
+            let Some(head_bytes) = store.get(&branch_head_key(branch))? else { continue };
+            let head = Head::decode(&branch_head_key(branch), &head_bytes)?;
+            let log = head.log_name(branch.as_str());
+            for (_, bytes) in store.log_read(&log, 0)? {
                 let outcome = decode_log_record(&bytes)?;
                 if outcome.commit.as_ref().is_some_and(|c| c.id == id) {
                     // Rebuild from the branch's head: the record is after it.
-                    let Some(head_bytes) = store.get(&branch_head_key(branch))? else { break };
-                    let mut db = db_from_head(config, &Head::decode(&head_bytes)?, cache)?;
-                    for (_, bytes) in store.log_read(branch.as_str(), u64::try_from(db.max_tx()).unwrap_or(0))? {
+                    let mut db = db_from_head(config, &head, cache)?;
+                    for (_, bytes) in store.log_read(&log, u64::try_from(db.max_tx()).unwrap_or(0))? {
                         let o = decode_log_record(&bytes)?;
                         let done = o.commit.as_ref().is_some_and(|c| c.id == id);
                         db = db.apply_tx(&o)?;
@@ -237,9 +239,9 @@ impl Conn {
             db.0.commit.as_deref().cloned().ok_or_else(|| Error::Internal("source value has no commit".into()))?;
         let fixed = self.last_head()?;
         let _guard = store.lock_writer()?;
+        // A log of its own: one left by an earlier branch of the same name is never read.
+        let fixed = Head { log_id: Some(uuid::Uuid::new_v4()), ..fixed };
         let bytes = self.write_snapshot(store.as_ref(), &db, commit, fixed)?;
-        // A log left by an earlier branch of the same name must not replay onto this head.
-        store.log_delete(new.as_str())?;
         if !store.compare_and_set(&branch_head_key(new), None, &bytes)? {
             return Err(Error::Database(format!("Branch :{} already exists", new.as_str())));
         }
@@ -254,11 +256,14 @@ impl Conn {
         }
         let store = self.store()?;
         let _guard = store.lock_writer()?;
-        if store.get(&branch_head_key(branch))?.is_none() {
+        let key = branch_head_key(branch);
+        let Some(bytes) = store.get(&key)? else {
             return Err(Error::Database(format!("Branch :{} does not exist", branch.as_str())));
-        }
-        store.delete_batch(&[branch_head_key(branch)])?;
-        store.log_delete(branch.as_str())?;
+        };
+        let head = Head::decode(&key, &bytes)?;
+        store.delete_batch(&[key])?;
+        // For good: a writer of this branch in another process can no longer append to it.
+        store.log_delete(&head.log_name(branch.as_str()))?;
         lock(registry()).remove(&store_key(&self.branch_config(branch)));
         Ok(())
     }
@@ -285,6 +290,9 @@ impl Conn {
         let _flushing = live.as_ref().map(|c| lock(&c.0.flushing));
         let mut live_writer = live.as_ref().map(|c| lock(&c.0.writer));
         let _guard = store.lock_writer()?;
+        // The new line of commits gets a log of its own; the old one is closed for good, so a
+        // writer still on the old line fails instead of committing where nobody reads.
+        let fixed = Head { log_id: Some(uuid::Uuid::new_v4()), ..fixed };
         let bytes = self.write_snapshot(store.as_ref(), db, commit, fixed)?;
         let key = branch_head_key(branch);
         let current = store.get(&key)?;
@@ -294,7 +302,9 @@ impl Conn {
                 branch.as_str()
             )));
         }
-        store.log_delete(branch.as_str())?;
+        if let Some(old) = &current {
+            store.log_delete(&Head::decode(&key, old)?.log_name(branch.as_str()))?;
+        }
         if let (Some(conn), Some(writer)) = (&live, live_writer.as_mut()) {
             let (fresh, durable) = open_durable(&conn.0.config, store.clone())?;
             writer.durable = Some(durable);

@@ -889,9 +889,10 @@ impl Store for FileStore {
             return Err(StoreError::Invalid(format!("log {log}: appender vanished")));
         };
         if let Some(last) = appender.last_seq.filter(|last| seq <= *last) {
-            return Err(StoreError::Invalid(format!(
-                "log {log}: sequence number {seq} does not follow the last one, {last}"
-            )));
+            return Err(StoreError::Conflict {
+                key: super::log_key(log, seq),
+                reason: format!("log {log} already reached record {last}: another writer committed first"),
+            });
         }
         let frame = encode_frame(seq, record, payload_len);
         let segment_bytes_max = self.segment_bytes_max;

@@ -153,9 +153,10 @@ impl Store for MemoryStore {
         let records = logs.entry(log.to_owned()).or_default();
         if let Some((&last, _)) = records.last_key_value() {
             if seq <= last {
-                return Err(StoreError::Invalid(format!(
-                    "log {log}: sequence number {seq} does not follow the last one, {last}"
-                )));
+                return Err(StoreError::Conflict {
+                    key: super::log_key(log, seq),
+                    reason: format!("log {log} already reached record {last}: another writer committed first"),
+                });
             }
         }
         records.insert(seq, record.to_vec());

@@ -4,12 +4,20 @@
 //! Key space used by the database (see ARCHITECTURE.md, "Storage layout"):
 //! - `nodes/<32 hex>`: immutable index nodes, content addressed, written once;
 //! - `heads/<branch>`: the mutable branch head, replaced only by [`Store::compare_and_set`];
+//! - `commits/<uuid>`, `packs/<uuid>`: snapshot commit records and commit packs;
 //! - the transaction log of each branch, behind the `log_*` methods.
+//!
+//! [`backend`] dispatches `{:store {:backend :kw ...}}` to the registered backends (a user
+//! registers their own with [`register_backend`]); [`conformance`] is the suite every backend
+//! passes, public so that the author of a backend runs it from their own tests.
 
+pub mod backend;
+pub mod conformance;
 mod file;
 mod memory;
 mod pack;
 
+pub use backend::{register_backend, Backend, OpenMode};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
@@ -36,6 +44,33 @@ pub enum StoreError {
         /// What is wrong with them.
         reason: String,
     },
+    /// A conditional write lost: another writer wrote `key` first (a log record with the
+    /// same sequence number, a head that moved). Nothing of the losing write is in effect.
+    #[error("conflicting write to {key}: {reason}")]
+    Conflict {
+        /// The key written by both.
+        key: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A write through a handle opened read-only.
+    #[error("the store {store} was opened read-only; refusing to write {key}")]
+    ReadOnly {
+        /// The store, as its config names it (no secrets).
+        store: String,
+        /// The key of the refused write.
+        key: String,
+    },
+    /// A remote backend (database server, object store, ...) failed or refused a request.
+    #[error("{backend} error on {key}: {reason}")]
+    Backend {
+        /// The backend, e.g. `postgresql`, `s3`.
+        backend: &'static str,
+        /// The key or object involved (or the operation when there is none).
+        key: String,
+        /// The backend's message.
+        reason: String,
+    },
     /// An earlier durable write failed; the store refuses writes until it is reopened,
     /// because the state of the failed write on the medium is unknown.
     #[error("store refuses writes after an earlier failed write; reopen it: {0}")]
@@ -60,14 +95,22 @@ impl WriterGuard {
 
 /// A durable key-value store, shaped after what Datahike needs from konserve.
 ///
-/// Contract:
+/// Contract (checked by [`conformance`]):
 /// - Every write method is durable when it returns `Ok`: a crash afterwards loses nothing of it.
 /// - A write that returns `Err` may have left any subset of its entries behind, but never a
 ///   torn entry: a later `get` returns the old bytes, the new bytes, or nothing.
 /// - Keys under `nodes/` are immutable: they are written once and never rewritten with other
 ///   bytes, so a reader may cache them forever.
-/// - Methods may be called from several threads; the caller serialises writers with
-///   [`Store::lock_writer`].
+/// - [`Store::put_if_absent`] and [`Store::compare_and_set`] are atomic across every handle
+///   and process on the store: of two writers, exactly one wins. They are what keeps two
+///   writers from overwriting each other's commits: every log record is written if absent,
+///   every head by compare-and-set. The writer lock ([`Store::lock_writer`]) only keeps
+///   writers from colliding often; correctness does not depend on it (a lease may lapse).
+/// - Methods may be called from several threads and several handles at once; values of at
+///   least 100 MiB are stored whole.
+///
+/// A plain key-value backend implements the first six methods plus `destroy`; the log
+/// methods, the writer lock and `get_many` have defaults built on them.
 pub trait Store: Send + Sync + 'static {
     /// The bytes under `key`, or `None` when absent.
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -85,29 +128,66 @@ pub trait Store: Send + Sync + 'static {
     /// absent). Returns whether the swap happened. Used for branch heads; durable on `Ok(true)`.
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool>;
 
+    /// Atomically writes `bytes` under `key` unless the key exists; returns whether it wrote.
+    /// The default is a compare-and-set from absent; backends with a native put-if-absent
+    /// (`INSERT ... ON CONFLICT DO NOTHING`, `SET NX`, `If-None-Match: *`) override it.
+    fn put_if_absent(&self, key: &str, bytes: &[u8]) -> StoreResult<bool> {
+        self.compare_and_set(key, None, bytes)
+    }
+
+    /// The bytes under each key, in the order of `keys`. Remote backends override this to
+    /// fetch concurrently; the default reads one key after another.
+    fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Appends `record` with sequence number `seq` to log `log`, durably. Sequence numbers of
-    /// one log strictly increase. The default keeps one key per record; backends with cheap
-    /// appends (files) override the three `log_*` methods.
+    /// one log strictly increase; appending a sequence number the log already holds, or one
+    /// that [`Store::log_discard`] has passed, fails with [`StoreError::Conflict`] and writes
+    /// nothing that a reader would return: this is what fences a writer that lost the lock.
+    ///
+    /// The default keeps one key per record (`log/<log>/<seq:020>`, a CRC32 before the
+    /// payload), written with [`Store::put_if_absent`], and a floor key (`log/<log>/floor`)
+    /// that [`Store::log_discard`] raises before it deletes records: a record written into a
+    /// discarded place (a stale writer that missed a whole flush) finds the floor above it.
     fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
-        self.put_batch(&[(log_key(log, seq), record.to_vec())])
+        let key = log_key(log, seq);
+        let mut framed = Vec::with_capacity(record.len() + 4);
+        framed.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
+        framed.extend_from_slice(record);
+        if !self.put_if_absent(&key, &framed)? {
+            return Err(StoreError::Conflict {
+                key,
+                reason: format!("log {log} already holds record {seq}: another writer committed it first"),
+            });
+        }
+        let floor = log_floor(self, log)?;
+        if floor >= seq {
+            return Err(StoreError::Conflict {
+                key,
+                reason: format!(
+                    "log {log} was discarded through record {floor}: a newer head covers record {seq}, \
+                     so this writer is behind another one"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Every record of `log` with a sequence number greater than `after`, ascending. A torn
     /// last record (a crash during its append) is not returned: it was never acknowledged.
+    /// Records at or below the log's floor (see [`Store::log_append`]) are never returned.
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        let prefix = format!("log/{log}/");
-        let mut seqs: Vec<u64> = self
-            .list(&prefix)?
-            .iter()
-            .filter_map(|k| k.strip_prefix(&prefix)?.parse().ok())
-            .filter(|seq| *seq > after)
-            .collect();
+        let floor = log_floor(self, log)?;
+        let mut seqs: Vec<u64> = log_records(self, log)?.into_iter().map(|(seq, _)| seq).collect();
+        seqs.retain(|seq| *seq > after.max(floor));
         seqs.sort_unstable();
+        let keys: Vec<String> = seqs.iter().map(|seq| log_key(log, *seq)).collect();
         let mut out = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            if let Some(bytes) = self.get(&log_key(log, seq))? {
-                out.push((seq, bytes));
-            }
+        for ((seq, key), bytes) in seqs.into_iter().zip(&keys).zip(self.get_many(&keys)?) {
+            // Discarded meanwhile: a newer head covers it.
+            let Some(bytes) = bytes else { continue };
+            out.push((seq, unframe_record(key, bytes)?));
         }
         Ok(out)
     }
@@ -115,20 +195,17 @@ pub trait Store: Send + Sync + 'static {
     /// Drops the records of `log` with sequence numbers `<= through`; they are covered by
     /// flushed indices. A backend may keep some of them longer (whole segments).
     fn log_discard(&self, log: &str, through: u64) -> StoreResult<()> {
-        let prefix = format!("log/{log}/");
-        let doomed: Vec<String> = self
-            .list(&prefix)?
-            .into_iter()
-            .filter(|k| k.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()).is_some_and(|seq| seq <= through))
-            .collect();
+        raise_log_floor(self, log, through)?;
+        let doomed: Vec<String> =
+            log_records(self, log)?.into_iter().filter(|(seq, _)| *seq <= through).map(|(_, key)| key).collect();
         self.delete_batch(&doomed)
     }
 
-    /// Deletes every record of `log`, whatever its sequence numbers; the next append may start
-    /// at any sequence number. Used when a branch is deleted or reset.
+    /// Deletes every record of `log`, for good: the log is not appended to again (a branch
+    /// that is deleted, or reset to a new log by `force-branch`).
     fn log_delete(&self, log: &str) -> StoreResult<()> {
-        let prefix = format!("log/{log}/");
-        let doomed = self.list(&prefix)?;
+        raise_log_floor(self, log, u64::MAX)?;
+        let doomed: Vec<String> = log_records(self, log)?.into_iter().map(|(_, key)| key).collect();
         self.delete_batch(&doomed)
     }
 
@@ -150,8 +227,10 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// Blocks until this process is the store's only writer, across processes where the
-    /// backend can tell (the file backend locks a file).
+    /// Blocks until this handle is the store's only writer, across processes where the
+    /// backend can tell (the file backend locks a file). A backend without a lock of its own
+    /// uses a lease ([`lease::acquire`]): it expires if its holder dies, so it only keeps
+    /// writers from colliding, it is never what makes a collision safe (see the contract).
     fn lock_writer(&self) -> StoreResult<WriterGuard>;
 
     /// Deletes everything of this store.
@@ -161,4 +240,131 @@ pub trait Store: Send + Sync + 'static {
 /// The key of one log record in the default log implementation.
 pub fn log_key(log: &str, seq: u64) -> String {
     format!("log/{log}/{seq:020}")
+}
+
+fn log_floor_key(log: &str) -> String {
+    format!("log/{log}/floor")
+}
+
+/// The records of `log` in the default layout: `(seq, key)`. Only keys whose rest after the
+/// log's prefix is a sequence number count, so that the log `feature` never takes the records
+/// of the log `feature/x` for its own.
+fn log_records<S: Store + ?Sized>(store: &S, log: &str) -> StoreResult<Vec<(u64, String)>> {
+    let prefix = format!("log/{log}/");
+    Ok(store
+        .list(&prefix)?
+        .into_iter()
+        .filter_map(|key| {
+            let rest = key.strip_prefix(&prefix)?;
+            let seq = (rest.len() == 20 && rest.bytes().all(|b| b.is_ascii_digit())).then(|| rest.parse().ok())??;
+            Some((seq, key))
+        })
+        .collect())
+}
+
+/// The floor of `log` in the default layout: records at or below it are discarded.
+fn log_floor<S: Store + ?Sized>(store: &S, log: &str) -> StoreResult<u64> {
+    let key = log_floor_key(log);
+    match store.get(&key)? {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| StoreError::Corrupt { key, reason: format!("a log floor of {} bytes", bytes.len()) }),
+    }
+}
+
+/// Raises the floor of `log` to `through` (never lowers it), by compare-and-set.
+fn raise_log_floor<S: Store + ?Sized>(store: &S, log: &str, through: u64) -> StoreResult<()> {
+    let key = log_floor_key(log);
+    loop {
+        let current = store.get(&key)?;
+        let value = match &current {
+            None => 0,
+            Some(_) => log_floor(store, log)?,
+        };
+        if value >= through || store.compare_and_set(&key, current.as_deref(), &through.to_le_bytes())? {
+            return Ok(());
+        }
+    }
+}
+
+/// The payload of a record stored by the default `log_append`, its CRC32 checked.
+fn unframe_record(key: &str, mut bytes: Vec<u8>) -> StoreResult<Vec<u8>> {
+    let crc = bytes.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let payload = bytes.get(4..).unwrap_or_default();
+    if crc != Some(crc32fast::hash(payload)) {
+        return Err(StoreError::Corrupt { key: key.to_owned(), reason: "log record checksum mismatch".into() });
+    }
+    bytes.drain(..4);
+    Ok(bytes)
+}
+
+pub mod lease {
+    //! A writer lock for any store: a lease under the key `locks/writer`, taken and given back
+    //! by compare-and-set. It holds an owner id and an expiry; a holder that dies loses it
+    //! after [`LEASE_MILLIS`]. It keeps writers from colliding; it does not make a collision
+    //! safe (the conditional writes of the [`super::Store`] contract do). A backend whose
+    //! handles are cheap to clone implements `lock_writer` as
+    //! `lease::acquire(Arc::new(self.clone()))`.
+
+    use super::{Store, StoreResult, WriterGuard};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// The key of the lease.
+    pub const LEASE_KEY: &str = "locks/writer";
+    /// How long a lease lasts. A writer holds the lock for one commit or one head swap, far
+    /// shorter.
+    pub const LEASE_MILLIS: u64 = 30_000;
+
+    fn now_millis() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// `<owner uuid> <expiry ms>`
+    fn encode(owner: &uuid::Uuid, expiry: u64) -> Vec<u8> {
+        format!("{owner} {expiry}").into_bytes()
+    }
+
+    fn expiry_of(bytes: &[u8]) -> Option<u64> {
+        std::str::from_utf8(bytes).ok()?.split(' ').nth(1)?.parse().ok()
+    }
+
+    /// Waits until the lease is free or expired, then takes it. Dropping the guard gives it
+    /// back.
+    pub fn acquire(store: Arc<dyn Store>) -> StoreResult<WriterGuard> {
+        let owner = uuid::Uuid::new_v4();
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let current = store.get(LEASE_KEY)?;
+            let free = match &current {
+                None => true,
+                Some(bytes) => expiry_of(bytes).is_none_or(|expiry| expiry <= now_millis()),
+            };
+            let mine = encode(&owner, now_millis() + LEASE_MILLIS);
+            if free && store.compare_and_set(LEASE_KEY, current.as_deref(), &mine)? {
+                return Ok(WriterGuard::new(Box::new(Lease { store, held: mine })));
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Gives the lease back on drop, by compare-and-set (a lease another writer took over
+    /// after it expired is left alone).
+    struct Lease {
+        store: Arc<dyn Store>,
+        held: Vec<u8>,
+    }
+
+    impl Drop for Lease {
+        fn drop(&mut self) {
+            // An expiry of 0: the next writer takes the lease at once. On failure the lease
+            // expires by itself.
+            let released = b"released 0";
+            let _ = self.store.compare_and_set(LEASE_KEY, Some(&self.held), released);
+        }
+    }
 }

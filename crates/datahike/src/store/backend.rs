@@ -1,0 +1,257 @@
+//! Backends by name: `{:store {:backend :lmdb ...}}` dispatches to the [`Backend`] registered
+//! under `lmdb`. The built-in backends of this build register themselves; a user registers
+//! their own with [`register_backend`] before the first config names it, without editing
+//! this crate:
+//!
+//! ```
+//! use datahike::store::{register_backend, Backend, MemoryStore, OpenMode, Store, StoreResult};
+//! use datahike::Edn;
+//! use std::sync::Arc;
+//!
+//! /// A backend that keeps each store in a memory store named by `:name`.
+//! struct Scratch;
+//!
+//! impl Backend for Scratch {
+//!     fn open(&self, config: &Edn, mode: OpenMode) -> StoreResult<Option<Arc<dyn Store>>> {
+//!         let name = datahike::store::backend::string_key(config, "scratch", "name")?;
+//!         let id = format!("scratch:{name}");
+//!         if mode != OpenMode::Create && !MemoryStore::exists(&id) {
+//!             return Ok(None);
+//!         }
+//!         Ok(Some(Arc::new(MemoryStore::open(&id))))
+//!     }
+//!     fn identity(&self, config: &Edn) -> String {
+//!         format!("{}", config.get_kw("name").cloned().unwrap_or(Edn::Nil))
+//!     }
+//! }
+//!
+//! register_backend("scratch", Arc::new(Scratch));
+//! let config = datahike::Config::parse(r#"{:store {:backend :scratch :name "a"} :schema-flexibility :read}"#).unwrap();
+//! datahike::create_database(&config).unwrap();
+//! let conn = datahike::connect(&config).unwrap();
+//! conn.transact(&datahike::edn::read_str(r#"[{:x 1}]"#).unwrap()).unwrap();
+//! conn.release().unwrap();
+//! ```
+
+use super::{Store, StoreError, StoreResult};
+use crate::edn::Edn;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+/// How [`Backend::open`] opens a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Opens the store, creating what it needs when it is missing (a directory, an SQL
+    /// table, a bucket, a DynamoDB table), where the credentials allow it.
+    Create,
+    /// Opens an existing store for reading and writing; `None` when there is none.
+    Open,
+    /// Opens an existing store that this handle never writes; `None` when there is none.
+    /// The database wraps the store so that a write fails ([`StoreError::ReadOnly`]); a
+    /// backend may also open with read-only access (a read-only file, read-only credentials).
+    ReadOnly,
+}
+
+/// A storage backend: makes [`Store`] handles from `:store` config maps.
+pub trait Backend: Send + Sync + 'static {
+    /// Opens the store that `config` (the whole `:store` map) names, or `None` when `mode`
+    /// is not [`OpenMode::Create`] and there is no such store. Errors name the config keys
+    /// at fault but never a secret (password, secret key, token).
+    fn open(&self, config: &Edn, mode: OpenMode) -> StoreResult<Option<Arc<dyn Store>>>;
+
+    /// A text that is equal for two configs exactly when they name the same store (the
+    /// connection registry keys connections by it). It must not contain secrets.
+    fn identity(&self, config: &Edn) -> String;
+}
+
+fn registry() -> &'static RwLock<BTreeMap<String, Arc<dyn Backend>>> {
+    static BACKENDS: OnceLock<RwLock<BTreeMap<String, Arc<dyn Backend>>>> = OnceLock::new();
+    BACKENDS.get_or_init(|| RwLock::new(builtin().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+/// The backends this build was compiled with, besides `:memory` and `:file` (which the
+/// database handles itself).
+fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
+    Vec::new()
+}
+
+/// Registers `backend` under `name` (the keyword without its colon, e.g. `"my-store"`), so
+/// that `{:store {:backend :my-store ...}}` opens stores through it. Registering a name again
+/// replaces the backend (the built-in ones too).
+pub fn register_backend(name: &str, backend: Arc<dyn Backend>) {
+    registry().write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), backend);
+}
+
+/// The backend registered under `name`.
+pub fn lookup(name: &str) -> Option<Arc<dyn Backend>> {
+    registry().read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+}
+
+/// Every registered backend name, sorted, with `memory` and `file`.
+pub fn names() -> Vec<String> {
+    let mut names = vec!["memory".to_string(), "file".to_string()];
+    names.extend(registry().read().unwrap_or_else(PoisonError::into_inner).keys().cloned());
+    names
+}
+
+/// Config keys whose values are secrets: never printed, logged, or put in an error.
+const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "credential", "private-key", "service-account"];
+
+/// Whether the config key `name` holds a secret.
+pub fn is_secret_key(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| name.contains(w))
+}
+
+/// `config` with every secret value (see [`is_secret_key`], at any depth, and `password=`
+/// inside URL strings) replaced by `"***"`: what `create-database` prints back and errors
+/// show.
+pub fn redact(config: &Edn) -> Edn {
+    match config {
+        Edn::Map(entries) => Edn::Map(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let secret = k.as_keyword().is_some_and(|kw| is_secret_key(kw.name()))
+                        || matches!(k, Edn::Str(s) if is_secret_key(s));
+                    (k.clone(), if secret && !matches!(v, Edn::Nil) { Edn::str("***") } else { redact(v) })
+                })
+                .collect(),
+        ),
+        Edn::Vector(items) => Edn::Vector(items.iter().map(redact).collect()),
+        Edn::Str(s) => Edn::str(&redact_url(s)),
+        other => other.clone(),
+    }
+}
+
+/// A URL with the password of its user info and any `password=` parameter replaced.
+fn redact_url(text: &str) -> String {
+    let mut out = text.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..].find(['/', '?', '#']).map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    let lower = out.to_ascii_lowercase();
+    if let Some(at) = lower.find("password=") {
+        let start = at + "password=".len();
+        let end = out[start..].find(['&', ';', ' ']).map_or(out.len(), |i| start + i);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+/// The string under `key` of a `:store` map, or an error naming the backend and the key.
+pub fn string_key(config: &Edn, backend: &str, key: &str) -> StoreResult<String> {
+    match config.get_kw(key) {
+        Some(Edn::Str(s)) if !s.is_empty() => Ok(s.to_string()),
+        Some(Edn::Keyword(k)) => Ok(k.to_string()),
+        other => Err(StoreError::Invalid(format!(
+            ":store :{key} must be a non-empty string for the :{backend} backend, got {}",
+            other.map_or("nothing".to_string(), |v| redact(v).to_string())
+        ))),
+    }
+}
+
+/// The string under `key` of a `:store` map, if given (an error when it is not a string).
+pub fn optional_string_key(config: &Edn, backend: &str, key: &str) -> StoreResult<Option<String>> {
+    match config.get_kw(key) {
+        None | Some(Edn::Nil) => Ok(None),
+        Some(_) => string_key(config, backend, key).map(Some),
+    }
+}
+
+/// A store whose writes all fail with [`StoreError::ReadOnly`]: what a reader connected with
+/// `:read-only? true` holds, so that nothing it does can change the store.
+pub struct ReadOnlyStore {
+    inner: Arc<dyn Store>,
+    name: String,
+}
+
+impl ReadOnlyStore {
+    /// Wraps `inner`; `name` names the store in errors.
+    pub fn new(inner: Arc<dyn Store>, name: String) -> ReadOnlyStore {
+        ReadOnlyStore { inner, name }
+    }
+
+    fn refuse<T>(&self, key: &str) -> StoreResult<T> {
+        Err(StoreError::ReadOnly { store: self.name.clone(), key: key.to_string() })
+    }
+}
+
+impl Store for ReadOnlyStore {
+    fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(keys)
+    }
+    fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
+        match entries.first() {
+            Some((key, _)) => self.refuse(key),
+            None => Ok(()),
+        }
+    }
+    fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
+        match keys.first() {
+            Some(key) => self.refuse(key),
+            None => Ok(()),
+        }
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn compare_and_set(&self, key: &str, _expected: Option<&[u8]>, _new: &[u8]) -> StoreResult<bool> {
+        self.refuse(key)
+    }
+    fn put_if_absent(&self, key: &str, _bytes: &[u8]) -> StoreResult<bool> {
+        self.refuse(key)
+    }
+    fn log_append(&self, log: &str, seq: u64, _record: &[u8]) -> StoreResult<()> {
+        self.refuse(&super::log_key(log, seq))
+    }
+    fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        self.inner.log_read(log, after)
+    }
+    fn log_discard(&self, log: &str, _through: u64) -> StoreResult<()> {
+        self.refuse(&format!("log/{log}"))
+    }
+    fn log_delete(&self, log: &str) -> StoreResult<()> {
+        self.refuse(&format!("log/{log}"))
+    }
+    fn sweep_temporaries(&self) -> StoreResult<Vec<String>> {
+        self.refuse("temporaries")
+    }
+    fn lock_writer(&self) -> StoreResult<super::WriterGuard> {
+        self.refuse("the writer lock")
+    }
+    fn destroy(&self) -> StoreResult<()> {
+        self.refuse("the whole store")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edn::read_str;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let config = read_str(
+            r#"{:backend :jdbc :user "u" :password "hunter2" :nested {:secret-access-key "k" :access-key-id "id"}
+                :jdbc-url "jdbc:postgresql://u:pw@host:5432/db?password=pw2&ssl=true" :token nil}"#,
+        )
+        .unwrap();
+        let printed = redact(&config).to_string();
+        for secret in ["hunter2", "\"k\"", "pw@", "pw2"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("\"u\"") && printed.contains("\"id\"") && printed.contains("ssl=true"), "{printed}");
+        assert!(printed.contains(":token nil"), "{printed}");
+    }
+}
