@@ -150,3 +150,25 @@ fn a_database_on_a_store_value() {
     assert!(store.list("nodes/").unwrap().len() > 10, "index nodes are in the store");
     conn.release().unwrap();
 }
+
+/// The database conformance check on the file backend, the memory backend and a store value.
+#[test]
+fn database_conformance_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db").display().to_string();
+    datahike::store::conformance::database(
+        &datahike::Config::parse(&format!("{{:store {{:backend :file :path {path:?}}}}}")).unwrap(),
+    );
+}
+
+#[test]
+fn database_conformance_memory() {
+    datahike::store::conformance::database(
+        &datahike::Config::parse("{:store {:backend :memory :id \"conformance-db\"}}").unwrap(),
+    );
+}
+
+#[test]
+fn database_conformance_store_value() {
+    datahike::store::conformance::database(&datahike::Config::with_store(Arc::new(PlainKv::default())));
+}

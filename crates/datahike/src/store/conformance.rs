@@ -504,3 +504,93 @@ pub fn destroy(s: &Subject) {
     st.log_append("db", 1, b"r").unwrap();
     st.destroy().unwrap();
 }
+
+/// The database over a backend, end to end: `config` names a fresh store (nothing exists
+/// under it yet). Creates the database, transacts past an index flush, queries, reads
+/// history and as-of views, reopens, branches and merges, collects garbage and verifies the
+/// store, and deletes the database. Panics naming the step that failed.
+pub fn database(config: &crate::Config) {
+    use crate::edn::read_str;
+    use crate::{q, BranchOrCommit, Edn, IndexOrder, QueryInput, TimePoint};
+
+    let step = |what: &str, e: crate::Error| -> ! { panic!("database conformance, {what}: {e}") };
+    let query = |db: &crate::Db, text: &str| -> Edn {
+        q(&read_str(text).unwrap(), &[QueryInput::from(db.clone())]).unwrap_or_else(|e| step(text, e))
+    };
+    assert!(!crate::database_exists(config).unwrap_or_else(|e| step("database-exists", e)));
+    crate::create_database(config).unwrap_or_else(|e| step("create-database", e));
+    assert!(crate::database_exists(config).unwrap_or_else(|e| step("database-exists", e)));
+    let conn = crate::connect(config).unwrap_or_else(|e| step("connect", e));
+    let schema = r#"[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+                     {:db/ident :n :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
+                     {:db/ident :friend :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]"#;
+    conn.transact(&read_str(schema).unwrap()).unwrap_or_else(|e| step("schema", e));
+    // Past one automatic flush, so that nodes, a snapshot and a commit pack are stored.
+    let count = crate::FLUSH_EVERY_TXS + 200;
+    for i in 0..count {
+        let tx = format!(r#"[{{:name "p{i}" :n {i} :friend [{{:name "p{}"}}]}}]"#, (i + 1) % count);
+        conn.transact(&read_str(&tx).unwrap()).unwrap_or_else(|e| step("transact", e));
+    }
+    let after_load = conn.db();
+    conn.transact(&read_str(r#"[{:name "p7" :n -7} [:db/retractEntity [:name "p8"]]]"#).unwrap())
+        .unwrap_or_else(|e| step("overwrite and retract", e));
+    let expect = |db: &crate::Db, what: &str, entities: usize| {
+        assert_eq!(
+            query(db, "[:find (count ?e) . :where [?e :n]]"),
+            Edn::Int(i64::try_from(entities).unwrap()),
+            "{what}: entities"
+        );
+        assert_eq!(query(db, r#"[:find ?n . :where [?e :name "p7"] [?e :n ?n]]"#), Edn::Int(-7), "{what}: overwrite");
+        assert_eq!(
+            query(db, r#"[:find ?f . :where [?e :name "p10"] [?e :friend ?x] [?x :name ?f]]"#),
+            Edn::str("p11"),
+            "{what}: refs"
+        );
+        let history = db.history().unwrap_or_else(|e| step("history", e));
+        assert_eq!(
+            query(&history, r#"[:find (count ?n) . :where [?e :name "p7"] [?e :n ?n _ false]]"#),
+            Edn::Int(1),
+            "{what}: history"
+        );
+        let as_of = db.as_of(TimePoint::Tx(after_load.max_tx())).unwrap_or_else(|e| step("as-of", e));
+        assert_eq!(query(&as_of, r#"[:find ?n . :where [?e :name "p7"] [?e :n ?n]]"#), Edn::Int(7), "{what}: as-of");
+        let range = db.datoms(IndexOrder::Avet, &[Edn::kw("n"), Edn::Int(100)]).unwrap_or_else(|e| step("datoms", e));
+        assert_eq!(range.len(), 1, "{what}: avet datoms");
+    };
+    expect(&conn.db(), "before reopening", count - 1);
+    let before = conn.db().max_tx();
+    conn.release().unwrap_or_else(|e| step("release", e));
+    let conn = crate::connect(config).unwrap_or_else(|e| step("reconnect", e));
+    assert_eq!(conn.db().max_tx(), before, "every commit survives a reopen");
+    expect(&conn.db(), "after reopening", count - 1);
+
+    let feature = crate::Keyword::new("feature");
+    conn.branch(&BranchOrCommit::Branch(crate::Keyword::new("db")), feature).unwrap_or_else(|e| step("branch", e));
+    let branch_config = crate::Config { branch: feature, ..config.clone() };
+    let on_branch = crate::connect(&branch_config).unwrap_or_else(|e| step("connect to the branch", e));
+    on_branch
+        .transact(&read_str(r#"[{:name "only-on-feature" :n 100000}]"#).unwrap())
+        .unwrap_or_else(|e| step("transact on the branch", e));
+    assert_eq!(
+        query(&conn.db(), r#"[:find ?e . :where [?e :name "only-on-feature"]]"#),
+        Edn::Nil,
+        "branches are apart"
+    );
+    conn.merge_db(&[BranchOrCommit::Branch(feature)], &read_str(r#"[{:name "merged" :n 100001}]"#).unwrap(), None)
+        .unwrap_or_else(|e| step("merge-db", e));
+    assert_eq!(conn.db().parent_commit_ids().map(|p| p.len()), Some(2), "a merge has two parents");
+    on_branch.release().unwrap_or_else(|e| step("release the branch", e));
+    conn.delete_branch(feature).unwrap_or_else(|e| step("delete-branch", e));
+    assert!(!conn.branches().unwrap_or_else(|e| step("branches", e)).contains(&feature));
+
+    let report = conn.gc_storage(None).unwrap_or_else(|e| step("gc-storage", e));
+    assert!(report.kept_nodes > 0, "gc keeps the live nodes");
+    conn.verify_storage().unwrap_or_else(|e| step("verify-storage after gc", e));
+    expect(&conn.db(), "after gc", count);
+    conn.release().unwrap_or_else(|e| step("release", e));
+    let conn = crate::connect(config).unwrap_or_else(|e| step("reconnect after gc", e));
+    expect(&conn.db(), "reopened after gc", count);
+    conn.release().unwrap_or_else(|e| step("release", e));
+    crate::delete_database(config).unwrap_or_else(|e| step("delete-database", e));
+    assert!(!crate::database_exists(config).unwrap_or_else(|e| step("database-exists after delete", e)));
+}
