@@ -14,6 +14,8 @@
 pub mod backend;
 pub mod conformance;
 mod file;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod jdbc;
 mod memory;
 mod pack;
 
