@@ -72,12 +72,11 @@ fn registry() -> &'static RwLock<BTreeMap<String, Arc<dyn Backend>>> {
 /// The backends this build was compiled with, besides `:memory` and `:file` (which the
 /// database handles itself).
 fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
-    #[allow(unused_mut)]
-    let mut backends: Vec<(&'static str, Arc<dyn Backend>)> = Vec::new();
-    // PostgreSQL and SQLite, chosen by `:dbtype`; either feature registers the backend.
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    backends.push(("jdbc", Arc::new(super::jdbc::Jdbc)));
-    backends
+    vec![
+        // PostgreSQL and SQLite, chosen by `:dbtype`; either feature registers the backend.
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        ("jdbc", Arc::new(super::jdbc::Jdbc) as Arc<dyn Backend>),
+    ]
 }
 
 /// Registers `backend` under `name` (the keyword without its colon, e.g. `"my-store"`), so
