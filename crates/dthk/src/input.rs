@@ -4,6 +4,7 @@
 
 use crate::{cbor, json, log};
 use datahike::edn::{pr_str, read_str, EdnError};
+use datahike::store::backend::redact;
 use datahike::{Config, Conn, Db, Edn, TimePoint};
 
 /// A parsed argument.
@@ -25,14 +26,27 @@ pub enum Arg {
 }
 
 impl Arg {
-    /// The argument as error messages show it.
+    /// The argument as error messages and logs show it: secrets (a config's password, a
+    /// URL's credentials) replaced by `"***"`.
     pub fn describe(&self) -> String {
         match self {
             Arg::Conn(c) => format!("{c:?}"),
             Arg::Db(db) => pr_str(&db.to_edn_summary()),
-            Arg::Data(d) => pr_str(d),
-            Arg::Text { text, .. } => format!("{text:?}"),
+            Arg::Data(d) => pr_str(&redact(d)),
+            Arg::Text { text, .. } => format!("{:?}", redacted_text(text)),
         }
+    }
+}
+
+/// A command-line argument as logs show it: read as EDN and redacted, or, when it is no
+/// EDN, with the credentials of any URL in it replaced.
+pub fn redacted_text(text: &str) -> String {
+    match read_str(text) {
+        Ok(edn) => pr_str(&redact(&edn)),
+        Err(_) => match redact(&Edn::Str(text.into())) {
+            Edn::Str(s) => s.to_string(),
+            _ => text.to_string(),
+        },
     }
 }
 

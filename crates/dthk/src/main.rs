@@ -134,7 +134,8 @@ fn run(args: Vec<String>) -> i32 {
         return EXIT_ERROR;
     }
     log::set_verbosity(options.verbosity);
-    log::debug(&format!("options {options:?}, arguments {args:?}"));
+    let shown: Vec<String> = args.iter().map(|a| input::redacted_text(a)).collect();
+    log::debug(&format!("options {options:?}, arguments {shown:?}"));
     if options.help {
         print!("{}", usage());
         return 0;
