@@ -4,7 +4,16 @@
 //!
 //! ```text
 //! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
+//!                [--store NAME=EDN]... [--cold RUNS]
 //! ```
+//!
+//! `--store NAME=EDN` adds a backend by its `:store` map, reported as peer
+//! `datahike-rs-NAME`; `{n}` in the map is replaced by a number unique to each database the
+//! run creates, e.g. `--store 'sqlite={:backend :jdbc :dbtype "sqlite" :dbname "/tmp/b.sqlite"
+//! :table "bench_{n}"}'` (cargo feature `jdbc`). Its databases are deleted at the end. With
+//! `--store` and no `--backend`, only the given stores run. `--cold RUNS` adds, for each query
+//! op, `<op>-cold`: the query on a new read-only connection (an empty node cache, every node
+//! read from the store), RUNS times, and `connect-cold`, the time to open that connection.
 //!
 //! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
@@ -26,6 +35,9 @@ struct Args {
     ops: Option<Vec<String>>,
     out: Option<PathBuf>,
     backends: Vec<String>,
+    /// `--store NAME=EDN`: (name, `:store` map text).
+    stores: Vec<(String, String)>,
+    cold: usize,
     dir: PathBuf,
     warmup_ms: f64,
     warmup_min: usize,
@@ -42,6 +54,8 @@ fn parse_args() -> Result<Args, String> {
         ops: None,
         out: None,
         backends: vec!["file".into(), "memory".into()],
+        stores: Vec::new(),
+        cold: 0,
         dir: std::env::temp_dir().join("datahike-bench"),
         warmup_ms: 3000.0,
         warmup_min: 5,
@@ -52,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         load_samples: 3,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut backend_given = false;
     let mut i = 0;
     while i < argv.len() {
         let flag = argv[i].as_str();
@@ -62,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
             "--ops" => a.ops = Some(val.split(',').map(str::to_string).collect()),
             "--out" => a.out = Some(PathBuf::from(val)),
             "--backend" => {
+                backend_given = true;
                 a.backends = match val.as_str() {
                     "both" => vec!["file".into(), "memory".into()],
                     "file" | "memory" => vec![val],
@@ -69,6 +85,14 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--dir" => a.dir = PathBuf::from(val),
+            "--store" => {
+                let (name, store) = val.split_once('=').ok_or_else(|| format!("--store needs NAME=EDN, got {val}"))?;
+                if !store.contains("{n}") {
+                    return Err(format!("--store {name}: the :store map needs {{n}} where each database differs"));
+                }
+                a.stores.push((name.to_string(), store.to_string()));
+            }
+            "--cold" => a.cold = num(&val)? as usize,
             "--warmup-ms" => a.warmup_ms = num(&val)?,
             "--warmup-min" => a.warmup_min = num(&val)? as usize,
             "--sample-ms" => a.sample_ms = num(&val)?,
@@ -80,6 +104,10 @@ fn parse_args() -> Result<Args, String> {
         }
         i += 2;
     }
+    if !a.stores.is_empty() && !backend_given {
+        a.backends.clear();
+    }
+    a.backends.extend(a.stores.iter().map(|(name, _)| name.clone()));
     Ok(a)
 }
 
@@ -116,6 +144,8 @@ struct Bench {
     people: Vec<Edn>,
     params: Edn,
     counter: usize,
+    /// The databases of `--store` backends this run created, deleted at the end.
+    created: Vec<Config>,
 }
 
 fn stats(times: &[f64]) -> (f64, f64, f64) {
@@ -146,9 +176,17 @@ impl Bench {
 
     fn config(&mut self, backend: &str) -> Config {
         self.counter += 1;
-        let mut c = match backend {
-            "file" => Config::file(self.args.dir.join(format!("db-{}-{}", std::process::id(), self.counter))),
-            _ => Config::memory(&format!("bench-{}-{}", std::process::id(), self.counter)),
+        let unique = format!("{}_{}", std::process::id(), self.counter);
+        let store = self.args.stores.iter().find(|(name, _)| name == backend).map(|(_, store)| store);
+        let mut c = match (backend, store) {
+            (_, Some(store)) => {
+                let text = format!("{{:store {}}}", store.replace("{n}", &unique));
+                let c = Config::parse(&text).unwrap_or_else(|e| panic!("--store {backend}: {e}"));
+                self.created.push(c.clone());
+                c
+            }
+            ("file", None) => Config::file(self.args.dir.join(format!("db-{unique}"))),
+            _ => Config::memory(&format!("bench-{unique}")),
         };
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
@@ -223,6 +261,36 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// `<op>-cold`: `query` on a new read-only connection to `config`'s store (its own, empty
+    /// node cache), `--cold` times, and `connect-cold`, the opening of that connection.
+    fn cold(&mut self, peer: &str, op: &str, config: &Config, query: &Edn, extra: &[QueryInput]) {
+        let config = Config { read_only: true, ..config.clone() };
+        let (mut connects, mut times) = (Vec::new(), Vec::new());
+        let mut count = 0;
+        for _ in 0..self.args.cold {
+            let t = Instant::now();
+            let conn = datahike::connect(&config).expect("connect read-only");
+            connects.push(t.elapsed().as_secs_f64() * 1000.0);
+            let mut inputs = vec![QueryInput::from(conn.db())];
+            inputs.extend(extra.iter().cloned());
+            let t = Instant::now();
+            let result = datahike::q(query, &inputs).expect("query");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            count = result.as_seq().map_or(0, <[Edn]>::len) as i64;
+            conn.release().expect("release");
+        }
+        for (name, samples) in [(format!("{op}-cold"), &times), ("connect-cold".to_string(), &connects)] {
+            let (median, min, max) = stats(samples);
+            self.emit(json!({
+                "peer": peer, "op": name, "n": self.n, "median_ms": r3(median), "min_ms": r3(min),
+                "max_ms": r3(max), "result_count": count, "check": null, "samples": samples.len(),
+                "warmup": 0, "durable": false, "version": env!("CARGO_PKG_VERSION"),
+            }));
+        }
+    }
+}
+
 fn person_datoms(conn: &Conn) -> i64 {
     let db = conn.db();
     ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
@@ -286,11 +354,12 @@ fn main() {
     let params = edn::read_str(&read("params.edn")).expect("params.edn");
     let n = meta["n"].as_i64().expect("n in meta.json");
     let backends = args.backends.clone();
-    let mut b = Bench { args, n, people, params, counter: 0 };
+    let mut b = Bench { args, n, people, params, counter: 0, created: Vec::new() };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
-        let peer = format!("datahike-rs-{}", if backend == "file" { "file" } else { "mem" });
-        let durable = backend == "file";
+        let peer = format!("datahike-rs-{}", if backend == "memory" { "mem" } else { backend.as_str() });
+        // A --store backend is taken to be durable (the SQL ones are).
+        let durable = backend != "memory";
         let tx_all = Edn::Vector(b.people.clone());
         // load-bulk (also fills the database the read ops use)
         let mut loaded: Option<Conn> = None;
@@ -372,6 +441,9 @@ fn main() {
             if std::env::var_os("DATAHIKE_BENCH_EXPLAIN").is_some() {
                 // The plan of each query, for tuning; stderr keeps the JSON lines clean.
                 eprintln!("{name} ({peer}):\n{}", datahike::query::explain(&query, &inputs).expect("explain"));
+            }
+            if b.args.cold > 0 {
+                b.cold(&peer, name, conn.config(), &query, &inputs[1..]);
             }
             b.bench(&peer, name, false, false, |_, _| {
                 let result = datahike::q(&query, &inputs).expect("query");
@@ -600,6 +672,9 @@ fn main() {
             gc_conn.release().expect("release");
         }
         conn.release().expect("release");
+        for config in std::mem::take(&mut b.created) {
+            datahike::delete_database(&config).expect("delete a --store database");
+        }
     }
     let _ = std::fs::remove_dir_all(&b.args.dir);
 }
