@@ -172,3 +172,22 @@ fn config_path(config: &Config) -> PathBuf {
         other => panic!("no :dbname in {other:?}"),
     }
 }
+
+/// A `:read-only? true` connection reads the database and is released without writing.
+#[test]
+fn read_only_connections() {
+    let path = dir().join("ro.sqlite");
+    let writer = config(&path, ":schema-flexibility :read");
+    datahike::create_database(&writer).unwrap();
+    let conn = datahike::connect(&writer).unwrap();
+    conn.transact(&read_str("[{:n 1}]").unwrap()).unwrap();
+    let reader = Config { read_only: true, ..writer.clone() };
+    let ro = datahike::connect(&reader).unwrap();
+    assert_eq!(count(&ro), Edn::Int(1));
+    assert!(ro.transact(&read_str("[{:n 2}]").unwrap()).is_err(), "a reader cannot write");
+    ro.release().unwrap();
+    conn.release().unwrap();
+    let ro = datahike::connect(&reader).unwrap();
+    assert_eq!(count(&ro), Edn::Int(1));
+    ro.release().unwrap();
+}
