@@ -312,3 +312,32 @@ fn password_from_the_password_file() {
     datahike::delete_database(&config).unwrap();
     std::env::remove_var("PGPASSFILE");
 }
+
+/// `log_is_current` (the writer's shortcut past re-reading the head and the log) is true
+/// only while the log ends at the given record and nothing discarded it.
+#[test]
+fn log_is_current_only_while_nobody_else_wrote() {
+    let Some(server) = server() else { return };
+    let store = read_str(&store_text(&server, &fresh_table(), "")).unwrap();
+    let a = open(&store, OpenMode::Create).unwrap();
+    let b = open(&store, OpenMode::Open).unwrap();
+    assert!(!a.log_is_current("db", 0).unwrap(), "an empty log");
+    for seq in 1..=3 {
+        a.log_append("db", seq, b"r").unwrap();
+    }
+    assert!(a.log_is_current("db", 3).unwrap());
+    assert!(!a.log_is_current("db", 2).unwrap(), "record 3 follows");
+    b.log_append("db", 4, b"r").unwrap();
+    assert!(!a.log_is_current("db", 3).unwrap(), "another handle appended");
+    assert!(b.log_is_current("db", 4).unwrap());
+    // A sub-log's records never count as this log's.
+    a.log_append("db/x", 9, b"r").unwrap();
+    assert!(a.log_is_current("db", 4).unwrap());
+    b.log_discard("db", 4).unwrap();
+    assert!(!a.log_is_current("db", 4).unwrap(), "discarded through the record");
+    a.log_append("db", 5, b"r").unwrap();
+    assert!(a.log_is_current("db", 5).unwrap());
+    b.log_delete("db").unwrap();
+    assert!(!a.log_is_current("db", 5).unwrap(), "a deleted log");
+    a.destroy().unwrap();
+}

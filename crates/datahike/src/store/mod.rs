@@ -244,7 +244,7 @@ pub fn log_key(log: &str, seq: u64) -> String {
     format!("log/{log}/{seq:020}")
 }
 
-fn log_floor_key(log: &str) -> String {
+pub(crate) fn log_floor_key(log: &str) -> String {
     format!("log/{log}/floor")
 }
 
