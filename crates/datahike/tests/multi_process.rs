@@ -47,7 +47,7 @@ fn writer(id: &str) {
         n += 1;
         // Flushes far more often than the automatic every thousand transactions, so that
         // they race with the collector and the other writer's flushes.
-        if n % 25 == 0 {
+        if n.is_multiple_of(25) {
             conn.flush().unwrap_or_else(|e| panic!("writer {id}, flush after tx {n}: {e}"));
         }
     }
