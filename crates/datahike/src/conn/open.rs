@@ -244,7 +244,11 @@ fn open_durable_once(config: &Config, store: Arc<dyn Store>) -> Result<Option<(D
     let stored_config = read_str(&head.fixed_config)?;
     let mut effective = config.clone();
     // The fixed keys come from the stored database, as Datahike adopts them on connect.
-    if let Ok(stored) = Config::from_edn(&stored_config) {
+    // A stored config this build cannot read (an index implementation not registered in this
+    // process) is an error: the indices cannot be read without it.
+    let stored = Config::from_edn(&stored_config)
+        .map_err(|e| Error::Config(format!("{head_key}: the stored database config {}: {e}", head.fixed_config)))?;
+    {
         if stored.keep_history != config.keep_history || stored.schema_flexibility != config.schema_flexibility {
             // Datahike raises :config-does-not-match-stored-db; we adopt the stored values
             // only when the caller left them at their defaults.
@@ -262,6 +266,7 @@ fn open_durable_once(config: &Config, store: Arc<dyn Store>) -> Result<Option<(D
         effective.schema_flexibility = stored.schema_flexibility;
         effective.attribute_refs = stored.attribute_refs;
         effective.branching_factor = stored.branching_factor;
+        effective.index = stored.index;
     }
     let config = Arc::new(effective);
     let cache = Arc::new(if matches!(config.store, StoreConfig::Memory { .. }) {
