@@ -28,6 +28,7 @@
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod attr_refs;
+pub mod cbor;
 pub mod config;
 mod conn;
 pub mod datom;

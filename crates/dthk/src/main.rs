@@ -10,7 +10,6 @@
 //! Exit codes: 0 success, 1 bad usage or a failed command, 2 a command or prefix that a later
 //! version implements. Results go to standard output; errors and logs to standard error.
 
-mod cbor;
 mod input;
 mod json;
 mod log;
