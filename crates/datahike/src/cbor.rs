@@ -625,7 +625,8 @@ fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
                 return Err("bad decimal fraction".into());
             };
             let digits = pr_str(&mantissa);
-            read_str(&format!("{}E{exponent}M", digits.trim_end_matches('N'))).map_err(|e| format!("bad decimal: {e}"))?
+            read_str(&format!("{}E{exponent}M", digits.trim_end_matches('N')))
+                .map_err(|e| format!("bad decimal: {e}"))?
         }
         (27, Cbor::Array(parts)) if parts.len() == 2 && matches!(parts[0], Cbor::Text(_)) => {
             let mut parts = parts.into_iter();
@@ -687,7 +688,10 @@ mod tests {
         let bytes = to_vec(&item);
         assert_eq!(decode(&bytes).unwrap(), item);
         let mut canonical = Vec::new();
-        encode_canonical(&Cbor::Map(vec![(Cbor::text("b"), Cbor::Null), (Cbor::text("a"), Cbor::Null)]), &mut canonical);
+        encode_canonical(
+            &Cbor::Map(vec![(Cbor::text("b"), Cbor::Null), (Cbor::text("a"), Cbor::Null)]),
+            &mut canonical,
+        );
         assert_eq!(canonical, [0xa2, 0x61, b'a', 0xf6, 0x61, b'b', 0xf6]);
     }
 

@@ -111,7 +111,9 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
     }
     if let Some(path) = non_empty(text.strip_prefix("cbor:")) {
         let bytes = read_file(path)?;
-        return datahike::cbor::edn_from_cbor(&bytes).map(Arg::Data).map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
+        return datahike::cbor::edn_from_cbor(&bytes)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
     }
     if let Some(path) = non_empty(text.strip_prefix("edn:")) {
         return Ok(Arg::Data(read_edn_file(path)?));

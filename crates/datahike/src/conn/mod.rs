@@ -6,9 +6,11 @@
 //! past [`FLUSH_EVERY_BYTES`]), and only then is the head replaced; the head never names a
 //! node that is not durable. Opening a database reads the head and replays the log after it.
 
+mod bulk;
 mod gc;
 mod versioning;
 
+pub(crate) use bulk::BulkLoad;
 pub use gc::GcReport;
 pub use versioning::BranchOrCommit;
 
@@ -596,6 +598,7 @@ pub fn connect(config: &Config) -> Result<Conn> {
         return Err(Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn()))));
     }
     let store = open_store(config, false)?;
+    bulk::refuse_interrupted(store.as_ref(), config)?;
     let (db, durable) = open_durable(config, store)?;
     let inner = Arc::new(ConnInner {
         config: Arc::new(config.clone()),
