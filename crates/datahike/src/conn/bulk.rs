@@ -88,7 +88,8 @@ impl Conn {
             db,
             txs_in_batch: 0,
             bytes_in_batch: 0,
-            batch_txs: BATCH_TXS,
+            // Tests make every transaction its own batch, so that a load is slow enough to kill.
+            batch_txs: std::env::var("DATAHIKE_BULK_BATCH_TXS").ok().and_then(|s| s.parse().ok()).unwrap_or(BATCH_TXS),
             marker,
             finished: false,
         })

@@ -1274,13 +1274,19 @@ fn outcome_of(db: &Db, records: Vec<Record>, legacy: bool, final_max_eid: Option
     })
 }
 
-/// Loads records into a database with transactions, with fresh ids (`load_entities`).
+/// Loads records into a database with transactions, with fresh ids and instants
+/// (`load_entities`).
 fn merge(conn: &Conn, records: Vec<Record>, legacy: bool, opts: &ImportOptions<'_>) -> Result<ImportReport> {
     let total = records.len() as u64;
     let db = conn.db();
     let schema = db.schema();
     let mut rows = Vec::with_capacity(records.len());
     for r in &records {
+        // The merged transactions are new ones here: they get this database's instants (the
+        // source's may be earlier than its last), and keep their other metadata.
+        if r.e == r.t && r.a.as_str() == "db/txInstant" {
+            continue;
+        }
         let v = datom_value(schema, &db, r, legacy).unwrap_or_else(|_| match &r.v {
             DumpValue::Value(v) => v.clone(),
             DumpValue::SysRef(k) => Value::Keyword(*k),
