@@ -15,6 +15,7 @@ mod json;
 mod log;
 mod ops;
 mod output;
+mod progress;
 
 use input::{Arg, InputError};
 use ops::{Category, Op, OPS};

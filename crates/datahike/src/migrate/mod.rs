@@ -1097,7 +1097,7 @@ pub fn import_db(conn: &Conn, source: impl AsRef<Path>, opts: &ImportOptions<'_>
     if db.max_tx() > TX0 && !opts.merge {
         return Err(MigrateError::NonEmptyTarget(format!(
             "Target database {target} is not empty (its last transaction is {}): an import preserves ids only into \
-             an empty database. Import into a new database, or pass merge to add the dump with fresh ids",
+             an empty database. Import into a new database, or pass :merge? true to add the dump with fresh ids and instants",
             db.max_tx()
         ))
         .into());
