@@ -108,19 +108,42 @@ impl BulkLoad<'_> {
         self.batch_txs = n.max(1);
     }
 
-    /// Applies one transaction as a new commit of the branch. It is durable after the next
-    /// batch flush, and published to the connection then.
-    pub(crate) fn apply(&mut self, mut outcome: TxOutcome) -> Result<()> {
-        let parents: Vec<uuid::Uuid> = self.db.commit_id().into_iter().collect();
-        let commit = Commit { id: uuid::Uuid::new_v4(), parents };
-        outcome.commit = Some(commit);
-        let record: Arc<[u8]> = encode_log_record(&outcome).into();
-        self.db = self.db.apply_tx(&outcome)?;
-        self.txs_in_batch += 1;
-        self.bytes_in_batch += record.len();
+    /// Applies consecutive transactions, each a new commit of the branch (its log record goes
+    /// into the batch's pack, so `commit_as_db` finds every one), with one index update for
+    /// all of them: `Db::apply_tx` folds tx-data datom by datom, so the concatenation of
+    /// several transactions' tx-data gives the same indices as applying them one by one.
+    /// They are durable after the next batch flush, and published to the connection then.
+    pub(crate) fn apply(&mut self, outcomes: Vec<TxOutcome>) -> Result<()> {
+        let Some(last) = outcomes.last() else { return Ok(()) };
+        let mut combined = TxOutcome {
+            tx: last.tx,
+            tx_data: Vec::with_capacity(outcomes.iter().map(|o| o.tx_data.len()).sum()),
+            max_eid: self.db.max_eid(),
+            tx_instant: last.tx_instant,
+            tempids: Vec::new(),
+            tx_meta: Vec::new(),
+            purged: Vec::new(),
+            commit: None,
+        };
+        let mut parent = self.db.commit_id();
         let durable =
             self.writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
-        durable.unflushed.push(LogRecord { tx: outcome.tx, commit: outcome.commit.map(|c| c.id), bytes: record });
+        for mut outcome in outcomes {
+            if !outcome.purged.is_empty() {
+                return Err(Error::Internal("a bulk load cannot purge".into()));
+            }
+            let commit = Commit { id: uuid::Uuid::new_v4(), parents: parent.into_iter().collect() };
+            parent = Some(commit.id);
+            outcome.commit = Some(commit.clone());
+            let record: Arc<[u8]> = encode_log_record(&outcome).into();
+            self.txs_in_batch += 1;
+            self.bytes_in_batch += record.len();
+            durable.unflushed.push(LogRecord { tx: outcome.tx, commit: Some(commit.id), bytes: record });
+            combined.max_eid = combined.max_eid.max(outcome.max_eid);
+            combined.tx_data.append(&mut outcome.tx_data);
+            combined.commit = Some(commit);
+        }
+        self.db = self.db.apply_tx(&combined)?;
         if self.txs_in_batch >= self.batch_txs || self.bytes_in_batch >= BATCH_BYTES {
             self.flush_batch()?;
         }

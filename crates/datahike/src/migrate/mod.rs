@@ -434,17 +434,16 @@ impl ChunkWriter {
 // ------------------------------------------------------------------------ export
 
 /// The export order of Datahike (`datahike.migrate.sort/sort-key`): transaction,
-/// `:db/txInstant` first, entity, attribute, retraction before assertion, value.
+/// `:db/txInstant` first, entity, attribute, retraction before assertion, then the values'
+/// `str` (computed only for the rare tie, several values of one attribute).
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct SortKey {
     t: Eid,
     not_tx_instant: bool,
     e: Eid,
-    a: String,
+    /// `(str a)` is `":" + a` for every attribute, so `a`'s text orders the same.
+    a: &'static str,
     op: u8,
-    v: String,
-    /// Breaks the tie of an assertion and a retraction of the same value (below).
-    sub: u8,
 }
 
 /// Writes `db` as a dump into the directory `target`, which must not exist or be empty.
@@ -554,18 +553,34 @@ fn prepare_target(target: &Path) -> Result<()> {
 fn sorted_records(current: &Db, datoms: Vec<Datom>) -> Result<Vec<Record>> {
     let attr_refs = current.config().attribute_refs;
     let schema = current.schema();
-    let mut keyed: Vec<(SortKey, Record)> = datoms
+    // Values asserted and retracted in the same transaction.
+    let retracted: HashSet<(Eid, Keyword, &Value, Eid)> =
+        datoms.iter().filter(|d| !d.added()).map(|d| (d.e, d.a, &d.v, d.tx())).collect();
+    let mut keyed: Vec<(SortKey, u8, &Datom)> = Vec::with_capacity(datoms.len());
+    for d in &datoms {
+        let mut key = SortKey {
+            t: d.tx(),
+            not_tx_instant: d.a.as_str() != "db/txInstant",
+            e: d.e,
+            a: d.a.as_str(),
+            op: u8::from(d.added()),
+        };
+        if d.added() && retracted.contains(&(d.e, d.a, &d.v, d.tx())) {
+            let probe = DatomKey { e: Some(d.e), a: Some(d.a), v: Some(d.v.clone()), tx: None };
+            let live = current.index(IndexOrder::Eavt).range(&probe, &probe).next().transpose()?;
+            if !live.is_some_and(|l| l.tx() == d.tx()) {
+                // Ordered with the retractions, just before the retraction of its value.
+                key.op = 0;
+            }
+        }
+        keyed.push((key, u8::from(!d.added()), d));
+    }
+    keyed.sort_by(|x, y| {
+        x.0.cmp(&y.0).then_with(|| value::clojure_str(&x.2.v).cmp(&value::clojure_str(&y.2.v))).then(x.1.cmp(&y.1))
+    });
+    Ok(keyed
         .into_iter()
-        .map(|d| {
-            let key = SortKey {
-                t: d.tx(),
-                not_tx_instant: d.a.as_str() != "db/txInstant",
-                e: d.e,
-                a: format!(":{}", d.a.as_str()),
-                op: u8::from(d.added()),
-                v: value::clojure_str(&d.v),
-                sub: 0,
-            };
+        .map(|(_, _, d)| {
             let v = match &d.v {
                 Value::Keyword(k) if attr_refs && attr_refs::is_enum_attr(d.a) => DumpValue::SysRef(*k),
                 Value::Long(id) if attr_refs && attr_refs::is_system_entity(*id) && schema.is_ref(d.a) => {
@@ -573,32 +588,9 @@ fn sorted_records(current: &Db, datoms: Vec<Datom>) -> Result<Vec<Record>> {
                 }
                 v => DumpValue::Value(v.clone()),
             };
-            (key, Record { e: d.e, a: d.a, v, t: d.tx(), added: d.added() })
+            Record { e: d.e, a: d.a, v, t: d.tx(), added: d.added() }
         })
-        .collect();
-    // Values asserted and retracted in the same transaction.
-    let mut retracted: HashSet<(Eid, Keyword, String, Eid)> = HashSet::new();
-    for (k, r) in &keyed {
-        if !r.added {
-            retracted.insert((r.e, r.a, k.v.clone(), r.t));
-        }
-    }
-    for (k, r) in &mut keyed {
-        if r.added && retracted.contains(&(r.e, r.a, k.v.clone(), r.t)) {
-            let DumpValue::Value(v) = &r.v else { continue };
-            let probe = DatomKey { e: Some(r.e), a: Some(r.a), v: Some(v.clone()), tx: None };
-            let live = current.index(IndexOrder::Eavt).range(&probe, &probe).next().transpose()?;
-            if !live.is_some_and(|d| d.tx() == r.t) {
-                // Ordered with the retractions, just before the retraction of its value.
-                k.op = 0;
-            }
-        }
-        if !r.added {
-            k.sub = 1;
-        }
-    }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(keyed.into_iter().map(|(_, r)| r).collect())
+        .collect())
 }
 
 /// The manifest of Datahike's `build-manifest`, plus `:compression`.
@@ -1128,11 +1120,20 @@ pub fn import_db(conn: &Conn, source: impl AsRef<Path>, opts: &ImportOptions<'_>
     if opts.batch_txs > 0 {
         load.set_batch_txs(opts.batch_txs);
     }
-    let mut loader = Loader { load, pending: Vec::new(), legacy: summary.legacy, txs: 0, done: 0 };
+    let state = TxState {
+        schema: db.schema().clone(),
+        max_tx: db.max_tx(),
+        max_eid: db.max_eid(),
+        tx_instant: db.last_tx_instant(),
+        legacy: summary.legacy,
+    };
+    let group_txs = if opts.batch_txs > 0 { opts.batch_txs } else { GROUP_TXS };
+    let mut loader =
+        Loader { load, state, pending: Vec::new(), group: Vec::new(), group_datoms: 0, group_txs, txs: 0, done: 0 };
     for records in chunks {
         for r in records? {
             if loader.pending.last().is_some_and(|p: &Record| p.t != r.t) {
-                loader.apply_pending(None)?;
+                loader.end_tx(None)?;
             }
             loader.pending.push(r);
             loader.done += 1;
@@ -1141,30 +1142,58 @@ pub fn import_db(conn: &Conn, source: impl AsRef<Path>, opts: &ImportOptions<'_>
     }
     let max_eid = stat_max_eid.filter(|e| *e < TX0);
     if !loader.pending.is_empty() {
-        loader.apply_pending(max_eid)?;
+        loader.end_tx(max_eid)?;
     }
+    loader.apply_group()?;
     let txs = loader.txs;
     let db = loader.load.finish()?;
     Ok(ImportReport { datom_count: total, tx_count: txs, max_tx: db.max_tx(), legacy: summary.legacy, merged: false })
 }
 
+/// Source transactions applied to the indices at once (each stays its own commit)...
+const GROUP_TXS: usize = 1000;
+/// ...or this many datoms.
+const GROUP_DATOMS: usize = 100_000;
+
+/// What the next transaction of an import is checked against: the database after the
+/// transactions read so far.
+struct TxState {
+    schema: crate::schema::Schema,
+    max_tx: Eid,
+    max_eid: Eid,
+    tx_instant: i64,
+    legacy: bool,
+}
+
 /// Turns the records of one source transaction at a time into transactions of a bulk load.
 struct Loader<'c> {
     load: BulkLoad<'c>,
+    state: TxState,
     pending: Vec<Record>,
-    legacy: bool,
+    group: Vec<TxOutcome>,
+    group_datoms: usize,
+    group_txs: usize,
     txs: u64,
     done: u64,
 }
 
 impl Loader<'_> {
-    fn apply_pending(&mut self, final_max_eid: Option<Eid>) -> Result<()> {
+    /// The pending records make one transaction.
+    fn end_tx(&mut self, final_max_eid: Option<Eid>) -> Result<()> {
         let records = std::mem::take(&mut self.pending);
-        let db = self.load.db();
-        let outcome = outcome_of(db, records, self.legacy, final_max_eid)?;
-        self.load.apply(outcome)?;
+        let outcome = outcome_of(&mut self.state, self.load.db(), records, final_max_eid)?;
+        self.group_datoms += outcome.tx_data.len();
+        self.group.push(outcome);
         self.txs += 1;
+        if self.group.len() >= self.group_txs || self.group_datoms >= GROUP_DATOMS {
+            self.apply_group()?;
+        }
         Ok(())
+    }
+
+    fn apply_group(&mut self) -> Result<()> {
+        self.group_datoms = 0;
+        self.load.apply(std::mem::take(&mut self.group))
     }
 }
 
@@ -1213,62 +1242,58 @@ fn datom_value(
     Ok(v)
 }
 
-/// The outcome of one source transaction, with its own id, instant and metadata.
-fn outcome_of(db: &Db, records: Vec<Record>, legacy: bool, final_max_eid: Option<Eid>) -> Result<TxOutcome> {
+/// The outcome of one source transaction, with its own id, instant and metadata, checked
+/// against `state` (which it then advances).
+fn outcome_of(state: &mut TxState, db: &Db, records: Vec<Record>, final_max_eid: Option<Eid>) -> Result<TxOutcome> {
     let t = records.first().map_or(0, |r| r.t);
-    if t <= db.max_tx() {
+    if t <= state.max_tx {
         return Err(MigrateError::MalformedRecord(format!(
             "transaction {t} of the dump does not come after transaction {} (transactions must be loaded in order, \
              each once)",
-            db.max_tx()
+            state.max_tx
         ))
         .into());
     }
-    let mut schema: Option<crate::schema::Schema> = None;
     let mut tx_data = Vec::with_capacity(records.len());
-    let mut tx_instant = db.last_tx_instant();
-    let mut max_eid = db.max_eid();
     for r in records {
-        let v = {
-            let s = schema.as_ref().unwrap_or_else(|| db.schema());
-            datom_value(s, db, &r, legacy).map_err(|why| {
-                MigrateError::MalformedRecord(format!(
-                    "record [{} :{} {} {} {}] cannot be loaded: {why}",
-                    r.e,
-                    r.a.as_str(),
-                    match &r.v {
-                        DumpValue::Value(v) => pr_str(&v.to_edn()),
-                        DumpValue::SysRef(k) => format!("#sysref :{}", k.as_str()),
-                    },
-                    r.t,
-                    r.added
-                ))
-            })?
-        };
+        let v = datom_value(&state.schema, db, &r, state.legacy).map_err(|why| {
+            MigrateError::MalformedRecord(format!(
+                "record [{} :{} {} {} {}] cannot be loaded: {why}",
+                r.e,
+                r.a.as_str(),
+                match &r.v {
+                    DumpValue::Value(v) => pr_str(&v.to_edn()),
+                    DumpValue::SysRef(k) => format!("#sysref :{}", k.as_str()),
+                },
+                r.t,
+                r.added
+            ))
+        })?;
         if r.e == t && r.added && r.a.as_str() == "db/txInstant" {
             if let Value::Instant(ms) = v {
-                tx_instant = ms;
+                state.tx_instant = ms;
             }
         }
         if r.e < TX0 {
-            max_eid = max_eid.max(r.e);
+            state.max_eid = state.max_eid.max(r.e);
         }
         let d = Datom::new(r.e, r.a, v, t, r.added);
         if is_schema_attr(d.a) {
-            schema.get_or_insert_with(|| db.schema().clone()).apply_datom(&d);
+            state.schema.apply_datom(&d);
         }
         tx_data.push(d);
     }
     if let Some(m) = final_max_eid {
-        max_eid = max_eid.max(m);
+        state.max_eid = state.max_eid.max(m);
     }
+    state.max_tx = t;
     Ok(TxOutcome {
         tx: t,
         tx_data,
-        max_eid,
-        tx_instant,
+        max_eid: state.max_eid,
+        tx_instant: state.tx_instant,
         tempids: Vec::new(),
-        tx_meta: vec![(Keyword::new("db/txInstant"), Edn::Inst(tx_instant))],
+        tx_meta: vec![(Keyword::new("db/txInstant"), Edn::Inst(state.tx_instant))],
         purged: Vec::new(),
         commit: None,
     })
