@@ -505,7 +505,7 @@ pub fn export_db(db: &Db, target: impl AsRef<Path>, opts: &ExportOptions<'_>) ->
                 MigrateError::Target(format!("cannot export [{} :{} .. {} {}]: {why}", r.e, r.a.as_str(), r.t, r.added))
             })?;
             writer.write(&bytes)?;
-            if writer.records % opts.chunk_size as u64 == 0 {
+            if writer.records.is_multiple_of(opts.chunk_size as u64) {
                 report(opts.progress, Phase::Export, writer.records, total);
             }
         }
@@ -568,7 +568,7 @@ fn sorted_records(current: &Db, datoms: Vec<Datom>) -> Result<Vec<Record>> {
         if d.added() && retracted.contains(&(d.e, d.a, &d.v, d.tx())) {
             let probe = DatomKey { e: Some(d.e), a: Some(d.a), v: Some(d.v.clone()), tx: None };
             let live = current.index(IndexOrder::Eavt).range(&probe, &probe).next().transpose()?;
-            if !live.is_some_and(|l| l.tx() == d.tx()) {
+            if live.is_none_or(|l| l.tx() != d.tx()) {
                 // Ordered with the retractions, just before the retraction of its value.
                 key.op = 0;
             }
