@@ -128,6 +128,15 @@ fn history_moves_between_backends_with_identical_datoms() {
     // Transaction metadata is queryable.
     let q = edn(r#"[:find ?s . :where [?tx :source ?s]]"#);
     assert_eq!(datahike::q(&q, &[target.db().into()]).unwrap(), Edn::str("import"));
+    // Every commit of the import is stored and reachable, and garbage collection keeps it.
+    assert!(target.verify_storage().unwrap() > 0);
+    target.gc_storage(None).unwrap();
+    // Each imported transaction is a commit: the one before the last reads as that state.
+    let parent = target.db().parent_commit_ids().unwrap()[0];
+    let before = target.commit_as_db(parent).unwrap().expect("the parent commit");
+    assert_eq!(before.max_tx(), source.db().max_tx() - 1);
+    let source_before = source.db().as_of(TimePoint::Tx(source.db().max_tx() - 1)).unwrap();
+    assert_eq!(before.datoms(IndexOrder::Eavt, &[]).unwrap(), source_before.datoms(IndexOrder::Eavt, &[]).unwrap());
     // The import is durable: reopen the file database.
     target.release().unwrap();
     let reopened = datahike::connect(&file_cfg).unwrap();
