@@ -75,6 +75,15 @@ fn main() {
         bytes as f64 / 1e6
     );
 
+    let start = Instant::now();
+    let summary = migrate::verify(&dump).expect("verify");
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "verify (read, digest, decode): {} records in {secs:.2} s = {:.0} datoms/s",
+        summary.datom_count,
+        summary.datom_count as f64 / secs
+    );
+
     for (name, config) in
         [("file", Config::file(dir.path().join("db"))), ("memory", Config::memory("migrate-speed-target"))]
     {

@@ -164,7 +164,8 @@ fn exports_are_deterministic() {
     fill(&source);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let ra = migrate::export_db(&source.db(), &a, &ExportOptions::default()).unwrap();
-    let rb = migrate::export_db(&source.db(), &b, &ExportOptions::default()).unwrap();
+    // Small sort windows (many scans) give the same dump.
+    let rb = migrate::export_db(&source.db(), &b, &ExportOptions { sort_buffer: 7, ..Default::default() }).unwrap();
     assert_eq!(ra.manifest.get_kw("chunks"), rb.manifest.get_kw("chunks"));
     assert_eq!(ra.manifest.get_kw("semantic-digest"), rb.manifest.get_kw("semantic-digest"));
     // A re-export of an import is byte-identical in its records.
