@@ -2,7 +2,7 @@
 //! `json:FILE`, `cbor:FILE`, and the temporal `history:`, `since:MILLIS:`, `asof:MILLIS:`),
 //! tried in that order, else the text itself read as EDN.
 
-use crate::{cbor, json, log};
+use crate::{json, log};
 use datahike::edn::{pr_str, read_str, EdnError};
 use datahike::{Config, Conn, Db, Edn, TimePoint};
 
@@ -119,7 +119,9 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
     }
     if let Some(path) = non_empty(text.strip_prefix("cbor:")) {
         let bytes = read_file(path)?;
-        return cbor::from_cbor(&bytes).map(Arg::Data).map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
+        return datahike::cbor::edn_from_cbor(&bytes)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
     }
     if let Some(path) = non_empty(text.strip_prefix("edn:")) {
         return Ok(Arg::Data(read_edn_file(path)?));

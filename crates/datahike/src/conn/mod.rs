@@ -6,6 +6,7 @@
 //! past [`FLUSH_EVERY_BYTES`]), and only then is the head replaced; the head never names a
 //! node that is not durable. Opening a database reads the head and replays the log after it.
 
+mod bulk;
 mod commit;
 mod flush;
 mod gc;
@@ -15,6 +16,7 @@ mod open;
 mod records;
 mod versioning;
 
+pub(crate) use bulk::BulkLoad;
 pub use gc::GcReport;
 pub use open::{connect, create_database, database_exists, delete_database};
 pub use versioning::BranchOrCommit;

@@ -200,6 +200,7 @@ pub fn connect(config: &Config) -> Result<Conn> {
     let mode = if config.read_only { OpenMode::ReadOnly } else { OpenMode::Open };
     let missing = || Error::Database(format!("Database does not exist: {}", pr_str(&config.store.to_edn())));
     let store = open_store(config, mode)?.ok_or_else(missing)?;
+    bulk::refuse_interrupted(store.as_ref(), config)?;
     let (db, durable) = open_durable(config, store)?;
     let inner = Arc::new(ConnInner {
         config: Arc::new(config.clone()),
