@@ -93,6 +93,9 @@ pub struct FileStore {
     heads_lock: Mutex<Option<File>>,
     /// The appender of each log this handle has appended to.
     appenders: Mutex<HashMap<String, Appender>>,
+    /// Where this handle's last read of each log ended, so that a reader polling for new
+    /// records reads only what was appended since (see [`ReadCursor`]).
+    read_cursors: Mutex<HashMap<String, ReadCursor>>,
     /// An open `LOCK` file kept between writer locks, so a commit does not reopen it.
     lock_file: Arc<Mutex<Option<File>>>,
     /// The index nodes in pack files.
@@ -118,6 +121,17 @@ struct ActiveSegment {
     /// different size on disk, or a frame at `len`, means another handle appended since and
     /// the appender must be reloaded.
     size: u64,
+}
+
+/// The end of the last record a `log_read` of this handle returned from a segment: a later
+/// read for the records after it starts there instead of at the segment's start.
+#[derive(Clone, Copy)]
+struct ReadCursor {
+    /// The segment, by its first sequence number.
+    segment: u64,
+    /// The byte offset right after the frame of record `seq`.
+    offset: u64,
+    seq: u64,
 }
 
 /// One decoded log frame: its sequence number and where its payload lies in the segment.
@@ -382,6 +396,21 @@ fn good_frame_after(bytes: &[u8], offset: usize, written_end: usize, last_seq: O
         .any(|start| decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last)))
 }
 
+/// The bytes of the segment at `path` from byte `start` on, and where they start: from the
+/// beginning when the file is shorter than `start` (it was replaced).
+fn read_from(path: &Path, start: u64) -> StoreResult<(u64, Vec<u8>)> {
+    let whole = || fs::read(path).map(|bytes| (0, bytes)).map_err(io_error(path));
+    if start == 0 {
+        return whole();
+    }
+    let file = File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    let Some(rest) = len.checked_sub(start) else { return whole() };
+    let mut bytes = vec![0u8; usize::try_from(rest).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, start).map_err(io_error(path))?;
+    Ok((start, bytes))
+}
+
 /// The segments of the log in `dir`, by first sequence number, ascending.
 fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
     let mut segments: Vec<(u64, PathBuf)> = dir_names(dir)?
@@ -463,6 +492,7 @@ impl FileStore {
             poison: OnceLock::new(),
             heads_lock: Mutex::new(None),
             appenders: Mutex::new(HashMap::new()),
+            read_cursors: Mutex::new(HashMap::new()),
             lock_file: Arc::new(Mutex::new(None)),
             packs: Packs::new(&root),
             format_v1: AtomicBool::new(format_v1),
@@ -930,17 +960,22 @@ impl Store for FileStore {
             }
         }
         let segments = list_segments(&self.log_dir(log)?)?;
+        let cursor = self.read_cursors.lock().unwrap_or_else(PoisonError::into_inner).get(log).copied();
         let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-        for (idx, (_, path)) in segments.iter().enumerate() {
+        let mut end: Option<ReadCursor> = None;
+        for (idx, (first, path)) in segments.iter().enumerate() {
             let next_first = segments.get(idx + 1).map(|(first, _)| *first);
             // Segment `idx` holds sequence numbers below the next one's first: skip it
             // unpeeked when they are all `<= after`.
             if next_first.is_some_and(|next| next <= after.saturating_add(1)) {
                 continue;
             }
-            let bytes = fs::read(path).map_err(io_error(path))?;
+            // A reader asking for what follows its last read starts where that read ended.
+            let start = cursor.filter(|c| c.segment == *first && c.seq <= after).map_or(0, |c| c.offset);
+            let (start, bytes) = read_from(path, start)?;
             let (frames, _) = scan_segment(&bytes, path, next_first.is_none())?;
             for frame in frames {
+                end = Some(ReadCursor { segment: *first, offset: start + to_u64(frame.payload.end), seq: frame.seq });
                 if frame.seq <= after {
                     continue;
                 }
@@ -954,6 +989,9 @@ impl Store for FileStore {
                 }
                 out.push((frame.seq, bytes.get(frame.payload).unwrap_or_default().to_vec()));
             }
+        }
+        if let Some(end) = end {
+            self.read_cursors.lock().unwrap_or_else(PoisonError::into_inner).insert(log.to_owned(), end);
         }
         Ok(out)
     }
