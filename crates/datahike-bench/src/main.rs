@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
+//!                [--store NAME=EDN]...
 //! ```
+//!
+//! `--store NAME=EDN` adds a backend by its `:store` map (any backend of the build, e.g.
+//! `--store 'pg={:backend :jdbc :dbtype "postgresql" :host "127.0.0.1" ...}'`); each database
+//! the run creates gets its own `:id`/`:table`/`:prefix` suffix (`-<pid>-<n>`, appended to the
+//! value the map gives), and the results are reported as peer `datahike-rs-NAME`.
 //!
 //! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
@@ -26,6 +32,8 @@ struct Args {
     ops: Option<Vec<String>>,
     out: Option<PathBuf>,
     backends: Vec<String>,
+    /// Backends given by `--store NAME=EDN`, by name.
+    stores: Vec<(String, Edn)>,
     dir: PathBuf,
     warmup_ms: f64,
     warmup_min: usize,
@@ -42,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         ops: None,
         out: None,
         backends: vec!["file".into(), "memory".into()],
+        stores: Vec::new(),
         dir: std::env::temp_dir().join("datahike-bench"),
         warmup_ms: 3000.0,
         warmup_min: 5,
@@ -69,6 +78,11 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--dir" => a.dir = PathBuf::from(val),
+            "--store" => {
+                let (name, text) = val.split_once('=').ok_or_else(|| format!("--store needs NAME=EDN, got {val}"))?;
+                let store = edn::read_str(text).map_err(|e| format!("--store {name}: {e}"))?;
+                a.stores.push((name.to_string(), store));
+            }
             "--warmup-ms" => a.warmup_ms = num(&val)?,
             "--warmup-min" => a.warmup_min = num(&val)? as usize,
             "--sample-ms" => a.sample_ms = num(&val)?,
@@ -79,6 +93,15 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
         i += 2;
+    }
+    // `--store` backends run after those of `--backend`, and alone when it is not given.
+    if !a.stores.is_empty() && !argv.iter().any(|f| f == "--backend") {
+        a.backends.clear();
+    }
+    for (name, _) in &a.stores {
+        if !a.backends.contains(name) {
+            a.backends.push(name.clone());
+        }
     }
     Ok(a)
 }
@@ -146,9 +169,15 @@ impl Bench {
 
     fn config(&mut self, backend: &str) -> Config {
         self.counter += 1;
-        let mut c = match backend {
-            "file" => Config::file(self.args.dir.join(format!("db-{}-{}", std::process::id(), self.counter))),
-            _ => Config::memory(&format!("bench-{}-{}", std::process::id(), self.counter)),
+        let unique = format!("{}-{}", std::process::id(), self.counter);
+        let given = self.args.stores.iter().find(|(name, _)| name == backend).map(|(_, store)| store.clone());
+        let mut c = match (backend, given) {
+            (_, Some(store)) => {
+                let store = unique_store(&store, &unique);
+                Config::from_edn(&Edn::Map(vec![(Edn::kw("store"), store)])).expect("--store config")
+            }
+            ("file", None) => Config::file(self.args.dir.join(format!("db-{unique}"))),
+            _ => Config::memory(&format!("bench-{unique}")),
         };
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
@@ -223,6 +252,27 @@ impl Bench {
     }
 }
 
+/// `store` with `-<unique>` appended to the keys that name a store within a server or bucket
+/// (`:id`, `:table`, `:prefix`, `:dbname` of SQLite, `:path`), so each database of a run is new.
+fn unique_store(store: &Edn, unique: &str) -> Edn {
+    let Edn::Map(entries) = store else { return store.clone() };
+    let sqlite = store.get_kw("dbtype") == Some(&Edn::str("sqlite"));
+    Edn::Map(
+        entries
+            .iter()
+            .map(|(k, v)| {
+                let key = k.as_keyword().map(|k| k.as_str()).unwrap_or("");
+                let named = matches!(key, "id" | "table" | "prefix" | "path") || (sqlite && key == "dbname");
+                match v {
+                    Edn::Str(text) if named => (k.clone(), Edn::str(&format!("{text}-{unique}"))),
+                    Edn::Map(_) => (k.clone(), unique_store(v, unique)),
+                    _ => (k.clone(), v.clone()),
+                }
+            })
+            .collect(),
+    )
+}
+
 fn person_datoms(conn: &Conn) -> i64 {
     let db = conn.db();
     ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
@@ -289,8 +339,14 @@ fn main() {
     let mut b = Bench { args, n, people, params, counter: 0 };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
-        let peer = format!("datahike-rs-{}", if backend == "file" { "file" } else { "mem" });
-        let durable = backend == "file";
+        let peer = format!(
+            "datahike-rs-{}",
+            match backend.as_str() {
+                "memory" => "mem",
+                other => other,
+            }
+        );
+        let durable = backend != "memory";
         let tx_all = Edn::Vector(b.people.clone());
         // load-bulk (also fills the database the read ops use)
         let mut loaded: Option<Conn> = None;
