@@ -139,6 +139,9 @@ struct Bench {
     people: Vec<Edn>,
     params: Edn,
     counter: usize,
+    /// The config map of the database `config` made last, secrets included (for the reader
+    /// processes of `readers-N`, which open the same store).
+    last_config: Option<Edn>,
 }
 
 fn stats(times: &[f64]) -> (f64, f64, f64) {
@@ -171,14 +174,20 @@ impl Bench {
         self.counter += 1;
         let unique = format!("{}-{}", std::process::id(), self.counter);
         let given = self.args.stores.iter().find(|(name, _)| name == backend).map(|(_, store)| store.clone());
-        let mut c = match (backend, given) {
-            (_, Some(store)) => {
-                let store = unique_store(&store, &unique);
-                Config::from_edn(&Edn::Map(vec![(Edn::kw("store"), store)])).expect("--store config")
-            }
-            ("file", None) => Config::file(self.args.dir.join(format!("db-{unique}"))),
-            _ => Config::memory(&format!("bench-{unique}")),
+        let store = match (backend, given) {
+            (_, Some(store)) => unique_store(&store, &unique),
+            ("file", None) => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("file")),
+                (Edn::kw("path"), Edn::str(&self.args.dir.join(format!("db-{unique}")).display().to_string())),
+            ]),
+            _ => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("memory")),
+                (Edn::kw("id"), Edn::str(&format!("bench-{unique}"))),
+            ]),
         };
+        let map = Edn::Map(vec![(Edn::kw("store"), store), (Edn::kw("keep-history?"), Edn::Bool(false))]);
+        let mut c = Config::from_edn(&map).expect("bench config");
+        self.last_config = Some(map);
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
         if let Some(b) = std::env::var("DATAHIKE_BENCH_BRANCHING").ok().and_then(|s| s.parse().ok()) {
@@ -317,7 +326,65 @@ fn bytes_written_by_process() -> u64 {
         .expect("wchar in /proc/self/io")
 }
 
+/// `datahike-bench --reader-child CONFIG-EDN SECONDS QUERY`: one reader process of the
+/// `readers-N` ops. Connects read-only, runs QUERY on the latest value again and again for
+/// SECONDS, and prints `{"queries": n, "cold_ms": first query, "median_ms": ...}`.
+fn reader_child(argv: &[String]) {
+    let [config, seconds, query] = argv else {
+        eprintln!("datahike-bench --reader-child CONFIG-EDN SECONDS QUERY");
+        std::process::exit(2);
+    };
+    let mut config = Config::parse(config).expect("reader config");
+    config.read_only = true;
+    let seconds: f64 = seconds.parse().expect("seconds");
+    let query = edn::read_str(query).expect("query");
+    let t0 = Instant::now();
+    let conn = datahike::connect(&config).expect("reader connect");
+    datahike::q(&query, &[QueryInput::from(conn.db())]).expect("query");
+    let cold_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let s = Instant::now();
+        datahike::q(&query, &[QueryInput::from(conn.db())]).expect("query");
+        times.push(s.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (median, _, _) = stats(&times);
+    println!("{}", json!({"queries": times.len(), "cold_ms": cold_ms, "median_ms": median}));
+}
+
+/// Runs `procs` reader processes on the store of `config` at once, each running `query` for
+/// `seconds`; returns (queries per second over all, median latency, median cold latency).
+fn readers(config: &Edn, procs: usize, seconds: f64, query: &str) -> (f64, f64, f64) {
+    let exe = std::env::current_exe().expect("own executable");
+    let children: Vec<std::process::Child> = (0..procs)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--reader-child", &config.to_edn_string(), &seconds.to_string(), query])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn reader")
+        })
+        .collect();
+    let mut total = 0.0;
+    let (mut medians, mut colds) = (Vec::new(), Vec::new());
+    for child in children {
+        let out = child.wait_with_output().expect("reader");
+        assert!(out.status.success(), "a reader process failed");
+        let report: Json = serde_json::from_slice(&out.stdout).expect("reader report");
+        total += report["queries"].as_f64().unwrap_or(0.0);
+        medians.push(report["median_ms"].as_f64().unwrap_or(0.0));
+        colds.push(report["cold_ms"].as_f64().unwrap_or(0.0));
+    }
+    (total / seconds, stats(&medians).0, stats(&colds).0)
+}
+
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--reader-child") {
+        reader_child(&argv[1..]);
+        return;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -336,7 +403,7 @@ fn main() {
     let params = edn::read_str(&read("params.edn")).expect("params.edn");
     let n = meta["n"].as_i64().expect("n in meta.json");
     let backends = args.backends.clone();
-    let mut b = Bench { args, n, people, params, counter: 0 };
+    let mut b = Bench { args, n, people, params, counter: 0, last_config: None };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
         let peer = format!(
@@ -364,6 +431,7 @@ fn main() {
             loaded = Some(conn);
         }
         let conn = loaded.expect("loaded database");
+        let loaded_config = b.last_config.clone().expect("the loaded database's config");
         if b.wanted("load-chunked") {
             let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
             b.bench(&peer, "load-chunked", true, durable, |b, _| {
@@ -555,6 +623,21 @@ fn main() {
         // Time travel (issue 4): a second load changes every age, then q2 and q4 run on the
         // as-of view of the first load and on the history view, beside the current db. Only
         // when asked for (`--ops q2-asof,...`): these are not workload ops the peers run.
+        // Reads from 1, 2 and 4 reader processes on the same store at once (`:read-only?`
+        // connections, each its own process and cache), while this process holds the writer
+        // connection: throughput of all together, median latency, and the first (cold) query
+        // of a fresh process. Only when asked for, on stores other processes can open.
+        for procs in [1usize, 2, 4] {
+            let op = format!("readers-{procs}");
+            if backend == "memory" || b.args.ops.is_none() || !b.wanted(&op) {
+                continue;
+            }
+            let (qps, median, cold) =
+                readers(&loaded_config, procs, 5.0, r#"[:find ?e ?a :where [?e :name "Ivan"] [?e :age ?a]]"#);
+            b.emit(json!({"peer": peer, "op": op, "n": b.n, "procs": procs, "queries_per_s": qps.round(),
+                          "median_ms": r3(median), "cold_ms": r3(cold), "min_ms": null, "max_ms": null,
+                          "result_count": null, "note": "q2 in each reader process, 5 s"}));
+        }
         let temporal = ["q2-current", "q4-current", "q2-asof", "q4-asof", "q2-history", "q4-history"];
         if b.args.ops.is_some() && temporal.iter().any(|op| b.wanted(op)) {
             // A database that keeps history (the others do not, as the peers keep none).
