@@ -141,6 +141,15 @@ pub trait Store: Send + Sync + 'static {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// Whether reading many keys in one [`Store::get_many`] is much cheaper than reading them
+    /// one by one (a network round trip per read). The index then fetches the nodes a range
+    /// scan will need next, and garbage collection the nodes it marks, in batches. Local
+    /// stores answer `false` (the default): a prefetch would only read what a scan that stops
+    /// early never needs.
+    fn prefers_batched_reads(&self) -> bool {
+        false
+    }
+
     /// Appends `record` with sequence number `seq` to log `log`, durably. Sequence numbers of
     /// one log strictly increase; appending a sequence number the log already holds, or one
     /// that [`Store::log_discard`] has passed, fails with [`StoreError::Conflict`] and writes
