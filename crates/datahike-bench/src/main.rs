@@ -7,13 +7,15 @@
 //!                [--store NAME=EDN]... [--cold RUNS]
 //! ```
 //!
-//! `--store NAME=EDN` adds a backend by its `:store` map, reported as peer
-//! `datahike-rs-NAME`; `{n}` in the map is replaced by a number unique to each database the
-//! run creates, e.g. `--store 'sqlite={:backend :jdbc :dbtype "sqlite" :dbname "/tmp/b.sqlite"
-//! :table "bench_{n}"}'` (cargo feature `jdbc`). Its databases are deleted at the end. With
-//! `--store` and no `--backend`, only the given stores run. `--cold RUNS` adds, for each query
-//! op, `<op>-cold`: the query on a new read-only connection (an empty node cache, every node
-//! read from the store), RUNS times, and `connect-cold`, the time to open that connection.
+//! `--cold RUNS` adds, for each query op, `<op>-cold`: the query on a new read-only
+//! connection (an empty node cache, every node read from the store), RUNS times, and
+//! `connect-cold`, the time to open that connection. The databases of `--store` backends are
+//! deleted at the end of the run.
+//!
+//! `--store NAME=EDN` adds a backend by its `:store` map (any backend of the build, e.g.
+//! `--store 'pg={:backend :jdbc :dbtype "postgresql" :host "127.0.0.1" ...}'`); each database
+//! the run creates gets its own `:id`/`:table`/`:prefix` suffix (`-<pid>-<n>`, appended to the
+//! value the map gives), and the results are reported as peer `datahike-rs-NAME`.
 //!
 //! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
@@ -35,9 +37,8 @@ struct Args {
     ops: Option<Vec<String>>,
     out: Option<PathBuf>,
     backends: Vec<String>,
-    /// `--store NAME=EDN`: (name, `:store` map text).
-    stores: Vec<(String, String)>,
-    cold: usize,
+    /// Backends given by `--store NAME=EDN`, by name.
+    stores: Vec<(String, Edn)>,
     dir: PathBuf,
     warmup_ms: f64,
     warmup_min: usize,
@@ -46,6 +47,7 @@ struct Args {
     sample_max: usize,
     load_warmup: usize,
     load_samples: usize,
+    cold: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,7 +57,6 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         backends: vec!["file".into(), "memory".into()],
         stores: Vec::new(),
-        cold: 0,
         dir: std::env::temp_dir().join("datahike-bench"),
         warmup_ms: 3000.0,
         warmup_min: 5,
@@ -64,9 +65,9 @@ fn parse_args() -> Result<Args, String> {
         sample_max: 1000,
         load_warmup: 1,
         load_samples: 3,
+        cold: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut backend_given = false;
     let mut i = 0;
     while i < argv.len() {
         let flag = argv[i].as_str();
@@ -77,7 +78,6 @@ fn parse_args() -> Result<Args, String> {
             "--ops" => a.ops = Some(val.split(',').map(str::to_string).collect()),
             "--out" => a.out = Some(PathBuf::from(val)),
             "--backend" => {
-                backend_given = true;
                 a.backends = match val.as_str() {
                     "both" => vec!["file".into(), "memory".into()],
                     "file" | "memory" => vec![val],
@@ -85,14 +85,12 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--dir" => a.dir = PathBuf::from(val),
-            "--store" => {
-                let (name, store) = val.split_once('=').ok_or_else(|| format!("--store needs NAME=EDN, got {val}"))?;
-                if !store.contains("{n}") {
-                    return Err(format!("--store {name}: the :store map needs {{n}} where each database differs"));
-                }
-                a.stores.push((name.to_string(), store.to_string()));
-            }
             "--cold" => a.cold = num(&val)? as usize,
+            "--store" => {
+                let (name, text) = val.split_once('=').ok_or_else(|| format!("--store needs NAME=EDN, got {val}"))?;
+                let store = edn::read_str(text).map_err(|e| format!("--store {name}: {e}"))?;
+                a.stores.push((name.to_string(), store));
+            }
             "--warmup-ms" => a.warmup_ms = num(&val)?,
             "--warmup-min" => a.warmup_min = num(&val)? as usize,
             "--sample-ms" => a.sample_ms = num(&val)?,
@@ -104,10 +102,15 @@ fn parse_args() -> Result<Args, String> {
         }
         i += 2;
     }
-    if !a.stores.is_empty() && !backend_given {
+    // `--store` backends run after those of `--backend`, and alone when it is not given.
+    if !a.stores.is_empty() && !argv.iter().any(|f| f == "--backend") {
         a.backends.clear();
     }
-    a.backends.extend(a.stores.iter().map(|(name, _)| name.clone()));
+    for (name, _) in &a.stores {
+        if !a.backends.contains(name) {
+            a.backends.push(name.clone());
+        }
+    }
     Ok(a)
 }
 
@@ -144,7 +147,10 @@ struct Bench {
     people: Vec<Edn>,
     params: Edn,
     counter: usize,
-    /// The databases of `--store` backends this run created, deleted at the end.
+    /// The config map of the database `config` made last, secrets included (for the reader
+    /// processes of `readers-N`, which open the same store).
+    last_config: Option<Edn>,
+    /// The databases of `--store` backends this run made, deleted at the end.
     created: Vec<Config>,
 }
 
@@ -176,18 +182,27 @@ impl Bench {
 
     fn config(&mut self, backend: &str) -> Config {
         self.counter += 1;
-        let unique = format!("{}_{}", std::process::id(), self.counter);
-        let store = self.args.stores.iter().find(|(name, _)| name == backend).map(|(_, store)| store);
-        let mut c = match (backend, store) {
+        let unique = format!("{}-{}", std::process::id(), self.counter);
+        let given = self.args.stores.iter().find(|(name, _)| name == backend).map(|(_, store)| store.clone());
+        let store = match (backend, given) {
             (_, Some(store)) => {
-                let text = format!("{{:store {}}}", store.replace("{n}", &unique));
-                let c = Config::parse(&text).unwrap_or_else(|e| panic!("--store {backend}: {e}"));
-                self.created.push(c.clone());
-                c
+                let store = unique_store(&store, &unique);
+                let map = Edn::Map(vec![(Edn::kw("store"), store.clone())]);
+                self.created.push(Config::from_edn(&map).expect("--store config"));
+                store
             }
-            ("file", None) => Config::file(self.args.dir.join(format!("db-{unique}"))),
-            _ => Config::memory(&format!("bench-{unique}")),
+            ("file", None) => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("file")),
+                (Edn::kw("path"), Edn::str(&self.args.dir.join(format!("db-{unique}")).display().to_string())),
+            ]),
+            _ => Edn::Map(vec![
+                (Edn::kw("backend"), Edn::kw("memory")),
+                (Edn::kw("id"), Edn::str(&format!("bench-{unique}"))),
+            ]),
         };
+        let map = Edn::Map(vec![(Edn::kw("store"), store), (Edn::kw("keep-history?"), Edn::Bool(false))]);
+        let mut c = Config::from_edn(&map).expect("bench config");
+        self.last_config = Some(map);
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
         if let Some(b) = std::env::var("DATAHIKE_BENCH_BRANCHING").ok().and_then(|s| s.parse().ok()) {
@@ -259,6 +274,27 @@ impl Bench {
             "version": env!("CARGO_PKG_VERSION"),
         }));
     }
+}
+
+/// `store` with `-<unique>` appended to the keys that name a store within a server or bucket
+/// (`:id`, `:table`, `:prefix`, `:dbname` of SQLite, `:path`), so each database of a run is new.
+fn unique_store(store: &Edn, unique: &str) -> Edn {
+    let Edn::Map(entries) = store else { return store.clone() };
+    let sqlite = store.get_kw("dbtype") == Some(&Edn::str("sqlite"));
+    Edn::Map(
+        entries
+            .iter()
+            .map(|(k, v)| {
+                let key = k.as_keyword().map(|k| k.as_str()).unwrap_or("");
+                let named = matches!(key, "id" | "table" | "prefix" | "path") || (sqlite && key == "dbname");
+                match v {
+                    Edn::Str(text) if named => (k.clone(), Edn::str(&format!("{text}-{unique}"))),
+                    Edn::Map(_) => (k.clone(), unique_store(v, unique)),
+                    _ => (k.clone(), v.clone()),
+                }
+            })
+            .collect(),
+    )
 }
 
 impl Bench {
@@ -335,7 +371,65 @@ fn bytes_written_by_process() -> u64 {
         .expect("wchar in /proc/self/io")
 }
 
+/// `datahike-bench --reader-child CONFIG-EDN SECONDS QUERY`: one reader process of the
+/// `readers-N` ops. Connects read-only, runs QUERY on the latest value again and again for
+/// SECONDS, and prints `{"queries": n, "cold_ms": first query, "median_ms": ...}`.
+fn reader_child(argv: &[String]) {
+    let [config, seconds, query] = argv else {
+        eprintln!("datahike-bench --reader-child CONFIG-EDN SECONDS QUERY");
+        std::process::exit(2);
+    };
+    let mut config = Config::parse(config).expect("reader config");
+    config.read_only = true;
+    let seconds: f64 = seconds.parse().expect("seconds");
+    let query = edn::read_str(query).expect("query");
+    let t0 = Instant::now();
+    let conn = datahike::connect(&config).expect("reader connect");
+    datahike::q(&query, &[QueryInput::from(conn.db())]).expect("query");
+    let cold_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let s = Instant::now();
+        datahike::q(&query, &[QueryInput::from(conn.db())]).expect("query");
+        times.push(s.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (median, _, _) = stats(&times);
+    println!("{}", json!({"queries": times.len(), "cold_ms": cold_ms, "median_ms": median}));
+}
+
+/// Runs `procs` reader processes on the store of `config` at once, each running `query` for
+/// `seconds`; returns (queries per second over all, median latency, median cold latency).
+fn readers(config: &Edn, procs: usize, seconds: f64, query: &str) -> (f64, f64, f64) {
+    let exe = std::env::current_exe().expect("own executable");
+    let children: Vec<std::process::Child> = (0..procs)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--reader-child", &config.to_edn_string(), &seconds.to_string(), query])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn reader")
+        })
+        .collect();
+    let mut total = 0.0;
+    let (mut medians, mut colds) = (Vec::new(), Vec::new());
+    for child in children {
+        let out = child.wait_with_output().expect("reader");
+        assert!(out.status.success(), "a reader process failed");
+        let report: Json = serde_json::from_slice(&out.stdout).expect("reader report");
+        total += report["queries"].as_f64().unwrap_or(0.0);
+        medians.push(report["median_ms"].as_f64().unwrap_or(0.0));
+        colds.push(report["cold_ms"].as_f64().unwrap_or(0.0));
+    }
+    (total / seconds, stats(&medians).0, stats(&colds).0)
+}
+
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--reader-child") {
+        reader_child(&argv[1..]);
+        return;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -354,11 +448,16 @@ fn main() {
     let params = edn::read_str(&read("params.edn")).expect("params.edn");
     let n = meta["n"].as_i64().expect("n in meta.json");
     let backends = args.backends.clone();
-    let mut b = Bench { args, n, people, params, counter: 0, created: Vec::new() };
+    let mut b = Bench { args, n, people, params, counter: 0, last_config: None, created: Vec::new() };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
-        let peer = format!("datahike-rs-{}", if backend == "memory" { "mem" } else { backend.as_str() });
-        // A --store backend is taken to be durable (the SQL ones are).
+        let peer = format!(
+            "datahike-rs-{}",
+            match backend.as_str() {
+                "memory" => "mem",
+                other => other,
+            }
+        );
         let durable = backend != "memory";
         let tx_all = Edn::Vector(b.people.clone());
         // load-bulk (also fills the database the read ops use)
@@ -377,6 +476,7 @@ fn main() {
             loaded = Some(conn);
         }
         let conn = loaded.expect("loaded database");
+        let loaded_config = b.last_config.clone().expect("the loaded database's config");
         if b.wanted("load-chunked") {
             let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
             b.bench(&peer, "load-chunked", true, durable, |b, _| {
@@ -571,6 +671,21 @@ fn main() {
         // Time travel (issue 4): a second load changes every age, then q2 and q4 run on the
         // as-of view of the first load and on the history view, beside the current db. Only
         // when asked for (`--ops q2-asof,...`): these are not workload ops the peers run.
+        // Reads from 1, 2 and 4 reader processes on the same store at once (`:read-only?`
+        // connections, each its own process and cache), while this process holds the writer
+        // connection: throughput of all together, median latency, and the first (cold) query
+        // of a fresh process. Only when asked for, on stores other processes can open.
+        for procs in [1usize, 2, 4] {
+            let op = format!("readers-{procs}");
+            if backend == "memory" || b.args.ops.is_none() || !b.wanted(&op) {
+                continue;
+            }
+            let (qps, median, cold) =
+                readers(&loaded_config, procs, 5.0, r#"[:find ?e ?a :where [?e :name "Ivan"] [?e :age ?a]]"#);
+            b.emit(json!({"peer": peer, "op": op, "n": b.n, "procs": procs, "queries_per_s": qps.round(),
+                          "median_ms": r3(median), "cold_ms": r3(cold), "min_ms": null, "max_ms": null,
+                          "result_count": null, "note": "q2 in each reader process, 5 s"}));
+        }
         let temporal = ["q2-current", "q4-current", "q2-asof", "q4-asof", "q2-history", "q4-history"];
         if b.args.ops.is_some() && temporal.iter().any(|op| b.wanted(op)) {
             // A database that keeps history (the others do not, as the peers keep none).

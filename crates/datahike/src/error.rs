@@ -100,6 +100,9 @@ pub enum Error {
     /// A write to a view (history, as-of, since, filter); views are read-only.
     #[error("{0}")]
     ReadOnlyView(String),
+    /// An export or import of a dump failed.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
     /// A bug: an invariant of this library does not hold.
     #[error("internal error (a bug in datahike-rs): {0}")]
     Internal(String),
@@ -120,7 +123,62 @@ impl Error {
             Error::Query(e) => e.code(),
             Error::Temporal(_) => "db/temporal",
             Error::ReadOnlyView(_) => "transaction/filtered",
+            Error::Migrate(e) => e.code(),
             Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// An export or import of a dump that failed; each message names the dump, file, chunk or
+/// record at fault. Codes follow Datahike's `datahike.migrate` (`import/checksum-failed`...).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// A source that is not a dump: no manifest, a manifest of another shape, not CBOR
+    /// (`:import/not-a-dump`).
+    #[error("{0}")]
+    NotADump(String),
+    /// A dump whose bytes do not match its manifest: a missing or truncated chunk, a digest or
+    /// a count that differs, a chunk that does not decompress or decode (`:import/corrupt-chunk`).
+    #[error("{0}")]
+    Corrupt(String),
+    /// A record that is not `[e a v t added]` with values this database can hold
+    /// (`:import/malformed-record`).
+    #[error("{0}")]
+    MalformedRecord(String),
+    /// A dump of a newer format version, or one that requires capabilities this build lacks
+    /// (`:import/unsupported`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An import into a database that already holds transactions, without `merge`
+    /// (`:import/non-empty-target`).
+    #[error("{0}")]
+    NonEmptyTarget(String),
+    /// A dump whose source config differs from the target's in a key that changes what the
+    /// datoms mean (`:import/config-mismatch`).
+    #[error("{0}")]
+    ConfigMismatch(String),
+    /// A database holding an import that did not complete (`:import/interrupted`).
+    #[error("{0}")]
+    Interrupted(String),
+    /// An export target that cannot be written: not empty, or a file system error
+    /// (`:export/target`).
+    #[error("{0}")]
+    Target(String),
+}
+
+impl MigrateError {
+    /// A stable code in Datahike's style.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MigrateError::NotADump(_) => "import/not-a-dump",
+            MigrateError::Corrupt(_) => "import/corrupt-chunk",
+            MigrateError::MalformedRecord(_) => "import/malformed-record",
+            MigrateError::Unsupported(_) => "import/unsupported",
+            MigrateError::NonEmptyTarget(_) => "import/non-empty-target",
+            MigrateError::ConfigMismatch(_) => "import/config-mismatch",
+            MigrateError::Interrupted(_) => "import/interrupted",
+            MigrateError::Target(_) => "export/target",
         }
     }
 }

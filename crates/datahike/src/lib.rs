@@ -28,6 +28,7 @@
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
 pub mod attr_refs;
+pub mod cbor;
 pub mod config;
 mod conn;
 pub mod datom;
@@ -36,6 +37,7 @@ pub mod edn;
 pub mod entity;
 pub mod error;
 pub mod index;
+pub mod migrate;
 pub mod pull;
 pub mod query;
 pub mod schema;
@@ -53,7 +55,7 @@ pub use datom::{Datom, DatomKey, IndexOrder};
 pub use db::Db;
 pub use edn::{Edn, Keyword, Symbol};
 pub use entity::{entity, Entity, EntityValue};
-pub use error::{Error, Result, TxError};
+pub use error::{Error, MigrateError, Result, TxError};
 pub use pull::{pull, pull_many, PullPattern};
 pub use query::{q, QueryError, QueryInput};
 pub use tx::{Commit, TxReport};

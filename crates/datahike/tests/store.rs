@@ -172,3 +172,78 @@ fn database_conformance_memory() {
 fn database_conformance_store_value() {
     datahike::store::conformance::database(&datahike::Config::with_store(Arc::new(PlainKv::default())));
 }
+
+/// A store that prefers batched reads, counting its round trips.
+struct Batched {
+    inner: PlainKv,
+    single: AtomicU64,
+    batches: AtomicU64,
+}
+
+impl Store for Batched {
+    fn get(&self, key: &str) -> datahike::store::StoreResult<Option<Vec<u8>>> {
+        self.single.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[String]) -> datahike::store::StoreResult<Vec<Option<Vec<u8>>>> {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        keys.iter().map(|k| self.inner.get(k)).collect()
+    }
+    fn prefers_batched_reads(&self) -> bool {
+        true
+    }
+    fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> datahike::store::StoreResult<()> {
+        self.inner.put_batch(entries)
+    }
+    fn delete_batch(&self, keys: &[String]) -> datahike::store::StoreResult<()> {
+        self.inner.delete_batch(keys)
+    }
+    fn list(&self, prefix: &str) -> datahike::store::StoreResult<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> datahike::store::StoreResult<bool> {
+        self.inner.compare_and_set(key, expected, new)
+    }
+    fn lock_writer(&self) -> datahike::store::StoreResult<datahike::store::WriterGuard> {
+        self.inner.lock_writer()
+    }
+    fn destroy(&self) -> datahike::store::StoreResult<()> {
+        self.inner.destroy()
+    }
+}
+
+/// On a store that prefers batched reads, a scan over many index nodes fetches them in
+/// batches (one round trip per batch, not per node), and garbage collection marks level by
+/// level in batches; the answers are the same.
+#[test]
+fn scans_and_collection_batch_their_reads_on_remote_stores() {
+    let data = PlainKv::default();
+    let writer_config = datahike::Config {
+        schema_flexibility: datahike::SchemaFlexibility::Read,
+        ..datahike::Config::with_store(Arc::new(data.clone()))
+    };
+    datahike::create_database(&writer_config).unwrap();
+    let conn = datahike::connect(&writer_config).unwrap();
+    let rows: Vec<String> = (0..20_000).map(|i| format!("{{:n {i} :s \"v{i}\"}}")).collect();
+    conn.transact(&datahike::edn::read_str(&format!("[{}]", rows.join(" "))).unwrap()).unwrap();
+    conn.release().unwrap();
+    let nodes = data.list("nodes/").unwrap().len() as u64;
+    assert!(nodes > 200, "{nodes} nodes");
+
+    let batched = Arc::new(Batched { inner: data.clone(), single: AtomicU64::new(0), batches: AtomicU64::new(0) });
+    let config = datahike::Config { store_cache_size: Some(100_000), ..datahike::Config::with_store(batched.clone()) };
+    let conn = datahike::connect(&config).unwrap();
+    let query = datahike::edn::read_str("[:find (count ?e) . :where [?e :n ?n] [?e :s ?s]]").unwrap();
+    let before = batched.single.load(Ordering::Relaxed);
+    let n = datahike::q(&query, &[datahike::QueryInput::from(conn.db())]).unwrap();
+    assert_eq!(n.to_string(), "20000");
+    let singles = batched.single.load(Ordering::Relaxed) - before;
+    let batches = batched.batches.load(Ordering::Relaxed);
+    assert!(batches > 0, "no batched read");
+    eprintln!("{singles} single reads, {batches} batches, {nodes} nodes");
+    assert!(singles * 4 < nodes, "{singles} single reads of {nodes} nodes ({batches} batches)");
+    let report = conn.gc_storage(None).unwrap();
+    assert!(report.kept_nodes > 0);
+    conn.verify_storage().unwrap();
+    conn.release().unwrap();
+}

@@ -2,7 +2,7 @@
 //! `json:FILE`, `cbor:FILE`, and the temporal `history:`, `since:MILLIS:`, `asof:MILLIS:`),
 //! tried in that order, else the text itself read as EDN.
 
-use crate::{cbor, json, log};
+use crate::{json, log};
 use datahike::edn::{pr_str, read_str, EdnError};
 use datahike::store::backend::redact;
 use datahike::{Config, Conn, Db, Edn, TimePoint};
@@ -95,17 +95,25 @@ pub fn connect(path: &str) -> Result<Conn, InputError> {
     Ok(datahike::connect(&config)?)
 }
 
+/// Connects read-only with the config in `path`, for the database values of `db:`,
+/// `history:`, `since:` and `asof:`: reading commands never write the store (no lock, no
+/// flush), so they work on read-only storage and beside a writer in another process.
+fn connect_reader(path: &str) -> Result<Conn, InputError> {
+    let config = Config { read_only: true, ..config_file(path)? };
+    log::info(&format!("connecting read-only to {}", pr_str(&config.store.to_edn())));
+    Ok(datahike::connect(&config)?)
+}
+
 /// A prefixed or plain argument.
 pub fn parse(text: &str) -> Result<Arg, InputError> {
     if let Some(path) = non_empty(text.strip_prefix("conn:")) {
         return Ok(Arg::Conn(connect(path)?));
     }
     if let Some(path) = non_empty(text.strip_prefix("db:")) {
-        // The connection is not released: releasing flushes, and a reader need not write.
-        return Ok(Arg::Db(connect(path)?.db()));
+        return Ok(Arg::Db(connect_reader(path)?.db()));
     }
     if let Some(path) = non_empty(text.strip_prefix("history:")) {
-        return Ok(Arg::Db(connect(path)?.db().history()?));
+        return Ok(Arg::Db(connect_reader(path)?.db().history()?));
     }
     for prefix in ["since:", "asof:"] {
         // Datahike's `since:MILLIS:FILE` and `asof:MILLIS:FILE`: epoch milliseconds, compared
@@ -119,13 +127,15 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
                 "argument {text:?}: {millis:?} is not a time in epoch milliseconds (expected {prefix}MILLIS:FILE)"
             ))
         })?;
-        let db = connect(path)?.db();
+        let db = connect_reader(path)?.db();
         let t = TimePoint::Instant(ms);
         return Ok(Arg::Db(if prefix == "since:" { db.since(t)? } else { db.as_of(t)? }));
     }
     if let Some(path) = non_empty(text.strip_prefix("cbor:")) {
         let bytes = read_file(path)?;
-        return cbor::from_cbor(&bytes).map(Arg::Data).map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
+        return datahike::cbor::edn_from_cbor(&bytes)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("cbor:{path}: {e}")));
     }
     if let Some(path) = non_empty(text.strip_prefix("edn:")) {
         return Ok(Arg::Data(read_edn_file(path)?));

@@ -10,12 +10,12 @@
 //! Exit codes: 0 success, 1 bad usage or a failed command, 2 a command or prefix that a later
 //! version implements. Results go to standard output; errors and logs to standard error.
 
-mod cbor;
 mod input;
 mod json;
 mod log;
 mod ops;
 mod output;
+mod progress;
 
 use input::{Arg, InputError};
 use ops::{Category, Op, OPS};

@@ -23,11 +23,13 @@ pub enum Category {
     Diagnostics,
     /// Garbage collection.
     Maintenance,
+    /// Export and import of whole databases.
+    Migration,
 }
 
 impl Category {
     /// Help's order of categories.
-    pub const ORDER: [Category; 7] = [
+    pub const ORDER: [Category; 8] = [
         Category::Database,
         Category::Transaction,
         Category::Query,
@@ -35,6 +37,7 @@ impl Category {
         Category::Versioning,
         Category::Diagnostics,
         Category::Maintenance,
+        Category::Migration,
     ];
 
     /// The heading help shows.
@@ -47,6 +50,7 @@ impl Category {
             Category::Versioning => "Versioning Operations",
             Category::Diagnostics => "Diagnostics",
             Category::Maintenance => "Maintenance",
+            Category::Migration => "Export and Import",
         }
     }
 }
@@ -99,6 +103,10 @@ pub enum Param {
     CommitId,
     /// A point in time: `#inst "..."` or epoch milliseconds.
     Instant,
+    /// A file system path (a dump directory or file).
+    Path,
+    /// An options map of export or import.
+    Options,
 }
 
 impl Param {
@@ -127,6 +135,8 @@ impl Param {
             Param::Parents => "#{BRANCH|COMMIT-ID...}",
             Param::CommitId => "COMMIT-ID",
             Param::Instant => "INSTANT",
+            Param::Path => "PATH",
+            Param::Options => "{OPTIONS}",
         }
     }
 
@@ -155,6 +165,8 @@ impl Param {
             Param::Parents => "a set of branch keywords and commit ids, e.g. #{:staging}",
             Param::CommitId => "a commit id #uuid \"...\"",
             Param::Instant => "an instant #inst \"...\" or epoch milliseconds",
+            Param::Path => "a path (a dump directory, or a legacy dump file)",
+            Param::Options => "an options map, e.g. {:history? true}",
         }
     }
 
@@ -168,7 +180,7 @@ impl Param {
         let data = match arg {
             Arg::Conn(_) => return self == Param::Conn,
             Arg::Db(_) => return matches!(self, Param::Db | Param::QueryInputs),
-            Arg::Text { .. } => return false,
+            Arg::Text { .. } => return self == Param::Path,
             Arg::Data(data) => data,
         };
         let is_seq = matches!(data, Edn::Vector(_) | Edn::List(_));
@@ -204,6 +216,8 @@ impl Param {
             },
             Param::CommitId => matches!(data, Edn::Uuid(_)),
             Param::Instant => matches!(data, Edn::Inst(_) | Edn::Int(_)),
+            Param::Path => matches!(data, Edn::Str(_) | Edn::Symbol(_) | Edn::Keyword(_) | Edn::Int(_)),
+            Param::Options => matches!(data, Edn::Map(_)),
         }
     }
 }
@@ -655,6 +669,28 @@ pub static OPS: &[Op] = &[
         file_arg: None,
         run: Some(gc_storage),
     },
+    Op {
+        name: "export",
+        api: "datahike.migrate/export-db",
+        category: Category::Migration,
+        doc: "Writes the database with its history and transaction times as a dump directory in Datahike's format (CBOR chunks datoms-NNNNNN.cbor.gz with a SHA-256 each, manifest.edn written last). Options: {:history? bool :compression :gzip|:none :chunk-size n}.",
+        arities: &[&[Db, Path], &[Db, Path, Options]],
+        example: "dthk export db:config.edn /backups/mydb",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(export),
+    },
+    Op {
+        name: "import",
+        api: "datahike.migrate/import-db",
+        category: Category::Migration,
+        doc: "Loads a dump (written by export or by Datahike, or a legacy single-file CBOR dump) into an empty database, keeping entity and transaction ids, instants and metadata. Every chunk is verified first; {:merge? true} adds the dump to a database that has transactions, with fresh ids.",
+        arities: &[&[Conn, Path], &[Conn, Path, Options]],
+        example: "dthk import conn:config.edn /backups/mydb",
+        stdin_arg: None,
+        file_arg: None,
+        run: Some(import),
+    },
 ];
 
 /// An operation that a later version implements.
@@ -858,12 +894,12 @@ fn metrics(args: &[Arg]) -> Result<Edn> {
     db(args)?.metrics()
 }
 
-/// The connection of a `conn:` argument, or of the database of a `db:` argument (the same
-/// connection object of this process, as `db:` connects).
+/// The connection of a `conn:` argument, or a writing connection to the database of a `db:`
+/// argument (which `db:` opened read-only).
 fn conn_of(args: &[Arg]) -> Result<datahike::Conn> {
     match args.first() {
         Some(Arg::Conn(c)) => Ok(c.clone()),
-        Some(Arg::Db(d)) => datahike::connect(d.config()),
+        Some(Arg::Db(d)) => datahike::connect(&Config { read_only: false, ..d.config().clone() }),
         _ => Err(bug("a connection or a database")),
     }
 }
@@ -948,6 +984,72 @@ fn gc_storage(args: &[Arg]) -> Result<Edn> {
     };
     let report = conn(args)?.gc_storage(remove_before)?;
     Ok(Edn::Set(report.deleted.into_iter().map(|k| Edn::Str(k.into())).collect()))
+}
+
+/// The path of a `Path` argument: the text as given.
+fn path(args: &[Arg], i: usize) -> Result<std::path::PathBuf> {
+    Ok(std::path::PathBuf::from(match args.get(i) {
+        Some(Arg::Text { text, .. }) => text.clone(),
+        Some(Arg::Data(Edn::Str(s))) => s.to_string(),
+        Some(Arg::Data(Edn::Symbol(s))) => s.as_str().to_string(),
+        Some(Arg::Data(other)) => datahike::edn::pr_str(other),
+        _ => return Err(bug("a path")),
+    }))
+}
+
+/// The options map of argument `i`, if given.
+fn options(args: &[Arg], i: usize) -> Result<Option<&Edn>> {
+    args.get(i).map(|_| data(args, i)).transpose()
+}
+
+fn option_bool(options: Option<&Edn>, key: &str) -> Result<Option<bool>> {
+    match options.and_then(|o| o.get_kw(key)) {
+        None | Some(Edn::Nil) => Ok(None),
+        Some(Edn::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(Error::Argument(format!(":{key} must be true or false, got {other}"))),
+    }
+}
+
+fn export(args: &[Arg]) -> Result<Edn> {
+    use datahike::migrate::{Compression, ExportOptions};
+    let db = db(args)?;
+    let target = path(args, 1)?;
+    let options = options(args, 2)?;
+    let mut opts = ExportOptions { history: option_bool(options, "history?")?, ..ExportOptions::default() };
+    match options.and_then(|o| o.get_kw("compression")) {
+        None => {}
+        Some(Edn::Keyword(k)) if k.as_str() == "gzip" => opts.compression = Compression::Gzip,
+        Some(Edn::Keyword(k)) if k.as_str() == "none" => opts.compression = Compression::None,
+        Some(other) => return Err(Error::Argument(format!(":compression must be :gzip or :none, got {other}"))),
+    }
+    match options.and_then(|o| o.get_kw("chunk-size")) {
+        None => {}
+        Some(Edn::Int(n)) if *n > 0 => opts.chunk_size = usize::try_from(*n).unwrap_or(usize::MAX),
+        Some(other) => return Err(Error::Argument(format!(":chunk-size must be a positive integer, got {other}"))),
+    }
+    let bar = crate::progress::Bar::new("exporting");
+    let progress = |p: &datahike::migrate::Progress| bar.update(p);
+    opts.progress = Some(&progress);
+    let report = datahike::migrate::export_db(db, &target, &opts);
+    bar.finish();
+    Ok(report?.to_edn())
+}
+
+fn import(args: &[Arg]) -> Result<Edn> {
+    use datahike::migrate::ImportOptions;
+    let conn = conn(args)?;
+    let source = path(args, 1)?;
+    let options = options(args, 2)?;
+    let bar = crate::progress::Bar::new("importing");
+    let progress = |p: &datahike::migrate::Progress| bar.update(p);
+    let opts = ImportOptions {
+        merge: option_bool(options, "merge?")?.unwrap_or(false),
+        progress: Some(&progress),
+        ..ImportOptions::default()
+    };
+    let report = datahike::migrate::import_db(conn, &source, &opts);
+    bar.finish();
+    Ok(report?.to_edn())
 }
 
 #[cfg(test)]

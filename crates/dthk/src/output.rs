@@ -2,7 +2,7 @@
 //! `(println (pr-str result))`), `pprint` (multi-line EDN), `json` (one line) and `cbor` (raw
 //! bytes, no newline).
 
-use crate::{cbor, json};
+use crate::json;
 use datahike::edn::{pr_str, Edn};
 use std::io::Write;
 
@@ -42,7 +42,7 @@ pub fn render(format: Format, value: &Edn) -> Vec<u8> {
             out.push('\n');
             out.into_bytes()
         }
-        Format::Cbor => cbor::to_cbor(value),
+        Format::Cbor => datahike::cbor::edn_to_cbor(value),
     }
 }
 

@@ -195,6 +195,9 @@ impl Store for ReadOnlyStore {
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         self.inner.get_many(keys)
     }
+    fn prefers_batched_reads(&self) -> bool {
+        self.inner.prefers_batched_reads()
+    }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         match entries.first() {
             Some((key, _)) => self.refuse(key),
@@ -223,6 +226,9 @@ impl Store for ReadOnlyStore {
         self.inner.log_read(log, after)
     }
     fn log_discard(&self, log: &str, _through: u64) -> StoreResult<()> {
+        self.refuse(&format!("log/{log}"))
+    }
+    fn log_discard_all(&self, log: &str, _through: u64) -> StoreResult<()> {
         self.refuse(&format!("log/{log}"))
     }
     fn log_delete(&self, log: &str) -> StoreResult<()> {

@@ -7,6 +7,7 @@
 //! FORMAT                    "datahike-rs file store\nformat 2\n"; present = this is a store
 //! LOCK                      flock'd by the single writer (Store::lock_writer)
 //! HEADS.LOCK                flock'd around each compare_and_set
+//! PACKS.LOCK                flock'd by the process rewriting node packs (deletes, compaction)
 //! nodepacks/<time>-<pid>-<n>.pack   keys nodes/<32 hex>: the index nodes of one put_batch
 //! nodes/<2 hex>/<30 hex>    key nodes/<32 hex> as written by format 1 (read, never written)
 //! heads/<escaped branch>    key heads/<branch>
@@ -44,7 +45,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -87,9 +88,14 @@ pub struct FileStore {
     /// Set by the first failed write; from then on every write returns `Poisoned`.
     poison: OnceLock<String>,
     /// Serialises compare-and-set within the handle; the file is flock'd across handles.
-    heads_lock: Mutex<File>,
+    /// Opened on the first compare-and-set, so that opening a store writes nothing (a
+    /// reader may open a read-only directory).
+    heads_lock: Mutex<Option<File>>,
     /// The appender of each log this handle has appended to.
     appenders: Mutex<HashMap<String, Appender>>,
+    /// Where this handle's last read of each log ended, so that a reader polling for new
+    /// records reads only what was appended since (see [`ReadCursor`]).
+    read_cursors: Mutex<HashMap<String, ReadCursor>>,
     /// An open `LOCK` file kept between writer locks, so a commit does not reopen it.
     lock_file: Arc<Mutex<Option<File>>>,
     /// The index nodes in pack files.
@@ -115,6 +121,17 @@ struct ActiveSegment {
     /// different size on disk, or a frame at `len`, means another handle appended since and
     /// the appender must be reloaded.
     size: u64,
+}
+
+/// The end of the last record a `log_read` of this handle returned from a segment: a later
+/// read for the records after it starts there instead of at the segment's start.
+#[derive(Clone, Copy)]
+struct ReadCursor {
+    /// The segment, by its first sequence number.
+    segment: u64,
+    /// The byte offset right after the frame of record `seq`.
+    offset: u64,
+    seq: u64,
 }
 
 /// One decoded log frame: its sequence number and where its payload lies in the segment.
@@ -379,6 +396,21 @@ fn good_frame_after(bytes: &[u8], offset: usize, written_end: usize, last_seq: O
         .any(|start| decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last)))
 }
 
+/// The bytes of the segment at `path` from byte `start` on, and where they start: from the
+/// beginning when the file is shorter than `start` (it was replaced).
+fn read_from(path: &Path, start: u64) -> StoreResult<(u64, Vec<u8>)> {
+    let whole = || fs::read(path).map(|bytes| (0, bytes)).map_err(io_error(path));
+    if start == 0 {
+        return whole();
+    }
+    let file = File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    let Some(rest) = len.checked_sub(start) else { return whole() };
+    let mut bytes = vec![0u8; usize::try_from(rest).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, start).map_err(io_error(path))?;
+    Ok((start, bytes))
+}
+
 /// The segments of the log in `dir`, by first sequence number, ascending.
 fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
     let mut segments: Vec<(u64, PathBuf)> = dir_names(dir)?
@@ -455,19 +487,12 @@ impl FileStore {
                 FORMAT_TEXT
             )));
         }
-        let heads_lock_path = root.join(HEADS_LOCK_FILE);
-        let heads_lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&heads_lock_path)
-            .map_err(io_error(&heads_lock_path))?;
         Ok(FileStore {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             poison: OnceLock::new(),
-            heads_lock: Mutex::new(heads_lock),
+            heads_lock: Mutex::new(None),
             appenders: Mutex::new(HashMap::new()),
+            read_cursors: Mutex::new(HashMap::new()),
             lock_file: Arc::new(Mutex::new(None)),
             packs: Packs::new(&root),
             format_v1: AtomicBool::new(format_v1),
@@ -614,7 +639,13 @@ impl Appender {
         let Some(active) = &self.active else {
             return Ok(true);
         };
-        let size = active.file.metadata().map_err(io_error(&active.path))?.len();
+        let metadata = active.file.metadata().map_err(io_error(&active.path))?;
+        // Unlinked by another handle (the log was cleared or deleted): appending to it would
+        // write where nobody reads.
+        if metadata.nlink() == 0 {
+            return Ok(true);
+        }
+        let size = metadata.len();
         if size != active.size {
             return Ok(true);
         }
@@ -706,12 +737,15 @@ impl Store for FileStore {
         for (key, bytes) in entries {
             let path = self.key_path(key)?;
             match node_address(key) {
-                // A node's bytes are fixed by its address: a node already stored is final.
-                Some(address) if self.packs.contains(address)? => {}
                 Some(address) => nodes.push((address, bytes.as_slice())),
                 None => targets.push((path, bytes.as_slice())),
             }
         }
+        // A node's bytes are fixed by its address: a node stored now is final. "Now" is
+        // checked against the directory, not against what this handle once listed: garbage
+        // collection in another process may have deleted it since (see `Packs::stored`).
+        let stored = self.packs.stored(nodes.iter().map(|(address, _)| *address))?;
+        nodes.retain(|(address, _)| !stored.contains(address));
         self.writing(|| {
             if !nodes.is_empty() {
                 if self.format_v1.load(Ordering::Acquire) {
@@ -720,7 +754,10 @@ impl Store for FileStore {
                     self.format_v1.store(false, Ordering::Release);
                 }
                 self.packs.write(&nodes)?;
-                self.packs.compact()?;
+                // Compaction only keeps the number of packs down: the nodes are durable, and a
+                // compaction that fails (a full disk, another process's rewrite in the way)
+                // is tried again after the next write.
+                let _ = self.packs.compact();
             }
             let mut known_dirs = HashSet::new();
             let mut dirs_to_sync = BTreeSet::new();
@@ -855,10 +892,21 @@ impl Store for FileStore {
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
         self.check_writable()?;
         let path = self.key_path(key)?;
-        let heads_lock = self.heads_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut heads_lock = self.heads_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let lock_path = self.root.join(HEADS_LOCK_FILE);
-        heads_lock.lock().map_err(io_error(&lock_path))?;
-        let _flock = FlockGuard(&heads_lock);
+        let file = match heads_lock.take() {
+            Some(file) => file,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(io_error(&lock_path))?,
+        };
+        let file = &*heads_lock.insert(file);
+        file.lock().map_err(io_error(&lock_path))?;
+        let _flock = FlockGuard(file);
         if read_optional(&path)?.as_deref() != expected {
             return Ok(false);
         }
@@ -912,17 +960,22 @@ impl Store for FileStore {
             }
         }
         let segments = list_segments(&self.log_dir(log)?)?;
+        let cursor = self.read_cursors.lock().unwrap_or_else(PoisonError::into_inner).get(log).copied();
         let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-        for (idx, (_, path)) in segments.iter().enumerate() {
+        let mut end: Option<ReadCursor> = None;
+        for (idx, (first, path)) in segments.iter().enumerate() {
             let next_first = segments.get(idx + 1).map(|(first, _)| *first);
             // Segment `idx` holds sequence numbers below the next one's first: skip it
             // unpeeked when they are all `<= after`.
             if next_first.is_some_and(|next| next <= after.saturating_add(1)) {
                 continue;
             }
-            let bytes = fs::read(path).map_err(io_error(path))?;
+            // A reader asking for what follows its last read starts where that read ended.
+            let start = cursor.filter(|c| c.segment == *first && c.seq <= after).map_or(0, |c| c.offset);
+            let (start, bytes) = read_from(path, start)?;
             let (frames, _) = scan_segment(&bytes, path, next_first.is_none())?;
             for frame in frames {
+                end = Some(ReadCursor { segment: *first, offset: start + to_u64(frame.payload.end), seq: frame.seq });
                 if frame.seq <= after {
                     continue;
                 }
@@ -936,6 +989,9 @@ impl Store for FileStore {
                 }
                 out.push((frame.seq, bytes.get(frame.payload).unwrap_or_default().to_vec()));
             }
+        }
+        if let Some(end) = end {
+            self.read_cursors.lock().unwrap_or_else(PoisonError::into_inner).insert(log.to_owned(), end);
         }
         Ok(out)
     }
@@ -964,6 +1020,32 @@ impl Store for FileStore {
                 sync_dir(&dir)?;
             }
             Ok(())
+        })
+    }
+
+    fn log_discard_all(&self, log: &str, through: u64) -> StoreResult<()> {
+        self.log_discard(log, through)?;
+        let dir = self.log_dir(log)?;
+        let segments = list_segments(&dir)?;
+        let Some((_, last)) = segments.last() else { return Ok(()) };
+        let bytes = fs::read(last).map_err(io_error(last))?;
+        let (frames, _) = scan_segment(&bytes, last, true)?;
+        if frames.last().is_some_and(|f| f.seq > through) {
+            return Ok(());
+        }
+        // Every record is covered: the last segment goes too. Appenders of other handles find
+        // it unlinked and start a new one.
+        let mut appenders = self.appenders();
+        appenders.remove(log);
+        self.writing(|| {
+            for (_, path) in &segments {
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_error(path)(err)),
+                }
+            }
+            sync_dir(&dir)
         })
     }
 

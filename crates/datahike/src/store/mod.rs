@@ -143,6 +143,15 @@ pub trait Store: Send + Sync + 'static {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// Whether reading many keys in one [`Store::get_many`] is much cheaper than reading them
+    /// one by one (a network round trip per read). The index then fetches the nodes a range
+    /// scan will need next, and garbage collection the nodes it marks, in batches. Local
+    /// stores answer `false` (the default): a prefetch would only read what a scan that stops
+    /// early never needs.
+    fn prefers_batched_reads(&self) -> bool {
+        false
+    }
+
     /// Appends `record` with sequence number `seq` to log `log`, durably. Sequence numbers of
     /// one log strictly increase; appending a sequence number the log already holds, or one
     /// that [`Store::log_discard`] has passed, fails with [`StoreError::Conflict`] and writes
@@ -201,6 +210,14 @@ pub trait Store: Send + Sync + 'static {
         let doomed: Vec<String> =
             log_records(self, log)?.into_iter().filter(|(seq, _)| *seq <= through).map(|(_, key)| key).collect();
         self.delete_batch(&doomed)
+    }
+
+    /// Like [`Store::log_discard`], but keeps nothing at or below `through`, whole segments
+    /// included: garbage collection calls it so that purged data leaves the log. The log
+    /// stays open for appends after `through`. The default is `log_discard`, which keeps
+    /// nothing already.
+    fn log_discard_all(&self, log: &str, through: u64) -> StoreResult<()> {
+        self.log_discard(log, through)
     }
 
     /// Deletes every record of `log`, for good: the log is not appended to again (a branch

@@ -2,6 +2,9 @@
 //! transact EDN text, then compare datoms written as EDN text.
 #![allow(dead_code)]
 
+pub mod backends;
+pub mod history;
+
 use datahike::datom::TX0;
 use datahike::edn::{pr_str, read_str};
 use datahike::{Config, Conn, Db, Edn, Error, IndexOrder, TxReport};

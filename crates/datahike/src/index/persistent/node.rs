@@ -393,6 +393,33 @@ impl NodeCache {
         self.nodes.insert(address, self.cached(node));
     }
 
+    /// Whether the node at `address` is cached.
+    pub(crate) fn contains(&self, address: &Address) -> bool {
+        self.nodes.peek(address).is_some()
+    }
+
+    /// Whether a prefetch is worth its reads: the store answers many keys in one round trip.
+    pub(crate) fn prefetches(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.prefers_batched_reads())
+    }
+
+    /// Loads the nodes at `addresses` that are not cached, in one [`Store::get_many`], into
+    /// the cache. A node that is missing or does not decode is left for the read that needs
+    /// it, which then reports it.
+    pub(crate) fn prefetch(&self, addresses: &[Address]) {
+        let Some(store) = &self.store else { return };
+        let missing: Vec<Address> = addresses.iter().filter(|a| !self.contains(a)).copied().collect();
+        if missing.len() < 2 {
+            return;
+        }
+        let Ok(found) = store.get_many(&keys_of(&missing)) else { return };
+        for (address, bytes) in missing.iter().zip(found) {
+            if let Some(node) = bytes.and_then(|b| Node::decode(address, &b).ok()) {
+                self.insert(*address, Arc::new(node));
+            }
+        }
+    }
+
     pub(crate) fn get(&self, address: &Address) -> IndexResult<Arc<Node>> {
         let cached = self.nodes.get_or_insert_with(address, || {
             let store = self.store.as_ref().ok_or_else(|| IndexError::MissingNode(hex(address)))?;
@@ -417,25 +444,40 @@ impl fmt::Debug for NodeCache {
 /// reading nodes from `store` (not through a cache: garbage collection must see what is
 /// stored). A subtree whose root is already marked is skipped, so marking many versions that
 /// share structure reads each shared node once. A missing node is an error naming it.
+/// How many nodes garbage collection reads in one `get_many`.
+const MARK_BATCH: usize = 256;
+
+fn keys_of(addresses: &[Address]) -> Vec<String> {
+    addresses.iter().map(node_key).collect()
+}
+
 pub(crate) fn mark_reachable(
     root: &Address,
     store: &dyn crate::store::Store,
     marked: &mut std::collections::HashSet<String>,
 ) -> IndexResult<()> {
-    let mut pending = vec![*root];
-    while let Some(address) = pending.pop() {
-        let key = node_key(&address);
-        if marked.contains(&key) {
-            continue;
+    // Level by level, each level's unmarked nodes in one `get_many`: a remote store then pays
+    // a round trip per level and batch, not per node.
+    let mut level = vec![*root];
+    while !level.is_empty() {
+        let unmarked: Vec<Address> = level.drain(..).filter(|a| !marked.contains(&node_key(a))).collect();
+        for chunk in unmarked.chunks(MARK_BATCH) {
+            let keys = keys_of(chunk);
+            let found = store.get_many(&keys)?;
+            for ((address, key), bytes) in chunk.iter().zip(keys).zip(found) {
+                if marked.contains(&key) {
+                    continue;
+                }
+                let bytes = bytes.ok_or_else(|| IndexError::CorruptNode {
+                    address: hex(address),
+                    reason: "it is reachable from a retained commit but missing from the store".into(),
+                })?;
+                if let Node::Branch(b) = Node::decode(address, &bytes)? {
+                    level.extend(b.children.iter().map(|c| c.address()));
+                }
+                marked.insert(key);
+            }
         }
-        let bytes = store.get(&key)?.ok_or_else(|| IndexError::CorruptNode {
-            address: hex(&address),
-            reason: "it is reachable from a retained commit but missing from the store".into(),
-        })?;
-        if let Node::Branch(b) = Node::decode(&address, &bytes)? {
-            pending.extend(b.children.iter().map(|c| c.address()));
-        }
-        marked.insert(key);
     }
     Ok(())
 }

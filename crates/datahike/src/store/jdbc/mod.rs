@@ -118,21 +118,21 @@ fn string_or_int_key(config: &Edn, key: &str) -> StoreResult<Option<String>> {
     }
 }
 
-/// The table of the store: `:table`, else [`DEFAULT_TABLE`]. A name of letters, digits and
-/// `_` (not starting with a digit), optionally schema-qualified (`app.datahike`); it is put
-/// into SQL quoted, so nothing else is allowed.
+/// The table of the store: `:table`, else [`DEFAULT_TABLE`]. A name of letters, digits, `_`
+/// and `-` (not starting with a digit), optionally schema-qualified (`app.datahike`); it is
+/// put into SQL quoted, so nothing else is allowed.
 fn table_name(config: &Edn) -> StoreResult<String> {
     let table = optional_string_key(config, "jdbc", "table")?.unwrap_or_else(|| DEFAULT_TABLE.to_string());
     let part_ok = |p: &str| {
         !p.is_empty()
             && p.len() <= 63
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             && !p.as_bytes()[0].is_ascii_digit()
     };
     let parts: Vec<&str> = table.split('.').collect();
     if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
         return Err(StoreError::Invalid(format!(
-            ":store :table {table:?} must be a table name of letters, digits and _ (optionally schema.table)"
+            ":store :table {table:?} must be a table name of letters, digits, _ and - (optionally schema.table)"
         )));
     }
     Ok(table)
@@ -279,7 +279,8 @@ mod tests {
         assert_eq!(table_of("{}").unwrap(), "datahike");
         assert_eq!(table_of(r#"{:table "app.kv_1"}"#).unwrap(), "app.kv_1");
         assert_eq!(quote_table("app.kv_1"), "\"app\".\"kv_1\"");
-        for bad in ["\"x; drop table y\"", "\"1abc\"", "\"a.b.c\"", "\"\"", "\"a-b\""] {
+        assert_eq!(table_of(r#"{:table "bench-12-3"}"#).unwrap(), "bench-12-3");
+        for bad in ["\"x; drop table y\"", "\"1abc\"", "\"a.b.c\"", "\"\"", "\"a\\\"b\""] {
             assert!(table_of(&format!("{{:table {bad}}}")).is_err(), "{bad}");
         }
     }

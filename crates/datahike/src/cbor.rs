@@ -1,0 +1,708 @@
+//! CBOR (RFC 8949): a data model ([`Cbor`]), an encoder and a decoder that never panics, and
+//! the mapping of EDN that `dthk` uses for `-f cbor` and `cbor:FILE` ([`edn_to_cbor`],
+//! [`edn_from_cbor`]). The dump format of [`crate::migrate`] builds on the same model.
+//!
+//! The model keeps what EDN cannot say: float widths (`Float16`/`Float32`/`Float64`), byte
+//! strings, tags (RFC 8746 typed arrays, tag 27 records...) and definite or indefinite
+//! lengths are all decoded; the encoder writes definite lengths and the shortest heads, and
+//! [`encode_canonical`] sorts map keys bytewise (RFC 8949 §4.2.1), which with
+//! preserved float widths is the "archival" profile Datahike's dumps use.
+//!
+//! The EDN mapping:
+//!
+//! | EDN | CBOR |
+//! |---|---|
+//! | nil, booleans | simple values 22, 20/21 |
+//! | long | major type 0/1 |
+//! | big integer (`N`) | tag 2/3 over the magnitude bytes when it does not fit 64 bits |
+//! | double | float64 (major type 7) |
+//! | big decimal (`M`) | tag 4 `[exponent mantissa]` |
+//! | string, character | text string |
+//! | keyword | tag 39 over its text with the colon, `":db/id"` (clj-cbor's convention) |
+//! | symbol | tag 39 over its text, `"?e"` |
+//! | list, vector | array |
+//! | set | tag 258 over an array (the IANA set tag) |
+//! | map | map, keys in order |
+//! | `#inst` | tag 1 over epoch seconds: an integer when whole, else a float64 |
+//! | `#uuid` | tag 37 over the 16 bytes |
+//! | datom, db summary | their value: `[e a v tx added]`, the summary map |
+//! | other tagged literal | tag 27 `["tag" value]` (a generic serialised object) |
+//!
+//! [`edn_from_cbor`] reads this mapping back, and also tag 0 (RFC 3339 date text), tag 13 sets
+//! (clj-cbor), byte strings (as a vector of longs), float16/float32 and indefinite lengths.
+
+use crate::edn::{pr_str, read_str, Edn, Keyword, Symbol};
+use num_bigint::{BigInt, Sign};
+use std::sync::Arc;
+
+/// How deeply arrays, maps and tags may nest, as for the EDN reader.
+pub const MAX_DEPTH: usize = 1_000;
+
+/// One CBOR data item.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cbor {
+    /// Major type 0: an unsigned integer.
+    Unsigned(u64),
+    /// Major type 1: the integer `-1 - n`.
+    Negative(u64),
+    /// Major type 2: a byte string.
+    Bytes(Vec<u8>),
+    /// Major type 3: a text string.
+    Text(String),
+    /// Major type 4: an array.
+    Array(Vec<Cbor>),
+    /// Major type 5: a map, entries in order.
+    Map(Vec<(Cbor, Cbor)>),
+    /// Major type 6: a tagged item.
+    Tag(u64, Box<Cbor>),
+    /// `false` / `true`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// `undefined`.
+    Undefined,
+    /// A half-precision float, as its bits.
+    Float16(u16),
+    /// A single-precision float.
+    Float32(f32),
+    /// A double-precision float.
+    Float64(f64),
+    /// Any other simple value.
+    Simple(u8),
+}
+
+impl Cbor {
+    /// An integer item: major type 0 or 1.
+    pub fn int(i: i64) -> Cbor {
+        if i >= 0 {
+            Cbor::Unsigned(i as u64)
+        } else {
+            // -1 - i, computed without overflow for i64::MIN.
+            Cbor::Negative(!(i as u64))
+        }
+    }
+
+    /// A text item.
+    pub fn text(s: &str) -> Cbor {
+        Cbor::Text(s.to_string())
+    }
+
+    /// The item as an `i64`, when it is an integer that fits.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Cbor::Unsigned(n) => i64::try_from(*n).ok(),
+            Cbor::Negative(n) => i64::try_from(*n).ok().map(|n| -1 - n),
+            _ => None,
+        }
+    }
+
+    /// A float item of any width as an `f64`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Cbor::Float16(bits) => Some(f16_to_f64(*bits)),
+            Cbor::Float32(x) => Some(f64::from(*x)),
+            Cbor::Float64(x) => Some(*x),
+            _ => None,
+        }
+    }
+
+    /// A short description for error messages: the major type and, for a tag, its number.
+    pub fn kind(&self) -> String {
+        match self {
+            Cbor::Unsigned(_) | Cbor::Negative(_) => "an integer".into(),
+            Cbor::Bytes(_) => "a byte string".into(),
+            Cbor::Text(_) => "a text string".into(),
+            Cbor::Array(_) => "an array".into(),
+            Cbor::Map(_) => "a map".into(),
+            Cbor::Tag(t, _) => format!("tag {t}"),
+            Cbor::Bool(_) => "a boolean".into(),
+            Cbor::Null => "null".into(),
+            Cbor::Undefined => "undefined".into(),
+            Cbor::Float16(_) => "a float16".into(),
+            Cbor::Float32(_) => "a float32".into(),
+            Cbor::Float64(_) => "a float64".into(),
+            Cbor::Simple(s) => format!("simple value {s}"),
+        }
+    }
+}
+
+/// Writes the head of an item: major type and argument, in the shortest form.
+pub fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        out.extend([m | 24, n]);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(m | 25);
+        out.extend(n.to_be_bytes());
+    } else if let Ok(n) = u32::try_from(n) {
+        out.push(m | 26);
+        out.extend(n.to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend(n.to_be_bytes());
+    }
+}
+
+/// Writes an integer (major type 0 or 1).
+pub fn write_int(out: &mut Vec<u8>, i: i64) {
+    if i >= 0 {
+        write_head(out, 0, i as u64);
+    } else {
+        write_head(out, 1, !(i as u64));
+    }
+}
+
+/// Writes a text string.
+pub fn write_text(out: &mut Vec<u8>, s: &str) {
+    write_head(out, 3, s.len() as u64);
+    out.extend(s.as_bytes());
+}
+
+/// Writes a byte string.
+pub fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    write_head(out, 2, b.len() as u64);
+    out.extend(b);
+}
+
+/// Writes a double-precision float (never narrowed).
+pub fn write_f64(out: &mut Vec<u8>, x: f64) {
+    out.push(0xfb);
+    out.extend(x.to_bits().to_be_bytes());
+}
+
+/// Writes a single-precision float (never widened).
+pub fn write_f32(out: &mut Vec<u8>, x: f32) {
+    out.push(0xfa);
+    out.extend(x.to_bits().to_be_bytes());
+}
+
+/// Writes a tag head.
+pub fn write_tag(out: &mut Vec<u8>, tag: u64) {
+    write_head(out, 6, tag);
+}
+
+/// Encodes `item`, map entries in their order.
+pub fn encode(item: &Cbor, out: &mut Vec<u8>) {
+    encode_with(item, out, false);
+}
+
+/// Encodes `item` with every map's entries sorted by the bytes of their encoded keys
+/// (RFC 8949 §4.2.1); floats keep their width.
+pub fn encode_canonical(item: &Cbor, out: &mut Vec<u8>) {
+    encode_with(item, out, true);
+}
+
+/// `item` as bytes.
+pub fn to_vec(item: &Cbor) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(item, &mut out);
+    out
+}
+
+fn encode_with(item: &Cbor, out: &mut Vec<u8>, canonical: bool) {
+    match item {
+        Cbor::Unsigned(n) => write_head(out, 0, *n),
+        Cbor::Negative(n) => write_head(out, 1, *n),
+        Cbor::Bytes(b) => write_bytes(out, b),
+        Cbor::Text(s) => write_text(out, s),
+        Cbor::Array(items) => {
+            write_head(out, 4, items.len() as u64);
+            items.iter().for_each(|x| encode_with(x, out, canonical));
+        }
+        Cbor::Map(entries) => {
+            write_head(out, 5, entries.len() as u64);
+            if canonical {
+                let mut encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let (mut kb, mut vb) = (Vec::new(), Vec::new());
+                        encode_with(k, &mut kb, true);
+                        encode_with(v, &mut vb, true);
+                        (kb, vb)
+                    })
+                    .collect();
+                encoded.sort_by(|a, b| a.0.cmp(&b.0));
+                for (k, v) in encoded {
+                    out.extend(k);
+                    out.extend(v);
+                }
+            } else {
+                for (k, v) in entries {
+                    encode_with(k, out, canonical);
+                    encode_with(v, out, canonical);
+                }
+            }
+        }
+        Cbor::Tag(tag, inner) => {
+            write_tag(out, *tag);
+            encode_with(inner, out, canonical);
+        }
+        Cbor::Bool(false) => out.push(0xf4),
+        Cbor::Bool(true) => out.push(0xf5),
+        Cbor::Null => out.push(0xf6),
+        Cbor::Undefined => out.push(0xf7),
+        Cbor::Float16(bits) => {
+            out.push(0xf9);
+            out.extend(bits.to_be_bytes());
+        }
+        Cbor::Float32(x) => write_f32(out, *x),
+        Cbor::Float64(x) => write_f64(out, *x),
+        Cbor::Simple(s) => {
+            if *s < 24 {
+                out.push(0xe0 | s);
+            } else {
+                out.extend([0xf8, *s]);
+            }
+        }
+    }
+}
+
+/// A CBOR decoding error: what was wrong and at which byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CborError {
+    /// The byte offset at which decoding failed.
+    pub offset: usize,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for CborError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid CBOR at byte {}: {}", self.offset, self.message)
+    }
+}
+
+impl std::error::Error for CborError {}
+
+/// Decodes exactly one item; trailing bytes are an error.
+pub fn decode(bytes: &[u8]) -> Result<Cbor, CborError> {
+    let mut decoder = Decoder::new(bytes);
+    let item = decoder.item()?;
+    if decoder.pos != bytes.len() {
+        return Err(decoder.error(format!("{} bytes after the item", bytes.len() - decoder.pos)));
+    }
+    Ok(item)
+}
+
+/// Reads the items of a CBOR sequence (RFC 8742) one at a time.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    depth: usize,
+}
+
+/// A marker for the `break` byte (0xff) that ends an indefinite-length item.
+enum Step {
+    Item(Cbor),
+    Break,
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Decoder<'a> {
+        Decoder { bytes, pos: 0, depth: 0 }
+    }
+
+    /// The offset of the next item.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Whether every byte has been read.
+    pub fn is_at_end(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    /// The next item of the sequence, `None` at the end.
+    pub fn next_item(&mut self) -> Option<Result<Cbor, CborError>> {
+        if self.is_at_end() {
+            return None;
+        }
+        Some(self.item())
+    }
+
+    fn error(&self, message: impl Into<String>) -> CborError {
+        CborError { offset: self.pos, message: message.into() }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CborError> {
+        match self.bytes.get(self.pos..self.pos.saturating_add(n)) {
+            Some(slice) => {
+                self.pos += n;
+                Ok(slice)
+            }
+            None => Err(self.error("unexpected end of input")),
+        }
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CborError> {
+        let slice = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(slice);
+        Ok(a)
+    }
+
+    fn uint(&mut self, info: u8) -> Result<u64, CborError> {
+        Ok(match info {
+            0..=23 => u64::from(info),
+            24 => u64::from(self.array::<1>()?[0]),
+            25 => u64::from(u16::from_be_bytes(self.array()?)),
+            26 => u64::from(u32::from_be_bytes(self.array()?)),
+            27 => u64::from_be_bytes(self.array()?),
+            _ => return Err(self.error("reserved additional information")),
+        })
+    }
+
+    /// The next item (a `break` here is an error).
+    pub fn item(&mut self) -> Result<Cbor, CborError> {
+        match self.step()? {
+            Step::Item(v) => Ok(v),
+            Step::Break => Err(self.error("unexpected break")),
+        }
+    }
+
+    fn length(&mut self, info: u8) -> Result<Option<usize>, CborError> {
+        if info == 31 {
+            return Ok(None);
+        }
+        let n = self.uint(info)?;
+        // Every element takes at least one byte, so a longer count is a lie.
+        match usize::try_from(n) {
+            Ok(n) if n <= self.bytes.len() - self.pos => Ok(Some(n)),
+            _ => Err(self.error("length beyond the end of input")),
+        }
+    }
+
+    fn items(&mut self, len: Option<usize>) -> Result<Vec<Cbor>, CborError> {
+        let mut items = Vec::with_capacity(len.unwrap_or(0).min(1024));
+        match len {
+            Some(n) => {
+                for _ in 0..n {
+                    items.push(self.item()?);
+                }
+            }
+            None => {
+                while let Step::Item(v) = self.step()? {
+                    items.push(v);
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    fn chunks(&mut self, major: u8, len: Option<usize>) -> Result<Vec<u8>, CborError> {
+        match len {
+            Some(n) => Ok(self.take(n)?.to_vec()),
+            None => {
+                let mut all = Vec::new();
+                loop {
+                    let b = self.array::<1>()?[0];
+                    if b == 0xff {
+                        return Ok(all);
+                    }
+                    if b >> 5 != major || b & 31 == 31 {
+                        return Err(self.error("bad chunk in an indefinite-length string"));
+                    }
+                    let n = self.length(b & 31)?.unwrap_or(0);
+                    all.extend(self.take(n)?);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<Step, CborError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        let result = self.step_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn step_inner(&mut self) -> Result<Step, CborError> {
+        let initial = self.array::<1>()?[0];
+        let (major, info) = (initial >> 5, initial & 31);
+        let item = match major {
+            0 => Cbor::Unsigned(self.uint(info)?),
+            1 => Cbor::Negative(self.uint(info)?),
+            2 => {
+                let len = self.length(info)?;
+                Cbor::Bytes(self.chunks(2, len)?)
+            }
+            3 => {
+                let len = self.length(info)?;
+                let start = self.pos;
+                let bytes = self.chunks(3, len)?;
+                Cbor::Text(
+                    String::from_utf8(bytes)
+                        .map_err(|_| CborError { offset: start, message: "text string is not UTF-8".into() })?,
+                )
+            }
+            4 => {
+                let len = self.length(info)?;
+                Cbor::Array(self.items(len)?)
+            }
+            5 => {
+                let len = self.length(info)?;
+                let flat = self.items(len.map(|n| n * 2))?;
+                if flat.len() % 2 != 0 {
+                    return Err(self.error("map with a key and no value"));
+                }
+                let mut entries = Vec::with_capacity(flat.len() / 2);
+                let mut it = flat.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    entries.push((k, v));
+                }
+                Cbor::Map(entries)
+            }
+            6 => {
+                let tag = self.uint(info)?;
+                Cbor::Tag(tag, Box::new(self.item()?))
+            }
+            _ => match info {
+                0..=19 => Cbor::Simple(info),
+                20 => Cbor::Bool(false),
+                21 => Cbor::Bool(true),
+                22 => Cbor::Null,
+                23 => Cbor::Undefined,
+                24 => Cbor::Simple(self.array::<1>()?[0]),
+                25 => Cbor::Float16(u16::from_be_bytes(self.array()?)),
+                26 => Cbor::Float32(f32::from_be_bytes(self.array()?)),
+                27 => Cbor::Float64(f64::from_be_bytes(self.array()?)),
+                31 => return Ok(Step::Break),
+                _ => return Err(self.error("reserved simple value")),
+            },
+        };
+        Ok(Step::Item(item))
+    }
+}
+
+/// The value of half-precision float bits.
+pub fn f16_to_f64(bits: u16) -> f64 {
+    let sign = if bits >> 15 == 1 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let fraction = f64::from(bits & 0x3ff);
+    sign * match exponent {
+        0 => fraction * 2f64.powi(-24),
+        31 if fraction == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + fraction / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// A big integer as tag 2/3 over its magnitude, or a plain integer when it fits 64 bits.
+fn bigint_item(i: &BigInt) -> Cbor {
+    if let Ok(small) = i64::try_from(i) {
+        return Cbor::int(small);
+    }
+    let (tag, magnitude) = match i.sign() {
+        Sign::Minus => (3, -i - 1u8),
+        _ => (2, i.clone()),
+    };
+    if let Ok(u) = u64::try_from(&magnitude) {
+        return if tag == 2 { Cbor::Unsigned(u) } else { Cbor::Negative(u) };
+    }
+    Cbor::Tag(tag, Box::new(Cbor::Bytes(magnitude.to_bytes_be().1)))
+}
+
+/// The EDN mapping of the module docs, as an item.
+pub fn edn_item(value: &Edn) -> Cbor {
+    match value {
+        Edn::Nil => Cbor::Null,
+        Edn::Bool(b) => Cbor::Bool(*b),
+        Edn::Int(i) => Cbor::int(*i),
+        Edn::BigInt(i) => bigint_item(i),
+        Edn::Float(x) => Cbor::Float64(*x),
+        Edn::BigDec(d) => {
+            let (mantissa, scale) = d.as_bigint_and_exponent();
+            Cbor::Tag(4, Box::new(Cbor::Array(vec![Cbor::int(-scale), bigint_item(&mantissa)])))
+        }
+        Edn::Str(s) => Cbor::Text(s.to_string()),
+        Edn::Char(c) => Cbor::Text(c.to_string()),
+        Edn::Keyword(k) => Cbor::Tag(39, Box::new(Cbor::Text(format!(":{}", k.as_str())))),
+        Edn::Symbol(s) => Cbor::Tag(39, Box::new(Cbor::text(s.as_str()))),
+        Edn::List(items) | Edn::Vector(items) => Cbor::Array(items.iter().map(edn_item).collect()),
+        Edn::Set(items) => Cbor::Tag(258, Box::new(Cbor::Array(items.iter().map(edn_item).collect()))),
+        Edn::Map(entries) => Cbor::Map(entries.iter().map(|(k, v)| (edn_item(k), edn_item(v))).collect()),
+        Edn::Inst(ms) => Cbor::Tag(
+            1,
+            Box::new(if ms % 1000 == 0 { Cbor::int(ms / 1000) } else { Cbor::Float64(*ms as f64 / 1000.0) }),
+        ),
+        Edn::Uuid(u) => Cbor::Tag(37, Box::new(Cbor::Bytes(u.as_bytes().to_vec()))),
+        Edn::Tagged(tag, inner) if matches!(tag.as_str(), "datahike/Datom" | "datahike/DB") => edn_item(inner),
+        Edn::Tagged(tag, inner) => {
+            Cbor::Tag(27, Box::new(Cbor::Array(vec![Cbor::text(tag.as_str()), edn_item(inner)])))
+        }
+    }
+}
+
+/// An EDN value as CBOR bytes (the mapping of the module docs).
+pub fn edn_to_cbor(value: &Edn) -> Vec<u8> {
+    to_vec(&edn_item(value))
+}
+
+/// Reads one CBOR item as EDN; trailing bytes are an error.
+pub fn edn_from_cbor(bytes: &[u8]) -> Result<Edn, String> {
+    let item = decode(bytes).map_err(|e| e.to_string())?;
+    item_to_edn(item)
+}
+
+/// The big integer a tag 2/3 payload names.
+pub fn bignum(tag: u64, magnitude: &[u8]) -> BigInt {
+    let magnitude = BigInt::from_bytes_be(Sign::Plus, magnitude);
+    if tag == 2 {
+        magnitude
+    } else {
+        -magnitude - 1u8
+    }
+}
+
+/// An item as EDN, with the mapping of the module docs read back.
+pub fn item_to_edn(item: Cbor) -> Result<Edn, String> {
+    Ok(match item {
+        Cbor::Unsigned(n) => i64::try_from(n).map_or_else(|_| Edn::BigInt(Arc::new(n.into())), Edn::Int),
+        Cbor::Negative(n) => {
+            i64::try_from(n).map_or_else(|_| Edn::BigInt(Arc::new(-BigInt::from(n) - 1u8)), |n| Edn::Int(-1 - n))
+        }
+        Cbor::Bytes(b) => Edn::Vector(b.into_iter().map(|b| Edn::Int(i64::from(b))).collect()),
+        Cbor::Text(s) => Edn::Str(s.into()),
+        Cbor::Array(items) => Edn::Vector(items.into_iter().map(item_to_edn).collect::<Result<_, _>>()?),
+        Cbor::Map(entries) => {
+            let mut out: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let (k, v) = (item_to_edn(k)?, item_to_edn(v)?);
+                out.retain(|(k2, _)| *k2 != k);
+                out.push((k, v));
+            }
+            Edn::Map(out)
+        }
+        Cbor::Tag(tag, inner) => tagged_edn(tag, *inner)?,
+        Cbor::Bool(b) => Edn::Bool(b),
+        Cbor::Null | Cbor::Undefined => Edn::Nil,
+        Cbor::Float16(bits) => Edn::Float(f16_to_f64(bits)),
+        Cbor::Float32(x) => Edn::Float(f64::from(x)),
+        Cbor::Float64(x) => Edn::Float(x),
+        Cbor::Simple(s) => return Err(format!("unsupported simple value {s}")),
+    })
+}
+
+fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
+    Ok(match (tag, inner) {
+        (39, Cbor::Text(s)) => match s.strip_prefix(':') {
+            Some(k) if !k.is_empty() => Edn::Keyword(Keyword::new(k)),
+            _ => Edn::Symbol(Symbol::new(&s)),
+        },
+        (258 | 13, Cbor::Array(items)) => {
+            let mut set: Vec<Edn> = Vec::new();
+            for x in items {
+                let x = item_to_edn(x)?;
+                if !set.contains(&x) {
+                    set.push(x);
+                }
+            }
+            Edn::Set(set)
+        }
+        (37, Cbor::Bytes(raw)) => Edn::Uuid(uuid::Uuid::from_slice(&raw).map_err(|_| "bad uuid".to_string())?),
+        (37, Cbor::Text(s)) => Edn::Uuid(uuid::Uuid::try_parse(&s).map_err(|_| "bad uuid text".to_string())?),
+        (0, Cbor::Text(s)) => read_str(&format!("#inst {s:?}")).map_err(|e| format!("bad date {s:?}: {e}"))?,
+        (1, secs) => match (secs.as_i64(), secs.as_f64()) {
+            (Some(secs), _) => Edn::Inst(secs.saturating_mul(1000)),
+            (_, Some(secs)) => Edn::Inst((secs * 1000.0).round() as i64),
+            _ => return Err("bad epoch time".into()),
+        },
+        (2 | 3, Cbor::Bytes(raw)) => Edn::BigInt(Arc::new(bignum(tag, &raw))),
+        (4, Cbor::Array(parts)) if parts.len() == 2 => {
+            let mut parts = parts.into_iter();
+            let (Some(exponent), Some(mantissa)) = (parts.next(), parts.next()) else {
+                return Err("bad decimal fraction".into());
+            };
+            let (Edn::Int(exponent), mantissa @ (Edn::Int(_) | Edn::BigInt(_))) =
+                (item_to_edn(exponent)?, item_to_edn(mantissa)?)
+            else {
+                return Err("bad decimal fraction".into());
+            };
+            let digits = pr_str(&mantissa);
+            read_str(&format!("{}E{exponent}M", digits.trim_end_matches('N')))
+                .map_err(|e| format!("bad decimal: {e}"))?
+        }
+        (27, Cbor::Array(parts)) if parts.len() == 2 && matches!(parts[0], Cbor::Text(_)) => {
+            let mut parts = parts.into_iter();
+            let (Some(Cbor::Text(name)), Some(value)) = (parts.next(), parts.next()) else {
+                return Err("bad tag 27".into());
+            };
+            Edn::Tagged(Symbol::new(&name), Box::new(item_to_edn(value)?))
+        }
+        (_, inner) => Edn::Tagged(Symbol::new(&format!("cbor/tag-{tag}")), Box::new(item_to_edn(inner)?)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edn_round_trips() {
+        let text = r#"[nil true false 0 23 24 -1 -25 9223372036854775807 -9223372036854775808
+            123456789012345678901234567890N -123456789012345678901234567890N 1.5 "héllo" :db/id :a
+            sym {:a [1 2] "k" #{1 2}} #inst "2024-01-02T03:04:05.006-00:00" #inst "2024-01-02T03:04:05.000-00:00"
+            #uuid "550e8400-e29b-41d4-a716-446655440000" 1.25M #my/tag [1]]"#;
+        let value = read_str(text).unwrap();
+        let bytes = edn_to_cbor(&value);
+        assert_eq!(edn_from_cbor(&bytes).unwrap(), value);
+    }
+
+    #[test]
+    fn known_encodings() {
+        assert_eq!(edn_to_cbor(&Edn::kw("a")), [0xd8, 39, 0x62, b':', b'a']);
+        assert_eq!(edn_to_cbor(&Edn::Int(-1)), [0x20]);
+        assert_eq!(edn_to_cbor(&Edn::Int(500)), [0x19, 0x01, 0xf4]);
+        assert_eq!(edn_to_cbor(&read_str("#{}").unwrap()), [0xd9, 0x01, 0x02, 0x80]);
+        assert_eq!(edn_from_cbor(&[0xf9, 0x3c, 0x00]).unwrap(), Edn::Float(1.0));
+        assert_eq!(edn_from_cbor(&[0x9f, 0x01, 0xff]).unwrap(), read_str("[1]").unwrap());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(decode(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(decode(&[0x01, 0x02]).is_err());
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[0xff]).is_err());
+        assert!(decode(&[0x7f, 0x61]).is_err());
+    }
+
+    #[test]
+    fn items_round_trip_with_widths() {
+        let item = Cbor::Array(vec![
+            Cbor::Float32(1.5),
+            Cbor::Float64(1.5),
+            Cbor::Float16(0x3c00),
+            Cbor::Bytes(vec![0, 255]),
+            Cbor::Tag(85, Box::new(Cbor::Bytes(vec![0, 0, 0xc0, 0x3f]))),
+            Cbor::Map(vec![(Cbor::text("b"), Cbor::Null), (Cbor::text("a"), Cbor::Undefined)]),
+            Cbor::Simple(5),
+            Cbor::int(i64::MIN),
+        ]);
+        let bytes = to_vec(&item);
+        assert_eq!(decode(&bytes).unwrap(), item);
+        let mut canonical = Vec::new();
+        encode_canonical(
+            &Cbor::Map(vec![(Cbor::text("b"), Cbor::Null), (Cbor::text("a"), Cbor::Null)]),
+            &mut canonical,
+        );
+        assert_eq!(canonical, [0xa2, 0x61, b'a', 0xf6, 0x61, b'b', 0xf6]);
+    }
+
+    #[test]
+    fn a_sequence_reads_item_by_item() {
+        let mut bytes = Vec::new();
+        write_int(&mut bytes, 1);
+        write_text(&mut bytes, "x");
+        let mut d = Decoder::new(&bytes);
+        assert_eq!(d.next_item().unwrap().unwrap(), Cbor::Unsigned(1));
+        assert_eq!(d.next_item().unwrap().unwrap(), Cbor::text("x"));
+        assert!(d.next_item().is_none());
+    }
+}
