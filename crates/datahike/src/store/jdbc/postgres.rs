@@ -593,7 +593,7 @@ impl Store for PostgresStore {
         self.run(key, false, |conn, sql| conn.execute(Q::Swap, sql, &[&key, &expected, &new]).map(|n| n == 1))
     }
 
-    /// One query: the log's last record is `last_seq` and its floor is not above it. Then no
+    /// One query: the log's last record is `last_seq` and its floor is below it. Then no
     /// other writer committed since `last_seq` (each commit appends a record after it, and a
     /// flush or `log_delete` elsewhere raises the floor or removes the record), so the writer
     /// skips re-reading the head and the log: one round trip instead of three or four.
@@ -614,7 +614,14 @@ impl Store for PostgresStore {
                 Err(_) => return Ok(false),
             },
         };
-        Ok(present && !followed && floor <= last_seq)
+        // A floor at the record itself means a flush (ours or another process's) covered it
+        // and may have published a head this handle has not read: take the slow path once.
+        Ok(present && !followed && floor < last_seq)
+    }
+
+    /// Every read is a round trip: the index fetches the nodes a scan will need in batches.
+    fn prefers_batched_reads(&self) -> bool {
+        true
     }
 
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> StoreResult<bool> {
