@@ -14,11 +14,15 @@
 pub mod backend;
 pub mod conformance;
 mod file;
+#[cfg(feature = "lmdb")]
+mod lmdb;
 mod memory;
 mod pack;
 
 pub use backend::{register_backend, Backend, OpenMode};
 pub use file::FileStore;
+#[cfg(feature = "lmdb")]
+pub use lmdb::LmdbStore;
 pub use memory::MemoryStore;
 
 use std::path::PathBuf;
