@@ -366,7 +366,7 @@ impl Inner {
 
     fn is_store(&self) -> StoreResult<bool> {
         let marker = self.meta(MARKER);
-        self.run(MARKER, true, |c| redis::cmd("EXISTS").arg(&marker).query::<bool>(c))
+        self.run("opening the store", true, |c| redis::cmd("EXISTS").arg(&marker).query::<bool>(c))
     }
 
     /// Starts the thread that renews this store's leases (once per store).
@@ -431,7 +431,9 @@ impl RedisStore {
         });
         if create {
             let marker = inner.meta(MARKER);
-            inner.run(MARKER, true, |c| redis::cmd("SET").arg(&marker).arg(MARKER_TEXT).arg("NX").query::<()>(c))?;
+            inner.run("creating the store", true, |c| {
+                redis::cmd("SET").arg(&marker).arg(MARKER_TEXT).arg("NX").query::<()>(c)
+            })?;
         } else if !inner.is_store()? {
             return Ok(None);
         }
