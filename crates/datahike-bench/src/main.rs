@@ -3,14 +3,25 @@
 //! runners, so `tools/compare.py` checks our answers and puts us beside the peers.
 //!
 //! ```text
-//! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
+//! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both|lmdb|redis|a,b,..]
+//!                [--dir TMP] [--redis URL]
 //! ```
+//!
+//! `lmdb` and `redis` need the cargo features of the same names. The Redis server is `--redis`,
+//! else `DATAHIKE_BENCH_REDIS`, else `DATAHIKE_TEST_REDIS`, else `redis://127.0.0.1:6379/`;
+//! each database gets its own key prefix and is deleted at the end.
+//!
+//! Besides the workload's read ops on the loaded connection (warm: its node cache holds what
+//! the queries read), `cold-q1`, `cold-q4`, `cold-qpred-join` and `cold-lookup-email` run the
+//! same reads on a new read-only connection each time, whose node cache is empty: every node
+//! comes from the store (for the file and LMDB backends through the OS page cache, which is
+//! warm).
 //!
 //! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
 //! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
 
-use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
+use datahike::{edn, Config, Conn, Db, Edn, IndexOrder, Keyword, QueryInput};
 
 /// The allocator matters for a database that builds many small immutable nodes; mimalloc is
 /// what a Rust application embedding the library would typically pick.
@@ -27,6 +38,7 @@ struct Args {
     out: Option<PathBuf>,
     backends: Vec<String>,
     dir: PathBuf,
+    redis: String,
     warmup_ms: f64,
     warmup_min: usize,
     sample_ms: f64,
@@ -43,6 +55,10 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         backends: vec!["file".into(), "memory".into()],
         dir: std::env::temp_dir().join("datahike-bench"),
+        redis: ["DATAHIKE_BENCH_REDIS", "DATAHIKE_TEST_REDIS"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),
         warmup_ms: 3000.0,
         warmup_min: 5,
         sample_ms: 2000.0,
@@ -64,10 +80,17 @@ fn parse_args() -> Result<Args, String> {
             "--backend" => {
                 a.backends = match val.as_str() {
                     "both" => vec!["file".into(), "memory".into()],
-                    "file" | "memory" => vec![val],
-                    other => return Err(format!("--backend must be file, memory or both, got {other}")),
+                    list => list.split(',').map(str::to_string).collect(),
+                };
+                if let Some(other) =
+                    a.backends.iter().find(|b| !matches!(b.as_str(), "file" | "memory" | "lmdb" | "redis"))
+                {
+                    return Err(format!(
+                        "--backend takes file, memory, lmdb, redis (comma-separated) or both, got {other}"
+                    ));
                 }
             }
+            "--redis" => a.redis = val,
             "--dir" => a.dir = PathBuf::from(val),
             "--warmup-ms" => a.warmup_ms = num(&val)?,
             "--warmup-min" => a.warmup_min = num(&val)? as usize,
@@ -116,6 +139,8 @@ struct Bench {
     people: Vec<Edn>,
     params: Edn,
     counter: usize,
+    /// Databases on a server, deleted at the end (directories go with `--dir`).
+    remote: Vec<Config>,
 }
 
 fn stats(times: &[f64]) -> (f64, f64, f64) {
@@ -146,9 +171,21 @@ impl Bench {
 
     fn config(&mut self, backend: &str) -> Config {
         self.counter += 1;
+        let name = format!("db-{}-{}", std::process::id(), self.counter);
         let mut c = match backend {
-            "file" => Config::file(self.args.dir.join(format!("db-{}-{}", std::process::id(), self.counter))),
-            _ => Config::memory(&format!("bench-{}-{}", std::process::id(), self.counter)),
+            "file" => Config::file(self.args.dir.join(name)),
+            "lmdb" => {
+                let path = self.args.dir.join(name).display().to_string();
+                Config::parse(&format!("{{:store {{:backend :lmdb :path {path:?}}}}}")).expect("lmdb config")
+            }
+            "redis" => {
+                let url = &self.args.redis;
+                let c = Config::parse(&format!("{{:store {{:backend :redis :uri {url:?} :prefix \"bench-{name}\"}}}}"))
+                    .expect("redis config");
+                self.remote.push(c.clone());
+                c
+            }
+            _ => Config::memory(&format!("bench-{name}")),
         };
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
@@ -223,6 +260,39 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// A read on a cold connection: each run connects anew (not timed), reads, and releases.
+    /// One run to report `first_ms` and the result, one warm-up, then `COLD_SAMPLES`.
+    fn bench_cold(&mut self, peer: &str, op: &str, config: &Config, run: impl Fn(&Db) -> (i64, Option<i64>)) {
+        const COLD_SAMPLES: usize = 9;
+        let mut times = Vec::new();
+        let mut first = None;
+        for iter in 0..COLD_SAMPLES + 2 {
+            let conn = datahike::connect(config).expect("cold connect");
+            let db = conn.db();
+            let t = Instant::now();
+            let outcome = run(&db);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            drop(db);
+            conn.release().expect("release");
+            match iter {
+                0 => first = Some((outcome, ms)),
+                1 => {}
+                _ => times.push(ms),
+            }
+        }
+        let ((count, check), first_ms) = first.expect("a first run");
+        let (median, min, max) = stats(&times);
+        self.emit(json!({
+            "peer": peer, "op": op, "n": self.n,
+            "median_ms": r3(median), "min_ms": r3(min), "max_ms": r3(max),
+            "result_count": count, "check": check, "first_ms": r3(first_ms),
+            "samples": times.len(), "warmup": 1, "durable": false, "cold": true,
+            "version": env!("CARGO_PKG_VERSION"),
+        }));
+    }
+}
+
 fn person_datoms(conn: &Conn) -> i64 {
     let db = conn.db();
     ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
@@ -286,11 +356,13 @@ fn main() {
     let params = edn::read_str(&read("params.edn")).expect("params.edn");
     let n = meta["n"].as_i64().expect("n in meta.json");
     let backends = args.backends.clone();
-    let mut b = Bench { args, n, people, params, counter: 0 };
+    let mut b = Bench { args, n, people, params, counter: 0, remote: Vec::new() };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
-        let peer = format!("datahike-rs-{}", if backend == "file" { "file" } else { "mem" });
-        let durable = backend == "file";
+        let peer = format!("datahike-rs-{}", if backend == "memory" { "mem" } else { backend.as_str() });
+        // Redis keeps what a commit wrote only as its persistence settings say (the test
+        // server runs without any): not counted as durable.
+        let durable = backend == "file" || backend == "lmdb";
         let tx_all = Edn::Vector(b.people.clone());
         // load-bulk (also fills the database the read ops use)
         let mut loaded: Option<Conn> = None;
@@ -362,6 +434,7 @@ fn main() {
                 vec![QueryInput::from(edn::read_str(RULES_REACH).expect("rules")), QueryInput::from(start.clone())],
             ),
         ];
+        let texts: Vec<(&str, &str)> = queries.iter().map(|(name, text, _)| (*name, *text)).collect();
         for (name, text, extra) in queries {
             if !b.wanted(name) {
                 continue;
@@ -442,6 +515,44 @@ fn main() {
                     {
                         found += 1;
                         sum += d.v.as_long().unwrap_or(0);
+                    }
+                }
+                (found, Some(sum))
+            });
+        }
+        // Cold reads: each run on a new read-only connection (an empty node cache), which is
+        // opened and released outside the timed region.
+        let mut cold_config = conn.config().clone();
+        cold_config.read_only = true;
+        for (name, base) in [("cold-q1", "q1"), ("cold-q4", "q4"), ("cold-qpred-join", "qpred-join")] {
+            if !b.wanted(name) {
+                continue;
+            }
+            let text = texts.iter().find(|(n, _)| *n == base).map(|(_, t)| *t).expect("query");
+            let query = edn::read_str(text).expect("query");
+            b.bench_cold(&peer, name, &cold_config, |db| {
+                let result = datahike::q(&query, &[QueryInput::from(db.clone())]).expect("query");
+                let rows = result.as_seq().map(<[Edn]>::to_vec).unwrap_or_default();
+                let check: i64 = rows.iter().map(|r| r.as_seq().map_or(0, |c| c.iter().map(int_of).sum::<i64>())).sum();
+                (rows.len() as i64, Some(check))
+            });
+        }
+        if b.wanted("cold-lookup-email") {
+            let emails: Vec<Edn> =
+                b.params.get_kw("lookup-emails").and_then(Edn::as_seq).expect("lookup-emails").to_vec();
+            let email = Keyword::new("email");
+            let salary = Edn::kw("salary");
+            b.bench_cold(&peer, "cold-lookup-email", &cold_config, |db| {
+                let (mut found, mut sum) = (0i64, 0i64);
+                for e in &emails {
+                    let lr = Edn::Vector(vec![Edn::Keyword(email), e.clone()]);
+                    if let Some(eid) = db.entid(&lr).expect("entid") {
+                        if let Some(d) =
+                            db.datoms(IndexOrder::Eavt, &[Edn::Int(eid), salary.clone()]).expect("datoms").first()
+                        {
+                            found += 1;
+                            sum += d.v.as_long().unwrap_or(0);
+                        }
                     }
                 }
                 (found, Some(sum))
@@ -594,12 +705,15 @@ fn main() {
                 b.emit(json!({"peer": peer, "op": op, "n": b.n, "commits": 1000,
                               "median_ms": ms, "min_ms": ms, "max_ms": ms, "samples": 1,
                               "result_count": report.deleted.len(), "kept_nodes": report.kept_nodes,
-                              "kept_commits": report.kept_commits, "check": null, "durable": backend == "file"}));
+                              "kept_commits": report.kept_commits, "check": null, "durable": durable}));
             }
             gc_conn.verify_storage().expect("storage intact after gc");
             gc_conn.release().expect("release");
         }
         conn.release().expect("release");
+    }
+    for config in std::mem::take(&mut b.remote) {
+        let _ = datahike::delete_database(&config);
     }
     let _ = std::fs::remove_dir_all(&b.args.dir);
 }
