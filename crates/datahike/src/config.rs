@@ -237,7 +237,9 @@ impl Config {
                     config.index = value
                         .as_keyword()
                         .and_then(|k| IndexKind::parse(k.as_str()))
-                        .ok_or_else(|| bad(":index", value, "one of :datahike.index/persistent-set"))?;
+                        .ok_or_else(|| {
+                            bad(":index", value, ":datahike.index/persistent-set or an index registered with datahike::index::register_index")
+                        })?;
                 }
                 "index-config" => {
                     if let Some(b) = value.get_kw("branching-factor") {
@@ -291,7 +293,7 @@ impl Config {
         let mut m = vec![
             (Edn::kw("keep-history?"), Edn::Bool(self.keep_history)),
             (Edn::kw("search-cache-size"), Edn::Int(self.search_cache_size as i64)),
-            (Edn::kw("index"), Edn::kw("datahike.index/persistent-set")),
+            (Edn::kw("index"), Edn::kw(self.index.name())),
             (Edn::kw("store"), self.store.to_edn()),
             match self.store_cache_size {
                 Some(n) => (Edn::kw("store-cache-size"), Edn::Int(n as i64)),
@@ -334,7 +336,7 @@ impl Config {
                 }),
             ),
             (Edn::kw("attribute-refs?"), Edn::Bool(self.attribute_refs)),
-            (Edn::kw("index"), Edn::kw("datahike.index/persistent-set")),
+            (Edn::kw("index"), Edn::kw(self.index.name())),
             (
                 Edn::kw("index-config"),
                 Edn::Map(vec![(Edn::kw("branching-factor"), Edn::Int(self.branching_factor as i64))]),

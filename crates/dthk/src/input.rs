@@ -81,17 +81,25 @@ pub fn connect(path: &str) -> Result<Conn, InputError> {
     Ok(datahike::connect(&config)?)
 }
 
+/// Connects read-only with the config in `path`, for the database values of `db:`,
+/// `history:`, `since:` and `asof:`: reading commands never write the store (no lock, no
+/// flush), so they work on read-only storage and beside a writer in another process.
+fn connect_reader(path: &str) -> Result<Conn, InputError> {
+    let config = Config { read_only: true, ..config_file(path)? };
+    log::info(&format!("connecting read-only to {}", pr_str(&config.store.to_edn())));
+    Ok(datahike::connect(&config)?)
+}
+
 /// A prefixed or plain argument.
 pub fn parse(text: &str) -> Result<Arg, InputError> {
     if let Some(path) = non_empty(text.strip_prefix("conn:")) {
         return Ok(Arg::Conn(connect(path)?));
     }
     if let Some(path) = non_empty(text.strip_prefix("db:")) {
-        // The connection is not released: releasing flushes, and a reader need not write.
-        return Ok(Arg::Db(connect(path)?.db()));
+        return Ok(Arg::Db(connect_reader(path)?.db()));
     }
     if let Some(path) = non_empty(text.strip_prefix("history:")) {
-        return Ok(Arg::Db(connect(path)?.db().history()?));
+        return Ok(Arg::Db(connect_reader(path)?.db().history()?));
     }
     for prefix in ["since:", "asof:"] {
         // Datahike's `since:MILLIS:FILE` and `asof:MILLIS:FILE`: epoch milliseconds, compared
@@ -105,7 +113,7 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
                 "argument {text:?}: {millis:?} is not a time in epoch milliseconds (expected {prefix}MILLIS:FILE)"
             ))
         })?;
-        let db = connect(path)?.db();
+        let db = connect_reader(path)?.db();
         let t = TimePoint::Instant(ms);
         return Ok(Arg::Db(if prefix == "since:" { db.since(t)? } else { db.as_of(t)? }));
     }

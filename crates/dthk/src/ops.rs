@@ -858,12 +858,12 @@ fn metrics(args: &[Arg]) -> Result<Edn> {
     db(args)?.metrics()
 }
 
-/// The connection of a `conn:` argument, or of the database of a `db:` argument (the same
-/// connection object of this process, as `db:` connects).
+/// The connection of a `conn:` argument, or a writing connection to the database of a `db:`
+/// argument (which `db:` opened read-only).
 fn conn_of(args: &[Arg]) -> Result<datahike::Conn> {
     match args.first() {
         Some(Arg::Conn(c)) => Ok(c.clone()),
-        Some(Arg::Db(d)) => datahike::connect(d.config()),
+        Some(Arg::Db(d)) => datahike::connect(&Config { read_only: false, ..d.config().clone() }),
         _ => Err(bug("a connection or a database")),
     }
 }

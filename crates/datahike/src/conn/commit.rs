@@ -31,12 +31,11 @@ impl Conn {
     /// Runs `make` against the freshest database under the writer locks, then makes the
     /// outcome durable and publishes it.
     ///
-    /// The commit's parents are the branch's previous commit and `merged` (a merge).
-    pub(super) fn commit(
-        &self,
-        merged: &[uuid::Uuid],
-        make: impl FnOnce(&Db) -> Result<TxOutcome>,
-    ) -> Result<TxReport> {
+    /// The commit's parents are the branch's previous commit and `merged` (a merge). When the
+    /// store refuses the log record because another writer committed first (a writer lock
+    /// that lapsed, a second writer without one), nothing of this attempt is in effect: the
+    /// connection catches up and `make` runs again on the newer database, a few times.
+    pub(super) fn commit(&self, merged: &[uuid::Uuid], make: impl Fn(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
         let id = Arc::as_ptr(&self.0) as usize;
         if NOTIFYING.with(|n| n.borrow().contains(&id)) {
             return Err(Error::Database(
@@ -44,39 +43,44 @@ impl Conn {
                     .into(),
             ));
         }
+        if self.0.config.read_only {
+            return Err(Error::Database(format!(
+                "Cannot transact through a read-only connection (:read-only? true): {}",
+                pr_str(&self.0.config.store.to_edn())
+            )));
+        }
         let mut writer = lock(&self.0.writer);
         let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
         let guard = durable.store.lock_writer()?;
-        let mut db_before = self.db();
-        db_before = self.catch_up(durable, db_before)?;
-        let mut outcome = make(&db_before)?;
-        let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
-        for p in merged {
-            if !parents.contains(p) {
-                parents.push(*p);
+        let mut trusted = true;
+        let (db_before, outcome, db_after, record) = loop {
+            let db_before = self.catch_up(durable, self.current_value(), trusted)?;
+            let mut outcome = make(&db_before)?;
+            let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
+            for p in merged {
+                if !parents.contains(p) {
+                    parents.push(*p);
+                }
             }
-        }
-        let commit = Commit { id: uuid::Uuid::new_v4(), parents };
-        outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
-        outcome.commit = Some(commit);
-        let record: Arc<[u8]> = encode_log_record(&outcome).into();
-        let seq = u64::try_from(outcome.tx).unwrap_or(0);
-        if durable.stale_log {
-            durable.log_writer = None;
-            durable.store.log_delete(&durable.log)?;
-            durable.stale_log = false;
-        }
-        let db_after = if durable.inline_log {
-            durable.store.log_append(&durable.log, seq, &record)?;
-            db_before.apply_tx(&outcome)?
-        } else {
-            // The log append (one fdatasync) and the in-memory index update are independent:
-            // run them side by side; the new value is published only once both are done.
-            let pending = durable.log_writer()?.append(seq, record.clone())?;
-            let db_after = db_before.apply_tx(&outcome);
-            pending.wait()?;
-            db_after?
+            let commit = Commit { id: uuid::Uuid::new_v4(), parents };
+            outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
+            outcome.commit = Some(commit);
+            let record: Arc<[u8]> = encode_log_record(&outcome).into();
+            match append_and_apply(durable, &db_before, &outcome, &record) {
+                Ok(db_after) => break (db_before, outcome, db_after, record),
+                Err(Error::Store(StoreError::Conflict { .. })) if trusted || durable.conflicts < CONFLICT_RETRIES => {
+                    // Another writer took this transaction's place in the log: catch up the
+                    // slow way (the fast path trusts what this handle appended) and retry.
+                    durable.conflicts += 1;
+                    trusted = false;
+                }
+                Err(e) => {
+                    durable.conflicts = 0;
+                    return Err(e);
+                }
+            }
         };
+        durable.conflicts = 0;
         durable.txs_since_flush += 1;
         durable.bytes_since_flush += record.len();
         let commit_id = outcome.commit.as_ref().map(|c| c.id);
@@ -114,27 +118,94 @@ impl Conn {
         Ok(report)
     }
 
-    /// Brings `db` up to date with commits made by other processes on the same store.
-    pub(super) fn catch_up(&self, durable: &mut Durable, db: Db) -> Result<Db> {
-        if durable.store.log_is_current(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))? {
+    /// Brings `db` up to date with commits made by other handles and processes on the same
+    /// store: reads the head, reopens from it when it is not a state of `db`'s line of
+    /// commits (newer, or another line after a force-branch), and replays the log after it.
+    /// With `trusted`, a store that can tell cheaply that nobody appended since this handle
+    /// did ([`Store::log_is_current`]) skips all of it.
+    pub(super) fn catch_up(&self, durable: &mut Durable, db: Db, trusted: bool) -> Result<Db> {
+        if trusted && durable.store.log_is_current(&durable.log, u64::try_from(db.max_tx()).unwrap_or(0))? {
             return Ok(db);
         }
-        let head_bytes = durable.store.get(&durable.head_key)?;
-        if head_bytes != durable.head_bytes {
-            let bytes = head_bytes.ok_or_else(|| Error::Database("the database was deleted".into()))?;
-            let head = Head::decode(&durable.head_key, &bytes)?;
-            if head.max_tx > db.max_tx() {
-                // Another process flushed past us: reopen from its head.
-                let (fresh, fresh_durable) = open_durable(&self.0.config, durable.store.clone())?;
-                *durable = fresh_durable;
-                *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
-                return Ok(fresh);
+        for _ in 0..MOVED_HEAD_RETRIES {
+            let head_bytes = durable.store.get(&durable.head_key)?;
+            if head_bytes != durable.head_bytes {
+                let bytes = head_bytes.ok_or_else(|| {
+                    Error::Database(format!(
+                        "{}: the branch head is gone (the database or branch was deleted)",
+                        durable.head_key
+                    ))
+                })?;
+                let head = Head::decode(&durable.head_key, &bytes)?;
+                if !durable.precedes(&head, &db) {
+                    let (fresh, fresh_durable) = open_durable(&self.0.config, durable.store.clone())?;
+                    let conflicts = durable.conflicts;
+                    *durable = fresh_durable;
+                    durable.conflicts = conflicts;
+                    *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
+                    return Ok(fresh);
+                }
+                durable.adopt(bytes, head);
             }
-            durable.head_bytes = Some(bytes);
-            durable.head = head;
+            if let Some(db) = replay(durable, db.clone())? {
+                *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db.clone();
+                return Ok(db);
+            }
         }
-        let db = replay(durable, db)?;
-        *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db.clone();
-        Ok(db)
+        Err(Error::Database(format!(
+            "{}: the head kept moving while the log was read ({MOVED_HEAD_RETRIES} attempts)",
+            durable.head_key
+        )))
+    }
+}
+
+/// How often a transaction is retried after losing its place in the log to another writer.
+const CONFLICT_RETRIES: usize = 4;
+
+/// Appends the record of `outcome` and applies it to `db_before`; the new value, once both
+/// are done.
+fn append_and_apply(durable: &mut Durable, db_before: &Db, outcome: &TxOutcome, record: &Arc<[u8]>) -> Result<Db> {
+    let seq = u64::try_from(outcome.tx).unwrap_or(0);
+    if durable.stale_log {
+        durable.log_writer = None;
+        durable.store.log_delete(&durable.log)?;
+        durable.stale_log = false;
+    }
+    if durable.inline_log {
+        durable.store.log_append(&durable.log, seq, record)?;
+        return db_before.apply_tx(outcome);
+    }
+    // The log append (one fdatasync) and the in-memory index update are independent: run
+    // them side by side; the new value is published only once both are done.
+    let pending = durable.log_writer()?.append(seq, record.clone())?;
+    let db_after = db_before.apply_tx(outcome);
+    pending.wait()?;
+    db_after
+}
+
+impl Durable {
+    /// Whether `head`, read from the store, is a state of `db`'s line of commits at or before
+    /// `db` (another process flushed what this connection already has).
+    pub(super) fn precedes(&self, head: &Head, db: &Db) -> bool {
+        if head.log_id != self.head.log_id || head.max_tx > db.max_tx() {
+            return false;
+        }
+        let ours = if head.max_tx == db.max_tx() {
+            db.commit_id()
+        } else if head.max_tx == self.head.max_tx {
+            Some(self.head.commit.id)
+        } else {
+            self.unflushed.iter().find(|r| r.tx == head.max_tx).and_then(|r| r.commit)
+        };
+        ours == Some(head.commit.id)
+    }
+
+    /// Takes `head` (a state this connection has, see [`Durable::precedes`]) as the head:
+    /// the records it covers are flushed.
+    pub(super) fn adopt(&mut self, bytes: Vec<u8>, head: Head) {
+        self.flushed_tx = self.flushed_tx.max(head.max_tx);
+        self.unflushed.retain(|r| r.tx > head.max_tx);
+        self.head_bytes = Some(bytes);
+        self.head = head;
     }
 }

@@ -7,11 +7,14 @@ impl Conn {
     /// log before it can be discarded. Called automatically; exposed for tests and tools.
     pub fn flush(&self) -> Result<()> {
         self.join_flusher()?;
+        if self.0.config.read_only {
+            return Ok(());
+        }
         let db = {
             let mut writer = lock(&self.0.writer);
             let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
             let _guard = durable.store.lock_writer()?;
-            let db = self.catch_up(durable, self.db())?;
+            let db = self.catch_up(durable, self.current_value(), true)?;
             durable.txs_since_flush = 0;
             durable.bytes_since_flush = 0;
             db
@@ -122,17 +125,27 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     }
     let current = durable.store.get(&durable.head_key)?;
     if current != durable.head_bytes {
-        // Another process published a head since we last looked: adopt it if it is newer,
-        // otherwise replace it (it names only durable nodes of an older state).
-        if let Some(bytes) = &current {
-            let head = Head::decode(&durable.head_key, bytes)?;
-            if head.max_tx >= db.max_tx() {
-                durable.head_bytes = current;
-                durable.head = head;
-                return Ok(());
-            }
+        let Some(bytes) = current else {
+            return Err(Error::Database(format!(
+                "{}: the branch head is gone (the database or branch was deleted)",
+                durable.head_key
+            )));
+        };
+        let other = Head::decode(&durable.head_key, &bytes)?;
+        if other.log_id != head.log_id || other.max_tx >= db.max_tx() {
+            // Another process published a newer state, or another line of commits (a
+            // force-branch): this snapshot is moot, and the connection's next catch-up
+            // reopens from that head.
+            return Ok(());
         }
-        durable.head_bytes = current;
+        // An older state of this line of commits, flushed by another process: this
+        // snapshot supersedes it.
+        durable.head_bytes = Some(bytes);
+        durable.head = other;
+    }
+    if durable.head.log_id != head.log_id {
+        // The connection moved to another line of commits while this flush wrote its nodes.
+        return Ok(());
     }
     if durable.store.get(GC_EPOCH_KEY)? != epoch {
         durable.store.put_batch(&nodes)?;

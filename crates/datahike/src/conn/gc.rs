@@ -169,6 +169,12 @@ impl Conn {
     /// A reader holding a database value older than `remove_before` may find its nodes gone,
     /// as in Datahike: choose the cutoff older than any snapshot still read.
     pub fn gc_storage(&self, remove_before: Option<i64>) -> Result<GcReport> {
+        if self.0.config.read_only {
+            return Err(Error::Database(format!(
+                "Cannot collect garbage through a read-only connection (:read-only? true): {}",
+                pr_str(&self.0.config.store.to_edn())
+            )));
+        }
         let _one = lock(&COLLECTING);
         // The head then covers every commit so far: their packs and nodes are stored.
         self.flush()?;
@@ -192,9 +198,9 @@ impl Conn {
         }
         // The sweep runs under the writer lock: no head moves meanwhile. Heads published since
         // the marking are marked now (shared subtrees are already marked, so this is cheap).
-        let mut writer = lock(&self.0.writer);
+        let writer = lock(&self.0.writer);
         let _guard = store.lock_writer()?;
-        marker.mark_heads(&heads)?;
+        let heads_now = marker.mark_heads(&heads)?;
         // Snapshots recorded since the listing (flushes that published a head and were
         // superseded meanwhile, branches made) are kept whole: their records are not swept,
         // so neither may be the older nodes they share.
@@ -229,12 +235,15 @@ impl Conn {
         // A flush that skipped writing a node this sweep deleted (the same content) sees the
         // epoch change and writes its nodes again before publishing its head.
         store.put_batch(&[(GC_EPOCH_KEY.to_string(), uuid::Uuid::new_v4().as_bytes().to_vec())])?;
-        if let Some(durable) = writer.durable.as_mut() {
-            if durable.unflushed.is_empty() {
-                durable.log_writer = None;
-                store.log_delete(&durable.log)?;
-            }
+        // Log records that a head covers go, so that purged data leaves the logs too. Heads as
+        // read under the lock: a record newer than its branch's head (another process's
+        // commit not flushed yet) stays.
+        for (key, bytes) in &heads_now {
+            let head = Head::decode(key, bytes)?;
+            let branch = key.strip_prefix("heads/").unwrap_or(key);
+            store.log_discard_all(&head.log_name(branch), u64::try_from(head.max_tx).unwrap_or(0))?;
         }
+        drop(writer);
         Ok(GcReport { deleted: doomed, kept_commits, kept_nodes: marker.marked.len() })
     }
 }

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::index::codec::{self, Reader};
 use crate::index::{IndexRoot, NodeCache, PendingFlush};
 use crate::schema::{is_schema_attr, Schema};
-use crate::store::{backend, FileStore, MemoryStore, OpenMode, Store};
+use crate::store::{backend, FileStore, MemoryStore, OpenMode, Store, StoreError};
 use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
@@ -83,6 +83,8 @@ struct Durable {
     /// The log holds records that do not follow the head (see [`replay`]): clear it before
     /// the next append.
     stale_log: bool,
+    /// Log appends of the transaction under way that lost to another writer.
+    conflicts: usize,
 }
 
 struct Writer {
@@ -128,8 +130,33 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// The current database value.
+    /// The current database value. On a read-only connection (a reader on shared storage,
+    /// `:read-only? true`) this is the latest committed value, read from the store when it
+    /// has changed (see [`Conn::latest`]); should reading the store fail, the value read last.
     pub fn db(&self) -> Db {
+        if self.0.config.read_only {
+            if let Ok(db) = self.latest() {
+                return db;
+            }
+        }
+        self.current_value()
+    }
+
+    /// The latest committed value. A connection that writes has it in memory; a read-only
+    /// connection reads the branch head (one read) and, when nothing else changed, only the
+    /// log records after the value it holds. Values already returned stay as they are: each
+    /// is a consistent snapshot. Readers take no lock of the store and never block a writer.
+    pub fn latest(&self) -> Result<Db> {
+        if !self.0.config.read_only {
+            return Ok(self.current_value());
+        }
+        let mut writer = lock(&self.0.writer);
+        let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
+        self.catch_up(durable, self.current_value(), false)
+    }
+
+    /// The value this connection holds now, without looking at the store.
+    fn current_value(&self) -> Db {
         self.0.current.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -174,17 +201,28 @@ impl Conn {
         listeners.len() != before
     }
 
-    /// Releases this handle; the last release of a store flushes its indices.
+    /// Releases this handle; the last release of a store flushes its indices (a read-only
+    /// connection writes nothing) and closes the connection, also when that flush fails: the
+    /// next `connect` opens a fresh one from the store, where every acknowledged transaction
+    /// is (in the log, if not in a flushed index).
     pub fn release(&self) -> Result<()> {
         let last = {
             let mut refs = lock(&self.0.refs);
             *refs = refs.saturating_sub(1);
             *refs == 0
         };
-        if last {
-            self.flush()?;
-            lock(registry()).remove(&self.0.key);
+        if !last {
+            return Ok(());
         }
-        Ok(())
+        {
+            let mut registry = lock(registry());
+            if registry.get(&self.0.key).is_some_and(|inner| Arc::ptr_eq(inner, &self.0)) {
+                registry.remove(&self.0.key);
+            }
+        }
+        let flushed = if self.0.config.read_only { Ok(()) } else { self.flush() };
+        let mut writer = lock(&self.0.writer);
+        writer.durable = None;
+        flushed
     }
 }

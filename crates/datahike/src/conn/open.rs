@@ -217,8 +217,25 @@ pub fn connect(config: &Config) -> Result<Conn> {
     Ok(Conn(inner))
 }
 
-/// Reads the head, opens the indices and replays the log after them.
+/// Reads the head, opens the indices and replays the log after them. When the log no longer
+/// holds the records after the head read (another process flushed and discarded them in
+/// between), reads the head again.
 pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db, Durable)> {
+    for _ in 0..MOVED_HEAD_RETRIES {
+        if let Some(opened) = open_durable_once(config, store.clone())? {
+            return Ok(opened);
+        }
+    }
+    Err(Error::Database(format!(
+        "{}: the head kept moving while it was read ({MOVED_HEAD_RETRIES} attempts)",
+        head_key(config)
+    )))
+}
+
+/// How often opening or catching up reads a head again that moved while its log was read.
+pub(super) const MOVED_HEAD_RETRIES: usize = 8;
+
+fn open_durable_once(config: &Config, store: Arc<dyn Store>) -> Result<Option<(Db, Durable)>> {
     let head_key = head_key(config);
     let head_bytes = store
         .get(&head_key)?
@@ -227,7 +244,11 @@ pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db
     let stored_config = read_str(&head.fixed_config)?;
     let mut effective = config.clone();
     // The fixed keys come from the stored database, as Datahike adopts them on connect.
-    if let Ok(stored) = Config::from_edn(&stored_config) {
+    // A stored config this build cannot read (an index implementation not registered in this
+    // process) is an error: the indices cannot be read without it.
+    let stored = Config::from_edn(&stored_config)
+        .map_err(|e| Error::Config(format!("{head_key}: the stored database config {}: {e}", head.fixed_config)))?;
+    {
         if stored.keep_history != config.keep_history || stored.schema_flexibility != config.schema_flexibility {
             // Datahike raises :config-does-not-match-stored-db; we adopt the stored values
             // only when the caller left them at their defaults.
@@ -245,6 +266,7 @@ pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db
         effective.schema_flexibility = stored.schema_flexibility;
         effective.attribute_refs = stored.attribute_refs;
         effective.branching_factor = stored.branching_factor;
+        effective.index = stored.index;
     }
     let config = Arc::new(effective);
     let cache = Arc::new(if matches!(config.store, StoreConfig::Memory { .. }) {
@@ -252,7 +274,7 @@ pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db
     } else {
         NodeCache::with_limit(Some(store.clone()), config.cache_limit())
     });
-    let mut db = db_from_head(&config, &head, &cache)?;
+    let db = db_from_head(&config, &head, &cache)?;
     let log = head.log_name(config.branch.as_str());
     let mut durable = Durable {
         store,
@@ -267,9 +289,9 @@ pub(super) fn open_durable(config: &Config, store: Arc<dyn Store>) -> Result<(Db
         log_writer: None,
         unflushed: Vec::new(),
         stale_log: false,
+        conflicts: 0,
     };
-    db = replay(&mut durable, db)?;
-    Ok((db, durable))
+    Ok(replay(&mut durable, db)?.map(|db| (db, durable)))
 }
 
 /// The database value a head (or a snapshot commit record) names; nodes load lazily.
@@ -312,14 +334,17 @@ pub(super) fn clone_inner(db: &Db) -> DbInner {
     }
 }
 
-/// Applies the log records after `db.max_tx()`.
-pub(super) fn replay(durable: &mut Durable, db: Db) -> Result<Db> {
-    let replayed = replay_log(durable.store.as_ref(), &durable.log, db)?;
+/// Applies the log records after `db.max_tx()`; `None` when the log no longer holds the
+/// records right after `db` (a newer head covers them and a flush discarded them: read the
+/// head again).
+pub(super) fn replay(durable: &mut Durable, db: Db) -> Result<Option<Db>> {
+    let legacy = durable.head.log_id.is_none();
+    let replayed = replay_log(durable.store.as_ref(), &durable.log, db, legacy)?;
     durable.txs_since_flush += replayed.records.len();
     durable.bytes_since_flush += replayed.records.iter().map(|r| r.bytes.len()).sum::<usize>();
     durable.unflushed.extend(replayed.records);
     durable.stale_log |= replayed.stale;
-    Ok(replayed.db)
+    Ok((!replayed.gap).then_some(replayed.db))
 }
 
 /// A log record kept in memory until a flush packs it.
@@ -335,31 +360,48 @@ pub(super) struct Replayed {
     pub(super) records: Vec<LogRecord>,
     /// The log continues with records that do not follow `db` (see [`replay_log`]).
     pub(super) stale: bool,
+    /// The log's first record after `db` is not the next transaction: records were
+    /// discarded under a newer head.
+    pub(super) gap: bool,
 }
 
-/// Applies the records of `log` after `db.max_tx()` to `db`. Records that do not follow
-/// `db`'s commit belong to a lineage a reset of the branch (force-branch) replaced, when it
-/// stopped between publishing the new head and clearing the old log: they end the replay.
-pub(super) fn replay_log(store: &dyn Store, log: &str, mut db: Db) -> Result<Replayed> {
+/// Applies the records of `log` after `db.max_tx()` to `db`. In a log of a head without a log
+/// id (`legacy`), records that do not follow `db`'s commit belong to a lineage a reset of the
+/// branch (force-branch) replaced, when it stopped between publishing the new head and
+/// clearing the old log: they end the replay. In any other log such a record is an error
+/// naming it, never skipped.
+pub(super) fn replay_log(store: &dyn Store, log: &str, mut db: Db, legacy: bool) -> Result<Replayed> {
     let mut records = Vec::new();
     let mut stale = false;
+    let mut gap = false;
     for (seq, bytes) in store.log_read(log, u64::try_from(db.max_tx()).unwrap_or(0))? {
-        let outcome = decode_log_record(&bytes)?;
-        if let (Some(commit), Some(head)) = (&outcome.commit, db.commit_id()) {
-            if commit.parents.first() != Some(&head) {
-                stale = true;
+        let outcome =
+            decode_log_record(&bytes).map_err(|e| Error::Database(format!("log {log}, record {seq}: {e}")))?;
+        if outcome.tx != db.max_tx() + 1 || u64::try_from(outcome.tx).ok() != Some(seq) {
+            if records.is_empty() && outcome.tx > db.max_tx() + 1 && u64::try_from(outcome.tx).ok() == Some(seq) {
+                gap = true;
                 break;
             }
-        }
-        if outcome.tx != db.max_tx() + 1 || u64::try_from(outcome.tx).ok() != Some(seq) {
             return Err(Error::Database(format!(
-                "the transaction log of branch {log} skips from tx {} to tx {} (record {seq})",
+                "the transaction log {log} skips from tx {} to tx {} (record {seq})",
                 db.max_tx(),
                 outcome.tx
             )));
         }
+        if let (Some(commit), Some(head)) = (&outcome.commit, db.commit_id()) {
+            if commit.parents.first() != Some(&head) {
+                if legacy {
+                    stale = true;
+                    break;
+                }
+                return Err(Error::Database(format!(
+                    "log {log}, record {seq}: commit {} does not follow commit {head}",
+                    commit.id
+                )));
+            }
+        }
         db = db.apply_tx(&outcome)?;
         records.push(LogRecord { tx: outcome.tx, commit: outcome.commit.map(|c| c.id), bytes: bytes.into() });
     }
-    Ok(Replayed { db, records, stale })
+    Ok(Replayed { db, records, stale, gap })
 }

@@ -96,18 +96,24 @@ impl Conn {
             return Ok(Some(live.db()));
         }
         let store = self.store()?;
-        let Some(bytes) = store.get(&branch_head_key(branch))? else { return Ok(None) };
-        let head = Head::decode(&branch_head_key(branch), &bytes)?;
-        let current = self.db();
-        let db = db_from_head(&current.0.config, &head, &current.0.cache)?;
-        Ok(Some(replay_log(store.as_ref(), branch.as_str(), db)?.db))
+        let current = self.current_value();
+        for _ in 0..MOVED_HEAD_RETRIES {
+            let Some(bytes) = store.get(&branch_head_key(branch))? else { return Ok(None) };
+            let head = Head::decode(&branch_head_key(branch), &bytes)?;
+            let db = db_from_head(&current.0.config, &head, &current.0.cache)?;
+            let replayed = replay_log(store.as_ref(), &head.log_name(branch.as_str()), db, head.log_id.is_none())?;
+            if !replayed.gap {
+                return Ok(Some(replayed.db));
+            }
+        }
+        Err(Error::Database(format!("{}: the head kept moving while it was read", branch_head_key(branch))))
     }
 
     /// Datahike's `commit-as-db`: the database value of commit `id`, `None` if no commit of
     /// this store has that id (or garbage collection removed it).
     pub fn commit_as_db(&self, id: uuid::Uuid) -> Result<Option<Db>> {
         let store = self.store()?;
-        let current = self.db();
+        let current = self.current_value();
         let (config, cache) = (&current.0.config, &current.0.cache);
         let branches = self.branches()?;
         // 1. A commit of a live connection's log, not flushed yet.

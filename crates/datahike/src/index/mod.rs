@@ -3,13 +3,15 @@
 //! This module knows nothing of transactions or queries.
 
 pub mod codec;
+pub mod conformance;
 mod persistent;
 
 pub use persistent::{CacheLimit, NodeCache, PersistentIndex};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::store::{Store, StoreError};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 /// Errors of the index layer.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,9 @@ pub enum IndexError {
     /// A node named by a root or branch is not in the store.
     #[error("index node {0} is missing from the store")]
     MissingNode(String),
+    /// `:index` names an implementation that is not registered in this process.
+    #[error("no index implementation is registered under :{0} (see datahike::index::register_index)")]
+    Unregistered(String),
     /// A write to the index of a view (history, as-of, since, filter), which is read-only.
     #[error("the index of a history, as-of, since or filter view is read-only")]
     ReadOnlyView,
@@ -130,6 +135,7 @@ pub fn open_index(
         IndexKind::PersistentSet => {
             Ok(Arc::new(PersistentIndex::with_branching(order, temporal, root, cache, branching)?))
         }
+        IndexKind::Registered(name) => registered(name)?.open(order, temporal, root, cache, branching),
     }
 }
 
@@ -138,16 +144,74 @@ pub fn open_index(
 pub enum IndexKind {
     /// `:datahike.index/persistent-set`, the default.
     PersistentSet,
+    /// An implementation registered with [`register_index`] under this keyword.
+    Registered(crate::edn::Keyword),
 }
 
 impl IndexKind {
-    /// Parses the config keyword text (without colon).
+    /// Parses the config keyword text (without colon): the built-in one or a registered one.
     pub fn parse(text: &str) -> Option<IndexKind> {
         match text {
             "datahike.index/persistent-set" => Some(IndexKind::PersistentSet),
+            other if index_registry().read().unwrap_or_else(PoisonError::into_inner).contains_key(other) => {
+                Some(IndexKind::Registered(crate::edn::Keyword::new(other)))
+            }
             _ => None,
         }
     }
+
+    /// The keyword text, e.g. `datahike.index/persistent-set`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexKind::PersistentSet => "datahike.index/persistent-set",
+            IndexKind::Registered(name) => name.as_str(),
+        }
+    }
+}
+
+/// An index implementation that `{:index :my.ns/my-index}` selects: it opens the indices of
+/// a database from their roots and marks what a root reaches for garbage collection. Its
+/// nodes go through the [`NodeCache`] (and so the store) it is given; its indices must pass
+/// [`conformance::check`].
+pub trait IndexFactory: Send + Sync + 'static {
+    /// An index in `order` (`temporal`: a history index, ordered by `added` after `tx`),
+    /// empty when `root` is `None`, else the one a flush recorded as `root`.
+    fn open(
+        &self,
+        order: IndexOrder,
+        temporal: bool,
+        root: Option<&IndexRoot>,
+        cache: &Arc<NodeCache>,
+        branching: usize,
+    ) -> IndexResult<Arc<dyn DatomIndex>>;
+
+    /// Adds to `marked` the store key of every node `root` reaches.
+    fn mark_reachable(
+        &self,
+        root: &IndexRoot,
+        store: &dyn Store,
+        marked: &mut std::collections::HashSet<String>,
+    ) -> IndexResult<()>;
+}
+
+fn index_registry() -> &'static RwLock<HashMap<String, Arc<dyn IndexFactory>>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<String, Arc<dyn IndexFactory>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+/// Registers an index implementation under `name` (a namespaced keyword's text without the
+/// colon, e.g. `"my.ns/my-index"`), so that `{:index :my.ns/my-index}` selects it.
+pub fn register_index(name: &str, factory: Arc<dyn IndexFactory>) {
+    index_registry().write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), factory);
+}
+
+fn registered(name: crate::edn::Keyword) -> IndexResult<Arc<dyn IndexFactory>> {
+    index_registry()
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(name.as_str())
+        .cloned()
+        .ok_or_else(|| IndexError::Unregistered(name.as_str().to_string()))
 }
 
 /// Adds to `marked` the store key of every node reachable from `root` (an index root of any
@@ -161,6 +225,7 @@ pub fn mark_reachable(
     match (kind, &root.address) {
         (IndexKind::PersistentSet, Some(address)) => persistent::mark_reachable(address, store, marked),
         (IndexKind::PersistentSet, None) => Ok(()),
+        (IndexKind::Registered(name), _) => registered(name)?.mark_reachable(root, store, marked),
     }
 }
 

@@ -226,6 +226,9 @@ impl Store for ReadOnlyStore {
     fn log_discard(&self, log: &str, _through: u64) -> StoreResult<()> {
         self.refuse(&format!("log/{log}"))
     }
+    fn log_discard_all(&self, log: &str, _through: u64) -> StoreResult<()> {
+        self.refuse(&format!("log/{log}"))
+    }
     fn log_delete(&self, log: &str) -> StoreResult<()> {
         self.refuse(&format!("log/{log}"))
     }

@@ -7,6 +7,7 @@
 //! FORMAT                    "datahike-rs file store\nformat 2\n"; present = this is a store
 //! LOCK                      flock'd by the single writer (Store::lock_writer)
 //! HEADS.LOCK                flock'd around each compare_and_set
+//! PACKS.LOCK                flock'd by the process rewriting node packs (deletes, compaction)
 //! nodepacks/<time>-<pid>-<n>.pack   keys nodes/<32 hex>: the index nodes of one put_batch
 //! nodes/<2 hex>/<30 hex>    key nodes/<32 hex> as written by format 1 (read, never written)
 //! heads/<escaped branch>    key heads/<branch>
@@ -44,7 +45,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -87,7 +88,9 @@ pub struct FileStore {
     /// Set by the first failed write; from then on every write returns `Poisoned`.
     poison: OnceLock<String>,
     /// Serialises compare-and-set within the handle; the file is flock'd across handles.
-    heads_lock: Mutex<File>,
+    /// Opened on the first compare-and-set, so that opening a store writes nothing (a
+    /// reader may open a read-only directory).
+    heads_lock: Mutex<Option<File>>,
     /// The appender of each log this handle has appended to.
     appenders: Mutex<HashMap<String, Appender>>,
     /// An open `LOCK` file kept between writer locks, so a commit does not reopen it.
@@ -455,18 +458,10 @@ impl FileStore {
                 FORMAT_TEXT
             )));
         }
-        let heads_lock_path = root.join(HEADS_LOCK_FILE);
-        let heads_lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&heads_lock_path)
-            .map_err(io_error(&heads_lock_path))?;
         Ok(FileStore {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             poison: OnceLock::new(),
-            heads_lock: Mutex::new(heads_lock),
+            heads_lock: Mutex::new(None),
             appenders: Mutex::new(HashMap::new()),
             lock_file: Arc::new(Mutex::new(None)),
             packs: Packs::new(&root),
@@ -614,7 +609,13 @@ impl Appender {
         let Some(active) = &self.active else {
             return Ok(true);
         };
-        let size = active.file.metadata().map_err(io_error(&active.path))?.len();
+        let metadata = active.file.metadata().map_err(io_error(&active.path))?;
+        // Unlinked by another handle (the log was cleared or deleted): appending to it would
+        // write where nobody reads.
+        if metadata.nlink() == 0 {
+            return Ok(true);
+        }
+        let size = metadata.len();
         if size != active.size {
             return Ok(true);
         }
@@ -706,12 +707,15 @@ impl Store for FileStore {
         for (key, bytes) in entries {
             let path = self.key_path(key)?;
             match node_address(key) {
-                // A node's bytes are fixed by its address: a node already stored is final.
-                Some(address) if self.packs.contains(address)? => {}
                 Some(address) => nodes.push((address, bytes.as_slice())),
                 None => targets.push((path, bytes.as_slice())),
             }
         }
+        // A node's bytes are fixed by its address: a node stored now is final. "Now" is
+        // checked against the directory, not against what this handle once listed: garbage
+        // collection in another process may have deleted it since (see `Packs::stored`).
+        let stored = self.packs.stored(nodes.iter().map(|(address, _)| *address))?;
+        nodes.retain(|(address, _)| !stored.contains(address));
         self.writing(|| {
             if !nodes.is_empty() {
                 if self.format_v1.load(Ordering::Acquire) {
@@ -720,7 +724,10 @@ impl Store for FileStore {
                     self.format_v1.store(false, Ordering::Release);
                 }
                 self.packs.write(&nodes)?;
-                self.packs.compact()?;
+                // Compaction only keeps the number of packs down: the nodes are durable, and a
+                // compaction that fails (a full disk, another process's rewrite in the way)
+                // is tried again after the next write.
+                let _ = self.packs.compact();
             }
             let mut known_dirs = HashSet::new();
             let mut dirs_to_sync = BTreeSet::new();
@@ -855,10 +862,21 @@ impl Store for FileStore {
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
         self.check_writable()?;
         let path = self.key_path(key)?;
-        let heads_lock = self.heads_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut heads_lock = self.heads_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let lock_path = self.root.join(HEADS_LOCK_FILE);
-        heads_lock.lock().map_err(io_error(&lock_path))?;
-        let _flock = FlockGuard(&heads_lock);
+        let file = match heads_lock.take() {
+            Some(file) => file,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(io_error(&lock_path))?,
+        };
+        let file = &*heads_lock.insert(file);
+        file.lock().map_err(io_error(&lock_path))?;
+        let _flock = FlockGuard(file);
         if read_optional(&path)?.as_deref() != expected {
             return Ok(false);
         }
@@ -964,6 +982,32 @@ impl Store for FileStore {
                 sync_dir(&dir)?;
             }
             Ok(())
+        })
+    }
+
+    fn log_discard_all(&self, log: &str, through: u64) -> StoreResult<()> {
+        self.log_discard(log, through)?;
+        let dir = self.log_dir(log)?;
+        let segments = list_segments(&dir)?;
+        let Some((_, last)) = segments.last() else { return Ok(()) };
+        let bytes = fs::read(last).map_err(io_error(last))?;
+        let (frames, _) = scan_segment(&bytes, last, true)?;
+        if frames.last().is_some_and(|f| f.seq > through) {
+            return Ok(());
+        }
+        // Every record is covered: the last segment goes too. Appenders of other handles find
+        // it unlinked and start a new one.
+        let mut appenders = self.appenders();
+        appenders.remove(log);
+        self.writing(|| {
+            for (_, path) in &segments {
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_error(path)(err)),
+                }
+            }
+            sync_dir(&dir)
         })
     }
 

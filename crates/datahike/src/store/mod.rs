@@ -209,6 +209,14 @@ pub trait Store: Send + Sync + 'static {
         self.delete_batch(&doomed)
     }
 
+    /// Like [`Store::log_discard`], but keeps nothing at or below `through`, whole segments
+    /// included: garbage collection calls it so that purged data leaves the log. The log
+    /// stays open for appends after `through`. The default is `log_discard`, which keeps
+    /// nothing already.
+    fn log_discard_all(&self, log: &str, through: u64) -> StoreResult<()> {
+        self.log_discard(log, through)
+    }
+
     /// Deletes every record of `log`, for good: the log is not appended to again (a branch
     /// that is deleted, or reset to a new log by `force-branch`).
     fn log_delete(&self, log: &str) -> StoreResult<()> {

@@ -33,6 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 /// The directory of the packs, under the store root.
 pub(super) const PACKS_DIR: &str = "nodepacks";
 const PACK_SUFFIX: &str = ".pack";
+/// Locked by the process rewriting packs (see [`Packs::lock_rewrites`]).
+const REWRITE_LOCK_FILE: &str = "PACKS.LOCK";
 const HEAD_MAGIC: &[u8; 8] = b"DHRSPCK1";
 const FOOT_MAGIC: &[u8; 8] = b"DHRSPEND";
 const INDEX_ENTRY_BYTES: usize = 32;
@@ -387,10 +389,38 @@ impl Packs {
         Ok(file)
     }
 
-    /// Whether this handle knows a pack holding `address`.
-    pub(super) fn contains(&self, address: u128) -> StoreResult<bool> {
+    /// Which of `addresses` are stored now: in a pack that this handle knows and that still
+    /// exists (a pack is never changed, only replaced by a rewrite under a new name and then
+    /// unlinked, so a pack file that exists holds every node its index lists). When a pack
+    /// this handle places a node in is gone, the directory is read again first.
+    pub(super) fn stored(&self, addresses: impl Iterator<Item = u128>) -> StoreResult<HashSet<u128>> {
         self.ensure_loaded()?;
-        Ok(self.state.read().unwrap_or_else(PoisonError::into_inner).index.contains_key(&address))
+        let addresses: Vec<u128> = addresses.collect();
+        for _ in 0..2 {
+            let placed: Vec<(u128, Arc<Path>)> = {
+                let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+                addresses
+                    .iter()
+                    .filter_map(|a| {
+                        let no = state.index.get(a)?;
+                        Some((*a, state.packs.get(no)?.path.clone()))
+                    })
+                    .collect()
+            };
+            let mut live: HashMap<Arc<Path>, bool> = HashMap::new();
+            for (_, path) in &placed {
+                if !live.contains_key(path) {
+                    live.insert(path.clone(), path.exists());
+                }
+            }
+            if live.values().all(|exists| *exists) {
+                return Ok(placed.into_iter().map(|(a, _)| a).collect());
+            }
+            self.refresh()?;
+        }
+        // The directory kept changing: write them all again (harmless, a node's bytes are
+        // fixed by its address).
+        Ok(HashSet::new())
     }
 
     /// Every node address in the packs of the directory.
@@ -424,6 +454,7 @@ impl Packs {
     /// rewritten without them (or unlinked when nothing else is in it).
     pub(super) fn delete(&self, addresses: &HashSet<u128>) -> StoreResult<()> {
         let _rewriting = self.rewriting.lock().unwrap_or_else(PoisonError::into_inner);
+        let _other_processes = self.lock_rewrites()?;
         self.refresh()?;
         let groups: Vec<Vec<PackRef>> = {
             let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
@@ -445,6 +476,9 @@ impl Packs {
     /// rewritten about log8(store size / flush size) times over its life.
     pub(super) fn compact(&self) -> StoreResult<()> {
         let _rewriting = self.rewriting.lock().unwrap_or_else(PoisonError::into_inner);
+        let _other_processes = self.lock_rewrites()?;
+        // Packs another process rewrote since this handle last looked are not merged again.
+        self.refresh()?;
         loop {
             let group: Vec<PackRef> = {
                 let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
@@ -469,6 +503,23 @@ impl Packs {
         }
     }
 
+    /// Serialises rewrites (deletes and compactions) across processes: a `flock` on
+    /// `PACKS.LOCK` beside `nodepacks/`. Without it, two processes could merge the same packs, or one
+    /// could merge a pack that the other is rewriting without the nodes a collection deleted
+    /// (bringing purged bytes back).
+    fn lock_rewrites(&self) -> StoreResult<RewriteLock> {
+        let path = self.dir.parent().unwrap_or(&self.dir).join(REWRITE_LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        file.lock().map_err(io_error(&path))?;
+        Ok(RewriteLock(file))
+    }
+
     /// Replaces each group of packs by one new pack of their nodes less `doomed` (none when no
     /// node is left). The new packs are durable before any old pack is unlinked. The caller
     /// holds `rewriting`; readers of this handle go on meanwhile from the old packs.
@@ -478,7 +529,18 @@ impl Packs {
             let mut contents = Vec::with_capacity(group.len());
             for pack in group {
                 let path = self.dir.join(&pack.name);
-                contents.push((path.clone(), fs::read(&path).map_err(io_error(&path))?));
+                match fs::read(&path) {
+                    Ok(bytes) => contents.push((path.clone(), bytes)),
+                    // Gone since the refresh under the lock: only a crashed process's leftover
+                    // handling could do that; its nodes are in the pack that replaced it.
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        return Err(StoreError::Invalid(format!(
+                            "pack {} vanished while being rewritten; try again",
+                            path.display()
+                        )))
+                    }
+                    Err(err) => return Err(io_error(&path)(err)),
+                }
             }
             let mut seen = HashSet::new();
             let mut survivors: Vec<(u128, &[u8])> = Vec::new();
@@ -529,6 +591,15 @@ impl Packs {
         }
         state.rebuild_index();
         Ok(())
+    }
+}
+
+/// Held while this process rewrites packs; unlocked when dropped (or when the file closes).
+struct RewriteLock(File);
+
+impl Drop for RewriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
     }
 }
 
