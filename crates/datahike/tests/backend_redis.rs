@@ -198,3 +198,92 @@ fn an_unreachable_server_is_named() {
     let err = datahike::database_exists(&config).unwrap_err().to_string();
     assert!(err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
 }
+
+/// A Redis server of this test's own, listening for TLS only, with a certificate of a private
+/// authority made here (`openssl`); killed when dropped.
+#[cfg(feature = "redis-tls")]
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+#[cfg(feature = "redis-tls")]
+impl TlsServer {
+    fn start() -> TlsServer {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let sh = |script: &str| {
+            let out = Command::new("sh").arg("-c").arg(script).current_dir(dir.path()).output().expect("sh");
+            assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=datahike test CA'");
+        sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=localhost'");
+        sh("printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && openssl x509 -req -in server.csr \
+            -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port.to_string()])
+            .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", "."])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "the TLS Redis server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        TlsServer { child, port, dir }
+    }
+}
+
+#[cfg(feature = "redis-tls")]
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// TLS by `:tls? true` and by `rediss://`, trusting a private authority through `:ca-cert`;
+/// without it the server's certificate is refused.
+#[cfg(feature = "redis-tls")]
+#[test]
+fn tls_with_a_private_certificate_authority() {
+    if server().is_none() {
+        return;
+    }
+    let tls = TlsServer::start();
+    let ca = tls.dir.path().join("ca.pem").display().to_string();
+    let port = tls.port;
+    let prefix = fresh_prefix("tls");
+    for store in [
+        format!("{{:backend :redis :host \"localhost\" :port {port} :tls? true :ca-cert {ca:?} :prefix {prefix:?}}}"),
+        format!("{{:backend :redis :uri \"rediss://localhost:{port}/0\" :ca-cert {ca:?} :prefix \"{prefix}-uri\"}}"),
+    ] {
+        let config = Config::parse(&format!("{{:store {store} :schema-flexibility :read}}")).unwrap();
+        assert!(!datahike::database_exists(&config).unwrap());
+        datahike::create_database(&config).unwrap();
+        let conn = datahike::connect(&config).unwrap();
+        conn.transact(&read_str(r#"[{:name "over TLS"}]"#).unwrap()).unwrap();
+        conn.release().unwrap();
+        let conn = datahike::connect(&config).unwrap();
+        let name = datahike::q(
+            &read_str("[:find ?n . :where [_ :name ?n]]").unwrap(),
+            &[datahike::QueryInput::from(conn.db())],
+        )
+        .unwrap();
+        assert_eq!(name, Edn::str("over TLS"));
+        conn.release().unwrap();
+        datahike::delete_database(&config).unwrap();
+    }
+    let untrusted = Config::parse(&format!(
+        "{{:store {{:backend :redis :uri \"rediss://localhost:{port}/0\" :prefix {prefix:?}}}}}"
+    ))
+    .unwrap();
+    let err = datahike::database_exists(&untrusted).unwrap_err().to_string();
+    assert!(err.contains(&format!("rediss://localhost:{port}")), "{err}");
+}

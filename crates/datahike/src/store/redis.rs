@@ -61,6 +61,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct RedisConfig {
     info: ConnectionInfo,
     prefix: String,
+    /// A PEM file of the certificate authorities to trust for TLS, instead of the system's.
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -74,6 +76,8 @@ impl RedisConfig {
     /// `rediss://` for TLS where built with it), or `:host`/`:port`, or else the environment's
     /// `REDIS_URL`, or else `127.0.0.1:6379`; then `:username`, `:password` (else the
     /// environment's `REDISCLI_AUTH`), `:db`, and `:prefix` (or `:id`, else `"datahike"`).
+    /// With the cargo feature `redis-tls`, `:tls? true` makes `:host`/`:port` use TLS, and
+    /// `:ca-cert` names a PEM file of certificate authorities to trust instead of the system's.
     pub fn from_edn(config: &Edn) -> StoreResult<RedisConfig> {
         let url = match optional_string_key(config, "redis", "uri")? {
             Some(url) => Some(url),
@@ -102,7 +106,12 @@ impl RedisConfig {
                 .into_connection_info()
                 .map_err(|e| StoreError::Invalid(format!(":store of the :redis backend: {e}")))?,
         };
-        if host.is_some() || port.is_some() {
+        let want_tls = match config.get_kw("tls?") {
+            None | Some(Edn::Nil) | Some(Edn::Bool(false)) => false,
+            Some(Edn::Bool(true)) => true,
+            Some(other) => return Err(invalid("tls?", other, "true or false")),
+        };
+        if host.is_some() || port.is_some() || want_tls {
             let (old_host, old_port, tls) = match info.addr() {
                 ConnectionAddr::Tcp(h, p) => (h.clone(), *p, false),
                 ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
@@ -110,7 +119,7 @@ impl RedisConfig {
             };
             let host = host.unwrap_or(old_host);
             let port = port.unwrap_or(old_port);
-            let addr = if tls { tls_addr(host, port)? } else { ConnectionAddr::Tcp(host, port) };
+            let addr = if tls || want_tls { tls_addr(host, port)? } else { ConnectionAddr::Tcp(host, port) };
             info = info.set_addr(addr);
         }
         let mut settings = info.redis_settings().clone();
@@ -142,7 +151,8 @@ impl RedisConfig {
             Some(Edn::Uuid(u)) => u.to_string(),
             Some(other) => return Err(invalid("prefix", other, "a non-empty string")),
         };
-        Ok(RedisConfig { info, prefix })
+        let ca_cert = optional_string_key(config, "redis", "ca-cert")?.map(std::path::PathBuf::from);
+        Ok(RedisConfig { info, prefix, ca_cert })
     }
 
     /// `redis://host:port/db` (or `rediss://`, or the socket path), without user or password.
@@ -172,6 +182,9 @@ fn invalid(key: &str, value: &Edn, what: &str) -> StoreError {
     StoreError::Invalid(format!(":store :{key} must be {what} for the :redis backend, got {shown}"))
 }
 
+#[cfg(not(feature = "redis-tls"))]
+const TLS_NEEDS_FEATURE: &str = "TLS to Redis (rediss://, :tls?, :ca-cert) needs datahike's cargo feature redis-tls";
+
 #[cfg(feature = "redis-tls")]
 fn tls_addr(host: String, port: u16) -> StoreResult<ConnectionAddr> {
     Ok(ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None })
@@ -179,7 +192,25 @@ fn tls_addr(host: String, port: u16) -> StoreResult<ConnectionAddr> {
 
 #[cfg(not(feature = "redis-tls"))]
 fn tls_addr(_host: String, _port: u16) -> StoreResult<ConnectionAddr> {
-    Err(StoreError::Invalid("rediss:// (TLS) needs datahike's cargo feature redis-tls".into()))
+    Err(StoreError::Invalid(TLS_NEEDS_FEATURE.into()))
+}
+
+/// The client of `config`: TLS with `:ca-cert`'s authorities when given.
+fn client_of(config: &RedisConfig) -> Result<Client, StoreError> {
+    let Some(path) = &config.ca_cert else {
+        return Client::open(config.info.clone()).map_err(|e| StoreError::Invalid(e.to_string()));
+    };
+    #[cfg(feature = "redis-tls")]
+    {
+        let root = std::fs::read(path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root) };
+        Client::build_with_tls(config.info.clone(), certificates).map_err(|e| StoreError::Invalid(e.to_string()))
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let _ = path;
+        Err(StoreError::Invalid(TLS_NEEDS_FEATURE.into()))
+    }
 }
 
 /// The password of a URL's user info, to keep it out of parse errors.
@@ -415,10 +446,13 @@ impl RedisStore {
     pub fn open(config: RedisConfig, create: bool) -> StoreResult<Option<RedisStore>> {
         let place = config.place();
         let secrets = config.secrets();
-        let client = Client::open(config.info.clone()).map_err(|e| StoreError::Backend {
-            backend: "redis",
-            key: "connect".into(),
-            reason: scrub(&format!("{place}: {e}"), &secrets),
+        let client = client_of(&config).map_err(|e| match e {
+            StoreError::Invalid(reason) => StoreError::Backend {
+                backend: "redis",
+                key: "connect".into(),
+                reason: scrub(&format!("{place}: {reason}"), &secrets),
+            },
+            other => other,
         })?;
         let inner = Arc::new(Inner {
             client,
