@@ -72,7 +72,12 @@ fn registry() -> &'static RwLock<BTreeMap<String, Arc<dyn Backend>>> {
 /// The backends this build was compiled with, besides `:memory` and `:file` (which the
 /// database handles itself).
 fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
-    Vec::new()
+    vec![
+        #[cfg(feature = "lmdb")]
+        ("lmdb", Arc::new(super::lmdb::LmdbBackend) as Arc<dyn Backend>),
+        #[cfg(feature = "redis")]
+        ("redis", Arc::new(super::redis::RedisBackend) as Arc<dyn Backend>),
+    ]
 }
 
 /// Registers `backend` under `name` (the keyword without its colon, e.g. `"my-store"`), so
