@@ -76,6 +76,10 @@ fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
         // PostgreSQL and SQLite, chosen by `:dbtype`; either feature registers the backend.
         #[cfg(any(feature = "postgres", feature = "sqlite"))]
         ("jdbc", Arc::new(super::jdbc::Jdbc) as Arc<dyn Backend>),
+        #[cfg(feature = "lmdb")]
+        ("lmdb", Arc::new(super::lmdb::LmdbBackend) as Arc<dyn Backend>),
+        #[cfg(feature = "redis")]
+        ("redis", Arc::new(super::redis::RedisBackend) as Arc<dyn Backend>),
     ]
 }
 

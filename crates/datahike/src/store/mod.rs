@@ -16,12 +16,20 @@ pub mod conformance;
 mod file;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod jdbc;
+#[cfg(feature = "lmdb")]
+mod lmdb;
 mod memory;
 mod pack;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use backend::{register_backend, Backend, OpenMode};
 pub use file::FileStore;
+#[cfg(feature = "lmdb")]
+pub use lmdb::LmdbStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisStore};
 
 use std::path::PathBuf;
 
