@@ -18,6 +18,10 @@ pub fn available() -> Vec<&'static str> {
         }
         Some(Err(_)) => eprintln!("note: {name} is built but {} is not set; not run", var.unwrap_or("")),
     };
+    #[cfg(feature = "lmdb")]
+    want("lmdb", None);
+    #[cfg(feature = "redis")]
+    want("redis", Some("DATAHIKE_TEST_REDIS"));
     #[cfg(feature = "sqlite")]
     want("sqlite", None);
     #[cfg(feature = "postgres")]
@@ -36,6 +40,15 @@ pub fn fresh(backend: &str, prefix: &str) -> (Config, Option<tempfile::TempDir>)
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("db").display().to_string();
             (format!("{{:backend :file :path {path:?}}}"), Some(dir))
+        }
+        "lmdb" => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db").display().to_string();
+            (format!("{{:backend :lmdb :path {path:?}}}"), Some(dir))
+        }
+        "redis" => {
+            let url = std::env::var("DATAHIKE_TEST_REDIS").unwrap();
+            (format!("{{:backend :redis :uri {url:?} :prefix {unique:?}}}"), None)
         }
         "sqlite" => {
             let dir = tempfile::tempdir().unwrap();
