@@ -37,7 +37,7 @@ WEED_ADMIN_PORT=48646 WEED_ADMIN_GRPC_PORT=58646   # opened even with the admin 
 # Credentials: moto accepts any; SeaweedFS is started with these as its one identity, so it
 # checks SigV4 signatures for real (and refuses anonymous requests).
 AWS_KEY=testing AWS_SECRET=testing
-PG_USER=datahike PG_PASSWORD=datahike PG_DB=datahike
+PG_USER=datahike PG_PASSWORD=dthk-test-secret PG_DB=datahike
 
 # Pinned Python packages (versions that installed on this machine kind); their dependencies are
 # pinned by .ci/services-constraints.txt.
@@ -201,7 +201,9 @@ start_postgres() {
   fresh_dir postgres
   touch "$(logfile postgres)"
   [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$d" "$(logfile postgres)"
-  as_postgres "$bin/initdb" -D "$d/data" -U postgres -A trust --no-sync -E UTF8 --locale=C \
+  # Connections over TCP authenticate with a password (SCRAM), so tests see a real failed login;
+  # the bootstrap below comes in through the Unix socket, which trusts the local user.
+  as_postgres "$bin/initdb" -D "$d/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 --no-sync -E UTF8 --locale=C \
     >>"$(logfile postgres)" 2>&1 || die "initdb failed; log: $(logfile postgres)"
   # pg_ctl -w returns once the server accepts connections. On any failure below the server is
   # stopped again, so that a running PostgreSQL always has the datahike role and database.
@@ -211,7 +213,7 @@ start_postgres() {
     pg_abort "$bin" "$d/data"
     die "PostgreSQL did not start on 127.0.0.1:$PG_PORT within ${START_TIMEOUT}s; log: $(logfile postgres)"
   fi
-  if ! "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+  if ! "$bin/psql" -q -v ON_ERROR_STOP=1 -h "$d" -p "$PG_PORT" -U postgres -d postgres \
     -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD'" \
     -c "CREATE DATABASE $PG_DB OWNER $PG_USER" >>"$(logfile postgres)" 2>&1; then
     pg_abort "$bin" "$d/data"
