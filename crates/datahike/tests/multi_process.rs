@@ -4,8 +4,10 @@
 //! store verifies.
 //!
 //! The processes are this test binary itself, started with `DATAHIKE_MP_ROLE` naming the
-//! role; the store is the file backend, or the store map in `DATAHIKE_MP_STORE` (EDN), which
-//! is how the same test runs on the other backends.
+//! role. The scenario runs on the file backend and on every other backend of the build that
+//! processes can share (`common::backends`).
+
+mod common;
 
 use datahike::edn::read_str;
 use datahike::{q, Config, Edn, QueryInput};
@@ -115,20 +117,29 @@ fn spawn(role: &str, config: &str, out: &Path) -> Child {
         .unwrap()
 }
 
-fn store_config(dir: &Path) -> String {
-    match std::env::var("DATAHIKE_MP_STORE") {
-        Ok(store) => format!("{{:store {store} :schema-flexibility :read}}"),
-        Err(_) => format!(
-            "{{:store {{:backend :file :path {:?}}} :schema-flexibility :read}}",
-            dir.join("db").display().to_string()
-        ),
+#[test]
+fn writers_collector_and_readers_on_one_store() {
+    let (store, _dir) = common::backends::fresh_store("file", "mp");
+    scenario(&store);
+}
+
+/// The same on every other backend of the build that several processes can share.
+#[test]
+fn writers_collector_and_readers_on_every_shared_backend() {
+    for backend in common::backends::available() {
+        if matches!(backend, "memory" | "file") {
+            continue;
+        }
+        let (store, _dir) = common::backends::fresh_store(backend, "mp");
+        eprintln!("multi-process on {backend}");
+        scenario(&store);
     }
 }
 
-#[test]
-fn writers_collector_and_readers_on_one_store() {
+/// Two writers, a collector and three readers on the store `store` (EDN text).
+fn scenario(store: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config_text = store_config(dir.path());
+    let config_text = format!("{{:store {store} :schema-flexibility :read}}");
     let config = Config::parse(&config_text).unwrap();
     if datahike::database_exists(&config).unwrap() {
         datahike::delete_database(&config).unwrap();
@@ -183,4 +194,5 @@ fn writers_collector_and_readers_on_one_store() {
     conn.verify_storage().unwrap();
     conn.release().unwrap();
     eprintln!("multi-process: {total} transactions acknowledged, {runs} collections, all there");
+    datahike::delete_database(&config).unwrap();
 }

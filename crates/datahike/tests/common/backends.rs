@@ -33,6 +33,13 @@ pub fn available() -> Vec<&'static str> {
 /// The config of a fresh database on `backend`, and what must live as long as it (a
 /// temporary directory).
 pub fn fresh(backend: &str, prefix: &str) -> (Config, Option<tempfile::TempDir>) {
+    let (store, dir) = fresh_store(backend, prefix);
+    (Config::parse(&format!("{{:store {store}}}")).unwrap(), dir)
+}
+
+/// The `:store` map of a fresh database on `backend` as EDN text (secrets included, for a
+/// child process), and what must live as long as it.
+pub fn fresh_store(backend: &str, prefix: &str) -> (String, Option<tempfile::TempDir>) {
     let unique = format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
     let (store, dir) = match backend {
         "memory" => (format!("{{:backend :memory :id {unique:?}}}"), None),
@@ -68,5 +75,5 @@ pub fn fresh(backend: &str, prefix: &str) -> (Config, Option<tempfile::TempDir>)
         }
         other => panic!("no fresh config for backend {other}"),
     };
-    (Config::parse(&format!("{{:store {store}}}")).unwrap(), dir)
+    (store, dir)
 }
