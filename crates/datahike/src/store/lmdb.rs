@@ -357,14 +357,8 @@ impl LmdbStore {
 
     fn floor_in(&self, txn: &heed::RoTxn<'_, WithoutTls>, log: &str) -> StoreResult<u64> {
         let key = super::log_floor_key(log);
-        match self.read_in(txn, &key)? {
-            None => Ok(0),
-            Some(bytes) => bytes
-                .as_slice()
-                .try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| StoreError::Corrupt { key, reason: format!("a log floor of {} bytes", bytes.len()) }),
-        }
+        let bytes = self.read_in(txn, &key)?;
+        super::decode_log_floor(key, bytes)
     }
 }
 

@@ -292,7 +292,13 @@ fn log_records<S: Store + ?Sized>(store: &S, log: &str) -> StoreResult<Vec<(u64,
 /// The floor of `log` in the default layout: records at or below it are discarded.
 fn log_floor<S: Store + ?Sized>(store: &S, log: &str) -> StoreResult<u64> {
     let key = log_floor_key(log);
-    match store.get(&key)? {
+    let bytes = store.get(&key)?;
+    decode_log_floor(key, bytes)
+}
+
+/// A log floor as stored under `key` (absent: 0).
+pub(crate) fn decode_log_floor(key: String, bytes: Option<Vec<u8>>) -> StoreResult<u64> {
+    match bytes {
         None => Ok(0),
         Some(bytes) => bytes
             .as_slice()
