@@ -191,6 +191,9 @@ impl Store for ReadOnlyStore {
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         self.inner.get_many(keys)
     }
+    fn get_range(&self, key: &str, range: super::ByteRange) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_range(key, range)
+    }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         match entries.first() {
             Some((key, _)) => self.refuse(key),

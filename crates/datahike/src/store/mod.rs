@@ -16,10 +16,12 @@ pub mod conformance;
 mod file;
 mod memory;
 mod pack;
+pub mod packed;
 
 pub use backend::{register_backend, Backend, OpenMode};
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use packed::PackedStore;
 
 use std::path::PathBuf;
 
@@ -93,6 +95,33 @@ impl WriterGuard {
     }
 }
 
+/// Which bytes of a value [`Store::get_range`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `len` bytes from `offset`; fewer when the value ends first.
+    At {
+        /// The first byte.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+    /// The last `len` bytes; the whole value when it is shorter.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The part of `bytes` this range names.
+    pub fn of(self, bytes: &[u8]) -> &[u8] {
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let (start, end) = match self {
+            ByteRange::At { offset, len } => (offset.min(size), offset.saturating_add(len).min(size)),
+            ByteRange::Last(len) => (size.saturating_sub(len), size),
+        };
+        let index = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        bytes.get(index(start)..index(end)).unwrap_or_default()
+    }
+}
+
 /// A durable key-value store, shaped after what Datahike needs from konserve.
 ///
 /// Contract (checked by [`conformance`]):
@@ -109,8 +138,10 @@ impl WriterGuard {
 /// - Methods may be called from several threads and several handles at once; values of at
 ///   least 100 MiB are stored whole.
 ///
-/// A plain key-value backend implements the first six methods plus `destroy`; the log
-/// methods, the writer lock and `get_many` have defaults built on them.
+/// A plain key-value backend implements the first five methods plus `lock_writer` and
+/// `destroy`; the log methods, `get_range` and `get_many` have defaults built on them. Index
+/// nodes (a flush writes ~1,500 at once) go to such a store one key each unless it is wrapped
+/// in a [`PackedStore`], which keeps them in packs of one flush each.
 pub trait Store: Send + Sync + 'static {
     /// The bytes under `key`, or `None` when absent.
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -133,6 +164,13 @@ pub trait Store: Send + Sync + 'static {
     /// (`INSERT ... ON CONFLICT DO NOTHING`, `SET NX`, `If-None-Match: *`) override it.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> StoreResult<bool> {
         self.compare_and_set(key, None, bytes)
+    }
+
+    /// Bytes `range` of the value under `key`, or `None` when absent. The default reads the
+    /// whole value and slices it; object stores override it with a ranged GET, which is how
+    /// [`PackedStore`] reads one node out of a pack of thousands.
+    fn get_range(&self, key: &str, range: ByteRange) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.get(key)?.map(|bytes| range.of(&bytes).to_vec()))
     }
 
     /// The bytes under each key, in the order of `keys`. Remote backends override this to
@@ -343,17 +381,23 @@ pub mod lease {
     /// Waits until the lease is free or expired, then takes it. Dropping the guard gives it
     /// back.
     pub fn acquire(store: Arc<dyn Store>) -> StoreResult<WriterGuard> {
+        acquire_at(store, LEASE_KEY)
+    }
+
+    /// Like [`acquire`], for a lease under another key (e.g. the lock of the node packs'
+    /// rewrites, see [`super::PackedStore`]).
+    pub fn acquire_at(store: Arc<dyn Store>, key: &str) -> StoreResult<WriterGuard> {
         let owner = uuid::Uuid::new_v4();
         let mut backoff = Duration::from_millis(1);
         loop {
-            let current = store.get(LEASE_KEY)?;
+            let current = store.get(key)?;
             let free = match &current {
                 None => true,
                 Some(bytes) => expiry_of(bytes).is_none_or(|expiry| expiry <= now_millis()),
             };
             let mine = encode(&owner, now_millis() + LEASE_MILLIS);
-            if free && store.compare_and_set(LEASE_KEY, current.as_deref(), &mine)? {
-                return Ok(WriterGuard::new(Box::new(Lease { store, held: mine })));
+            if free && store.compare_and_set(key, current.as_deref(), &mine)? {
+                return Ok(WriterGuard::new(Box::new(Lease { store, key: key.to_owned(), held: mine })));
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(50));
@@ -364,6 +408,7 @@ pub mod lease {
     /// after it expired is left alone).
     struct Lease {
         store: Arc<dyn Store>,
+        key: String,
         held: Vec<u8>,
     }
 
@@ -372,7 +417,7 @@ pub mod lease {
             // An expiry of 0: the next writer takes the lease at once. On failure the lease
             // expires by itself.
             let released = b"released 0";
-            let _ = self.store.compare_and_set(LEASE_KEY, Some(&self.held), released);
+            let _ = self.store.compare_and_set(&self.key, Some(&self.held), released);
         }
     }
 }
