@@ -72,7 +72,12 @@ fn registry() -> &'static RwLock<BTreeMap<String, Arc<dyn Backend>>> {
 /// The backends this build was compiled with, besides `:memory` and `:file` (which the
 /// database handles itself).
 fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
-    Vec::new()
+    vec![
+        #[cfg(feature = "s3")]
+        ("s3", Arc::new(super::object::S3Backend) as Arc<dyn Backend>),
+        #[cfg(feature = "gcs")]
+        ("gcs", Arc::new(super::object::GcsBackend) as Arc<dyn Backend>),
+    ]
 }
 
 /// Registers `backend` under `name` (the keyword without its colon, e.g. `"my-store"`), so

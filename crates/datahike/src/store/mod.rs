@@ -15,6 +15,8 @@ pub mod backend;
 pub mod conformance;
 mod file;
 mod memory;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+pub mod object;
 mod pack;
 pub mod packed;
 
@@ -189,27 +191,7 @@ pub trait Store: Send + Sync + 'static {
     /// that [`Store::log_discard`] raises before it deletes records: a record written into a
     /// discarded place (a stale writer that missed a whole flush) finds the floor above it.
     fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
-        let key = log_key(log, seq);
-        let mut framed = Vec::with_capacity(record.len() + 4);
-        framed.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
-        framed.extend_from_slice(record);
-        if !self.put_if_absent(&key, &framed)? {
-            return Err(StoreError::Conflict {
-                key,
-                reason: format!("log {log} already holds record {seq}: another writer committed it first"),
-            });
-        }
-        let floor = log_floor(self, log)?;
-        if floor >= seq {
-            return Err(StoreError::Conflict {
-                key,
-                reason: format!(
-                    "log {log} was discarded through record {floor}: a newer head covers record {seq}, \
-                     so this writer is behind another one"
-                ),
-            });
-        }
-        Ok(())
+        append_record(self, log, seq, record)
     }
 
     /// Every record of `log` with a sequence number greater than `after`, ascending. A torn
@@ -286,6 +268,33 @@ pub trait Store: Send + Sync + 'static {
 /// The key of one log record in the default log implementation.
 pub fn log_key(log: &str, seq: u64) -> String {
     format!("log/{log}/{seq:020}")
+}
+
+/// The default [`Store::log_append`]: `record` under [`log_key`] with a CRC32 before it,
+/// written if absent, then checked against the log's floor. A backend that overrides
+/// `log_append` to note what it appended calls this.
+pub fn append_record<S: Store + ?Sized>(store: &S, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
+    let key = log_key(log, seq);
+    let mut framed = Vec::with_capacity(record.len() + 4);
+    framed.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
+    framed.extend_from_slice(record);
+    if !store.put_if_absent(&key, &framed)? {
+        return Err(StoreError::Conflict {
+            key,
+            reason: format!("log {log} already holds record {seq}: another writer committed it first"),
+        });
+    }
+    let floor = log_floor(store, log)?;
+    if floor >= seq {
+        return Err(StoreError::Conflict {
+            key,
+            reason: format!(
+                "log {log} was discarded through record {floor}: a newer head covers record {seq}, \
+                 so this writer is behind another one"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn log_floor_key(log: &str) -> String {
