@@ -265,6 +265,7 @@ impl ObjectKv {
                 let request = http::Request::builder()
                     .method(http::Method::PUT)
                     .uri(url.as_str())
+                    .header("Content-Length", body.len())
                     .body(object_store::client::HttpRequestBody::from(body))
                     .map_err(|e| fail(format!("cannot build CreateBucket: {e}")))?;
                 // 409 BucketAlreadyOwnedByYou: another process created it meanwhile.
@@ -289,6 +290,7 @@ impl ObjectKv {
                     request = request.header("Authorization", format!("Bearer {}", token.bearer));
                 }
                 let body = format!("{{\"name\":{}}}", Edn::str(bucket));
+                request = request.header("Content-Length", body.len());
                 let request = request
                     .body(object_store::client::HttpRequestBody::from(body))
                     .map_err(|e| fail(format!("cannot build the bucket request: {e}")))?;
@@ -301,7 +303,7 @@ impl ObjectKv {
             .connect(&options)
             .map_err(|e| fail(format!("cannot make an HTTP client: {e}")))?;
         // The request's URL may carry a signature: it is never part of a message.
-        let response = http.execute(request).await.map_err(|e| fail(format!("bucket creation failed: {}", e.kind())))?;
+        let response = http.execute(request).await.map_err(|e| fail(format!("bucket creation failed: {:?}", e.kind())))?;
         let status = response.status().as_u16();
         if ok.contains(&status) {
             Ok(())
