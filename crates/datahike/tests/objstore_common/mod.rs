@@ -179,6 +179,7 @@ fn count(db: &datahike::Db) -> i64 {
         .expect("query");
     match n {
         Edn::Int(n) => n,
+        Edn::Nil => 0,
         other => panic!("count: {other}"),
     }
 }
