@@ -163,13 +163,11 @@ fn int(edn: &Edn) -> i64 {
 /// The pairs a database holds, each checked whole: every transaction wrote two entities with
 /// one `:pair` value, so a snapshot with one of them and not the other is a torn read.
 fn pairs(db: &datahike::Db) -> BTreeSet<i64> {
-    let rows = datahike::q(
-        &read_str("[:find ?p (count ?e) :where [?e :pair ?p]]").unwrap(),
-        &[QueryInput::from(db.clone())],
-    )
-    .expect("query");
+    let rows =
+        datahike::q(&read_str("[:find ?p (count ?e) :where [?e :pair ?p]]").unwrap(), &[QueryInput::from(db.clone())])
+            .expect("query");
     let rows: Vec<Edn> = match rows {
-        Edn::Set(rows) => rows.iter().cloned().collect(),
+        Edn::Set(rows) => rows.to_vec(),
         Edn::Vector(rows) => rows.to_vec(),
         other => panic!("rows: {other}"),
     };
@@ -205,8 +203,7 @@ fn multi_process_role() {
         conn.release().expect("release");
         println!("writer done {i}");
     } else {
-        let config =
-            Config::parse(&format!("{{:store {store} :schema-flexibility :read :read-only? true}}")).unwrap();
+        let config = Config::parse(&format!("{{:store {store} :schema-flexibility :read :read-only? true}}")).unwrap();
         let conn = datahike::connect(&config).expect("reader connect");
         let (mut last, mut reads, mut distinct) = (BTreeSet::new(), 0u64, 0u64);
         while start.elapsed() < Duration::from_secs(READ_SECS) {
@@ -261,7 +258,10 @@ fn several_processes_on_one_bucket(server: &Server) {
         assert!(out.status.success(), "reader failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
         let done = text.lines().find_map(|l| after(l, "reader done ")).expect("reader summary");
         let numbers: Vec<u64> = done.split(' ').map(|n| n.parse().unwrap()).collect();
-        eprintln!("{}: reader: {} reads, {} distinct snapshots, {} pairs at the end", server.name, numbers[0], numbers[1], numbers[2]);
+        eprintln!(
+            "{}: reader: {} reads, {} distinct snapshots, {} pairs at the end",
+            server.name, numbers[0], numbers[1], numbers[2]
+        );
         assert!(numbers[1] >= 2, "a reader never saw the database advance: {done}");
         assert_eq!(numbers[2], acked.len() as u64, "a reader's last snapshot lacks commits");
     }

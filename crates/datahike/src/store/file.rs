@@ -39,9 +39,7 @@
 //! escaped name exceeds the file system's name limit (255 bytes on most) fails with an I/O
 //! error naming the path.
 
-use super::pack::{
-    is_pack_name, node_address, node_hex, node_key, prefix_overlaps, PackMedium, Packs, PACKS_DIR,
-};
+use super::pack::{is_pack_name, node_address, node_hex, node_key, prefix_overlaps, PackMedium, Packs, PACKS_DIR};
 use super::{ByteRange, Store, StoreError, StoreResult, WriterGuard};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};

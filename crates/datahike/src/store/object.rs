@@ -35,9 +35,7 @@ use super::{append_record, lease, ByteRange, PackedStore, Store, StoreError, Sto
 use crate::edn::Edn;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
-};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -149,7 +147,20 @@ pub struct ObjectKv {
     appended: Arc<Mutex<HashMap<String, u64>>>,
     /// How to create the bucket when it is missing.
     creator: Arc<BucketCreator>,
+    /// The bytes and version (ETag, generation) of small values this handle read or wrote
+    /// last: a compare-and-set that expects them sends its conditional PUT without reading
+    /// first (a lease, a head, a log floor: one request instead of two). A stale entry only
+    /// costs the PUT its precondition; it then reads and tries again.
+    versions: Arc<Mutex<Versions>>,
 }
+
+/// Remembered values and their versions, by key.
+type Versions = HashMap<String, (Vec<u8>, UpdateVersion)>;
+
+/// Values up to this size have their version remembered (see `ObjectKv::versions`).
+const VERSIONED_BYTES_MAX: usize = 64 << 10;
+/// Versions remembered at most; past it the memory starts afresh.
+const VERSIONS_MAX: usize = 4096;
 
 impl std::fmt::Debug for ObjectKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,10 +173,39 @@ enum BucketCreator {
     #[cfg(feature = "s3")]
     S3 { client: Arc<object_store::aws::AmazonS3>, region: String },
     #[cfg(feature = "gcs")]
-    Gcs { client: Arc<object_store::gcp::GoogleCloudStorage>, base_url: String, bucket: String, project: Option<String> },
+    Gcs {
+        client: Arc<object_store::gcp::GoogleCloudStorage>,
+        base_url: String,
+        bucket: String,
+        project: Option<String>,
+    },
 }
 
 impl ObjectKv {
+    /// Remembers (or, with `None`, forgets) the version of the value under `key`.
+    fn remember(&self, key: &str, value: Option<(&[u8], UpdateVersion)>) {
+        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        match value {
+            Some((bytes, version))
+                if bytes.len() <= VERSIONED_BYTES_MAX && (version.e_tag.is_some() || version.version.is_some()) =>
+            {
+                if versions.len() >= VERSIONS_MAX {
+                    versions.clear();
+                }
+                versions.insert(key.to_owned(), (bytes.to_vec(), version));
+            }
+            _ => {
+                versions.remove(key);
+            }
+        }
+    }
+
+    /// The version remembered for `key` if its value was `expected`.
+    fn remembered(&self, key: &str, expected: &[u8]) -> Option<UpdateVersion> {
+        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        versions.get(key).filter(|(bytes, _)| bytes == expected).map(|(_, version)| version.clone())
+    }
+
     /// The object path of `key`.
     fn path(&self, key: &str) -> StoreResult<Path> {
         let mut raw = self.root.clone();
@@ -303,7 +343,8 @@ impl ObjectKv {
             .connect(&options)
             .map_err(|e| fail(format!("cannot make an HTTP client: {e}")))?;
         // The request's URL may carry a signature: it is never part of a message.
-        let response = http.execute(request).await.map_err(|e| fail(format!("bucket creation failed: {:?}", e.kind())))?;
+        let response =
+            http.execute(request).await.map_err(|e| fail(format!("bucket creation failed: {:?}", e.kind())))?;
         let status = response.status().as_u16();
         if ok.contains(&status) {
             Ok(())
@@ -327,8 +368,17 @@ impl Store for ObjectKv {
         let (client, this, key) = (self.client.clone(), self.clone(), key.to_owned());
         self.run(async move {
             match client.get(&path).await {
-                Ok(result) => Ok(Some(result.bytes().await.map_err(|e| this.error(&key, &e))?.to_vec())),
-                Err(e) if is_not_found(&e) => Ok(None),
+                Ok(result) => {
+                    let version =
+                        UpdateVersion { e_tag: result.meta.e_tag.clone(), version: result.meta.version.clone() };
+                    let bytes = result.bytes().await.map_err(|e| this.error(&key, &e))?.to_vec();
+                    this.remember(&key, Some((&bytes, version)));
+                    Ok(Some(bytes))
+                }
+                Err(e) if is_not_found(&e) => {
+                    this.remember(&key, None);
+                    Ok(None)
+                }
                 Err(e) => Err(this.error(&key, &e)),
             }
         })
@@ -376,6 +426,9 @@ impl Store for ObjectKv {
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
+        for (key, _) in entries {
+            self.remember(key, None);
+        }
         let puts = entries
             .iter()
             .map(|(key, bytes)| Ok((key.clone(), self.path(key)?, PutPayload::from(bytes.clone()))))
@@ -397,6 +450,9 @@ impl Store for ObjectKv {
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
         if keys.is_empty() {
             return Ok(());
+        }
+        for key in keys {
+            self.remember(key, None);
         }
         let paths = keys.iter().map(|key| self.path(key)).collect::<StoreResult<Vec<_>>>()?;
         let this = self.clone();
@@ -431,30 +487,45 @@ impl Store for ObjectKv {
 
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
         let path = self.path(key)?;
-        let (this, key, new) = (self.clone(), key.to_owned(), PutPayload::from(new.to_vec()));
+        let remembered = expected.and_then(|expected| self.remembered(key, expected));
+        let (this, key, new) = (self.clone(), key.to_owned(), new.to_vec());
         let expected = expected.map(<[u8]>::to_vec);
         self.run(async move {
-            let mode = match expected {
-                None => PutMode::Create,
-                Some(expected) => {
-                    let current = match this.client.get(&path).await {
-                        Ok(result) => result,
-                        Err(e) if is_not_found(&e) => return Ok(false),
-                        Err(e) => return Err(this.error(&key, &e)),
-                    };
-                    let version = UpdateVersion { e_tag: current.meta.e_tag.clone(), version: current.meta.version.clone() };
-                    let bytes = current.bytes().await.map_err(|e| this.error(&key, &e))?;
-                    if bytes.as_ref() != expected.as_slice() {
-                        return Ok(false);
+            let put = |mode: PutMode| {
+                let (this, path, key, new) = (this.clone(), path.clone(), key.clone(), new.clone());
+                async move {
+                    match this.client.put_opts(&path, PutPayload::from(new.clone()), PutOptions::from(mode)).await {
+                        Ok(result) => {
+                            let version = UpdateVersion { e_tag: result.e_tag, version: result.version };
+                            this.remember(&key, Some((&new, version)));
+                            Ok(true)
+                        }
+                        Err(e) if is_precondition(&e) || is_not_found(&e) => {
+                            this.remember(&key, None);
+                            Ok(false)
+                        }
+                        Err(e) => Err(this.error(&key, &e)),
                     }
-                    PutMode::Update(version)
                 }
             };
-            match this.client.put_opts(&path, new, PutOptions::from(mode)).await {
-                Ok(_) => Ok(true),
-                Err(e) if is_precondition(&e) || is_not_found(&e) => Ok(false),
-                Err(e) => Err(this.error(&key, &e)),
+            let Some(expected) = expected else { return put(PutMode::Create).await };
+            if let Some(version) = remembered {
+                if put(PutMode::Update(version)).await? {
+                    return Ok(true);
+                }
             }
+            let current = match this.client.get(&path).await {
+                Ok(result) => result,
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(this.error(&key, &e)),
+            };
+            let version = UpdateVersion { e_tag: current.meta.e_tag.clone(), version: current.meta.version.clone() };
+            let bytes = current.bytes().await.map_err(|e| this.error(&key, &e))?;
+            if bytes.as_ref() != expected.as_slice() {
+                this.remember(&key, Some((&bytes, version)));
+                return Ok(false);
+            }
+            put(PutMode::Update(version)).await
         })
     }
 
@@ -510,6 +581,7 @@ impl Store for ObjectKv {
             Ok(())
         })?;
         self.appended.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner).clear();
         Ok(())
     }
 }
@@ -527,7 +599,9 @@ fn prefix_of(config: &Edn, backend: &str) -> StoreResult<String> {
     let prefix = prefix.trim_matches('/').to_owned();
     if !prefix.is_empty() {
         Path::parse(&prefix).map_err(|e| {
-            StoreError::Invalid(format!(":store :prefix {prefix:?} of the :{backend} backend is not a valid object prefix: {e}"))
+            StoreError::Invalid(format!(
+                ":store :prefix {prefix:?} of the :{backend} backend is not a valid object prefix: {e}"
+            ))
         })?;
     }
     Ok(prefix)
@@ -668,6 +742,7 @@ mod s3 {
                 secrets,
                 appended: Arc::default(),
                 creator: Arc::new(BucketCreator::S3 { client, region }),
+                versions: Arc::default(),
             };
             open_kv(kv, mode)
         }
@@ -706,17 +781,22 @@ mod gcs {
             let project = optional_string_key(config, B, "project-id")?;
             let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
             let key_path = optional_string_key(config, B, "service-account-key")?;
-            let has_env_credentials = ["GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_PATH", "GOOGLE_SERVICE_ACCOUNT_KEY", "GOOGLE_APPLICATION_CREDENTIALS"]
-                .iter()
-                .any(|name| std::env::var(name).is_ok());
+            let has_env_credentials = [
+                "GOOGLE_SERVICE_ACCOUNT",
+                "GOOGLE_SERVICE_ACCOUNT_PATH",
+                "GOOGLE_SERVICE_ACCOUNT_KEY",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+            ]
+            .iter()
+            .any(|name| std::env::var(name).is_ok());
             if let Some(path) = &key_path {
                 builder = builder.with_service_account_path(path);
             }
             let mut base_url = "https://storage.googleapis.com".to_owned();
             if let Some(endpoint) = &endpoint {
-                builder = builder
-                    .with_base_url(endpoint)
-                    .with_client_options(object_store::ClientOptions::new().with_allow_http(endpoint.starts_with("http://")));
+                builder = builder.with_base_url(endpoint).with_client_options(
+                    object_store::ClientOptions::new().with_allow_http(endpoint.starts_with("http://")),
+                );
                 base_url.clone_from(endpoint);
                 if key_path.is_none() && !has_env_credentials {
                     // An emulator: no OAuth.
@@ -739,6 +819,7 @@ mod gcs {
                 secrets,
                 appended: Arc::default(),
                 creator: Arc::new(BucketCreator::Gcs { client, base_url, bucket, project }),
+                versions: Arc::default(),
             };
             open_kv(kv, mode)
         }
@@ -765,7 +846,8 @@ mod tests {
 
     #[test]
     fn segments_escape_and_round_trip() {
-        for segment in ["", ".", "..", ".hidden", "a b", "%41", "ü", "x~tmp", "q?x=1&y=#z", "00000000000000000001", "%"] {
+        for segment in ["", ".", "..", ".hidden", "a b", "%41", "ü", "x~tmp", "q?x=1&y=#z", "00000000000000000001", "%"]
+        {
             let escaped = escape_segment(segment);
             assert!(Path::parse(&escaped).is_ok(), "{segment:?} -> {escaped:?}");
             assert!(escaped != "." && escaped != "..");

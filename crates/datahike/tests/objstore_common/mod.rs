@@ -191,7 +191,8 @@ pub fn flush_writes_one_pack_and_reads_by_range(server: &Server) {
     let store = Server::store_of(&server.fresh_config(""));
     let kv = (server.open_kv)(&store, OpenMode::Create).expect("create").expect("store");
     let counting = Arc::new(PackedStore::new(Counting::new(kv)));
-    let config = Config { schema_flexibility: datahike::SchemaFlexibility::Read, ..Config::with_store(counting.clone()) };
+    let config =
+        Config { schema_flexibility: datahike::SchemaFlexibility::Read, ..Config::with_store(counting.clone()) };
     datahike::create_database(&config).expect("create-database");
     let conn = datahike::connect(&config).expect("connect");
     for t in 0..20 {
