@@ -3,8 +3,16 @@
 //! runners, so `tools/compare.py` checks our answers and puts us beside the peers.
 //!
 //! ```text
-//! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
+//! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both|STORE] [--dir TMP]
 //! ```
+//!
+//! `STORE` is a `:store` map, e.g. `'{:backend :s3 :bucket "b" :endpoint "http://127.0.0.1:9000"}'`
+//! (with the cargo feature of its backend); each database gets its own `:prefix` in it, and
+//! the peer is named `datahike-rs-<backend>` (or `--label`). Besides the workload's ops, such
+//! a run (and the file backend's) measures `q-cold` (query q2 on a new read-only connection,
+//! nothing cached) and `readers-1`, `readers-2`, `readers-4` (that many reader processes, each
+//! a read-only connection running q2 against the latest value for `--reader-secs`; reported
+//! as the time per query over all of them).
 //!
 //! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
@@ -34,6 +42,8 @@ struct Args {
     sample_max: usize,
     load_warmup: usize,
     load_samples: usize,
+    label: Option<String>,
+    reader_secs: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +60,8 @@ fn parse_args() -> Result<Args, String> {
         sample_max: 1000,
         load_warmup: 1,
         load_samples: 3,
+        label: None,
+        reader_secs: 5.0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,7 +77,8 @@ fn parse_args() -> Result<Args, String> {
                 a.backends = match val.as_str() {
                     "both" => vec!["file".into(), "memory".into()],
                     "file" | "memory" => vec![val],
-                    other => return Err(format!("--backend must be file, memory or both, got {other}")),
+                    store if store.trim_start().starts_with('{') => vec![val],
+                    other => return Err(format!("--backend must be file, memory, both or a :store map, got {other}")),
                 }
             }
             "--dir" => a.dir = PathBuf::from(val),
@@ -76,6 +89,8 @@ fn parse_args() -> Result<Args, String> {
             "--sample-max" => a.sample_max = num(&val)? as usize,
             "--load-warmup" => a.load_warmup = num(&val)? as usize,
             "--load-samples" => a.load_samples = num(&val)? as usize,
+            "--label" => a.label = Some(val),
+            "--reader-secs" => a.reader_secs = num(&val)?,
             other => return Err(format!("unknown argument {other}")),
         }
         i += 2;
@@ -148,7 +163,9 @@ impl Bench {
         self.counter += 1;
         let mut c = match backend {
             "file" => Config::file(self.args.dir.join(format!("db-{}-{}", std::process::id(), self.counter))),
-            _ => Config::memory(&format!("bench-{}-{}", std::process::id(), self.counter)),
+            "memory" => Config::memory(&format!("bench-{}-{}", std::process::id(), self.counter)),
+            store => Config::parse(&store_config(store, &format!("bench-{}-{}", std::process::id(), self.counter)))
+                .expect("the --backend :store map"),
         };
         // The peers keep no history; Datahike's benchmark switches it off too.
         c.keep_history = false;
@@ -223,6 +240,33 @@ impl Bench {
     }
 }
 
+/// A config text of the `:store` map `store` with `:prefix` set to `prefix`.
+fn store_config(store: &str, prefix: &str) -> String {
+    let body = store.trim().strip_suffix('}').expect("a :store map ends with }");
+    format!("{{:store {body} :prefix {prefix:?}}}}}")
+}
+
+/// The query the reader ops run.
+const READER_QUERY: &str = r#"[:find ?e ?a :where [?e :name "Ivan"] [?e :age ?a]]"#;
+
+/// `--reader CONFIG`: one reader process of the `readers-N` ops. Connects read-only, runs
+/// [`READER_QUERY`] against the latest value for `secs` seconds, prints the count.
+fn reader_main(config: &str, secs: f64) {
+    let config = Config { read_only: true, ..Config::parse(config).expect("reader config") };
+    let conn = datahike::connect(&config).expect("reader connect");
+    let query = edn::read_str(READER_QUERY).expect("query");
+    let run = || datahike::q(&query, &[QueryInput::from(conn.db())]).expect("reader query");
+    run();
+    let start = Instant::now();
+    let mut queries = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        run();
+        queries += 1;
+    }
+    println!("queries {queries} {}", start.elapsed().as_secs_f64());
+    conn.release().expect("release");
+}
+
 fn person_datoms(conn: &Conn) -> i64 {
     let db = conn.db();
     ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
@@ -268,6 +312,12 @@ fn bytes_written_by_process() -> u64 {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--reader") {
+        let secs = argv.get(3).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+        reader_main(argv.get(2).expect("--reader CONFIG SECS"), secs);
+        return;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -289,8 +339,16 @@ fn main() {
     let mut b = Bench { args, n, people, params, counter: 0 };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
-        let peer = format!("datahike-rs-{}", if backend == "file" { "file" } else { "mem" });
-        let durable = backend == "file";
+        let name = match backend.as_str() {
+            "file" => "file".to_owned(),
+            "memory" => "mem".to_owned(),
+            store => edn::read_str(store)
+                .ok()
+                .and_then(|m| m.get_kw("backend").and_then(Edn::as_keyword).map(|k| k.name().to_owned()))
+                .unwrap_or_else(|| "store".to_owned()),
+        };
+        let peer = format!("datahike-rs-{}", b.args.label.clone().unwrap_or(name));
+        let durable = backend != "memory";
         let tx_all = Edn::Vector(b.people.clone());
         // load-bulk (also fills the database the read ops use)
         let mut loaded: Option<Conn> = None;
@@ -387,6 +445,50 @@ fn main() {
                 };
                 (rows.len() as i64, Some(check))
             });
+        }
+        if durable && b.wanted("q-cold") {
+            // A new read-only connection (its own, empty node cache) and its first query.
+            let config = Config { read_only: true, ..conn.config().clone() };
+            let query = edn::read_str(READER_QUERY).expect("query");
+            b.bench(&peer, "q-cold", true, durable, |_, _| {
+                let c = datahike::connect(&config).expect("connect");
+                let rows = datahike::q(&query, &[QueryInput::from(c.db())]).expect("query");
+                c.release().expect("release");
+                (rows.as_seq().map_or(0, |r| r.len() as i64), None)
+            });
+        }
+        for readers in [1usize, 2, 4] {
+            let op = format!("readers-{readers}");
+            if !durable || !b.wanted(&op) {
+                continue;
+            }
+            let config = edn::pr_str(&conn.config().to_edn());
+            let secs = b.args.reader_secs;
+            let children: Vec<_> = (0..readers)
+                .map(|_| {
+                    std::process::Command::new(std::env::current_exe().expect("exe"))
+                        .args(["--reader", &config, &secs.to_string()])
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("spawn a reader")
+                })
+                .collect();
+            let (mut queries, mut per_s) = (0u64, 0.0f64);
+            for child in children {
+                let out = child.wait_with_output().expect("reader");
+                assert!(out.status.success(), "a reader process failed");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let line = text.lines().find_map(|l| l.strip_prefix("queries ")).expect("reader output");
+                let mut parts = line.split(' ');
+                let n: u64 = parts.next().and_then(|p| p.parse().ok()).expect("count");
+                let elapsed: f64 = parts.next().and_then(|p| p.parse().ok()).expect("secs");
+                queries += n;
+                per_s += n as f64 / elapsed;
+            }
+            b.emit(json!({"peer": peer, "op": op, "n": b.n, "readers": readers, "queries": queries,
+                          "queries_per_s": per_s.round(), "median_ms": r3(readers as f64 * 1000.0 / per_s.max(1e-9)),
+                          "min_ms": null, "max_ms": null, "result_count": null, "durable": durable,
+                          "note": "per-query time of one reader process running q2 on the latest value"}));
         }
         if b.wanted("pull-wildcard") || b.wanted("pull-nested") {
             let eids = b.params.get_kw("pull-eids").cloned().expect("pull-eids");
