@@ -638,7 +638,7 @@ fn open_kv(kv: ObjectKv, mode: OpenMode) -> StoreResult<Option<ObjectKv>> {
 
 /// The name of the store in messages and the connection registry: no secrets.
 fn store_name(scheme: &str, endpoint: Option<&str>, bucket: &str, prefix: &str) -> String {
-    let at = endpoint.map(|e| format!(" at {e}")).unwrap_or_default();
+    let at = endpoint.filter(|e| !e.is_empty()).map(|e| format!(" at {e}")).unwrap_or_default();
     format!("{scheme}://{bucket}/{prefix}{at}")
 }
 
