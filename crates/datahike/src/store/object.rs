@@ -354,6 +354,13 @@ impl ObjectKv {
     }
 }
 
+/// Whether one of `keys` is a directory of another: `a` and `a/x`.
+fn has_nested_keys<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> bool {
+    let directories: std::collections::HashSet<&str> =
+        keys.clone().flat_map(|key| key.match_indices('/').map(move |(at, _)| &key[..at])).collect();
+    keys.into_iter().any(|key| directories.contains(key))
+}
+
 fn is_not_found(err: &object_store::Error) -> bool {
     matches!(err, object_store::Error::NotFound { .. })
 }
@@ -434,13 +441,18 @@ impl Store for ObjectKv {
             .map(|(key, bytes)| Ok((key.clone(), self.path(key)?, PutPayload::from(bytes.clone()))))
             .collect::<StoreResult<Vec<_>>>()?;
         let this = self.clone();
+        // A key that is a directory of another (`heads/a` beside `heads/a/x`): servers that
+        // keep objects in a file system (SeaweedFS) can lose one of the two when both are
+        // created at once, so such a batch is written one key after another.
+        let concurrency =
+            if has_nested_keys(entries.iter().map(|(key, _)| key.as_str())) { 1 } else { CONCURRENT_REQUESTS };
         self.run(async move {
             stream::iter(puts)
                 .map(|(key, path, payload)| {
                     let this = this.clone();
                     async move { this.client.put(&path, payload).await.map(|_| ()).map_err(|e| this.error(&key, &e)) }
                 })
-                .buffer_unordered(CONCURRENT_REQUESTS)
+                .buffer_unordered(concurrency)
                 .try_collect::<Vec<()>>()
                 .await
                 .map(|_| ())
@@ -855,5 +867,12 @@ mod tests {
         }
         assert_eq!(escape_segment("nodepacks"), "nodepacks");
         assert_eq!(unescape_segment("%2e"), None, "only the canonical spelling is a key");
+    }
+
+    #[test]
+    fn nested_keys_are_found() {
+        assert!(has_nested_keys(["heads/a", "heads/a/x"].into_iter()));
+        assert!(has_nested_keys(["..", "../escape"].into_iter()));
+        assert!(!has_nested_keys(["heads/a", "heads/ab", "heads/b/x"].into_iter()));
     }
 }
