@@ -378,6 +378,9 @@ pub mod lease {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// A lease given back: free (its expiry is 0).
+    const RELEASED: &[u8] = b"released 0";
+
     /// `<owner uuid> <expiry ms>`
     fn encode(owner: &uuid::Uuid, expiry: u64) -> Vec<u8> {
         format!("{owner} {expiry}").into_bytes()
@@ -397,6 +400,12 @@ pub mod lease {
     /// rewrites, see [`super::PackedStore`]).
     pub fn acquire_at(store: Arc<dyn Store>, key: &str) -> StoreResult<WriterGuard> {
         let owner = uuid::Uuid::new_v4();
+        // A lease given back is free: taken straight away by compare-and-set, without reading
+        // it first (on an object store that remembers the version it wrote, one request).
+        let mine = encode(&owner, now_millis() + LEASE_MILLIS);
+        if store.compare_and_set(key, Some(RELEASED), &mine)? {
+            return Ok(WriterGuard::new(Box::new(Lease { store, key: key.to_owned(), held: mine })));
+        }
         let mut backoff = Duration::from_millis(1);
         loop {
             let current = store.get(key)?;
@@ -425,8 +434,7 @@ pub mod lease {
         fn drop(&mut self) {
             // An expiry of 0: the next writer takes the lease at once. On failure the lease
             // expires by itself.
-            let released = b"released 0";
-            let _ = self.store.compare_and_set(&self.key, Some(&self.held), released);
+            let _ = self.store.compare_and_set(&self.key, Some(&self.held), RELEASED);
         }
     }
 }
