@@ -561,7 +561,7 @@ mod tests {
             prop_assert_eq!(r.fixed(1).unwrap(), &[7][..]);
             prop_assert!(r.finish().is_ok());
             prop_assert!(r.fixed(1).is_err());
-            prop_assert_eq!(r.rest(), &[][..]);
+            prop_assert_eq!(r.rest(), &[0u8; 0][..]);
         }
 
         #[test]

@@ -80,6 +80,10 @@ fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
         ("lmdb", Arc::new(super::lmdb::LmdbBackend) as Arc<dyn Backend>),
         #[cfg(feature = "redis")]
         ("redis", Arc::new(super::redis::RedisBackend) as Arc<dyn Backend>),
+        #[cfg(feature = "s3")]
+        ("s3", Arc::new(super::object::S3Backend) as Arc<dyn Backend>),
+        #[cfg(feature = "gcs")]
+        ("gcs", Arc::new(super::object::GcsBackend) as Arc<dyn Backend>),
     ]
 }
 
@@ -201,6 +205,9 @@ impl Store for ReadOnlyStore {
     }
     fn prefers_batched_reads(&self) -> bool {
         self.inner.prefers_batched_reads()
+    }
+    fn get_range(&self, key: &str, range: super::ByteRange) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_range(key, range)
     }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         match entries.first() {

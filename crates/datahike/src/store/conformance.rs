@@ -68,9 +68,28 @@ pub fn run_all(make: impl Fn() -> Subject) {
 }
 
 /// One `#[test]` per check of the suite, each on a fresh subject from `$make` (a function or
-/// closure returning a [`Subject`]).
+/// closure returning a [`Subject`]). With `optional:` before it, `$make` returns an
+/// `Option<Subject>`, and a check given `None` (the server under test is not configured)
+/// passes without running: `store_conformance_tests!(optional: my_server_subject)`.
 #[macro_export]
 macro_rules! store_conformance_tests {
+    (optional: $make:expr) => {
+        $crate::store_conformance_tests!(@optional $make;
+            get_put_delete missing_keys nodes_and_list odd_keys prefixes_of_one_another compare_and_set
+            compare_and_set_concurrent put_if_absent put_if_absent_concurrent log_append_read_discard
+            log_fences_stale_writers log_large_records large_values get_many concurrent_readers reopen
+            writer_lock_excludes destroy);
+    };
+    (@optional $make:expr; $($check:ident)*) => {
+        $(
+            #[test]
+            fn $check() {
+                if let Some(subject) = ($make)() {
+                    $crate::store::conformance::$check(&subject);
+                }
+            }
+        )*
+    };
     ($make:expr) => {
         $crate::store_conformance_tests!(@each $make;
             get_put_delete missing_keys nodes_and_list odd_keys prefixes_of_one_another compare_and_set

@@ -39,8 +39,8 @@
 //! escaped name exceeds the file system's name limit (255 bytes on most) fails with an I/O
 //! error naming the path.
 
-use super::pack::{Packs, PACKS_DIR};
-use super::{Store, StoreError, StoreResult, WriterGuard};
+use super::pack::{is_pack_name, node_address, node_hex, node_key, prefix_overlaps, PackMedium, Packs, PACKS_DIR};
+use super::{ByteRange, Store, StoreError, StoreResult, WriterGuard};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -99,7 +99,7 @@ pub struct FileStore {
     /// An open `LOCK` file kept between writer locks, so a commit does not reopen it.
     lock_file: Arc<Mutex<Option<File>>>,
     /// The index nodes in pack files.
-    packs: Packs,
+    packs: Packs<PackDir>,
     /// Whether `FORMAT` still says format 1 (no pack written yet).
     format_v1: AtomicBool,
 }
@@ -170,7 +170,7 @@ impl Drop for FileWriterGuard {
 }
 
 /// A closure wrapping an `io::Error` into a [`StoreError::Io`] naming `path`.
-pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
@@ -214,28 +214,6 @@ fn unescape(file_name: &str) -> Option<String> {
     (escape(&name) == file_name).then_some(name)
 }
 
-/// The 32 lowercase hex digits of a node key, if `key` is one.
-fn node_hex(key: &str) -> Option<&str> {
-    let hex = key.strip_prefix("nodes/")?;
-    let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-    (hex.len() == 32 && hex.as_bytes().iter().all(is_hex)).then_some(hex)
-}
-
-/// The address of a node key, if `key` is one.
-fn node_address(key: &str) -> Option<u128> {
-    u128::from_str_radix(node_hex(key)?, 16).ok()
-}
-
-/// The key of the node at `address`.
-fn node_key(address: u128) -> String {
-    format!("nodes/{address:032x}")
-}
-
-/// Whether `prefix` can match keys under `key_start` (or `key_start` itself).
-fn prefix_overlaps(prefix: &str, key_start: &str) -> bool {
-    prefix.starts_with(key_start) || key_start.starts_with(prefix)
-}
-
 /// A name for a temporary file, unique among processes and handles.
 fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -243,7 +221,7 @@ fn temp_name() -> String {
 }
 
 /// Makes the entries of directory `dir` durable.
-pub(super) fn sync_dir(dir: &Path) -> StoreResult<()> {
+fn sync_dir(dir: &Path) -> StoreResult<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
@@ -257,7 +235,7 @@ fn read_optional(path: &Path) -> StoreResult<Option<Vec<u8>>> {
 }
 
 /// The names in directory `dir`, or none when it does not exist.
-pub(super) fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
+fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -304,7 +282,7 @@ fn ensure_dir(dir: &Path, known: &mut HashSet<PathBuf>, dirs_to_sync: &mut BTree
 
 /// Writes `bytes` to `path` through a fsync'd temporary file and a rename, then fsyncs the
 /// directory.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut dirs_to_sync = BTreeSet::new();
     ensure_dir(dir, &mut HashSet::new(), &mut dirs_to_sync)?;
@@ -494,7 +472,7 @@ impl FileStore {
             appenders: Mutex::new(HashMap::new()),
             read_cursors: Mutex::new(HashMap::new()),
             lock_file: Arc::new(Mutex::new(None)),
-            packs: Packs::new(&root),
+            packs: Packs::new(PackDir::new(&root)),
             format_v1: AtomicBool::new(format_v1),
             root,
         })
@@ -700,7 +678,7 @@ impl Appender {
     }
 }
 
-pub(super) fn to_u64(n: usize) -> u64 {
+fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
@@ -714,20 +692,147 @@ impl std::fmt::Debug for FileStore {
     }
 }
 
+/// Open pack files kept between reads; reads of further packs open and close their file.
+const OPEN_PACKS_MAX: usize = 128;
+/// Locked by the process rewriting packs (see [`PackMedium::lock_rewrites`]).
+const PACKS_LOCK_FILE: &str = "PACKS.LOCK";
+
+/// The node packs of a file store: files in `nodepacks/`, each written through a temporary,
+/// `fdatasync`'d, renamed and the directory `fsync`'d; rewrites `flock` `PACKS.LOCK`.
+pub(super) struct PackDir {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    /// Packs kept open, by name.
+    files: Mutex<HashMap<String, Arc<File>>>,
+}
+
+impl PackDir {
+    fn new(root: &Path) -> PackDir {
+        PackDir { dir: root.join(PACKS_DIR), lock_path: root.join(PACKS_LOCK_FILE), files: Mutex::new(HashMap::new()) }
+    }
+
+    /// The open file of pack `name`, opened now if it is not kept open; `None` when it does
+    /// not exist or was unlinked.
+    fn open(&self, name: &str) -> StoreResult<Option<Arc<File>>> {
+        let kept = self.files.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned();
+        let file = match kept {
+            Some(file) => file,
+            None => {
+                let path = self.dir.join(name);
+                let file = match File::open(&path) {
+                    Ok(file) => Arc::new(file),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(err) => return Err(io_error(&path)(err)),
+                };
+                let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+                if files.len() < OPEN_PACKS_MAX {
+                    files.insert(name.to_owned(), file.clone());
+                }
+                file
+            }
+        };
+        // A kept-open pack that another handle has since unlinked (rewritten without deleted
+        // nodes) must not be read: it may hold nodes that are gone, and closing it frees its
+        // space.
+        let metadata = file.metadata().map_err(io_error(&self.dir.join(name)))?;
+        if metadata.nlink() == 0 {
+            self.forget(name);
+            return Ok(None);
+        }
+        Ok(Some(file))
+    }
+}
+
+/// Holds the `flock` on `PACKS.LOCK` until dropped (or until the file closes).
+struct RewriteLock(File);
+
+impl Drop for RewriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+impl PackMedium for PackDir {
+    fn describe(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn list(&self) -> StoreResult<Vec<String>> {
+        let mut names = dir_names(&self.dir)?;
+        names.retain(|name| is_pack_name(name));
+        Ok(names)
+    }
+
+    fn read(&self, name: &str, range: ByteRange) -> StoreResult<Option<Vec<u8>>> {
+        let Some(file) = self.open(name)? else { return Ok(None) };
+        let path = || self.dir.join(name);
+        let (offset, len) = match range {
+            ByteRange::At { offset, len } => (offset, len),
+            ByteRange::Last(len) => {
+                let size = file.metadata().map_err(io_error(&path()))?.len();
+                (size.saturating_sub(len), len.min(size))
+            }
+        };
+        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut bytes, offset).map_err(io_error(&path()))?;
+        Ok(Some(bytes))
+    }
+
+    fn read_all(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        read_optional(&self.dir.join(name))
+    }
+
+    fn write(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()> {
+        // Creates the directory of a format 1 store.
+        write_atomically(&self.dir.join(name), &bytes)
+    }
+
+    fn remove(&self, names: &[String]) -> StoreResult<()> {
+        let mut unlinked = false;
+        for name in names {
+            let path = self.dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => unlinked = true,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error(&path)(err)),
+            }
+        }
+        if unlinked {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Serialises rewrites (deletes and compactions) across processes: a `flock` on
+    /// `PACKS.LOCK` beside `nodepacks/`. Without it, two processes could merge the same packs,
+    /// or one could merge a pack that the other is rewriting without the nodes a collection
+    /// deleted (bringing purged bytes back).
+    fn lock_rewrites(&self) -> StoreResult<WriterGuard> {
+        let path = &self.lock_path;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_error(path))?;
+        file.lock().map_err(io_error(path))?;
+        Ok(WriterGuard::new(Box::new(RewriteLock(file))))
+    }
+
+    fn forget(&self, name: &str) {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+    }
+}
+
 impl Store for FileStore {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let path = self.key_path(key)?;
         let Some(address) = node_address(key) else {
             return read_optional(&path);
         };
-        if let Some(bytes) = self.packs.get(address, key)? {
-            return Ok(Some(bytes));
-        }
-        // A node of format 1, or one in a pack this handle has not seen yet.
-        if let Some(bytes) = read_optional(&path)? {
-            return Ok(Some(bytes));
-        }
-        self.packs.get_refreshed(address, key)
+        // A node of format 1 is a file of its own.
+        self.packs.get(address, key, || read_optional(&path))
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
@@ -741,11 +846,7 @@ impl Store for FileStore {
                 None => targets.push((path, bytes.as_slice())),
             }
         }
-        // A node's bytes are fixed by its address: a node stored now is final. "Now" is
-        // checked against the directory, not against what this handle once listed: garbage
-        // collection in another process may have deleted it since (see `Packs::stored`).
-        let stored = self.packs.stored(nodes.iter().map(|(address, _)| *address))?;
-        nodes.retain(|(address, _)| !stored.contains(address));
+        let nodes = self.packs.unstored(nodes)?;
         self.writing(|| {
             if !nodes.is_empty() {
                 if self.format_v1.load(Ordering::Acquire) {
@@ -754,10 +855,6 @@ impl Store for FileStore {
                     self.format_v1.store(false, Ordering::Release);
                 }
                 self.packs.write(&nodes)?;
-                // Compaction only keeps the number of packs down: the nodes are durable, and a
-                // compaction that fails (a full disk, another process's rewrite in the way)
-                // is tried again after the next write.
-                let _ = self.packs.compact();
             }
             let mut known_dirs = HashSet::new();
             let mut dirs_to_sync = BTreeSet::new();

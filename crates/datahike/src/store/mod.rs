@@ -19,7 +19,10 @@ mod jdbc;
 #[cfg(feature = "lmdb")]
 mod lmdb;
 mod memory;
+#[cfg(any(feature = "s3", feature = "gcs"))]
+pub mod object;
 mod pack;
+pub mod packed;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -28,6 +31,7 @@ pub use file::FileStore;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;
 pub use memory::MemoryStore;
+pub use packed::PackedStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStore};
 
@@ -103,6 +107,33 @@ impl WriterGuard {
     }
 }
 
+/// Which bytes of a value [`Store::get_range`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `len` bytes from `offset`; fewer when the value ends first.
+    At {
+        /// The first byte.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+    /// The last `len` bytes; the whole value when it is shorter.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The part of `bytes` this range names.
+    pub fn of(self, bytes: &[u8]) -> &[u8] {
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let (start, end) = match self {
+            ByteRange::At { offset, len } => (offset.min(size), offset.saturating_add(len).min(size)),
+            ByteRange::Last(len) => (size.saturating_sub(len), size),
+        };
+        let index = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        bytes.get(index(start)..index(end)).unwrap_or_default()
+    }
+}
+
 /// A durable key-value store, shaped after what Datahike needs from konserve.
 ///
 /// Contract (checked by [`conformance`]):
@@ -119,8 +150,10 @@ impl WriterGuard {
 /// - Methods may be called from several threads and several handles at once; values of at
 ///   least 100 MiB are stored whole.
 ///
-/// A plain key-value backend implements the first six methods plus `destroy`; the log
-/// methods, the writer lock and `get_many` have defaults built on them.
+/// A plain key-value backend implements the first five methods plus `lock_writer` and
+/// `destroy`; the log methods, `get_range` and `get_many` have defaults built on them. Index
+/// nodes (a flush writes ~1,500 at once) go to such a store one key each unless it is wrapped
+/// in a [`PackedStore`], which keeps them in packs of one flush each.
 pub trait Store: Send + Sync + 'static {
     /// The bytes under `key`, or `None` when absent.
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -143,6 +176,13 @@ pub trait Store: Send + Sync + 'static {
     /// (`INSERT ... ON CONFLICT DO NOTHING`, `SET NX`, `If-None-Match: *`) override it.
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> StoreResult<bool> {
         self.compare_and_set(key, None, bytes)
+    }
+
+    /// Bytes `range` of the value under `key`, or `None` when absent. The default reads the
+    /// whole value and slices it; object stores override it with a ranged GET, which is how
+    /// [`PackedStore`] reads one node out of a pack of thousands.
+    fn get_range(&self, key: &str, range: ByteRange) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.get(key)?.map(|bytes| range.of(&bytes).to_vec()))
     }
 
     /// The bytes under each key, in the order of `keys`. Remote backends override this to
@@ -170,27 +210,7 @@ pub trait Store: Send + Sync + 'static {
     /// that [`Store::log_discard`] raises before it deletes records: a record written into a
     /// discarded place (a stale writer that missed a whole flush) finds the floor above it.
     fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
-        let key = log_key(log, seq);
-        let mut framed = Vec::with_capacity(record.len() + 4);
-        framed.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
-        framed.extend_from_slice(record);
-        if !self.put_if_absent(&key, &framed)? {
-            return Err(StoreError::Conflict {
-                key,
-                reason: format!("log {log} already holds record {seq}: another writer committed it first"),
-            });
-        }
-        let floor = log_floor(self, log)?;
-        if floor >= seq {
-            return Err(StoreError::Conflict {
-                key,
-                reason: format!(
-                    "log {log} was discarded through record {floor}: a newer head covers record {seq}, \
-                     so this writer is behind another one"
-                ),
-            });
-        }
-        Ok(())
+        append_record(self, log, seq, record)
     }
 
     /// Every record of `log` with a sequence number greater than `after`, ascending. A torn
@@ -267,6 +287,33 @@ pub trait Store: Send + Sync + 'static {
 /// The key of one log record in the default log implementation.
 pub fn log_key(log: &str, seq: u64) -> String {
     format!("log/{log}/{seq:020}")
+}
+
+/// The default [`Store::log_append`]: `record` under [`log_key`] with a CRC32 before it,
+/// written if absent, then checked against the log's floor. A backend that overrides
+/// `log_append` to note what it appended calls this.
+pub fn append_record<S: Store + ?Sized>(store: &S, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
+    let key = log_key(log, seq);
+    let mut framed = Vec::with_capacity(record.len() + 4);
+    framed.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
+    framed.extend_from_slice(record);
+    if !store.put_if_absent(&key, &framed)? {
+        return Err(StoreError::Conflict {
+            key,
+            reason: format!("log {log} already holds record {seq}: another writer committed it first"),
+        });
+    }
+    let floor = log_floor(store, log)?;
+    if floor >= seq {
+        return Err(StoreError::Conflict {
+            key,
+            reason: format!(
+                "log {log} was discarded through record {floor}: a newer head covers record {seq}, \
+                 so this writer is behind another one"
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn log_floor_key(log: &str) -> String {
@@ -356,6 +403,9 @@ pub mod lease {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// A lease given back: free (its expiry is 0).
+    const RELEASED: &[u8] = b"released 0";
+
     /// `<owner uuid> <expiry ms>`
     fn encode(owner: &uuid::Uuid, expiry: u64) -> Vec<u8> {
         format!("{owner} {expiry}").into_bytes()
@@ -368,17 +418,29 @@ pub mod lease {
     /// Waits until the lease is free or expired, then takes it. Dropping the guard gives it
     /// back.
     pub fn acquire(store: Arc<dyn Store>) -> StoreResult<WriterGuard> {
+        acquire_at(store, LEASE_KEY)
+    }
+
+    /// Like [`acquire`], for a lease under another key (e.g. the lock of the node packs'
+    /// rewrites, see [`super::PackedStore`]).
+    pub fn acquire_at(store: Arc<dyn Store>, key: &str) -> StoreResult<WriterGuard> {
         let owner = uuid::Uuid::new_v4();
+        // A lease given back is free: taken straight away by compare-and-set, without reading
+        // it first (on an object store that remembers the version it wrote, one request).
+        let mine = encode(&owner, now_millis() + LEASE_MILLIS);
+        if store.compare_and_set(key, Some(RELEASED), &mine)? {
+            return Ok(WriterGuard::new(Box::new(Lease { store, key: key.to_owned(), held: mine })));
+        }
         let mut backoff = Duration::from_millis(1);
         loop {
-            let current = store.get(LEASE_KEY)?;
+            let current = store.get(key)?;
             let free = match &current {
                 None => true,
                 Some(bytes) => expiry_of(bytes).is_none_or(|expiry| expiry <= now_millis()),
             };
             let mine = encode(&owner, now_millis() + LEASE_MILLIS);
-            if free && store.compare_and_set(LEASE_KEY, current.as_deref(), &mine)? {
-                return Ok(WriterGuard::new(Box::new(Lease { store, held: mine })));
+            if free && store.compare_and_set(key, current.as_deref(), &mine)? {
+                return Ok(WriterGuard::new(Box::new(Lease { store, key: key.to_owned(), held: mine })));
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(50));
@@ -389,6 +451,7 @@ pub mod lease {
     /// after it expired is left alone).
     struct Lease {
         store: Arc<dyn Store>,
+        key: String,
         held: Vec<u8>,
     }
 
@@ -396,8 +459,7 @@ pub mod lease {
         fn drop(&mut self) {
             // An expiry of 0: the next writer takes the lease at once. On failure the lease
             // expires by itself.
-            let released = b"released 0";
-            let _ = self.store.compare_and_set(LEASE_KEY, Some(&self.held), released);
+            let _ = self.store.compare_and_set(&self.key, Some(&self.held), RELEASED);
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Pack files: the index nodes written by one `put_batch` of the file store, in one file.
+//! Node packs: the index nodes written by one `put_batch`, in one pack, for the file store and
+//! for any key-value store (through [`super::packed::PackedStore`]).
 //!
 //! An index flush writes a thousand or more small nodes at once. As one file each, the flush
 //! costs an inode, a directory entry and a rename per node, and on ext4 that dominates the
-//! flush. A pack holds them all in one file, written through a temporary, `fdatasync`'d,
-//! renamed into `nodepacks/` and the directory `fsync`'d: after a crash a pack is whole or absent.
+//! flush; as one object each on S3, it costs a request per node. A pack holds them all in one
+//! file or object, written whole and durably before it has its final name: after a crash a
+//! pack is whole or absent.
 //!
 //! ```text
 //! [8]  magic "DHRSPCK1"
@@ -12,41 +14,90 @@
 //! [24] footer: index offset u64, node count u32, crc32 of the index u32, magic "DHRSPEND"
 //! ```
 //!
-//! (integers little endian). A handle keeps every pack's index in memory, loaded on first use,
-//! and looks again at the directory when a node is not where it expects: another handle may
-//! have written a pack, or rewritten one without the nodes that garbage collection deleted.
-//! Deleting nodes rewrites each pack that holds any of them without them, and compaction
-//! merges small packs of similar size (one pack per flush would otherwise pile up): the new
-//! pack is durable before the old ones are unlinked, so a crash in between leaves some nodes
-//! in two packs, which is harmless, as a node's bytes are fixed by its address.
+//! (integers little endian). Where packs live is a [`PackMedium`]: a directory of files
+//! (`file::PackDir`) or keys under `nodepacks/` of a store (`packed::KvPacks`). Everything
+//! else is here, once: a handle keeps every pack's index in memory, loaded on first use (one
+//! read of a pack's tail), reads a node by its byte range, and lists the packs again when a
+//! node is not where it expects: another handle may have written a pack, or rewritten one
+//! without the nodes that garbage collection deleted. Deleting nodes rewrites each pack that
+//! holds any of them without them, and compaction merges small packs of similar size (one pack
+//! per flush would otherwise pile up): the new pack is durable before the old ones are
+//! removed, so a crash in between leaves some nodes in two packs, which is harmless, as a
+//! node's bytes are fixed by its address.
 
-use super::file::{dir_names, io_error, sync_dir, to_u64, write_atomically};
-use super::{StoreError, StoreResult};
+use super::{ByteRange, StoreError, StoreResult, WriterGuard};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 
-/// The directory of the packs, under the store root.
+/// The directory (file store) or key prefix (key-value store) of the packs.
 pub(super) const PACKS_DIR: &str = "nodepacks";
 const PACK_SUFFIX: &str = ".pack";
-/// Locked by the process rewriting packs (see [`Packs::lock_rewrites`]).
-const REWRITE_LOCK_FILE: &str = "PACKS.LOCK";
 const HEAD_MAGIC: &[u8; 8] = b"DHRSPCK1";
 const FOOT_MAGIC: &[u8; 8] = b"DHRSPEND";
 const INDEX_ENTRY_BYTES: usize = 32;
 const FOOTER_BYTES: usize = 24;
-/// Open pack files kept between reads; reads of further packs open and close their file.
-const OPEN_FILES_MAX: usize = 128;
+/// Bytes read from the end of a pack to load its index: the footer and, for packs of up to
+/// about 2,000 nodes, the whole index, in one read (one request on an object store).
+const TAIL_READ_BYTES: u64 = 64 << 10;
 /// How many packs of one size class are merged into one (see [`Packs::compact`]).
 const COMPACT_FANIN: usize = 8;
 /// Packs of this size or more are left as they are by compaction.
 const COMPACT_MAX_BYTES: u64 = 16 << 20;
-/// Directory listings a refresh tries before it gives up on a directory that keeps changing.
+/// Listings a refresh tries before it gives up on packs that keep changing.
 const REFRESH_ATTEMPTS: usize = 16;
+
+/// Where the packs of a store live. Pack names are made by [`Packs`]; a medium only stores
+/// them. Every method may be called from several threads at once.
+pub(super) trait PackMedium: Send + Sync + 'static {
+    /// How errors name pack `name` (a path, a key).
+    fn describe(&self, name: &str) -> String;
+    /// The names of the packs there are now (whole ones only: never a pack being written).
+    fn list(&self) -> StoreResult<Vec<String>>;
+    /// Bytes `range` of pack `name`; `None` when the pack no longer exists.
+    fn read(&self, name: &str, range: ByteRange) -> StoreResult<Option<Vec<u8>>>;
+    /// All bytes of pack `name`; `None` when it no longer exists.
+    fn read_all(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores `bytes` as pack `name`, durably and atomically: whole or not at all, and not
+    /// listed before it is whole.
+    fn write(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()>;
+    /// Removes the packs; absent ones are ignored.
+    fn remove(&self, names: &[String]) -> StoreResult<()>;
+    /// Blocks until this process is the only one rewriting packs (deleting nodes or
+    /// compacting); held until the guard drops.
+    fn lock_rewrites(&self) -> StoreResult<WriterGuard>;
+    /// Pack `name` is gone: drop whatever is kept of it (an open file).
+    fn forget(&self, name: &str) {
+        let _ = name;
+    }
+}
+
+/// The 32 lowercase hex digits of a node key, if `key` is one.
+pub(super) fn node_hex(key: &str) -> Option<&str> {
+    let hex = key.strip_prefix("nodes/")?;
+    let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    (hex.len() == 32 && hex.as_bytes().iter().all(is_hex)).then_some(hex)
+}
+
+/// The address of a node key, if `key` is one.
+pub(super) fn node_address(key: &str) -> Option<u128> {
+    u128::from_str_radix(node_hex(key)?, 16).ok()
+}
+
+/// The key of the node at `address`.
+pub(super) fn node_key(address: u128) -> String {
+    format!("nodes/{address:032x}")
+}
+
+/// Whether `prefix` can match keys under `key_start` (or `key_start` itself).
+pub(super) fn prefix_overlaps(prefix: &str, key_start: &str) -> bool {
+    prefix.starts_with(key_start) || key_start.starts_with(prefix)
+}
+
+/// Whether `name` names a whole pack (not a temporary, whose names contain `~`).
+pub(super) fn is_pack_name(name: &str) -> bool {
+    name.ends_with(PACK_SUFFIX) && !name.contains('~') && !name.contains('/')
+}
 
 /// Where a node's bytes lie in its pack.
 #[derive(Clone, Copy, Debug)]
@@ -57,11 +108,9 @@ struct PackEntry {
     crc: u32,
 }
 
-/// One pack file as loaded: its name, its index sorted by address, and its size.
+/// One pack as loaded: its name, its index sorted by address, and its size.
 struct Pack {
-    name: String,
-    /// `dir/name`, made once: every read of a node names it.
-    path: Arc<Path>,
+    name: Arc<str>,
     entries: Vec<PackEntry>,
     bytes: u64,
 }
@@ -75,11 +124,11 @@ impl Pack {
 
 #[derive(Default)]
 struct PackState {
-    /// Whether the directory has been read once.
+    /// Whether the packs have been listed once.
     loaded: bool,
     next_no: u32,
     packs: HashMap<u32, Pack>,
-    by_name: HashMap<String, u32>,
+    by_name: HashMap<Arc<str>, u32>,
     /// The pack of each node address (one of them, should a crash have left two).
     index: HashMap<u128, u32>,
 }
@@ -108,23 +157,44 @@ impl PackState {
             }
         }
     }
+
+    /// The packs compaction merges next: [`COMPACT_FANIN`] or more below
+    /// [`COMPACT_MAX_BYTES`] in one size class (the class of the fewest bytes when several
+    /// qualify). Classified by size alone; only the chosen group's indices are copied.
+    fn compaction_group(&self) -> Option<Vec<PackRef>> {
+        let mut classes: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
+        for (no, pack) in &self.packs {
+            if pack.bytes < COMPACT_MAX_BYTES {
+                classes.entry(size_class(pack.bytes)).or_default().push((*no, pack.bytes));
+            }
+        }
+        let mut group = classes
+            .into_values()
+            .filter(|g| g.len() >= COMPACT_FANIN)
+            .min_by_key(|g| g.iter().map(|(_, bytes)| bytes).sum::<u64>())?;
+        group.sort_unstable();
+        Some(group.iter().filter_map(|(no, _)| Some(PackRef::of(*no, self.packs.get(no)?))).collect())
+    }
 }
 
-/// The packs of one store directory, as one handle sees them.
-pub(super) struct Packs {
-    dir: PathBuf,
+/// The packs of one store, as one handle sees them, on medium `M`.
+pub(super) struct Packs<M: PackMedium> {
+    medium: M,
     state: RwLock<PackState>,
-    files: Mutex<HashMap<u32, Arc<File>>>,
     /// Held by deletes and compactions, which replace packs, one at a time.
     rewriting: Mutex<()>,
 }
 
-fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt { key: path.display().to_string(), reason: reason.into() }
+fn corrupt(what: String, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { key: what, reason: reason.into() }
 }
 
 fn crc(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -178,41 +248,48 @@ fn encode_pack(nodes: &[(u128, &[u8])]) -> StoreResult<(Vec<u8>, Vec<PackEntry>)
     Ok((out, entries))
 }
 
-/// Reads the index of the pack at `path`; `None` when the file no longer exists.
-fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(io_error(path)(err)),
-    };
-    let size = file.metadata().map_err(io_error(path))?.len();
-    let min = to_u64(HEAD_MAGIC.len() + FOOTER_BYTES);
-    if size < min {
-        return Err(corrupt(path, format!("a pack of {size} bytes is shorter than its header and footer")));
+/// Reads the index of pack `name` from its tail; `None` when the pack no longer exists.
+fn load_pack<M: PackMedium>(medium: &M, name: &str) -> StoreResult<Option<Pack>> {
+    let Some(tail) = medium.read(name, ByteRange::Last(TAIL_READ_BYTES))? else { return Ok(None) };
+    // A tail shorter than asked for is the whole pack.
+    let whole = to_u64(tail.len()) < TAIL_READ_BYTES;
+    let what = || medium.describe(name);
+    if whole && tail.len() < HEAD_MAGIC.len() + FOOTER_BYTES {
+        return Err(corrupt(what(), format!("a pack of {} bytes is shorter than its header and footer", tail.len())));
     }
-    let mut footer = [0u8; FOOTER_BYTES];
-    file.read_exact_at(&mut footer, size - to_u64(FOOTER_BYTES)).map_err(io_error(path))?;
-    let bad_footer = || corrupt(path, "bad pack footer");
+    let footer = tail.get(tail.len().saturating_sub(FOOTER_BYTES)..).unwrap_or_default();
+    let bad_footer = || corrupt(what(), "bad pack footer");
     if footer.get(16..) != Some(FOOT_MAGIC.as_slice()) {
         return Err(bad_footer());
     }
-    let index_offset = le_u64(&footer, 0).ok_or_else(bad_footer)?;
-    let count = le_u32(&footer, 8).ok_or_else(bad_footer)?;
-    let index_crc = le_u32(&footer, 12).ok_or_else(bad_footer)?;
+    let index_offset = le_u64(footer, 0).ok_or_else(bad_footer)?;
+    let count = le_u32(footer, 8).ok_or_else(bad_footer)?;
+    let index_crc = le_u32(footer, 12).ok_or_else(bad_footer)?;
     let index_len = u64::from(count) * to_u64(INDEX_ENTRY_BYTES);
-    if index_offset < to_u64(HEAD_MAGIC.len())
-        || index_offset.checked_add(index_len) != Some(size - to_u64(FOOTER_BYTES))
-    {
-        return Err(corrupt(path, "pack footer does not match the file size"));
+    let size = index_offset.checked_add(index_len).and_then(|end| end.checked_add(to_u64(FOOTER_BYTES)));
+    let size_fits = match size {
+        Some(size) if whole => size == to_u64(tail.len()),
+        Some(size) => size >= TAIL_READ_BYTES,
+        None => false,
+    };
+    if index_offset < to_u64(HEAD_MAGIC.len()) || !size_fits {
+        return Err(corrupt(what(), "pack footer does not match the file size"));
     }
-    let mut index = vec![0u8; usize::try_from(index_len).map_err(|_| bad_footer())?];
-    file.read_exact_at(&mut index, index_offset).map_err(io_error(path))?;
-    if crc(&index) != index_crc {
-        return Err(corrupt(path, "pack index checksum mismatch"));
+    let size = size.unwrap_or_default();
+    let index_bytes = usize::try_from(index_len).map_err(|_| bad_footer())?;
+    let index: Vec<u8> = match (tail.len() - FOOTER_BYTES).checked_sub(index_bytes) {
+        Some(start) => tail.get(start..tail.len() - FOOTER_BYTES).unwrap_or_default().to_vec(),
+        None => match medium.read(name, ByteRange::At { offset: index_offset, len: index_len })? {
+            Some(bytes) => bytes,
+            None => return Ok(None),
+        },
+    };
+    if index.len() != index_bytes || crc(&index) != index_crc {
+        return Err(corrupt(what(), "pack index checksum mismatch"));
     }
     let mut entries = Vec::with_capacity(index.len() / INDEX_ENTRY_BYTES);
     for raw in index.chunks_exact(INDEX_ENTRY_BYTES) {
-        let bad = || corrupt(path, "bad pack index entry");
+        let bad = || corrupt(what(), "bad pack index entry");
         let entry = PackEntry {
             address: le_u128(raw, 0).ok_or_else(bad)?,
             offset: le_u64(raw, 16).ok_or_else(bad)?,
@@ -226,24 +303,19 @@ fn load_pack(path: &Path, name: &str) -> StoreResult<Option<Pack>> {
         }
         entries.push(entry);
     }
-    Ok(Some(Pack { name: name.to_owned(), path: path.into(), entries, bytes: size }))
+    Ok(Some(Pack { name: name.into(), entries, bytes: size }))
 }
 
-/// The outcome of reading a node from a pack file.
+/// The outcome of reading a node from a pack.
 enum Read {
     Found(Vec<u8>),
-    /// The pack file is gone: another handle rewrote or deleted it.
+    /// The pack is gone: another handle rewrote or deleted it.
     PackGone,
 }
 
-impl Packs {
-    pub(super) fn new(root: &Path) -> Packs {
-        Packs {
-            dir: root.join(PACKS_DIR),
-            state: RwLock::new(PackState::default()),
-            files: Mutex::new(HashMap::new()),
-            rewriting: Mutex::new(()),
-        }
+impl<M: PackMedium> Packs<M> {
+    pub(super) fn new(medium: M) -> Packs<M> {
+        Packs { medium, state: RwLock::new(PackState::default()), rewriting: Mutex::new(()) }
     }
 
     fn write_state(&self) -> RwLockWriteGuard<'_, PackState> {
@@ -251,7 +323,16 @@ impl Packs {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Loads the packs of the directory on first use.
+    /// Forgets every pack (the store was destroyed); the next use lists them again.
+    pub(super) fn clear(&self) {
+        let mut state = self.write_state();
+        for name in state.by_name.keys() {
+            self.medium.forget(name);
+        }
+        *state = PackState::default();
+    }
+
+    /// Loads the packs on first use.
     fn ensure_loaded(&self) -> StoreResult<()> {
         if self.state.read().unwrap_or_else(PoisonError::into_inner).loaded {
             return Ok(());
@@ -263,7 +344,7 @@ impl Packs {
         Ok(())
     }
 
-    /// Brings the state in line with the directory: loads new packs, forgets vanished ones.
+    /// Brings the state in line with the medium: loads new packs, forgets vanished ones.
     fn refresh(&self) -> StoreResult<()> {
         let mut state = self.write_state();
         self.refresh_locked(&mut state)
@@ -279,31 +360,31 @@ impl Packs {
         }
         Err(StoreError::Invalid(format!(
             "the packs in {} kept changing while being read ({REFRESH_ATTEMPTS} attempts)",
-            self.dir.display()
+            self.medium.describe("")
         )))
     }
 
     /// One pass of [`Packs::refresh_locked`]; false when a listed pack vanished before it was
     /// read.
     fn refresh_once(&self, state: &mut PackState) -> StoreResult<bool> {
-        let names = self.pack_names()?;
-        let on_disk: HashSet<&String> = names.iter().collect();
+        let names = self.medium.list()?;
+        let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
         let vanished: Vec<u32> =
-            state.by_name.iter().filter(|(name, _)| !on_disk.contains(name)).map(|(_, no)| *no).collect();
+            state.by_name.iter().filter(|(name, _)| !listed.contains(&***name)).map(|(_, no)| *no).collect();
         for no in &vanished {
             if let Some(pack) = state.packs.remove(no) {
                 state.by_name.remove(&pack.name);
+                self.medium.forget(&pack.name);
             }
-            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(no);
         }
         if !vanished.is_empty() {
             state.rebuild_index();
         }
         for name in names {
-            if state.by_name.contains_key(&name) {
+            if state.by_name.contains_key(name.as_str()) {
                 continue;
             }
-            match load_pack(&self.dir.join(&name), &name)? {
+            match load_pack(&self.medium, &name)? {
                 Some(pack) => state.add(pack),
                 None => return Ok(false),
             }
@@ -312,27 +393,22 @@ impl Packs {
         Ok(true)
     }
 
-    /// The names of the pack files in the directory (none when it does not exist yet).
-    fn pack_names(&self) -> StoreResult<Vec<String>> {
-        let mut names = dir_names(&self.dir)?;
-        names.retain(|name| name.ends_with(PACK_SUFFIX) && !name.contains('~'));
-        Ok(names)
-    }
-
-    /// The node at `address` where this handle's state places it; `None` when the state
-    /// places it nowhere or in a pack that is gone (the caller then tries
-    /// [`Packs::get_refreshed`]).
-    pub(super) fn get(&self, address: u128, key: &str) -> StoreResult<Option<Vec<u8>>> {
+    /// The node at `address` (store key `key`): from the pack this handle's state places it
+    /// in, else from `elsewhere` (the file store's nodes of format 1), else after listing the
+    /// packs again (another handle wrote or rewrote a pack since). `None` when it is nowhere.
+    pub(super) fn get(
+        &self,
+        address: u128,
+        key: &str,
+        elsewhere: impl FnOnce() -> StoreResult<Option<Vec<u8>>>,
+    ) -> StoreResult<Option<Vec<u8>>> {
         self.ensure_loaded()?;
         if let Some(Read::Found(bytes)) = self.try_get(address, key)? {
             return Ok(Some(bytes));
         }
-        Ok(None)
-    }
-
-    /// Like [`Packs::get`] but after looking at the directory again: for a node that the
-    /// state of this handle does not (or no longer correctly) place.
-    pub(super) fn get_refreshed(&self, address: u128, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(bytes) = elsewhere()? {
+            return Ok(Some(bytes));
+        }
         // Twice: the pack may be rewritten again between the refresh and the read.
         for _ in 0..2 {
             self.refresh()?;
@@ -346,115 +422,104 @@ impl Packs {
     }
 
     fn try_get(&self, address: u128, key: &str) -> StoreResult<Option<Read>> {
-        let (no, path, entry) = {
+        let (name, entry) = {
             let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
             let Some(no) = state.index.get(&address).copied() else { return Ok(None) };
             let Some(pack) = state.packs.get(&no) else { return Ok(None) };
             let Some(entry) = pack.entry(address) else { return Ok(None) };
-            (no, pack.path.clone(), entry)
+            (pack.name.clone(), entry)
         };
-        let file = match self.file(no, &path) {
-            Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Some(Read::PackGone)),
-            Err(err) => return Err(io_error(&path)(err)),
-        };
-        // A kept-open pack that another handle has since unlinked (rewritten without deleted
-        // nodes) must not be read: it may hold nodes that are gone, and closing it frees its
-        // space.
-        if file.metadata().map_err(io_error(&path))?.nlink() == 0 {
-            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(&no);
-            return Ok(Some(Read::PackGone));
-        }
-        let mut bytes = vec![0u8; usize::try_from(entry.len).unwrap_or(usize::MAX)];
-        file.read_exact_at(&mut bytes, entry.offset).map_err(io_error(&path))?;
-        if crc(&bytes) != entry.crc {
+        let range = ByteRange::At { offset: entry.offset, len: u64::from(entry.len) };
+        let Some(bytes) = self.medium.read(&name, range)? else { return Ok(Some(Read::PackGone)) };
+        if u64::try_from(bytes.len()).ok() != Some(u64::from(entry.len)) || crc(&bytes) != entry.crc {
             return Err(StoreError::Corrupt {
                 key: key.to_owned(),
-                reason: format!("checksum mismatch in pack {}", path.display()),
+                reason: format!("checksum mismatch in pack {}", self.medium.describe(&name)),
             });
         }
         Ok(Some(Read::Found(bytes)))
     }
 
-    /// The open file of pack `no`, opened now if it is not kept open.
-    fn file(&self, no: u32, path: &Path) -> io::Result<Arc<File>> {
-        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(file) = files.get(&no) {
-            return Ok(file.clone());
-        }
-        let file = Arc::new(File::open(path)?);
-        if files.len() < OPEN_FILES_MAX {
-            files.insert(no, file.clone());
-        }
-        Ok(file)
-    }
-
     /// Which of `addresses` are stored now: in a pack that this handle knows and that still
     /// exists (a pack is never changed, only replaced by a rewrite under a new name and then
-    /// unlinked, so a pack file that exists holds every node its index lists). When a pack
-    /// this handle places a node in is gone, the directory is read again first.
+    /// removed, so a pack that exists holds every node its index lists). When a pack this
+    /// handle places a node in is gone, the packs are listed again first.
     pub(super) fn stored(&self, addresses: impl Iterator<Item = u128>) -> StoreResult<HashSet<u128>> {
         self.ensure_loaded()?;
         let addresses: Vec<u128> = addresses.collect();
         for _ in 0..2 {
-            let placed: Vec<(u128, Arc<Path>)> = {
+            let placed: Vec<(u128, Arc<str>)> = {
                 let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
                 addresses
                     .iter()
                     .filter_map(|a| {
                         let no = state.index.get(a)?;
-                        Some((*a, state.packs.get(no)?.path.clone()))
+                        Some((*a, state.packs.get(no)?.name.clone()))
                     })
                     .collect()
             };
-            let mut live: HashMap<Arc<Path>, bool> = HashMap::new();
-            for (_, path) in &placed {
-                if !live.contains_key(path) {
-                    live.insert(path.clone(), path.exists());
-                }
+            if placed.is_empty() {
+                return Ok(HashSet::new());
             }
-            if live.values().all(|exists| *exists) {
+            let listed: HashSet<String> = self.medium.list()?.into_iter().collect();
+            if placed.iter().all(|(_, name)| listed.contains(&**name)) {
                 return Ok(placed.into_iter().map(|(a, _)| a).collect());
             }
             self.refresh()?;
         }
-        // The directory kept changing: write them all again (harmless, a node's bytes are
-        // fixed by its address).
+        // The packs kept changing: write them all again (harmless, a node's bytes are fixed
+        // by its address).
         Ok(HashSet::new())
     }
 
-    /// Every node address in the packs of the directory.
+    /// Every node address in the packs there are now.
     pub(super) fn addresses(&self) -> StoreResult<Vec<u128>> {
         let mut state = self.write_state();
         self.refresh_locked(&mut state)?;
         Ok(state.index.keys().copied().collect())
     }
 
-    /// Writes `nodes` as one new pack and makes it durable.
+    /// Those of `nodes` that are not stored yet. Nodes stored already are final (a node's
+    /// bytes are fixed by its address); "stored" is checked against the medium, not against
+    /// what this handle once listed: garbage collection in another process may have deleted
+    /// them since (see [`Packs::stored`]).
+    pub(super) fn unstored<'a>(&self, mut nodes: Vec<(u128, &'a [u8])>) -> StoreResult<Vec<(u128, &'a [u8])>> {
+        let stored = self.stored(nodes.iter().map(|(address, _)| *address))?;
+        nodes.retain(|(address, _)| !stored.contains(address));
+        Ok(nodes)
+    }
+
+    /// Writes `nodes` as one new pack, durably, then merges small packs.
     pub(super) fn write(&self, nodes: &[(u128, &[u8])]) -> StoreResult<()> {
         if nodes.is_empty() {
             return Ok(());
         }
         let pack = self.write_pack(nodes)?;
         self.write_state().add(pack);
+        // Compaction only keeps the number of packs down: the nodes are durable, and a
+        // compaction that fails (a full disk, another process's rewrite in the way) is tried
+        // again after the next write.
+        let _ = self.compact();
         Ok(())
     }
 
-    /// Writes `nodes` as a new pack file through a temporary, `fdatasync`, rename and
-    /// directory `fsync` (creating the directory of a format 1 store).
+    /// Writes `nodes` as a new pack.
     fn write_pack(&self, nodes: &[(u128, &[u8])]) -> StoreResult<Pack> {
         let (bytes, entries) = encode_pack(nodes)?;
         let name = pack_name();
-        let path = self.dir.join(&name);
-        write_atomically(&path, &bytes)?;
-        Ok(Pack { name, path: path.into(), entries, bytes: to_u64(bytes.len()) })
+        let size = to_u64(bytes.len());
+        self.medium.write(&name, bytes)?;
+        Ok(Pack { name: name.into(), entries, bytes: size })
     }
 
     /// Removes the nodes at `addresses` from every pack holding one: each such pack is
-    /// rewritten without them (or unlinked when nothing else is in it).
+    /// rewritten without them (or removed when nothing else is in it).
     pub(super) fn delete(&self, addresses: &HashSet<u128>) -> StoreResult<()> {
+        if addresses.is_empty() {
+            return Ok(());
+        }
         let _rewriting = self.rewriting.lock().unwrap_or_else(PoisonError::into_inner);
-        let _other_processes = self.lock_rewrites()?;
+        let _other_processes = self.medium.lock_rewrites()?;
         self.refresh()?;
         let groups: Vec<Vec<PackRef>> = {
             let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
@@ -475,76 +540,46 @@ impl Packs {
     /// size class (powers of 8), they become one pack of the next class. Each node is thus
     /// rewritten about log8(store size / flush size) times over its life.
     pub(super) fn compact(&self) -> StoreResult<()> {
+        // Nothing to merge among the packs this handle knows: no lock taken (on an object
+        // store a lock costs requests).
+        if self.state.read().unwrap_or_else(PoisonError::into_inner).compaction_group().is_none() {
+            return Ok(());
+        }
         let _rewriting = self.rewriting.lock().unwrap_or_else(PoisonError::into_inner);
-        let _other_processes = self.lock_rewrites()?;
+        let _other_processes = self.medium.lock_rewrites()?;
         // Packs another process rewrote since this handle last looked are not merged again.
         self.refresh()?;
         loop {
-            let group: Vec<PackRef> = {
-                let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-                // Classified by size alone; only the chosen group's indices are copied.
-                let mut classes: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
-                for (no, pack) in &state.packs {
-                    if pack.bytes < COMPACT_MAX_BYTES {
-                        classes.entry(size_class(pack.bytes)).or_default().push((*no, pack.bytes));
-                    }
-                }
-                let Some(mut group) = classes
-                    .into_values()
-                    .filter(|g| g.len() >= COMPACT_FANIN)
-                    .min_by_key(|g| g.iter().map(|(_, bytes)| bytes).sum::<u64>())
-                else {
-                    return Ok(());
-                };
-                group.sort_unstable();
-                group.iter().filter_map(|(no, _)| Some(PackRef::of(*no, state.packs.get(no)?))).collect()
-            };
+            let group = self.state.read().unwrap_or_else(PoisonError::into_inner).compaction_group();
+            let Some(group) = group else { return Ok(()) };
             self.rewrite(&[group], &HashSet::new())?;
         }
     }
 
-    /// Serialises rewrites (deletes and compactions) across processes: a `flock` on
-    /// `PACKS.LOCK` beside `nodepacks/`. Without it, two processes could merge the same packs, or one
-    /// could merge a pack that the other is rewriting without the nodes a collection deleted
-    /// (bringing purged bytes back).
-    fn lock_rewrites(&self) -> StoreResult<RewriteLock> {
-        let path = self.dir.parent().unwrap_or(&self.dir).join(REWRITE_LOCK_FILE);
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        file.lock().map_err(io_error(&path))?;
-        Ok(RewriteLock(file))
-    }
-
     /// Replaces each group of packs by one new pack of their nodes less `doomed` (none when no
-    /// node is left). The new packs are durable before any old pack is unlinked. The caller
-    /// holds `rewriting`; readers of this handle go on meanwhile from the old packs.
+    /// node is left). The new packs are durable before any old pack is removed. The caller
+    /// holds `rewriting` and the medium's rewrite lock; readers of this handle go on meanwhile
+    /// from the old packs.
     fn rewrite(&self, groups: &[Vec<PackRef>], doomed: &HashSet<u128>) -> StoreResult<()> {
         let mut written = Vec::new();
         for group in groups {
             let mut contents = Vec::with_capacity(group.len());
             for pack in group {
-                let path = self.dir.join(&pack.name);
-                match fs::read(&path) {
-                    Ok(bytes) => contents.push((path.clone(), bytes)),
+                match self.medium.read_all(&pack.name)? {
+                    Some(bytes) => contents.push(bytes),
                     // Gone since the refresh under the lock: only a crashed process's leftover
                     // handling could do that; its nodes are in the pack that replaced it.
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    None => {
                         return Err(StoreError::Invalid(format!(
                             "pack {} vanished while being rewritten; try again",
-                            path.display()
+                            self.medium.describe(&pack.name)
                         )))
                     }
-                    Err(err) => return Err(io_error(&path)(err)),
                 }
             }
             let mut seen = HashSet::new();
             let mut survivors: Vec<(u128, &[u8])> = Vec::new();
-            for (pack, (path, bytes)) in group.iter().zip(&contents) {
+            for (pack, bytes) in group.iter().zip(&contents) {
                 for entry in pack.entries.iter() {
                     if doomed.contains(&entry.address) || !seen.insert(entry.address) {
                         continue;
@@ -555,7 +590,10 @@ impl Packs {
                         .and_then(|end| bytes.get(start..end))
                         .filter(|blob| crc(blob) == entry.crc)
                         .ok_or_else(|| {
-                            corrupt(path, format!("node {:032x}: checksum mismatch while rewriting", entry.address))
+                            corrupt(
+                                self.medium.describe(&pack.name),
+                                format!("node {:032x}: checksum mismatch while rewriting", entry.address),
+                            )
                         })?;
                     survivors.push((entry.address, blob));
                 }
@@ -565,18 +603,8 @@ impl Packs {
             }
         }
         // Every survivor is durable in a new pack: the old packs may go.
-        let mut unlinked = false;
-        for pack in groups.iter().flatten() {
-            let path = self.dir.join(&pack.name);
-            match fs::remove_file(&path) {
-                Ok(()) => unlinked = true,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => return Err(io_error(&path)(err)),
-            }
-        }
-        if unlinked {
-            sync_dir(&self.dir)?;
-        }
+        let old: Vec<String> = groups.iter().flatten().map(|pack| pack.name.to_string()).collect();
+        self.medium.remove(&old)?;
         let mut state = self.write_state();
         for pack in groups.iter().flatten() {
             // A refresh in between may have forgotten it already.
@@ -584,7 +612,7 @@ impl Packs {
                 state.by_name.remove(&pack.name);
                 state.packs.remove(&pack.no);
             }
-            self.files.lock().unwrap_or_else(PoisonError::into_inner).remove(&pack.no);
+            self.medium.forget(&pack.name);
         }
         for pack in written {
             state.add(pack);
@@ -594,19 +622,10 @@ impl Packs {
     }
 }
 
-/// Held while this process rewrites packs; unlocked when dropped (or when the file closes).
-struct RewriteLock(File);
-
-impl Drop for RewriteLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
 /// A pack as a rewrite sees it: a copy of its index, taken under the state lock.
 struct PackRef {
     no: u32,
-    name: String,
+    name: Arc<str>,
     entries: Vec<PackEntry>,
 }
 

@@ -197,6 +197,16 @@ fn tls_addr(_host: String, _port: u16) -> StoreResult<ConnectionAddr> {
 
 /// The client of `config`: TLS with `:ca-cert`'s authorities when given.
 fn client_of(config: &RedisConfig) -> Result<Client, StoreError> {
+    // With other features beside this one (the object stores), rustls has two crypto
+    // providers compiled in and picks none by itself: name one for the process, once. A
+    // provider installed before (by the program) is kept.
+    #[cfg(feature = "redis-tls")]
+    {
+        static PROVIDER: std::sync::Once = std::sync::Once::new();
+        PROVIDER.call_once(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+    }
     let Some(path) = &config.ca_cert else {
         return Client::open(config.info.clone()).map_err(|e| StoreError::Invalid(e.to_string()));
     };
