@@ -203,6 +203,9 @@ fn client_of(config: &RedisConfig) -> Result<Client, StoreError> {
     #[cfg(feature = "redis-tls")]
     {
         static PROVIDER: std::sync::Once = std::sync::Once::new();
+        // Deprecated only for lacking post-quantum key exchange, which Redis servers do not
+        // offer either; ring is the provider this feature builds (no C toolchain for aws-lc).
+        #[allow(deprecated)]
         PROVIDER.call_once(|| {
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
