@@ -9,17 +9,20 @@
 //!
 //! [`backend`] dispatches `{:store {:backend :kw ...}}` to the registered backends (a user
 //! registers their own with [`register_backend`]); [`conformance`] is the suite every backend
-//! passes, public so that the author of a backend runs it from their own tests.
+//! passes, public so that the author of a backend runs it from their own tests. [`tiered`]
+//! is a store over two stores (a cache in front of a durable store).
 
 pub mod backend;
 pub mod conformance;
 mod file;
 mod memory;
 mod pack;
+pub mod tiered;
 
 pub use backend::{register_backend, Backend, OpenMode};
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use tiered::TieredStore;
 
 use std::path::PathBuf;
 
