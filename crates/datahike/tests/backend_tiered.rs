@@ -226,12 +226,15 @@ fn reads_fill_the_frontend() {
     let backend =
         Arc::new(Counting { inner: Arc::new(FileStore::open(&path).unwrap()), node_reads: AtomicU64::new(0) });
     let frontend = MemoryStore::new();
-    let tiered: Arc<dyn Store> = Arc::new(TieredStore::new(
-        Arc::new(frontend.clone()),
-        backend.clone(),
-        WritePolicy::WriteAround,
-        ReadPolicy::FrontendFirst,
-    ));
+    let tiered: Arc<dyn Store> = Arc::new(
+        TieredStore::open(
+            Arc::new(frontend.clone()),
+            backend.clone(),
+            WritePolicy::WriteAround,
+            ReadPolicy::FrontendFirst,
+        )
+        .unwrap(),
+    );
     let config = Config { read_only: true, ..Config::with_store(tiered) };
     assert!(frontend.list("").unwrap().is_empty());
     let conn = datahike::connect(&config).unwrap();
@@ -294,4 +297,32 @@ fn open_mode_open_finds_nothing_without_a_backend() {
     assert!(open_store(&map, OpenMode::ReadOnly).unwrap().is_none());
     assert!(!datahike::database_exists(&config(&tiered_map(&path, "write-through", "{:backend :memory}"))).unwrap());
     assert!(!path.exists());
+}
+
+/// A node that another handle deletes (a collection in another process) is not served from
+/// this handle's frontend once this handle has read a mutable key (as the database reads a
+/// head before it reads the nodes of a newer value).
+#[test]
+fn deletes_by_another_handle_are_seen_from_the_next_backend_read() {
+    let path = scratch_dir().join("db");
+    let map = read_str(&tiered_map(&path, "write-around", "{:backend :memory :id \"deletes-by-another\"}")).unwrap();
+    let a = open_store(&map, OpenMode::Create).unwrap().unwrap();
+    let b_frontend = MemoryStore::new();
+    let b = TieredStore::open(
+        Arc::new(b_frontend.clone()),
+        Arc::new(FileStore::open(&path).unwrap()),
+        WritePolicy::WriteAround,
+        ReadPolicy::FrontendFirst,
+    )
+    .unwrap();
+    let node = format!("nodes/{}", "ab".repeat(16));
+    a.put_batch(&[(node.clone(), b"n".to_vec()), ("heads/db".to_string(), b"h1".to_vec())]).unwrap();
+    assert_eq!(b.get(&node).unwrap().as_deref(), Some(&b"n"[..]));
+    assert_eq!(b_frontend.list("nodes/").unwrap(), vec![node.clone()], "the read filled b's frontend");
+    a.delete_batch(std::slice::from_ref(&node)).unwrap();
+    assert_eq!(b.get("heads/db").unwrap().as_deref(), Some(&b"h1"[..]));
+    assert_eq!(b.get(&node).unwrap(), None, "a node deleted by another handle, after b read a head");
+    assert!(b_frontend.list("nodes/").unwrap().is_empty(), "and it left b's frontend");
+    assert_eq!(a.list("").unwrap(), vec!["heads/db".to_string()], "the deletes marker is never listed");
+    MemoryStore::open("deletes-by-another").destroy().unwrap();
 }

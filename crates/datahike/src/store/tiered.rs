@@ -53,8 +53,9 @@ use super::backend::{store_identity, Backend, OpenMode};
 use super::{MemoryStore, Store, StoreError, StoreResult, WriterGuard};
 use crate::config::StoreConfig;
 use crate::edn::Edn;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// When the frontend is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,24 +81,61 @@ pub fn is_cacheable(key: &str) -> bool {
     key.starts_with("nodes/") || key.starts_with("packs/")
 }
 
+/// The backend key that every delete of cacheable keys through a tiered store changes (to a
+/// fresh random value), after the keys are gone from the backend. A handle that reads a new
+/// value no longer trusts its frontend's entries (see [`TieredStore`]). Never listed.
+pub const DELETES_KEY: &str = "tiered/deletes";
+
 /// A store over two stores: `backend` holds the data, `frontend` caches its immutable keys.
+///
+/// **Deletes by other handles.** A cached key that another handle deletes from the backend
+/// (garbage collection in another process) must not be served for ever. Each delete of
+/// cacheable keys changes [`DELETES_KEY`] in the backend after the keys are gone. A handle
+/// serves a key from its frontend only when it has *verified* it: read it from the backend (a
+/// miss, or a first hit on an entry that was in the frontend before this handle wrote or
+/// read it) since it last saw [`DELETES_KEY`] change. The handle reads [`DELETES_KEY`] with
+/// every read that goes to the backend anyway (a head, a commit record, a listing, the log:
+/// in the same round trip where the backend batches reads), and when it changed, drops every
+/// verification. So a delete by another handle is seen by this handle's first read of a
+/// mutable key or listing after the delete returned. The database always reads a head (or
+/// lists) before it reads the nodes of a newer value, and a garbage collection deletes only
+/// nodes that no head reached when it marked, so a node served in between belongs to a
+/// value the reader held before; the same node its in-memory node cache may hold. A
+/// frontend hit costs no backend read.
 pub struct TieredStore {
     frontend: Arc<dyn Store>,
     backend: Arc<dyn Store>,
     write_policy: WritePolicy,
     read_policy: ReadPolicy,
     frontend_errors: AtomicU64,
+    trust: Mutex<Trust>,
+}
+
+/// Which frontend entries this handle may serve.
+struct Trust {
+    /// [`DELETES_KEY`] as this handle saw it last.
+    deletes: Option<Vec<u8>>,
+    /// Keys read from (or written to) the backend since `deletes` was seen.
+    verified: HashSet<String>,
 }
 
 impl TieredStore {
-    /// A tiered store over `frontend` and `backend`.
-    pub fn new(
+    /// A tiered store over `frontend` and `backend`; reads the backend's [`DELETES_KEY`].
+    pub fn open(
         frontend: Arc<dyn Store>,
         backend: Arc<dyn Store>,
         write_policy: WritePolicy,
         read_policy: ReadPolicy,
-    ) -> TieredStore {
-        TieredStore { frontend, backend, write_policy, read_policy, frontend_errors: AtomicU64::new(0) }
+    ) -> StoreResult<TieredStore> {
+        let deletes = backend.get(DELETES_KEY)?;
+        Ok(TieredStore {
+            frontend,
+            backend,
+            write_policy,
+            read_policy,
+            frontend_errors: AtomicU64::new(0),
+            trust: Mutex::new(Trust { deletes, verified: HashSet::new() }),
+        })
     }
 
     /// The frontend store.
@@ -115,126 +153,228 @@ impl TieredStore {
         self.frontend_errors.load(Ordering::Relaxed)
     }
 
+    fn trust(&self) -> MutexGuard<'_, Trust> {
+        self.trust.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn reads_frontend(&self, key: &str) -> bool {
         self.read_policy == ReadPolicy::FrontendFirst && is_cacheable(key)
+    }
+
+    /// Takes note of the backend's [`DELETES_KEY`] as just read: when it changed, no
+    /// frontend entry is trusted any more.
+    fn saw_deletes(&self, deletes: Option<Vec<u8>>) {
+        let mut trust = self.trust();
+        if trust.deletes != deletes {
+            trust.deletes = deletes;
+            trust.verified.clear();
+        }
+    }
+
+    /// Reads [`DELETES_KEY`] beside a read of the backend that does not say it.
+    fn check_deletes(&self) -> StoreResult<()> {
+        if self.read_policy == ReadPolicy::FrontendFirst {
+            self.saw_deletes(self.backend.get(DELETES_KEY)?);
+        }
+        Ok(())
+    }
+
+    /// The deletes marker as of now, to verify keys read from the backend after it.
+    fn deletes_seen(&self) -> Option<Vec<u8>> {
+        self.trust().deletes.clone()
+    }
+
+    /// Marks keys read from or written to the backend as servable from the frontend, unless
+    /// this handle saw a delete meanwhile (then they are verified again on their next read).
+    fn verify<'a>(&self, seen: &Option<Vec<u8>>, keys: impl IntoIterator<Item = &'a String>) {
+        let mut trust = self.trust();
+        if trust.deletes == *seen {
+            trust.verified.extend(keys.into_iter().cloned());
+        }
+    }
+
+    fn count_frontend_error(&self) {
+        self.frontend_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Copies entries into the frontend; a failure only leaves misses.
     fn fill(&self, entries: &[(String, Vec<u8>)]) {
         if !entries.is_empty() && self.frontend.put_batch(entries).is_err() {
-            self.frontend_errors.fetch_add(1, Ordering::Relaxed);
+            self.count_frontend_error();
         }
     }
 
     /// After a successful write of `entries` to the backend: the frontend's copy under
     /// `:write-through`.
-    fn write_frontend(&self, entries: &[(String, Vec<u8>)]) {
-        if self.write_policy != WritePolicy::WriteThrough {
+    fn write_frontend(&self, seen: &Option<Vec<u8>>, entries: &[(String, Vec<u8>)]) {
+        if self.write_policy != WritePolicy::WriteThrough || self.read_policy != ReadPolicy::FrontendFirst {
             return;
         }
-        if entries.iter().all(|(key, _)| is_cacheable(key)) {
-            self.fill(entries);
+        let cacheable: Vec<(String, Vec<u8>)>;
+        let entries = if entries.iter().all(|(key, _)| is_cacheable(key)) {
+            entries
         } else {
-            let cacheable: Vec<(String, Vec<u8>)> =
-                entries.iter().filter(|(key, _)| is_cacheable(key)).cloned().collect();
-            self.fill(&cacheable);
+            cacheable = entries.iter().filter(|(key, _)| is_cacheable(key)).cloned().collect();
+            &cacheable
+        };
+        if entries.is_empty() {
+            return;
         }
+        if self.frontend.put_batch(entries).is_err() {
+            self.count_frontend_error();
+            return;
+        }
+        self.verify(seen, entries.iter().map(|(key, _)| key));
     }
 
-    fn write_frontend_one(&self, key: &str, bytes: &[u8]) {
-        if self.write_policy == WritePolicy::WriteThrough && is_cacheable(key) {
-            self.fill(&[(key.to_owned(), bytes.to_vec())]);
+    /// Reads cacheable keys: verified ones from the frontend, the rest from the backend
+    /// (filling the frontend where it lacks them).
+    fn get_cacheable(&self, keys: &[&String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let seen = self.deletes_seen();
+        let verified: Vec<bool> = {
+            let trust = self.trust();
+            keys.iter().map(|key| trust.verified.contains(*key)).collect()
+        };
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        // The frontend's copies, of verified keys and of the others (to know whether a fill
+        // is needed after the backend confirms them).
+        let in_frontend: Vec<Option<Vec<u8>>> =
+            match self.frontend.get_many(&keys.iter().map(|k| (*k).clone()).collect::<Vec<_>>()) {
+                Ok(found) => found,
+                Err(_) => {
+                    self.count_frontend_error();
+                    vec![None; keys.len()]
+                }
+            };
+        let mut ask: Vec<usize> = Vec::new();
+        let mut present_unverified: Vec<bool> = vec![false; keys.len()];
+        for (i, bytes) in in_frontend.into_iter().enumerate() {
+            match (verified[i], bytes) {
+                (true, Some(bytes)) => out[i] = Some(bytes),
+                (false, Some(_)) => {
+                    present_unverified[i] = true;
+                    ask.push(i);
+                }
+                (_, None) => ask.push(i),
+            }
         }
+        if ask.is_empty() {
+            return Ok(out);
+        }
+        let asked: Vec<String> = ask.iter().map(|&i| keys[i].clone()).collect();
+        let found = self.backend.get_many(&asked)?;
+        let mut fills = Vec::new();
+        let mut confirmed = Vec::new();
+        for (&i, bytes) in ask.iter().zip(found) {
+            if let Some(bytes) = &bytes {
+                confirmed.push(keys[i]);
+                if !present_unverified[i] {
+                    fills.push((keys[i].clone(), bytes.clone()));
+                }
+            } else if present_unverified[i] {
+                // Deleted from the backend by another handle: not served again.
+                if self.frontend.delete_batch(std::slice::from_ref(keys[i])).is_err() {
+                    self.count_frontend_error();
+                }
+            }
+            out[i] = bytes;
+        }
+        self.fill(&fills);
+        self.verify(&seen, confirmed);
+        Ok(out)
     }
 }
 
 impl Store for TieredStore {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        if !self.reads_frontend(key) {
+        if self.reads_frontend(key) {
+            let key = key.to_owned();
+            return Ok(self.get_cacheable(&[&key])?.pop().flatten());
+        }
+        if self.read_policy == ReadPolicy::BackendOnly || key == DELETES_KEY {
             return self.backend.get(key);
         }
-        match self.frontend.get(key) {
-            Ok(Some(bytes)) => return Ok(Some(bytes)),
-            Ok(None) => {}
-            Err(_) => {
-                self.frontend_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let bytes = self.backend.get(key)?;
-        if let Some(bytes) = &bytes {
-            self.fill(&[(key.to_owned(), bytes.clone())]);
-        }
+        // A mutable key: read beside the deletes marker (one round trip where the backend
+        // batches reads).
+        let mut found = self.backend.get_many(&[key.to_owned(), DELETES_KEY.to_owned()])?;
+        let deletes = found.pop().flatten();
+        let bytes = found.pop().flatten();
+        self.saw_deletes(deletes);
         Ok(bytes)
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let (cached, direct): (Vec<usize>, Vec<usize>) = (0..keys.len()).partition(|&i| self.reads_frontend(&keys[i]));
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
-        let cached: Vec<usize> = (0..keys.len()).filter(|&i| self.reads_frontend(&keys[i])).collect();
-        let mut from_backend: Vec<usize> = (0..keys.len()).filter(|&i| !self.reads_frontend(&keys[i])).collect();
-        if !cached.is_empty() {
-            let asked: Vec<String> = cached.iter().map(|&i| keys[i].clone()).collect();
-            match self.frontend.get_many(&asked) {
-                Ok(found) => {
-                    for (&i, bytes) in cached.iter().zip(found) {
-                        match bytes {
-                            Some(bytes) => out[i] = Some(bytes),
-                            None => from_backend.push(i),
-                        }
-                    }
-                }
-                Err(_) => {
-                    self.frontend_errors.fetch_add(1, Ordering::Relaxed);
-                    from_backend.extend(&cached);
-                }
+        if !direct.is_empty() {
+            let mut asked: Vec<String> = direct.iter().map(|&i| keys[i].clone()).collect();
+            let with_deletes = self.read_policy == ReadPolicy::FrontendFirst;
+            if with_deletes {
+                asked.push(DELETES_KEY.to_owned());
             }
-        }
-        if !from_backend.is_empty() {
-            let asked: Vec<String> = from_backend.iter().map(|&i| keys[i].clone()).collect();
-            let mut fills = Vec::new();
-            for (&i, bytes) in from_backend.iter().zip(self.backend.get_many(&asked)?) {
-                if let Some(bytes) = &bytes {
-                    if self.reads_frontend(&keys[i]) {
-                        fills.push((keys[i].clone(), bytes.clone()));
-                    }
-                }
+            let mut found = self.backend.get_many(&asked)?;
+            if with_deletes {
+                let deletes = found.pop().flatten();
+                self.saw_deletes(deletes);
+            }
+            for (&i, bytes) in direct.iter().zip(found) {
                 out[i] = bytes;
             }
-            self.fill(&fills);
+        }
+        if !cached.is_empty() {
+            let asked: Vec<&String> = cached.iter().map(|&i| &keys[i]).collect();
+            for (&i, bytes) in cached.iter().zip(self.get_cacheable(&asked)?) {
+                out[i] = bytes;
+            }
         }
         Ok(out)
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
+        let seen = self.deletes_seen();
         self.backend.put_batch(entries)?;
-        self.write_frontend(entries);
+        self.write_frontend(&seen, entries);
         Ok(())
     }
 
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
-        self.backend.delete_batch(keys)?;
         let cached: Vec<String> = keys.iter().filter(|key| is_cacheable(key)).cloned().collect();
+        {
+            let mut trust = self.trust();
+            for key in &cached {
+                trust.verified.remove(key);
+            }
+        }
+        self.backend.delete_batch(keys)?;
         if cached.is_empty() {
             return Ok(());
         }
+        // Other handles drop their trust in their frontends when they read this.
+        self.backend.put_batch(&[(DELETES_KEY.to_owned(), uuid::Uuid::new_v4().as_bytes().to_vec())])?;
         self.frontend.delete_batch(&cached)
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        self.backend.list(prefix)
+        let mut keys = self.backend.list(prefix)?;
+        keys.retain(|key| key != DELETES_KEY);
+        self.check_deletes()?;
+        Ok(keys)
     }
 
     fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> StoreResult<bool> {
+        let seen = self.deletes_seen();
         let swapped = self.backend.compare_and_set(key, expected, new)?;
         if swapped {
-            self.write_frontend_one(key, new);
+            self.write_frontend(&seen, &[(key.to_owned(), new.to_vec())]);
         }
         Ok(swapped)
     }
 
     fn put_if_absent(&self, key: &str, bytes: &[u8]) -> StoreResult<bool> {
+        let seen = self.deletes_seen();
         let written = self.backend.put_if_absent(key, bytes)?;
         if written {
-            self.write_frontend_one(key, bytes);
+            self.write_frontend(&seen, &[(key.to_owned(), bytes.to_vec())]);
         }
         Ok(written)
     }
@@ -245,7 +385,9 @@ impl Store for TieredStore {
     }
 
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        self.backend.log_read(log, after)
+        let records = self.backend.log_read(log, after)?;
+        self.check_deletes()?;
+        Ok(records)
     }
 
     fn log_discard(&self, log: &str, through: u64) -> StoreResult<()> {
@@ -276,6 +418,7 @@ impl Store for TieredStore {
 
     fn destroy(&self) -> StoreResult<()> {
         self.backend.destroy()?;
+        self.trust().verified.clear();
         self.frontend.destroy()
     }
 }
@@ -362,7 +505,7 @@ impl Backend for TieredBackend {
         // missing, also for a reader that never writes the backend.
         let frontend = open_tier(frontend_tier.as_ref(), OpenMode::Create)?
             .ok_or_else(|| StoreError::Invalid(":store :frontend-config opened nothing in create mode".into()))?;
-        Ok(Some(Arc::new(TieredStore::new(frontend, backend, write_policy, read_policy))))
+        Ok(Some(Arc::new(TieredStore::open(frontend, backend, write_policy, read_policy)?)))
     }
 
     /// The backend's identity: the data lives there, and two tiered configs over one backend
