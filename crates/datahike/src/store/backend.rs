@@ -72,7 +72,12 @@ fn registry() -> &'static RwLock<BTreeMap<String, Arc<dyn Backend>>> {
 /// The backends this build was compiled with, besides `:memory` and `:file` (which the
 /// database handles itself).
 fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
-    vec![("tiered", Arc::new(super::tiered::TieredBackend))]
+    vec![
+        // A cache store in front of a durable one, both opened from their own :store maps.
+        ("tiered", Arc::new(super::tiered::TieredBackend) as Arc<dyn Backend>),
+        #[cfg(feature = "dynamodb")]
+        ("dynamodb", Arc::new(super::dynamodb::DynamoBackend) as Arc<dyn Backend>),
+    ]
 }
 
 /// Registers `backend` under `name` (the keyword without its colon, e.g. `"my-store"`), so

@@ -14,6 +14,8 @@
 
 pub mod backend;
 pub mod conformance;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod file;
 mod memory;
 mod pack;
