@@ -52,6 +52,10 @@
 //! config prints redacted, and error messages have the secret key and the session token
 //! replaced.
 //!
+//! The SDK is asynchronous; the store's methods block on a runtime of their own (two threads,
+//! shared by every handle of the process). Like every `Store` method, they are meant for
+//! synchronous callers: from async code, call the database inside `spawn_blocking`.
+//!
 //! The writer lock is a lease ([`super::lease`]); the log is the trait's default (one item
 //! per record, put if absent, a floor item), plus `log_is_current`: one Query tells a writer
 //! that nobody appended after its last record, so a commit skips reading the head and the log.

@@ -32,7 +32,8 @@
 //!   is the same bytes the connection's own node cache would have kept in memory.
 //!
 //! Write policies: `:write-through` writes the backend, then the frontend (cacheable keys
-//! only); `:write-around` writes only the backend, and reads fill the frontend. Deletes go
+//! only, and not under `:backend-only`, which never reads them); `:write-around` writes only
+//! the backend, and reads fill the frontend. Deletes go
 //! to both under either policy. Read policies: `:frontend-first` reads cacheable keys from
 //! the frontend and, on a miss, from the backend, copying what it read into the frontend;
 //! `:backend-only` never reads the frontend. konserve's `:write-behind` (acknowledge before
