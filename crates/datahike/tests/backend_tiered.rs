@@ -35,6 +35,20 @@ fn subject(policy: &'static str) -> Subject {
     Subject::new(store, move || open_store(&map, OpenMode::Open).unwrap().expect("exists"))
 }
 
+/// Both handles share one frontend (a memory store with an `:id`, as a file frontend would
+/// be shared by processes): a handle finds entries there that it did not verify itself.
+fn shared_frontend_subject() -> Subject {
+    let path = scratch_dir().join("db");
+    let frontend = format!("{{:backend :memory :id {:?}}}", format!("shared-frontend-{}", uuid::Uuid::new_v4()));
+    let map = read_str(&tiered_map(&path, "write-through", &frontend)).unwrap();
+    let store = open_store(&map, OpenMode::Create).unwrap().expect("created");
+    Subject::new(store, move || open_store(&map, OpenMode::Open).unwrap().expect("exists"))
+}
+
+mod shared_frontend {
+    datahike::store_conformance_tests!(super::shared_frontend_subject);
+}
+
 mod write_through {
     datahike::store_conformance_tests!(|| super::subject("write-through"));
 }
