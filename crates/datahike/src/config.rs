@@ -4,7 +4,7 @@
 use crate::edn::{read_str, Edn, Keyword};
 use crate::error::{Error, Result};
 use crate::index::{CacheLimit, IndexKind};
-use crate::store::{backend, Store};
+use crate::store::{backend, FileStore, MemoryStore, OpenMode, Store, StoreError, StoreResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -81,6 +81,71 @@ impl StoreConfig {
                 (Edn::kw("id"), Edn::str(&value.identity())),
             ]),
         }
+    }
+
+    /// Parses a `:store` map (`{:backend :file :path "/x"}`, `{:backend :memory :id "a"}`, or
+    /// any registered backend's map).
+    pub fn from_edn(store: &Edn) -> Result<StoreConfig> {
+        parse_store(store)
+    }
+
+    /// A text that is equal for two configs exactly when they name the same store, without
+    /// secrets: the connection registry keys connections by it.
+    pub fn identity(&self) -> String {
+        match self {
+            StoreConfig::Memory { id } => format!("memory:{id}"),
+            StoreConfig::File { path } => {
+                let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                format!("file:{}", p.display())
+            }
+            StoreConfig::Backend { name, config: store } => {
+                let identity = backend::lookup(name).map(|b| b.identity(store)).unwrap_or_default();
+                format!("{name}:{identity}")
+            }
+            StoreConfig::Value(value) => format!("value:{}", value.identity()),
+        }
+    }
+
+    /// Opens the store, or `None` when `mode` does not create it and it does not exist. This
+    /// is the one dispatch of every `:store` map: memory and file here, every other backend
+    /// through the registry. A [`OpenMode::ReadOnly`] handle is returned as the backend opens
+    /// it; the database wraps it in a [`backend::ReadOnlyStore`].
+    pub fn open(&self, mode: OpenMode) -> StoreResult<Option<Arc<dyn Store>>> {
+        let create = mode == OpenMode::Create;
+        Ok(Some(match self {
+            StoreConfig::Memory { id } => {
+                if !create && !MemoryStore::exists(id) {
+                    return Ok(None);
+                }
+                Arc::new(MemoryStore::open(id))
+            }
+            StoreConfig::File { path } => {
+                let store = if FileStore::exists(path) {
+                    FileStore::open(path)?
+                } else if create {
+                    FileStore::create(path)?
+                } else {
+                    return Ok(None);
+                };
+                // Tests shrink log segments to exercise rotation and discarding.
+                match std::env::var("DATAHIKE_LOG_SEGMENT_BYTES").ok().and_then(|s| s.parse().ok()) {
+                    Some(bytes) => Arc::new(store.with_segment_bytes_max(bytes)),
+                    None => Arc::new(store),
+                }
+            }
+            StoreConfig::Backend { name, config } => {
+                let backend = backend::lookup(name).ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "no backend is registered under :{name} (see datahike::store::register_backend)"
+                    ))
+                })?;
+                match backend.open(config, mode)? {
+                    Some(store) => store,
+                    None => return Ok(None),
+                }
+            }
+            StoreConfig::Value(value) => value.0.clone(),
+        }))
     }
 
     /// The backend's name, e.g. `"file"`.

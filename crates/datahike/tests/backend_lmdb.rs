@@ -13,10 +13,11 @@ use std::sync::Arc;
 const CHILD_ENV: &str = "DATAHIKE_LMDB_CHILD";
 
 fn lmdb() -> Subject {
-    // The directory lives as long as the test process: a subject has no teardown.
-    let path = tempfile::tempdir().expect("temp dir").keep().join("db");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("db");
     let store = LmdbStore::create(&path, None).expect("create");
     Subject::new(Arc::new(store), move || Arc::new(LmdbStore::open(&path, None).expect("open").expect("a store")))
+        .with_guard(dir)
 }
 
 mod conformance {

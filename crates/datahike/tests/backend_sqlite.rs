@@ -24,15 +24,11 @@ fn open(config: &Edn, mode: OpenMode) -> Option<Arc<dyn Store>> {
     lookup("jdbc").expect("the jdbc backend is built in").open(config, mode).expect("open")
 }
 
-/// A temporary directory that lives as long as the test process (a subject has no teardown).
-fn dir() -> PathBuf {
-    tempfile::tempdir().expect("temp dir").keep()
-}
-
 fn subject() -> Subject {
-    let config = store_map(&dir().join("store.sqlite"), "kv");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = store_map(&dir.path().join("store.sqlite"), "kv");
     let store = open(&config, OpenMode::Create).expect("created");
-    Subject::new(store, move || open(&config, OpenMode::Open).expect("the store exists"))
+    Subject::new(store, move || open(&config, OpenMode::Open).expect("the store exists")).with_guard(dir)
 }
 
 mod conformance {
@@ -49,7 +45,8 @@ fn config(path: &Path, extra: &str) -> Config {
 
 #[test]
 fn database_conformance() {
-    datahike::store::conformance::database(&config(&dir().join("db.sqlite"), ""));
+    let scratch = tempfile::tempdir().expect("temp dir");
+    datahike::store::conformance::database(&config(&scratch.path().join("db.sqlite"), ""));
 }
 
 fn count(conn: &datahike::Conn) -> Edn {
@@ -59,7 +56,8 @@ fn count(conn: &datahike::Conn) -> Edn {
 
 #[test]
 fn create_database_creates_the_file_and_the_table() {
-    let path = dir().join("sub/dir/app.sqlite");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let path = scratch.path().join("sub/dir/app.sqlite");
     let config = config(&path, ":schema-flexibility :read");
     assert!(!datahike::database_exists(&config).unwrap());
     assert!(!path.exists(), "checking for a database creates no file");
@@ -87,7 +85,8 @@ fn create_database_creates_the_file_and_the_table() {
 /// databases in one file apart.
 #[test]
 fn config_shapes_and_tables_in_one_file() {
-    let path = dir().join("shared.sqlite");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let path = scratch.path().join("shared.sqlite");
     let p = path.display().to_string();
     let configs = [
         format!(r#"{{:store {{:backend :jdbc :jdbcUrl "jdbc:sqlite:{p}" :table "a"}} :schema-flexibility :read}}"#),
@@ -138,7 +137,8 @@ fn bad_configs_name_the_key() {
 /// on one file; every transaction is there after a reopen.
 #[test]
 fn writers_on_several_threads() {
-    let config = config(&dir().join("threads.sqlite"), ":schema-flexibility :read");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let config = config(&scratch.path().join("threads.sqlite"), ":schema-flexibility :read");
     datahike::create_database(&config).unwrap();
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -176,7 +176,8 @@ fn config_path(config: &Config) -> PathBuf {
 /// A `:read-only? true` connection reads the database and is released without writing.
 #[test]
 fn read_only_connections() {
-    let path = dir().join("ro.sqlite");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let path = scratch.path().join("ro.sqlite");
     let writer = config(&path, ":schema-flexibility :read");
     datahike::create_database(&writer).unwrap();
     let conn = datahike::connect(&writer).unwrap();

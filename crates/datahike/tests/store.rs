@@ -18,11 +18,10 @@ fn memory() -> Subject {
 }
 
 fn file() -> Subject {
-    // The directory lives as long as the test process: a subject has no teardown.
-    let dir = tempfile::tempdir().expect("temp dir").keep();
-    let path = dir.join("db");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("db");
     let store = FileStore::create(&path).expect("create");
-    Subject::new(Arc::new(store), move || Arc::new(FileStore::open(&path).expect("open")))
+    Subject::new(Arc::new(store), move || Arc::new(FileStore::open(&path).expect("open"))).with_guard(dir)
 }
 
 mod memory {

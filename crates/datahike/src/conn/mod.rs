@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::index::codec::{self, Reader};
 use crate::index::{IndexRoot, NodeCache, PendingFlush};
 use crate::schema::{is_schema_attr, Schema};
-use crate::store::{backend, FileStore, MemoryStore, OpenMode, Store, StoreError};
+use crate::store::{backend, OpenMode, Store, StoreError};
 use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};

@@ -26,18 +26,7 @@ pub(super) fn registry() -> &'static Mutex<HashMap<String, Arc<ConnInner>>> {
 /// A text naming the store of `config` (equal for two configs exactly when they name the same
 /// store), without secrets.
 pub(super) fn store_identity(config: &Config) -> String {
-    match &config.store {
-        StoreConfig::Memory { id } => format!("memory:{id}"),
-        StoreConfig::File { path } => {
-            let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-            format!("file:{}", p.display())
-        }
-        StoreConfig::Backend { name, config: store } => {
-            let identity = backend::lookup(name).map(|b| b.identity(store)).unwrap_or_default();
-            format!("{name}:{identity}")
-        }
-        StoreConfig::Value(value) => format!("value:{}", value.identity()),
-    }
+    config.store.identity()
 }
 
 /// The connection registry's key: one connection per store, branch and access mode.
@@ -49,39 +38,7 @@ pub(super) fn store_key(config: &Config) -> String {
 /// The store of `config`, or `None` when `mode` does not create it and it does not exist. A
 /// read-only handle refuses every write.
 pub(super) fn open_store(config: &Config, mode: OpenMode) -> Result<Option<Arc<dyn Store>>> {
-    let create = mode == OpenMode::Create;
-    let store: Arc<dyn Store> = match &config.store {
-        StoreConfig::Memory { id } => {
-            if !create && !MemoryStore::exists(id) {
-                return Ok(None);
-            }
-            Arc::new(MemoryStore::open(id))
-        }
-        StoreConfig::File { path } => {
-            let store = if FileStore::exists(path) {
-                FileStore::open(path)?
-            } else if create {
-                FileStore::create(path)?
-            } else {
-                return Ok(None);
-            };
-            // Tests shrink log segments to exercise rotation and discarding.
-            match std::env::var("DATAHIKE_LOG_SEGMENT_BYTES").ok().and_then(|s| s.parse().ok()) {
-                Some(bytes) => Arc::new(store.with_segment_bytes_max(bytes)),
-                None => Arc::new(store),
-            }
-        }
-        StoreConfig::Backend { name, config: store_config } => {
-            let backend = backend::lookup(name).ok_or_else(|| {
-                Error::Config(format!("no backend is registered under :{name} (see datahike::store::register_backend)"))
-            })?;
-            match backend.open(store_config, mode)? {
-                Some(store) => store,
-                None => return Ok(None),
-            }
-        }
-        StoreConfig::Value(value) => value.0.clone(),
-    };
+    let Some(store) = config.store.open(mode)? else { return Ok(None) };
     Ok(Some(if mode == OpenMode::ReadOnly {
         Arc::new(backend::ReadOnlyStore::new(store, pr_str(&config.store.to_edn())))
     } else {

@@ -84,6 +84,10 @@ fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
         ("s3", Arc::new(super::object::S3Backend) as Arc<dyn Backend>),
         #[cfg(feature = "gcs")]
         ("gcs", Arc::new(super::object::GcsBackend) as Arc<dyn Backend>),
+        // A cache store in front of a durable one, both opened from their own :store maps.
+        ("tiered", Arc::new(super::tiered::TieredBackend) as Arc<dyn Backend>),
+        #[cfg(feature = "dynamodb")]
+        ("dynamodb", Arc::new(super::dynamodb::DynamoBackend) as Arc<dyn Backend>),
     ]
 }
 
@@ -104,6 +108,21 @@ pub fn names() -> Vec<String> {
     let mut names = vec!["memory".to_string(), "file".to_string()];
     names.extend(registry().read().unwrap_or_else(PoisonError::into_inner).keys().cloned());
     names
+}
+
+/// Opens the store that a `:store` map names, through the same dispatch as a database's
+/// `:store` (memory and file, then every registered backend): `None` when `mode` is not
+/// [`OpenMode::Create`] and there is no such store. For backends made of other stores, such
+/// as `:tiered`.
+pub fn open_store(config: &Edn, mode: OpenMode) -> StoreResult<Option<Arc<dyn Store>>> {
+    let parsed = crate::config::StoreConfig::from_edn(config).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    parsed.open(mode)
+}
+
+/// The identity (see [`Backend::identity`]) of the store that a `:store` map names, or of the
+/// map itself, redacted, when it does not parse.
+pub fn store_identity(config: &Edn) -> String {
+    crate::config::StoreConfig::from_edn(config).map_or_else(|_| redact(config).to_string(), |c| c.identity())
 }
 
 /// Config keys whose values are secrets: never printed, logged, or put in an error.

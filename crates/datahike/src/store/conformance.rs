@@ -25,12 +25,20 @@ pub struct Subject {
     /// Opens another handle on the same data, as another process would (a new connection,
     /// new file descriptors): writes through one handle must be visible through the other.
     pub reopen: Box<dyn Fn() -> Arc<dyn Store> + Send + Sync>,
+    /// Whatever must live as long as the subject and go with it (a temporary directory, a
+    /// table to drop): dropped after the check, so checks leave nothing behind.
+    pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Subject {
     /// A subject from a fresh store and a way to open other handles on it.
     pub fn new(store: Arc<dyn Store>, reopen: impl Fn() -> Arc<dyn Store> + Send + Sync + 'static) -> Subject {
-        Subject { store, reopen: Box::new(reopen) }
+        Subject { store, reopen: Box::new(reopen), guard: None }
+    }
+
+    /// The subject, keeping `guard` (e.g. a `tempfile::TempDir`) alive until it is dropped.
+    pub fn with_guard(self, guard: impl std::any::Any + Send + Sync) -> Subject {
+        Subject { guard: Some(Box::new(guard)), ..self }
     }
 }
 

@@ -9,10 +9,13 @@
 //!
 //! [`backend`] dispatches `{:store {:backend :kw ...}}` to the registered backends (a user
 //! registers their own with [`register_backend`]); [`conformance`] is the suite every backend
-//! passes, public so that the author of a backend runs it from their own tests.
+//! passes, public so that the author of a backend runs it from their own tests. [`tiered`]
+//! is a store over two stores (a cache in front of a durable store).
 
 pub mod backend;
 pub mod conformance;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod file;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod jdbc;
@@ -25,6 +28,7 @@ mod pack;
 pub mod packed;
 #[cfg(feature = "redis")]
 mod redis;
+pub mod tiered;
 
 pub use backend::{register_backend, Backend, OpenMode};
 pub use file::FileStore;
@@ -34,6 +38,7 @@ pub use memory::MemoryStore;
 pub use packed::PackedStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStore};
+pub use tiered::TieredStore;
 
 use std::path::PathBuf;
 

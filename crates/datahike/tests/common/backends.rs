@@ -26,7 +26,13 @@ pub fn available() -> Vec<&'static str> {
     want("sqlite", None);
     #[cfg(feature = "postgres")]
     want("postgres", Some("DATAHIKE_TEST_POSTGRES"));
-    let _ = &mut want;
+    #[cfg(feature = "s3")]
+    want("s3", Some("DATAHIKE_TEST_SEAWEED_ENDPOINT"));
+    #[cfg(feature = "gcs")]
+    want("gcs", Some("DATAHIKE_TEST_GCS_ENDPOINT"));
+    #[cfg(feature = "dynamodb")]
+    want("dynamodb", Some("DATAHIKE_TEST_DYNAMODB_ENDPOINT"));
+    want("tiered", None);
     out
 }
 
@@ -72,6 +78,38 @@ pub fn fresh_store(backend: &str, prefix: &str) -> (String, Option<tempfile::Tem
                 .collect();
             let table = format!("t_{}", unique.replace('-', "_"));
             (format!(r#"{{:backend :jdbc :dbtype "postgresql" :table {table:?}{keys}}}"#), None)
+        }
+        "s3" => {
+            // SeaweedFS, a real S3 server (credentials from the AWS_* variables).
+            let endpoint = std::env::var("DATAHIKE_TEST_SEAWEED_ENDPOINT").unwrap();
+            let store = format!(
+                r#"{{:backend :s3 :bucket "dthk-shared-tests" :prefix {unique:?} :region "us-east-1" :endpoint {endpoint:?}}}"#
+            );
+            (store, None)
+        }
+        "gcs" => {
+            let endpoint = std::env::var("DATAHIKE_TEST_GCS_ENDPOINT").unwrap();
+            let store = format!(
+                r#"{{:backend :gcs :bucket "dthk-shared-tests" :prefix {unique:?} :endpoint {endpoint:?} :project-id "test"}}"#
+            );
+            (store, None)
+        }
+        "dynamodb" => {
+            let endpoint = std::env::var("DATAHIKE_TEST_DYNAMODB_ENDPOINT").unwrap();
+            let store = format!(
+                r#"{{:backend :dynamodb :endpoint {endpoint:?} :region "us-east-1" :table "dthk-shared-tests" :prefix {unique:?}}}"#
+            );
+            (store, None)
+        }
+        "tiered" => {
+            // A memory frontend (its own per process) over a file backend.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db").display().to_string();
+            let store = format!(
+                "{{:backend :tiered :frontend-config {{:backend :memory :id {unique:?}}} \
+                  :backend-config {{:backend :file :path {path:?}}} :write-policy :write-through :read-policy :frontend-first}}"
+            );
+            (store, Some(dir))
         }
         other => panic!("no fresh config for backend {other}"),
     };
