@@ -435,22 +435,19 @@ fn parse_store(value: &Edn) -> Result<StoreConfig> {
         Some(name) if backend::lookup(name).is_some() => {
             Ok(StoreConfig::Backend { name: name.to_string(), config: value.clone() })
         }
-        _ => Err(Error::Config(format!(
-            "unknown :store :backend {backend}; this build knows :{} (others need their cargo feature, \
-             e.g. --features {}, or a backend registered with datahike::store::register_backend)",
-            backend::names().join(" :"),
-            backend.as_keyword().map_or("...", |k| feature_of(k.as_str())),
-        ))),
-    }
-}
-
-/// The cargo feature that brings in a built-in backend.
-fn feature_of(backend: &str) -> &str {
-    match backend {
-        "jdbc" => "jdbc (or postgres, sqlite)",
-        "gcs" => "gcs",
-        "s3" => "s3",
-        other => other,
+        name => {
+            let known = backend::names().join(" :");
+            Err(Error::Config(match name.and_then(backend::feature_of) {
+                Some(feature) => format!(
+                    "this build has no :store :backend {backend}: build with the cargo feature `{feature}` \
+                     (or --all-features); it knows :{known}"
+                ),
+                None => format!(
+                    "unknown :store :backend {backend}; this build knows :{known} (a backend of your own \
+                     is registered with datahike::store::register_backend)"
+                ),
+            }))
+        }
     }
 }
 

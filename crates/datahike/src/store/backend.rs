@@ -91,6 +91,20 @@ fn builtin() -> Vec<(&'static str, Arc<dyn Backend>)> {
     ]
 }
 
+/// The cargo feature that builds the built-in backend `name` in, for the backends that are
+/// optional (so that a config naming one this build lacks says what to build).
+pub fn feature_of(name: &str) -> Option<&'static str> {
+    match name {
+        "jdbc" => Some("jdbc"), // or `postgres` or `sqlite` alone
+        "lmdb" => Some("lmdb"),
+        "redis" => Some("redis"),
+        "s3" => Some("s3"),
+        "gcs" => Some("gcs"),
+        "dynamodb" => Some("dynamodb"),
+        _ => None,
+    }
+}
+
 /// Registers `backend` under `name` (the keyword without its colon, e.g. `"my-store"`), so
 /// that `{:store {:backend :my-store ...}}` opens stores through it. Registering a name again
 /// replaces the backend (the built-in ones too).
@@ -228,6 +242,9 @@ impl Store for ReadOnlyStore {
     fn get_range(&self, key: &str, range: super::ByteRange) -> StoreResult<Option<Vec<u8>>> {
         self.inner.get_range(key, range)
     }
+    fn get_ranges(&self, reads: &[(String, super::ByteRange)]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.inner.get_ranges(reads)
+    }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         match entries.first() {
             Some((key, _)) => self.refuse(key),
@@ -279,6 +296,25 @@ impl Store for ReadOnlyStore {
 mod tests {
     use super::*;
     use crate::edn::read_str;
+
+    #[test]
+    fn a_missing_backend_is_named_with_what_builds_it() {
+        let error = |name: &str| {
+            crate::Config::parse(&format!("{{:store {{:backend :{name} :path \"/nonexistent\"}}}}"))
+                .expect_err("a backend this build lacks is refused when the config is read")
+                .to_string()
+        };
+        let unknown = error("no-such-store");
+        assert!(unknown.contains(":no-such-store") && unknown.contains("register_backend"), "{unknown}");
+        for name in ["jdbc", "lmdb", "redis", "s3", "gcs", "dynamodb"] {
+            let feature = feature_of(name).expect("an optional built-in backend");
+            if lookup(name).is_none() {
+                let message = error(name);
+                assert!(message.contains(&format!("cargo feature `{feature}`")), "{message}");
+            }
+        }
+        assert_eq!(feature_of("tiered"), None, "tiered is always built");
+    }
 
     #[test]
     fn secrets_are_redacted() {

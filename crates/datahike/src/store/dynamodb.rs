@@ -71,6 +71,7 @@ use aws_sdk_dynamodb::types::{
     PutRequest, ReturnValue, ScalarAttributeType, TableStatus, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
+use futures::stream::{self, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -85,6 +86,8 @@ const BATCH_GET_MAX: usize = 100;
 const BATCH_GET_CHUNKS: usize = 40;
 /// Requests per `BatchWriteItem` (DynamoDB's limit; 25 chunks are under its 16 MB too).
 const BATCH_WRITE_MAX: usize = 25;
+/// Batch calls in flight at once.
+const CONCURRENT_CALLS: usize = 8;
 /// How long `create-database` waits for a new table to become active.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -257,38 +260,54 @@ impl DynamoStore {
     /// Writes the requests 25 at a time, retrying what DynamoDB left unprocessed.
     fn batch_write(&self, requests: Vec<WriteRequest>, what: &str) -> StoreResult<()> {
         let table = &self.inner.table;
-        for batch in requests.chunks(BATCH_WRITE_MAX) {
-            let mut pending = batch.to_vec();
-            let mut backoff = Duration::from_millis(10);
-            while !pending.is_empty() {
-                let out = block_on(self.inner.client.batch_write_item().request_items(table, pending).send())
-                    .map_err(|e| self.error(what, e))?;
-                pending = out.unprocessed_items.and_then(|mut m| m.remove(table)).unwrap_or_default();
-                if !pending.is_empty() {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+        let mut pending = requests;
+        let mut backoff = Duration::from_millis(10);
+        while !pending.is_empty() {
+            // The calls of one round go out together (a flush is ~60 calls of 25 nodes).
+            let calls = pending
+                .chunks(BATCH_WRITE_MAX)
+                .map(|batch| self.inner.client.batch_write_item().request_items(table, batch.to_vec()).send());
+            let answers = block_on(stream::iter(calls).buffer_unordered(CONCURRENT_CALLS).collect::<Vec<_>>());
+            let mut unprocessed = Vec::new();
+            for answer in answers {
+                let out = answer.map_err(|e| self.error(what, e))?;
+                unprocessed.extend(out.unprocessed_items.and_then(|mut m| m.remove(table)).unwrap_or_default());
+            }
+            pending = unprocessed;
+            if !pending.is_empty() {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
         Ok(())
     }
 
     /// Reads items by key (any number, no duplicates), strongly consistent, retrying what
-    /// DynamoDB left unprocessed. Returns the items found, by `(pk, sk)`.
+    /// DynamoDB left unprocessed; the calls of a round go out together. Returns the items
+    /// found, by `(pk, sk)`.
     fn batch_get(&self, keys: Vec<Item>, per_call: usize, what: &str) -> StoreResult<HashMap<(String, String), Item>> {
         let table = &self.inner.table;
         let mut found = HashMap::with_capacity(keys.len());
-        for batch in keys.chunks(per_call) {
-            let mut pending = batch.to_vec();
-            let mut backoff = Duration::from_millis(10);
-            while !pending.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(pending))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| self.build_error(what, e))?;
-                let out = block_on(self.inner.client.batch_get_item().request_items(table, request).send())
-                    .map_err(|e| self.error(what, e))?;
+        let mut pending = keys;
+        let mut backoff = Duration::from_millis(10);
+        while !pending.is_empty() {
+            let requests = pending
+                .chunks(per_call)
+                .map(|batch| {
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(batch.to_vec()))
+                        .consistent_read(true)
+                        .build()
+                        .map_err(|e| self.build_error(what, e))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let calls = requests
+                .into_iter()
+                .map(|request| self.inner.client.batch_get_item().request_items(table, request).send());
+            let answers = block_on(stream::iter(calls).buffer_unordered(CONCURRENT_CALLS).collect::<Vec<_>>());
+            let mut unprocessed = Vec::new();
+            for answer in answers {
+                let out = answer.map_err(|e| self.error(what, e))?;
                 for item in out.responses.and_then(|mut m| m.remove(table)).unwrap_or_default() {
                     let id = (
                         get_s(&item, "pk").unwrap_or_default().to_owned(),
@@ -296,11 +315,13 @@ impl DynamoStore {
                     );
                     found.insert(id, item);
                 }
-                pending = out.unprocessed_keys.and_then(|mut m| m.remove(table)).map(|k| k.keys).unwrap_or_default();
-                if !pending.is_empty() {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+                unprocessed
+                    .extend(out.unprocessed_keys.and_then(|mut m| m.remove(table)).map(|k| k.keys).unwrap_or_default());
+            }
+            pending = unprocessed;
+            if !pending.is_empty() {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
         Ok(found)
@@ -578,6 +599,11 @@ impl Store for DynamoStore {
             Some(item) => self.read(key, item),
             None => Ok(None),
         }
+    }
+
+    /// One round trip answers many keys (MGET / BatchGetItem): worth a prefetch.
+    fn prefers_batched_reads(&self) -> bool {
+        true
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {

@@ -190,6 +190,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.get(key)?.map(|bytes| range.of(&bytes).to_vec()))
     }
 
+    /// Several [`Store::get_range`] reads, answered in the order of `reads`. Object stores
+    /// override it to send the ranged GETs concurrently (how [`PackedStore`] reads the nodes a
+    /// scan needs next); the default reads one range after another.
+    fn get_ranges(&self, reads: &[(String, ByteRange)]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        reads.iter().map(|(key, range)| self.get_range(key, *range)).collect()
+    }
+
     /// The bytes under each key, in the order of `keys`. Remote backends override this to
     /// fetch concurrently; the default reads one key after another.
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {

@@ -361,6 +361,15 @@ fn has_nested_keys<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> bool {
     keys.into_iter().any(|key| directories.contains(key))
 }
 
+/// The HTTP range of `range`; `None` for an empty one, which HTTP cannot express.
+fn get_range_of(range: ByteRange) -> Option<GetRange> {
+    match range {
+        ByteRange::At { len: 0, .. } | ByteRange::Last(0) => None,
+        ByteRange::At { offset, len } => Some(GetRange::Bounded(offset..offset.saturating_add(len))),
+        ByteRange::Last(len) => Some(GetRange::Suffix(len)),
+    }
+}
+
 fn is_not_found(err: &object_store::Error) -> bool {
     matches!(err, object_store::Error::NotFound { .. })
 }
@@ -392,13 +401,8 @@ impl Store for ObjectKv {
     }
 
     fn get_range(&self, key: &str, range: ByteRange) -> StoreResult<Option<Vec<u8>>> {
-        let get_range = match range {
-            ByteRange::At { len: 0, .. } | ByteRange::Last(0) => {
-                return Ok(self.get(key)?.map(|_| Vec::new()));
-            }
-            ByteRange::At { offset, len } => GetRange::Bounded(offset..offset.saturating_add(len)),
-            ByteRange::Last(len) => GetRange::Suffix(len),
-        };
+        // An empty range is not a valid HTTP range: it answers whether the key exists.
+        let Some(get_range) = get_range_of(range) else { return Ok(self.get(key)?.map(|_| Vec::new())) };
         let path = self.path(key)?;
         let (client, this, key) = (self.client.clone(), self.clone(), key.to_owned());
         self.run(async move {
@@ -409,6 +413,39 @@ impl Store for ObjectKv {
                 Err(e) => Err(this.error(&key, &e)),
             }
         })
+    }
+
+    fn get_ranges(&self, reads: &[(String, ByteRange)]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        if reads.iter().any(|(_, range)| get_range_of(*range).is_none()) {
+            return reads.iter().map(|(key, range)| self.get_range(key, *range)).collect();
+        }
+        let reads = reads
+            .iter()
+            .filter_map(|(key, range)| Some((key.clone(), get_range_of(*range)?)))
+            .map(|(key, range)| Ok((self.path(&key)?, key, range)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let this = self.clone();
+        self.run(async move {
+            stream::iter(reads)
+                .map(|(path, key, range)| {
+                    let this = this.clone();
+                    async move {
+                        let options = GetOptions { range: Some(range), ..GetOptions::default() };
+                        match this.client.get_opts(&path, options).await {
+                            Ok(result) => Ok(Some(result.bytes().await.map_err(|e| this.error(&key, &e))?.to_vec())),
+                            Err(e) if is_not_found(&e) => Ok(None),
+                            Err(e) => Err(this.error(&key, &e)),
+                        }
+                    }
+                })
+                .buffered(CONCURRENT_REQUESTS)
+                .try_collect()
+                .await
+        })
+    }
+
+    fn prefers_batched_reads(&self) -> bool {
+        true
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {

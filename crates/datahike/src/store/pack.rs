@@ -44,6 +44,11 @@ const TAIL_READ_BYTES: u64 = 64 << 10;
 const COMPACT_FANIN: usize = 8;
 /// Packs of this size or more are left as they are by compaction.
 const COMPACT_MAX_BYTES: u64 = 16 << 20;
+/// Nodes of one pack at most this far apart are read in one range by [`Packs::get_many`]:
+/// on an object store a request costs more than reading this many bytes more.
+const COALESCE_GAP_BYTES: u64 = 64 << 10;
+/// The longest range [`Packs::get_many`] reads at once.
+const SPAN_MAX_BYTES: u64 = 4 << 20;
 /// Listings a refresh tries before it gives up on packs that keep changing.
 const REFRESH_ATTEMPTS: usize = 16;
 
@@ -56,6 +61,10 @@ pub(super) trait PackMedium: Send + Sync + 'static {
     fn list(&self) -> StoreResult<Vec<String>>;
     /// Bytes `range` of pack `name`; `None` when the pack no longer exists.
     fn read(&self, name: &str, range: ByteRange) -> StoreResult<Option<Vec<u8>>>;
+    /// Several [`PackMedium::read`]s, answered in order; a remote medium sends them at once.
+    fn read_many(&self, reads: &[(Arc<str>, ByteRange)]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        reads.iter().map(|(name, range)| self.read(name, *range)).collect()
+    }
     /// All bytes of pack `name`; `None` when it no longer exists.
     fn read_all(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Stores `bytes` as pack `name`, durably and atomically: whole or not at all, and not
@@ -419,6 +428,81 @@ impl<M: PackMedium> Packs<M> {
             }
         }
         Ok(None)
+    }
+
+    /// The nodes `wanted` (address and store key), in order, as [`Packs::get`] would return
+    /// each, in few reads: the nodes this handle places are grouped by pack, nodes lying close
+    /// together in one pack are read as one range (a flush writes a pack's nodes in the order
+    /// it visits the tree, so the leaves a scan needs next are mostly neighbours), and the
+    /// ranges are read with one [`PackMedium::read_many`]. What that misses (a node in no
+    /// known pack, a pack rewritten meanwhile) is read with [`Packs::get`].
+    pub(super) fn get_many(
+        &self,
+        wanted: &[(u128, &str)],
+        elsewhere: impl Fn(&str) -> StoreResult<Option<Vec<u8>>>,
+    ) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.ensure_loaded()?;
+        let located: Vec<Option<(Arc<str>, PackEntry)>> = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            wanted
+                .iter()
+                .map(|(address, _)| {
+                    let pack = state.packs.get(state.index.get(address)?)?;
+                    Some((pack.name.clone(), pack.entry(*address)?))
+                })
+                .collect()
+        };
+        let mut order: Vec<usize> = (0..wanted.len()).filter(|&i| located[i].is_some()).collect();
+        order.sort_by(|&a, &b| {
+            let (Some((pa, ea)), Some((pb, eb))) = (&located[a], &located[b]) else { return std::cmp::Ordering::Equal };
+            pa.cmp(pb).then(ea.offset.cmp(&eb.offset))
+        });
+        // Spans of one pack: (pack, first byte, end, the wanted nodes in it).
+        let mut spans: Vec<(Arc<str>, u64, u64, Vec<usize>)> = Vec::new();
+        for i in order {
+            let Some((name, entry)) = &located[i] else { continue };
+            let end = entry.offset + u64::from(entry.len);
+            match spans.last_mut() {
+                Some((span_name, start, span_end, members))
+                    if span_name == name
+                        && entry.offset <= span_end.saturating_add(COALESCE_GAP_BYTES)
+                        && end.saturating_sub(*start) <= SPAN_MAX_BYTES =>
+                {
+                    *span_end = (*span_end).max(end);
+                    members.push(i);
+                }
+                _ => spans.push((name.clone(), entry.offset, end, vec![i])),
+            }
+        }
+        let reads: Vec<(Arc<str>, ByteRange)> = spans
+            .iter()
+            .map(|(name, start, end, _)| (name.clone(), ByteRange::At { offset: *start, len: end - start }))
+            .collect();
+        let mut found: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+        for ((name, start, end, members), bytes) in spans.iter().zip(self.medium.read_many(&reads)?) {
+            // A pack that is gone, or shorter than its index says: its nodes are read alone.
+            let Some(bytes) = bytes.filter(|b| u64::try_from(b.len()).ok() == Some(end - start)) else { continue };
+            for &i in members {
+                let Some((_, entry)) = &located[i] else { continue };
+                let at = usize::try_from(entry.offset - start).unwrap_or(usize::MAX);
+                let node = bytes.get(at..at.saturating_add(entry.len as usize)).unwrap_or_default();
+                if node.len() != entry.len as usize || crc(node) != entry.crc {
+                    return Err(StoreError::Corrupt {
+                        key: wanted[i].1.to_owned(),
+                        reason: format!("checksum mismatch in pack {}", self.medium.describe(name)),
+                    });
+                }
+                found[i] = Some(node.to_vec());
+            }
+        }
+        found
+            .into_iter()
+            .zip(wanted)
+            .map(|(node, (address, key))| match node {
+                Some(bytes) => Ok(Some(bytes)),
+                None => self.get(*address, key, || elsewhere(key)),
+            })
+            .collect()
     }
 
     fn try_get(&self, address: u128, key: &str) -> StoreResult<Option<Read>> {

@@ -89,6 +89,11 @@ impl<S: Store> PackMedium for KvPacks<S> {
         self.store.get_range(&Self::key(name), range)
     }
 
+    fn read_many(&self, reads: &[(Arc<str>, ByteRange)]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let reads: Vec<(String, ByteRange)> = reads.iter().map(|(name, range)| (Self::key(name), *range)).collect();
+        self.store.get_ranges(&reads)
+    }
+
     fn read_all(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         self.store.get(&Self::key(name))
     }
@@ -130,14 +135,21 @@ impl<S: Store> Store for PackedStore<S> {
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let nodes: Vec<(u128, &str)> = keys.iter().filter_map(|key| Some((node_address(key)?, key.as_str()))).collect();
+        let mut nodes = self.packs.get_many(&nodes, |_| Ok(None))?.into_iter();
         let others: Vec<String> = keys.iter().filter(|key| node_address(key).is_none()).cloned().collect();
         let mut others = self.inner.get_many(&others)?.into_iter();
-        keys.iter()
+        Ok(keys
+            .iter()
             .map(|key| match node_address(key) {
-                Some(_) => self.get(key),
-                None => Ok(others.next().flatten()),
+                Some(_) => nodes.next().flatten(),
+                None => others.next().flatten(),
             })
-            .collect()
+            .collect())
+    }
+
+    fn prefers_batched_reads(&self) -> bool {
+        self.inner.prefers_batched_reads()
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {

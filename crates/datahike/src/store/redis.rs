@@ -509,6 +509,11 @@ impl Store for RedisStore {
         self.inner.run(key, true, |c| redis::cmd("GET").arg(&rkey).query(c))
     }
 
+    /// One round trip answers many keys (MGET / BatchGetItem): worth a prefetch.
+    fn prefers_batched_reads(&self) -> bool {
+        true
+    }
+
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());

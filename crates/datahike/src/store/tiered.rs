@@ -304,6 +304,10 @@ impl Store for TieredStore {
         Ok(bytes)
     }
 
+    fn prefers_batched_reads(&self) -> bool {
+        self.backend.prefers_batched_reads()
+    }
+
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let (cached, direct): (Vec<usize>, Vec<usize>) = (0..keys.len()).partition(|&i| self.reads_frontend(&keys[i]));
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];

@@ -92,6 +92,9 @@ pub struct Counting<S: Store> {
     pub puts: AtomicUsize,
     pub pack_full_gets: AtomicUsize,
     pub pack_range_gets: AtomicUsize,
+    /// Calls of `get_ranges` (one concurrent batch of ranged GETs each), and their ranges.
+    pub range_batches: AtomicUsize,
+    pub batched_ranges: AtomicUsize,
 }
 
 impl<S: Store> Counting<S> {
@@ -102,11 +105,20 @@ impl<S: Store> Counting<S> {
             puts: AtomicUsize::new(0),
             pack_full_gets: AtomicUsize::new(0),
             pack_range_gets: AtomicUsize::new(0),
+            range_batches: AtomicUsize::new(0),
+            batched_ranges: AtomicUsize::new(0),
         }
     }
 
     pub fn reset(&self) {
-        for c in [&self.pack_puts, &self.puts, &self.pack_full_gets, &self.pack_range_gets] {
+        for c in [
+            &self.pack_puts,
+            &self.puts,
+            &self.pack_full_gets,
+            &self.pack_range_gets,
+            &self.range_batches,
+            &self.batched_ranges,
+        ] {
             c.store(0, Ordering::SeqCst);
         }
     }
@@ -129,8 +141,16 @@ impl<S: Store> Store for Counting<S> {
         }
         self.inner.get_range(key, range)
     }
+    fn get_ranges(&self, reads: &[(String, ByteRange)]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.range_batches.fetch_add(1, Ordering::SeqCst);
+        self.batched_ranges.fetch_add(reads.len(), Ordering::SeqCst);
+        self.inner.get_ranges(reads)
+    }
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         self.inner.get_many(keys)
+    }
+    fn prefers_batched_reads(&self) -> bool {
+        self.inner.prefers_batched_reads()
     }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         self.puts.fetch_add(entries.len(), Ordering::SeqCst);
@@ -211,12 +231,20 @@ pub fn flush_writes_one_pack_and_reads_by_range(server: &Server) {
     assert!(puts <= 12, "{puts} PUTs for a flush of {nodes} nodes");
     conn.release().expect("release");
 
-    // A fresh connection (an empty node cache) reads its nodes by range.
+    // A fresh connection (an empty node cache) reads its nodes by range, never a whole pack;
+    // a scan fetches the leaves it needs next in concurrent batches, neighbours in one range.
     counts.reset();
     let conn = datahike::connect(&config).expect("connect");
     assert_eq!(count(&conn.db()), 10_000);
-    let ranged = counts.pack_range_gets.load(Ordering::SeqCst);
-    assert!(ranged > 10, "{ranged} ranged reads");
+    let single = counts.pack_range_gets.load(Ordering::SeqCst);
+    let (batches, ranges) = (counts.range_batches.load(Ordering::SeqCst), counts.batched_ranges.load(Ordering::SeqCst));
+    eprintln!("{}: a cold scan made {single} single ranged GETs and {batches} batches of {ranges} ranges", server.name);
+    assert!(batches > 0, "the scan prefetches in batches");
+    let leaves = 10_000 / 128;
+    assert!(
+        single + batches < leaves / 2,
+        "{single} + {batches} round trips for a scan of about {leaves} leaves or more"
+    );
     assert_eq!(counts.pack_full_gets.load(Ordering::SeqCst), 0, "no pack is read whole");
     conn.release().expect("release");
     datahike::delete_database(&config).expect("delete-database");
