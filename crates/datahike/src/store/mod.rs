@@ -19,6 +19,7 @@ pub mod dynamodb;
 mod file;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod jdbc;
+pub mod lease;
 #[cfg(feature = "lmdb")]
 mod lmdb;
 mod memory;
@@ -391,87 +392,4 @@ fn unframe_record(key: &str, mut bytes: Vec<u8>) -> StoreResult<Vec<u8>> {
     }
     bytes.drain(..4);
     Ok(bytes)
-}
-
-pub mod lease {
-    //! A writer lock for any store: a lease under the key `locks/writer`, taken and given back
-    //! by compare-and-set. It holds an owner id and an expiry; a holder that dies loses it
-    //! after [`LEASE_MILLIS`]. It keeps writers from colliding; it does not make a collision
-    //! safe (the conditional writes of the [`super::Store`] contract do). A backend whose
-    //! handles are cheap to clone implements `lock_writer` as
-    //! `lease::acquire(Arc::new(self.clone()))`.
-
-    use super::{Store, StoreResult, WriterGuard};
-    use std::sync::Arc;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    /// The key of the lease.
-    pub const LEASE_KEY: &str = "locks/writer";
-    /// How long a lease lasts. A writer holds the lock for one commit or one head swap, far
-    /// shorter.
-    pub const LEASE_MILLIS: u64 = 30_000;
-
-    fn now_millis() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// A lease given back: free (its expiry is 0).
-    const RELEASED: &[u8] = b"released 0";
-
-    /// `<owner uuid> <expiry ms>`
-    fn encode(owner: &uuid::Uuid, expiry: u64) -> Vec<u8> {
-        format!("{owner} {expiry}").into_bytes()
-    }
-
-    fn expiry_of(bytes: &[u8]) -> Option<u64> {
-        std::str::from_utf8(bytes).ok()?.split(' ').nth(1)?.parse().ok()
-    }
-
-    /// Waits until the lease is free or expired, then takes it. Dropping the guard gives it
-    /// back.
-    pub fn acquire(store: Arc<dyn Store>) -> StoreResult<WriterGuard> {
-        acquire_at(store, LEASE_KEY)
-    }
-
-    /// Like [`acquire`], for a lease under another key (e.g. the lock of the node packs'
-    /// rewrites, see [`super::PackedStore`]).
-    pub fn acquire_at(store: Arc<dyn Store>, key: &str) -> StoreResult<WriterGuard> {
-        let owner = uuid::Uuid::new_v4();
-        // A lease given back is free: taken straight away by compare-and-set, without reading
-        // it first (on an object store that remembers the version it wrote, one request).
-        let mine = encode(&owner, now_millis() + LEASE_MILLIS);
-        if store.compare_and_set(key, Some(RELEASED), &mine)? {
-            return Ok(WriterGuard::new(Box::new(Lease { store, key: key.to_owned(), held: mine })));
-        }
-        let mut backoff = Duration::from_millis(1);
-        loop {
-            let current = store.get(key)?;
-            let free = match &current {
-                None => true,
-                Some(bytes) => expiry_of(bytes).is_none_or(|expiry| expiry <= now_millis()),
-            };
-            let mine = encode(&owner, now_millis() + LEASE_MILLIS);
-            if free && store.compare_and_set(key, current.as_deref(), &mine)? {
-                return Ok(WriterGuard::new(Box::new(Lease { store, key: key.to_owned(), held: mine })));
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_millis(50));
-        }
-    }
-
-    /// Gives the lease back on drop, by compare-and-set (a lease another writer took over
-    /// after it expired is left alone).
-    struct Lease {
-        store: Arc<dyn Store>,
-        key: String,
-        held: Vec<u8>,
-    }
-
-    impl Drop for Lease {
-        fn drop(&mut self) {
-            // An expiry of 0: the next writer takes the lease at once. On failure the lease
-            // expires by itself.
-            let _ = self.store.compare_and_set(&self.key, Some(&self.held), RELEASED);
-        }
-    }
 }
