@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
-//!                [--store NAME=EDN]... [--cold RUNS]
+//!                [--store NAME=EDN]... [--cold RUNS] [--busy THREADS]
 //! ```
+//!
+//! `--busy THREADS` keeps THREADS threads spinning for the whole run, to measure with the
+//! machine's other cores busy.
 //!
 //! `--cold RUNS` adds, for each query op, `<op>-cold`: the query on a new read-only
 //! connection (an empty node cache, every node read from the store), RUNS times, and
@@ -47,6 +50,9 @@ struct Args {
     sample_max: usize,
     load_warmup: usize,
     load_samples: usize,
+    /// Threads that keep a core busy for the whole run (`--busy N`): the database shares
+    /// its machine with its users' work.
+    busy: usize,
     cold: usize,
 }
 
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         sample_max: 1000,
         load_warmup: 1,
         load_samples: 3,
+        busy: 0,
         cold: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -98,6 +105,7 @@ fn parse_args() -> Result<Args, String> {
             "--sample-max" => a.sample_max = num(&val)? as usize,
             "--load-warmup" => a.load_warmup = num(&val)? as usize,
             "--load-samples" => a.load_samples = num(&val)? as usize,
+            "--busy" => a.busy = num(&val)? as usize,
             other => return Err(format!("unknown argument {other}")),
         }
         i += 2;
@@ -448,6 +456,15 @@ fn main() {
     let params = edn::read_str(&read("params.edn")).expect("params.edn");
     let n = meta["n"].as_i64().expect("n in meta.json");
     let backends = args.backends.clone();
+    for _ in 0..args.busy {
+        // Busy until the process exits.
+        std::thread::spawn(|| {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+    }
     let mut b = Bench { args, n, people, params, counter: 0, last_config: None, created: Vec::new() };
     std::fs::create_dir_all(&b.args.dir).expect("bench dir");
     for backend in backends {
@@ -642,6 +659,34 @@ fn main() {
                               "ops_per_s_after": after.round(), "result_count": null, "median_ms": 1000.0 / ((before + after) / 2.0),
                               "min_ms": null, "max_ms": null, "note": "4 KiB append + fdatasync, measured around tx-small"}));
             }
+        }
+        // Group commit: the same 1,000 small transactions from 1, 8 and 64 threads on one
+        // connection at once (each thread its share); what a server's clients wait for. Only
+        // when asked for (`--ops tx-threads-1,tx-threads-8,tx-threads-64`).
+        for threads in [1usize, 8, 64] {
+            let op = format!("tx-threads-{threads}");
+            if b.args.ops.as_ref().is_none_or(|ops| !ops.contains(&op)) {
+                continue;
+            }
+            let new_people: Vec<Edn> =
+                b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            b.bench(&peer, &op, true, durable, |_, iter| {
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let (conn, new_people) = (conn.clone(), &new_people);
+                        scope.spawn(move || {
+                            for p in new_people.iter().skip(t).step_by(threads) {
+                                let email = match p.get_kw("email") {
+                                    Some(Edn::Str(s)) => format!("g{threads}.{iter}.{s}"),
+                                    _ => format!("g{threads}.{iter}.missing"),
+                                };
+                                conn.transact(&Edn::Vector(vec![with_email(p, &email)])).expect("tx-threads");
+                            }
+                        });
+                    }
+                });
+                (new_people.len() as i64, None)
+            });
         }
         if durable && b.wanted("commit-bytes") {
             // Bytes written by 100 small commits vs. their payload: what the process handed to

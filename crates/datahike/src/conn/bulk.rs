@@ -13,7 +13,7 @@
 //! partial load is never taken for a complete one. The writer lock is held from start to
 //! finish, so no other writer (and no garbage collection sweep) interleaves.
 
-use super::{commit_key, encode_log_record, encode_pack, lock, pack_key, Conn, LogRecord, Snapshot, Writer};
+use super::{commit_key, drained, encode_log_record, encode_pack, lock, pack_key, Conn, LogRecord, Snapshot, Writer};
 use crate::config::Config;
 use crate::db::Db;
 use crate::edn::{pr_str, read_str, Edn};
@@ -69,7 +69,7 @@ impl Conn {
     /// earlier transactions of this connection are flushed first.
     pub(crate) fn bulk_load(&self, source: &str) -> Result<BulkLoad<'_>> {
         self.flush()?;
-        let mut writer = lock(&self.0.writer);
+        let mut writer = drained(&self.0);
         let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
         let store_lock = durable.store.lock_writer()?;
         let db = self.catch_up(durable, self.current_value(), true)?;

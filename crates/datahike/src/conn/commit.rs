@@ -28,13 +28,20 @@ impl Conn {
         self.commit(&[], |db| tx::run(db, tx_data, tx_meta, now_millis()))
     }
 
-    /// Runs `make` against the freshest database under the writer locks, then makes the
+    /// Runs `make` against the freshest database under the writer lock, then makes the
     /// outcome durable and publishes it.
     ///
     /// The commit's parents are the branch's previous commit and `merged` (a merge). When the
     /// store refuses the log record because another writer committed first (a writer lock
     /// that lapsed, a second writer without one), nothing of this attempt is in effect: the
     /// connection catches up and `make` runs again on the newer database, a few times.
+    ///
+    /// **Group commit.** The writer mutex is held only while the transaction is made and
+    /// applied in memory, not while its record is synced: the next transaction is made from
+    /// this one's value meanwhile, and the log writer appends all records that arrived during
+    /// a sync with one sync. A transaction is published (`db()`, listeners) and acknowledged
+    /// only once its record and every record before it are durable; if one fails to reach the
+    /// log, those made after it fail too, and nothing of them is in effect.
     pub(super) fn commit(&self, merged: &[uuid::Uuid], make: impl Fn(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
         let id = Arc::as_ptr(&self.0) as usize;
         if NOTIFYING.with(|n| n.borrow().contains(&id)) {
@@ -49,73 +56,51 @@ impl Conn {
                 pr_str(&self.0.config.store.to_edn())
             )));
         }
-        let mut writer = lock(&self.0.writer);
-        let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
-        let guard = durable.store.lock_writer()?;
         let mut trusted = true;
-        let (db_before, outcome, db_after, record) = loop {
-            let db_before = self.catch_up(durable, self.current_value(), trusted)?;
-            let mut outcome = make(&db_before)?;
-            let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
-            for p in merged {
-                if !parents.contains(p) {
-                    parents.push(*p);
+        let mut conflicts = 0;
+        loop {
+            let (pending, report) = {
+                let mut writer = lock(&self.0.writer);
+                // A flush, collection or branch change waits for the pipeline to empty: no
+                // transaction joins it meanwhile.
+                while writer.draining > 0 {
+                    writer = self.0.settled.wait(writer).unwrap_or_else(PoisonError::into_inner);
                 }
-            }
-            let commit = Commit { id: uuid::Uuid::new_v4(), parents };
-            outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
-            outcome.commit = Some(commit);
-            let record: Arc<[u8]> = encode_log_record(&outcome).into();
-            match append_and_apply(durable, &db_before, &outcome, &record) {
-                Ok(db_after) => break (db_before, outcome, db_after, record),
-                Err(Error::Store(StoreError::Conflict { .. })) if trusted || durable.conflicts < CONFLICT_RETRIES => {
-                    // Another writer took this transaction's place in the log: catch up the
-                    // slow way (the fast path trusts what this handle appended) and retry.
-                    durable.conflicts += 1;
+                let published = self.settle(&mut writer);
+                if !published.is_empty() {
+                    self.notify_published(writer, published, id);
+                    continue;
+                }
+                let durable =
+                    writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
+                if durable.inline_log {
+                    let report = self.commit_inline(durable, merged, &make)?;
+                    self.notify_published(writer, vec![report.clone()], id);
+                    return Ok(report);
+                }
+                match self.start_in_flight(durable, merged, &make, trusted) {
+                    Ok(started) => started,
+                    Err(e) => {
+                        durable.end_pipeline_if_idle();
+                        return Err(e);
+                    }
+                }
+            };
+            let appended = pending.wait();
+            let mut writer = lock(&self.0.writer);
+            let published = self.settle(&mut writer);
+            self.notify_published(writer, published, id);
+            match appended {
+                Ok(()) => return Ok(report),
+                Err(Error::Store(StoreError::Conflict { .. })) if conflicts < CONFLICT_RETRIES => {
+                    // Another writer took this transaction's place in the log (or one made
+                    // before it did): catch up the slow way and run it again.
+                    conflicts += 1;
                     trusted = false;
                 }
-                Err(e) => {
-                    durable.conflicts = 0;
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
-        };
-        durable.conflicts = 0;
-        durable.txs_since_flush += 1;
-        durable.bytes_since_flush += record.len();
-        let commit_id = outcome.commit.as_ref().map(|c| c.id);
-        durable.unflushed.push(LogRecord { tx: outcome.tx, commit: commit_id, bytes: record });
-        *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
-        let every = if durable.inline_log { MEMORY_FLUSH_EVERY_TXS } else { FLUSH_EVERY_TXS };
-        if durable.txs_since_flush >= every || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
-            // Index nodes are written in the background; transactions go on meanwhile, their
-            // records stay in the log until a head covers them.
-            durable.txs_since_flush = 0;
-            durable.bytes_since_flush = 0;
-            let inner = self.0.clone();
-            let snapshot = db_after.clone();
-            let handle = std::thread::spawn(move || {
-                if let Err(e) = flush_snapshot(&inner, &snapshot) {
-                    *lock(&inner.flush_error) = Some(e.to_string());
-                }
-            });
-            *lock(&self.0.flusher) = Some(handle);
         }
-        let report = TxReport {
-            db_before,
-            db_after,
-            tx_data: outcome.tx_data,
-            tempids: outcome.tempids,
-            tx_meta: outcome.tx_meta,
-        };
-        // Callbacks run after the writer is released, one transaction at a time in commit
-        // order: the next commit waits for `notifying` before releasing the writer.
-        let notifying = lock(&self.0.notifying);
-        drop(guard);
-        drop(writer);
-        self.notify(&report, id);
-        drop(notifying);
-        Ok(report)
     }
 
     /// Brings `db` up to date with commits made by other handles and processes on the same
@@ -140,8 +125,11 @@ impl Conn {
                 if !durable.precedes(&head, &db) {
                     let (fresh, fresh_durable) = open_durable(&self.0.config, durable.store.clone())?;
                     let conflicts = durable.conflicts;
+                    // The store's writer lock this handle holds stays held.
+                    let held = durable.held.take();
                     *durable = fresh_durable;
                     durable.conflicts = conflicts;
+                    durable.held = held;
                     *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
                     return Ok(fresh);
                 }
@@ -157,33 +145,211 @@ impl Conn {
             durable.head_key
         )))
     }
+
+    /// Makes and applies one transaction, hands its record to the log writer and puts it in
+    /// the pipeline; the caller waits for the append without the writer mutex.
+    fn start_in_flight(
+        &self,
+        durable: &mut Durable,
+        merged: &[uuid::Uuid],
+        make: &impl Fn(&Db) -> Result<TxOutcome>,
+        trusted: bool,
+    ) -> Result<(PendingAppend, TxReport)> {
+        let db_before = match durable.tip.clone() {
+            Some(tip) => tip,
+            None => {
+                // The first transaction of a pipeline takes the store's writer lock (kept
+                // until the pipeline empties) and catches up with other processes.
+                if durable.held.is_none() {
+                    durable.held = Some(durable.store.lock_writer()?);
+                }
+                let trusted = trusted && !std::mem::take(&mut durable.distrust);
+                self.catch_up(durable, self.current_value(), trusted)?
+            }
+        };
+        let mut outcome = make(&db_before)?;
+        let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
+        for p in merged {
+            if !parents.contains(p) {
+                parents.push(*p);
+            }
+        }
+        let commit = Commit { id: uuid::Uuid::new_v4(), parents };
+        outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
+        outcome.commit = Some(commit);
+        let record: Arc<[u8]> = encode_log_record(&outcome).into();
+        // Applied before the record is handed over: a transaction that cannot be applied is
+        // never written.
+        let db_after = db_before.apply_tx(&outcome)?;
+        if durable.stale_log {
+            durable.log_queue = None;
+            durable.store.log_delete(&durable.log)?;
+            durable.stale_log = false;
+        }
+        let seq = u64::try_from(outcome.tx).unwrap_or(0);
+        let generation = durable.generation;
+        let pending = durable.queue_append(seq, record.clone(), generation);
+        let commit_id = outcome.commit.as_ref().map(|c| c.id);
+        let report = TxReport {
+            db_before,
+            db_after: db_after.clone(),
+            tx_data: outcome.tx_data,
+            tempids: outcome.tempids,
+            tx_meta: outcome.tx_meta,
+        };
+        durable.pipeline.push_back(InFlight {
+            seq,
+            db_after: db_after.clone(),
+            record: LogRecord { tx: outcome.tx, commit: commit_id, bytes: record },
+            report: report.clone(),
+        });
+        durable.tip = Some(db_after);
+        Ok((pending, report))
+    }
+
+    /// Publishes, in order, the transactions of the pipeline that the log writer made durable
+    /// and starts a background flush when one is due; after a failed append, drops the
+    /// transactions made after it. Returns the reports to hand to the listeners.
+    fn settle(&self, writer: &mut MutexGuard<'_, Writer>) -> Vec<TxReport> {
+        let Some(durable) = writer.durable.as_mut() else { return Vec::new() };
+        let Some(progress) = durable.log_queue.as_ref().map(|q| q.progress()) else { return Vec::new() };
+        let mut published = Vec::new();
+        while durable.pipeline.front().is_some_and(|f| f.seq <= progress.durable_through) {
+            let Some(done) = durable.pipeline.pop_front() else { break };
+            durable.txs_since_flush += 1;
+            durable.bytes_since_flush += done.record.bytes.len();
+            durable.unflushed.push(done.record);
+            *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = done.db_after;
+            published.push(done.report);
+        }
+        if progress.failed_generation == Some(durable.generation) {
+            // What is left was made from a value that includes the failed record: none of it
+            // reaches the log (the log writer refuses this generation), and the next
+            // transaction starts from the last durable value, re-reading the log.
+            durable.pipeline.clear();
+            durable.generation += 1;
+            durable.distrust = true;
+        }
+        durable.end_pipeline_if_idle();
+        if !published.is_empty() {
+            let every = if durable.inline_log { MEMORY_FLUSH_EVERY_TXS } else { FLUSH_EVERY_TXS };
+            if durable.txs_since_flush >= every || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
+                durable.txs_since_flush = 0;
+                durable.bytes_since_flush = 0;
+                self.flush_in_background();
+            }
+        }
+        if writer.durable.as_ref().is_some_and(|d| d.pipeline.is_empty()) {
+            self.0.settled.notify_all();
+        }
+        published
+    }
+
+    /// Index nodes are written in the background; transactions go on meanwhile, their records
+    /// stay in the log until a head covers them.
+    fn flush_in_background(&self) {
+        let inner = self.0.clone();
+        let snapshot = self.current_value();
+        let handle = std::thread::spawn(move || {
+            if let Err(e) = flush_snapshot(&inner, &snapshot) {
+                *lock(&inner.flush_error) = Some(e.to_string());
+            }
+        });
+        *lock(&self.0.flusher) = Some(handle);
+    }
+
+    /// Releases the writer mutex and runs the listeners on `published`, in commit order:
+    /// whoever publishes later transactions waits for `notifying` before it releases the
+    /// writer.
+    fn notify_published(&self, writer: MutexGuard<'_, Writer>, published: Vec<TxReport>, id: usize) {
+        if published.is_empty() {
+            return;
+        }
+        let notifying = lock(&self.0.notifying);
+        drop(writer);
+        for report in &published {
+            self.notify(report, id);
+        }
+        drop(notifying);
+    }
+
+    /// The commit path of a store whose append is a map insert (the memory backend): no log
+    /// thread, no pipeline.
+    fn commit_inline(
+        &self,
+        durable: &mut Durable,
+        merged: &[uuid::Uuid],
+        make: &impl Fn(&Db) -> Result<TxOutcome>,
+    ) -> Result<TxReport> {
+        let guard = durable.store.lock_writer()?;
+        let mut trusted = true;
+        let (db_before, outcome, db_after, record) = loop {
+            let db_before = self.catch_up(durable, self.current_value(), trusted)?;
+            let mut outcome = make(&db_before)?;
+            let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
+            for p in merged {
+                if !parents.contains(p) {
+                    parents.push(*p);
+                }
+            }
+            let commit = Commit { id: uuid::Uuid::new_v4(), parents };
+            outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
+            outcome.commit = Some(commit);
+            let record: Arc<[u8]> = encode_log_record(&outcome).into();
+            let db_after = db_before.apply_tx(&outcome)?;
+            if durable.stale_log {
+                durable.store.log_delete(&durable.log)?;
+                durable.stale_log = false;
+            }
+            let seq = u64::try_from(outcome.tx).unwrap_or(0);
+            match durable.store.log_append(&durable.log, seq, &record) {
+                Ok(()) => break (db_before, outcome, db_after, record),
+                Err(StoreError::Conflict { .. }) if trusted || durable.conflicts < CONFLICT_RETRIES => {
+                    durable.conflicts += 1;
+                    trusted = false;
+                }
+                Err(e) => {
+                    durable.conflicts = 0;
+                    return Err(e.into());
+                }
+            }
+        };
+        durable.conflicts = 0;
+        durable.txs_since_flush += 1;
+        durable.bytes_since_flush += record.len();
+        let commit_id = outcome.commit.as_ref().map(|c| c.id);
+        durable.unflushed.push(LogRecord { tx: outcome.tx, commit: commit_id, bytes: record });
+        *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = db_after.clone();
+        if durable.txs_since_flush >= MEMORY_FLUSH_EVERY_TXS || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
+            durable.txs_since_flush = 0;
+            durable.bytes_since_flush = 0;
+            self.flush_in_background();
+        }
+        drop(guard);
+        let report = TxReport {
+            db_before,
+            db_after,
+            tx_data: outcome.tx_data,
+            tempids: outcome.tempids,
+            tx_meta: outcome.tx_meta,
+        };
+        Ok(report)
+    }
 }
 
 /// How often a transaction is retried after losing its place in the log to another writer.
 const CONFLICT_RETRIES: usize = 4;
 
-/// Appends the record of `outcome` and applies it to `db_before`; the new value, once both
-/// are done.
-fn append_and_apply(durable: &mut Durable, db_before: &Db, outcome: &TxOutcome, record: &Arc<[u8]>) -> Result<Db> {
-    let seq = u64::try_from(outcome.tx).unwrap_or(0);
-    if durable.stale_log {
-        durable.log_writer = None;
-        durable.store.log_delete(&durable.log)?;
-        durable.stale_log = false;
-    }
-    if durable.inline_log {
-        durable.store.log_append(&durable.log, seq, record)?;
-        return db_before.apply_tx(outcome);
-    }
-    // The log append (one fdatasync) and the in-memory index update are independent: run
-    // them side by side; the new value is published only once both are done.
-    let pending = durable.log_writer()?.append(seq, record.clone())?;
-    let db_after = db_before.apply_tx(outcome);
-    pending.wait()?;
-    db_after
-}
-
 impl Durable {
+    /// Ends a pipeline that has emptied: the store's writer lock is given back and the next
+    /// transaction starts from the published value.
+    pub(super) fn end_pipeline_if_idle(&mut self) {
+        if self.pipeline.is_empty() {
+            self.tip = None;
+            self.held = None;
+        }
+    }
+
     /// Whether `head`, read from the store, is a state of `db`'s line of commits at or before
     /// `db` (another process flushed what this connection already has).
     pub(super) fn precedes(&self, head: &Head, db: &Db) -> bool {

@@ -11,7 +11,7 @@ impl Conn {
             return Ok(());
         }
         let db = {
-            let mut writer = lock(&self.0.writer);
+            let mut writer = drained(&self.0);
             let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
             let _guard = durable.store.lock_writer()?;
             let db = self.catch_up(durable, self.current_value(), true)?;
@@ -117,7 +117,7 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     // The nodes stay in memory until the head names them: a collection may delete one of
     // them from the store before this flush writes it again (below), and nothing must read
     // it from the store meanwhile.
-    let mut writer = lock(&inner.writer);
+    let mut writer = drained(inner);
     let Some(durable) = writer.durable.as_mut() else { return Ok(()) };
     let _guard = durable.store.lock_writer()?;
     if durable.flushed_tx >= db.max_tx() {

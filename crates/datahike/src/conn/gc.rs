@@ -198,7 +198,7 @@ impl Conn {
         }
         // The sweep runs under the writer lock: no head moves meanwhile. Heads published since
         // the marking are marked now (shared subtrees are already marked, so this is cheap).
-        let writer = lock(&self.0.writer);
+        let writer = drained(&self.0);
         let _guard = store.lock_writer()?;
         let heads_now = marker.mark_heads(&heads)?;
         // Snapshots recorded since the listing (flushes that published a head and were

@@ -10,8 +10,8 @@ mod bulk;
 mod commit;
 mod flush;
 mod gc;
+mod group_commit;
 mod load;
-mod log_writer;
 mod open;
 mod records;
 mod versioning;
@@ -22,7 +22,7 @@ pub use open::{connect, create_database, database_exists, delete_database};
 pub use versioning::BranchOrCommit;
 
 use flush::*;
-use log_writer::*;
+use group_commit::*;
 use open::*;
 use records::*;
 
@@ -35,13 +35,12 @@ use crate::error::{Error, Result};
 use crate::index::codec::{self, Reader};
 use crate::index::{IndexRoot, NodeCache, PendingFlush};
 use crate::schema::{is_schema_attr, Schema};
-use crate::store::{backend, OpenMode, Store, StoreError};
+use crate::store::{backend, OpenMode, Store, StoreError, WriterGuard};
 use crate::tx::{self, Commit, TxOutcome, TxReport};
 use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 /// Flush the indices after this many transactions since the last flush.
 pub const FLUSH_EVERY_TXS: usize = 1000;
@@ -77,8 +76,8 @@ struct Durable {
     bytes_since_flush: usize,
     /// True for the memory backend: an append is a map insert, cheaper than a thread handoff.
     inline_log: bool,
-    /// Started on the first commit.
-    log_writer: Option<LogWriter>,
+    /// The records on their way to the log (group commit); made on the first commit.
+    log_queue: Option<Arc<LogQueue>>,
     /// The log records after the head, oldest first, with their tx: the next flush stores
     /// them as the pack of its snapshot.
     unflushed: Vec<LogRecord>,
@@ -87,10 +86,36 @@ struct Durable {
     stale_log: bool,
     /// Log appends of the transaction under way that lost to another writer.
     conflicts: usize,
+    /// Transactions applied in memory whose records are on their way to the log, oldest
+    /// first (group commit, see [`Conn::commit`]). They are published, in order, once the
+    /// log writer reports them durable.
+    pipeline: std::collections::VecDeque<InFlight>,
+    /// The value after the newest transaction of `pipeline`: the next transaction is made
+    /// from it.
+    tip: Option<Db>,
+    /// Bumped when a record of the pipeline failed to reach the log: the transactions made
+    /// after it fail too, and the next one starts from the last durable value.
+    generation: u64,
+    /// The store's writer lock, held while `pipeline` is not empty.
+    held: Option<WriterGuard>,
+    /// A record failed to reach the log: the next transaction re-reads the log instead of
+    /// trusting what this handle appended.
+    distrust: bool,
+}
+
+/// A transaction applied in memory whose record is being appended to the log.
+struct InFlight {
+    seq: u64,
+    db_after: Db,
+    record: LogRecord,
+    report: TxReport,
 }
 
 struct Writer {
     durable: Option<Durable>,
+    /// Callers waiting for the pipeline to empty (see [`drained`]); no transaction joins the
+    /// pipeline meanwhile.
+    draining: usize,
 }
 
 struct ConnInner {
@@ -110,6 +135,24 @@ struct ConnInner {
     /// Held from publication through the callbacks of one transaction, so that callbacks see
     /// transactions in commit order.
     notifying: Mutex<()>,
+    /// Signalled (with the writer mutex) when the pipeline empties or a drain ends.
+    settled: std::sync::Condvar,
+}
+
+/// The writer state once no transaction is in flight: every caller that changes the durable
+/// state other than by a transaction (flush, garbage collection, branches, bulk loads,
+/// release) takes the writer this way. Transactions that would start meanwhile wait.
+fn drained(inner: &ConnInner) -> MutexGuard<'_, Writer> {
+    let mut writer = lock(&inner.writer);
+    writer.draining += 1;
+    while writer.durable.as_ref().is_some_and(|d| !d.pipeline.is_empty()) {
+        writer = inner.settled.wait(writer).unwrap_or_else(PoisonError::into_inner);
+    }
+    writer.draining -= 1;
+    if writer.draining == 0 {
+        inner.settled.notify_all();
+    }
+    writer
 }
 
 /// A `listen` callback.
@@ -223,7 +266,7 @@ impl Conn {
             }
         }
         let flushed = if self.0.config.read_only { Ok(()) } else { self.flush() };
-        let mut writer = lock(&self.0.writer);
+        let mut writer = drained(&self.0);
         writer.durable = None;
         flushed
     }

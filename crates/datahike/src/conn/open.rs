@@ -163,13 +163,14 @@ pub fn connect(config: &Config) -> Result<Conn> {
         config: Arc::new(config.clone()),
         key: key.clone(),
         current: RwLock::new(db),
-        writer: Mutex::new(Writer { durable: Some(durable) }),
+        writer: Mutex::new(Writer { durable: Some(durable), draining: 0 }),
         refs: Mutex::new(1),
         flushing: Mutex::new(()),
         flusher: Mutex::new(None),
         flush_error: Mutex::new(None),
         listeners: Mutex::new(Vec::new()),
         notifying: Mutex::new(()),
+        settled: std::sync::Condvar::new(),
     });
     reg.insert(key, inner.clone());
     Ok(Conn(inner))
@@ -244,10 +245,15 @@ fn open_durable_once(config: &Config, store: Arc<dyn Store>) -> Result<Option<(D
         txs_since_flush: 0,
         bytes_since_flush: 0,
         inline_log: matches!(config.store, StoreConfig::Memory { .. }),
-        log_writer: None,
+        log_queue: None,
         unflushed: Vec::new(),
         stale_log: false,
         conflicts: 0,
+        pipeline: Default::default(),
+        tip: None,
+        generation: 0,
+        held: None,
+        distrust: false,
     };
     Ok(replay(&mut durable, db)?.map(|db| (db, durable)))
 }

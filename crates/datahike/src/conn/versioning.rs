@@ -294,7 +294,7 @@ impl Conn {
         let live = self.live_branch(branch);
         // Lock order as in a flush: flushing, then writer, then the store's writer lock.
         let _flushing = live.as_ref().map(|c| lock(&c.0.flushing));
-        let mut live_writer = live.as_ref().map(|c| lock(&c.0.writer));
+        let mut live_writer = live.as_ref().map(|c| drained(&c.0));
         let _guard = store.lock_writer()?;
         // The new line of commits gets a log of its own; the old one is closed for good, so a
         // writer still on the old line fails instead of committing where nobody reads.

@@ -40,7 +40,7 @@
 //! error naming the path.
 
 use super::pack::{is_pack_name, node_address, node_hex, node_key, prefix_overlaps, PackMedium, Packs, PACKS_DIR};
-use super::{ByteRange, Store, StoreError, StoreResult, WriterGuard};
+use super::{AppendFailure, ByteRange, Store, StoreError, StoreResult, WriterGuard};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -404,6 +404,55 @@ fn list_segments(dir: &Path) -> StoreResult<Vec<(u64, PathBuf)>> {
 }
 
 impl FileStore {
+    /// Appends `records` (ascending) to `log` as consecutive frames with one write and one
+    /// `fdatasync`: all of them are durable when it returns `Ok`, none is acknowledged
+    /// otherwise.
+    fn append_records(&self, log: &str, records: &[(u64, &[u8])]) -> StoreResult<()> {
+        self.check_writable()?;
+        let (Some(&(first, _)), Some(&(last, _))) = (records.first(), records.last()) else { return Ok(()) };
+        let mut frames = Vec::with_capacity(records.iter().map(|(_, r)| r.len() + FRAME_HEADER_BYTES).sum());
+        let mut previous = None;
+        for &(seq, record) in records {
+            let Ok(payload_len) = u32::try_from(record.len()) else {
+                return Err(StoreError::Invalid(format!(
+                    "log {log}: a record of {} bytes exceeds the 4 GiB limit",
+                    record.len()
+                )));
+            };
+            if previous.is_some_and(|p| seq <= p) {
+                return Err(StoreError::Invalid(format!("log {log}: records {seq} after {previous:?} out of order")));
+            }
+            previous = Some(seq);
+            frames.extend_from_slice(&encode_frame(seq, record, payload_len));
+        }
+        let dir = self.log_dir(log)?;
+        let mut appenders = self.appenders();
+        let stale = match appenders.get(log) {
+            Some(appender) => appender.is_stale(self.segment_bytes_max)?,
+            None => true,
+        };
+        if stale {
+            appenders.remove(log);
+            let appender = self.writing(|| self.load_appender(&dir))?;
+            appenders.insert(log.to_owned(), appender);
+        }
+        let Some(appender) = appenders.get_mut(log) else {
+            return Err(StoreError::Invalid(format!("log {log}: appender vanished")));
+        };
+        if let Some(reached) = appender.last_seq.filter(|reached| first <= *reached) {
+            return Err(StoreError::Conflict {
+                key: super::log_key(log, first),
+                reason: format!("log {log} already reached record {reached}: another writer committed first"),
+            });
+        }
+        let segment_bytes_max = self.segment_bytes_max;
+        let result = self.writing(|| appender.append(first, last, &frames, segment_bytes_max));
+        if result.is_err() {
+            appenders.remove(log);
+        }
+        result
+    }
+
     /// Makes a new, empty store in directory `path`, which must be absent or empty.
     pub fn create(path: impl AsRef<Path>) -> StoreResult<Self> {
         let root = path.as_ref();
@@ -644,12 +693,13 @@ impl Appender {
         Ok(segments.last().is_none_or(|(_, last)| *last != active.path))
     }
 
-    /// Writes one frame, starting a new segment first when there is none or the active one
-    /// is full; one `fdatasync` of the segment (plus one of the directory for a new segment).
+    /// Writes the frames of records `seq..=last`, starting a new segment first when there is
+    /// none or the active one is full; one `fdatasync` of the segment (plus one of the
+    /// directory for a new segment).
     ///
     /// A frame that fits into the zeros written ahead overwrites them; one that does not
     /// extends the file, followed by [`ZERO_AHEAD_BYTES`] of zeros for the next frames.
-    fn append(&mut self, seq: u64, frame: &[u8], segment_bytes_max: u64) -> StoreResult<()> {
+    fn append(&mut self, seq: u64, last: u64, frame: &[u8], segment_bytes_max: u64) -> StoreResult<()> {
         let full = self.active.as_ref().is_none_or(|active| active.len >= segment_bytes_max);
         if full {
             let path = self.dir.join(format!("{seq:020}{SEGMENT_SUFFIX}"));
@@ -673,7 +723,7 @@ impl Appender {
         write.and_then(|()| active.file.sync_data()).map_err(io_error(&active.path))?;
         active.size = size;
         active.len = end;
-        self.last_seq = Some(seq);
+        self.last_seq = Some(last);
         Ok(())
     }
 }
@@ -1012,40 +1062,11 @@ impl Store for FileStore {
     }
 
     fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
-        self.check_writable()?;
-        let Ok(payload_len) = u32::try_from(record.len()) else {
-            return Err(StoreError::Invalid(format!(
-                "log {log}: a record of {} bytes exceeds the 4 GiB limit",
-                record.len()
-            )));
-        };
-        let dir = self.log_dir(log)?;
-        let mut appenders = self.appenders();
-        let stale = match appenders.get(log) {
-            Some(appender) => appender.is_stale(self.segment_bytes_max)?,
-            None => true,
-        };
-        if stale {
-            appenders.remove(log);
-            let appender = self.writing(|| self.load_appender(&dir))?;
-            appenders.insert(log.to_owned(), appender);
-        }
-        let Some(appender) = appenders.get_mut(log) else {
-            return Err(StoreError::Invalid(format!("log {log}: appender vanished")));
-        };
-        if let Some(last) = appender.last_seq.filter(|last| seq <= *last) {
-            return Err(StoreError::Conflict {
-                key: super::log_key(log, seq),
-                reason: format!("log {log} already reached record {last}: another writer committed first"),
-            });
-        }
-        let frame = encode_frame(seq, record, payload_len);
-        let segment_bytes_max = self.segment_bytes_max;
-        let result = self.writing(|| appender.append(seq, &frame, segment_bytes_max));
-        if result.is_err() {
-            appenders.remove(log);
-        }
-        result
+        self.append_records(log, &[(seq, record)])
+    }
+
+    fn log_append_many(&self, log: &str, records: &[(u64, &[u8])]) -> Result<(), AppendFailure> {
+        self.append_records(log, records).map_err(|error| AppendFailure { appended: 0, error })
     }
 
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {

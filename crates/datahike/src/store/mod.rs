@@ -113,6 +113,16 @@ impl WriterGuard {
     }
 }
 
+/// A [`Store::log_append_many`] that stopped: how many records, from the first, are durable,
+/// and why the next one is not.
+#[derive(Debug)]
+pub struct AppendFailure {
+    /// Records appended (durable) before the failure.
+    pub appended: usize,
+    /// What stopped the next one.
+    pub error: StoreError,
+}
+
 /// Which bytes of a value [`Store::get_range`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ByteRange {
@@ -224,6 +234,18 @@ pub trait Store: Send + Sync + 'static {
     /// discarded place (a stale writer that missed a whole flush) finds the floor above it.
     fn log_append(&self, log: &str, seq: u64, record: &[u8]) -> StoreResult<()> {
         append_record(self, log, seq, record)
+    }
+
+    /// Appends `records` (ascending sequence numbers) to `log` in order, as
+    /// [`Store::log_append`] one after another would: this is how concurrent transactions
+    /// share a sync (group commit). A store that can make several records durable at once
+    /// overrides it (the file store writes them with one `fdatasync`). On failure the first
+    /// [`AppendFailure::appended`] records are durable and none after them is.
+    fn log_append_many(&self, log: &str, records: &[(u64, &[u8])]) -> Result<(), AppendFailure> {
+        for (appended, (seq, record)) in records.iter().enumerate() {
+            self.log_append(log, *seq, record).map_err(|error| AppendFailure { appended, error })?;
+        }
+        Ok(())
     }
 
     /// Every record of `log` with a sequence number greater than `after`, ascending. A torn

@@ -200,6 +200,10 @@ impl<S: Store> Store for PackedStore<S> {
         self.inner.log_append(log, seq, record)
     }
 
+    fn log_append_many(&self, log: &str, records: &[(u64, &[u8])]) -> Result<(), super::AppendFailure> {
+        self.inner.log_append_many(log, records)
+    }
+
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
         self.inner.log_read(log, after)
     }

@@ -389,6 +389,10 @@ impl Store for TieredStore {
         self.backend.log_append(log, seq, record)
     }
 
+    fn log_append_many(&self, log: &str, records: &[(u64, &[u8])]) -> Result<(), super::AppendFailure> {
+        self.backend.log_append_many(log, records)
+    }
+
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
         let records = self.backend.log_read(log, after)?;
         self.check_deletes()?;
