@@ -128,3 +128,99 @@ fn sigkill_at_random_instants_loses_no_acknowledged_transaction() {
     }
     assert!(total_acked > 0, "the child never acknowledged a transaction");
 }
+
+const GROUP_CHILD_ENV: &str = "DATAHIKE_CRASH_GROUP_CHILD";
+
+const GROUP_SCHEMA: &str = r#"[{:db/ident :gk :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+                               {:db/ident :half :db/valueType :db.type/string :db/cardinality :db.cardinality/one}]"#;
+
+/// The child of the group-commit crash test: four threads transact on one connection (so
+/// their records share syncs), each printing `ACK <key>` after a transaction returned. Each
+/// transaction writes two entities, `<key>-a` and `<key>-b`.
+#[test]
+fn crash_group_child() {
+    let Ok(spec) = std::env::var(GROUP_CHILD_ENV) else { return };
+    let (dir, run) = spec.split_once('|').unwrap();
+    let conn = datahike::connect(&config(std::path::Path::new(dir))).unwrap();
+    let out = std::sync::Mutex::new(std::io::stdout());
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (conn, out) = (conn.clone(), &out);
+            scope.spawn(move || {
+                for n in 0.. {
+                    let key = format!("r{run}-t{t}-{n}");
+                    let tx = format!(r#"[{{:gk "{key}-a" :half "a"}} {{:gk "{key}-b" :half "b"}}]"#);
+                    conn.transact(&read_str(&tx).unwrap()).unwrap();
+                    use std::io::Write;
+                    let mut out = out.lock().unwrap();
+                    writeln!(out, "ACK {key}").unwrap();
+                    out.flush().unwrap();
+                }
+            });
+        }
+    });
+}
+
+/// Crash safety with group commit: several threads commit through shared syncs when the
+/// process is killed; every acknowledged transaction is there after reopening, and every
+/// transaction is whole or absent.
+#[test]
+fn sigkill_during_group_commits_loses_no_acknowledged_transaction() {
+    if std::env::var(GROUP_CHILD_ENV).is_ok() || std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    datahike::create_database(&config(&dir)).unwrap();
+    {
+        let conn = datahike::connect(&config(&dir)).unwrap();
+        conn.transact(&read_str(GROUP_SCHEMA).unwrap()).unwrap();
+        conn.release().unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut seed: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    eprintln!("group crash test seed {seed}");
+    let mut acked_total = Vec::new();
+    for run in 0..10 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let kill_after = Duration::from_millis(50 + (seed >> 33) % 300);
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_group_child", "--nocapture", "--test-threads", "1"])
+            .env(GROUP_CHILD_ENV, format!("{}|{run}", dir.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| line.strip_prefix("ACK ").map(str::to_owned))
+                .collect::<Vec<String>>()
+        });
+        std::thread::sleep(kill_after);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let acked = reader.join().unwrap();
+        eprintln!("run {run}: killed after {kill_after:?}, {} acknowledged", acked.len());
+        acked_total.extend(acked);
+
+        let conn = datahike::connect(&config(&dir)).expect("store opens after a crash");
+        let db = conn.db();
+        let mut present = std::collections::HashMap::<String, Vec<String>>::new();
+        for d in db.datoms(IndexOrder::Aevt, &[Edn::kw("gk")]).unwrap() {
+            let datahike::Value::String(key) = &d.v else { panic!("not a key: {:?}", d.v) };
+            let (tx, half) = key.rsplit_once('-').unwrap();
+            present.entry(tx.to_owned()).or_default().push(half.to_owned());
+        }
+        for (tx, halves) in &present {
+            assert_eq!(halves.len(), 2, "transaction {tx} is half there: {halves:?}");
+        }
+        for key in &acked_total {
+            assert!(present.contains_key(key), "acknowledged transaction {key} is missing after the crash");
+        }
+        conn.release().unwrap();
+    }
+    assert!(!acked_total.is_empty(), "the child never acknowledged a transaction");
+}
