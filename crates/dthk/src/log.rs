@@ -1,37 +1,40 @@
-//! Logging to standard error at the level `-v` chose: none for warnings only, `-v` info,
-//! `-vv` debug, `-vvv` trace.
+//! Logging to standard error through `tracing`, at the level `-v` chose: warnings only by
+//! default, `-v` info, `-vv` debug, `-vvv` trace. The library's own events (commits, log
+//! groups, index flushes, replay, garbage collection, slow queries; targets `datahike::*`)
+//! go to the same place.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
-static VERBOSITY: AtomicU8 = AtomicU8::new(0);
-
-/// Sets how many `-v` were given.
+/// Installs the subscriber for `level` `-v`s (once; later calls change nothing).
 pub fn set_verbosity(level: u8) {
-    VERBOSITY.store(level, Ordering::Relaxed);
-}
-
-fn emit(level: u8, name: &str, message: &str) {
-    if VERBOSITY.load(Ordering::Relaxed) >= level {
-        eprintln!("{name} [dthk] {message}");
-    }
+    let max = match level {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max)
+        .without_time()
+        .with_target(true)
+        .try_init();
 }
 
 /// A warning, always shown.
 pub fn warn(message: &str) {
-    emit(0, "WARN", message);
+    tracing::warn!(target: "dthk", "{message}");
 }
 
 /// Shown with `-v`.
 pub fn info(message: &str) {
-    emit(1, "INFO", message);
+    tracing::info!(target: "dthk", "{message}");
 }
 
 /// Shown with `-vv`.
 pub fn debug(message: &str) {
-    emit(2, "DEBUG", message);
+    tracing::debug!(target: "dthk", "{message}");
 }
 
 /// Shown with `-vvv`.
 pub fn trace(message: &str) {
-    emit(3, "TRACE", message);
+    tracing::trace!(target: "dthk", "{message}");
 }

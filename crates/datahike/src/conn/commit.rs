@@ -91,8 +91,12 @@ impl Conn {
             let published = self.settle(&mut writer);
             self.notify_published(writer, published, id);
             match appended {
-                Ok(()) => return Ok(report),
-                Err(Error::Store(StoreError::Conflict { .. })) if conflicts < CONFLICT_RETRIES => {
+                Ok(()) => {
+                    tracing::trace!(target: "datahike::commit", tx = report.db_after.max_tx(), "transaction durable");
+                    return Ok(report);
+                }
+                Err(Error::Store(StoreError::Conflict { ref key, .. })) if conflicts < CONFLICT_RETRIES => {
+                    tracing::debug!(target: "datahike::commit", key = %key, "lost the log position to another writer; retrying");
                     // Another writer took this transaction's place in the log (or one made
                     // before it did): catch up the slow way and run it again.
                     conflicts += 1;

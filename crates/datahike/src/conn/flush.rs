@@ -86,6 +86,7 @@ impl Snapshot {
 /// batch again (missing files only) before swapping, under the lock.
 pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     let _one_at_a_time = lock(&inner.flushing);
+    let started = std::time::Instant::now();
     let (store, records, previous) = {
         let writer = lock(&inner.writer);
         match writer.durable.as_ref() {
@@ -114,6 +115,7 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     }
     nodes.push((commit_key(&head.commit.id), bytes.clone()));
     store.put_batch(&nodes)?;
+    let (node_count, node_bytes) = (nodes.len(), nodes.iter().map(|(_, b)| b.len()).sum::<usize>());
     // The nodes stay in memory until the head names them: a collection may delete one of
     // them from the store before this flush writes it again (below), and nothing must read
     // it from the store meanwhile.
@@ -169,5 +171,14 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     }
     durable.unflushed.retain(|r| r.tx > db.max_tx());
     durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;
+    tracing::info!(
+        target: "datahike::flush",
+        head = %durable.head_key,
+        tx = db.max_tx(),
+        nodes = node_count,
+        bytes = node_bytes,
+        ms = started.elapsed().as_millis() as u64,
+        "index flush published"
+    );
     Ok(())
 }

@@ -176,6 +176,7 @@ impl Conn {
             )));
         }
         let _one = lock(&COLLECTING);
+        let started = std::time::Instant::now();
         // The head then covers every commit so far: their packs and nodes are stored.
         self.flush()?;
         let store = self.store()?;
@@ -244,6 +245,14 @@ impl Conn {
             store.log_discard_all(&head.log_name(branch), u64::try_from(head.max_tx).unwrap_or(0))?;
         }
         drop(writer);
+        tracing::info!(
+            target: "datahike::gc",
+            deleted = doomed.len(),
+            kept_commits,
+            kept_nodes = marker.marked.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "garbage collected"
+        );
         Ok(GcReport { deleted: doomed, kept_commits, kept_nodes: marker.marked.len() })
     }
 }

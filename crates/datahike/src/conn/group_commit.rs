@@ -158,10 +158,23 @@ fn append_group(store: &dyn Store, log: &str, mut progress: ProgressState, group
         return GroupOutcome { progress, results };
     }
     let records: Vec<(u64, &[u8])> = live.iter().map(|r| (r.seq, &r.record[..])).collect();
+    let started = std::time::Instant::now();
     let (appended, error) = match store.log_append_many(log, &records) {
         Ok(()) => (live.len(), None),
         Err(failure) => (failure.appended.min(live.len()), Some(failure.error)),
     };
+    tracing::debug!(
+        target: "datahike::commit",
+        log,
+        records = records.len(),
+        appended,
+        bytes = records.iter().map(|(_, r)| r.len()).sum::<usize>(),
+        micros = started.elapsed().as_micros() as u64,
+        "log group appended"
+    );
+    if let Some(error) = &error {
+        tracing::warn!(target: "datahike::commit", log, appended, %error, "log append failed");
+    }
     if appended > 0 {
         progress.durable_through = live[appended - 1].seq;
     }

@@ -303,7 +303,17 @@ pub(super) fn clone_inner(db: &Db) -> DbInner {
 /// head again).
 pub(super) fn replay(durable: &mut Durable, db: Db) -> Result<Option<Db>> {
     let legacy = durable.head.log_id.is_none();
+    let started = std::time::Instant::now();
     let replayed = replay_log(durable.store.as_ref(), &durable.log, db, legacy)?;
+    if !replayed.records.is_empty() {
+        tracing::debug!(
+            target: "datahike::replay",
+            log = %durable.log,
+            records = replayed.records.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "replayed log records"
+        );
+    }
     durable.txs_since_flush += replayed.records.len();
     durable.bytes_since_flush += replayed.records.iter().map(|r| r.bytes.len()).sum::<usize>();
     durable.unflushed.extend(replayed.records);

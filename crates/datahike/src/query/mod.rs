@@ -199,9 +199,25 @@ fn qerr(e: QueryError) -> Error {
 /// an error. A query that runs longer than its `:timeout` (milliseconds, in the map form or the
 /// arg map; Datomic's option, which Datahike lacks) stops with a `query/timeout` error.
 pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
+    let started = std::time::Instant::now();
     let parsed = parse_arg(query)?;
     let args = arg_inputs(query, inputs)?;
-    run(&parsed, args.as_deref().unwrap_or(inputs))
+    let result = run(&parsed, args.as_deref().unwrap_or(inputs));
+    let elapsed = started.elapsed();
+    if elapsed >= slow_query() {
+        tracing::info!(target: "datahike::query", ms = elapsed.as_millis() as u64, query = %query, "slow query");
+    }
+    result
+}
+
+/// A query that takes at least this long is logged (`tracing`, target `datahike::query`, at
+/// info level): one second, or `DATAHIKE_SLOW_QUERY_MS` milliseconds.
+fn slow_query() -> std::time::Duration {
+    static SLOW: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *SLOW.get_or_init(|| {
+        let ms = std::env::var("DATAHIKE_SLOW_QUERY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        std::time::Duration::from_millis(ms)
+    })
 }
 
 /// Runs a query as [`q`] does and reports how it ran (Datahike's `query-stats`):
