@@ -78,13 +78,13 @@ impl Conn {
                     self.notify_published(writer, vec![report.clone()], id);
                     return Ok(report);
                 }
-                match self.start_in_flight(durable, merged, &make, trusted) {
-                    Ok(started) => started,
-                    Err(e) => {
-                        durable.end_pipeline_if_idle();
-                        return Err(e);
-                    }
+                let started = self.start_in_flight(durable, merged, &make, trusted);
+                if started.is_err() {
+                    durable.end_pipeline_if_idle();
                 }
+                // Transactions of other processes that the catch-up replayed come first.
+                self.deliver_foreign(writer, id);
+                started?
             };
             let appended = pending.wait();
             let mut writer = lock(&self.0.writer);
@@ -128,12 +128,17 @@ impl Conn {
                 let head = Head::decode(&durable.head_key, &bytes)?;
                 if !durable.precedes(&head, &db) {
                     let (fresh, fresh_durable) = open_durable(&self.0.config, durable.store.clone())?;
+                    let foreign = durable.foreign.take().map(|mut foreign| {
+                        foreign.extend(foreign_since(durable, &db, &fresh));
+                        foreign
+                    });
                     let conflicts = durable.conflicts;
                     // The store's writer lock this handle holds stays held.
                     let held = durable.held.take();
                     *durable = fresh_durable;
                     durable.conflicts = conflicts;
                     durable.held = held;
+                    durable.foreign = foreign;
                     *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
                     return Ok(fresh);
                 }
@@ -262,10 +267,21 @@ impl Conn {
         *lock(&self.0.flusher) = Some(handle);
     }
 
+    /// Releases the writer mutex and hands the reports of other processes' transactions that
+    /// catching up collected to the listeners (in commit order, before anything this
+    /// connection commits later). From inside a callback they wait for the next delivery.
+    pub(super) fn deliver_foreign(&self, mut writer: MutexGuard<'_, Writer>, id: usize) {
+        if NOTIFYING.with(|n| n.borrow().contains(&id)) {
+            return;
+        }
+        let foreign = writer.durable.as_mut().and_then(|d| d.foreign.as_mut()).map(std::mem::take).unwrap_or_default();
+        self.notify_published(writer, foreign, id);
+    }
+
     /// Releases the writer mutex and runs the listeners on `published`, in commit order:
     /// whoever publishes later transactions waits for `notifying` before it releases the
     /// writer.
-    fn notify_published(&self, writer: MutexGuard<'_, Writer>, published: Vec<TxReport>, id: usize) {
+    pub(super) fn notify_published(&self, writer: MutexGuard<'_, Writer>, published: Vec<TxReport>, id: usize) {
         if published.is_empty() {
             return;
         }
@@ -338,6 +354,25 @@ impl Conn {
             tx_meta: outcome.tx_meta,
         };
         Ok(report)
+    }
+}
+
+/// The reports of the transactions between `db` and `fresh` (a value reopened from a head
+/// another process published), replayed from the log where it still holds them: for the
+/// `listen` callbacks. Empty when the log no longer starts right after `db` (another process
+/// flushed twice since) or the branch moved to another line of commits.
+fn foreign_since(durable: &Durable, db: &Db, fresh: &Db) -> Vec<TxReport> {
+    if fresh.max_tx() <= db.max_tx() {
+        return Vec::new();
+    }
+    let mut reports = Vec::new();
+    let legacy = durable.head.log_id.is_none();
+    match replay_log(durable.store.as_ref(), &durable.log, db.clone(), legacy, Some(&mut reports)) {
+        Ok(replayed) if !replayed.gap => {
+            reports.retain(|r| r.db_after.max_tx() <= fresh.max_tx());
+            reports
+        }
+        _ => Vec::new(),
     }
 }
 

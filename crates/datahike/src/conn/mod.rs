@@ -15,6 +15,7 @@ mod load;
 mod open;
 mod records;
 mod versioning;
+mod watcher;
 
 pub(crate) use bulk::BulkLoad;
 pub use gc::GcReport;
@@ -41,6 +42,7 @@ use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 /// Flush the indices after this many transactions since the last flush.
 pub const FLUSH_EVERY_TXS: usize = 1000;
@@ -101,6 +103,9 @@ struct Durable {
     /// A record failed to reach the log: the next transaction re-reads the log instead of
     /// trusting what this handle appended.
     distrust: bool,
+    /// While `listen` callbacks are registered: the reports of transactions other processes
+    /// committed, collected as the log is replayed, until they are handed to the callbacks.
+    foreign: Option<Vec<TxReport>>,
 }
 
 /// A transaction applied in memory whose record is being appended to the log.
@@ -137,6 +142,8 @@ struct ConnInner {
     notifying: Mutex<()>,
     /// Signalled (with the writer mutex) when the pipeline empties or a drain ends.
     settled: std::sync::Condvar,
+    /// A thread watches the store for other processes' commits (see [`watcher`]).
+    watching: std::sync::atomic::AtomicBool,
 }
 
 /// The writer state once no transaction is in flight: every caller that changes the durable
@@ -197,7 +204,9 @@ impl Conn {
         }
         let mut writer = lock(&self.0.writer);
         let durable = writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
-        self.catch_up(durable, self.current_value(), false)
+        let db = self.catch_up(durable, self.current_value(), false)?;
+        self.deliver_foreign(writer, Arc::as_ptr(&self.0) as usize);
+        Ok(db)
     }
 
     /// The value this connection holds now, without looking at the store.
@@ -223,27 +232,45 @@ impl Conn {
         NOTIFYING.with(|n| n.borrow_mut().retain(|x| *x != id));
     }
 
-    /// Datahike's `listen`: calls `callback` with the report of every later transaction on this
-    /// connection, once it is durable and `db()` returns its result. Callbacks run on the
-    /// transacting thread, after the writer lock is released, in commit order; a callback
-    /// must not transact on the same connection (that returns an error). Registering a key
-    /// again replaces its callback. Returns the key.
+    /// Datahike's `listen`: calls `callback` with the report of every later transaction on the
+    /// database, once it is durable and `db()` returns its result: this connection's own and,
+    /// through a watcher thread that looks at the store every 100 ms while callbacks are
+    /// registered, those other processes commit (also on a `:read-only? true` reader). Reports
+    /// arrive in commit order, each once; callbacks run on a committing thread, the watcher
+    /// or a caller of `db()`, never under the writer lock. A callback must not transact on the
+    /// same connection (that returns an error). A listener that falls more than one index
+    /// flush of another process behind (its log discarded) skips to the newest value without
+    /// the reports in between. Registering a key again replaces its callback. Returns the key.
     pub fn listen(&self, key: &str, callback: impl Fn(&TxReport) + Send + Sync + 'static) -> String {
-        let mut listeners = lock(&self.0.listeners);
-        let callback: Listener = Arc::new(callback);
-        match listeners.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = callback,
-            None => listeners.push((key.to_string(), callback)),
+        {
+            let mut listeners = lock(&self.0.listeners);
+            let callback: Listener = Arc::new(callback);
+            match listeners.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = callback,
+                None => listeners.push((key.to_string(), callback)),
+            }
         }
+        if let Some(durable) = lock(&self.0.writer).durable.as_mut() {
+            durable.foreign.get_or_insert_with(Vec::new);
+        }
+        watcher::start(self);
         key.to_string()
     }
 
     /// Datahike's `unlisten`: removes the callback registered under `key`; whether there was one.
     pub fn unlisten(&self, key: &str) -> bool {
-        let mut listeners = lock(&self.0.listeners);
-        let before = listeners.len();
-        listeners.retain(|(k, _)| k != key);
-        listeners.len() != before
+        let (removed, none_left) = {
+            let mut listeners = lock(&self.0.listeners);
+            let before = listeners.len();
+            listeners.retain(|(k, _)| k != key);
+            (listeners.len() != before, listeners.is_empty())
+        };
+        if none_left {
+            if let Some(durable) = lock(&self.0.writer).durable.as_mut() {
+                durable.foreign = None;
+            }
+        }
+        removed
     }
 
     /// Releases this handle; the last release of a store flushes its indices (a read-only

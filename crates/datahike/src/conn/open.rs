@@ -171,6 +171,7 @@ pub fn connect(config: &Config) -> Result<Conn> {
         listeners: Mutex::new(Vec::new()),
         notifying: Mutex::new(()),
         settled: std::sync::Condvar::new(),
+        watching: std::sync::atomic::AtomicBool::new(false),
     });
     reg.insert(key, inner.clone());
     Ok(Conn(inner))
@@ -254,6 +255,7 @@ fn open_durable_once(config: &Config, store: Arc<dyn Store>) -> Result<Option<(D
         generation: 0,
         held: None,
         distrust: false,
+        foreign: None,
     };
     Ok(replay(&mut durable, db)?.map(|db| (db, durable)))
 }
@@ -304,7 +306,11 @@ pub(super) fn clone_inner(db: &Db) -> DbInner {
 pub(super) fn replay(durable: &mut Durable, db: Db) -> Result<Option<Db>> {
     let legacy = durable.head.log_id.is_none();
     let started = std::time::Instant::now();
-    let replayed = replay_log(durable.store.as_ref(), &durable.log, db, legacy)?;
+    let mut reports = durable.foreign.is_some().then(Vec::new);
+    let replayed = replay_log(durable.store.as_ref(), &durable.log, db, legacy, reports.as_mut())?;
+    if let (Some(foreign), Some(reports), false) = (durable.foreign.as_mut(), reports, replayed.gap) {
+        foreign.extend(reports);
+    }
     if !replayed.records.is_empty() {
         tracing::debug!(
             target: "datahike::replay",
@@ -344,7 +350,13 @@ pub(super) struct Replayed {
 /// branch (force-branch) replaced, when it stopped between publishing the new head and
 /// clearing the old log: they end the replay. In any other log such a record is an error
 /// naming it, never skipped.
-pub(super) fn replay_log(store: &dyn Store, log: &str, mut db: Db, legacy: bool) -> Result<Replayed> {
+pub(super) fn replay_log(
+    store: &dyn Store,
+    log: &str,
+    mut db: Db,
+    legacy: bool,
+    mut reports: Option<&mut Vec<TxReport>>,
+) -> Result<Replayed> {
     let mut records = Vec::new();
     let mut stale = false;
     let mut gap = false;
@@ -374,8 +386,18 @@ pub(super) fn replay_log(store: &dyn Store, log: &str, mut db: Db, legacy: bool)
                 )));
             }
         }
-        db = db.apply_tx(&outcome)?;
-        records.push(LogRecord { tx: outcome.tx, commit: outcome.commit.map(|c| c.id), bytes: bytes.into() });
+        let db_after = db.apply_tx(&outcome)?;
+        records.push(LogRecord { tx: outcome.tx, commit: outcome.commit.as_ref().map(|c| c.id), bytes: bytes.into() });
+        if let Some(reports) = reports.as_deref_mut() {
+            reports.push(TxReport {
+                db_before: db,
+                db_after: db_after.clone(),
+                tx_data: outcome.tx_data,
+                tempids: outcome.tempids,
+                tx_meta: outcome.tx_meta,
+            });
+        }
+        db = db_after;
     }
     Ok(Replayed { db, records, stale, gap })
 }

@@ -101,7 +101,8 @@ impl Conn {
             let Some(bytes) = store.get(&branch_head_key(branch))? else { return Ok(None) };
             let head = Head::decode(&branch_head_key(branch), &bytes)?;
             let db = db_from_head(&current.0.config, &head, &current.0.cache)?;
-            let replayed = replay_log(store.as_ref(), &head.log_name(branch.as_str()), db, head.log_id.is_none())?;
+            let replayed =
+                replay_log(store.as_ref(), &head.log_name(branch.as_str()), db, head.log_id.is_none(), None)?;
             if !replayed.gap {
                 return Ok(Some(replayed.db));
             }
