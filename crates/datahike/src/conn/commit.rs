@@ -176,17 +176,7 @@ impl Conn {
                 self.catch_up(durable, self.current_value(), trusted)?
             }
         };
-        let mut outcome = make(&db_before)?;
-        let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
-        for p in merged {
-            if !parents.contains(p) {
-                parents.push(*p);
-            }
-        }
-        let commit = Commit { id: uuid::Uuid::new_v4(), parents };
-        outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
-        outcome.commit = Some(commit);
-        let record: Arc<[u8]> = encode_log_record(&outcome).into();
+        let (outcome, record) = make_commit(&db_before, merged, make)?;
         // Applied before the record is handed over: a transaction that cannot be applied is
         // never written.
         let db_after = db_before.apply_tx(&outcome)?;
@@ -305,17 +295,7 @@ impl Conn {
         let mut trusted = true;
         let (db_before, outcome, db_after, record) = loop {
             let db_before = self.catch_up(durable, self.current_value(), trusted)?;
-            let mut outcome = make(&db_before)?;
-            let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
-            for p in merged {
-                if !parents.contains(p) {
-                    parents.push(*p);
-                }
-            }
-            let commit = Commit { id: uuid::Uuid::new_v4(), parents };
-            outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
-            outcome.commit = Some(commit);
-            let record: Arc<[u8]> = encode_log_record(&outcome).into();
+            let (outcome, record) = make_commit(&db_before, merged, make)?;
             let db_after = db_before.apply_tx(&outcome)?;
             if durable.stale_log {
                 durable.store.log_delete(&durable.log)?;
@@ -355,6 +335,27 @@ impl Conn {
         };
         Ok(report)
     }
+}
+
+/// Runs `make` on `db_before` and makes the outcome a commit whose parents are `db_before`'s
+/// commit and `merged`; the outcome and its log record.
+fn make_commit(
+    db_before: &Db,
+    merged: &[uuid::Uuid],
+    make: &impl Fn(&Db) -> Result<TxOutcome>,
+) -> Result<(TxOutcome, Arc<[u8]>)> {
+    let mut outcome = make(db_before)?;
+    let mut parents: Vec<uuid::Uuid> = db_before.commit_id().into_iter().collect();
+    for p in merged {
+        if !parents.contains(p) {
+            parents.push(*p);
+        }
+    }
+    let commit = Commit { id: uuid::Uuid::new_v4(), parents };
+    outcome.tx_meta.push((Keyword::new("db/commitId"), Edn::Uuid(commit.id)));
+    outcome.commit = Some(commit);
+    let record: Arc<[u8]> = encode_log_record(&outcome).into();
+    Ok((outcome, record))
 }
 
 /// The reports of the transactions between `db` and `fresh` (a value reopened from a head
