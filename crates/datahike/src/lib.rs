@@ -48,8 +48,8 @@ pub mod view;
 
 pub use config::{Config, SchemaFlexibility, StoreConfig};
 pub use conn::{
-    connect, create_database, database_exists, delete_database, BranchOrCommit, Conn, GcReport, FLUSH_EVERY_BYTES,
-    FLUSH_EVERY_TXS,
+    connect, create_database, database_exists, delete_database, BranchOrCommit, Conn, ConnStats, GcReport,
+    FLUSH_EVERY_BYTES, FLUSH_EVERY_TXS,
 };
 pub use datom::{Datom, DatomKey, IndexOrder};
 pub use db::Db;

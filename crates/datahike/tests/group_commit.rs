@@ -182,9 +182,20 @@ fn threads_share_syncs_and_lose_nothing() {
     assert_eq!(seen.len(), 480, "the listener saw every transaction");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in commit order");
 
+    // The connection's own account agrees with what the store saw.
+    let stats = conn.stats();
+    assert_eq!((stats.transactions, stats.failed_transactions), (481, 0), "{stats:?}");
+    assert_eq!(stats.log_records as usize, store.records.load(Ordering::SeqCst), "{stats:?}");
+    assert_eq!(stats.log_groups as usize, store.groups.load(Ordering::SeqCst), "{stats:?}");
+    assert!(stats.commit_micros > 0);
+    conn.flush().unwrap();
+    assert_eq!(conn.stats().flushes, stats.flushes + 1);
+
     conn.release().unwrap();
     let reopened = datahike::connect(&Config::with_store(Arc::new(FileStore::open(dir.path()).unwrap()))).unwrap();
     assert_eq!(keys_in(&reopened.db()), acked, "and on disk");
+    let cache = reopened.stats().cache;
+    assert!(cache.loads > 0 && cache.lookups >= cache.loads && cache.nodes > 0, "{cache:?}");
     reopened.release().unwrap();
 }
 
@@ -206,6 +217,8 @@ fn a_failed_append_takes_along_only_what_was_made_after_it() {
     assert!(store.refused.load(Ordering::SeqCst), "the failure was injected");
     assert!(failed >= 1, "the refused transaction failed");
     assert_eq!(acked.len() + failed, 240);
+    let stats = conn.stats();
+    assert_eq!((stats.transactions as usize, stats.failed_transactions as usize), (acked.len() + 1, failed));
     assert_eq!(keys_in(&conn.db()), acked, "exactly the acknowledged transactions are in the value");
 
     // The connection goes on after the failure.

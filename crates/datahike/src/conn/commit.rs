@@ -43,6 +43,23 @@ impl Conn {
     /// only once its record and every record before it are durable; if one fails to reach the
     /// log, those made after it fail too, and nothing of them is in effect.
     pub(super) fn commit(&self, merged: &[uuid::Uuid], make: impl Fn(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
+        let started = Instant::now();
+        let result = self.commit_counted(merged, make);
+        let counters = &self.0.counters;
+        match &result {
+            Ok(_) => {
+                Counters::add(&counters.transactions, 1);
+                Counters::add(
+                    &counters.commit_micros,
+                    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                );
+            }
+            Err(_) => Counters::add(&counters.failed_transactions, 1),
+        }
+        result
+    }
+
+    fn commit_counted(&self, merged: &[uuid::Uuid], make: impl Fn(&Db) -> Result<TxOutcome>) -> Result<TxReport> {
         let id = Arc::as_ptr(&self.0) as usize;
         if NOTIFYING.with(|n| n.borrow().contains(&id)) {
             return Err(Error::Database(
@@ -187,7 +204,7 @@ impl Conn {
         }
         let seq = u64::try_from(outcome.tx).unwrap_or(0);
         let generation = durable.generation;
-        let pending = durable.queue_append(seq, record.clone(), generation);
+        let pending = durable.queue_append(seq, record.clone(), generation, &self.0.counters);
         let commit_id = outcome.commit.as_ref().map(|c| c.id);
         let report = TxReport {
             db_before,
@@ -265,6 +282,7 @@ impl Conn {
             return;
         }
         let foreign = writer.durable.as_mut().and_then(|d| d.foreign.as_mut()).map(std::mem::take).unwrap_or_default();
+        Counters::add(&self.0.counters.foreign_transactions, u64::try_from(foreign.len()).unwrap_or(0));
         self.notify_published(writer, foreign, id);
     }
 

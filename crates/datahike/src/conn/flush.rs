@@ -171,6 +171,7 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     }
     durable.unflushed.retain(|r| r.tx > db.max_tx());
     durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;
+    Counters::add(&inner.counters.flushes, 1);
     tracing::info!(
         target: "datahike::flush",
         head = %durable.head_key,

@@ -17,6 +17,8 @@ use std::sync::Condvar;
 pub(super) struct LogQueue {
     state: Mutex<QueueState>,
     changed: Condvar,
+    /// The connection's counters (log appends and records).
+    counters: Arc<Counters>,
 }
 
 struct QueueState {
@@ -72,8 +74,9 @@ fn group_records_max() -> usize {
 }
 
 impl LogQueue {
-    pub(super) fn new() -> LogQueue {
+    pub(super) fn new(counters: Arc<Counters>) -> LogQueue {
         LogQueue {
+            counters,
             state: Mutex::new(QueueState {
                 queued: Vec::new(),
                 appending: false,
@@ -92,8 +95,14 @@ impl LogQueue {
 
 impl Durable {
     /// Queues `record` (made in pipeline generation `generation`); called in commit order.
-    pub(super) fn queue_append(&mut self, seq: u64, record: Arc<[u8]>, generation: u64) -> PendingAppend {
-        let queue = self.log_queue.get_or_insert_with(|| Arc::new(LogQueue::new())).clone();
+    pub(super) fn queue_append(
+        &mut self,
+        seq: u64,
+        record: Arc<[u8]>,
+        generation: u64,
+        counters: &Arc<Counters>,
+    ) -> PendingAppend {
+        let queue = self.log_queue.get_or_insert_with(|| Arc::new(LogQueue::new(counters.clone()))).clone();
         let ticket = {
             let mut state = lock(&queue.state);
             let ticket = state.next_ticket;
@@ -131,6 +140,8 @@ impl PendingAppend {
             state.appending = true;
             drop(state);
             let outcomes = append_group(self.store.as_ref(), &self.log, before, &group);
+            Counters::add(&queue.counters.log_groups, 1);
+            Counters::add(&queue.counters.log_records, u64::try_from(group.len()).unwrap_or(0));
             state = lock(&queue.state);
             state.appending = false;
             state.progress = outcomes.progress;

@@ -42,7 +42,7 @@ use crate::value::Eid;
 use crate::{DatomKey, IndexOrder};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Flush the indices after this many transactions since the last flush.
 pub const FLUSH_EVERY_TXS: usize = 1000;
@@ -144,6 +144,49 @@ struct ConnInner {
     settled: std::sync::Condvar,
     /// A thread watches the store for other processes' commits (see [`watcher`]).
     watching: std::sync::atomic::AtomicBool,
+    /// What the connection has done, for [`Conn::stats`].
+    counters: Arc<Counters>,
+}
+
+/// The counters behind [`ConnStats`].
+#[derive(Default)]
+struct Counters {
+    transactions: std::sync::atomic::AtomicU64,
+    failed_transactions: std::sync::atomic::AtomicU64,
+    commit_micros: std::sync::atomic::AtomicU64,
+    log_groups: std::sync::atomic::AtomicU64,
+    log_records: std::sync::atomic::AtomicU64,
+    foreign_transactions: std::sync::atomic::AtomicU64,
+    flushes: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What a connection has done since it was opened, for monitoring (a server's metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Transactions this connection committed (acknowledged).
+    pub transactions: u64,
+    /// Transactions it refused or could not make durable.
+    pub failed_transactions: u64,
+    /// The time its committed transactions took, from the call to the acknowledgement, summed
+    /// (divide by `transactions` for the mean).
+    pub commit_micros: u64,
+    /// Log appends (one sync each on the file store) and the records they carried: with
+    /// several threads committing, fewer appends than records (group commit).
+    pub log_groups: u64,
+    /// See `log_groups`.
+    pub log_records: u64,
+    /// Transactions of other processes reported to `listen` callbacks.
+    pub foreign_transactions: u64,
+    /// Index flushes published.
+    pub flushes: u64,
+    /// The node cache of the current value.
+    pub cache: crate::index::CacheStats,
 }
 
 /// The writer state once no transaction is in flight: every caller that changes the durable
@@ -207,6 +250,23 @@ impl Conn {
         let db = self.catch_up(durable, self.current_value(), false)?;
         self.deliver_foreign(writer, Arc::as_ptr(&self.0) as usize);
         Ok(db)
+    }
+
+    /// What this connection has done since it was opened: transactions, log appends, index
+    /// flushes, and how the node cache served reads.
+    pub fn stats(&self) -> ConnStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.0.counters;
+        ConnStats {
+            transactions: c.transactions.load(Relaxed),
+            failed_transactions: c.failed_transactions.load(Relaxed),
+            commit_micros: c.commit_micros.load(Relaxed),
+            log_groups: c.log_groups.load(Relaxed),
+            log_records: c.log_records.load(Relaxed),
+            foreign_transactions: c.foreign_transactions.load(Relaxed),
+            flushes: c.flushes.load(Relaxed),
+            cache: self.current_value().0.cache.stats(),
+        }
     }
 
     /// The value this connection holds now, without looking at the store.

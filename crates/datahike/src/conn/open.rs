@@ -172,6 +172,7 @@ pub fn connect(config: &Config) -> Result<Conn> {
         notifying: Mutex::new(()),
         settled: std::sync::Condvar::new(),
         watching: std::sync::atomic::AtomicBool::new(false),
+        counters: Arc::default(),
     });
     reg.insert(key, inner.clone());
     Ok(Conn(inner))

@@ -6,7 +6,7 @@ pub mod codec;
 pub mod conformance;
 mod persistent;
 
-pub use persistent::{CacheLimit, NodeCache, PersistentIndex};
+pub use persistent::{CacheLimit, CacheStats, NodeCache, PersistentIndex};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::store::{Store, StoreError};

@@ -14,7 +14,7 @@ mod node;
 mod tests;
 
 pub(crate) use node::mark_reachable;
-pub use node::{CacheLimit, NodeCache};
+pub use node::{CacheLimit, CacheStats, NodeCache};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::index::{Address, DatomIndex, DatomIter, IndexError, IndexResult, IndexRoot, PendingFlush};

@@ -313,6 +313,26 @@ pub struct NodeCache {
     /// Nodes stay in memory once durable (a store in this process's memory: loading a node
     /// again would only decode a copy of what is already here).
     resident: bool,
+    /// Node reads through the cache, and those that had to load the node from the store.
+    lookups: std::sync::atomic::AtomicU64,
+    loads: std::sync::atomic::AtomicU64,
+    /// Nodes loaded ahead of a scan by [`NodeCache::prefetch`].
+    prefetched: std::sync::atomic::AtomicU64,
+}
+
+/// How a node cache has served reads, for monitoring: hits are `lookups - loads`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Node reads through the cache.
+    pub lookups: u64,
+    /// Of those, the ones that loaded the node from the store.
+    pub loads: u64,
+    /// Nodes loaded ahead of a scan, in batches.
+    pub prefetched: u64,
+    /// Nodes cached now.
+    pub nodes: u64,
+    /// Their weight: their number, or their approximate bytes under a byte bound.
+    pub weight: u64,
 }
 
 impl NodeCache {
@@ -342,7 +362,15 @@ impl NodeCache {
             CacheLimit::Bytes(b) => (usize::try_from(b / 10_000).unwrap_or(usize::MAX).clamp(16, 1 << 20), b),
         };
         let nodes = quick_cache::sync::Cache::with_weighter(estimated_items, weight_capacity, CachedWeighter);
-        NodeCache { store, nodes, limit, resident: false }
+        NodeCache {
+            store,
+            nodes,
+            limit,
+            resident: false,
+            lookups: Default::default(),
+            loads: Default::default(),
+            prefetched: Default::default(),
+        }
     }
 
     /// A cache whose nodes stay in memory after they are stored (for the memory backend);
@@ -369,6 +397,18 @@ impl NodeCache {
     /// The weight of the cached nodes: their number or their approximate bytes.
     pub fn weight(&self) -> u64 {
         self.nodes.weight()
+    }
+
+    /// How the cache has served reads so far.
+    pub fn stats(&self) -> CacheStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        CacheStats {
+            lookups: self.lookups.load(Relaxed),
+            loads: self.loads.load(Relaxed),
+            prefetched: self.prefetched.load(Relaxed),
+            nodes: u64::try_from(self.len()).unwrap_or(u64::MAX),
+            weight: self.weight(),
+        }
     }
 
     /// Whether no node is cached.
@@ -416,12 +456,15 @@ impl NodeCache {
         for (address, bytes) in missing.iter().zip(found) {
             if let Some(node) = bytes.and_then(|b| Node::decode(address, &b).ok()) {
                 self.insert(*address, Arc::new(node));
+                self.prefetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 
     pub(crate) fn get(&self, address: &Address) -> IndexResult<Arc<Node>> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cached = self.nodes.get_or_insert_with(address, || {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let store = self.store.as_ref().ok_or_else(|| IndexError::MissingNode(hex(address)))?;
             let bytes = store.get(&node_key(address))?.ok_or_else(|| IndexError::MissingNode(hex(address)))?;
             Ok::<_, IndexError>(self.cached(Arc::new(Node::decode(address, &bytes)?)))
