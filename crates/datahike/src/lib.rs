@@ -24,10 +24,16 @@
 //!
 //! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities.
 //! [`Db::history`], [`Db::as_of`], [`Db::since`] and [`Db::filter`] are views of a database that
-//! every read accepts (see [`view`]); [`Conn::listen`] reports each transaction. This crate is
+//! every read accepts; [`Conn::listen`] reports each transaction.
+//!
+//! The public surface is this crate root's re-exports plus the modules a user extends or
+//! reads directly: [`edn`], [`config`], [`store`] (the `Store` contract and the backends),
+//! [`index`] (the `DatomIndex` contract), [`query`], [`pull`](mod@pull), [`entity`](mod@entity),
+//! [`migrate`], [`cbor`], [`schema`], [`datom`], [`value`] and [`error`]. The transaction
+//! engine, the views and the attribute-reference translation are internal. This crate is
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
-pub mod attr_refs;
+mod attr_refs;
 pub mod cbor;
 pub mod config;
 mod conn;
@@ -42,9 +48,9 @@ pub mod pull;
 pub mod query;
 pub mod schema;
 pub mod store;
-pub mod tx;
+mod tx;
 pub mod value;
-pub mod view;
+mod view;
 
 pub use config::{Config, SchemaFlexibility, StoreConfig};
 pub use conn::{
