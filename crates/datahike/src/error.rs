@@ -1,11 +1,11 @@
 //! The umbrella [`Error`] and the errors of the transaction and configuration layers. Each
 //! error has a stable Datahike code (`:transact/unique`...) from [`Error::code`].
+//!
+//! Every layer's error type lives here, at the bottom of the module graph: this module
+//! imports nothing of the crate, and each layer re-exports its own (`store::StoreError`,
+//! `index::IndexError`, `index::codec::CodecError`, `edn::EdnError`, `query::QueryError`).
 
-use crate::edn::EdnError;
-use crate::index::codec::CodecError;
-use crate::index::IndexError;
-use crate::query::QueryError;
-use crate::store::StoreError;
+use std::path::PathBuf;
 
 /// A transaction that cannot be applied. Nothing of it was written.
 #[derive(Debug, thiserror::Error)]
@@ -185,3 +185,171 @@ impl MigrateError {
 
 /// Result with the umbrella error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the storage layer. Messages name the key or path involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An operating-system I/O error on `path`.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored bytes that cannot be what they claim to be (torn, truncated, flipped).
+    #[error("corrupt data under {key}: {reason}")]
+    Corrupt {
+        /// The key or file of the bad bytes.
+        key: String,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// A conditional write lost: another writer wrote `key` first (a log record with the
+    /// same sequence number, a head that moved). Nothing of the losing write is in effect.
+    #[error("conflicting write to {key}: {reason}")]
+    Conflict {
+        /// The key written by both.
+        key: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A write through a handle opened read-only.
+    #[error("the store {store} was opened read-only; refusing to write {key}")]
+    ReadOnly {
+        /// The store, as its config names it (no secrets).
+        store: String,
+        /// The key of the refused write.
+        key: String,
+    },
+    /// A remote backend (database server, object store, ...) failed or refused a request.
+    #[error("{backend} error on {key}: {reason}")]
+    Backend {
+        /// The backend, e.g. `postgresql`, `s3`.
+        backend: &'static str,
+        /// The key or object involved (or the operation when there is none).
+        key: String,
+        /// The backend's message.
+        reason: String,
+    },
+    /// An earlier durable write failed; the store refuses writes until it is reopened,
+    /// because the state of the failed write on the medium is unknown.
+    #[error("store refuses writes after an earlier failed write; reopen it: {0}")]
+    Poisoned(String),
+    /// A store-level precondition does not hold (e.g. the directory is not a database).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Errors of the index layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The store failed underneath.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A node's bytes do not decode or do not match their address.
+    #[error("corrupt index node {address}: {reason}")]
+    CorruptNode {
+        /// The node's address (hex).
+        address: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A node named by a root or branch is not in the store.
+    #[error("index node {0} is missing from the store")]
+    MissingNode(String),
+    /// `:index` names an implementation that is not registered in this process.
+    #[error("no index implementation is registered under :{0} (see datahike::index::register_index)")]
+    Unregistered(String),
+    /// A write to the index of a view (history, as-of, since, filter), which is read-only.
+    #[error("the index of a history, as-of, since or filter view is read-only")]
+    ReadOnlyView,
+}
+
+/// Bytes that do not decode: says what was expected, at which byte offset, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected} at byte offset {offset}, {found}")]
+pub struct CodecError {
+    /// What the decoder was reading, e.g. "a varint".
+    pub expected: &'static str,
+    /// Byte offset from the start of the input.
+    pub offset: usize,
+    /// What was there instead, as a phrase ("but the input ends").
+    pub found: String,
+}
+
+/// A malformed EDN text: where the reader stopped and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("EDN error at {line}:{column}: {message}")]
+#[non_exhaustive]
+pub struct EdnError {
+    /// 1-based line of the problem.
+    pub line: usize,
+    /// 1-based column (in characters) of the problem.
+    pub column: usize,
+    /// Byte offset of the problem in the input.
+    pub offset: usize,
+    /// What is wrong, as a sentence fragment such as `unmatched ]`.
+    pub message: String,
+}
+
+impl EdnError {
+    /// 1-based line of the problem.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+    /// 1-based column (in characters) of the problem.
+    pub fn column(&self) -> usize {
+        self.column
+    }
+    /// What is wrong, without the position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A query that cannot be run. Each message names the clause or element at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The query (or rules) does not parse: unknown clause, bad find spec, unknown function
+    /// (`query/syntax`).
+    #[error("{0}")]
+    Syntax(String),
+    /// A clause whose variables cannot be bound (`query/binding`).
+    #[error("{0}")]
+    Binding(String),
+    /// Inputs that do not match `:in` (`query/inputs`).
+    #[error("{0}")]
+    Inputs(String),
+    /// A function failed while the query ran (`query/eval`).
+    #[error("{0}")]
+    Eval(String),
+    /// A valid form this implementation does not support yet (`query/unsupported`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The query ran longer than its `:timeout` (`query/timeout`).
+    #[error("{0}")]
+    Timeout(String),
+    /// A bug.
+    #[error("internal query error (a bug in datahike-rs): {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    /// A stable code in Datahike's style.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::Syntax(_) => "query/syntax",
+            QueryError::Binding(_) => "query/binding",
+            QueryError::Inputs(_) => "query/inputs",
+            QueryError::Eval(_) => "query/eval",
+            QueryError::Unsupported(_) => "query/unsupported",
+            QueryError::Timeout(_) => "query/timeout",
+            QueryError::Internal(_) => "internal",
+        }
+    }
+}

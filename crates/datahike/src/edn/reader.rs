@@ -16,6 +16,7 @@
 //!   not EDN and are errors.
 
 use super::{Edn, Keyword, Symbol};
+pub use crate::error::EdnError;
 use bigdecimal::BigDecimal;
 use num_bigint::{BigInt, Sign};
 use std::collections::HashMap;
@@ -27,36 +28,6 @@ use std::sync::Arc;
 /// much code that walks values), and in an unoptimized build comparing two values 5,000 deep
 /// already overflows a test thread's 2 MiB stack. Datahike's own data nests a few levels.
 pub const MAX_DEPTH: usize = 1_000;
-
-/// A malformed EDN text: where the reader stopped and why.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("EDN error at {line}:{column}: {message}")]
-#[non_exhaustive]
-pub struct EdnError {
-    /// 1-based line of the problem.
-    pub line: usize,
-    /// 1-based column (in characters) of the problem.
-    pub column: usize,
-    /// Byte offset of the problem in the input.
-    pub offset: usize,
-    /// What is wrong, as a sentence fragment such as `unmatched ]`.
-    pub message: String,
-}
-
-impl EdnError {
-    /// 1-based line of the problem.
-    pub fn line(&self) -> usize {
-        self.line
-    }
-    /// 1-based column (in characters) of the problem.
-    pub fn column(&self) -> usize {
-        self.column
-    }
-    /// What is wrong, without the position.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
 
 /// Reads exactly one form; anything but whitespace, comments and `#_` discards after it is an
 /// error, and so is an input without a form.

@@ -17,6 +17,7 @@
 
 use crate::datom::Datom;
 use crate::edn::{Keyword, Symbol};
+pub use crate::error::CodecError;
 use crate::value::Value;
 use bigdecimal::BigDecimal;
 use num_bigint::BigInt;
@@ -48,18 +49,6 @@ const TAG_UUID: u8 = 14;
 const TAG_SET: u8 = 15;
 /// A map (query values; written only so that encoding is total).
 const TAG_MAP: u8 = 16;
-
-/// Bytes that do not decode: says what was expected, at which byte offset, and what was found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("expected {expected} at byte offset {offset}, {found}")]
-pub struct CodecError {
-    /// What the decoder was reading, e.g. "a varint".
-    pub expected: &'static str,
-    /// Byte offset from the start of the input.
-    pub offset: usize,
-    /// What was there instead, as a phrase ("but the input ends").
-    pub found: String,
-}
 
 /// Result of decoding.
 pub type CodecResult<T> = Result<T, CodecError>;

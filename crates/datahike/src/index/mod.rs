@@ -9,35 +9,10 @@ mod persistent;
 pub use persistent::{CacheLimit, CacheStats, NodeCache, PersistentIndex};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
-use crate::store::{Store, StoreError};
+pub use crate::error::IndexError;
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
-
-/// Errors of the index layer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum IndexError {
-    /// The store failed underneath.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A node's bytes do not decode or do not match their address.
-    #[error("corrupt index node {address}: {reason}")]
-    CorruptNode {
-        /// The node's address (hex).
-        address: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A node named by a root or branch is not in the store.
-    #[error("index node {0} is missing from the store")]
-    MissingNode(String),
-    /// `:index` names an implementation that is not registered in this process.
-    #[error("no index implementation is registered under :{0} (see datahike::index::register_index)")]
-    Unregistered(String),
-    /// A write to the index of a view (history, as-of, since, filter), which is read-only.
-    #[error("the index of a history, as-of, since or filter view is read-only")]
-    ReadOnlyView,
-}
 
 /// Result of the index layer.
 pub type IndexResult<T> = Result<T, IndexError>;

@@ -83,55 +83,13 @@ pub use stats::ClauseStat;
 
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
+pub use crate::error::QueryError;
 use crate::error::{Error, Result};
 use crate::value::Value;
 use exec::{const_value, eval_where, Ctx, Engine, Source};
 use parser::{Binding, FindElem, FindSpec, InBinding, Query, ReturnMaps};
 use rel::{Groups, Rel, RowSet};
 use rustc_hash::FxHashMap as HashMap;
-
-/// A query that cannot be run. Each message names the clause or element at fault.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// The query (or rules) does not parse: unknown clause, bad find spec, unknown function
-    /// (`query/syntax`).
-    #[error("{0}")]
-    Syntax(String),
-    /// A clause whose variables cannot be bound (`query/binding`).
-    #[error("{0}")]
-    Binding(String),
-    /// Inputs that do not match `:in` (`query/inputs`).
-    #[error("{0}")]
-    Inputs(String),
-    /// A function failed while the query ran (`query/eval`).
-    #[error("{0}")]
-    Eval(String),
-    /// A valid form this implementation does not support yet (`query/unsupported`).
-    #[error("{0}")]
-    Unsupported(String),
-    /// The query ran longer than its `:timeout` (`query/timeout`).
-    #[error("{0}")]
-    Timeout(String),
-    /// A bug.
-    #[error("internal query error (a bug in datahike-rs): {0}")]
-    Internal(String),
-}
-
-impl QueryError {
-    /// A stable code in Datahike's style.
-    pub fn code(&self) -> &'static str {
-        match self {
-            QueryError::Syntax(_) => "query/syntax",
-            QueryError::Binding(_) => "query/binding",
-            QueryError::Inputs(_) => "query/inputs",
-            QueryError::Eval(_) => "query/eval",
-            QueryError::Unsupported(_) => "query/unsupported",
-            QueryError::Timeout(_) => "query/timeout",
-            QueryError::Internal(_) => "internal",
-        }
-    }
-}
 
 pub use custom::{register_aggregate, register_function, AggregateFn, FnResult, QueryFn};
 

@@ -41,64 +41,7 @@ pub use packed::PackedStore;
 pub use redis::{RedisConfig, RedisStore};
 pub use tiered::TieredStore;
 
-use std::path::PathBuf;
-
-/// Errors of the storage layer. Messages name the key or path involved.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// An operating-system I/O error on `path`.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Stored bytes that cannot be what they claim to be (torn, truncated, flipped).
-    #[error("corrupt data under {key}: {reason}")]
-    Corrupt {
-        /// The key or file of the bad bytes.
-        key: String,
-        /// What is wrong with them.
-        reason: String,
-    },
-    /// A conditional write lost: another writer wrote `key` first (a log record with the
-    /// same sequence number, a head that moved). Nothing of the losing write is in effect.
-    #[error("conflicting write to {key}: {reason}")]
-    Conflict {
-        /// The key written by both.
-        key: String,
-        /// What happened.
-        reason: String,
-    },
-    /// A write through a handle opened read-only.
-    #[error("the store {store} was opened read-only; refusing to write {key}")]
-    ReadOnly {
-        /// The store, as its config names it (no secrets).
-        store: String,
-        /// The key of the refused write.
-        key: String,
-    },
-    /// A remote backend (database server, object store, ...) failed or refused a request.
-    #[error("{backend} error on {key}: {reason}")]
-    Backend {
-        /// The backend, e.g. `postgresql`, `s3`.
-        backend: &'static str,
-        /// The key or object involved (or the operation when there is none).
-        key: String,
-        /// The backend's message.
-        reason: String,
-    },
-    /// An earlier durable write failed; the store refuses writes until it is reopened,
-    /// because the state of the failed write on the medium is unknown.
-    #[error("store refuses writes after an earlier failed write; reopen it: {0}")]
-    Poisoned(String),
-    /// A store-level precondition does not hold (e.g. the directory is not a database).
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::error::StoreError;
 
 /// Result of the storage layer.
 pub type StoreResult<T> = Result<T, StoreError>;
