@@ -108,6 +108,12 @@ impl BulkLoad<'_> {
         self.batch_txs = n.max(1);
     }
 
+    /// After how many transactions a batch is made durable (`DATAHIKE_BULK_BATCH_TXS` or
+    /// [`BulkLoad::set_batch_txs`] change it).
+    pub(crate) fn batch_txs(&self) -> usize {
+        self.batch_txs
+    }
+
     /// Applies consecutive transactions, each a new commit of the branch (its log record goes
     /// into the batch's pack, so `commit_as_db` finds every one), with one index update for
     /// all of them: `Db::apply_tx` folds tx-data datom by datom, so the concatenation of

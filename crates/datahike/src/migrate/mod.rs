@@ -1124,7 +1124,9 @@ pub fn import_db(conn: &Conn, source: impl AsRef<Path>, opts: &ImportOptions<'_>
         tx_instant: db.last_tx_instant(),
         legacy: summary.legacy,
     };
-    let group_txs = if opts.batch_txs > 0 { opts.batch_txs } else { GROUP_TXS };
+    // A group never spans a batch: a batch of fewer transactions than a group is made durable
+    // at the group's end, not after its own count.
+    let group_txs = load.batch_txs().min(GROUP_TXS);
     let mut loader =
         Loader { load, state, pending: Vec::new(), group: Vec::new(), group_datoms: 0, group_txs, txs: 0, done: 0 };
     for records in chunks {
