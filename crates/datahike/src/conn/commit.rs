@@ -92,7 +92,8 @@ impl Conn {
                     writer.durable.as_mut().ok_or_else(|| Error::Database("Connection has been released".into()))?;
                 if durable.inline_log {
                     let report = self.commit_inline(durable, merged, &make)?;
-                    self.notify_published(writer, vec![report.clone()], id);
+                    let published = if self.has_listeners() { vec![report.clone()] } else { Vec::new() };
+                    self.notify_published(writer, published, id);
                     return Ok(report);
                 }
                 let started = self.start_in_flight(durable, merged, &make, trusted);
@@ -217,7 +218,8 @@ impl Conn {
             seq,
             db_after: db_after.clone(),
             record: LogRecord { tx: outcome.tx, commit: commit_id, bytes: record },
-            report: report.clone(),
+            // A copy for the listeners only when there are any (tx-data can be large).
+            report: self.has_listeners().then(|| report.clone()),
         });
         durable.tip = Some(db_after);
         Ok((pending, report))
@@ -236,7 +238,7 @@ impl Conn {
             durable.bytes_since_flush += done.record.bytes.len();
             durable.unflushed.push(done.record);
             *self.0.current.write().unwrap_or_else(PoisonError::into_inner) = done.db_after;
-            published.push(done.report);
+            published.extend(done.report);
         }
         if progress.failed_generation == Some(durable.generation) {
             // What is left was made from a value that includes the failed record: none of it
@@ -272,6 +274,10 @@ impl Conn {
             }
         });
         *lock(&self.0.flusher) = Some(handle);
+    }
+
+    fn has_listeners(&self) -> bool {
+        !lock(&self.0.listeners).is_empty()
     }
 
     /// Releases the writer mutex and hands the reports of other processes' transactions that

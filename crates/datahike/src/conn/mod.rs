@@ -113,7 +113,8 @@ struct InFlight {
     seq: u64,
     db_after: Db,
     record: LogRecord,
-    report: TxReport,
+    /// Its report, for the `listen` callbacks (none when there were no callbacks).
+    report: Option<TxReport>,
 }
 
 struct Writer {
