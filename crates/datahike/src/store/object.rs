@@ -182,6 +182,29 @@ enum BucketCreator {
 }
 
 impl ObjectKv {
+    /// GETs each of `reads` (its path, key, and byte range or the whole object), up to
+    /// [`CONCURRENT_REQUESTS`] at a time, in order; `None` for a missing object.
+    fn get_all(&self, reads: Vec<(Path, String, Option<GetRange>)>) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let this = self.clone();
+        self.run(async move {
+            stream::iter(reads)
+                .map(|(path, key, range)| {
+                    let this = this.clone();
+                    async move {
+                        let options = GetOptions { range, ..GetOptions::default() };
+                        match this.client.get_opts(&path, options).await {
+                            Ok(result) => Ok(Some(result.bytes().await.map_err(|e| this.error(&key, &e))?.to_vec())),
+                            Err(e) if is_not_found(&e) => Ok(None),
+                            Err(e) => Err(this.error(&key, &e)),
+                        }
+                    }
+                })
+                .buffered(CONCURRENT_REQUESTS)
+                .try_collect()
+                .await
+        })
+    }
+
     /// Remembers (or, with `None`, forgets) the version of the value under `key`.
     fn remember(&self, key: &str, value: Option<(&[u8], UpdateVersion)>) {
         let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -422,26 +445,9 @@ impl Store for ObjectKv {
         let reads = reads
             .iter()
             .filter_map(|(key, range)| Some((key.clone(), get_range_of(*range)?)))
-            .map(|(key, range)| Ok((self.path(&key)?, key, range)))
+            .map(|(key, range)| Ok((self.path(&key)?, key, Some(range))))
             .collect::<StoreResult<Vec<_>>>()?;
-        let this = self.clone();
-        self.run(async move {
-            stream::iter(reads)
-                .map(|(path, key, range)| {
-                    let this = this.clone();
-                    async move {
-                        let options = GetOptions { range: Some(range), ..GetOptions::default() };
-                        match this.client.get_opts(&path, options).await {
-                            Ok(result) => Ok(Some(result.bytes().await.map_err(|e| this.error(&key, &e))?.to_vec())),
-                            Err(e) if is_not_found(&e) => Ok(None),
-                            Err(e) => Err(this.error(&key, &e)),
-                        }
-                    }
-                })
-                .buffered(CONCURRENT_REQUESTS)
-                .try_collect()
-                .await
-        })
+        self.get_all(reads)
     }
 
     fn prefers_batched_reads(&self) -> bool {
@@ -449,24 +455,8 @@ impl Store for ObjectKv {
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let paths = keys.iter().map(|key| Ok((key.clone(), self.path(key)?))).collect::<StoreResult<Vec<_>>>()?;
-        let this = self.clone();
-        self.run(async move {
-            stream::iter(paths)
-                .map(|(key, path)| {
-                    let this = this.clone();
-                    async move {
-                        match this.client.get(&path).await {
-                            Ok(result) => Ok(Some(result.bytes().await.map_err(|e| this.error(&key, &e))?.to_vec())),
-                            Err(e) if is_not_found(&e) => Ok(None),
-                            Err(e) => Err(this.error(&key, &e)),
-                        }
-                    }
-                })
-                .buffered(CONCURRENT_REQUESTS)
-                .try_collect()
-                .await
-        })
+        let reads = keys.iter().map(|key| Ok((self.path(key)?, key.clone(), None))).collect::<StoreResult<Vec<_>>>()?;
+        self.get_all(reads)
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
