@@ -47,6 +47,16 @@ fn crash_child() {
     }
 }
 
+/// A database with `schema` in `parent/db`; its directory.
+fn fresh_db(parent: &std::path::Path, schema: &str) -> std::path::PathBuf {
+    let dir = parent.join("db");
+    datahike::create_database(&config(&dir)).unwrap();
+    let conn = datahike::connect(&config(&dir)).unwrap();
+    conn.transact(&read_str(schema).unwrap()).unwrap();
+    conn.release().unwrap();
+    dir
+}
+
 fn check_store(dir: &std::path::Path, acked: i64) {
     let config = config(dir);
     let conn = datahike::connect(&config).expect("store opens after a crash");
@@ -81,13 +91,7 @@ fn sigkill_at_random_instants_loses_no_acknowledged_transaction() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
-    datahike::create_database(&config(&dir)).unwrap();
-    {
-        let conn = datahike::connect(&config(&dir)).unwrap();
-        conn.transact(&read_str(SCHEMA).unwrap()).unwrap();
-        conn.release().unwrap();
-    }
+    let dir = fresh_db(tmp.path(), SCHEMA);
     let exe = std::env::current_exe().unwrap();
     let runs: u64 = std::env::var("DATAHIKE_CRASH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
     let mut seed: u64 = std::env::var("DATAHIKE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
@@ -170,13 +174,7 @@ fn sigkill_during_group_commits_loses_no_acknowledged_transaction() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
-    datahike::create_database(&config(&dir)).unwrap();
-    {
-        let conn = datahike::connect(&config(&dir)).unwrap();
-        conn.transact(&read_str(GROUP_SCHEMA).unwrap()).unwrap();
-        conn.release().unwrap();
-    }
+    let dir = fresh_db(tmp.path(), GROUP_SCHEMA);
     let exe = std::env::current_exe().unwrap();
     let mut seed: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("group crash test seed {seed}");

@@ -155,14 +155,20 @@ fn hammer(conn: &datahike::Conn, threads: usize, per_thread: usize) -> (BTreeSet
     (acked.into_inner().unwrap(), failed.into_inner())
 }
 
-#[test]
-fn threads_share_syncs_and_lose_nothing() {
+/// A database with the schema on a watched file store in a new directory.
+fn fresh() -> (tempfile::TempDir, Arc<Watched>, datahike::Conn) {
     let dir = tempfile::tempdir().unwrap();
     let store = Watched::new(dir.path());
     let config = Config::with_store(store.clone());
     datahike::create_database(&config).unwrap();
     let conn = datahike::connect(&config).unwrap();
     conn.transact(&read_str(SCHEMA).unwrap()).unwrap();
+    (dir, store, conn)
+}
+
+#[test]
+fn threads_share_syncs_and_lose_nothing() {
+    let (dir, store, conn) = fresh();
     let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
     let sink = seen.clone();
     conn.listen("order", move |report: &TxReport| sink.lock().unwrap().push(report.db_after.max_tx()));
@@ -204,12 +210,7 @@ fn threads_share_syncs_and_lose_nothing() {
 /// ones are in the value and on disk.
 #[test]
 fn a_failed_append_takes_along_only_what_was_made_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Watched::new(dir.path());
-    let config = Config::with_store(store.clone());
-    datahike::create_database(&config).unwrap();
-    let conn = datahike::connect(&config).unwrap();
-    conn.transact(&read_str(SCHEMA).unwrap()).unwrap();
+    let (dir, store, conn) = fresh();
     let next = u64::try_from(conn.db().max_tx()).unwrap() + 1;
     store.refuse_seq.store(next + 40, Ordering::SeqCst);
 
