@@ -137,8 +137,14 @@ fn run(args: Vec<String>) -> i32 {
     let shown: Vec<String> = args.iter().map(|a| input::redacted_text(a)).collect();
     log::debug(&format!("options {options:?}, arguments {shown:?}"));
     if options.help {
-        print!("{}", usage());
-        return 0;
+        // `dthk COMMAND --help` is `dthk help COMMAND`.
+        return match args.first() {
+            Some(name) if name != "help" => command_help(Some(name)),
+            _ => {
+                print!("{}", usage());
+                0
+            }
+        };
     }
     if options.version {
         println!("Datahike {} (datahike-rs)", env!("CARGO_PKG_VERSION"));
@@ -354,7 +360,7 @@ fn usage() -> String {
     }
     out.push_str("\nTransaction data for transact and load-entities may also come from --tx-file PATH (transact)\n");
     out.push_str("or from standard input, when the argument is '-' or absent.\n\n");
-    out.push_str("For more information on a specific command, use: dthk help <command>\n");
+    out.push_str("For more information on a specific command, use: dthk help <command> (or dthk <command> --help)\n");
     out
 }
 

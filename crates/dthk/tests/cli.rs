@@ -407,6 +407,9 @@ fn help_and_version() {
     assert!(env.ok(&["-h"]) == help);
     assert!(env.ok(&["--version"]).starts_with("Datahike "));
     assert!(env.ok(&["help", "datoms"]).contains("dthk datoms db:CONFIG INDEX COMPONENT..."));
+    // Each command has its own --help, the same text.
+    assert_eq!(env.ok(&["datoms", "--help"]), env.ok(&["help", "datoms"]));
+    assert_eq!(env.ok(&["-h", "transact"]), env.ok(&["help", "transact"]));
 }
 
 #[test]
