@@ -47,6 +47,17 @@ fn crash_child() {
     }
 }
 
+/// Runs the child test `test` of this binary with `env=value`, its stdout piped.
+fn spawn_child(exe: &std::path::Path, test: &str, env: &str, value: &str) -> std::process::Child {
+    Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(env, value)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A database with `schema` in `parent/db`; its directory.
 fn fresh_db(parent: &std::path::Path, schema: &str) -> std::path::PathBuf {
     let dir = parent.join("db");
@@ -102,13 +113,7 @@ fn sigkill_at_random_instants_loses_no_acknowledged_transaction() {
     for run in 0..runs {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let kill_after = Duration::from_millis(20 + (seed >> 33) % 400);
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child(&exe, "crash_child", CHILD_ENV, &dir.display().to_string());
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut last = -1i64;
@@ -182,13 +187,7 @@ fn sigkill_during_group_commits_loses_no_acknowledged_transaction() {
     for run in 0..10 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let kill_after = Duration::from_millis(50 + (seed >> 33) % 300);
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_group_child", "--nocapture", "--test-threads", "1"])
-            .env(GROUP_CHILD_ENV, format!("{}|{run}", dir.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child(&exe, "crash_group_child", GROUP_CHILD_ENV, &format!("{}|{run}", dir.display()));
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             BufReader::new(stdout)

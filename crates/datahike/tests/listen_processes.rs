@@ -38,6 +38,18 @@ fn run_child(dir: &str, name: &str, count: usize) {
     assert!(status.success());
 }
 
+/// A new database in a temporary directory (kept while the first is alive) and its path;
+/// `None` in the child process.
+fn fresh_db() -> Option<(tempfile::TempDir, String)> {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db").display().to_string();
+    datahike::create_database(&config(&dir)).unwrap();
+    Some((tmp, dir))
+}
+
 /// What the callback saw: per report, the tx and the `:who`/`:i` it asserted.
 type Seen = Arc<Mutex<Vec<(i64, Vec<(String, i64)>)>>>;
 
@@ -76,12 +88,7 @@ fn check(seen: &[(i64, Vec<(String, i64)>)], expected: usize) {
 
 #[test]
 fn a_writer_connection_hears_another_process() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db").display().to_string();
-    datahike::create_database(&config(&dir)).unwrap();
+    let Some((_tmp, dir)) = fresh_db() else { return };
     let conn = datahike::connect(&config(&dir)).unwrap();
     let seen = listen(&conn);
     // Its own transactions and another process's, interleaved.
@@ -101,12 +108,7 @@ fn a_writer_connection_hears_another_process() {
 
 #[test]
 fn a_reader_on_shared_storage_hears_the_writer() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db").display().to_string();
-    datahike::create_database(&config(&dir)).unwrap();
+    let Some((_tmp, dir)) = fresh_db() else { return };
     let reader = datahike::connect(&Config { read_only: true, ..config(&dir) }).unwrap();
     let shared = listen(&reader);
     run_child(&dir, "writer", 20);
