@@ -353,6 +353,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The id of the database as Datahike's handles carry it: `[[backend "identity"] branch]`,
+    /// e.g. `[[:file "/var/lib/db"] :db]`; equal for two configs exactly when they name the
+    /// same store and branch. No secrets.
+    pub fn store_id(&self) -> Edn {
+        let identity = self.store.identity();
+        let (backend, rest) = identity.split_once(':').unwrap_or((identity.as_str(), ""));
+        Edn::Vector(vec![Edn::Vector(vec![Edn::kw(backend), Edn::Str(rest.into())]), Edn::Keyword(self.branch)])
+    }
+
     /// The config as Datahike prints it back from `create-database`.
     pub fn to_edn(&self) -> Edn {
         let mut m = vec![

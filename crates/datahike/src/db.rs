@@ -836,14 +836,25 @@ impl Db {
     /// Datahike prints it, `#datahike/AsOfDB {:origin #datahike/DB {..} :time-point ..}`
     /// (`HistoricalDB`, `SinceDB`; a filtered database prints as its origin).
     pub fn to_edn_summary(&self) -> Edn {
+        self.summary(false)
+    }
+
+    /// The summary with the store's id, `:store-id [[backend "identity"] branch]`: the
+    /// handle Datahike's server returns for a database, which names it again in a later
+    /// request (see [`crate::api::Connections`]).
+    pub fn to_edn_handle(&self) -> Edn {
+        self.summary(true)
+    }
+
+    fn summary(&self, with_store: bool) -> Edn {
         if let Some(view) = self.0.view.as_deref() {
             let (tag, time_point) = match view.layer {
                 Layer::History => ("datahike/HistoricalDB", None),
                 Layer::AsOf(t) => ("datahike/AsOfDB", Some(t)),
                 Layer::Since(t) => ("datahike/SinceDB", Some(t)),
-                Layer::Filter => return view.origin.to_edn_summary(),
+                Layer::Filter => return view.origin.summary(with_store),
             };
-            let mut m = vec![(Edn::kw("origin"), view.origin.to_edn_summary())];
+            let mut m = vec![(Edn::kw("origin"), view.origin.summary(with_store))];
             if let Some(t) = time_point {
                 m.push((Edn::kw("time-point"), t.to_edn()));
             }
@@ -853,6 +864,7 @@ impl Db {
             crate::edn::Symbol::new("datahike/DB"),
             Box::new(Edn::Map(
                 [
+                    with_store.then(|| (Edn::kw("store-id"), self.config().store_id())),
                     Some((Edn::kw("max-tx"), Edn::Int(self.max_tx()))),
                     Some((Edn::kw("max-eid"), Edn::Int(self.max_eid()))),
                     self.commit_id().map(|c| (Edn::kw("commit-id"), Edn::Uuid(c))),

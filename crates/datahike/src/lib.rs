@@ -33,6 +33,7 @@
 //! engine, the views and the attribute-reference translation are internal. This crate is
 //! not a server: `dthk` and the HTTP server are separate crates over this one.
 
+pub mod api;
 mod attr_refs;
 pub mod cbor;
 pub mod config;

@@ -3,52 +3,9 @@
 //! tried in that order, else the text itself read as EDN.
 
 use crate::{json, log};
-use datahike::edn::{pr_str, read_str, EdnError};
-use datahike::store::backend::redact;
-use datahike::{Config, Conn, Db, Edn, TimePoint};
-
-/// A parsed argument.
-pub enum Arg {
-    /// `conn:FILE`
-    Conn(Conn),
-    /// `db:FILE`: the connection's current value.
-    Db(Db),
-    /// Data from a file or the argument's EDN.
-    Data(Edn),
-    /// An argument that is not EDN. Datahike passes such text on as a string; we keep the
-    /// reader's error to explain why the argument does not fit.
-    Text {
-        /// The argument.
-        text: String,
-        /// Why it is not EDN.
-        error: EdnError,
-    },
-}
-
-impl Arg {
-    /// The argument as error messages and logs show it: secrets (a config's password, a
-    /// URL's credentials) replaced by `"***"`.
-    pub fn describe(&self) -> String {
-        match self {
-            Arg::Conn(c) => format!("{c:?}"),
-            Arg::Db(db) => pr_str(&db.to_edn_summary()),
-            Arg::Data(d) => pr_str(&redact(d)),
-            Arg::Text { text, .. } => format!("{:?}", redacted_text(text)),
-        }
-    }
-}
-
-/// A command-line argument as logs show it: read as EDN and redacted, or, when it is no
-/// EDN, with the credentials of any URL in it replaced.
-pub fn redacted_text(text: &str) -> String {
-    match read_str(text) {
-        Ok(edn) => pr_str(&redact(&edn)),
-        Err(_) => match redact(&Edn::Str(text.into())) {
-            Edn::Str(s) => s.to_string(),
-            _ => text.to_string(),
-        },
-    }
-}
+pub use datahike::api::{redacted_text, Arg};
+use datahike::edn::{pr_str, read_str};
+use datahike::{Config, Conn, Edn, TimePoint};
 
 /// Why an argument could not be made.
 #[derive(Debug)]

@@ -13,12 +13,11 @@
 mod input;
 mod json;
 mod log;
-mod ops;
 mod output;
 mod progress;
 
+use datahike::api::{self, Category, Op, OPS};
 use input::{Arg, InputError};
-use ops::{Category, Op, OPS};
 use output::Format;
 use std::io::{IsTerminal, Read};
 
@@ -158,7 +157,7 @@ fn run(args: Vec<String>) -> i32 {
         return command_help(args.get(1).map(String::as_str));
     }
     // Datahike tries two-word commands first; every command today is one word.
-    let (op, raw) = match (ops::find(&args[..args.len().min(2)].join(" ")), ops::find(&args[0])) {
+    let (op, raw) = match (api::find(&args[..args.len().min(2)].join(" ")), api::find(&args[0])) {
         (Some(op), _) if args.len() >= 2 => (op, &args[2..]),
         (_, Some(op)) => (op, &args[1..]),
         _ => {
@@ -259,7 +258,7 @@ fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Fa
 }
 
 /// Parses, validates and runs. Connections opened for `conn:` arguments are released after.
-fn execute(op: &Op, implementation: ops::Run, raw: &[String], options: &Options) -> Result<datahike::Edn, Failure> {
+fn execute(op: &Op, implementation: api::Run, raw: &[String], options: &Options) -> Result<datahike::Edn, Failure> {
     let mut args: Vec<Arg> = Vec::new();
     let result = parse_and_run(op, implementation, raw, options, &mut args);
     for arg in &args {
@@ -274,7 +273,7 @@ fn execute(op: &Op, implementation: ops::Run, raw: &[String], options: &Options)
 
 fn parse_and_run(
     op: &Op,
-    implementation: ops::Run,
+    implementation: api::Run,
     raw: &[String],
     options: &Options,
     args: &mut Vec<Arg>,
@@ -313,7 +312,22 @@ fn parse_and_run(
         )));
     }
     log::info(&format!("running {}", op.api));
-    implementation(args).map_err(|e| Failure::Execution(e.to_string()))
+    let bar = match op.name {
+        "export" => Some(progress::Bar::new("exporting")),
+        "import" => Some(progress::Bar::new("importing")),
+        _ => None,
+    };
+    let update = |p: &datahike::migrate::Progress| {
+        if let Some(bar) = &bar {
+            bar.update(p);
+        }
+    };
+    let context = api::Context { progress: Some(&update) };
+    let result = implementation(args, &context);
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    result.map_err(|e| Failure::Execution(e.to_string()))
 }
 
 /// The first sentence of a doc string.
@@ -342,7 +356,7 @@ fn usage() -> String {
         out.push_str(&format!("  {flags:<28} {doc}\n"));
     }
     out.push_str("\nCommands:\n\n");
-    let implemented = |op: &&Op| op.run.is_some();
+    let implemented = |op: &&Op| op.cli && op.run.is_some();
     for category in Category::ORDER {
         let ops: Vec<&Op> = OPS.iter().filter(|op| op.category == category).filter(implemented).collect();
         if ops.is_empty() {
@@ -355,7 +369,7 @@ fn usage() -> String {
         out.push('\n');
     }
     out.push_str("  Coming in a later version (exit code 2 for now):\n");
-    for op in OPS.iter().filter(|op| op.run.is_none()) {
+    for op in OPS.iter().filter(|op| op.cli && op.run.is_none()) {
         out.push_str(&format!("    {:<25} {}\n", op.name, first_sentence(op.doc)));
     }
     out.push_str("\nTransaction data for transact and load-entities may also come from --tx-file PATH (transact)\n");
@@ -370,7 +384,7 @@ fn command_help(name: Option<&str>) -> i32 {
         print!("{}", usage());
         return 0;
     };
-    let Some(op) = ops::find(name) else {
+    let Some(op) = api::find(name) else {
         eprintln!("Unknown command: {name}\n\nUse 'dthk --help' to see available commands.");
         return EXIT_ERROR;
     };
@@ -419,7 +433,7 @@ mod tests {
     #[test]
     fn help_lists_every_command() {
         let help = usage();
-        for op in OPS {
+        for op in OPS.iter().filter(|op| op.cli) {
             assert!(help.contains(&format!("    {} ", op.name)), "{} missing", op.name);
         }
         assert!(help.contains("    transact conn:CONFIG TX-DATA Applies transaction"), "{help}");

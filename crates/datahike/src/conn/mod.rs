@@ -253,6 +253,15 @@ impl Conn {
         Ok(db)
     }
 
+    /// The handle Datahike's server returns for a connection:
+    /// `#datahike/Connection {:store-id [[backend "identity"] branch]}`.
+    pub fn handle(&self) -> Edn {
+        Edn::Tagged(
+            crate::edn::Symbol::new("datahike/Connection"),
+            Box::new(Edn::Map(vec![(Edn::kw("store-id"), self.0.config.store_id())])),
+        )
+    }
+
     /// What this connection has done since it was opened: transactions, log appends, index
     /// flushes, and how the node cache served reads.
     pub fn stats(&self) -> ConnStats {

@@ -1,0 +1,210 @@
+//! Operations called with plain data, as the HTTP server and the language bindings call them:
+//! a database or connection argument is a config map, or a handle that an earlier call
+//! returned (`#datahike/DB {:store-id ..}`, `#datahike/Connection {..}`, the history, as-of
+//! and since handles). [`Connections`] keeps one connection per database open and turns
+//! those into [`Arg`]s; [`call`] validates the arguments against the operation's arities and
+//! runs it.
+
+use super::{Arg, Context, Op, Param};
+use crate::edn::pr_str;
+use crate::{Config, Conn, Db, Edn, Error, Result, TimePoint};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// The connections a server (or a binding) holds open, one per database (store and branch),
+/// keyed by the database's `:store-id`. Connections here write: the holder is the single
+/// writer of these databases.
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<HashMap<String, Conn>>,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Connections").field("open", &open.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// The keys a client's config carries for itself and a server must not act on again.
+const CLIENT_KEYS: [&str; 2] = ["writer", "remote-peer"];
+
+/// `edn` without the keys that send calls elsewhere (`:writer`, `:remote-peer`): the server
+/// runs what a client forwarded, it does not forward it again.
+pub fn strip_client_keys(edn: &Edn) -> Edn {
+    match edn {
+        Edn::Map(entries) => Edn::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| !k.as_keyword().is_some_and(|k| CLIENT_KEYS.contains(&k.as_str())))
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether `edn` names a database: a config map (it has `:store`), a handle's map (it has
+/// `:store-id`) or a tagged handle.
+fn names_database(edn: &Edn) -> bool {
+    match edn {
+        Edn::Map(_) => edn.get_kw("store").is_some() || edn.get_kw("store-id").is_some(),
+        Edn::Tagged(tag, _) => tag.as_str().starts_with("datahike/"),
+        _ => false,
+    }
+}
+
+impl Connections {
+    /// No connections yet.
+    pub fn new() -> Connections {
+        Connections::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conn>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection to the database of `config`, opened on first use.
+    pub fn connect(&self, config: &Config) -> Result<Conn> {
+        let key = pr_str(&config.store_id());
+        if let Some(conn) = self.lock().get(&key) {
+            return Ok(conn.clone());
+        }
+        // Connect outside the lock: opening replays the log, which may take a while.
+        let conn = crate::connect(&Config { read_only: false, ..config.clone() })?;
+        let mut open = self.lock();
+        Ok(open.entry(key).or_insert(conn).clone())
+    }
+
+    /// Releases and forgets the connection to the database of `config` (before it is
+    /// deleted). Nothing happens when none is open.
+    pub fn forget(&self, config: &Config) -> Result<()> {
+        let conn = self.lock().remove(&pr_str(&config.store_id()));
+        match conn {
+            Some(conn) => conn.release(),
+            None => Ok(()),
+        }
+    }
+
+    /// Every open connection.
+    pub fn all(&self) -> Vec<Conn> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Releases every connection: flushes what each holds. The first failure is returned
+    /// after all were tried.
+    pub fn release_all(&self) -> Result<()> {
+        let conns: Vec<Conn> = self.lock().drain().map(|(_, c)| c).collect();
+        let mut first = Ok(());
+        for conn in conns {
+            if let (Err(e), Ok(())) = (conn.release(), &first) {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// The connection of a config map, a connection handle or a database handle.
+    pub fn conn_of(&self, edn: &Edn) -> Result<Conn> {
+        let map = match edn {
+            Edn::Tagged(_, inner) => inner.as_ref(),
+            other => other,
+        };
+        if map.get_kw("store").is_some() {
+            return self.connect(&Config::from_edn(&strip_client_keys(map))?);
+        }
+        if let Some(store_id) = map.get_kw("store-id") {
+            let key = pr_str(store_id);
+            return self.lock().get(&key).cloned().ok_or_else(|| {
+                Error::Database(format!(
+                    "no open connection to the database {key} on this server: name it by its config map first"
+                ))
+            });
+        }
+        if let Some(origin) = map.get_kw("origin") {
+            return self.conn_of(origin);
+        }
+        Err(Error::Argument(format!(
+            "expected a config map or a database handle with :store-id, got {}",
+            pr_str(&crate::store::backend::redact(edn))
+        )))
+    }
+
+    /// The database value of a config map (its current value) or a handle: a
+    /// `#datahike/DB` handle names its commit (the current value when the commit is the
+    /// head), the history, as-of and since handles wrap their origin.
+    pub fn db_of(&self, edn: &Edn) -> Result<Db> {
+        if let Edn::Tagged(tag, inner) = edn {
+            let view = match tag.as_str() {
+                "datahike/HistoricalDB" | "datahike/AsOfDB" | "datahike/SinceDB" => Some(tag.as_str()),
+                _ => None,
+            };
+            if let Some(view) = view {
+                let origin = inner
+                    .get_kw("origin")
+                    .ok_or_else(|| Error::Argument(format!("a #{view} handle needs :origin, got {}", pr_str(edn))))?;
+                let db = self.db_of(origin)?;
+                let point = || {
+                    inner.get_kw("time-point").and_then(TimePoint::from_edn).ok_or_else(|| {
+                        Error::Argument(format!(
+                            "a #{view} handle needs :time-point, a transaction id or an instant, got {}",
+                            pr_str(edn)
+                        ))
+                    })
+                };
+                return match view {
+                    "datahike/HistoricalDB" => db.history(),
+                    "datahike/AsOfDB" => db.as_of(point()?),
+                    _ => db.since(point()?),
+                };
+            }
+            return self.db_of(inner);
+        }
+        let conn = self.conn_of(edn)?;
+        let db = conn.db();
+        match edn.get_kw("commit-id") {
+            Some(Edn::Uuid(id)) if edn.get_kw("store").is_none() && db.commit_id() != Some(*id) => {
+                conn.commit_as_db(*id)?.ok_or_else(|| {
+                    Error::Database(format!("no commit {id} in the database {}", pr_str(&db.config().store_id())))
+                })
+            }
+            _ => Ok(db),
+        }
+    }
+
+    /// The [`Arg`] of `edn` where the operation expects `param`.
+    fn arg(&self, param: Param, edn: &Edn) -> Result<Arg> {
+        Ok(match param {
+            Param::Conn if names_database(edn) => Arg::Conn(self.conn_of(edn)?),
+            Param::Db | Param::QueryInputs if names_database(edn) => Arg::Db(self.db_of(edn)?),
+            Param::Config => Arg::Data(strip_client_keys(edn)),
+            _ => Arg::Data(edn.clone()),
+        })
+    }
+}
+
+/// Runs `op` on arguments given as data, resolving config maps and handles through
+/// `connections`. Arguments that fit no arity give [`Error::Argument`] naming the first bad
+/// one. `delete-database` first releases the held connection to that database.
+pub fn call(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
+    let run = op.run.ok_or_else(|| Error::Argument(format!("{} is not implemented in this version", op.api)))?;
+    // The arity whose parameters the arguments are read by: the first with a fitting count.
+    let params = op.arities.iter().find(|params| super::count_fits(params, args.len())).copied().unwrap_or(&[]);
+    if op.name == "delete-database" {
+        if let Some(config) = args.first() {
+            connections.forget(&Config::from_edn(&strip_client_keys(config))?)?;
+        }
+    }
+    let resolved = args
+        .iter()
+        .enumerate()
+        .map(|(i, edn)| match params.is_empty() {
+            true => Ok(Arg::Data(edn.clone())),
+            false => connections.arg(super::param_at(params, i), edn),
+        })
+        .collect::<Result<Vec<Arg>>>()?;
+    if !op.fits(&resolved) {
+        return Err(Error::Argument(format!("invalid arguments for {}: {}", op.api, op.mismatch(&resolved))));
+    }
+    run(&resolved, &Context::default())
+}
