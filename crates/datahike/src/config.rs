@@ -202,6 +202,76 @@ pub struct Config {
     /// no flush, no lock), and [`crate::Conn::db`] returns the latest committed value, read
     /// from the store when it has changed. Transactions fail.
     pub read_only: bool,
+    /// `:writer {:backend :datahike-server :url .. :token ..}`: a remote writer. Reads stay
+    /// local on the shared store (the connection reads it as a reader does);
+    /// `create-database`, `delete-database` and `transact` are sent to the server.
+    pub writer: Option<RemoteSpec>,
+    /// `:remote-peer {:backend :datahike-server :url .. :token ..}`: every call goes to the
+    /// server ([`crate::api::call`] forwards it; this process opens no store).
+    pub remote_peer: Option<RemoteSpec>,
+}
+
+/// A Datahike server to send calls to (`:writer` or `:remote-peer`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    /// The server's base URL, e.g. `http://127.0.0.1:4444`.
+    pub url: String,
+    /// The token sent as `Authorization: token ...`.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSpec")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl RemoteSpec {
+    /// Reads `{:backend :datahike-server :url "http://..." :token "..."}`; `key` names the
+    /// config key in errors.
+    pub fn from_edn(key: &str, edn: &Edn) -> Result<RemoteSpec> {
+        if !matches!(edn, Edn::Map(_)) {
+            return Err(bad(key, edn, "a map {:backend :datahike-server :url \"http://...\" :token \"...\"}"));
+        }
+        match edn.get_kw("backend").and_then(Edn::as_keyword) {
+            Some(b) if b.as_str() == "datahike-server" => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "{key} :backend must be :datahike-server (the only remote writer this build knows), got {}",
+                    edn.get_kw("backend").map_or_else(|| "nothing".to_string(), |b| b.to_string())
+                )))
+            }
+        }
+        let url = match edn.get_kw("url") {
+            Some(Edn::Str(u)) if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_string()
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "{key} :url must be an http:// or https:// URL string, got {}",
+                    other.map_or_else(|| "nothing".to_string(), |u| u.to_string())
+                )))
+            }
+        };
+        let token = match edn.get_kw("token") {
+            None | Some(Edn::Nil) => None,
+            Some(Edn::Str(t)) => Some(t.to_string()),
+            Some(_) => return Err(Error::Config(format!("{key} :token must be a string"))),
+        };
+        Ok(RemoteSpec { url, token })
+    }
+
+    /// The map it was read from (the token included: it is sent, never printed).
+    pub fn to_edn(&self) -> Edn {
+        let mut m = vec![(Edn::kw("backend"), Edn::kw("datahike-server")), (Edn::kw("url"), Edn::str(&self.url))];
+        if let Some(token) = &self.token {
+            m.push((Edn::kw("token"), Edn::str(token)));
+        }
+        Edn::Map(m)
+    }
 }
 
 impl Default for Config {
@@ -220,6 +290,8 @@ impl Default for Config {
             name: None,
             branch: Keyword::new("db"),
             read_only: false,
+            writer: None,
+            remote_peer: None,
         }
     }
 }
@@ -336,6 +408,10 @@ impl Config {
                     }
                 }
                 "read-only?" => config.read_only = bool_of(":read-only?", value)?,
+                "writer" if !matches!(value, Edn::Nil) => config.writer = Some(RemoteSpec::from_edn(":writer", value)?),
+                "remote-peer" if !matches!(value, Edn::Nil) => {
+                    config.remote_peer = Some(RemoteSpec::from_edn(":remote-peer", value)?)
+                }
                 "branch" => {
                     config.branch = value.as_keyword().ok_or_else(|| bad(":branch", value, "a keyword"))?;
                 }
@@ -394,6 +470,14 @@ impl Config {
         }
         if self.read_only {
             m.push((Edn::kw("read-only?"), Edn::Bool(true)));
+        }
+        // The tokens are sent only as headers, never printed.
+        let shown = |spec: &RemoteSpec| crate::store::backend::redact(&spec.to_edn());
+        if let Some(writer) = &self.writer {
+            m.push((Edn::kw("writer"), shown(writer)));
+        }
+        if let Some(peer) = &self.remote_peer {
+            m.push((Edn::kw("remote-peer"), shown(peer)));
         }
         Edn::Map(m)
     }

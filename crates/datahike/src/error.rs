@@ -103,6 +103,18 @@ pub enum Error {
     /// An export or import of a dump failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// A call sent to a Datahike server (`:writer`, `:remote-peer`) failed there or on
+    /// the way; `code` is the server's error code (`transact/unique`...) or
+    /// `remote/unreachable` when no answer came.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status (0 when no answer came).
+        status: u16,
+        /// The server's error code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
     /// A bug: an invariant of this library does not hold.
     #[error("internal error (a bug in datahike-rs): {0}")]
     Internal(String),
@@ -124,6 +136,7 @@ impl Error {
             Error::Temporal(_) => "db/temporal",
             Error::ReadOnlyView(_) => "transaction/filtered",
             Error::Migrate(e) => e.code(),
+            Error::Remote { .. } => "remote/error",
             Error::Internal(_) => "internal",
         }
     }

@@ -47,13 +47,14 @@ pub mod index;
 pub mod migrate;
 pub mod pull;
 pub mod query;
+mod remote;
 pub mod schema;
 pub mod store;
 mod tx;
 pub mod value;
 mod view;
 
-pub use config::{Config, SchemaFlexibility, StoreConfig};
+pub use config::{Config, RemoteSpec, SchemaFlexibility, StoreConfig};
 pub use conn::{
     connect, create_database, database_exists, delete_database, BranchOrCommit, Conn, ConnStats, GcReport,
     FLUSH_EVERY_BYTES, FLUSH_EVERY_TXS,

@@ -61,6 +61,40 @@ fn connect_reader(path: &str) -> Result<Conn, InputError> {
     Ok(datahike::connect(&config)?)
 }
 
+/// The argument as data for a server, when it names a database whose config has
+/// `:remote-peer`: the config map (`conn:`, `db:`), or a history, as-of or since handle
+/// around it. `None` for every other argument.
+pub fn remote_form(text: &str) -> Result<Option<Edn>, InputError> {
+    let tagged = |tag: &str, config: Edn, point: Option<i64>| {
+        let mut m = vec![(Edn::kw("origin"), config)];
+        if let Some(ms) = point {
+            m.push((Edn::kw("time-point"), Edn::Inst(ms)));
+        }
+        Edn::Tagged(datahike::Symbol::new(tag), Box::new(Edn::Map(m)))
+    };
+    let remote = |path: &str| -> Result<Option<Edn>, InputError> {
+        let edn = read_edn_file(path)?;
+        Ok(edn.get_kw("remote-peer").filter(|p| !matches!(p, Edn::Nil)).map(|_| edn.clone()))
+    };
+    for prefix in ["conn:", "db:", "edn:"] {
+        if let Some(path) = non_empty(text.strip_prefix(prefix)) {
+            return remote(path);
+        }
+    }
+    if let Some(path) = non_empty(text.strip_prefix("history:")) {
+        return Ok(remote(path)?.map(|c| tagged("datahike/HistoricalDB", c, None)));
+    }
+    for (prefix, tag) in [("since:", "datahike/SinceDB"), ("asof:", "datahike/AsOfDB")] {
+        let Some((millis, path)) = text.strip_prefix(prefix).and_then(|rest| rest.split_once(':')) else { continue };
+        let Ok(ms) = millis.parse::<i64>() else { continue };
+        if !path.is_empty() {
+            return Ok(remote(path)?.map(|c| tagged(tag, c, Some(ms))));
+        }
+    }
+    // An inline config map.
+    Ok(read_str(text).ok().filter(|edn| edn.get_kw("remote-peer").is_some_and(|p| !matches!(p, Edn::Nil))))
+}
+
 /// A prefixed or plain argument.
 pub fn parse(text: &str) -> Result<Arg, InputError> {
     if let Some(path) = non_empty(text.strip_prefix("conn:")) {

@@ -132,6 +132,9 @@ fn run(args: Vec<String>) -> i32 {
         eprintln!("Verbosity level not supported: {}", options.verbosity);
         return EXIT_ERROR;
     }
+    if args.first().map(String::as_str) == Some("serve") && !options.help {
+        return serve(&args[1..], options.verbosity);
+    }
     log::set_verbosity(options.verbosity);
     let shown: Vec<String> = args.iter().map(|a| input::redacted_text(a)).collect();
     log::debug(&format!("options {options:?}, arguments {shown:?}"));
@@ -195,6 +198,47 @@ fn run(args: Vec<String>) -> i32 {
         }
         Err(Failure::Execution(message)) => {
             eprintln!("❌ Error executing command: {message}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// `dthk serve` in a build without the `server` feature.
+#[cfg(not(feature = "server"))]
+fn serve(_: &[String], _: u8) -> i32 {
+    eprintln!("this dthk was built without the server; rebuild with `--features server`");
+    EXIT_NOT_IMPLEMENTED
+}
+
+/// `dthk serve server.edn`: Datahike's HTTP server, until SIGINT or SIGTERM.
+#[cfg(feature = "server")]
+fn serve(args: &[String], verbosity: u8) -> i32 {
+    let [path] = args else {
+        eprintln!("Usage: dthk serve SERVER-CONFIG\n\n  e.g. dthk serve server.edn with {{:port 4444 :token \"secret\" :level :info}}");
+        return EXIT_ERROR;
+    };
+    let path = path.strip_prefix("edn:").unwrap_or(path);
+    let config = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the server config {path}: {e}"))
+        .and_then(|text| datahike_server::ServerConfig::parse(&text).map_err(|e| format!("{path}: {e}")));
+    let config = match config {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("❌ {message}");
+            return EXIT_ERROR;
+        }
+    };
+    let level = match config.level.as_str() {
+        "error" | "warn" => 0,
+        "info" => 1,
+        "debug" => 2,
+        _ => 3,
+    };
+    log::set_verbosity(verbosity.max(level));
+    match datahike_server::serve(config) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("❌ {message}");
             EXIT_ERROR
         }
     }
@@ -278,7 +322,17 @@ fn parse_and_run(
     options: &Options,
     args: &mut Vec<Arg>,
 ) -> Result<datahike::Edn, Failure> {
-    for (i, source) in sources(op, raw, options)?.into_iter().enumerate() {
+    let sources = sources(op, raw, options)?;
+    let mut remote = false;
+    for source in &sources {
+        if let Source::Argument(text) = source {
+            remote |= input::remote_form(text)?.is_some();
+        }
+    }
+    if remote {
+        return run_remote(op, sources);
+    }
+    for (i, source) in sources.into_iter().enumerate() {
         let arg = match source {
             Source::Argument(text) => input::parse(&text)?,
             Source::Content { text, origin } => Arg::Data(input::read_edn_text(&text, &origin)?),
@@ -330,6 +384,33 @@ fn parse_and_run(
     result.map_err(|e| Failure::Execution(e.to_string()))
 }
 
+/// A call whose database config has `:remote-peer`: the arguments go to the server as data
+/// and the server runs the operation.
+fn run_remote(op: &Op, sources: Vec<Source>) -> Result<datahike::Edn, Failure> {
+    let mut args = Vec::new();
+    for source in sources {
+        let edn = match source {
+            Source::Argument(text) => match input::remote_form(&text)? {
+                Some(edn) => edn,
+                None => match input::parse(&text)? {
+                    Arg::Data(edn) => edn,
+                    Arg::Text { text, .. } => datahike::Edn::Str(text.into()),
+                    Arg::Conn(_) | Arg::Db(_) => {
+                        return Err(Failure::Invalid(format!(
+                            "❌ Invalid arguments for '{}': a call to a :remote-peer server cannot also use a local database ({text})",
+                            op.name
+                        )))
+                    }
+                },
+            },
+            Source::Content { text, origin } => input::read_edn_text(&text, &origin)?,
+        };
+        args.push(edn);
+    }
+    log::info(&format!("sending {} to the :remote-peer server", op.api));
+    api::call(op, &args, &api::Connections::new()).map_err(|e| Failure::Execution(e.to_string()))
+}
+
 /// The first sentence of a doc string.
 fn first_sentence(doc: &str) -> &str {
     doc.find(". ").map_or(doc, |i| &doc[..=i])
@@ -372,6 +453,11 @@ fn usage() -> String {
     for op in OPS.iter().filter(|op| op.cli && op.run.is_none()) {
         out.push_str(&format!("    {:<25} {}\n", op.name, first_sentence(op.doc)));
     }
+    out.push_str("  Server:\n");
+    out.push_str(&format!(
+        "    {:<25} {}\n",
+        "serve SERVER-CONFIG", "Runs Datahike's HTTP server (the single writer, remote peers, live updates)."
+    ));
     out.push_str("\nTransaction data for transact and load-entities may also come from --tx-file PATH (transact)\n");
     out.push_str("or from standard input, when the argument is '-' or absent.\n\n");
     out.push_str("For more information on a specific command, use: dthk help <command> (or dthk <command> --help)\n");
@@ -384,6 +470,10 @@ fn command_help(name: Option<&str>) -> i32 {
         print!("{}", usage());
         return 0;
     };
+    if name == "serve" {
+        println!("serve (datahike.http.server)\n\n  Runs Datahike's HTTP server until SIGINT or SIGTERM; in-flight requests finish and every\n  connection is flushed before it exits. The config file is an EDN map:\n  {{:port 4444 :host \"127.0.0.1\" :token \"secret\" :level :info :dev-mode false\n   :max-body-bytes 16777216 :query-timeout-ms 60000 :subscription-buffer 10000}}\n\nUsage:\n  dthk serve SERVER-CONFIG\n\nExample:\n  dthk serve server.edn");
+        return 0;
+    }
     let Some(op) = api::find(name) else {
         eprintln!("Unknown command: {name}\n\nUse 'dthk --help' to see available commands.");
         return EXIT_ERROR;

@@ -183,10 +183,40 @@ impl Connections {
     }
 }
 
+/// The `:remote-peer` of a config map or a handle's origin, if it has one.
+fn remote_peer(edn: &Edn) -> Option<crate::RemoteSpec> {
+    let map = match edn {
+        Edn::Tagged(_, inner) => inner.get_kw("origin").unwrap_or(inner),
+        other => other,
+    };
+    let map = match map {
+        Edn::Tagged(_, inner) => inner.as_ref(),
+        other => other,
+    };
+    let peer = map.get_kw("remote-peer")?;
+    crate::RemoteSpec::from_edn(":remote-peer", peer).ok()
+}
+
 /// Runs `op` on arguments given as data, resolving config maps and handles through
-/// `connections`. Arguments that fit no arity give [`Error::Argument`] naming the first bad
+/// `connections`; when a config among them has `:remote-peer`, the whole call goes to that
+/// server instead. Arguments that fit no arity give [`Error::Argument`] naming the first bad
 /// one. `delete-database` first releases the held connection to that database.
 pub fn call(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
+    if let Some(peer) = args.iter().find_map(remote_peer) {
+        if !op.remote {
+            return Err(Error::Argument(format!(
+                "{} is not supported remotely; the config names the server {} (:remote-peer)",
+                op.api, peer.url
+            )));
+        }
+        return crate::remote::call(&peer, &op.route(), op.pure, args);
+    }
+    call_local(op, args, connections)
+}
+
+/// [`call`] that runs here whatever the configs say: what a server runs for its clients
+/// (`:remote-peer` and `:writer` keys in their configs are ignored, never followed again).
+pub fn call_local(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
     let run = op.run.ok_or_else(|| Error::Argument(format!("{} is not implemented in this version", op.api)))?;
     // The arity whose parameters the arguments are read by: the first with a fitting count.
     let params = op.arities.iter().find(|params| super::count_fits(params, args.len())).copied().unwrap_or(&[]);

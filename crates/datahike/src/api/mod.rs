@@ -14,7 +14,7 @@ mod handles;
 mod ops;
 mod run;
 
-pub use handles::{call, Connections};
+pub use handles::{call, call_local, Connections};
 pub use ops::{find, find_route, OPS};
 
 use crate::edn::{pr_str, EdnError};

@@ -25,6 +25,9 @@ impl Conn {
 
     /// Transacts with transaction metadata (a map asserted on the transaction entity).
     pub fn transact_with_meta(&self, tx_data: &Edn, tx_meta: Option<&Edn>) -> Result<TxReport> {
+        if let Some(writer) = &self.0.config.writer {
+            return self.transact_remote(writer, tx_data, tx_meta);
+        }
         self.commit(&[], |db| tx::run(db, tx_data, tx_meta, now_millis()))
     }
 

@@ -50,8 +50,25 @@ pub(super) fn head_key(config: &Config) -> String {
     format!("heads/{}", config.branch.as_str())
 }
 
+/// A `:remote-peer` config names a database on a server: `create_database`,
+/// `delete_database` and `database_exists` and the calls of [`crate::api`] go there;
+/// `connect`, which would open the store here, refuses it, naming the way to call.
+fn refuse_remote_peer(config: &Config, what: &str) -> Result<()> {
+    match &config.remote_peer {
+        Some(peer) => Err(Error::Config(format!(
+            "{what}: this config has :remote-peer {}, so its calls go to that server: call them through datahike::api::call (dthk does), or remove :remote-peer to open the store here",
+            peer.url
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Whether a database exists under this config.
 pub fn database_exists(config: &Config) -> Result<bool> {
+    if let Some(peer) = &config.remote_peer {
+        let exists = crate::remote::call(peer, "/database-exists", false, &[crate::remote::wire_config(config)])?;
+        return Ok(exists == Edn::Bool(true));
+    }
     match open_store(config, OpenMode::ReadOnly)? {
         Some(store) => Ok(store.get(&head_key(config))?.is_some()),
         None => Ok(false),
@@ -61,6 +78,14 @@ pub fn database_exists(config: &Config) -> Result<bool> {
 /// Creates a database and transacts `:initial-tx`. Returns the config. Creates what the
 /// backend needs (a directory, a table, a bucket) when it is missing.
 pub fn create_database(config: &Config) -> Result<Config> {
+    if let Some(peer) = &config.remote_peer {
+        crate::remote::call(peer, "/create-database", false, &[crate::remote::wire_config(config)])?;
+        return Ok(config.clone());
+    }
+    if let Some(writer) = &config.writer {
+        crate::remote::call(writer, "/create-database-writer", false, &[crate::remote::wire_config(config)])?;
+        return Ok(config.clone());
+    }
     if config.read_only {
         return Err(Error::Config(format!(
             "cannot create a database with :read-only? true: {}",
@@ -130,6 +155,16 @@ pub(super) fn with_system_entities(config: &Config, store: &Arc<dyn Store>, head
 
 /// Deletes the database and its store.
 pub fn delete_database(config: &Config) -> Result<()> {
+    if let Some(peer) = &config.remote_peer {
+        crate::remote::call(peer, "/delete-database", false, &[crate::remote::wire_config(config)])?;
+        return Ok(());
+    }
+    if let Some(writer) = &config.writer {
+        let identity = store_identity(config);
+        lock(registry()).retain(|_, inner| store_identity(&inner.config) != identity);
+        crate::remote::call(writer, "/delete-database-writer", false, &[crate::remote::wire_config(config)])?;
+        return Ok(());
+    }
     if config.read_only {
         return Err(Error::Config(format!(
             "cannot delete a database through a :read-only? true config: {}",
@@ -148,6 +183,11 @@ pub fn delete_database(config: &Config) -> Result<()> {
 /// Connects to an existing database. Connections to one store and branch within a process
 /// share one writer and one current value, as in Datahike.
 pub fn connect(config: &Config) -> Result<Conn> {
+    refuse_remote_peer(config, "connect")?;
+    if config.writer.is_some() && !config.read_only {
+        // Reads stay local, as a reader on shared storage; transact goes to the writer.
+        return connect(&Config { read_only: true, ..config.clone() });
+    }
     let key = store_key(config);
     let mut reg = lock(registry());
     if let Some(inner) = reg.get(&key) {
