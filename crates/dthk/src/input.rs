@@ -2,7 +2,8 @@
 //! `json:FILE`, `cbor:FILE`, and the temporal `history:`, `since:MILLIS:`, `asof:MILLIS:`),
 //! tried in that order, else the text itself read as EDN.
 
-use crate::{json, log};
+use crate::log;
+use datahike::edn::json;
 use datahike::edn::{pr_str, read_str, EdnError};
 use datahike::store::backend::redact;
 use datahike::{Config, Conn, Db, Edn, TimePoint};

@@ -1,6 +1,7 @@
 //! EDN: the data notation of Datahike's API. A complete reader (with line:column errors) and a
 //! printer that prints as Clojure's `pr-str` does. This module knows nothing of datoms.
 
+pub mod json;
 mod kw;
 mod printer;
 mod reader;

@@ -1,6 +1,6 @@
-//! JSON output (`-f json`) and input (`json:FILE`).
+//! JSON: the output of `dthk -f json` and the input of `dthk ... json:FILE`.
 //!
-//! Output follows what Datahike's `dthk` gets from jsonista's default object mapper, written
+//! Output ([`to_json`]) follows what Datahike's `dthk` gets from jsonista's default object mapper, written
 //! here by hand so that map order is kept:
 //! - keywords and symbols become their text without the colon, namespace kept (`"db/id"`);
 //! - map keys become strings the same way; keys that are not strings, keywords or symbols are
@@ -13,12 +13,12 @@
 //!   `[e, "a", v, tx, added]`, a database summary `#datahike/DB {..}` its map;
 //! - NaN and the infinities, which JSON cannot express, become `null`.
 //!
-//! Input follows `datahike.json`'s mapper, which `json:FILE` arguments are read with: object
+//! Input ([`from_json`]) follows `datahike.json`'s mapper, which `json:FILE` arguments are read with: object
 //! keys become keywords, and jsonista's tagged values `["!kw", "name"]`, `["!sym", ..]`,
 //! `["!set", [..]]`, `["!uuid", ".."]` and `["!date", "millis"]` become the EDN values they
 //! tag. Every other string stays a string.
 
-use datahike::edn::{pr_str, Edn, Keyword, Symbol};
+use super::{pr_str, Edn, Keyword, Symbol};
 use serde_json::Value as Json;
 use std::fmt::Write;
 
@@ -168,7 +168,7 @@ fn tagged(items: &[Json]) -> Result<Option<Edn>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datahike::edn::read_str;
+    use crate::edn::read_str;
 
     fn json_of(edn: &str) -> String {
         to_json(&read_str(edn).unwrap())
