@@ -7,10 +7,11 @@ mod printer;
 mod reader;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 pub use kw::{Keyword, Symbol};
 pub use printer::{pr_str, write_edn};
-pub use reader::{read_all, read_str, EdnError};
+pub use reader::{read_all, read_str, EdnError, MAX_DEPTH};
 
 use bigdecimal::BigDecimal;
 use num_bigint::BigInt;

@@ -87,6 +87,41 @@ impl Distinct {
     }
 }
 
+/// Set elements without those equal to an earlier one, as Clojure's `(into #{} ..)` keeps
+/// them; for decoders of formats that do not forbid duplicates.
+pub(crate) fn distinct_items(items: Vec<Edn>) -> Vec<Edn> {
+    let mut distinct = Distinct::default();
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        if distinct.is_new(&kept, |x| x, &item) {
+            kept.push(item);
+        }
+    }
+    kept
+}
+
+/// Map entries with one entry per key: a later value replaces an earlier one in its place,
+/// as Clojure's `assoc` (and Jackson) do; for decoders of formats that allow repeated keys.
+pub(crate) fn distinct_entries(entries: Vec<(Edn, Edn)>) -> Vec<(Edn, Edn)> {
+    let mut positions: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut kept: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let same_hash = positions.entry(edn_hash(&key)).or_default();
+        match same_hash.iter().find(|&&i| kept.get(i).is_some_and(|(k, _)| *k == key)) {
+            Some(&i) => {
+                if let Some(entry) = kept.get_mut(i) {
+                    entry.1 = value;
+                }
+            }
+            None => {
+                same_hash.push(kept.len());
+                kept.push((key, value));
+            }
+        }
+    }
+    kept
+}
+
 /// A hash consistent with `Edn`'s `PartialEq`: lists and vectors hash alike, maps and sets
 /// ignore order, `0.0` and `-0.0` hash alike, decimals hash by value.
 fn edn_hash(value: &Edn) -> u64 {
