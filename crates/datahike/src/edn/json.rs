@@ -266,8 +266,8 @@ impl<'j, 'a> wire::Converter<'j, 'a> for Reader<'_> {
 
     fn enter(&mut self, child: Child<'j, 'a>) -> Result<Step<'j, 'a, Finish>, EdnError> {
         let json = match child {
-            Child::Key(key) => return Ok(Step::Done(Edn::Keyword(Keyword::new(key_name(key))))),
-            Child::Node(json) => json,
+            Child::Key(_, key) => return Ok(Step::Done(Edn::Keyword(Keyword::new(key_name(key))))),
+            Child::Node(json, _) => json,
         };
         Ok(match &json.value {
             JsonValue::Null => Step::Done(Edn::Nil),
@@ -276,10 +276,13 @@ impl<'j, 'a> wire::Converter<'j, 'a> for Reader<'_> {
             JsonValue::Str(s) => Step::Done(Edn::str(s)),
             JsonValue::Array(items) => match self.tagged(items)? {
                 Some(step) => step,
-                None => open(items.iter().map(Child::Node).collect(), Finish::Vector),
+                None => open(items.iter().map(|x| Child::Node(x, false)).collect(), Finish::Vector),
             },
             JsonValue::Object(members) => open(
-                members.iter().flat_map(|(_, key, value)| [Child::Key(key), Child::Node(value)]).collect(),
+                members
+                    .iter()
+                    .flat_map(|(offset, key, value)| [Child::Key(*offset, key), Child::Node(value, false)])
+                    .collect(),
                 Finish::Map,
             ),
         })
@@ -339,12 +342,12 @@ impl Reader<'_> {
                 },
                 "set" => match &representation.value {
                     JsonValue::Array(elements) => {
-                        return Ok(Some(open(elements.iter().map(Child::Node).collect(), Finish::Set)))
+                        return Ok(Some(open(elements.iter().map(|x| Child::Node(x, false)).collect(), Finish::Set)))
                     }
                     _ => return Err(expected("an array of elements")),
                 },
                 _ if is_namespaced_tag(tag) => {
-                    return Ok(Some(open(vec![Child::Node(representation)], Finish::Tagged(Symbol::new(tag)))))
+                    return Ok(Some(open(vec![Child::Node(representation, false)], Finish::Tagged(Symbol::new(tag)))))
                 }
                 _ => return Ok(None),
             };

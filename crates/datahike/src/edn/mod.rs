@@ -7,6 +7,7 @@ mod printer;
 mod reader;
 #[cfg(test)]
 mod tests;
+pub mod transit;
 mod wire;
 
 pub use kw::{Keyword, Symbol};

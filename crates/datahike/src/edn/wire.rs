@@ -7,7 +7,7 @@
 //! the callers decide which one wins.
 
 use super::reader::MAX_DEPTH;
-use super::{Edn, EdnError};
+use super::{Edn, EdnError, Symbol};
 use num_bigint::BigInt;
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -320,10 +320,10 @@ impl<'a> Parser<'a> {
 /// One step of a conversion of a parsed JSON tree: an array element or object member value,
 /// or an object key (with its offset).
 pub(crate) enum Child<'j, 'a> {
-    /// A value.
-    Node(&'j Json<'a>),
-    /// An object key.
-    Key(&'j str),
+    /// A value; `as_key` when it stands in a map key's place (transit's `["^ ", k, v]`).
+    Node(&'j Json<'a>, bool),
+    /// An object key, with the offset of its opening quote.
+    Key(usize, &'j str),
 }
 
 /// What a converter makes of a child: a finished value, or a container whose children are
@@ -354,7 +354,7 @@ pub(crate) fn convert<'j, 'a, C: Converter<'j, 'a>>(converter: &mut C, root: &'j
         finish: F,
     }
     let mut stack: Vec<Open<'j, 'a, C::Finish>> = Vec::new();
-    let mut step = converter.enter(Child::Node(root))?;
+    let mut step = converter.enter(Child::Node(root, false))?;
     loop {
         match step {
             Step::Done(value) => match stack.last_mut() {
@@ -511,6 +511,33 @@ pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes standard base64; padding is optional, whitespace and other characters are errors.
+pub(crate) fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    let body = text.trim_end_matches('=');
+    if text.len() - body.len() > 2 {
+        return Err("too much padding".into());
+    }
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut n_bits = 0;
+    for c in body.bytes() {
+        let Some(v) = BASE64.iter().position(|&b| b == c) else {
+            return Err(format!("{:?} is not a base64 character", char::from(c)));
+        };
+        acc = (acc << 6) | v as u32;
+        n_bits += 6;
+        if n_bits >= 8 {
+            n_bits -= 8;
+            out.push((acc >> n_bits) as u8);
+            acc &= (1 << n_bits) - 1;
+        }
+    }
+    if n_bits >= 6 {
+        return Err("its length is not possible for base64".into());
+    }
+    Ok(out)
+}
+
 /// The bytes of a `#bytes [..]` value (as [`crate::Value::to_edn`] prints a byte array: each
 /// byte a signed long), or `None` for any other value.
 pub(crate) fn edn_bytes(value: &Edn) -> Option<Vec<u8>> {
@@ -526,6 +553,14 @@ pub(crate) fn edn_bytes(value: &Edn) -> Option<Vec<u8>> {
             _ => None,
         })
         .collect()
+}
+
+/// Bytes as `#bytes [..]`, each byte a signed long.
+pub(crate) fn bytes_edn(bytes: &[u8]) -> Edn {
+    Edn::Tagged(
+        Symbol::new("bytes"),
+        Box::new(Edn::Vector(bytes.iter().map(|b| Edn::Int(i64::from(*b as i8))).collect())),
+    )
 }
 
 #[cfg(test)]
@@ -602,11 +637,15 @@ mod tests {
     }
 
     #[test]
-    fn base64_encodes() {
+    fn base64_round_trips_and_rejects_garbage() {
         for (bytes, text) in [(&b""[..], ""), (b"f", "Zg=="), (b"fo", "Zm8="), (b"foo", "Zm9v"), (b"foob", "Zm9vYg==")]
         {
             assert_eq!(base64_encode(bytes), text);
+            assert_eq!(base64_decode(text).unwrap(), bytes);
         }
+        assert!(base64_decode("Zm9v!").is_err());
+        assert!(base64_decode("Z").is_err());
+        assert!(base64_decode("Zg===").is_err());
     }
 
     proptest! {
@@ -617,6 +656,11 @@ mod tests {
             prop_assert_eq!(&out, &serde_json::to_string(&s).unwrap_or_default());
             let parsed = parse(&out).unwrap();
             prop_assert!(matches!(&parsed.value, JsonValue::Str(back) if *back == s));
+        }
+
+        #[test]
+        fn base64_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes);
         }
 
         #[test]
