@@ -4,11 +4,11 @@
 pub mod json;
 mod kw;
 mod printer;
-mod reader;
+pub(crate) mod reader;
 #[cfg(test)]
 mod tests;
 pub mod transit;
-mod wire;
+pub(crate) mod wire;
 
 pub use kw::{Keyword, Symbol};
 pub use printer::{pr_str, write_edn};

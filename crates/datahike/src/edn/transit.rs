@@ -530,20 +530,21 @@ impl Reader<'_> {
         let Some(((offset, key, value), rest)) = members.split_first() else {
             return Ok(Step::Done(Edn::Map(Vec::new())));
         };
-        let first_key =
-            match self.string(key, true, *offset)? {
-                Parsed::Value(k) => k,
-                Parsed::MapMarker => Edn::str(MAP_AS_ARRAY),
-                Parsed::Tag(tag) if rest.is_empty() => {
-                    return Ok(open(vec![Child::Node(value, false)], Vec::new(), Finish::Tagged(tag, value.offset)));
-                }
-                Parsed::Tag(tag) => return Err(self.error(
+        let first_key = match self.string(key, true, *offset)? {
+            Parsed::Value(k) => k,
+            Parsed::MapMarker => Edn::str(MAP_AS_ARRAY),
+            Parsed::Tag(tag) if rest.is_empty() => {
+                return Ok(open(vec![Child::Node(value, false)], Vec::new(), Finish::Tagged(tag, value.offset)));
+            }
+            Parsed::Tag(tag) => {
+                return Err(self.error(
                     *offset,
                     format!(
                         "the tag ~#{tag} is a key of an object with more than one key (a verbose tagged value has one)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let mut children = Vec::with_capacity(members.len() * 2);
         children.push(Child::Node(value, false));
         for (offset, key, value) in rest {
