@@ -1003,6 +1003,15 @@ mod tests {
         assert_eq!(edn_from_cbor(&[0x9f, 0x01, 0xff]).unwrap(), read_str("[1]").unwrap());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = edn_from_cbor(&bytes);
+            // With a stringref namespace open, so that tags 25 have a table to look in.
+            let _ = edn_from_cbor(&[&[0xd9, 0x01, 0x00][..], &bytes].concat());
+        }
+    }
+
     #[test]
     fn rejects_garbage() {
         assert!(decode(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());

@@ -1,5 +1,9 @@
 //! EDN: the data notation of Datahike's API. A complete reader (with line:column errors) and a
 //! printer that prints as Clojure's `pr-str` does. This module knows nothing of datoms.
+//!
+//! The other notations Datahike's clients speak are here too, as functions over [`Edn`]:
+//! [`json`] (plain JSON and Datahike's tagged JSON) and [`transit`] (transit+json); CBOR is
+//! [`crate::cbor`].
 
 pub mod json;
 mod kw;

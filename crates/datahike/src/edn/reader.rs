@@ -27,6 +27,8 @@ use std::sync::Arc;
 /// an error rather than a value: dropping, comparing and hashing a value recurse (and so will
 /// much code that walks values), and in an unoptimized build comparing two values 5,000 deep
 /// already overflows a test thread's 2 MiB stack. Datahike's own data nests a few levels.
+/// The JSON and transit readers ([`super::json`], [`super::transit`]) bound the nesting of
+/// JSON arrays and objects by the same number.
 pub const MAX_DEPTH: usize = 1_000;
 
 /// Reads exactly one form; anything but whitespace, comments and `#_` discards after it is an
