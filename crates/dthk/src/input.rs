@@ -143,7 +143,9 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
     }
     if let Some(path) = non_empty(text.strip_prefix("json:")) {
         let text = read_text_file(path)?;
-        return json::from_json(&text).map(Arg::Data).map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
+        return json::from_tagged_json(&text)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
     }
     Ok(match read_str(text) {
         Ok(edn) => Arg::Data(edn),

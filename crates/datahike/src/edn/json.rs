@@ -242,12 +242,6 @@ pub fn from_tagged_json(text: &str) -> Result<Edn, EdnError> {
     wire::convert(&mut Reader { text }, &json)
 }
 
-/// Reads JSON text as `datahike.json` does, for `dthk ... json:FILE` arguments: the same as
-/// [`from_tagged_json`].
-pub fn from_json(text: &str) -> Result<Edn, EdnError> {
-    from_tagged_json(text)
-}
-
 /// The tagged JSON reader, a [`wire::Converter`].
 struct Reader<'t> {
     text: &'t str,

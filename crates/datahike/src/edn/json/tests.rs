@@ -46,7 +46,7 @@ fn writes_like_jsonista() {
 fn reads_like_datahike_json() {
     let v = read_tagged(r#"[{"name": "A", "age": 3, "k": ["!kw", "db/id"], "s": ["!set", [1, 1, 2]]}, [1.5, null]]"#);
     assert_eq!(v, edn(r#"[{:name "A" :age 3 :k :db/id :s #{1 2}} [1.5 nil]]"#));
-    let e = from_json("[1,\n 2").unwrap_err();
+    let e = from_tagged_json("[1,\n 2").unwrap_err();
     assert_eq!((e.line(), e.column()), (2, 3), "{e}");
 }
 
