@@ -53,11 +53,10 @@ impl Format {
         match self {
             Format::Edn => read_str(text()?).map_err(|e| format!("the body is not valid EDN: {e}")),
             Format::Json => {
-                tmp_codecs::from_tagged_json(text()?).map_err(|e| format!("the body is not valid JSON: {e}"))
+                datahike::edn::json::from_tagged_json(text()?).map_err(|e| format!("the body is not valid JSON: {e}"))
             }
-            Format::Transit => {
-                tmp_codecs::read_transit(text()?).map_err(|e| format!("the body is not valid transit+json: {e}"))
-            }
+            Format::Transit => datahike::edn::transit::from_transit_json(text()?)
+                .map_err(|e| format!("the body is not valid transit+json: {e}")),
             Format::Cbor => {
                 datahike::cbor::edn_from_cbor(bytes).map_err(|e| format!("the body is not valid CBOR: {e}"))
             }
@@ -68,26 +67,9 @@ impl Format {
     pub fn encode(self, value: &Edn) -> Vec<u8> {
         match self {
             Format::Edn => pr_str(value).into_bytes(),
-            Format::Json => tmp_codecs::to_tagged_json(value).into_bytes(),
-            Format::Transit => tmp_codecs::write_transit(value).into_bytes(),
+            Format::Json => datahike::edn::json::to_tagged_json(value).into_bytes(),
+            Format::Transit => datahike::edn::transit::to_transit_json(value).into_bytes(),
             Format::Cbor => datahike::cbor::edn_to_cbor(value),
         }
-    }
-}
-
-// TEMPORARY until the codecs branch lands.
-mod tmp_codecs {
-    use datahike::Edn;
-    pub fn from_tagged_json(_: &str) -> Result<Edn, String> {
-        Err("pending".into())
-    }
-    pub fn read_transit(_: &str) -> Result<Edn, String> {
-        Err("pending".into())
-    }
-    pub fn to_tagged_json(v: &Edn) -> String {
-        datahike::edn::pr_str(v)
-    }
-    pub fn write_transit(v: &Edn) -> String {
-        datahike::edn::pr_str(v)
     }
 }

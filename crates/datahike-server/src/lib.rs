@@ -18,6 +18,7 @@
 
 mod config;
 mod format;
+mod json_tx;
 mod openapi;
 mod stats;
 mod subscribe;
@@ -347,9 +348,11 @@ async fn route(shared: &Arc<Shared>, req: Request<Body>) -> Response<Body> {
             return respond(StatusCode::BAD_REQUEST, format, &error_body(&message, error_data("request/body")))
         }
     };
+    let json = request_format == Format::Json;
+    let args = if json { json_tx::args(args) } else { args };
     let args = bound_query(op, args, shared.config.query_timeout_ms);
     let worker = shared.clone();
-    let result = tokio::task::spawn_blocking(move || run(&worker, op, &args)).await;
+    let result = tokio::task::spawn_blocking(move || run(&worker, op, args, json)).await;
     match result {
         Ok(Ok(value)) => {
             if no_return {
@@ -375,8 +378,14 @@ async fn route(shared: &Arc<Shared>, req: Request<Body>) -> Response<Body> {
     }
 }
 
-/// Runs one operation; deleting a database also ends its subscriptions.
-fn run(shared: &Shared, op: &Op, args: &[Edn]) -> Result<Edn, Error> {
+/// Runs one operation; deleting a database also ends its subscriptions. JSON transaction
+/// data is first read against the database's schema (strings to keywords...).
+fn run(shared: &Shared, op: &Op, mut args: Vec<Edn>, json: bool) -> Result<Edn, Error> {
+    if json && op.name == "transact" && args.len() == 2 {
+        let db = shared.connections.db_of(&args[0])?;
+        args[1] = json_tx::tx_data(&db, &args[1]);
+    }
+    let args = &args[..];
     let result = api::call_local(op, args, &shared.connections);
     if op.name == "delete-database" && result.is_ok() {
         if let Some(config) = args.first().and_then(|c| datahike::Config::from_edn(c).ok()) {

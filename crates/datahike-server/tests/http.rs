@@ -400,3 +400,90 @@ fn shutdown_finishes_in_flight_transactions_and_loses_nothing_acknowledged() {
     }
     conn.release().unwrap();
 }
+
+/// Encodes and decodes a body in one of the formats, with the library's codecs.
+fn encode(mime: &str, value: &Edn) -> Vec<u8> {
+    match mime {
+        "application/json" => datahike::edn::json::to_tagged_json(value).into_bytes(),
+        "application/transit+json" => datahike::edn::transit::to_transit_json(value).into_bytes(),
+        "application/cbor" => datahike::cbor::edn_to_cbor(value),
+        _ => pr_str(value).into_bytes(),
+    }
+}
+
+fn decode(mime: &str, body: &[u8]) -> Edn {
+    let text = || std::str::from_utf8(body).unwrap();
+    match mime {
+        "application/json" => datahike::edn::json::from_tagged_json(text()).unwrap(),
+        "application/transit+json" => datahike::edn::transit::from_transit_json(text()).unwrap(),
+        "application/cbor" => datahike::cbor::edn_from_cbor(body).unwrap(),
+        _ => read_str(text()).unwrap(),
+    }
+}
+
+#[test]
+fn every_format_round_trips() {
+    let s = server("");
+    for mime in ["application/edn", "application/json", "application/transit+json", "application/cbor"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = read_str(&db_config(&dir)).unwrap();
+        let call = |method: &str, route: &str, args: &str| {
+            let args = read_str(&args.replace("CFG", &pr_str(&cfg))).unwrap();
+            let reply = request(&s, method, route, mime, &encode(mime, &args), Some(TOKEN));
+            assert_eq!(reply.status, 200, "{mime} {route}: {}", reply.text());
+            assert_eq!(reply.content_type, mime);
+            decode(mime, &reply.body)
+        };
+        call("POST", "/create-database", "[CFG]");
+        call(
+            "POST",
+            "/transact",
+            r#"[CFG [{:name "Ada" :tags :a :id #uuid "6f1d1c1e-0000-4000-8000-000000000001" :at #inst "2024-01-02T03:04:05.006Z"}]]"#,
+        );
+        let found = call(
+            "GET",
+            "/q",
+            "[[:find ?n ?t ?id ?at :where [?e :name ?n] [?e :tags ?t] [?e :id ?id] [?e :at ?at]] CFG]",
+        );
+        let expected =
+            read_str(r#"#{["Ada" :a #uuid "6f1d1c1e-0000-4000-8000-000000000001" #inst "2024-01-02T03:04:05.006Z"]}"#)
+                .unwrap();
+        // The result is a set of tuples in every format.
+        let as_set = |v: &Edn| -> std::collections::BTreeSet<String> {
+            v.as_seq()
+                .map(|xs| xs.to_vec())
+                .unwrap_or_else(|| match v {
+                    Edn::Set(xs) => xs.clone(),
+                    _ => vec![],
+                })
+                .iter()
+                .map(pr_str)
+                .collect()
+        };
+        assert_eq!(as_set(&found), as_set(&expected), "{mime}: {}", pr_str(&found));
+        let pulled = call("GET", "/pull", "[CFG [:name :db/id] 1]");
+        assert_eq!(pulled.get_kw("name"), Some(&Edn::str("Ada")), "{mime}: {}", pr_str(&pulled));
+    }
+    // JSON clients send keywords as strings where Datahike's server reads them by position.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db").display().to_string();
+    let json = |route: &str, body: &str| {
+        let reply = request(&s, "POST", route, "application/json", body.as_bytes(), Some(TOKEN));
+        assert_eq!(reply.status, 200, "{route}: {}", reply.text());
+        reply.text()
+    };
+    let cfg = format!(r#"{{"store": {{"backend": "file", "path": {path:?}}}}}"#);
+    json("/create-database", &format!("[{cfg}]"));
+    json(
+        "/transact",
+        &format!(
+            r#"[{cfg}, [{{"db/ident": "name", "db/valueType": "db.type/string", "db/cardinality": "db.cardinality/one", "db/unique": "db.unique/identity"}}, {{"db/ident": "kind", "db/valueType": "db.type/keyword", "db/cardinality": "db.cardinality/one"}}]]"#
+        ),
+    );
+    json(
+        "/transact",
+        &format!(r#"[{cfg}, [{{"name": "Ada", "kind": "person"}}, ["db/add", ["name", "Ada"], "kind", "admin"]]]"#),
+    );
+    let found = json("/q", &format!(r#"["[:find ?k . :where [?e :name \"Ada\"] [?e :kind ?k]]", {cfg}]"#));
+    assert_eq!(found, r#"["!kw","admin"]"#);
+}

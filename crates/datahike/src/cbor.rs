@@ -25,12 +25,24 @@
 //! | map | map, keys in order |
 //! | `#inst` | tag 1 over epoch seconds: an integer when whole, else a float64 |
 //! | `#uuid` | tag 37 over the 16 bytes |
+//! | `#bytes [..]` (a byte array) | byte string |
 //! | datom, db summary | their value: `[e a v tx added]`, the summary map |
 //! | other tagged literal | tag 27 `["tag" value]` (a generic serialised object) |
 //!
-//! [`edn_from_cbor`] reads this mapping back, and also tag 0 (RFC 3339 date text), tag 13 sets
-//! (clj-cbor), byte strings (as a vector of longs), float16/float32 and indefinite lengths.
+//! [`edn_from_cbor`] reads this mapping back, and also what Datahike's CBOR clients and server
+//! send (the `boring` library's encoding): tag 0 (RFC 3339 date text, as boring writes
+//! instants), stringrefs (tags 256 and 25, <http://cbor.schmorp.de/stringref>, which boring
+//! uses by default; the decoder resolves them, so no [`Cbor`] item holds one), tag 30
+//! rationals (as the EDN reader reads `1/3`: an integer or the nearest double), tag 27
+//! objects (`["datahike.datom/Datom", [e a v tx added]]` as `#datahike/Datom`; boring's
+//! `clojure/char`, `clojure/with-meta` (the metadata dropped), `clojure/sorted-map`,
+//! `clojure/sorted-set`, `clojure/queue` as the value they mark; any other name, such as
+//! Datahike's `datahike/DB` or `datahike/TxReport`, as `#name argument`), boring's shaped
+//! arrays (tag 39649), tag 13 sets (clj-cbor), float16/float32 and indefinite lengths. Byte
+//! strings read as `#bytes [..]`. Any other tag reads as `#cbor/tag-N item`.
 
+use crate::edn::reader::{distinct_entries, distinct_items};
+use crate::edn::wire::{bytes_edn, edn_bytes};
 use crate::edn::{pr_str, read_str, Edn, Keyword, Symbol};
 use num_bigint::{BigInt, Sign};
 use std::sync::Arc;
@@ -291,6 +303,8 @@ pub struct Decoder<'a> {
     bytes: &'a [u8],
     pos: usize,
     depth: usize,
+    /// The string tables of the open stringref namespaces (tag 256), innermost last.
+    stringrefs: Vec<Vec<Cbor>>,
 }
 
 /// A marker for the `break` byte (0xff) that ends an indefinite-length item.
@@ -302,7 +316,7 @@ enum Step {
 impl<'a> Decoder<'a> {
     /// A decoder at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Decoder<'a> {
-        Decoder { bytes, pos: 0, depth: 0 }
+        Decoder { bytes, pos: 0, depth: 0, stringrefs: Vec::new() }
     }
 
     /// The offset of the next item.
@@ -430,16 +444,20 @@ impl<'a> Decoder<'a> {
             1 => Cbor::Negative(self.uint(info)?),
             2 => {
                 let len = self.length(info)?;
-                Cbor::Bytes(self.chunks(2, len)?)
+                let item = Cbor::Bytes(self.chunks(2, len)?);
+                self.remember_string(len, &item);
+                item
             }
             3 => {
                 let len = self.length(info)?;
                 let start = self.pos;
                 let bytes = self.chunks(3, len)?;
-                Cbor::Text(
+                let item = Cbor::Text(
                     String::from_utf8(bytes)
                         .map_err(|_| CborError { offset: start, message: "text string is not UTF-8".into() })?,
-                )
+                );
+                self.remember_string(len, &item);
+                item
             }
             4 => {
                 let len = self.length(info)?;
@@ -458,10 +476,36 @@ impl<'a> Decoder<'a> {
                 }
                 Cbor::Map(entries)
             }
-            6 => {
-                let tag = self.uint(info)?;
-                Cbor::Tag(tag, Box::new(self.item()?))
-            }
+            6 => match self.uint(info)? {
+                TAG_STRINGREF_NAMESPACE => {
+                    self.stringrefs.push(Vec::new());
+                    let item = self.item();
+                    self.stringrefs.pop();
+                    item?
+                }
+                TAG_STRINGREF => {
+                    let at = self.pos;
+                    let index = self.item()?;
+                    let error = |message: String| CborError { offset: at, message };
+                    let Some(table) = self.stringrefs.last() else {
+                        return Err(error("a stringref (tag 25) outside any stringref namespace (tag 256)".into()));
+                    };
+                    let found = match &index {
+                        Cbor::Unsigned(i) => usize::try_from(*i).ok().and_then(|i| table.get(i)),
+                        _ => return Err(error(format!("a stringref (tag 25) over {}, not an index", index.kind()))),
+                    };
+                    match found {
+                        Some(string) => string.clone(),
+                        None => {
+                            return Err(error(format!(
+                                "stringref {index:?} is not among the {} strings of its namespace",
+                                table.len()
+                            )))
+                        }
+                    }
+                }
+                tag => Cbor::Tag(tag, Box::new(self.item()?)),
+            },
             _ => match info {
                 0..=19 => Cbor::Simple(info),
                 20 => Cbor::Bool(false),
@@ -477,6 +521,30 @@ impl<'a> Decoder<'a> {
             },
         };
         Ok(Step::Item(item))
+    }
+}
+
+/// Tag 256: the enclosed item is a stringref namespace (<http://cbor.schmorp.de/stringref>).
+const TAG_STRINGREF_NAMESPACE: u64 = 256;
+/// Tag 25: a reference to a string of the current stringref namespace, by index.
+const TAG_STRINGREF: u64 = 25;
+
+impl Decoder<'_> {
+    /// Adds a definite-length string just read to the innermost stringref namespace, when it
+    /// is at least as long as a reference to it would be (the spec's rule, which a writer
+    /// follows too, so that both sides number the strings alike).
+    fn remember_string(&mut self, len: Option<usize>, item: &Cbor) {
+        let (Some(len), Some(table)) = (len, self.stringrefs.last_mut()) else { return };
+        let min_len = match table.len() {
+            0..=23 => 3,
+            24..=255 => 4,
+            256..=65_535 => 5,
+            65_536..=4_294_967_295 => 7,
+            _ => 11,
+        };
+        if len >= min_len {
+            table.push(item.clone());
+        }
     }
 }
 
@@ -532,6 +600,7 @@ pub fn edn_item(value: &Edn) -> Cbor {
             Box::new(if ms % 1000 == 0 { Cbor::int(ms / 1000) } else { Cbor::Float64(*ms as f64 / 1000.0) }),
         ),
         Edn::Uuid(u) => Cbor::Tag(37, Box::new(Cbor::Bytes(u.as_bytes().to_vec()))),
+        Edn::Tagged(..) if edn_bytes(value).is_some() => Cbor::Bytes(edn_bytes(value).unwrap_or_default()),
         Edn::Tagged(tag, inner) if matches!(tag.as_str(), "datahike/Datom" | "datahike/DB") => edn_item(inner),
         Edn::Tagged(tag, inner) => {
             Cbor::Tag(27, Box::new(Cbor::Array(vec![Cbor::text(tag.as_str()), edn_item(inner)])))
@@ -567,18 +636,12 @@ pub fn item_to_edn(item: Cbor) -> Result<Edn, String> {
         Cbor::Negative(n) => {
             i64::try_from(n).map_or_else(|_| Edn::BigInt(Arc::new(-BigInt::from(n) - 1u8)), |n| Edn::Int(-1 - n))
         }
-        Cbor::Bytes(b) => Edn::Vector(b.into_iter().map(|b| Edn::Int(i64::from(b))).collect()),
+        Cbor::Bytes(b) => bytes_edn(&b),
         Cbor::Text(s) => Edn::Str(s.into()),
         Cbor::Array(items) => Edn::Vector(items.into_iter().map(item_to_edn).collect::<Result<_, _>>()?),
-        Cbor::Map(entries) => {
-            let mut out: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
-            for (k, v) in entries {
-                let (k, v) = (item_to_edn(k)?, item_to_edn(v)?);
-                out.retain(|(k2, _)| *k2 != k);
-                out.push((k, v));
-            }
-            Edn::Map(out)
-        }
+        Cbor::Map(entries) => Edn::Map(distinct_entries(
+            entries.into_iter().map(|(k, v)| Ok((item_to_edn(k)?, item_to_edn(v)?))).collect::<Result<_, String>>()?,
+        )),
         Cbor::Tag(tag, inner) => tagged_edn(tag, *inner)?,
         Cbor::Bool(b) => Edn::Bool(b),
         Cbor::Null | Cbor::Undefined => Edn::Nil,
@@ -596,15 +659,22 @@ fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
             _ => Edn::Symbol(Symbol::new(&s)),
         },
         (258 | 13, Cbor::Array(items)) => {
-            let mut set: Vec<Edn> = Vec::new();
-            for x in items {
-                let x = item_to_edn(x)?;
-                if !set.contains(&x) {
-                    set.push(x);
-                }
-            }
-            Edn::Set(set)
+            Edn::Set(distinct_items(items.into_iter().map(item_to_edn).collect::<Result<_, _>>()?))
         }
+        (30, Cbor::Array(parts)) => {
+            let digits = |part: Option<&Cbor>| match part.cloned().map(item_to_edn) {
+                Some(Ok(Edn::Int(i))) => Some(i.to_string()),
+                Some(Ok(Edn::BigInt(i))) => Some(i.to_string()),
+                _ => None,
+            };
+            match (parts.len(), digits(parts.first()), digits(parts.get(1))) {
+                (2, Some(numerator), Some(denominator)) if !denominator.starts_with('-') => {
+                    read_str(&format!("{numerator}/{denominator}")).map_err(|e| format!("bad rational: {e}"))?
+                }
+                _ => return Err("bad rational: expected [numerator, positive denominator]".into()),
+            }
+        }
+        (SHAPED_ARRAY, Cbor::Array(parts)) => shaped_array(parts)?,
         (37, Cbor::Bytes(raw)) => Edn::Uuid(uuid::Uuid::from_slice(&raw).map_err(|_| "bad uuid".to_string())?),
         (37, Cbor::Text(s)) => Edn::Uuid(uuid::Uuid::try_parse(&s).map_err(|_| "bad uuid text".to_string())?),
         (0, Cbor::Text(s)) => read_str(&format!("#inst {s:?}")).map_err(|e| format!("bad date {s:?}: {e}"))?,
@@ -628,14 +698,75 @@ fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
             read_str(&format!("{}E{exponent}M", digits.trim_end_matches('N')))
                 .map_err(|e| format!("bad decimal: {e}"))?
         }
-        (27, Cbor::Array(parts)) if parts.len() == 2 && matches!(parts[0], Cbor::Text(_)) => {
+        (27, Cbor::Array(parts)) if parts.len() >= 2 && matches!(parts.first(), Some(Cbor::Text(_))) => {
             let mut parts = parts.into_iter();
-            let (Some(Cbor::Text(name)), Some(value)) = (parts.next(), parts.next()) else {
+            let Some(Cbor::Text(name)) = parts.next() else {
                 return Err("bad tag 27".into());
             };
-            Edn::Tagged(Symbol::new(&name), Box::new(item_to_edn(value)?))
+            let mut arguments = parts.map(item_to_edn).collect::<Result<Vec<_>, _>>()?;
+            let argument = match arguments.len() {
+                1 => arguments.pop().unwrap_or(Edn::Nil),
+                _ => Edn::Vector(arguments),
+            };
+            object_edn(&name, argument)?
         }
         (_, inner) => Edn::Tagged(Symbol::new(&format!("cbor/tag-{tag}")), Box::new(item_to_edn(inner)?)),
+    })
+}
+
+/// Tag 39649: boring's shaped array `[keys, rows]`, an array of maps whose keys are written
+/// once; in a row, `undefined` or a short row means the key is absent.
+const SHAPED_ARRAY: u64 = 39649;
+
+fn shaped_array(parts: Vec<Cbor>) -> Result<Edn, String> {
+    let bad = || "bad shaped array: expected [[keys..], [[values..]..]]".to_string();
+    let mut parts = parts.into_iter();
+    let (Some(Cbor::Array(keys)), Some(Cbor::Array(rows)), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let keys = keys.into_iter().map(item_to_edn).collect::<Result<Vec<_>, _>>()?;
+    let mut maps = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Cbor::Array(values) = row else { return Err(bad()) };
+        if values.len() > keys.len() {
+            return Err(format!("bad shaped array: a row of {} values for {} keys", values.len(), keys.len()));
+        }
+        let mut entries = Vec::with_capacity(values.len());
+        for (key, value) in keys.iter().zip(values) {
+            if value != Cbor::Undefined {
+                entries.push((key.clone(), item_to_edn(value)?));
+            }
+        }
+        maps.push(Edn::Map(distinct_entries(entries)));
+    }
+    Ok(Edn::Vector(maps))
+}
+
+/// A tag 27 object `[name, argument]` as EDN: Datahike's datom (`datahike.datom/Datom`, as
+/// its CBOR clients write it) as `#datahike/Datom`; boring's markers for what CBOR has no
+/// type for as that value (`clojure/char`, `clojure/with-meta` without its metadata,
+/// `clojure/sorted-map`, `clojure/sorted-set`, `clojure/queue`); anything else, Datahike's
+/// `datahike/DB`, `datahike/TxReport`.. included, as the tagged value `#name argument`.
+fn object_edn(name: &str, argument: Edn) -> Result<Edn, String> {
+    Ok(match (name, argument) {
+        ("datahike.datom/Datom", datom) => Edn::Tagged(Symbol::new("datahike/Datom"), Box::new(datom)),
+        ("clojure/char", Edn::Str(s)) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Edn::Char(c),
+                _ => return Err(format!("bad clojure/char {s:?}: expected one character")),
+            }
+        }
+        ("clojure/with-meta", Edn::Vector(mut parts)) if parts.len() == 2 => parts.pop().unwrap_or(Edn::Nil),
+        ("clojure/sorted-map", map @ Edn::Map(_)) => map,
+        ("clojure/sorted-set", Edn::Vector(items)) => Edn::Set(distinct_items(items)),
+        ("clojure/queue", Edn::Vector(items)) => Edn::List(items),
+        (
+            name @ ("clojure/char" | "clojure/with-meta" | "clojure/sorted-map" | "clojure/sorted-set"
+            | "clojure/queue"),
+            other,
+        ) => return Err(format!("bad {name}: unexpected argument {}", pr_str(&other))),
+        (name, argument) => Edn::Tagged(Symbol::new(name), Box::new(argument)),
     })
 }
 
@@ -648,10 +779,218 @@ mod tests {
         let text = r#"[nil true false 0 23 24 -1 -25 9223372036854775807 -9223372036854775808
             123456789012345678901234567890N -123456789012345678901234567890N 1.5 "héllo" :db/id :a
             sym {:a [1 2] "k" #{1 2}} #inst "2024-01-02T03:04:05.006-00:00" #inst "2024-01-02T03:04:05.000-00:00"
-            #uuid "550e8400-e29b-41d4-a716-446655440000" 1.25M #my/tag [1]]"#;
+            #uuid "550e8400-e29b-41d4-a716-446655440000" 1.25M #my/tag [1] #bytes [1 -1 0]]"#;
         let value = read_str(text).unwrap();
         let bytes = edn_to_cbor(&value);
         assert_eq!(edn_from_cbor(&bytes).unwrap(), value);
+    }
+
+    /// Bytes written by `write` into a fresh buffer.
+    fn bytes_of(write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(&mut out);
+        out
+    }
+
+    fn keyword(out: &mut Vec<u8>, text: &str) {
+        write_tag(out, 39);
+        write_text(out, text);
+    }
+
+    fn stringref(out: &mut Vec<u8>, index: u64) {
+        write_tag(out, TAG_STRINGREF);
+        write_head(out, 0, index);
+    }
+
+    fn read(bytes: &[u8]) -> Edn {
+        edn_from_cbor(bytes).unwrap_or_else(|e| panic!("{bytes:02x?}: {e}"))
+    }
+
+    #[test]
+    fn stringrefs_resolve_as_the_spec_numbers_them() {
+        // Strings shorter than a reference to them take no index; byte strings take one.
+        let bytes = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 8);
+            write_text(out, "ab");
+            write_text(out, "name");
+            stringref(out, 0);
+            keyword(out, ":name");
+            write_tag(out, 39);
+            stringref(out, 1);
+            write_bytes(out, &[1, 2, 3]);
+            write_text(out, "abc");
+            stringref(out, 3);
+        });
+        assert_eq!(read(&bytes), read_str(r#"["ab" "name" "name" :name :name #bytes [1 2 3] "abc" "abc"]"#).unwrap());
+        // A nested namespace shadows the outer one, which is back after it.
+        let bytes = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 3);
+            write_text(out, "abcd");
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 2);
+            write_text(out, "wxyz");
+            stringref(out, 0);
+            stringref(out, 0);
+        });
+        assert_eq!(read(&bytes), read_str(r#"["abcd" ["wxyz" "wxyz"] "abcd"]"#).unwrap());
+        // Indefinite-length strings take no index.
+        let bytes = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 3);
+            out.extend([0x7f, 0x64]);
+            out.extend(b"abcd");
+            out.push(0xff);
+            write_text(out, "efgh");
+            stringref(out, 0);
+        });
+        assert_eq!(read(&bytes), read_str(r#"["abcd" "efgh" "efgh"]"#).unwrap());
+    }
+
+    #[test]
+    fn bad_stringrefs_are_errors() {
+        let outside = bytes_of(|out| stringref(out, 0));
+        assert!(edn_from_cbor(&outside).unwrap_err().contains("outside any stringref namespace"));
+        let missing = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 2);
+            write_text(out, "abc");
+            stringref(out, 1);
+        });
+        assert!(edn_from_cbor(&missing).unwrap_err().contains("not among the 1 strings"));
+        let not_an_index = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_tag(out, TAG_STRINGREF);
+            write_text(out, "x");
+        });
+        assert!(edn_from_cbor(&not_an_index).unwrap_err().contains("over a text string, not an index"));
+    }
+
+    #[test]
+    fn reads_what_datahike_cbor_clients_send() {
+        // `transact`'s arguments as boring writes them: a connection handle and tx data, in one
+        // stringref namespace.
+        let bytes = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 2);
+            write_tag(out, 27);
+            write_head(out, 4, 2);
+            write_text(out, "datahike/Connection"); // 0
+            write_head(out, 4, 2);
+            write_head(out, 4, 2);
+            keyword(out, ":mem"); // 1
+            write_text(out, "test"); // 2
+            keyword(out, ":db"); // 3
+            write_head(out, 4, 2);
+            write_head(out, 5, 1);
+            keyword(out, ":name"); // 4
+            write_text(out, "Alice"); // 5
+            write_head(out, 5, 1);
+            write_tag(out, 39);
+            stringref(out, 4);
+            write_text(out, "Bob"); // 6
+        });
+        assert_eq!(
+            read(&bytes),
+            read_str(r#"[#datahike/Connection [[:mem "test"] :db] [{:name "Alice"} {:name "Bob"}]]"#).unwrap()
+        );
+        // A datom, under the name Datahike's CBOR codec gives it.
+        let datom = bytes_of(|out| {
+            write_tag(out, 27);
+            write_head(out, 4, 2);
+            write_text(out, "datahike.datom/Datom");
+            write_head(out, 4, 5);
+            write_int(out, 1);
+            keyword(out, ":name");
+            write_text(out, "Alice");
+            write_int(out, 536_870_913);
+            out.push(0xf5);
+        });
+        assert_eq!(read(&datom), read_str(r#"#datahike/Datom [1 :name "Alice" 536870913 true]"#).unwrap());
+        // A database handle.
+        let db = bytes_of(|out| {
+            write_tag(out, 27);
+            write_head(out, 4, 2);
+            write_text(out, "datahike/DB");
+            write_head(out, 5, 1);
+            keyword(out, ":max-tx");
+            write_int(out, 536_870_913);
+        });
+        assert_eq!(read(&db), read_str("#datahike/DB {:max-tx 536870913}").unwrap());
+    }
+
+    #[test]
+    fn reads_boring_markers_rationals_dates_and_shapes() {
+        let object = |name: &str, write_argument: &dyn Fn(&mut Vec<u8>)| {
+            bytes_of(|out| {
+                write_tag(out, 27);
+                write_head(out, 4, 2);
+                write_text(out, name);
+                write_argument(out);
+            })
+        };
+        assert_eq!(read(&object("clojure/char", &|out| write_text(out, "a"))), Edn::Char('a'));
+        let with_meta = object("clojure/with-meta", &|out| {
+            write_head(out, 4, 2);
+            write_head(out, 5, 1);
+            keyword(out, ":line");
+            write_int(out, 1);
+            write_head(out, 4, 1);
+            write_int(out, 7);
+        });
+        assert_eq!(read(&with_meta), read_str("[7]").unwrap());
+        let sorted_set = object("clojure/sorted-set", &|out| {
+            write_head(out, 4, 2);
+            write_int(out, 1);
+            write_int(out, 2);
+        });
+        assert_eq!(read(&sorted_set), read_str("#{1 2}").unwrap());
+        let queue = object("clojure/queue", &|out| write_head(out, 4, 0));
+        assert!(matches!(read(&queue), Edn::List(items) if items.is_empty()));
+        assert!(edn_from_cbor(&object("clojure/char", &|out| write_text(out, "ab")))
+            .unwrap_err()
+            .contains("one character"));
+        let rational = |n: i64, d: i64| {
+            bytes_of(|out| {
+                write_tag(out, 30);
+                write_head(out, 4, 2);
+                write_int(out, n);
+                write_int(out, d);
+            })
+        };
+        assert_eq!(read(&rational(1, 3)), Edn::Float(1.0 / 3.0));
+        assert_eq!(read(&rational(-4, 2)), Edn::Int(-2));
+        assert!(edn_from_cbor(&rational(1, 0)).unwrap_err().contains("bad rational"));
+        for (text, instant) in [
+            ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05.000-00:00"),
+            ("2024-01-02T03:04:05.006Z", "2024-01-02T03:04:05.006-00:00"),
+            ("2024-01-02T03:04:05.006789123Z", "2024-01-02T03:04:05.006-00:00"),
+        ] {
+            let bytes = bytes_of(|out| {
+                write_tag(out, 0);
+                write_text(out, text);
+            });
+            assert_eq!(read(&bytes), read_str(&format!("#inst {instant:?}")).unwrap(), "{text}");
+        }
+        // [{:a nil :b 1} {:b 2} {:a 3}]: undefined and a short row mean absent, null is nil.
+        let shaped = bytes_of(|out| {
+            write_tag(out, SHAPED_ARRAY);
+            write_head(out, 4, 2);
+            write_head(out, 4, 2);
+            keyword(out, ":a");
+            keyword(out, ":b");
+            write_head(out, 4, 3);
+            write_head(out, 4, 2);
+            out.push(0xf6);
+            write_int(out, 1);
+            write_head(out, 4, 2);
+            out.push(0xf7);
+            write_int(out, 2);
+            write_head(out, 4, 1);
+            write_int(out, 3);
+        });
+        assert_eq!(read(&shaped), read_str("[{:a nil :b 1} {:b 2} {:a 3}]").unwrap());
     }
 
     #[test]
@@ -662,6 +1001,15 @@ mod tests {
         assert_eq!(edn_to_cbor(&read_str("#{}").unwrap()), [0xd9, 0x01, 0x02, 0x80]);
         assert_eq!(edn_from_cbor(&[0xf9, 0x3c, 0x00]).unwrap(), Edn::Float(1.0));
         assert_eq!(edn_from_cbor(&[0x9f, 0x01, 0xff]).unwrap(), read_str("[1]").unwrap());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = edn_from_cbor(&bytes);
+            // With a stringref namespace open, so that tags 25 have a table to look in.
+            let _ = edn_from_cbor(&[&[0xd9, 0x01, 0x00][..], &bytes].concat());
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `json:FILE`, `cbor:FILE`, and the temporal `history:`, `since:MILLIS:`, `asof:MILLIS:`),
 //! tried in that order, else the text itself read as EDN.
 
-use crate::{json, log};
+use crate::log;
 pub use datahike::api::{redacted_text, Arg};
+use datahike::edn::json;
 use datahike::edn::{pr_str, read_str};
 use datahike::{Config, Conn, Edn, TimePoint};
 
@@ -133,7 +134,9 @@ pub fn parse(text: &str) -> Result<Arg, InputError> {
     }
     if let Some(path) = non_empty(text.strip_prefix("json:")) {
         let text = read_text_file(path)?;
-        return json::from_json(&text).map(Arg::Data).map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
+        return json::from_tagged_json(&text)
+            .map(Arg::Data)
+            .map_err(|e| InputError::Failed(format!("json:{path}: {e}")));
     }
     Ok(match read_str(text) {
         Ok(edn) => Arg::Data(edn),

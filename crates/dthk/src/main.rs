@@ -11,7 +11,6 @@
 //! version implements. Results go to standard output; errors and logs to standard error.
 
 mod input;
-mod json;
 mod log;
 mod output;
 mod progress;

@@ -2,7 +2,7 @@
 //! `(println (pr-str result))`), `pprint` (multi-line EDN), `json` (one line) and `cbor` (raw
 //! bytes, no newline).
 
-use crate::json;
+use datahike::edn::json;
 use datahike::edn::{pr_str, Edn};
 use std::io::Write;
 

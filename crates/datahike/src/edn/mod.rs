@@ -1,15 +1,22 @@
 //! EDN: the data notation of Datahike's API. A complete reader (with line:column errors) and a
 //! printer that prints as Clojure's `pr-str` does. This module knows nothing of datoms.
+//!
+//! The other notations Datahike's clients speak are here too, as functions over [`Edn`]:
+//! [`json`] (plain JSON and Datahike's tagged JSON) and [`transit`] (transit+json); CBOR is
+//! [`crate::cbor`].
 
+pub mod json;
 mod kw;
 mod printer;
-mod reader;
+pub(crate) mod reader;
 #[cfg(test)]
 mod tests;
+pub mod transit;
+pub(crate) mod wire;
 
 pub use kw::{Keyword, Symbol};
 pub use printer::{pr_str, write_edn};
-pub use reader::{read_all, read_str, EdnError};
+pub use reader::{read_all, read_str, EdnError, MAX_DEPTH};
 
 use bigdecimal::BigDecimal;
 use num_bigint::BigInt;

@@ -27,6 +27,8 @@ use std::sync::Arc;
 /// an error rather than a value: dropping, comparing and hashing a value recurse (and so will
 /// much code that walks values), and in an unoptimized build comparing two values 5,000 deep
 /// already overflows a test thread's 2 MiB stack. Datahike's own data nests a few levels.
+/// The JSON and transit readers ([`super::json`], [`super::transit`]) bound the nesting of
+/// JSON arrays and objects by the same number.
 pub const MAX_DEPTH: usize = 1_000;
 
 /// Reads exactly one form; anything but whitespace, comments and `#_` discards after it is an
@@ -85,6 +87,41 @@ impl Distinct {
             None => true,
         }
     }
+}
+
+/// Set elements without those equal to an earlier one, as Clojure's `(into #{} ..)` keeps
+/// them; for decoders of formats that do not forbid duplicates.
+pub(crate) fn distinct_items(items: Vec<Edn>) -> Vec<Edn> {
+    let mut distinct = Distinct::default();
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        if distinct.is_new(&kept, |x| x, &item) {
+            kept.push(item);
+        }
+    }
+    kept
+}
+
+/// Map entries with one entry per key: a later value replaces an earlier one in its place,
+/// as Clojure's `assoc` (and Jackson) do; for decoders of formats that allow repeated keys.
+pub(crate) fn distinct_entries(entries: Vec<(Edn, Edn)>) -> Vec<(Edn, Edn)> {
+    let mut positions: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut kept: Vec<(Edn, Edn)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let same_hash = positions.entry(edn_hash(&key)).or_default();
+        match same_hash.iter().find(|&&i| kept.get(i).is_some_and(|(k, _)| *k == key)) {
+            Some(&i) => {
+                if let Some(entry) = kept.get_mut(i) {
+                    entry.1 = value;
+                }
+            }
+            None => {
+                same_hash.push(kept.len());
+                kept.push((key, value));
+            }
+        }
+    }
+    kept
 }
 
 /// A hash consistent with `Edn`'s `PartialEq`: lists and vectors hash alike, maps and sets

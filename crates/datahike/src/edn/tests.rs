@@ -572,7 +572,7 @@ fn decimals_print_as_java_big_decimal_does() {
 
 // Random values for the print-then-read law. NaN is left out: it equals nothing.
 
-fn symbol_text() -> impl Strategy<Value = String> {
+pub(crate) fn symbol_text() -> impl Strategy<Value = String> {
     let part = "[a-zA-Z*!_?$%&=<>.][a-zA-Z0-9*!_?$%&=<>.+'#-]{0,6}";
     (proptest::option::of(part), part)
         .prop_map(|(ns, name)| match ns {
@@ -582,7 +582,7 @@ fn symbol_text() -> impl Strategy<Value = String> {
         .prop_filter("reserved words", |s| !matches!(s.as_str(), "nil" | "true" | "false"))
 }
 
-fn leaf() -> impl Strategy<Value = Edn> {
+pub(crate) fn leaf() -> impl Strategy<Value = Edn> {
     prop_oneof![
         Just(Edn::Nil),
         any::<bool>().prop_map(Edn::Bool),
@@ -602,7 +602,7 @@ fn leaf() -> impl Strategy<Value = Edn> {
 }
 
 /// Removes entries whose key equals an earlier one, as a reader would refuse them.
-fn distinct_entries(entries: Vec<(Edn, Edn)>) -> Vec<(Edn, Edn)> {
+pub(crate) fn distinct_entries(entries: Vec<(Edn, Edn)>) -> Vec<(Edn, Edn)> {
     let mut kept: Vec<(Edn, Edn)> = Vec::new();
     for (key, value) in entries {
         if !kept.iter().any(|(k, _)| *k == key) {
@@ -612,7 +612,7 @@ fn distinct_entries(entries: Vec<(Edn, Edn)>) -> Vec<(Edn, Edn)> {
     kept
 }
 
-fn edn_value() -> impl Strategy<Value = Edn> {
+pub(crate) fn edn_value() -> impl Strategy<Value = Edn> {
     leaf().prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..8).prop_map(Edn::List),
