@@ -61,7 +61,7 @@ pub use datom::{Datom, DatomKey, IndexOrder};
 pub use db::Db;
 pub use edn::{Edn, Keyword, Symbol};
 pub use entity::{entity, Entity, EntityValue};
-pub use error::{Error, MigrateError, Result, TxError};
+pub use error::{Detail, Error, MigrateError, Result, TxError};
 pub use pull::{pull, pull_many, PullPattern};
 pub use query::{q, QueryError, QueryInput};
 pub use tx::{Commit, TxReport};

@@ -4,7 +4,7 @@
 //! from `datahike.api.specification`.
 
 use crate::input::Arg;
-use datahike::{Config, Db, Edn, Error, IndexOrder, QueryInput, Result, TxReport};
+use datahike::{Config, Db, Detail, Edn, Error, IndexOrder, QueryInput, Result, TxReport};
 
 /// How help groups the commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1006,7 +1006,9 @@ fn option_bool(options: Option<&Edn>, key: &str) -> Result<Option<bool>> {
     match options.and_then(|o| o.get_kw(key)) {
         None | Some(Edn::Nil) => Ok(None),
         Some(Edn::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(Error::Argument(format!(":{key} must be true or false, got {other}"))),
+        Some(other) => {
+            Err(Error::Argument(Detail::new(format!(":{key} must be true or false, got {other}")).value(other.clone())))
+        }
     }
 }
 
@@ -1020,12 +1022,18 @@ fn export(args: &[Arg]) -> Result<Edn> {
         None => {}
         Some(Edn::Keyword(k)) if k.as_str() == "gzip" => opts.compression = Compression::Gzip,
         Some(Edn::Keyword(k)) if k.as_str() == "none" => opts.compression = Compression::None,
-        Some(other) => return Err(Error::Argument(format!(":compression must be :gzip or :none, got {other}"))),
+        Some(other) => {
+            let message = format!(":compression must be :gzip or :none, got {other}");
+            return Err(Error::Argument(Detail::new(message).value(other.clone())));
+        }
     }
     match options.and_then(|o| o.get_kw("chunk-size")) {
         None => {}
         Some(Edn::Int(n)) if *n > 0 => opts.chunk_size = usize::try_from(*n).unwrap_or(usize::MAX),
-        Some(other) => return Err(Error::Argument(format!(":chunk-size must be a positive integer, got {other}"))),
+        Some(other) => {
+            let message = format!(":chunk-size must be a positive integer, got {other}");
+            return Err(Error::Argument(Detail::new(message).value(other.clone())));
+        }
     }
     let bar = crate::progress::Bar::new("exporting");
     let progress = |p: &datahike::migrate::Progress| bar.update(p);
