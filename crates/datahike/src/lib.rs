@@ -25,6 +25,9 @@
 //! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities.
 //! [`Db::history`], [`Db::as_of`], [`Db::since`] and [`Db::filter`] are views of a database that
 //! every read accepts; [`Conn::listen`] reports each transaction.
+//! Every [`Error`] has Datahike's code, a message naming the input at fault, and that input as
+//! data ([`Error::data`], Datahike's `ex-data`), and says whether the caller is at fault
+//! ([`Error::is_client_error`]).
 //!
 //! The public surface is this crate root's re-exports plus the modules a user extends or
 //! reads directly: [`edn`], [`config`], [`store`] (the `Store` contract and the backends),
