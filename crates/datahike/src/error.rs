@@ -26,14 +26,18 @@
 //! | `:tx-data` | the operation at fault | tx |
 //! | `:operation` | its keyword (`:db/cas`, `:db/purge`...) | tx |
 //! | `:expected` | what was expected: a value type, a `:db/cas` old value, an arity | tx, query |
-//! | `:old`, `:new` | a `:db/cas`'s current and new value; a schema update's values | tx |
+//! | `:old`, `:new` | a `:db/cas`'s current and new value | `:transact/cas` |
 //! | `:invalid-updates` | schema properties that cannot change, `{prop [old new]}` | `:transact/schema` |
+//! | `:new-attribute` | the new ident of an attribute that cannot be renamed | `:transact/schema` |
+//! | `:last` | the last transaction's instant, later than the one given | `:transact/syntax` |
 //! | `:choices` | the valid alternatives: operations, attributes, value types, directions | tx, query |
 //! | `:form` | the query clause or element at fault | query |
 //! | `:vars` | the variables at fault (unbound, unknown) | query |
 //! | `:function` | a function, predicate or aggregate name | query |
 //! | `:rule` | a rule name | query |
 //! | `:binding` | the `:in` binding an input does not fit | query |
+//! | `:source` | a source (`$x`) no input binds | `:query/binding` |
+//! | `:line`, `:column` | where a query or rules string stops being EDN | `:query/syntax` |
 //! | `:timeout` | the query's `:timeout` in milliseconds | `:query/timeout` |
 //!
 //! The other errors have fixed fields, also in their data: `:line`, `:column`, `:offset`
@@ -336,6 +340,18 @@ impl Error {
     /// and the keys of the module doc, e.g.
     /// `{:error :transact/unique :attribute :email :value "a@b.c" :entity-id 5 ...}`.
     pub fn data(&self) -> Edn {
+        Edn::Map(self.data_entries())
+    }
+
+    /// The error as one map: `{:message "..." :error :code ...}`, the [`data`](Error::data)
+    /// with the message first.
+    pub fn to_edn(&self) -> Edn {
+        let mut map = vec![(Edn::kw("message"), Edn::Str(self.to_string().into()))];
+        map.extend(self.data_entries());
+        Edn::Map(map)
+    }
+
+    fn data_entries(&self) -> Vec<(Edn, Edn)> {
         let mut data = vec![(Edn::kw("error"), Edn::kw(self.code()))];
         let mut put = |key: &str, value: Edn| data.push((Edn::kw(key), value));
         match self {
@@ -359,17 +375,7 @@ impl Error {
                 }
             }
         }
-        Edn::Map(data)
-    }
-
-    /// The error as one map: `{:message "..." :error :code ...}`, the [`data`](Error::data)
-    /// with the message first.
-    pub fn to_edn(&self) -> Edn {
-        let Edn::Map(data) = self.data() else { unreachable!("Error::data returns a map") };
-        let mut map = Vec::with_capacity(data.len() + 1);
-        map.push((Edn::kw("message"), Edn::Str(self.to_string().into())));
-        map.extend(data);
-        Edn::Map(map)
+        data
     }
 }
 
@@ -654,6 +660,81 @@ impl QueryError {
             | QueryError::Unsupported(d)
             | QueryError::Timeout(d)
             | QueryError::Internal(d) => d,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_of(e: impl Into<Error>) -> Edn {
+        e.into().data()
+    }
+
+    #[test]
+    fn a_detail_keeps_one_value_per_key_in_order() {
+        let d = Detail::new("m").value(Edn::Int(1)).attribute(Keyword::new("a")).value(Edn::Int(2));
+        assert_eq!(d.to_string(), "m");
+        assert_eq!(d.get("value"), Some(&Edn::Int(2)));
+        let keys: Vec<&str> = d.data().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["value", "attribute"]);
+        assert_eq!(Detail::from("m"), Detail::new(String::from("m")));
+    }
+
+    #[test]
+    fn store_index_and_codec_errors_name_where() {
+        let io = StoreError::Io { path: "/db/x".into(), source: std::io::Error::other("disk on fire") };
+        let kv = |data: &Edn, k: &str| data.get_kw(k).cloned();
+        let data = data_of(io);
+        assert_eq!(kv(&data, "error"), Some(Edn::kw("store/io")));
+        assert_eq!(kv(&data, "path"), Some(Edn::str("/db/x")));
+        assert_eq!(kv(&data, "reason"), Some(Edn::str("disk on fire")));
+        let data = data_of(StoreError::Conflict { key: "log/7".into(), reason: "taken".into() });
+        assert_eq!((kv(&data, "key"), kv(&data, "reason")), (Some(Edn::str("log/7")), Some(Edn::str("taken"))));
+        let data = data_of(StoreError::ReadOnly { store: "{:backend :file}".into(), key: "head".into() });
+        assert_eq!(
+            (kv(&data, "store"), kv(&data, "key")),
+            (Some(Edn::str("{:backend :file}")), Some(Edn::str("head")))
+        );
+        let data = data_of(IndexError::Store(StoreError::Corrupt { key: "n/1".into(), reason: "torn".into() }));
+        assert_eq!((kv(&data, "error"), kv(&data, "key")), (Some(Edn::kw("index/io")), Some(Edn::str("n/1"))));
+        let data = data_of(IndexError::MissingNode("ab12".into()));
+        assert_eq!(kv(&data, "address"), Some(Edn::str("ab12")));
+        let data = data_of(IndexError::Unregistered("lsm".into()));
+        assert_eq!(kv(&data, "index"), Some(Edn::kw("lsm")));
+        let data = data_of(CodecError { expected: "a varint", offset: 9, found: "but the input ends".into() });
+        assert_eq!(kv(&data, "error"), Some(Edn::kw("store/corrupt")));
+        assert_eq!((kv(&data, "expected"), kv(&data, "offset")), (Some(Edn::str("a varint")), Some(Edn::Int(9))));
+        let data = data_of(MigrateError::Corrupt("chunk 3".into()));
+        assert_eq!(data, Edn::Map(vec![(Edn::kw("error"), Edn::kw("import/corrupt-chunk"))]));
+    }
+
+    #[test]
+    fn client_errors_are_bad_input_and_faults_are_ours() {
+        let client: Vec<Error> = vec![
+            TxError::Unique("u".into()).into(),
+            QueryError::Syntax("s".into()).into(),
+            QueryError::Eval("e".into()).into(),
+            Error::Argument("a".into()),
+            Error::Config("c".into()),
+            Error::Database("d".into()),
+            MigrateError::NotADump("n".into()).into(),
+        ];
+        for e in &client {
+            assert!(e.is_client_error(), "{} should be a client error", e.code());
+        }
+        let faults: Vec<Error> = vec![
+            QueryError::Timeout("t".into()).into(),
+            QueryError::Internal("i".into()).into(),
+            StoreError::Poisoned("p".into()).into(),
+            IndexError::MissingNode("m".into()).into(),
+            CodecError { expected: "x", offset: 0, found: "y".into() }.into(),
+            MigrateError::Target("t".into()).into(),
+            Error::Internal("i".into()),
+        ];
+        for e in &faults {
+            assert!(!e.is_client_error(), "{} should be a fault", e.code());
         }
     }
 }
