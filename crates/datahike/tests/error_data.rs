@@ -301,6 +301,8 @@ fn a_failed_call_names_the_function_and_clause() {
     let err = q_error(r#"[:find ?s :where [?e :age ?a] [(+ ?a "one") ?s]]"#, &[conn.db().into()]);
     assert_data(&err, "query/eval", r#"{:function + :form [(+ ?a "one") ?s]}"#);
     assert!(err.is_client_error());
+    let err = q_error("[:find (sum ?n) :where [?e :name ?n]]", &[conn.db().into()]);
+    assert_data(&err, "query/eval", "{:function sum :form (sum ?n)}");
 }
 
 #[test]

@@ -729,7 +729,15 @@ fn aggregate(elems: &[FindElem], aggs: &[Option<Agg>], tuples: &RowSet) -> Resul
         for (i, elem) in elems.iter().enumerate() {
             let vals = || -> Vec<Value> { members.iter().map(|t| tuples.row(*t)[i].clone()).collect() };
             row.push(match aggs.get(i).and_then(Option::as_ref) {
-                Some(Agg::Builtin(name, args)) => aggregates::aggregate(*name, args, vals()).map_err(qerr)?,
+                Some(Agg::Builtin(name, args)) => aggregates::aggregate(*name, args, vals()).map_err(|e| {
+                    // The aggregate names what failed; the element names where.
+                    let at = |d: Detail| d.form(elem.form()).with("function", Edn::Symbol(*name));
+                    qerr(match e {
+                        QueryError::Eval(d) => QueryError::Eval(at(d)),
+                        QueryError::Syntax(d) => QueryError::Syntax(at(d)),
+                        other => other,
+                    })
+                })?,
                 Some(Agg::Custom(name, f, args)) => f(args, &vals()).map_err(|e| {
                     let message = format!("Aggregate {name} failed: {e} (aggregating {})", elem.var());
                     let detail = Detail::new(message).form(elem.form()).with("function", Edn::Symbol(*name));
