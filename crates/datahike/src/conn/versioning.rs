@@ -27,7 +27,10 @@ impl BranchOrCommit {
         match edn {
             Edn::Keyword(k) => Ok(BranchOrCommit::Branch(*k)),
             Edn::Uuid(u) => Ok(BranchOrCommit::Commit(*u)),
-            other => Err(Error::Argument(format!("expected a branch keyword or a commit #uuid, got {other}").into())),
+            other => {
+                let message = format!("expected a branch keyword or a commit #uuid, got {other}");
+                Err(Error::Argument(crate::error::Detail::new(message).value(other.clone())))
+            }
         }
     }
 }
