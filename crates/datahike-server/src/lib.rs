@@ -186,19 +186,17 @@ fn error_data(code: &str) -> Edn {
     Edn::Map(vec![(Edn::kw("error"), Edn::kw(code))])
 }
 
-/// The response of a library error: 4xx for bad input, 500 for faults.
+/// The response of a library error, `{:msg .. :ex-data {:error code ...}}`: 400 for bad
+/// input, 503 for a query that ran out of the server's time, 500 for faults.
 fn error_response(error: &Error, format: Format) -> Response<Body> {
-    let status = if is_client_error(error) { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
-    respond(status, format, &error_body(&error.to_string(), error_details(error)))
-}
-
-fn is_client_error(error: &Error) -> bool {
-    !matches!(error, Error::Store(_) | Error::Index(_) | Error::Codec(_) | Error::Internal(_))
-        && !error.code().starts_with("internal")
-}
-
-fn error_details(error: &Error) -> Edn {
-    error_data(error.code())
+    let status = if error.is_client_error() {
+        StatusCode::BAD_REQUEST
+    } else if error.code() == "query/timeout" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    respond(status, format, &error_body(&error.to_string(), error.data()))
 }
 
 /// Whether the request carries the server's token.

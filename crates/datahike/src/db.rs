@@ -5,7 +5,7 @@ use crate::attr_refs::Idents;
 use crate::config::{Config, SchemaFlexibility};
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::edn::{Edn, Keyword};
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result};
 use crate::index::{open_index, DatomIndex, IndexResult, IndexRoot, NodeCache};
 use crate::schema::{is_schema_attr, Schema};
 use crate::tx::{self, Commit, TxOutcome, TxReport};
@@ -533,11 +533,13 @@ impl Db {
             Edn::Int(i) => Ok(Some(*i)),
             Edn::Keyword(k) => Ok(self.schema().ident_eid(*k)),
             Edn::Vector(xs) | Edn::List(xs) if xs.len() == 2 => {
-                let a = self
-                    .attr_of(&xs[0])
-                    .ok_or_else(|| Error::Argument(format!("Lookup ref attribute should be a keyword: {x}")))?;
+                let a = self.attr_of(&xs[0]).ok_or_else(|| {
+                    let message = format!("Lookup ref attribute should be a keyword: {x}");
+                    Error::Argument(Detail::new(message).entity_id(x.clone()).with("attribute", xs[0].clone()))
+                })?;
                 if self.schema().attr(a).is_none_or(|attr| attr.unique.is_none()) {
-                    return Err(Error::Argument(format!("Lookup ref attribute should be marked as :db/unique: {x}")));
+                    let message = format!("Lookup ref attribute should be marked as :db/unique: {x}");
+                    return Err(Error::Argument(Detail::new(message).entity_id(x.clone()).attribute(a)));
                 }
                 let v = self.value_for(a, &xs[1])?;
                 Ok(self
@@ -545,7 +547,10 @@ impl Db {
                     .first()
                     .map(|d| d.e))
             }
-            _ => Err(Error::Argument(format!("Expected number, keyword or lookup ref as entity id, got {x}"))),
+            _ => Err(Error::Argument(
+                Detail::new(format!("Expected number, keyword or lookup ref as entity id, got {x}"))
+                    .entity_id(x.clone()),
+            )),
         }
     }
 
@@ -567,22 +572,21 @@ impl Db {
             }
         }
         if self.schema().is_ref(a) && !matches!(v, Edn::Int(_)) {
-            return self
-                .entid(v)?
-                .map(Value::Long)
-                .ok_or_else(|| Error::Argument(format!("Nothing found for entity id {v}")));
+            return self.entid(v)?.map(Value::Long).ok_or_else(|| Error::Argument(nothing_found(v).attribute(a)));
         }
         if let Some(t) = self.schema().attr(a).and_then(|x| x.value_type) {
             if let Some(value) = t.coerce(v) {
                 return Ok(value);
             }
         }
-        Value::from_edn(v).ok_or_else(|| Error::Argument(format!("{v} is not a datom value")))
+        Value::from_edn(v).ok_or_else(|| Error::Argument(not_a_value(v).attribute(a)))
     }
 
     fn check_attr(&self, a: Keyword) -> Result<()> {
         if self.config().schema_flexibility == SchemaFlexibility::Write && self.schema().attr(a).is_none() {
-            return Err(Error::Argument(format!("{a} is not defined in the current schema")));
+            let known = self.schema().user_attrs().into_iter().map(|x| Edn::Keyword(x.ident));
+            let detail = Detail::new(format!("{a} is not defined in the current schema")).attribute(a).choices(known);
+            return Err(Error::Argument(detail));
         }
         Ok(())
     }
@@ -590,7 +594,8 @@ impl Db {
     /// Turns `components` (in index order, Datahike style) into a key.
     pub fn components_key(&self, order: IndexOrder, components: &[Edn]) -> Result<DatomKey> {
         if components.len() > 4 {
-            return Err(Error::Argument(format!("at most 4 components are allowed, got {}", components.len())));
+            let message = format!("at most 4 components are allowed, got {}", components.len());
+            return Err(Error::Argument(Detail::new(message).value(Edn::Vector(components.to_vec()))));
         }
         let slots: [usize; 4] = match order {
             IndexOrder::Eavt => [0, 1, 2, 3],
@@ -604,7 +609,9 @@ impl Db {
             if *a != Edn::Nil {
                 let k = self.attr_of(a).ok_or_else(|| {
                     let expected = if self.attr_refs() { "a keyword or an attribute id" } else { "a keyword" };
-                    Error::Argument(format!("attribute must be {expected}, got {a}"))
+                    Error::Argument(
+                        Detail::new(format!("attribute must be {expected}, got {a}")).with("attribute", a.clone()),
+                    )
                 })?;
                 self.check_attr(k)?;
                 key.a = Some(k);
@@ -615,29 +622,30 @@ impl Db {
                 continue;
             }
             match slots[i] {
-                0 => {
-                    key.e = Some(
-                        self.entid(c)?.ok_or_else(|| Error::Argument(format!("Nothing found for entity id {c}")))?,
-                    )
-                }
+                0 => key.e = Some(self.entid(c)?.ok_or_else(|| Error::Argument(nothing_found(c)))?),
                 2 => {
                     key.v = Some(match key.a {
                         Some(a) => self.value_for(a, c)?,
-                        None => {
-                            Value::from_edn(c).ok_or_else(|| Error::Argument(format!("{c} is not a datom value")))?
-                        }
+                        None => Value::from_edn(c).ok_or_else(|| Error::Argument(not_a_value(c)))?,
                     })
                 }
-                3 => key.tx = Some(self.entid(c)?.ok_or_else(|| Error::Argument(format!("bad transaction id {c}")))?),
+                3 => {
+                    key.tx = Some(self.entid(c)?.ok_or_else(|| {
+                        Error::Argument(Detail::new(format!("bad transaction id {c}")).entity_id(c.clone()))
+                    })?)
+                }
                 _ => {}
             }
         }
         if order == IndexOrder::Avet {
             if let Some(a) = key.a {
                 if !self.schema().is_indexed(a) {
-                    return Err(Error::Argument(format!(
-                        "Attribute {a} has no AVET index; declare it with :db/index true, :db/unique or :db.type/ref"
-                    )));
+                    return Err(Error::Argument(
+                        Detail::new(format!(
+                            "Attribute {a} has no AVET index; declare it with :db/index true, :db/unique or :db.type/ref"
+                        ))
+                        .attribute(a),
+                    ));
                 }
             }
         }
@@ -754,9 +762,12 @@ impl Db {
     pub fn index_range(&self, attr: Keyword, start: &Edn, end: &Edn) -> Result<Vec<Datom>> {
         self.check_attr(attr)?;
         if !self.schema().is_indexed(attr) {
-            return Err(Error::Argument(format!(
-                "Attribute {attr} should be marked as indexed (:db/index true, :db/unique or :db.type/ref) for index-range"
-            )));
+            return Err(Error::Argument(
+                Detail::new(format!(
+                    "Attribute {attr} should be marked as indexed (:db/index true, :db/unique or :db.type/ref) for index-range"
+                ))
+                .attribute(attr),
+            ));
         }
         let bound = |x: &Edn| -> Result<DatomKey> {
             Ok(DatomKey {
@@ -882,4 +893,14 @@ pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An entity id, ident or lookup ref that names no entity.
+fn nothing_found(x: &Edn) -> Detail {
+    Detail::new(format!("Nothing found for entity id {x}")).entity_id(x.clone())
+}
+
+/// A value that no datom can hold.
+fn not_a_value(v: &Edn) -> Detail {
+    Detail::new(format!("{v} is not a datom value")).value(v.clone())
 }

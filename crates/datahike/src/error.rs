@@ -1,11 +1,175 @@
-//! The umbrella [`Error`] and the errors of the transaction and configuration layers. Each
-//! error has a stable Datahike code (`:transact/unique`...) from [`Error::code`].
+//! The umbrella [`Error`], every layer's error type, and errors as data.
 //!
-//! Every layer's error type lives here, at the bottom of the module graph: this module
-//! imports nothing of the crate, and each layer re-exports its own (`store::StoreError`,
-//! `index::IndexError`, `index::codec::CodecError`, `edn::EdnError`, `query::QueryError`).
+//! An error has three faces:
+//! - a stable Datahike code (`:transact/unique`...) from [`Error::code`];
+//! - a message, its `Display`, a sentence naming the offending input;
+//! - data, from [`Error::data`]: the map Datahike puts in `ex-data`, such as
+//!   `{:error :transact/unique :attribute :email :value "a@b.c" :entity-id 5 ...}`, so that a
+//!   server can answer with a Datahike-shaped body, `dthk` can print it in any format and a
+//!   binding can raise a typed exception. [`Error::to_edn`] adds the `:message`.
+//!
+//! [`Error::is_client_error`] tells bad input (syntax, schema, constraints, arguments: a 4xx
+//! status) from faults of the store, the indices or this library (a 5xx status).
+//!
+//! Transaction and query errors (and [`Error::Argument`]) carry a [`Detail`]: the message and
+//! the data entries. The keys, Datahike's where it has one:
+//!
+//! | key | value | in |
+//! |-----|-------|----|
+//! | `:attribute` | the attribute keyword at fault | tx, pull, datoms |
+//! | `:value` | the value at fault, as written | tx, query inputs, datoms |
+//! | `:entity-id` | the entity: id, tempid, ident or lookup ref, as written or resolved | tx, pull |
+//! | `:entity` | the entity map at fault | tx |
+//! | `:datom` | `[e a v tx added]` | `:transact/unique`, `:transact/schema` |
+//! | `:conflict` | `[e a v]` already holding a unique value, or another upsert's resolution | `:transact/unique`, `:transact/upsert` |
+//! | `:context` | the operation or map in which the attribute or value appeared | tx |
+//! | `:tx-data` | the operation at fault | tx |
+//! | `:operation` | its keyword (`:db/cas`, `:db/purge`...) | tx |
+//! | `:expected` | what was expected: a value type, a `:db/cas` old value, an arity | tx, query |
+//! | `:old`, `:new` | a `:db/cas`'s current and new value | `:transact/cas` |
+//! | `:invalid-updates` | schema properties that cannot change, `{prop [old new]}` | `:transact/schema` |
+//! | `:new-attribute` | the new ident of an attribute that cannot be renamed | `:transact/schema` |
+//! | `:last` | the last transaction's instant, later than the one given | `:transact/syntax` |
+//! | `:choices` | the valid alternatives: operations, attributes, value types, directions | tx, query |
+//! | `:form` | the query clause or element at fault | query |
+//! | `:vars` | the variables at fault (unbound, unknown) | query |
+//! | `:function` | a function, predicate or aggregate name | query |
+//! | `:rule` | a rule name | query |
+//! | `:binding` | the `:in` binding an input does not fit | query |
+//! | `:source` | a source (`$x`) no input binds | `:query/binding` |
+//! | `:line`, `:column` | where a query or rules string stops being EDN | `:query/syntax` |
+//! | `:timeout` | the query's `:timeout` in milliseconds | `:query/timeout` |
+//!
+//! The other errors have fixed fields, also in their data: `:line`, `:column`, `:offset`
+//! (EDN); `:path`, `:key`, `:store`, `:backend`, `:reason` (store); `:address`, `:index`
+//! (index); `:expected`, `:offset`, `:found` (codec).
+//!
+//! Every layer's error type lives here, near the bottom of the module graph: of the crate
+//! this module imports only the value type [`Edn`] and [`Keyword`] (`edn/value.rs` and
+//! `edn/kw.rs`, which import nothing else of the crate), and each layer re-exports its own
+//! (`store::StoreError`, `index::IndexError`, `index::codec::CodecError`, `edn::EdnError`,
+//! `query::QueryError`).
 
+use crate::edn::kw::Keyword;
+use crate::edn::value::Edn;
+use std::fmt;
 use std::path::PathBuf;
+
+/// What an error is about: its message and its data entries (keys in the module doc).
+/// `Display` is the message. Built at the site of the error:
+/// `Detail::new(msg).attribute(a).value(v)`; `From<String>` for sites without data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detail {
+    message: String,
+    data: Vec<(Keyword, Edn)>,
+}
+
+impl Detail {
+    /// A detail with this message and no data yet.
+    pub fn new(message: impl Into<String>) -> Detail {
+        Detail { message: message.into(), data: Vec::new() }
+    }
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The data entries in the order they were added.
+    pub fn data(&self) -> &[(Keyword, Edn)] {
+        &self.data
+    }
+    /// The value under `key` (without colon, e.g. `"attribute"`).
+    pub fn get(&self, key: &str) -> Option<&Edn> {
+        self.data.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    }
+    /// Adds `key` (without colon), replacing an earlier value under it.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: Edn) -> Detail {
+        let key = Keyword::new(key);
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.data.push((key, value)),
+        }
+        self
+    }
+    /// `:attribute`, the attribute at fault.
+    #[must_use]
+    pub fn attribute(self, a: Keyword) -> Detail {
+        self.with("attribute", Edn::Keyword(a))
+    }
+    /// `:value`, the value at fault.
+    #[must_use]
+    pub fn value(self, v: Edn) -> Detail {
+        self.with("value", v)
+    }
+    /// `:entity-id`: an entity id, tempid, ident or lookup ref.
+    #[must_use]
+    pub fn entity_id(self, e: Edn) -> Detail {
+        self.with("entity-id", e)
+    }
+    /// `:entity`, an entity map.
+    #[must_use]
+    pub fn entity(self, m: Edn) -> Detail {
+        self.with("entity", m)
+    }
+    /// `:datom`, `[e a v tx added]`.
+    #[must_use]
+    pub fn datom(self, d: Edn) -> Detail {
+        self.with("datom", d)
+    }
+    /// `:context`, the operation or map in which the attribute or value appeared.
+    #[must_use]
+    pub fn context(self, c: Edn) -> Detail {
+        self.with("context", c)
+    }
+    /// `:tx-data`, the operation at fault.
+    #[must_use]
+    pub fn tx_data(self, op: Edn) -> Detail {
+        self.with("tx-data", op)
+    }
+    /// `:expected`, what was expected instead.
+    #[must_use]
+    pub fn expected(self, x: Edn) -> Detail {
+        self.with("expected", x)
+    }
+    /// `:choices`, the valid alternatives.
+    #[must_use]
+    pub fn choices(self, xs: impl IntoIterator<Item = Edn>) -> Detail {
+        self.with("choices", Edn::Vector(xs.into_iter().collect()))
+    }
+    /// `:form`, the query clause or element at fault.
+    #[must_use]
+    pub fn form(self, f: Edn) -> Detail {
+        self.with("form", f)
+    }
+    /// `:vars`, the query variables at fault.
+    #[must_use]
+    pub fn vars(self, vs: impl IntoIterator<Item = Edn>) -> Detail {
+        self.with("vars", Edn::Vector(vs.into_iter().collect()))
+    }
+    /// `:binding`, the `:in` binding an input does not fit.
+    #[must_use]
+    pub fn binding(self, b: Edn) -> Detail {
+        self.with("binding", b)
+    }
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Detail {
+    fn from(message: String) -> Detail {
+        Detail::new(message)
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(message: &str) -> Detail {
+        Detail::new(message)
+    }
+}
 
 /// A transaction that cannot be applied. Nothing of it was written.
 #[derive(Debug, thiserror::Error)]
@@ -13,35 +177,35 @@ use std::path::PathBuf;
 pub enum TxError {
     /// Malformed transaction data (`:transact/syntax`).
     #[error("{0}")]
-    Syntax(String),
+    Syntax(Detail),
     /// An attribute or value that the schema does not allow (`:transact/schema`).
     #[error("{0}")]
-    Schema(String),
+    Schema(Detail),
     /// A `:db/unique` constraint violation (`:transact/unique`).
     #[error("{0}")]
-    Unique(String),
+    Unique(Detail),
     /// Conflicting upserts (`:transact/upsert`).
     #[error("{0}")]
-    Upsert(String),
+    Upsert(Detail),
     /// A failed `:db/cas` (`:transact/cas`).
     #[error("{0}")]
-    Cas(String),
+    Cas(Detail),
     /// An entity id that cannot be resolved (`:entity-id/missing`).
     #[error("{0}")]
-    EntityIdMissing(String),
+    EntityIdMissing(Detail),
     /// An entity id of the wrong shape (`:entity-id/syntax`).
     #[error("{0}")]
-    EntityIdSyntax(String),
+    EntityIdSyntax(Detail),
     /// A malformed lookup ref (`:lookup-ref/syntax`).
     #[error("{0}")]
-    LookupRefSyntax(String),
+    LookupRefSyntax(Detail),
     /// A lookup ref on a non-unique attribute (`:lookup-ref/unique`).
     #[error("{0}")]
-    LookupRefUnique(String),
+    LookupRefUnique(Detail),
     /// A purge that cannot be done: no history kept, an entity that names nothing, or a
     /// schema datom (`:transact/purge`).
     #[error("{0}")]
-    Purge(String),
+    Purge(Detail),
 }
 
 impl TxError {
@@ -58,6 +222,22 @@ impl TxError {
             TxError::LookupRefSyntax(_) => "lookup-ref/syntax",
             TxError::LookupRefUnique(_) => "lookup-ref/unique",
             TxError::Purge(_) => "transact/purge",
+        }
+    }
+
+    /// The message and data.
+    pub fn detail(&self) -> &Detail {
+        match self {
+            TxError::Syntax(d)
+            | TxError::Schema(d)
+            | TxError::Unique(d)
+            | TxError::Upsert(d)
+            | TxError::Cas(d)
+            | TxError::EntityIdMissing(d)
+            | TxError::EntityIdSyntax(d)
+            | TxError::LookupRefSyntax(d)
+            | TxError::LookupRefUnique(d)
+            | TxError::Purge(d) => d,
         }
     }
 }
@@ -77,7 +257,7 @@ pub enum Error {
     Tx(#[from] TxError),
     /// A bad argument to a read API (`datoms`, `index-range`...).
     #[error("{0}")]
-    Argument(String),
+    Argument(Detail),
     /// A database that already exists (create) or does not exist (connect).
     #[error("{0}")]
     Database(String),
@@ -104,16 +284,16 @@ pub enum Error {
     #[error(transparent)]
     Migrate(#[from] MigrateError),
     /// A call sent to a Datahike server (`:writer`, `:remote-peer`) failed there or on
-    /// the way; `code` is the server's error code (`transact/unique`...) or
-    /// `remote/unreachable` when no answer came.
+    /// the way. [`Error::data`] is the server's error data (`{:error :transact/unique ...}`),
+    /// or `{:error :remote/unreachable}` when no answer came.
     #[error("{message}")]
     Remote {
         /// The HTTP status (0 when no answer came).
         status: u16,
-        /// The server's error code.
-        code: String,
         /// The server's message.
         message: String,
+        /// The server's error data, a map with `:error`.
+        data: Edn,
     },
     /// A bug: an invariant of this library does not hold.
     #[error("internal error (a bug in datahike-rs): {0}")]
@@ -140,6 +320,130 @@ impl Error {
             Error::Internal(_) => "internal",
         }
     }
+
+    /// Whether the caller is at fault (malformed or invalid input, a constraint, a missing
+    /// database: a 4xx status) rather than the store, the indices or this library (a 5xx
+    /// status). Query timeouts and failed exports are not the caller's fault.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            Error::Edn(_)
+            | Error::Config(_)
+            | Error::Tx(_)
+            | Error::Argument(_)
+            | Error::Database(_)
+            | Error::Temporal(_)
+            | Error::ReadOnlyView(_) => true,
+            Error::Query(e) => !matches!(e, QueryError::Timeout(_) | QueryError::Internal(_)),
+            Error::Migrate(e) => !matches!(e, MigrateError::Target(_)),
+            Error::Index(_) | Error::Store(_) | Error::Codec(_) | Error::Internal(_) => false,
+            Error::Remote { status, .. } => (400..500).contains(status),
+        }
+    }
+
+    /// The message and data of a transaction, query or argument error.
+    pub fn detail(&self) -> Option<&Detail> {
+        match self {
+            Error::Tx(e) => Some(e.detail()),
+            Error::Query(e) => Some(e.detail()),
+            Error::Argument(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Datahike's `ex-data` of this error: a map with `:error` (the [`code`](Error::code))
+    /// and the keys of the module doc, e.g.
+    /// `{:error :transact/unique :attribute :email :value "a@b.c" :entity-id 5 ...}`.
+    pub fn data(&self) -> Edn {
+        Edn::Map(self.data_entries())
+    }
+
+    /// The error as one map: `{:message "..." :error :code ...}`, the [`data`](Error::data)
+    /// with the message first.
+    pub fn to_edn(&self) -> Edn {
+        let mut map = vec![(Edn::kw("message"), Edn::Str(self.to_string().into()))];
+        map.extend(self.data_entries());
+        Edn::Map(map)
+    }
+
+    fn data_entries(&self) -> Vec<(Edn, Edn)> {
+        if let Error::Remote { data: Edn::Map(entries), .. } = self {
+            if entries.iter().any(|(k, _)| *k == Edn::kw("error")) {
+                return entries.clone();
+            }
+        }
+        let mut data = vec![(Edn::kw("error"), Edn::kw(self.code()))];
+        let mut put = |key: &str, value: Edn| data.push((Edn::kw(key), value));
+        match self {
+            Error::Edn(e) => {
+                put("line", int(e.line));
+                put("column", int(e.column));
+                put("offset", int(e.offset));
+            }
+            Error::Index(e) => index_data(e, &mut put),
+            Error::Store(e) => store_data(e, &mut put),
+            Error::Codec(e) => codec_data(e, &mut put),
+            Error::Config(_)
+            | Error::Database(_)
+            | Error::Temporal(_)
+            | Error::ReadOnlyView(_)
+            | Error::Migrate(_)
+            | Error::Remote { .. }
+            | Error::Internal(_) => {}
+            Error::Tx(_) | Error::Query(_) | Error::Argument(_) => {
+                for (k, v) in self.detail().map_or(&[][..], Detail::data) {
+                    put(k.as_str(), v.clone());
+                }
+            }
+        }
+        data
+    }
+}
+
+fn int(n: usize) -> Edn {
+    Edn::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn index_data(e: &IndexError, put: &mut dyn FnMut(&str, Edn)) {
+    match e {
+        IndexError::Store(e) => store_data(e, put),
+        IndexError::CorruptNode { address, reason } => {
+            put("address", Edn::str(address));
+            put("reason", Edn::str(reason));
+        }
+        IndexError::MissingNode(address) => put("address", Edn::str(address)),
+        IndexError::Unregistered(index) => put("index", Edn::kw(index)),
+        IndexError::ReadOnlyView => {}
+    }
+}
+
+fn store_data(e: &StoreError, put: &mut dyn FnMut(&str, Edn)) {
+    match e {
+        StoreError::Io { path, source } => {
+            put("path", Edn::str(&path.display().to_string()));
+            put("reason", Edn::str(&source.to_string()));
+        }
+        StoreError::Corrupt { key, reason } | StoreError::Conflict { key, reason } => {
+            put("key", Edn::str(key));
+            put("reason", Edn::str(reason));
+        }
+        StoreError::ReadOnly { store, key } => {
+            put("store", Edn::str(store));
+            put("key", Edn::str(key));
+        }
+        StoreError::Backend { backend, key, reason } => {
+            put("backend", Edn::kw(backend));
+            put("key", Edn::str(key));
+            put("reason", Edn::str(reason));
+        }
+        StoreError::Poisoned(reason) => put("reason", Edn::str(reason)),
+        StoreError::Invalid(_) => {}
+    }
+}
+
+fn codec_data(e: &CodecError, put: &mut dyn FnMut(&str, Edn)) {
+    put("expected", Edn::str(e.expected));
+    put("offset", int(e.offset));
+    put("found", Edn::str(&e.found));
 }
 
 /// An export or import of a dump that failed; each message names the dump, file, chunk or
@@ -331,25 +635,25 @@ pub enum QueryError {
     /// The query (or rules) does not parse: unknown clause, bad find spec, unknown function
     /// (`query/syntax`).
     #[error("{0}")]
-    Syntax(String),
+    Syntax(Detail),
     /// A clause whose variables cannot be bound (`query/binding`).
     #[error("{0}")]
-    Binding(String),
+    Binding(Detail),
     /// Inputs that do not match `:in` (`query/inputs`).
     #[error("{0}")]
-    Inputs(String),
+    Inputs(Detail),
     /// A function failed while the query ran (`query/eval`).
     #[error("{0}")]
-    Eval(String),
+    Eval(Detail),
     /// A valid form this implementation does not support yet (`query/unsupported`).
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(Detail),
     /// The query ran longer than its `:timeout` (`query/timeout`).
     #[error("{0}")]
-    Timeout(String),
+    Timeout(Detail),
     /// A bug.
     #[error("internal query error (a bug in datahike-rs): {0}")]
-    Internal(String),
+    Internal(Detail),
 }
 
 impl QueryError {
@@ -363,6 +667,94 @@ impl QueryError {
             QueryError::Unsupported(_) => "query/unsupported",
             QueryError::Timeout(_) => "query/timeout",
             QueryError::Internal(_) => "internal",
+        }
+    }
+
+    /// The message and data.
+    pub fn detail(&self) -> &Detail {
+        match self {
+            QueryError::Syntax(d)
+            | QueryError::Binding(d)
+            | QueryError::Inputs(d)
+            | QueryError::Eval(d)
+            | QueryError::Unsupported(d)
+            | QueryError::Timeout(d)
+            | QueryError::Internal(d) => d,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_of(e: impl Into<Error>) -> Edn {
+        e.into().data()
+    }
+
+    #[test]
+    fn a_detail_keeps_one_value_per_key_in_order() {
+        let d = Detail::new("m").value(Edn::Int(1)).attribute(Keyword::new("a")).value(Edn::Int(2));
+        assert_eq!(d.to_string(), "m");
+        assert_eq!(d.get("value"), Some(&Edn::Int(2)));
+        let keys: Vec<&str> = d.data().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["value", "attribute"]);
+        assert_eq!(Detail::from("m"), Detail::new(String::from("m")));
+    }
+
+    #[test]
+    fn store_index_and_codec_errors_name_where() {
+        let io = StoreError::Io { path: "/db/x".into(), source: std::io::Error::other("disk on fire") };
+        let kv = |data: &Edn, k: &str| data.get_kw(k).cloned();
+        let data = data_of(io);
+        assert_eq!(kv(&data, "error"), Some(Edn::kw("store/io")));
+        assert_eq!(kv(&data, "path"), Some(Edn::str("/db/x")));
+        assert_eq!(kv(&data, "reason"), Some(Edn::str("disk on fire")));
+        let data = data_of(StoreError::Conflict { key: "log/7".into(), reason: "taken".into() });
+        assert_eq!((kv(&data, "key"), kv(&data, "reason")), (Some(Edn::str("log/7")), Some(Edn::str("taken"))));
+        let data = data_of(StoreError::ReadOnly { store: "{:backend :file}".into(), key: "head".into() });
+        assert_eq!(
+            (kv(&data, "store"), kv(&data, "key")),
+            (Some(Edn::str("{:backend :file}")), Some(Edn::str("head")))
+        );
+        let data = data_of(IndexError::Store(StoreError::Corrupt { key: "n/1".into(), reason: "torn".into() }));
+        assert_eq!((kv(&data, "error"), kv(&data, "key")), (Some(Edn::kw("index/io")), Some(Edn::str("n/1"))));
+        let data = data_of(IndexError::MissingNode("ab12".into()));
+        assert_eq!(kv(&data, "address"), Some(Edn::str("ab12")));
+        let data = data_of(IndexError::Unregistered("lsm".into()));
+        assert_eq!(kv(&data, "index"), Some(Edn::kw("lsm")));
+        let data = data_of(CodecError { expected: "a varint", offset: 9, found: "but the input ends".into() });
+        assert_eq!(kv(&data, "error"), Some(Edn::kw("store/corrupt")));
+        assert_eq!((kv(&data, "expected"), kv(&data, "offset")), (Some(Edn::str("a varint")), Some(Edn::Int(9))));
+        let data = data_of(MigrateError::Corrupt("chunk 3".into()));
+        assert_eq!(data, Edn::Map(vec![(Edn::kw("error"), Edn::kw("import/corrupt-chunk"))]));
+    }
+
+    #[test]
+    fn client_errors_are_bad_input_and_faults_are_ours() {
+        let client: Vec<Error> = vec![
+            TxError::Unique("u".into()).into(),
+            QueryError::Syntax("s".into()).into(),
+            QueryError::Eval("e".into()).into(),
+            Error::Argument("a".into()),
+            Error::Config("c".into()),
+            Error::Database("d".into()),
+            MigrateError::NotADump("n".into()).into(),
+        ];
+        for e in &client {
+            assert!(e.is_client_error(), "{} should be a client error", e.code());
+        }
+        let faults: Vec<Error> = vec![
+            QueryError::Timeout("t".into()).into(),
+            QueryError::Internal("i".into()).into(),
+            StoreError::Poisoned("p".into()).into(),
+            IndexError::MissingNode("m".into()).into(),
+            CodecError { expected: "x", offset: 0, found: "y".into() }.into(),
+            MigrateError::Target("t".into()).into(),
+            Error::Internal("i".into()),
+        ];
+        for e in &faults {
+            assert!(!e.is_client_error(), "{} should be a fault", e.code());
         }
     }
 }

@@ -25,6 +25,9 @@
 //! Datalog queries run with [`q`] (see [`query`]); [`pull()`] and [`entity()`] read entities.
 //! [`Db::history`], [`Db::as_of`], [`Db::since`] and [`Db::filter`] are views of a database that
 //! every read accepts; [`Conn::listen`] reports each transaction.
+//! Every [`Error`] has Datahike's code, a message naming the input at fault, and that input as
+//! data ([`Error::data`], Datahike's `ex-data`), and says whether the caller is at fault
+//! ([`Error::is_client_error`]).
 //!
 //! The public surface is this crate root's re-exports plus the modules a user extends or
 //! reads directly: [`edn`], [`config`], [`store`] (the `Store` contract and the backends),
@@ -63,7 +66,7 @@ pub use datom::{Datom, DatomKey, IndexOrder};
 pub use db::Db;
 pub use edn::{Edn, Keyword, Symbol};
 pub use entity::{entity, Entity, EntityValue};
-pub use error::{Error, MigrateError, Result, TxError};
+pub use error::{Detail, Error, MigrateError, Result, TxError};
 pub use pull::{pull, pull_many, PullPattern};
 pub use query::{q, QueryError, QueryInput};
 pub use tx::{Commit, TxReport};

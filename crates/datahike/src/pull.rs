@@ -23,7 +23,7 @@ use crate::config::SchemaFlexibility;
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::db::Db;
 use crate::edn::{Edn, Keyword};
-use crate::error::{Error, Result, TxError};
+use crate::error::{Detail, Error, Result, TxError};
 use crate::schema::is_system_ident;
 use crate::value::{Eid, Value};
 use std::sync::{Arc, OnceLock};
@@ -94,8 +94,9 @@ enum Nested {
     Recursion(Option<u64>),
 }
 
-fn pattern_error(message: String) -> Error {
-    Error::Argument(message)
+/// A pull pattern that does not parse; `form` is the element at fault.
+fn pattern_error(message: String, form: &Edn) -> Error {
+    Error::Argument(Detail::new(message).form(form.clone()))
 }
 
 fn is_wildcard(x: &Edn) -> bool {
@@ -158,7 +159,7 @@ fn limit_expr(x: &Edn) -> Result<Option<AttrSpec>> {
             spec.opts.limit = limit;
             Ok(Some(spec))
         }
-        _ => Err(pattern_error(format!("Expected [\"limit\" attr-name (positive-number | nil)], got {x}"))),
+        _ => Err(pattern_error(format!("Expected [\"limit\" attr-name (positive-number | nil)], got {x}"), x)),
     }
 }
 
@@ -169,7 +170,7 @@ fn default_expr(x: &Edn) -> Result<Option<AttrSpec>> {
             spec.opts.default = Some(value.clone());
             Ok(Some(spec))
         }
-        None => Err(pattern_error(format!("Expected [\"default\" attr-name any-value], got {x}"))),
+        None => Err(pattern_error(format!("Expected [\"default\" attr-name any-value], got {x}"), x)),
     }
 }
 
@@ -197,7 +198,7 @@ fn attr_with_opts(x: &Edn) -> Result<Option<AttrSpec>> {
                 spec.opts.limit = match value {
                     Edn::Nil => None,
                     Edn::Int(n) => Some(usize::try_from(*n).unwrap_or(0)),
-                    _ => return Err(pattern_error(format!("Expected :limit (positive-number | nil) in {x}"))),
+                    _ => return Err(pattern_error(format!("Expected :limit (positive-number | nil) in {x}"), x)),
                 }
             }
         }
@@ -212,14 +213,14 @@ fn map_entry(k: &Edn, v: &Edn, db: &Db) -> Result<AttrSpec> {
         None => attr_expr(k)?,
     };
     let Some(mut spec) = spec else {
-        return Err(pattern_error(format!("Expected (attr-name | attr-expr), got {}", entry())));
+        return Err(pattern_error(format!("Expected (attr-name | attr-expr), got {}", entry()), &entry()));
     };
     spec.opts.nested = match v {
         Edn::Symbol(s) if s.as_str() == "..." => Nested::Recursion(None),
         Edn::Str(s) if &**s == "..." => Nested::Recursion(None),
         Edn::Int(n) if *n > 0 => Nested::Recursion(Some(n.unsigned_abs())),
         v if is_sequential(v) => Nested::Pattern(Arc::new(PullPattern::parse(v, db)?)),
-        _ => return Err(pattern_error(format!("Expected (pattern | recursion-limit), got {}", entry()))),
+        _ => return Err(pattern_error(format!("Expected (pattern | recursion-limit), got {}", entry()), &entry())),
     };
     Ok(spec)
 }
@@ -243,9 +244,10 @@ fn attr_spec(x: &Edn) -> Result<AttrSpec> {
     if let Some(spec) = attr_expr(x)? {
         return Ok(spec);
     }
-    Err(pattern_error(format!(
-        "Cannot parse attr-spec, expected: (attr-name | wildcard | map-spec | attr-expr), got {x}"
-    )))
+    Err(pattern_error(
+        format!("Cannot parse attr-spec, expected: (attr-name | wildcard | map-spec | attr-expr), got {x}"),
+        x,
+    ))
 }
 
 impl PullPattern {
@@ -254,7 +256,10 @@ impl PullPattern {
     /// as Datahike reports it; here it is reported when the pattern is parsed.
     pub fn parse(pattern: &Edn, db: &Db) -> Result<PullPattern> {
         let Some(items) = pattern.as_seq().filter(|_| is_sequential(pattern)) else {
-            return Err(pattern_error(format!("Cannot parse pull pattern, expected: [attr-spec+], got {pattern}")));
+            return Err(pattern_error(
+                format!("Cannot parse pull pattern, expected: [attr-spec+], got {pattern}"),
+                pattern,
+            ));
         };
         let mut compiled = PullPattern { wildcard: false, specs: Vec::new(), reverse_only: None };
         let mut map_specs = Vec::new();
@@ -319,9 +324,9 @@ fn check_attr(db: &Db, a: Keyword) -> Result<()> {
         && db.schema().attr(a).is_none()
         && !is_system_ident(a)
     {
-        return Err(
-            TxError::Schema(format!("Bad entity attribute {a} at (pull), not defined in current schema")).into()
-        );
+        let known = db.schema().user_attrs().into_iter().map(|x| Edn::Keyword(x.ident));
+        let message = format!("Bad entity attribute {a} at (pull), not defined in current schema");
+        return Err(TxError::Schema(Detail::new(message).attribute(a).choices(known)).into());
     }
     Ok(())
 }
@@ -335,7 +340,10 @@ fn wildcard_pattern() -> &'static PullPattern {
 /// Resolves an entity id as Datahike's `entid-strict` does: a positive number is itself; an
 /// ident keyword or lookup ref must name an entity (`:entity-id/missing`).
 pub fn resolve_eid(db: &Db, eid: &Edn) -> Result<Eid> {
-    lookup_eid(db, eid)?.ok_or_else(|| TxError::EntityIdMissing(format!("Nothing found for entity id {eid}")).into())
+    lookup_eid(db, eid)?.ok_or_else(|| {
+        TxError::EntityIdMissing(Detail::new(format!("Nothing found for entity id {eid}")).entity_id(eid.clone()))
+            .into()
+    })
 }
 
 /// Datahike's `entid`: `Ok(None)` for an ident or lookup ref that names nothing.
@@ -345,14 +353,14 @@ pub(crate) fn lookup_eid(db: &Db, eid: &Edn) -> Result<Option<Eid>> {
         Edn::Keyword(k) => Ok(db.schema().ident_eid(*k)),
         Edn::Vector(xs) | Edn::List(xs) => {
             let [attr, value] = xs.as_slice() else {
-                return Err(TxError::LookupRefSyntax(format!("Lookup ref should contain 2 elements: {eid}")).into());
+                let message = format!("Lookup ref should contain 2 elements: {eid}");
+                return Err(TxError::LookupRefSyntax(Detail::new(message).entity_id(eid.clone())).into());
             };
             let unique = attr.as_keyword().and_then(|a| db.schema().attr(a)).is_some_and(|a| a.unique.is_some());
             let (Some(a), true) = (attr.as_keyword(), unique) else {
-                return Err(TxError::LookupRefUnique(format!(
-                    "Lookup ref attribute should be marked as :db/unique: {eid}"
-                ))
-                .into());
+                let message = format!("Lookup ref attribute should be marked as :db/unique: {eid}");
+                let detail = Detail::new(message).entity_id(eid.clone()).with("attribute", attr.clone());
+                return Err(TxError::LookupRefUnique(detail).into());
             };
             if *value == Edn::Nil {
                 return Ok(None);
@@ -363,7 +371,10 @@ pub(crate) fn lookup_eid(db: &Db, eid: &Edn) -> Result<Option<Eid>> {
             let key = DatomKey { a: Some(a), v: Some(v), ..Default::default() };
             Ok(db.index(IndexOrder::Avet).range(&key, &key).next().transpose()?.map(|d| d.e))
         }
-        _ => Err(TxError::EntityIdSyntax(format!("Expected number or lookup ref for entity id, got {eid}")).into()),
+        _ => Err(TxError::EntityIdSyntax(
+            Detail::new(format!("Expected number or lookup ref for entity id, got {eid}")).entity_id(eid.clone()),
+        )
+        .into()),
     }
 }
 
@@ -379,7 +390,8 @@ pub fn pull(db: &Db, pattern: &Edn, eid: &Edn) -> Result<Edn> {
 pub fn pull_many(db: &Db, pattern: &Edn, eids: &Edn) -> Result<Edn> {
     let pattern = PullPattern::parse(pattern, db)?;
     let Some(items) = eids.as_seq() else {
-        return Err(Error::Argument(format!("pull-many expects a collection of entity ids, got {eids}")));
+        let message = format!("pull-many expects a collection of entity ids, got {eids}");
+        return Err(Error::Argument(Detail::new(message).value(eids.clone())));
     };
     let eids = items.iter().map(|e| resolve_eid(db, e)).collect::<Result<Vec<Eid>>>()?;
     pull_many_eids(db, &pattern, &eids)
@@ -597,11 +609,11 @@ impl<'a> Puller<'a> {
         match v {
             Value::Long(e) => Ok(Some(*e)),
             Value::Keyword(k) => Ok(self.db.schema().ident_eid(*k)),
-            other => Err(TxError::EntityIdSyntax(format!(
-                "Expected number or lookup ref for entity id, got {}",
-                other.to_edn()
-            ))
-            .into()),
+            other => {
+                let eid = other.to_edn();
+                let message = format!("Expected number or lookup ref for entity id, got {eid}");
+                Err(TxError::EntityIdSyntax(Detail::new(message).entity_id(eid)).into())
+            }
         }
     }
 

@@ -42,8 +42,8 @@ pub fn call(spec: &RemoteSpec, route: &str, get: bool, args: &[Edn]) -> Result<E
     let body = pr_str(&Edn::Vector(args.to_vec()));
     let failed = |e: ureq::Error| Error::Remote {
         status: 0,
-        code: "remote/unreachable".into(),
         message: format!("the server {} did not answer {route}: {e}", spec.url),
+        data: code_data("remote/unreachable"),
     };
     let auth = spec.token.as_ref().map(|t| format!("token {t}"));
     let mut response = if get {
@@ -67,26 +67,27 @@ pub fn call(spec: &RemoteSpec, route: &str, get: bool, args: &[Edn]) -> Result<E
     if (200..300).contains(&status) {
         return value.map_err(|e| Error::Remote {
             status,
-            code: "remote/response".into(),
             message: format!("the server {} answered {route} with what is not EDN: {e}", spec.url),
+            data: code_data("remote/response"),
         });
     }
-    let (code, message) = match &value {
+    // Datahike's error body: {:msg "..." :ex-data {:error code ...}}.
+    let (message, data) = match &value {
         Ok(body) => (
-            body.get_kw("ex-data")
-                .and_then(|d| d.get_kw("error"))
-                .and_then(Edn::as_keyword)
-                .map_or_else(|| "remote/error".to_string(), |k| k.as_str().to_string()),
-            body.get_kw("msg")
-                .and_then(|m| match m {
-                    Edn::Str(s) => Some(s.to_string()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| text.to_string()),
+            match body.get_kw("msg") {
+                Some(Edn::Str(s)) => s.to_string(),
+                _ => text.trim().to_string(),
+            },
+            body.get_kw("ex-data").cloned().unwrap_or_else(|| code_data("remote/error")),
         ),
-        Err(_) => ("remote/error".to_string(), text.trim().to_string()),
+        Err(_) => (text.trim().to_string(), code_data("remote/error")),
     };
-    Err(Error::Remote { status, code, message })
+    Err(Error::Remote { status, message, data })
+}
+
+/// `{:error code}`.
+fn code_data(code: &str) -> Edn {
+    Edn::Map(vec![(Edn::kw("error"), Edn::kw(code))])
 }
 
 /// Without the `remote` feature there is no client.
@@ -128,8 +129,8 @@ impl Conn {
         let tx = report.get_kw("tempids").and_then(|t| t.get_kw("db/current-tx")).and_then(int).ok_or_else(|| {
             Error::Remote {
                 status: 200,
-                code: "remote/response".into(),
                 message: format!("the server's transaction report has no :db/current-tx: {}", short(&report)),
+                data: code_data("remote/response"),
             }
         })?;
         let started = Instant::now();

@@ -34,6 +34,8 @@ fn main() {
 #[derive(Debug)]
 struct Options {
     format: Format,
+    /// Whether `-f` was given: then a failed command also prints its error data, in that format.
+    format_given: bool,
     input_format: Format,
     tx_file: Option<String>,
     verbosity: u8,
@@ -45,6 +47,7 @@ struct Options {
 fn parse_options(args: Vec<String>) -> Result<(Options, Vec<String>), Vec<String>> {
     let mut options = Options {
         format: Format::Edn,
+        format_given: false,
         input_format: Format::Edn,
         tx_file: None,
         verbosity: 0,
@@ -78,7 +81,10 @@ fn parse_options(args: Vec<String>) -> Result<(Options, Vec<String>), Vec<String
                 let is_input = matches!(name.as_str(), "-if" | "--input-format");
                 match Format::parse(&v) {
                     Some(f) if is_input => options.input_format = f,
-                    Some(f) => options.format = f,
+                    Some(f) => {
+                        options.format = f;
+                        options.format_given = true;
+                    }
                     None => errors.push(format!(
                         "Failed to validate \"{name} {v}\": Must be one of: {}",
                         Format::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
@@ -199,6 +205,14 @@ fn run(args: Vec<String>) -> i32 {
             eprintln!("❌ Error executing command: {message}");
             EXIT_ERROR
         }
+        Err(Failure::Library(error)) => {
+            eprintln!("❌ Error executing command: {error}");
+            if options.format_given {
+                // The error as data, `{:message .. :error :code ...}`, for scripts.
+                let _ = output::write(options.format, &error.to_edn());
+            }
+            EXIT_ERROR
+        }
     }
 }
 
@@ -249,6 +263,8 @@ enum Failure {
     Invalid(String),
     /// Reading input, connecting or the operation failed.
     Execution(String),
+    /// The operation failed; its error carries data.
+    Library(datahike::Error),
 }
 
 impl From<InputError> for Failure {
@@ -380,7 +396,7 @@ fn parse_and_run(
     if let Some(bar) = &bar {
         bar.finish();
     }
-    result.map_err(|e| Failure::Execution(e.to_string()))
+    result.map_err(Failure::Library)
 }
 
 /// A call whose database config has `:remote-peer`: the arguments go to the server as data
@@ -407,7 +423,7 @@ fn run_remote(op: &Op, sources: Vec<Source>) -> Result<datahike::Edn, Failure> {
         args.push(edn);
     }
     log::info(&format!("sending {} to the :remote-peer server", op.api));
-    api::call(op, &args, &api::Connections::new()).map_err(|e| Failure::Execution(e.to_string()))
+    api::call(op, &args, &api::Connections::new()).map_err(Failure::Library)
 }
 
 /// The first sentence of a doc string.

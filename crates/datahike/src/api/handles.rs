@@ -7,7 +7,7 @@
 
 use super::{Arg, Context, Op, Param};
 use crate::edn::pr_str;
-use crate::{Config, Conn, Db, Edn, Error, Result, TimePoint};
+use crate::{Config, Conn, Db, Detail, Edn, Error, Result, TimePoint};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
@@ -124,10 +124,11 @@ impl Connections {
         if let Some(origin) = map.get_kw("origin") {
             return self.conn_of(origin);
         }
-        Err(Error::Argument(format!(
-            "expected a config map or a database handle with :store-id, got {}",
-            pr_str(&crate::store::backend::redact(edn))
-        )))
+        let shown = crate::store::backend::redact(edn);
+        Err(Error::Argument(
+            Detail::new(format!("expected a config map or a database handle with :store-id, got {}", pr_str(&shown)))
+                .value(shown),
+        ))
     }
 
     /// The database value of a config map (its current value) or a handle: a
@@ -140,16 +141,21 @@ impl Connections {
                 _ => None,
             };
             if let Some(view) = view {
-                let origin = inner
-                    .get_kw("origin")
-                    .ok_or_else(|| Error::Argument(format!("a #{view} handle needs :origin, got {}", pr_str(edn))))?;
+                let origin = inner.get_kw("origin").ok_or_else(|| {
+                    Error::Argument(
+                        Detail::new(format!("a #{view} handle needs :origin, got {}", pr_str(edn))).value(edn.clone()),
+                    )
+                })?;
                 let db = self.db_of(origin)?;
                 let point = || {
                     inner.get_kw("time-point").and_then(TimePoint::from_edn).ok_or_else(|| {
-                        Error::Argument(format!(
-                            "a #{view} handle needs :time-point, a transaction id or an instant, got {}",
-                            pr_str(edn)
-                        ))
+                        Error::Argument(
+                            Detail::new(format!(
+                                "a #{view} handle needs :time-point, a transaction id or an instant, got {}",
+                                pr_str(edn)
+                            ))
+                            .value(edn.clone()),
+                        )
                     })
                 };
                 return match view {
@@ -204,10 +210,13 @@ fn remote_peer(edn: &Edn) -> Option<crate::RemoteSpec> {
 pub fn call(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
     if let Some(peer) = args.iter().find_map(remote_peer) {
         if !op.remote {
-            return Err(Error::Argument(format!(
-                "{} is not supported remotely; the config names the server {} (:remote-peer)",
-                op.api, peer.url
-            )));
+            return Err(Error::Argument(
+                Detail::new(format!(
+                    "{} is not supported remotely; the config names the server {} (:remote-peer)",
+                    op.api, peer.url
+                ))
+                .with("operation", Edn::Symbol(crate::Symbol::new(op.api))),
+            ));
         }
         return crate::remote::call(&peer, &op.route(), op.pure, args);
     }
@@ -217,7 +226,7 @@ pub fn call(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
 /// [`call`] that runs here whatever the configs say: what a server runs for its clients
 /// (`:remote-peer` and `:writer` keys in their configs are ignored, never followed again).
 pub fn call_local(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
-    let run = op.run.ok_or_else(|| Error::Argument(format!("{} is not implemented in this version", op.api)))?;
+    let run = op.run.ok_or_else(|| Error::Argument(format!("{} is not implemented in this version", op.api).into()))?;
     // The arity whose parameters the arguments are read by: the first with a fitting count.
     let params = op.arities.iter().find(|params| super::count_fits(params, args.len())).copied().unwrap_or(&[]);
     if op.name == "delete-database" {
@@ -234,7 +243,11 @@ pub fn call_local(op: &Op, args: &[Edn], connections: &Connections) -> Result<Ed
         })
         .collect::<Result<Vec<Arg>>>()?;
     if !op.fits(&resolved) {
-        return Err(Error::Argument(format!("invalid arguments for {}: {}", op.api, op.mismatch(&resolved))));
+        let message = format!("invalid arguments for {}: {}", op.api, op.mismatch(&resolved));
+        let given = Edn::Vector(args.iter().map(crate::store::backend::redact).collect());
+        return Err(Error::Argument(
+            Detail::new(message).with("operation", Edn::Symbol(crate::Symbol::new(op.api))).value(given),
+        ));
     }
     run(&resolved, &Context::default())
 }

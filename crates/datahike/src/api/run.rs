@@ -2,7 +2,7 @@
 //! a mismatch here is a bug in the table, reported as an internal error rather than a panic.
 
 use super::{index_of, Arg, Context};
-use crate::{Config, Db, Edn, Error, IndexOrder, QueryInput, Result, TimePoint, TxReport};
+use crate::{Config, Db, Detail, Edn, Error, IndexOrder, QueryInput, Result, TimePoint, TxReport};
 
 fn bug(what: &str) -> Error {
     Error::Internal(format!("dthk dispatched an argument that is not {what}"))
@@ -304,7 +304,9 @@ fn option_bool(options: Option<&Edn>, key: &str) -> Result<Option<bool>> {
     match options.and_then(|o| o.get_kw(key)) {
         None | Some(Edn::Nil) => Ok(None),
         Some(Edn::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(Error::Argument(format!(":{key} must be true or false, got {other}"))),
+        Some(other) => {
+            Err(Error::Argument(Detail::new(format!(":{key} must be true or false, got {other}")).value(other.clone())))
+        }
     }
 }
 
@@ -318,12 +320,18 @@ pub(super) fn export(args: &[Arg], context: &Context) -> Result<Edn> {
         None => {}
         Some(Edn::Keyword(k)) if k.as_str() == "gzip" => opts.compression = Compression::Gzip,
         Some(Edn::Keyword(k)) if k.as_str() == "none" => opts.compression = Compression::None,
-        Some(other) => return Err(Error::Argument(format!(":compression must be :gzip or :none, got {other}"))),
+        Some(other) => {
+            let message = format!(":compression must be :gzip or :none, got {other}");
+            return Err(Error::Argument(Detail::new(message).value(other.clone())));
+        }
     }
     match options.and_then(|o| o.get_kw("chunk-size")) {
         None => {}
         Some(Edn::Int(n)) if *n > 0 => opts.chunk_size = usize::try_from(*n).unwrap_or(usize::MAX),
-        Some(other) => return Err(Error::Argument(format!(":chunk-size must be a positive integer, got {other}"))),
+        Some(other) => {
+            let message = format!(":chunk-size must be a positive integer, got {other}");
+            return Err(Error::Argument(Detail::new(message).value(other.clone())));
+        }
     }
     opts.progress = context.progress;
     Ok(crate::migrate::export_db(db, &target, &opts)?.to_edn())

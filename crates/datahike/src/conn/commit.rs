@@ -15,7 +15,8 @@ impl Conn {
         match arg {
             Edn::Map(_) => {
                 let data = arg.get_kw("tx-data").ok_or_else(|| {
-                    Error::Tx(crate::error::TxError::Syntax(format!("Bad argument {arg}: a map must contain :tx-data")))
+                    let message = format!("Bad argument {arg}: a map must contain :tx-data");
+                    Error::Tx(crate::error::TxError::Syntax(crate::error::Detail::new(message).value(arg.clone())))
                 })?;
                 self.transact_with_meta(data, arg.get_kw("tx-meta"))
             }

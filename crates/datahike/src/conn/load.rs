@@ -1,6 +1,7 @@
 //! Datahike's `load-entities`: bulk loading exported datoms with fresh ids.
 
 use super::*;
+use crate::error::Detail;
 
 /// One `[e a v added]` row of `load-entities`.
 pub(super) type LoadRow = (i64, Keyword, Edn, bool);
@@ -11,9 +12,8 @@ impl Conn {
     /// becomes one transaction here; its `:db/txInstant` and other metadata are kept.
     pub fn load_entities(&self, entities: &Edn) -> Result<Vec<TxReport>> {
         let Some(rows) = entities.as_seq() else {
-            return Err(Error::Argument(format!(
-                "load-entities expects a collection of [e a v tx added], got {entities}"
-            )));
+            let message = format!("load-entities expects a collection of [e a v tx added], got {entities}");
+            return Err(Error::Argument(Detail::new(message).value(entities.clone())));
         };
         let mut groups: Vec<(i64, Vec<LoadRow>)> = Vec::new();
         // Data exported with :attribute-refs? true names attributes by the ids they had in the
@@ -34,19 +34,23 @@ impl Conn {
                 other => other.as_seq().map(<[Edn]>::to_vec),
             };
             let Some(parts) = parts.filter(|p| p.len() >= 4) else {
-                return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]")));
+                return Err(Error::Argument(not_a_row(row)));
             };
             let (Edn::Int(e), Edn::Int(t)) = (&parts[0], &parts[3]) else {
-                return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]")));
+                return Err(Error::Argument(not_a_row(row)));
             };
             let added = !matches!(parts.get(4), Some(Edn::Bool(false)));
             let a = match &parts[1] {
                 Edn::Keyword(a) => *a,
                 Edn::Int(id) if !self.config().attribute_refs => {
-                    return Err(Error::Argument(format!(
-                        "load-entities: {row} names its attribute by id ({id}): data exported with \
-                         :attribute-refs? true cannot be loaded into a database without attribute references"
-                    )));
+                    return Err(Error::Argument(
+                        Detail::new(format!(
+                            "load-entities: {row} names its attribute by id ({id}): data exported with \
+                             :attribute-refs? true cannot be loaded into a database without attribute references"
+                        ))
+                        .value(row.clone())
+                        .with("attribute", Edn::Int(*id)),
+                    ));
                 }
                 Edn::Int(id) => {
                     if *t == TX0 && (attr_refs::is_system_entity(*e) || *e == TX0) {
@@ -56,13 +60,17 @@ impl Conn {
                     match source_idents.get(id).copied().or_else(|| attr_refs::system_ident(*id)) {
                         Some(a) => a,
                         None => {
-                            return Err(Error::Argument(format!(
+                            return Err(Error::Argument(
+                                Detail::new(format!(
                                 "load-entities: {row} uses attribute {id}, whose :db/ident the data does not contain"
-                            )))
+                            ))
+                                .value(row.clone())
+                                .with("attribute", Edn::Int(*id)),
+                            ))
                         }
                     }
                 }
-                _ => return Err(Error::Argument(format!("load-entities: {row} is not [e a v tx added]"))),
+                _ => return Err(Error::Argument(not_a_row(row))),
             };
             match groups.iter_mut().find(|(tx, _)| tx == t) {
                 Some((_, g)) => g.push((*e, a, parts[2].clone(), added)),
@@ -113,4 +121,9 @@ impl Conn {
         }
         Ok(reports)
     }
+}
+
+/// A `load-entities` row of the wrong shape.
+fn not_a_row(row: &Edn) -> Detail {
+    Detail::new(format!("load-entities: {row} is not [e a v tx added]")).value(row.clone())
 }

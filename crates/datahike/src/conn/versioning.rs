@@ -27,7 +27,10 @@ impl BranchOrCommit {
         match edn {
             Edn::Keyword(k) => Ok(BranchOrCommit::Branch(*k)),
             Edn::Uuid(u) => Ok(BranchOrCommit::Commit(*u)),
-            other => Err(Error::Argument(format!("expected a branch keyword or a commit #uuid, got {other}"))),
+            other => {
+                let message = format!("expected a branch keyword or a commit #uuid, got {other}");
+                Err(Error::Argument(crate::error::Detail::new(message).value(other.clone())))
+            }
         }
     }
 }
@@ -213,11 +216,14 @@ impl Conn {
             ));
         }
         if db.config().store != self.0.config.store {
-            return Err(Error::Argument(format!(
-                "the database value belongs to store {}, not to this connection's store {}",
-                pr_str(&db.config().store.to_edn()),
-                pr_str(&self.0.config.store.to_edn())
-            )));
+            return Err(Error::Argument(
+                format!(
+                    "the database value belongs to store {}, not to this connection's store {}",
+                    pr_str(&db.config().store.to_edn()),
+                    pr_str(&self.0.config.store.to_edn())
+                )
+                .into(),
+            ));
         }
         let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(db, commit, None, fixed)?;
         let bytes = head.encode();

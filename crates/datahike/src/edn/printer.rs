@@ -218,3 +218,16 @@ fn write_inst<W: Write + ?Sized>(out: &mut W, millis: i64) -> fmt::Result {
     let (second, milli) = (millis_of_day / 1000 % 60, millis_of_day % 1000);
     write!(out, "#inst \"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}-00:00\"")
 }
+
+impl Edn {
+    /// Clojure's `pr-str` of this value.
+    pub fn to_edn_string(&self) -> String {
+        pr_str(self)
+    }
+}
+
+impl std::fmt::Display for Edn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_edn(f, self)
+    }
+}

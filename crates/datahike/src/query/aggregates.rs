@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 type R = Result<Edn, QueryError>;
 
 fn err(msg: String) -> QueryError {
-    QueryError::Eval(msg)
+    QueryError::Eval(msg.into())
 }
 
 fn as_f64(v: &Value, name: &str) -> Result<f64, QueryError> {
@@ -93,23 +93,25 @@ fn rng() -> impl FnMut(usize) -> usize {
     }
 }
 
+/// The built-in aggregates.
+pub(crate) const BUILTIN: [&str; 12] = [
+    "count",
+    "count-distinct",
+    "sum",
+    "avg",
+    "median",
+    "variance",
+    "stddev",
+    "min",
+    "max",
+    "distinct",
+    "rand",
+    "sample",
+];
+
 /// Whether `name` is a built-in aggregate.
 pub(crate) fn is_aggregate(name: Symbol) -> bool {
-    matches!(
-        name.as_str(),
-        "count"
-            | "count-distinct"
-            | "sum"
-            | "avg"
-            | "median"
-            | "variance"
-            | "stddev"
-            | "min"
-            | "max"
-            | "distinct"
-            | "rand"
-            | "sample"
-    )
+    BUILTIN.contains(&name.as_str())
 }
 
 /// Applies aggregate `name` (with constant `args`) to the values of one group.
@@ -183,10 +185,12 @@ pub(crate) fn aggregate(name: Symbol, args: &[Edn], mut vals: Vec<Value>) -> R {
             Edn::Vector(out)
         }
         _ => {
-            return Err(QueryError::Syntax(format!(
-                "Unknown aggregate ({name} ...) with {} constant arguments",
-                args.len()
-            )))
+            let message = format!("Unknown aggregate ({name} ...) with {} constant arguments", args.len());
+            return Err(QueryError::Syntax(
+                crate::error::Detail::new(message)
+                    .with("function", Edn::Symbol(name))
+                    .value(Edn::Vector(args.to_vec())),
+            ));
         }
     })
 }

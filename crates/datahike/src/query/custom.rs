@@ -5,7 +5,7 @@
 
 use super::QueryError;
 use crate::edn::{Edn, Symbol};
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result};
 use crate::value::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -39,9 +39,11 @@ fn qualified(name: &str, what: &str) -> Result<Symbol> {
     let symbol = Symbol::new(name);
     match symbol.namespace() {
         Some(ns) if !ns.is_empty() && !symbol.name().is_empty() => Ok(symbol),
-        _ => Err(Error::Query(QueryError::Syntax(format!(
-            "A custom {what} needs a namespace-qualified name such as my.ns/{name}, got {name:?}"
-        )))),
+        _ => {
+            let message =
+                format!("A custom {what} needs a namespace-qualified name such as my.ns/{name}, got {name:?}");
+            Err(Error::Query(QueryError::Syntax(Detail::new(message).with("function", Edn::Symbol(symbol)))))
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! deadline and the enclosing query's.
 
 use super::QueryError;
-use crate::error::{Error, Result};
+use crate::edn::Edn;
+use crate::error::{Detail, Error, Result};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
@@ -43,9 +44,11 @@ pub(crate) fn start(timeout_ms: Option<u64>) -> Guard {
 /// An error when the deadline has passed.
 pub(crate) fn check() -> Result<()> {
     match DEADLINE.with(Cell::get) {
-        Some((at, ms)) if Instant::now() >= at => Err(Error::Query(QueryError::Timeout(format!(
-            "Query timed out: it ran longer than its :timeout of {ms} ms"
-        )))),
+        Some((at, ms)) if Instant::now() >= at => {
+            let message = format!("Query timed out: it ran longer than its :timeout of {ms} ms");
+            let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+            Err(Error::Query(QueryError::Timeout(Detail::new(message).with("timeout", Edn::Int(ms)))))
+        }
         _ => Ok(()),
     }
 }

@@ -19,7 +19,7 @@ use crate::datom::IndexOrder;
 use crate::datom::{Datom, DatomKey};
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result};
 use crate::schema::Schema;
 use crate::value::Value;
 use rustc_hash::FxHasher;
@@ -45,9 +45,14 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn source(&self, name: Symbol) -> Result<&Source> {
-        self.sources
-            .get(&name)
-            .ok_or_else(|| QueryError::Binding(format!("There is no source {name} (bind it in :in)")).into())
+        self.sources.get(&name).ok_or_else(|| {
+            let mut known: Vec<Symbol> = self.sources.keys().copied().collect();
+            known.sort();
+            let detail = Detail::new(format!("There is no source {name} (bind it in :in)"))
+                .with("source", Edn::Symbol(name))
+                .choices(known.into_iter().map(Edn::Symbol));
+            QueryError::Binding(detail).into()
+        })
     }
 }
 
@@ -261,8 +266,10 @@ fn insufficient(c: &Clause, rel: &Rel) -> QueryError {
         Clause::Or { join: Some((req, _)), .. } => vars.extend(req.iter().copied()),
         _ => c.vars(&mut vars),
     }
-    let unbound: Vec<String> = vars.iter().filter(|v| !rel.has(**v)).map(|v| v.to_string()).collect();
-    QueryError::Binding(format!("Insufficient bindings: none of #{{{}}} is bound in {c}", unbound.join(" ")))
+    let unbound: Vec<Symbol> = vars.iter().copied().filter(|v| !rel.has(*v)).collect();
+    let shown: Vec<String> = unbound.iter().map(Symbol::to_string).collect();
+    let message = format!("Insufficient bindings: none of #{{{}}} is bound in {c}", shown.join(" "));
+    QueryError::Binding(Detail::new(message).form(c.form()).vars(unbound.into_iter().map(Edn::Symbol)))
 }
 
 /// Comparisons of a pattern's value with constants that its scan can apply itself: a range
@@ -419,9 +426,8 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
                 let mut cols = Vec::new();
                 for v in &vars {
                     cols.push(res.col(*v).ok_or_else(|| {
-                        qerr(QueryError::Binding(format!(
-                            "Insufficient bindings: {v} is not bound by every branch of {form}"
-                        )))
+                        let message = format!("Insufficient bindings: {v} is not bound by every branch of {form}");
+                        qerr(QueryError::Binding(Detail::new(message).form(form.clone()).vars([Edn::Symbol(*v)])))
                     })?);
                 }
                 for row in res.rows() {
@@ -469,7 +475,8 @@ fn prepare_args(rel: &Rel, args: &[Term], form: &Edn, forms: bool) -> Result<Pre
         match t {
             Term::Var(v) => {
                 cols.push(Some(rel.col(*v).ok_or_else(|| {
-                    qerr(QueryError::Binding(format!("Insufficient bindings: {v} is not bound in {form}")))
+                    let message = format!("Insufficient bindings: {v} is not bound in {form}");
+                    qerr(QueryError::Binding(Detail::new(message).form(form.clone()).vars([Edn::Symbol(*v)])))
                 })?));
                 consts.push(None);
             }
@@ -480,7 +487,8 @@ fn prepare_args(rel: &Rel, args: &[Term], form: &Edn, forms: bool) -> Result<Pre
             Term::Const(c) => {
                 cols.push(None);
                 consts.push(Some(const_value(c).ok_or_else(|| {
-                    qerr(QueryError::Unsupported(format!("{c} is not supported as a function argument in {form}")))
+                    let message = format!("{c} is not supported as a function argument in {form}");
+                    qerr(QueryError::Unsupported(Detail::new(message).form(form.clone()).value(c.clone())))
                 })?));
             }
             _ => {
@@ -516,20 +524,26 @@ fn resolve_fn(ctx: &Ctx, func: Symbol, form: &Edn) -> Result<Func> {
         return Ok(Func::User(func, f.clone()));
     }
     if super::parser::is_var(func) {
-        return Err(qerr(QueryError::Binding(format!(
-            "{func} is not bound to a function in :in (pass QueryInput::Function), in {form}"
-        ))));
+        let message = format!("{func} is not bound to a function in :in (pass QueryInput::Function), in {form}");
+        return Err(qerr(QueryError::Binding(
+            Detail::new(message).form(form.clone()).with("function", Edn::Symbol(func)).vars([Edn::Symbol(func)]),
+        )));
     }
     match custom::function(func) {
         Some(f) => Ok(Func::User(func, f)),
-        None => Err(qerr(QueryError::Syntax(format!("Unknown function '{func} in {form}")))),
+        None => {
+            let message = format!("Unknown function '{func} in {form}");
+            Err(qerr(QueryError::Syntax(Detail::new(message).form(form.clone()).with("function", Edn::Symbol(func)))))
+        }
     }
 }
 
-/// The query error of a failed call in clause `form`.
-fn call_error(e: FnError, form: &Edn) -> Error {
+/// The query error of a failed call of `func` in clause `form`.
+fn call_error(e: FnError, func: Symbol, form: &Edn) -> Error {
     match e {
-        FnError::Type(m) | FnError::Other(m) => qerr(QueryError::Eval(format!("{m} in {form}"))),
+        FnError::Type(m) | FnError::Other(m) => qerr(QueryError::Eval(
+            Detail::new(format!("{m} in {form}")).form(form.clone()).with("function", Edn::Symbol(func)),
+        )),
         FnError::Fail(e) => e,
     }
 }
@@ -553,7 +567,7 @@ fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Ed
                 }
             }
             Err(FnError::Type(_)) => {}
-            Err(e) => return Err(call_error(e, form)),
+            Err(e) => return Err(call_error(e, func, form)),
         }
     }
     Ok(out)
@@ -643,7 +657,8 @@ pub(crate) fn extend_with_binding(
         // bind-by-fn skips a nil result).
         let Some(v) = produce(i)?.filter(|v| !matches!(v, Value::Nil)) else { continue };
         parts.clear();
-        bind_value(binding, v, &mut parts).map_err(|m| qerr(QueryError::Eval(format!("{m} in {form}"))))?;
+        bind_value(binding, v, &mut parts)
+            .map_err(|m| qerr(QueryError::Eval(Detail::new(format!("{m} in {form}")).form(form.clone()))))?;
         let row = rel.row(i);
         'part: for p in &parts {
             for (k, s) in slots.iter().enumerate() {
@@ -685,7 +700,7 @@ fn apply_fn(
         |i| {
             deadline::check()?;
             eval_args(ctx, args, &cols, rel.row(i), &consts, forms, &mut argv)?;
-            f.call(&argv).map(Some).map_err(|e| call_error(e, form))
+            f.call(&argv).map(Some).map_err(|e| call_error(e, func, form))
         },
         form,
     )
@@ -1002,7 +1017,8 @@ fn db_consts(db: &Db, terms: &[Term]) -> Result<Option<Vec<Option<Value>>>> {
             None => return Ok(None),
         },
         Some(Term::Const(other)) => {
-            return Err(qerr(QueryError::Syntax(format!("Attribute {other} in a pattern should be a keyword"))));
+            let message = format!("Attribute {other} in a pattern should be a keyword");
+            return Err(qerr(QueryError::Syntax(Detail::new(message).with("attribute", other.clone()))));
         }
         _ => None,
     };
@@ -1286,7 +1302,8 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
     for t in terms {
         consts.push(match t {
             Term::Const(c) => Some(const_value(c).ok_or_else(|| {
-                qerr(QueryError::Unsupported(format!("{c} is not supported as a constant in {clause}")))
+                let message = format!("{c} is not supported as a constant in {clause}");
+                qerr(QueryError::Unsupported(Detail::new(message).form(clause.form()).value(c.clone())))
             })?),
             _ => None,
         });

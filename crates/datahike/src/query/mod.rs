@@ -84,7 +84,7 @@ pub use stats::ClauseStat;
 use crate::db::Db;
 use crate::edn::{Edn, Keyword, Symbol};
 pub use crate::error::QueryError;
-use crate::error::{Error, Result};
+use crate::error::{Detail, Error, Result};
 use crate::value::Value;
 use exec::{const_value, eval_where, Ctx, Engine, Source};
 use parser::{Binding, FindElem, FindSpec, InBinding, Query, ReturnMaps};
@@ -208,13 +208,14 @@ pub fn explain(query: &Edn, inputs: &[QueryInput]) -> Result<String> {
 fn arg_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Option<Vec<QueryInput>>> {
     let Some(args) = query.get_kw("args").filter(|_| query.get_kw("query").is_some()) else { return Ok(None) };
     let Some(args) = args.as_seq() else {
-        return Err(qerr(QueryError::Inputs(format!(":args of a query arg map should be a vector, got {args}"))));
+        let message = format!(":args of a query arg map should be a vector, got {args}");
+        return Err(qerr(QueryError::Inputs(Detail::new(message).value(args.clone()))));
     };
     if !inputs.is_empty() {
-        return Err(qerr(QueryError::Inputs(format!(
-            "The query arg map has :args and {} more inputs were given; pass the inputs one way",
-            inputs.len()
-        ))));
+        return Err(qerr(QueryError::Inputs(
+            format!("The query arg map has :args and {} more inputs were given; pass the inputs one way", inputs.len())
+                .into(),
+        )));
     }
     Ok(Some(args.iter().cloned().map(QueryInput::Edn).collect()))
 }
@@ -228,7 +229,8 @@ fn parse_arg(query: &Edn) -> Result<Query> {
                 Some(Edn::Int(n)) if *n >= 0 => Ok(Some(*n as usize)),
                 None | Some(Edn::Nil) => Ok(None),
                 Some(other) => {
-                    Err(qerr(QueryError::Syntax(format!(":{k} should be a non-negative integer, got {other}"))))
+                    let message = format!(":{k} should be a non-negative integer, got {other}");
+                    Err(qerr(QueryError::Syntax(Detail::new(message).form(Edn::kw(k)).value(other.clone()))))
                 }
             };
             let timeout = parser::parse_timeout(query.get_kw("timeout").unwrap_or(&Edn::Nil)).map_err(qerr)?;
@@ -263,12 +265,18 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
 fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, Vec<ClauseStat>)> {
     let _deadline = deadline::start(query.timeout);
     if inputs.len() != query.inputs.len() {
-        return Err(qerr(QueryError::Inputs(format!(
+        let bindings: Vec<Edn> = query.inputs.iter().map(in_form).collect();
+        let message = format!(
             "Wrong number of inputs: :in has {} bindings ({}), {} given",
             query.inputs.len(),
-            query.inputs.iter().map(in_form).collect::<Vec<_>>().join(" "),
+            bindings.iter().map(Edn::to_string).collect::<Vec<_>>().join(" "),
             inputs.len()
-        ))));
+        );
+        let detail = Detail::new(message)
+            .binding(Edn::Vector(bindings))
+            .expected(Edn::Int(query.inputs.len() as i64))
+            .value(Edn::Int(inputs.len() as i64));
+        return Err(qerr(QueryError::Inputs(detail)));
     }
     let mut ctx = Ctx { sources: HashMap::default(), rules: HashMap::default(), fns: HashMap::default() };
     let mut rel = Rel::unit();
@@ -299,10 +307,11 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
             }
             (InBinding::Bind(Binding::Scalar(_)), QueryInput::Aggregate(_)) => {}
             (b, QueryInput::Function(_) | QueryInput::Aggregate(_)) => {
-                return Err(qerr(QueryError::Inputs(format!(
+                let message = format!(
                     "A function or aggregate can only be passed for a scalar :in variable such as ?f, not for {}",
                     in_form(b)
-                ))));
+                );
+                return Err(qerr(QueryError::Inputs(Detail::new(message).binding(in_form(b)))));
             }
             (b, QueryInput::Edn(_)) if only_pattern(b) => {}
             (InBinding::Source(name), QueryInput::Db(db)) => {
@@ -318,7 +327,8 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
             }
             (InBinding::Bind(b), QueryInput::Edn(x)) => rel = rel.join(bind_input(b, x)?),
             (b, QueryInput::Db(_)) => {
-                return Err(qerr(QueryError::Inputs(format!("A database was passed for :in binding {}", in_form(b)))));
+                let message = format!("A database was passed for :in binding {}", in_form(b));
+                return Err(qerr(QueryError::Inputs(Detail::new(message).binding(in_form(b)))));
             }
         }
     }
@@ -331,9 +341,8 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
                 let db = match ctx.sources.get(source) {
                     Some(Source::Db(db)) => db.clone(),
                     _ => {
-                        return Err(qerr(QueryError::Inputs(format!(
-                            "pull in :find needs a database as source {source}"
-                        ))))
+                        let message = format!("pull in :find needs a database as source {source}");
+                        return Err(qerr(QueryError::Inputs(Detail::new(message).form(e.form()))));
                     }
                 };
                 // A pattern may be given as an :in variable.
@@ -347,7 +356,9 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
                             _ => None,
                         })
                         .ok_or_else(|| {
-                            qerr(QueryError::Binding(format!("pull pattern variable {p} is not bound by :in")))
+                            let message = format!("pull pattern variable {p} is not bound by :in");
+                            let detail = Detail::new(message).form(e.form()).vars([Edn::Symbol(*p)]);
+                            qerr(QueryError::Binding(detail))
                         })?,
                     other => other.clone(),
                 };
@@ -391,10 +402,10 @@ fn resolve_aggregate(elem: &FindElem, scalars: &HashMap<Symbol, &QueryInput>) ->
         match x {
             Edn::Symbol(v) if parser::is_var(*v) => match scalars.get(v) {
                 Some(QueryInput::Edn(x)) => Ok(x.clone()),
-                _ => Err(qerr(QueryError::Binding(format!(
-                    "Aggregate argument {v} of {} is not bound to a value in :in",
-                    form()
-                )))),
+                _ => {
+                    let message = format!("Aggregate argument {v} of {} is not bound to a value in :in", form());
+                    Err(qerr(QueryError::Binding(Detail::new(message).form(form()).vars([Edn::Symbol(*v)]))))
+                }
             },
             other => Ok(other.clone()),
         }
@@ -405,17 +416,14 @@ fn resolve_aggregate(elem: &FindElem, scalars: &HashMap<Symbol, &QueryInput>) ->
             Some(Edn::Symbol(v)) if parser::is_var(*v) => match scalars.get(v) {
                 Some(QueryInput::Aggregate(f)) => f.clone(),
                 _ => {
-                    return Err(qerr(QueryError::Binding(format!(
-                        "{v} in {} is not bound to an aggregate in :in (pass QueryInput::Aggregate)",
-                        form()
-                    ))))
+                    let message =
+                        format!("{v} in {} is not bound to an aggregate in :in (pass QueryInput::Aggregate)", form());
+                    return Err(qerr(QueryError::Binding(Detail::new(message).form(form()).vars([Edn::Symbol(*v)]))));
                 }
             },
             _ => {
-                return Err(qerr(QueryError::Syntax(format!(
-                    "Cannot parse {}: expected (aggregate ?f args... ?x) with ?f from :in",
-                    form()
-                ))))
+                let message = format!("Cannot parse {}: expected (aggregate ?f args... ?x) with ?f from :in", form());
+                return Err(qerr(QueryError::Syntax(Detail::new(message).form(form()))));
             }
         };
         let Some(Edn::Symbol(v)) = args.first() else { return Err(qerr(QueryError::Internal("aggregate".into()))) };
@@ -426,24 +434,31 @@ fn resolve_aggregate(elem: &FindElem, scalars: &HashMap<Symbol, &QueryInput>) ->
     }
     match custom::aggregate(*name) {
         Some(f) => Ok(Some(Agg::Custom(*name, f, values(args)?))),
-        None => Err(qerr(QueryError::Syntax(format!("Unknown aggregate function {name} in :find")))),
+        None => {
+            let detail = Detail::new(format!("Unknown aggregate function {name} in :find"))
+                .form(form())
+                .with("function", Edn::Symbol(*name))
+                .choices(aggregates::BUILTIN.iter().map(|a| Edn::Symbol(Symbol::new(a))));
+            Err(qerr(QueryError::Syntax(detail)))
+        }
     }
 }
 
-fn in_form(b: &InBinding) -> String {
+/// An `:in` binding as written.
+fn in_form(b: &InBinding) -> Edn {
     match b {
-        InBinding::Source(s) => s.to_string(),
-        InBinding::Rules => "%".into(),
+        InBinding::Source(s) => Edn::Symbol(*s),
+        InBinding::Rules => Edn::Symbol(Symbol::new("%")),
         InBinding::Bind(b) => binding_form(b),
     }
 }
 
-fn binding_form(b: &Binding) -> String {
+fn binding_form(b: &Binding) -> Edn {
     match b {
-        Binding::Ignore => "_".into(),
-        Binding::Scalar(v) => v.to_string(),
-        Binding::Tuple(xs) => format!("[{}]", xs.iter().map(binding_form).collect::<Vec<_>>().join(" ")),
-        Binding::Coll(x) => format!("[{} ...]", binding_form(x)),
+        Binding::Ignore => Edn::Symbol(Symbol::new("_")),
+        Binding::Scalar(v) => Edn::Symbol(*v),
+        Binding::Tuple(xs) => Edn::Vector(xs.iter().map(binding_form).collect()),
+        Binding::Coll(x) => Edn::Vector(vec![binding_form(x), Edn::Symbol(Symbol::new("..."))]),
     }
 }
 
@@ -451,7 +466,7 @@ fn check_rule_calls(query: &Query, ctx: &Ctx) -> Result<()> {
     fn walk(c: &parser::Clause, ctx: &Ctx) -> Result<()> {
         match c {
             parser::Clause::RuleCall { name, form, .. } if !ctx.rules.contains_key(name) => {
-                Err(qerr(QueryError::Syntax(format!("Unknown rule '{name} in {form}"))))
+                Err(qerr(QueryError::Syntax(unknown_rule(*name, form, ctx.rules.keys()))))
             }
             parser::Clause::Not { clauses, .. } => clauses.iter().try_for_each(|c| walk(c, ctx)),
             parser::Clause::Or { branches, .. } => branches.iter().flatten().try_for_each(|c| walk(c, ctx)),
@@ -467,20 +482,36 @@ fn check_rule_calls(query: &Query, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A call of a rule that no rule set defines; `known` are the rules that are.
+pub(crate) fn unknown_rule<'a>(name: Symbol, form: &Edn, known: impl Iterator<Item = &'a Symbol>) -> Detail {
+    let mut known: Vec<Symbol> = known.copied().collect();
+    known.sort();
+    Detail::new(format!("Unknown rule '{name} in {form}"))
+        .form(form.clone())
+        .with("rule", Edn::Symbol(name))
+        .choices(known.into_iter().map(Edn::Symbol))
+}
+
 fn input_value(x: &Edn) -> Result<Value> {
-    const_value(x)
-        .ok_or_else(|| qerr(QueryError::Unsupported(format!("{x} is not supported as a query input value yet"))))
+    const_value(x).ok_or_else(|| {
+        let message = format!("{x} is not supported as a query input value yet");
+        qerr(QueryError::Unsupported(Detail::new(message).value(x.clone())))
+    })
 }
 
 fn coll_source(name: Symbol, coll: &Edn) -> Result<Vec<Vec<Value>>> {
     let items = coll.as_seq().ok_or_else(|| {
-        qerr(QueryError::Inputs(format!("Source {name} should be a database or a collection of tuples, got {coll}")))
+        let message = format!("Source {name} should be a database or a collection of tuples, got {coll}");
+        qerr(QueryError::Inputs(Detail::new(message).binding(Edn::Symbol(name)).value(coll.clone())))
     })?;
     items
         .iter()
         .map(|t| match t.as_seq() {
             Some(xs) => xs.iter().map(input_value).collect(),
-            None => Err(qerr(QueryError::Inputs(format!("Source {name} should hold tuples, got {t}")))),
+            None => {
+                let message = format!("Source {name} should hold tuples, got {t}");
+                Err(qerr(QueryError::Inputs(Detail::new(message).binding(Edn::Symbol(name)).value(t.clone()))))
+            }
         })
         .collect()
 }
@@ -518,7 +549,8 @@ fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
         Binding::Scalar(_) => out.push(vec![input_value(x)?]),
         Binding::Tuple(bs) => {
             let xs = x.as_seq().filter(|xs| xs.len() >= bs.len()).ok_or_else(|| {
-                qerr(QueryError::Inputs(format!("Cannot bind value {x} to tuple {}", binding_form(b))))
+                let message = format!("Cannot bind value {x} to tuple {}", binding_form(b));
+                qerr(QueryError::Inputs(Detail::new(message).binding(binding_form(b)).value(x.clone())))
             })?;
             let mut rows = vec![Vec::new()];
             for (b, x) in bs.iter().zip(xs) {
@@ -538,7 +570,8 @@ fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
         }
         Binding::Coll(inner) => {
             let xs = x.as_seq().ok_or_else(|| {
-                qerr(QueryError::Inputs(format!("Cannot bind value {x} to collection {}", binding_form(b))))
+                let message = format!("Cannot bind value {x} to collection {}", binding_form(b));
+                qerr(QueryError::Inputs(Detail::new(message).binding(binding_form(b)).value(x.clone())))
             })?;
             for x in xs {
                 bind_edn(inner, x, out)?;
@@ -561,7 +594,8 @@ fn shape(
     let mut cols = Vec::new();
     for v in &vars {
         cols.push(rel.col(*v).ok_or_else(|| {
-            qerr(QueryError::Binding(format!("Insufficient bindings: {v} of :find is not bound by :where")))
+            let message = format!("Insufficient bindings: {v} of :find is not bound by :where");
+            qerr(QueryError::Binding(Detail::new(message).vars([Edn::Symbol(*v)])))
         })?);
     }
     // Distinct tuples over the find and :with variables.
@@ -695,9 +729,19 @@ fn aggregate(elems: &[FindElem], aggs: &[Option<Agg>], tuples: &RowSet) -> Resul
         for (i, elem) in elems.iter().enumerate() {
             let vals = || -> Vec<Value> { members.iter().map(|t| tuples.row(*t)[i].clone()).collect() };
             row.push(match aggs.get(i).and_then(Option::as_ref) {
-                Some(Agg::Builtin(name, args)) => aggregates::aggregate(*name, args, vals()).map_err(qerr)?,
+                Some(Agg::Builtin(name, args)) => aggregates::aggregate(*name, args, vals()).map_err(|e| {
+                    // The aggregate names what failed; the element names where.
+                    let at = |d: Detail| d.form(elem.form()).with("function", Edn::Symbol(*name));
+                    qerr(match e {
+                        QueryError::Eval(d) => QueryError::Eval(at(d)),
+                        QueryError::Syntax(d) => QueryError::Syntax(at(d)),
+                        other => other,
+                    })
+                })?,
                 Some(Agg::Custom(name, f, args)) => f(args, &vals()).map_err(|e| {
-                    qerr(QueryError::Eval(format!("Aggregate {name} failed: {e} (aggregating {})", elem.var())))
+                    let message = format!("Aggregate {name} failed: {e} (aggregating {})", elem.var());
+                    let detail = Detail::new(message).form(elem.form()).with("function", Edn::Symbol(*name));
+                    qerr(QueryError::Eval(detail))
                 })?,
                 None => tuples.row(members[0])[i].to_edn(),
             });

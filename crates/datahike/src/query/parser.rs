@@ -3,6 +3,7 @@
 
 use super::QueryError;
 use crate::edn::{Edn, Symbol};
+use crate::error::Detail;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -317,8 +318,25 @@ pub struct Rule {
 
 type PResult<T> = Result<T, QueryError>;
 
-fn err<T>(msg: String) -> PResult<T> {
-    Err(QueryError::Syntax(msg))
+/// A syntax error about `form`, the element of the query or rules at fault.
+fn err<T>(message: String, form: &Edn) -> PResult<T> {
+    Err(syntax(message, form))
+}
+
+fn syntax(message: String, form: &Edn) -> QueryError {
+    QueryError::Syntax(Detail::new(message).form(form.clone()))
+}
+
+/// A query or rules string that is not EDN: where the reader stopped.
+fn unreadable(what: &str, e: &crate::edn::EdnError) -> QueryError {
+    let detail = Detail::new(format!("Cannot read {what} string: {e}"))
+        .with("line", Edn::Int(i64::try_from(e.line()).unwrap_or(i64::MAX)))
+        .with("column", Edn::Int(i64::try_from(e.column()).unwrap_or(i64::MAX)));
+    QueryError::Syntax(detail)
+}
+
+fn var_list(vars: impl IntoIterator<Item = Var>) -> impl Iterator<Item = Edn> {
+    vars.into_iter().map(Edn::Symbol)
 }
 
 /// `?x`
@@ -333,12 +351,14 @@ fn is_sym(e: &Edn, text: &str) -> bool {
     matches!(e, Edn::Symbol(s) if s.as_str() == text)
 }
 
+/// The sections of a query, in the order error messages list them.
+const SECTIONS: [&str; 11] =
+    ["find", "keys", "strs", "syms", "with", "in", "where", "offset", "limit", "timeout", "order-by"];
+
 /// Parses a query in vector form, map form or as a string of either.
 pub fn parse_query(q: &Edn) -> PResult<Query> {
     let q = match q {
-        Edn::Str(text) => {
-            &crate::edn::read_str(text).map_err(|e| QueryError::Syntax(format!("Cannot read query string: {e}")))?
-        }
+        Edn::Str(text) => &crate::edn::read_str(text).map_err(|e| unreadable("query", &e))?,
         other => other,
     };
     let sections: Vec<(String, Vec<Edn>)> = match q {
@@ -349,7 +369,9 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     Edn::Keyword(k) => out.push((k.as_str().to_string(), Vec::new())),
                     other => match out.last_mut() {
                         Some((_, items)) => items.push(other.clone()),
-                        None => return err(format!("Query should start with a keyword such as :find, got {other}")),
+                        None => {
+                            return err(format!("Query should start with a keyword such as :find, got {other}"), other)
+                        }
                     },
                 }
             }
@@ -359,18 +381,20 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
             let mut out = Vec::new();
             for (k, v) in entries {
                 let Edn::Keyword(k) = k else {
-                    return err(format!("Query map keys should be keywords, got {k}"));
+                    return err(format!("Query map keys should be keywords, got {k}"), k);
                 };
                 let items = match (k.as_str(), v) {
                     ("offset" | "limit" | "timeout" | "order-by", v) => vec![v.clone()],
                     (_, Edn::Vector(xs) | Edn::List(xs)) => xs.clone(),
-                    (name, other) => return err(format!("Query section :{name} should be a vector, got {other}")),
+                    (name, other) => {
+                        return err(format!("Query section :{name} should be a vector, got {other}"), other)
+                    }
                 };
                 out.push((k.as_str().to_string(), items));
             }
             out
         }
-        other => return err(format!("Query should be a vector or a map, got {other}")),
+        other => return err(format!("Query should be a vector or a map, got {other}"), other),
     };
     let mut find = None;
     let mut return_maps = None;
@@ -391,7 +415,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                         Edn::Symbol(s) => Ok(*s),
                         Edn::Keyword(k) => Ok(Symbol::new(k.as_str())),
                         Edn::Str(s) => Ok(Symbol::new(s)),
-                        other => err(format!("Bad :{key} element {other}")),
+                        other => err(format!("Bad :{key} element {other}"), other),
                     })
                     .collect::<PResult<Vec<_>>>()?;
                 return_maps = Some(match key.as_str() {
@@ -404,7 +428,9 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                 for x in items {
                     match x {
                         Edn::Symbol(s) if is_var(*s) => with.push(*s),
-                        other => return err(format!("Cannot parse :with clause, expected variables, got {other}")),
+                        other => {
+                            return err(format!("Cannot parse :with clause, expected variables, got {other}"), other)
+                        }
                     }
                 }
             }
@@ -414,7 +440,12 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                 let n = match items.as_slice() {
                     [Edn::Int(n)] if *n >= 0 => Some(*n as usize),
                     [Edn::Nil] => None,
-                    _ => return err(format!("Query :{key} should be a non-negative integer")),
+                    _ => {
+                        return err(
+                            format!("Query :{key} should be a non-negative integer"),
+                            &Edn::Vector(items.clone()),
+                        )
+                    }
                 };
                 if key == "offset" {
                     offset = n;
@@ -425,19 +456,30 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
             "timeout" => {
                 timeout = match items.as_slice() {
                     [x] => parse_timeout(x)?,
-                    _ => return err("Query :timeout should be a positive number of milliseconds".into()),
+                    _ => {
+                        return err(
+                            "Query :timeout should be a positive number of milliseconds".into(),
+                            &Edn::Vector(items.clone()),
+                        )
+                    }
                 }
             }
             "order-by" => {
                 order_by = match items.as_slice() {
                     [x] => Some(x.clone()),
-                    _ => return err("Query :order-by should be a variable, a column index or a vector of them".into()),
+                    _ => {
+                        return err(
+                            "Query :order-by should be a variable, a column index or a vector of them".into(),
+                            &Edn::Vector(items.clone()),
+                        )
+                    }
                 }
             }
             other => {
-                return err(format!(
-                    "Unknown query section :{other}; expected :find :keys :strs :syms :with :in :where :offset :limit :timeout :order-by"
-                ))
+                let sections = SECTIONS.iter().map(|s| format!(":{s}")).collect::<Vec<_>>().join(" ");
+                let message = format!("Unknown query section :{other}; expected {sections}");
+                let detail = Detail::new(message).form(Edn::kw(other)).choices(SECTIONS.iter().map(|s| Edn::kw(s)));
+                return Err(QueryError::Syntax(detail));
             }
         }
     }
@@ -464,17 +506,18 @@ pub fn parse_order_by(spec: &Edn, find: &FindSpec) -> PResult<Option<Vec<(usize,
             Edn::Int(i) if *i >= 0 => {
                 let i = *i as usize;
                 if i >= elems.len() {
-                    return err(format!(
-                        ":order-by column index {i} out of bounds, :find has {} elements",
-                        elems.len()
-                    ));
+                    return err(
+                        format!(":order-by column index {i} out of bounds, :find has {} elements", elems.len()),
+                        x,
+                    );
                 }
                 Ok(i)
             }
             Edn::Symbol(v) => elems.iter().position(|e| matches!(e, FindElem::Var(x) if x == v)).ok_or_else(|| {
-                QueryError::Syntax(format!(":order-by variable {v} not found among the variables of :find"))
+                let message = format!(":order-by variable {v} not found among the variables of :find");
+                QueryError::Syntax(Detail::new(message).form(x.clone()).vars([Edn::Symbol(*v)]))
             }),
-            other => err(format!(":order-by element must be a variable or a column index, got {other}")),
+            other => err(format!(":order-by element must be a variable or a column index, got {other}"), other),
         }
     };
     let items: Vec<Edn> = match spec {
@@ -486,13 +529,17 @@ pub fn parse_order_by(spec: &Edn, find: &FindSpec) -> PResult<Option<Vec<(usize,
     let mut i = 0;
     while i < items.len() {
         if matches!(&items[i], Edn::Keyword(_)) {
-            return err(format!("Invalid :order-by {spec}: a direction must follow a variable or column index"));
+            return err(format!("Invalid :order-by {spec}: a direction must follow a variable or column index"), spec);
         }
         let col = column(&items[i])?;
         let desc = match items.get(i + 1) {
             Some(Edn::Keyword(k)) if k.as_str() == "desc" => true,
             Some(Edn::Keyword(k)) if k.as_str() == "asc" => false,
-            Some(Edn::Keyword(k)) => return err(format!("Invalid :order-by direction {k}; expected :asc or :desc")),
+            Some(Edn::Keyword(k)) => {
+                let message = format!("Invalid :order-by direction {k}; expected :asc or :desc");
+                let detail = Detail::new(message).form(spec.clone()).value(Edn::Keyword(*k));
+                return Err(QueryError::Syntax(detail.choices([Edn::kw("asc"), Edn::kw("desc")])));
+            }
             _ => {
                 out.push((col, false));
                 i += 1;
@@ -510,7 +557,7 @@ pub fn parse_timeout(x: &Edn) -> PResult<Option<u64>> {
     match x {
         Edn::Nil => Ok(None),
         Edn::Int(ms) if *ms > 0 => Ok(Some(*ms as u64)),
-        other => err(format!("Query :timeout should be a positive number of milliseconds, got {other}")),
+        other => err(format!("Query :timeout should be a positive number of milliseconds, got {other}"), other),
     }
 }
 
@@ -519,13 +566,14 @@ pub fn parse_timeout(x: &Edn) -> PResult<Option<u64>> {
 fn check_join_vars(join: Option<&[Var]>, clauses: &[Clause], form: &Edn) -> PResult<()> {
     let mut used = BTreeSet::new();
     clauses.iter().for_each(|c| c.vars(&mut used));
-    let undeclared: Vec<String> =
-        join.unwrap_or_default().iter().filter(|v| !used.contains(v)).map(|v| v.to_string()).collect();
+    let undeclared: Vec<Var> = join.unwrap_or_default().iter().copied().filter(|v| !used.contains(v)).collect();
     if !undeclared.is_empty() {
-        return err(format!("Join variable not declared inside clauses: [{}] in {form}", undeclared.join(" ")));
+        let shown: Vec<String> = undeclared.iter().map(Var::to_string).collect();
+        let message = format!("Join variable not declared inside clauses: [{}] in {form}", shown.join(" "));
+        return Err(QueryError::Syntax(Detail::new(message).form(form.clone()).vars(var_list(undeclared))));
     }
     if join.map_or(used.is_empty(), <[Var]>::is_empty) {
-        return err(format!("Join variables should not be empty in {form}"));
+        return err(format!("Join variables should not be empty in {form}"), form);
     }
     Ok(())
 }
@@ -545,21 +593,23 @@ fn validate(q: &Query) -> PResult<()> {
     let mut unknown = Vec::new();
     for e in q.find.elements() {
         if !known.contains(&e.var()) {
-            unknown.push(e.var().to_string());
+            unknown.push(e.var());
         }
         if let FindElem::Pull { pattern: Edn::Symbol(p), .. } = e {
             if is_var(*p) && !known.contains(p) {
-                unknown.push(p.to_string());
+                unknown.push(*p);
             }
         }
     }
     for v in &q.with {
         if !known.contains(v) {
-            unknown.push(v.to_string());
+            unknown.push(*v);
         }
     }
     if !unknown.is_empty() {
-        return err(format!("Query for unknown vars: [{}]", unknown.join(" ")));
+        let shown: Vec<String> = unknown.iter().map(Var::to_string).collect();
+        let message = format!("Query for unknown vars: [{}]", shown.join(" "));
+        return Err(QueryError::Syntax(Detail::new(message).vars(var_list(unknown))));
     }
     let mut found = BTreeSet::new();
     for e in q.find.elements() {
@@ -568,22 +618,23 @@ fn validate(q: &Query) -> PResult<()> {
             found.insert(*p);
         }
     }
-    let shared: Vec<String> = q.with.iter().filter(|v| found.contains(v)).map(|v| v.to_string()).collect();
+    let shared: Vec<Var> = q.with.iter().copied().filter(|v| found.contains(v)).collect();
     if !shared.is_empty() {
-        return err(format!(":find and :with should not use same variables: [{}]", shared.join(" ")));
+        let shown: Vec<String> = shared.iter().map(Var::to_string).collect();
+        let message = format!(":find and :with should not use same variables: [{}]", shown.join(" "));
+        return Err(QueryError::Syntax(Detail::new(message).vars(var_list(shared))));
     }
     if let Some(rm) = &q.return_maps {
         let n = match rm {
             ReturnMaps::Keys(x) | ReturnMaps::Strs(x) | ReturnMaps::Syms(x) => x.len(),
         };
         if n != q.find.elements().len() {
-            return err(format!(
-                "Count of :keys/:strs/:syms ({n}) must match count of :find ({})",
-                q.find.elements().len()
-            ));
+            let message =
+                format!("Count of :keys/:strs/:syms ({n}) must match count of :find ({})", q.find.elements().len());
+            return Err(QueryError::Syntax(message.into()));
         }
         if matches!(q.find, FindSpec::Coll(_) | FindSpec::Scalar(_)) {
-            return err(":keys/:strs/:syms need a relation or tuple :find".into());
+            return Err(QueryError::Syntax(":keys/:strs/:syms need a relation or tuple :find".into()));
         }
     }
     Ok(())
@@ -591,10 +642,11 @@ fn validate(q: &Query) -> PResult<()> {
 
 fn parse_find(items: &[Edn]) -> PResult<FindSpec> {
     let bad = || {
-        QueryError::Syntax(format!(
+        let message = format!(
             "Cannot parse :find, expected: (find-rel | find-coll | find-tuple | find-scalar), got: [{}]",
             items.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
-        ))
+        );
+        syntax(message, &Edn::Vector(items.to_vec()))
     };
     match items {
         [] => Err(bad()),
@@ -624,16 +676,16 @@ fn parse_find_elem(x: &Edn) -> PResult<FindElem> {
                 [Edn::Symbol(src), Edn::Symbol(v), pattern] if is_src(*src) && is_var(*v) => {
                     Ok(FindElem::Pull { source: *src, var: *v, pattern: pattern.clone() })
                 }
-                _ => err(format!("Cannot parse pull expression, expected (pull ?var pattern), got {x}")),
+                _ => err(format!("Cannot parse pull expression, expected (pull ?var pattern), got {x}"), x),
             },
             // Variables before the last one are `:in` values (`(max ?n ?x)`), or the aggregate
             // itself in `(aggregate ?f ?x)`.
             [Edn::Symbol(name), args @ .., Edn::Symbol(v)] if is_var(*v) && !is_var(*name) => {
                 Ok(FindElem::Aggregate { name: *name, args: args.to_vec(), var: *v })
             }
-            _ => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {x}")),
+            _ => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {x}"), x),
         },
-        other => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {other}")),
+        other => err(format!("Cannot parse :find element, expected a variable, aggregate or pull, got {other}"), other),
     }
 }
 
@@ -646,7 +698,7 @@ fn parse_in(x: &Edn) -> PResult<InBinding> {
             Ok(InBinding::Bind(Binding::Scalar(*s)))
         }
         other => Ok(InBinding::Bind(parse_binding(other).map_err(|_| {
-            QueryError::Syntax(format!("Cannot parse :in binding, expected ($ | % | binding), got {other}"))
+            syntax(format!("Cannot parse :in binding, expected ($ | % | binding), got {other}"), other)
         })?)),
     }
 }
@@ -659,10 +711,10 @@ pub fn parse_binding(x: &Edn) -> PResult<Binding> {
         Edn::Vector(xs) => match xs.as_slice() {
             [inner, dots] if is_sym(dots, "...") => Ok(Binding::Coll(Box::new(parse_binding(inner)?))),
             [inner @ Edn::Vector(_)] => Ok(Binding::Coll(Box::new(parse_binding(inner)?))),
-            [] => err(format!("Cannot parse binding {x}")),
+            [] => err(format!("Cannot parse binding {x}"), x),
             xs => Ok(Binding::Tuple(xs.iter().map(parse_binding).collect::<PResult<_>>()?)),
         },
-        other => err(format!("Cannot parse binding, expected a variable, _ or a vector, got {other}")),
+        other => err(format!("Cannot parse binding, expected a variable, _ or a vector, got {other}"), other),
     }
 }
 
@@ -676,9 +728,9 @@ fn parse_term(x: &Edn) -> Term {
 }
 
 fn unknown_clause(x: &Edn) -> QueryError {
-    QueryError::Syntax(format!(
+    syntax(format!(
         "Cannot parse clause, expected (data-pattern | pred-expr | fn-expr | rule-expr | not-clause | not-join-clause | or-clause | or-join-clause), got: {x}"
-    ))
+    ), x)
 }
 
 /// Parses one `:where` clause.
@@ -691,15 +743,17 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                 };
                 let args: Vec<Term> = args.iter().map(parse_term).collect();
                 if args.contains(&Term::Blank) {
-                    return err(format!("Function arguments cannot be _ in {x}"));
+                    return err(format!("Function arguments cannot be _ in {x}"), x);
                 }
                 match rest {
                     [] => Ok(Clause::Pred { func: *func, args, form: x.clone() }),
                     [binding] => Ok(Clause::Fn {
                         func: *func,
                         args,
-                        binding: parse_binding(binding)
-                            .map_err(|_| QueryError::Syntax(format!("Cannot parse binding {binding} in {x}")))?,
+                        binding: parse_binding(binding).map_err(|_| {
+                            let message = format!("Cannot parse binding {binding} in {x}");
+                            QueryError::Syntax(Detail::new(message).form(x.clone()).binding(binding.clone()))
+                        })?,
                         form: x.clone(),
                     }),
                     _ => Err(unknown_clause(x)),
@@ -733,7 +787,7 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
             match head.as_str() {
                 "not" => {
                     if body.is_empty() {
-                        return err(format!("Cannot parse 'not' clause, it has no clauses: {x}"));
+                        return err(format!("Cannot parse 'not' clause, it has no clauses: {x}"), x);
                     }
                     let clauses = body.iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
                     // Datahike's parser: the variables of a `not` are its join variables.
@@ -742,11 +796,11 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                 }
                 "not-join" => {
                     let Some(Edn::Vector(vars)) = body.first() else {
-                        return err(format!("Cannot parse 'not-join' clause, expected [vars...]: {x}"));
+                        return err(format!("Cannot parse 'not-join' clause, expected [vars...]: {x}"), x);
                     };
                     let vars = parse_vars(vars, x)?;
                     if body.len() < 2 {
-                        return err(format!("Cannot parse 'not-join' clause, it has no clauses: {x}"));
+                        return err(format!("Cannot parse 'not-join' clause, it has no clauses: {x}"), x);
                     }
                     let clauses = body[1..].iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
                     check_join_vars(Some(&vars), &clauses, x)?;
@@ -759,14 +813,14 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                                 Some(Edn::Vector(req)) => (parse_vars(req, x)?, parse_vars(&vs[1..], x)?),
                                 _ => (Vec::new(), parse_vars(vs, x)?),
                             },
-                            _ => return err(format!("Cannot parse 'or-join' clause, expected [vars...]: {x}")),
+                            _ => return err(format!("Cannot parse 'or-join' clause, expected [vars...]: {x}"), x),
                         };
                         (Some((req, opt)), &body[1..])
                     } else {
                         (None, body)
                     };
                     if branches.is_empty() {
-                        return err(format!("Cannot parse '{head}' clause, it has no branches: {x}"));
+                        return err(format!("Cannot parse '{head}' clause, it has no branches: {x}"), x);
                     }
                     let branches = branches.iter().map(parse_branch).collect::<PResult<Vec<_>>>()?;
                     if join.is_none() {
@@ -780,21 +834,24 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                             })
                             .collect();
                         if sets.iter().any(|s| *s != sets[0]) {
-                            return err(format!(
-                                "All clauses in 'or' must use same set of free vars, had {} in {x}",
-                                sets.iter()
-                                    .map(|s| format!(
-                                        "[{}]",
-                                        s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
-                                    ))
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            ));
+                            return err(
+                                format!(
+                                    "All clauses in 'or' must use same set of free vars, had {} in {x}",
+                                    sets.iter()
+                                        .map(|s| format!(
+                                            "[{}]",
+                                            s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
+                                        ))
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
+                                ),
+                                x,
+                            );
                         }
                     }
                     Ok(Clause::Or { source, join, branches, form: x.clone() })
                 }
-                "and" => err(format!("'and' is only allowed inside 'or': {x}")),
+                "and" => err(format!("'and' is only allowed inside 'or': {x}"), x),
                 _ => {
                     let args: Vec<Term> = body.iter().map(parse_term).collect();
                     if args.iter().any(|t| matches!(t, Term::Src(_))) {
@@ -812,7 +869,7 @@ fn parse_branch(x: &Edn) -> PResult<Vec<Clause>> {
     match x {
         Edn::List(xs) if matches!(xs.first(), Some(Edn::Symbol(s)) if s.as_str() == "and") => {
             if xs.len() < 2 {
-                return err(format!("Cannot parse 'and' clause, it has no clauses: {x}"));
+                return err(format!("Cannot parse 'and' clause, it has no clauses: {x}"), x);
             }
             xs[1..].iter().map(parse_clause).collect()
         }
@@ -824,7 +881,10 @@ fn parse_vars(xs: &[Edn], clause: &Edn) -> PResult<Vec<Var>> {
     xs.iter()
         .map(|v| match v {
             Edn::Symbol(s) if is_var(*s) => Ok(*s),
-            other => err(format!("Expected a variable, got {other} in {clause}")),
+            other => {
+                let message = format!("Expected a variable, got {other} in {clause}");
+                Err(QueryError::Syntax(Detail::new(message).form(clause.clone()).value(other.clone())))
+            }
         })
         .collect()
 }
@@ -832,17 +892,15 @@ fn parse_vars(xs: &[Edn], clause: &Edn) -> PResult<Vec<Var>> {
 /// Parses rules given as EDN (a vector of rule branches) or as a string of one.
 pub fn parse_rules(x: &Edn) -> PResult<Vec<Rule>> {
     let x = match x {
-        Edn::Str(text) => {
-            &crate::edn::read_str(text).map_err(|e| QueryError::Syntax(format!("Cannot read rules string: {e}")))?
-        }
+        Edn::Str(text) => &crate::edn::read_str(text).map_err(|e| unreadable("rules", &e))?,
         other => other,
     };
     let Some(branches) = x.as_seq() else {
-        return err(format!("Rules should be a vector of rules, got {x}"));
+        return err(format!("Rules should be a vector of rules, got {x}"), x);
     };
     let mut rules = Vec::new();
     for b in branches {
-        let bad = || QueryError::Syntax(format!("Cannot parse rule, expected [(name ?vars...) clauses...], got {b}"));
+        let bad = || syntax(format!("Cannot parse rule, expected [(name ?vars...) clauses...], got {b}"), b);
         let Edn::Vector(parts) = b else { return Err(bad()) };
         let Some(Edn::List(head)) = parts.first() else { return Err(bad()) };
         let [Edn::Symbol(name), vars @ ..] = head.as_slice() else { return Err(bad()) };
@@ -853,15 +911,16 @@ pub fn parse_rules(x: &Edn) -> PResult<Vec<Rule>> {
         let mut head_vars = required.clone();
         head_vars.extend(vars);
         if head_vars.is_empty() {
-            return err(format!("Rule {name} has no variables: {b}"));
+            return err(format!("Rule {name} has no variables: {b}"), b);
         }
         let body = parts[1..].iter().map(parse_clause).collect::<PResult<Vec<_>>>()?;
         if body.is_empty() {
-            return err(format!("Rule {name} has no body: {b}"));
+            return err(format!("Rule {name} has no body: {b}"), b);
         }
         if let Some(r) = rules.iter().find(|r: &&Rule| r.name == *name) {
             if r.head.len() != head_vars.len() {
-                return err(format!("Rule {name} is defined with different arities"));
+                let message = format!("Rule {name} is defined with different arities");
+                return Err(QueryError::Syntax(Detail::new(message).form(b.clone()).with("rule", Edn::Symbol(*name))));
             }
         }
         rules.push(Rule { name: *name, head: head_vars, required: required.len(), body });

@@ -15,8 +15,8 @@ use super::exec::{const_value, eval_where, Engine};
 use super::parser::{Clause, Rule, Term, Var};
 use super::rel::{hash_values, Groups, Rel, RowSet};
 use super::QueryError;
-use crate::edn::Symbol;
-use crate::error::{Error, Result};
+use crate::edn::{Edn, Symbol};
+use crate::error::{Detail, Error, Result};
 use crate::value::Value;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -60,23 +60,30 @@ fn qerr(e: QueryError) -> Error {
     Error::Query(e)
 }
 
+/// A head variable of rule `rule` that its body does not bind.
+fn unbound_head(message: String, rule: Symbol, v: Symbol) -> Error {
+    qerr(QueryError::Binding(Detail::new(message).with("rule", Edn::Symbol(rule)).vars([Edn::Symbol(v)])))
+}
+
 /// Evaluates a rule call clause joined with `rel`.
 pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> Result<Rel> {
     let Clause::RuleCall { source, name, args, form } = clause else {
         return Err(qerr(QueryError::Internal("rules::call on a non-rule clause".into())));
     };
     let source = if source.as_str() == "$" { src } else { *source };
-    let rules =
-        eng.ctx.rules.get(name).ok_or_else(|| qerr(QueryError::Syntax(format!("Unknown rule '{name} in {form}"))))?;
+    let rules = eng
+        .ctx
+        .rules
+        .get(name)
+        .ok_or_else(|| qerr(QueryError::Syntax(super::unknown_rule(*name, form, eng.ctx.rules.keys()))))?;
     let arity = rules[0].head.len();
+    let rule_detail = |message: String| Detail::new(message).form(form.clone()).with("rule", Edn::Symbol(*name));
     if args.len() != arity {
-        return Err(qerr(QueryError::Syntax(format!(
-            "Rule {name} takes {arity} arguments, {} given in {form}",
-            args.len()
-        ))));
+        let message = format!("Rule {name} takes {arity} arguments, {} given in {form}", args.len());
+        return Err(qerr(QueryError::Syntax(rule_detail(message).expected(Edn::Int(arity as i64)))));
     }
     if arity > 64 {
-        return Err(qerr(QueryError::Unsupported(format!("Rule {name} has more than 64 arguments"))));
+        return Err(qerr(QueryError::Unsupported(rule_detail(format!("Rule {name} has more than 64 arguments")))));
     }
     // Argument sources: a column of rel, a constant, or free.
     let mut adornment = 0u64;
@@ -90,7 +97,8 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
             Term::Const(c) => {
                 adornment |= 1 << i;
                 bound_src.push(Err(const_value(c).ok_or_else(|| {
-                    qerr(QueryError::Unsupported(format!("{c} is not supported as a rule argument in {form}")))
+                    let message = format!("{c} is not supported as a rule argument in {form}");
+                    qerr(QueryError::Unsupported(rule_detail(message).value(c.clone())))
                 })?));
             }
             _ => {}
@@ -98,9 +106,13 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
     }
     let required = rules[0].required;
     if (0..required).any(|i| adornment & (1 << i) == 0) {
-        return Err(qerr(QueryError::Binding(format!(
-            "Insufficient bindings: the first {required} arguments of rule {name} must be bound in {form}"
-        ))));
+        let message =
+            format!("Insufficient bindings: the first {required} arguments of rule {name} must be bound in {form}");
+        let unbound = args.iter().take(required).filter_map(|t| match t {
+            Term::Var(v) if !rel.has(*v) => Some(Edn::Symbol(*v)),
+            _ => None,
+        });
+        return Err(qerr(QueryError::Binding(rule_detail(message).vars(unbound))));
     }
     let top = eng.fix.is_none();
     if top {
@@ -259,10 +271,9 @@ fn inline_answers(
         let mut cols = Vec::with_capacity(rule.head.len());
         for v in &rule.head {
             cols.push(res.col(*v).ok_or_else(|| {
-                qerr(QueryError::Binding(format!(
-                    "Insufficient bindings: {v} of the head of rule {} is not bound by its body",
-                    rule.name
-                )))
+                let message =
+                    format!("Insufficient bindings: {v} of the head of rule {} is not bound by its body", rule.name);
+                unbound_head(message, rule.name, *v)
             })?);
         }
         for row in res.rows() {
@@ -322,10 +333,11 @@ fn inline_answers(
                     (Some(c), _) => Ok(c),
                     (None, Some(i)) => Err(i),
                     (None, None) => {
-                        return Err(qerr(QueryError::Binding(format!(
+                        let message = format!(
                             "Insufficient bindings: {v} of the head of rule {} is not bound by its body",
                             d.rule.name
-                        ))))
+                        );
+                        return Err(unbound_head(message, d.rule.name, *v));
                     }
                 });
             }
@@ -658,10 +670,8 @@ fn eval_branch(
     let mut head_cols = Vec::new();
     for v in &rule.head {
         head_cols.push(res.col(*v).ok_or_else(|| {
-            qerr(QueryError::Binding(format!(
-                "Insufficient bindings: {v} of rule {} is not bound by its body",
-                rule.name
-            )))
+            let message = format!("Insufficient bindings: {v} of rule {} is not bound by its body", rule.name);
+            unbound_head(message, rule.name, *v)
         })?);
     }
     let table = &mut eng.fix.as_mut().expect("fix state exists").tables[ti];
@@ -809,10 +819,9 @@ fn right_linear(
             let mut cols = Vec::new();
             for p in &free_pos {
                 cols.push(res.col(rule.head[*p]).ok_or_else(|| {
-                    qerr(QueryError::Binding(format!(
-                        "Insufficient bindings: {} of rule {name} is not bound by its body",
-                        rule.head[*p]
-                    )))
+                    let message =
+                        format!("Insufficient bindings: {} of rule {name} is not bound by its body", rule.head[*p]);
+                    unbound_head(message, rule.name, rule.head[*p])
                 })?);
             }
             for row in res.rows() {

@@ -15,8 +15,8 @@ use crate::config::SchemaFlexibility;
 use crate::datom::{Datom, DatomKey, IndexOrder, TX0};
 use crate::db::Db;
 use crate::edn::{Edn, Keyword};
-use crate::error::{Error, Result, TxError};
-use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique};
+use crate::error::{Detail, Error, Result, TxError};
+use crate::schema::{is_schema_attr, is_system_ident, Attribute, Schema, Unique, ValueType};
 use crate::value::{Eid, Value};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
@@ -161,6 +161,142 @@ impl std::fmt::Display for ShowEntry<'_> {
     }
 }
 
+/// Where an attribute or value appeared: printed in an error's message, and in its data as
+/// `:context` and `:entity-id`. The EDN is built only when an error is.
+trait Context: std::fmt::Display {
+    /// The operation or map.
+    fn to_edn(&self) -> Edn;
+    /// The entity it is about, as written, when it names one.
+    fn entity_id(&self) -> Option<Edn>;
+}
+
+impl Context for ShowVec<'_> {
+    fn to_edn(&self) -> Edn {
+        Edn::Vector(self.0.to_vec())
+    }
+    fn entity_id(&self) -> Option<Edn> {
+        match self.0.first().and_then(Edn::as_keyword) {
+            Some(op) if op.as_str() == "db.history.purge/before" => None,
+            _ => self.0.get(1).cloned(),
+        }
+    }
+}
+
+impl Context for ShowMap<'_> {
+    fn to_edn(&self) -> Edn {
+        Edn::Map(self.0.to_vec())
+    }
+    fn entity_id(&self) -> Option<Edn> {
+        self.0.iter().find(|(k, _)| k.as_keyword().is_some_and(|k| k.as_str() == "db/id")).map(|(_, v)| v.clone())
+    }
+}
+
+impl Context for ShowAdd<'_> {
+    fn to_edn(&self) -> Edn {
+        Edn::Vector(vec![Edn::kw("db/add"), self.0.clone(), Edn::Keyword(self.1), self.2.clone()])
+    }
+    fn entity_id(&self) -> Option<Edn> {
+        Some(self.0.clone())
+    }
+}
+
+impl Context for ShowEntry<'_> {
+    fn to_edn(&self) -> Edn {
+        Edn::Map(vec![(Edn::kw("db/id"), Edn::Int(self.0)), (self.1.clone(), self.2.clone())])
+    }
+    fn entity_id(&self) -> Option<Edn> {
+        Some(Edn::Int(self.0))
+    }
+}
+
+/// A lookup ref whose value is at fault; it is also the entity.
+struct LookupRef<'a>(&'a Edn);
+
+impl std::fmt::Display for LookupRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Context for LookupRef<'_> {
+    fn to_edn(&self) -> Edn {
+        self.0.clone()
+    }
+    fn entity_id(&self) -> Option<Edn> {
+        Some(self.0.clone())
+    }
+}
+
+/// Adds `:context` and, unless the detail names one already, `:entity-id`.
+fn in_context(detail: Detail, ctx: &dyn Context) -> Detail {
+    let detail = match ctx.entity_id() {
+        Some(e) if detail.get("entity-id").is_none() => detail.entity_id(e),
+        _ => detail,
+    };
+    detail.context(ctx.to_edn())
+}
+
+/// The operations a transaction may hold, in the order error messages list them.
+const OPERATIONS: [&str; 11] = [
+    "db/add",
+    "db/retract",
+    "db.fn/retractAttribute",
+    "db/retractEntity",
+    "db.fn/retractEntity",
+    "db/cas",
+    "db.fn/cas",
+    "db/purge",
+    "db.purge/attribute",
+    "db.purge/entity",
+    "db.history.purge/before",
+];
+
+/// An error about a whole operation: its `:operation` keyword and the op as `:tx-data`.
+fn op_detail(message: String, op_vec: &[Edn]) -> Detail {
+    let detail = Detail::new(message);
+    let detail = match op_vec.first() {
+        Some(op @ Edn::Keyword(_)) => detail.with("operation", op.clone()),
+        _ => detail,
+    };
+    detail.tx_data(Edn::Vector(op_vec.to_vec()))
+}
+
+/// A tempid where only `:db/add` allows one; the op's entity is the tempid.
+fn tempid_detail(op_vec: &[Edn]) -> Detail {
+    let message = format!("Can't use tempid in '{}'. Tempids are allowed in :db/add only", ShowVec(op_vec));
+    let detail = op_detail(message, op_vec);
+    match op_vec.get(1) {
+        Some(e) => detail.entity_id(e.clone()),
+        None => detail,
+    }
+}
+
+/// The data of conflicting upserts: this `[e a v]` against the `[e a v]` resolved first.
+fn upsert_conflict(
+    message: String,
+    entity: &dyn Context,
+    this: (Eid, Keyword, Edn),
+    first: (Eid, Keyword, &Edn),
+) -> Detail {
+    Detail::new(message)
+        .attribute(this.1)
+        .value(this.2)
+        .entity_id(Edn::Int(this.0))
+        .entity(entity.to_edn())
+        .with("conflict", Edn::Vector(vec![Edn::Int(first.0), Edn::Keyword(first.1), first.2.clone()]))
+}
+
+/// The valid values of a schema-property type (`:db/valueType`, `:db/cardinality`,
+/// `:db/unique`), for errors.
+fn type_choices(t: ValueType) -> Option<Vec<&'static str>> {
+    match t {
+        ValueType::ValueTypeKw => Some(ValueType::USER.iter().map(|(_, name)| *name).collect()),
+        ValueType::CardinalityKw => Some(vec!["db.cardinality/one", "db.cardinality/many"]),
+        ValueType::UniqueKw => Some(vec!["db.unique/identity", "db.unique/value"]),
+        _ => None,
+    }
+}
+
 /// One unit of work in the queue: borrowed from the transaction data, or generated.
 enum Item<'t> {
     MapRef(&'t [(Edn, Edn)]),
@@ -215,7 +351,11 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
         Edn::Nil => &[],
         Edn::Vector(xs) | Edn::List(xs) => xs,
         other => {
-            return Err(TxError::Syntax(format!("Bad transaction data {other}, expected sequential collection")).into())
+            return Err(TxError::Syntax(
+                Detail::new(format!("Bad transaction data {other}, expected sequential collection"))
+                    .tx_data(other.clone()),
+            )
+            .into())
         }
     };
     let meta = match tx_meta {
@@ -224,10 +364,19 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
             .iter()
             .map(|(k, v)| match k {
                 Edn::Keyword(k) => Ok((*k, v.clone())),
-                _ => Err(Error::Tx(TxError::Syntax(format!("Bad transaction meta attribute {k}, expected a keyword")))),
+                _ => Err(Error::Tx(TxError::Syntax(
+                    Detail::new(format!("Bad transaction meta attribute {k}, expected a keyword"))
+                        .with("attribute", k.clone())
+                        .context(Edn::Map(m.clone())),
+                ))),
             })
             .collect::<Result<Vec<_>>>()?,
-        Some(other) => return Err(TxError::Syntax(format!("Bad transaction meta {other}, expected a map")).into()),
+        Some(other) => {
+            return Err(TxError::Syntax(
+                Detail::new(format!("Bad transaction meta {other}, expected a map")).value(other.clone()),
+            )
+            .into())
+        }
     };
     let mut prebound: HashMap<TempKey, Eid> = HashMap::default();
     loop {
@@ -237,11 +386,13 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
             Err(Fail::Error(e)) => return Err(e),
             Err(Fail::Retry(Retry(key, eid))) => {
                 if prebound.contains_key(&key) {
-                    return Err(TxError::Upsert(format!(
-                        "Conflicting upsert: {} resolves both to {eid} and {}",
-                        key.to_edn(),
-                        prebound[&key]
-                    ))
+                    let message =
+                        format!("Conflicting upsert: {} resolves both to {eid} and {}", key.to_edn(), prebound[&key]);
+                    return Err(TxError::Upsert(
+                        Detail::new(message)
+                            .entity_id(key.to_edn())
+                            .with("conflict", Edn::Vector(vec![Edn::Int(eid), Edn::Int(prebound[&key])])),
+                    )
                     .into());
                 }
                 // Datahike restarts with every tempid of the failed attempt kept.
@@ -449,16 +600,24 @@ impl<'a> TxState<'a> {
         for (k, v) in meta {
             if k.as_str() == "db/txInstant" {
                 let Edn::Inst(ms) = v else {
-                    return Err(TxError::Schema(format!(
-                        "Bad transaction meta :db/txInstant {v}, expected an instant"
-                    ))
+                    return Err(TxError::Schema(
+                        Detail::new(format!("Bad transaction meta :db/txInstant {v}, expected an instant"))
+                            .attribute(*k)
+                            .value(v.clone())
+                            .expected(Edn::kw("db.type/instant")),
+                    )
                     .into());
                 };
                 if *ms < db.last_tx_instant() {
-                    return Err(TxError::Syntax(format!(
-                        "Bad transaction meta :db/txInstant {v}: earlier than the last transaction's instant {}",
-                        Edn::Inst(db.last_tx_instant())
-                    ))
+                    let last = Edn::Inst(db.last_tx_instant());
+                    return Err(TxError::Syntax(
+                        Detail::new(format!(
+                            "Bad transaction meta :db/txInstant {v}: earlier than the last transaction's instant {last}"
+                        ))
+                        .attribute(*k)
+                        .value(v.clone())
+                        .with("last", last),
+                    )
                     .into());
                 }
                 tx_instant = *ms;
@@ -536,9 +695,14 @@ impl<'a> TxState<'a> {
         if self.db.config().keep_history {
             for (k, v) in self.meta.clone() {
                 self.check_attr(k, &ShowAdd(&Edn::Int(self.tx), k, &v)).map_err(|_| {
-                    Fail::from(TxError::Schema(format!(
-                        "Bad transaction meta attribute {k}, not defined in system or current schema"
-                    )))
+                    let meta = Edn::Map(self.meta.iter().map(|(k, v)| (Edn::Keyword(*k), v.clone())).collect());
+                    Fail::from(TxError::Schema(
+                        Detail::new(format!(
+                            "Bad transaction meta attribute {k}, not defined in system or current schema"
+                        ))
+                        .attribute(k)
+                        .context(meta),
+                    ))
                 })?;
                 queue.push_back(Item::Add(Edn::Int(self.tx), k, v, false));
             }
@@ -557,10 +721,19 @@ impl<'a> TxState<'a> {
                         v.extend(xs.iter().take(3).cloned());
                         queue.push_back(Item::Op(v));
                     }
-                    _ => return Err(TxError::Syntax(format!("Bad datom {item}, expected [e a v tx added]")).into()),
+                    _ => {
+                        return Err(TxError::Syntax(
+                            Detail::new(format!("Bad datom {item}, expected [e a v tx added]")).tx_data(item.clone()),
+                        )
+                        .into())
+                    }
                 },
                 other => {
-                    return Err(TxError::Syntax(format!("Bad entity type at {other}, expected map or vector")).into())
+                    return Err(TxError::Syntax(
+                        Detail::new(format!("Bad entity type at {other}, expected map or vector"))
+                            .tx_data(other.clone()),
+                    )
+                    .into())
                 }
             }
             if has_tuples {
@@ -645,7 +818,10 @@ impl<'a> TxState<'a> {
     fn entid_strict(&mut self, x: &Edn) -> Step<Eid> {
         match self.entid(x)? {
             Some(e) => Ok(e),
-            None => Err(TxError::EntityIdMissing(format!("Nothing found for entity id {x}")).into()),
+            None => Err(TxError::EntityIdMissing(
+                Detail::new(format!("Nothing found for entity id {x}")).entity_id(x.clone()),
+            )
+            .into()),
         }
     }
 
@@ -656,28 +832,37 @@ impl<'a> TxState<'a> {
             Edn::Keyword(k) => Ok(self.schema.ident_eid(*k)),
             Edn::Vector(xs) | Edn::List(xs) => {
                 if xs.len() != 2 {
-                    return Err(TxError::LookupRefSyntax(format!("Lookup ref should contain 2 elements: {x}")).into());
+                    return Err(TxError::LookupRefSyntax(
+                        Detail::new(format!("Lookup ref should contain 2 elements: {x}")).entity_id(x.clone()),
+                    )
+                    .into());
                 }
                 let Some(a) = self.db.attr_of(&xs[0]) else {
-                    return Err(
-                        TxError::LookupRefSyntax(format!("Lookup ref attribute should be a keyword: {x}")).into()
-                    );
+                    return Err(TxError::LookupRefSyntax(
+                        Detail::new(format!("Lookup ref attribute should be a keyword: {x}"))
+                            .entity_id(x.clone())
+                            .with("attribute", xs[0].clone()),
+                    )
+                    .into());
                 };
                 if self.schema.attr(a).is_none_or(|attr| attr.unique.is_none()) {
-                    return Err(TxError::LookupRefUnique(format!(
-                        "Lookup ref attribute should be marked as :db/unique: {x}"
-                    ))
+                    return Err(TxError::LookupRefUnique(
+                        Detail::new(format!("Lookup ref attribute should be marked as :db/unique: {x}"))
+                            .entity_id(x.clone())
+                            .attribute(a),
+                    )
                     .into());
                 }
                 if xs[1] == Edn::Nil {
                     return Ok(None);
                 }
-                let v = self.coerce_value(a, &xs[1], x)?;
+                let v = self.coerce_value(a, &xs[1], &LookupRef(x))?;
                 Ok(self.unique_lookup(a, &v)?)
             }
-            _ => Err(TxError::EntityIdSyntax(format!(
-                "Expected number, string, keyword or lookup ref for entity id, got {x}"
-            ))
+            _ => Err(TxError::EntityIdSyntax(
+                Detail::new(format!("Expected number, string, keyword or lookup ref for entity id, got {x}"))
+                    .entity_id(x.clone()),
+            )
             .into()),
         }
     }
@@ -719,10 +904,13 @@ impl<'a> TxState<'a> {
     fn emit(&mut self, d: Datom) -> Step<()> {
         let (e, a) = (d.e, d.a);
         if self.db.attr_refs() && crate::attr_refs::is_system_entity(e) {
-            return Err(TxError::Schema(format!(
-                "System schema entity {e} cannot be changed: {}",
-                self.db.datom_edn(&d)
-            ))
+            let datom = self.db.datom_edn(&d);
+            return Err(TxError::Schema(
+                Detail::new(format!("System schema entity {e} cannot be changed: {datom}"))
+                    .entity_id(Edn::Int(e))
+                    .attribute(a)
+                    .datom(datom),
+            )
             .into());
         }
         let unique = self.schema.attr(a).and_then(|x| x.unique).is_some();
@@ -797,20 +985,22 @@ impl<'a> TxState<'a> {
 
     // ---------------------------------------------------------------- values
 
-    fn check_attr(&self, a: Keyword, context: &dyn std::fmt::Display) -> Step<()> {
+    fn check_attr(&self, a: Keyword, context: &dyn Context) -> Step<()> {
         if self.write_schema && self.schema.attr(a).is_none() {
-            return Err(TxError::Schema(format!(
-                "Bad entity attribute {a} at {context}, not defined in current schema"
-            ))
-            .into());
+            let known = self.schema.user_attrs().into_iter().map(|x| Edn::Keyword(x.ident));
+            let detail = Detail::new(format!("Bad entity attribute {a} at {context}, not defined in current schema"))
+                .attribute(a)
+                .choices(known);
+            return Err(TxError::Schema(in_context(detail, context)).into());
         }
         Ok(())
     }
 
     /// Converts an EDN value for attribute `a` (refs must already be resolved to ids).
-    fn coerce_value(&self, a: Keyword, v: &Edn, context: &dyn std::fmt::Display) -> Step<Value> {
+    fn coerce_value(&self, a: Keyword, v: &Edn, context: &dyn Context) -> Step<Value> {
         if *v == Edn::Nil {
-            return Err(TxError::Syntax(format!("Cannot store nil as a value at {context}")).into());
+            let detail = Detail::new(format!("Cannot store nil as a value at {context}")).attribute(a).value(Edn::Nil);
+            return Err(TxError::Syntax(in_context(detail, context)).into());
         }
         let attr = self.schema.attr(a);
         let declared = attr.and_then(|x| x.value_type);
@@ -819,58 +1009,68 @@ impl<'a> TxState<'a> {
                 return Ok(value);
             }
             if self.write_schema || crate::schema::is_system_ident(a) {
-                return Err(TxError::Schema(format!(
+                let detail = Detail::new(format!(
                     "Bad entity value {v} at {context}, value does not match schema definition. Must be conform to: :{}",
                     t.keyword()
                 ))
-                .into());
+                .attribute(a)
+                .value(v.clone())
+                .expected(Edn::kw(t.keyword()));
+                let detail = match type_choices(t) {
+                    Some(choices) => detail.choices(choices.iter().map(|c| Edn::kw(c))),
+                    None => detail,
+                };
+                return Err(TxError::Schema(in_context(detail, context)).into());
             }
         }
         Value::from_edn(v).ok_or_else(|| {
-            Fail::from(TxError::Syntax(format!("Bad entity value {v} at {context}: not a storable value")))
+            let detail = Detail::new(format!("Bad entity value {v} at {context}: not a storable value"))
+                .attribute(a)
+                .value(v.clone());
+            Fail::from(TxError::Syntax(in_context(detail, context)))
         })
     }
 
-    fn check_tuple_value(&self, attr: &Attribute, v: &Value, context: &dyn std::fmt::Display) -> Step<()> {
+    fn check_tuple_value(&self, attr: &Attribute, v: &Value, context: &dyn Context) -> Step<()> {
         let Value::Tuple(xs) = v else { return Ok(()) };
+        let fail = |message: String, expected: Edn| -> Step<()> {
+            let detail = Detail::new(message).attribute(attr.ident).value(v.to_edn()).expected(expected);
+            Err(TxError::Syntax(in_context(detail, context)).into())
+        };
         if let Some(t) = attr.tuple_type {
+            let expected = Edn::Map(vec![(Edn::kw("db/tupleType"), Edn::kw(t.keyword()))]);
             if xs.len() > 8 {
-                return Err(TxError::Syntax(format!(
-                    "Cannot store more than 8 values for homogeneous tuple: {context}"
-                ))
-                .into());
+                return fail(format!("Cannot store more than 8 values for homogeneous tuple: {context}"), expected);
             }
             // As Datahike compares `(map type v)`, nil counts as a type of its own.
             let mut tags = xs.iter().map(Value::type_tag);
             if tags.next().is_some_and(|first| tags.any(|t| t != first)) {
-                return Err(TxError::Syntax(format!(
-                    "Cannot store homogeneous tuple with values of different type: {context}"
-                ))
-                .into());
+                return fail(
+                    format!("Cannot store homogeneous tuple with values of different type: {context}"),
+                    expected,
+                );
             }
             if !xs.iter().all(|x| t.accepts(x)) {
-                return Err(TxError::Syntax(format!(
-                    "Cannot store homogeneous tuple. Values are of wrong type: {context}"
-                ))
-                .into());
+                return fail(format!("Cannot store homogeneous tuple. Values are of wrong type: {context}"), expected);
             }
         }
         if let Some(types) = &attr.tuple_types {
+            let types_edn = Edn::Vector(types.iter().map(|t| Edn::kw(t.keyword())).collect());
+            let expected = Edn::Map(vec![(Edn::kw("db/tupleTypes"), types_edn.clone())]);
             if xs.len() != types.len() {
-                return Err(TxError::Syntax(format!(
-                    "Cannot store heterogeneous tuple: expecting {} values, got {}",
-                    types.len(),
-                    xs.len()
-                ))
-                .into());
+                return fail(
+                    format!("Cannot store heterogeneous tuple: expecting {} values, got {}", types.len(), xs.len()),
+                    expected,
+                );
             }
             if !xs.iter().zip(types).all(|(x, t)| *x == Value::Nil || t.accepts(x)) {
-                return Err(TxError::Syntax(format!(
-                    "Cannot store heterogeneous tuple: there is a mismatch between values {} and their types {}",
-                    v.to_edn(),
-                    Edn::Vector(types.iter().map(|t| Edn::kw(t.keyword())).collect())
-                ))
-                .into());
+                return fail(
+                    format!(
+                        "Cannot store heterogeneous tuple: there is a mismatch between values {} and their types {types_edn}",
+                        v.to_edn()
+                    ),
+                    expected,
+                );
             }
         }
         Ok(())
@@ -892,9 +1092,11 @@ impl<'a> TxState<'a> {
             Some(Edn::Keyword(k)) => Some(Edn::Int(self.entid_strict(&Edn::Keyword(*k))?)),
             Some(x @ (Edn::Int(_) | Edn::Str(_))) => Some(x.clone()),
             Some(x) => {
-                return Err(TxError::EntityIdSyntax(format!(
-                    "Expected number, string, keyword or lookup ref for :db/id, got {x}"
-                ))
+                return Err(TxError::EntityIdSyntax(
+                    Detail::new(format!("Expected number, string, keyword or lookup ref for :db/id, got {x}"))
+                        .entity_id(x.clone())
+                        .entity(entity_edn.to_edn()),
+                )
                 .into())
             }
             None => None,
@@ -913,9 +1115,11 @@ impl<'a> TxState<'a> {
             (None, Some(r)) if is_tempid(r) => resolved_tempid.unwrap_or_else(|| self.next_eid()),
             (None, Some(Edn::Int(i))) => *i,
             (None, Some(other)) => {
-                return Err(TxError::EntityIdSyntax(format!(
-                    "Expected number, string, keyword or lookup ref for :db/id, got {other}"
-                ))
+                return Err(TxError::EntityIdSyntax(
+                    Detail::new(format!("Expected number, string, keyword or lookup ref for :db/id, got {other}"))
+                        .entity_id(other.clone())
+                        .entity(entity_edn.to_edn()),
+                )
                 .into())
             }
         };
@@ -931,19 +1135,23 @@ impl<'a> TxState<'a> {
                 continue;
             }
             let Some(a) = k.as_keyword() else {
-                return Err(TxError::Syntax(format!(
-                    "Bad entity attribute {k} at {entity_edn}, expected keyword or string"
-                ))
+                return Err(TxError::Syntax(
+                    Detail::new(format!("Bad entity attribute {k} at {entity_edn}, expected keyword or string"))
+                        .with("attribute", k.clone())
+                        .entity_id(Edn::Int(new_eid))
+                        .context(entity_edn.to_edn()),
+                )
                 .into());
             };
             let reverse = is_reverse(a);
             let straight = if reverse { reverse_ref(a) } else { a };
             self.check_attr(straight, &ShowEntry(new_eid, k, vs))?;
             if reverse && !self.schema.is_ref(straight) {
-                return Err(TxError::Syntax(format!(
+                let detail = Detail::new(format!(
                     "Bad attribute {a}: reverse attribute name requires {{:db/valueType :db.type/ref}} in schema"
                 ))
-                .into());
+                .attribute(a);
+                return Err(TxError::Syntax(in_context(detail, &ShowEntry(new_eid, k, vs))).into());
             }
             for v in self.wrap_multival(a, straight, reverse, vs) {
                 if self.schema.is_ref(straight) {
@@ -986,7 +1194,7 @@ impl<'a> TxState<'a> {
         &mut self,
         entity: &[(Edn, Edn)],
         resolved: Option<&Edn>,
-        context: &dyn std::fmt::Display,
+        context: &dyn Context,
     ) -> Step<Option<Eid>> {
         let mut found: Option<(Eid, Keyword, Edn)> = None;
         for (k, v) in entity {
@@ -1015,10 +1223,15 @@ impl<'a> TxState<'a> {
                     None => found = Some((e, a, v.clone())),
                     Some((fe, _, _)) if *fe == e => {}
                     Some((fe, fa, fv)) => {
-                        return Err(TxError::Upsert(format!(
-                            "Conflicting upserts: [{fa} {fv}] resolves to {fe}, but [{a} {v}] resolves to {e}"
+                        let message =
+                            format!("Conflicting upserts: [{fa} {fv}] resolves to {fe}, but [{a} {v}] resolves to {e}");
+                        return Err(TxError::Upsert(upsert_conflict(
+                            message,
+                            context,
+                            (e, a, v.clone()),
+                            (*fe, *fa, fv),
                         ))
-                        .into())
+                        .into());
                     }
                 }
             }
@@ -1044,27 +1257,33 @@ impl<'a> TxState<'a> {
                     None => found = Some((e, tuple, value.to_edn())),
                     Some((fe, _, _)) if *fe == e => {}
                     Some((fe, fa, fv)) => {
-                        return Err(TxError::Upsert(format!(
+                        let message = format!(
                             "Conflicting upserts: [{fa} {fv}] resolves to {fe}, but [{tuple} {}] resolves to {e}",
                             value.to_edn()
-                        ))
-                        .into())
+                        );
+                        let this = (e, tuple, value.to_edn());
+                        return Err(TxError::Upsert(upsert_conflict(message, context, this, (*fe, *fa, fv))).into());
                     }
                 }
             }
         }
         if let (Some((e, a, v)), Some(Edn::Int(id))) = (&found, resolved) {
             if *id >= 0 && id != e {
-                return Err(TxError::Upsert(format!(
-                    "Conflicting upsert: [{a} {v}] resolves to {e}, but entity already has :db/id {id}"
-                ))
-                .into());
+                let message =
+                    format!("Conflicting upsert: [{a} {v}] resolves to {e}, but entity already has :db/id {id}");
+                let detail = Detail::new(message)
+                    .attribute(*a)
+                    .value(v.clone())
+                    .entity_id(Edn::Int(*id))
+                    .entity(context.to_edn())
+                    .with("conflict", Edn::Vector(vec![Edn::Int(*e), Edn::Keyword(*a), v.clone()]));
+                return Err(TxError::Upsert(detail).into());
             }
         }
         Ok(found.map(|(e, _, _)| e))
     }
 
-    fn check_schema_update(&self, entity: &[(Edn, Edn)], eid: Eid, context: &dyn std::fmt::Display) -> Step<()> {
+    fn check_schema_update(&self, entity: &[(Edn, Edn)], eid: Eid, context: &dyn Context) -> Step<()> {
         let keys: Vec<Keyword> = entity.iter().filter_map(|(k, _)| k.as_keyword()).collect();
         if !keys.iter().any(|k| is_schema_attr(*k) && k.as_str() != "db/doc" || k.as_str() == "db/ident") {
             return Ok(());
@@ -1074,15 +1293,18 @@ impl<'a> TxState<'a> {
         };
         if let Some(Edn::Keyword(ident)) = get("db/ident") {
             if is_system_ident(*ident) {
-                return Err(TxError::Schema(format!(
-                    "Using namespace 'db' for attribute identifiers is not allowed: {context}"
-                ))
+                return Err(TxError::Schema(
+                    Detail::new(format!("Using namespace 'db' for attribute identifiers is not allowed: {context}"))
+                        .attribute(*ident)
+                        .entity(context.to_edn()),
+                )
                 .into());
             }
         }
         let existing = self.schema.eid_ident(eid).and_then(|i| self.schema.attr(i)).filter(|a| a.eid == eid).cloned();
         if let Some(old) = existing {
             let mut invalid = Vec::new();
+            let mut invalid_data = Vec::new();
             for (k, v) in entity {
                 let Some(k) = k.as_keyword() else { continue };
                 let old_v = old_prop(&old, k);
@@ -1099,23 +1321,34 @@ impl<'a> TxState<'a> {
                     _ => true,
                 };
                 if !ok {
-                    invalid.push(format!("{k} {} -> {v}", old_v.map_or("nil".to_string(), |x| x.to_string())));
+                    let old_v = old_v.unwrap_or(Edn::Nil);
+                    invalid.push(format!("{k} {old_v} -> {v}"));
+                    invalid_data.push((Edn::Keyword(k), Edn::Vector(vec![old_v, v.clone()])));
                 }
             }
             if !invalid.is_empty() {
-                return Err(TxError::Schema(format!(
+                let detail = Detail::new(format!(
                     "Update not supported for these schema attributes: {} in {context}",
                     invalid.join(", ")
                 ))
-                .into());
+                .attribute(old.ident)
+                .entity_id(Edn::Int(eid))
+                .entity(context.to_edn())
+                .with("invalid-updates", Edn::Map(invalid_data));
+                return Err(TxError::Schema(detail).into());
             }
         } else if self.write_schema && (get("db/cardinality").is_some() || get("db/valueType").is_some()) {
             let complete =
                 get("db/ident").is_some() && get("db/valueType").is_some() && get("db/cardinality").is_some();
             if !complete {
-                return Err(TxError::Schema(format!(
-                    "Incomplete schema transaction attributes, expected :db/ident, :db/valueType, :db/cardinality in {context}"
-                ))
+                let required = ["db/ident", "db/valueType", "db/cardinality"];
+                return Err(TxError::Schema(
+                    Detail::new(format!(
+                        "Incomplete schema transaction attributes, expected :db/ident, :db/valueType, :db/cardinality in {context}"
+                    ))
+                    .entity(context.to_edn())
+                    .expected(Edn::Vector(required.iter().map(|k| Edn::kw(k)).collect())),
+                )
                 .into());
             }
         }
@@ -1156,11 +1389,17 @@ impl<'a> TxState<'a> {
                 "without :attribute-refs? the attribute keyword is stored in every datom, so the data would \
                  not follow"
             };
-            return Err(TxError::Schema(format!(
+            let detail = Detail::new(format!(
                 "{change} while it has existing (or history) datoms: {why}. Migrate the data to a new \
                  attribute instead."
             ))
-            .into());
+            .attribute(*old)
+            .entity_id(Edn::Int(d.e));
+            let detail = match now {
+                Some(new) => detail.with("new-attribute", Edn::Keyword(new)),
+                None => detail,
+            };
+            return Err(TxError::Schema(detail).into());
         }
         Ok(())
     }
@@ -1177,9 +1416,8 @@ impl<'a> TxState<'a> {
     fn apply_op(&mut self, op_vec: &[Edn], internal: bool) -> Step<Vec<Item<'static>>> {
         let ctx = ShowVec(op_vec);
         let Some(op) = op_vec.first().and_then(Edn::as_keyword) else {
-            return Err(
-                TxError::Syntax(format!("Bad entity type at {ctx}, expected an operation keyword first")).into()
-            );
+            let message = format!("Bad entity type at {ctx}, expected an operation keyword first");
+            return Err(TxError::Syntax(op_detail(message, op_vec)).into());
         };
         let arg = |i: usize| op_vec.get(i).cloned().unwrap_or(Edn::Nil);
         let (mut e, a, v) = (arg(1), arg(2), arg(3));
@@ -1191,21 +1429,29 @@ impl<'a> TxState<'a> {
         match op.as_str() {
             "db/add" => {
                 if op_vec.len() != 4 {
-                    return Err(TxError::Syntax(format!("Bad :db/add {ctx}, expected [:db/add e a v]")).into());
+                    return Err(TxError::Syntax(op_detail(
+                        format!("Bad :db/add {ctx}, expected [:db/add e a v]"),
+                        op_vec,
+                    ))
+                    .into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 Ok(self.add_op(e, a_kw, v, internal)?.into_iter().collect())
             }
             "db/retract" => {
                 if !(3..=4).contains(&op_vec.len()) {
-                    return Err(TxError::Syntax(format!("Bad :db/retract {ctx}, expected [:db/retract e a] or [:db/retract e a v]")).into());
+                    let message = format!("Bad :db/retract {ctx}, expected [:db/retract e a] or [:db/retract e a v]");
+                    return Err(TxError::Syntax(op_detail(message, op_vec)).into());
                 }
                 if is_tempid(&e) {
-                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                    return Err(TxError::Syntax(tempid_detail(op_vec)).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 if !internal && self.schema.attr(a_kw).is_some_and(|attr| attr.tuple_attrs.is_some()) {
-                    return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+                    return Err(TxError::Syntax(
+                        op_detail(format!("Can’t modify tuple attrs directly: {ctx}"), op_vec).attribute(a_kw),
+                    )
+                    .into());
                 }
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets: Vec<Datom> = if op_vec.len() == 3 {
@@ -1221,11 +1467,14 @@ impl<'a> TxState<'a> {
             }
             "db.fn/retractAttribute" => {
                 if is_tempid(&e) {
-                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                    return Err(TxError::Syntax(tempid_detail(op_vec)).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 if self.schema.attr(a_kw).is_some_and(|attr| attr.tuple_attrs.is_some()) {
-                    return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+                    return Err(TxError::Syntax(
+                        op_detail(format!("Can’t modify tuple attrs directly: {ctx}"), op_vec).attribute(a_kw),
+                    )
+                    .into());
                 }
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 let targets = self.ea_datoms(eid, a_kw)?.to_vec();
@@ -1243,17 +1492,21 @@ impl<'a> TxState<'a> {
             }
             "db/retractEntity" | "db.fn/retractEntity" => {
                 if is_tempid(&e) {
-                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                    return Err(TxError::Syntax(tempid_detail(op_vec)).into());
                 }
                 let Some(eid) = self.entid(&e)? else { return Ok(Vec::new()) };
                 self.retract_entity(eid)
             }
             "db/cas" | "db.fn/cas" => {
                 if op_vec.len() != 5 {
-                    return Err(TxError::Syntax(format!("Bad {op} {ctx}, expected [{op} e a old new]")).into());
+                    return Err(TxError::Syntax(op_detail(
+                        format!("Bad {op} {ctx}, expected [{op} e a old new]"),
+                        op_vec,
+                    ))
+                    .into());
                 }
                 if is_tempid(&e) {
-                    return Err(TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into());
+                    return Err(TxError::Syntax(tempid_detail(op_vec)).into());
                 }
                 let a_kw = self.attr_of(&a, &ctx)?;
                 let eid = self.entid_strict(&e)?;
@@ -1268,22 +1521,33 @@ impl<'a> TxState<'a> {
                     }
                 };
                 let many = self.schema.is_many(a_kw);
+                let failed = |message: String| {
+                    let current = match many {
+                        true => Edn::Vector(current.iter().map(Value::to_edn).collect()),
+                        false => current.first().map_or(Edn::Nil, Value::to_edn),
+                    };
+                    let detail = op_detail(message, op_vec)
+                        .entity_id(Edn::Int(eid))
+                        .attribute(a_kw)
+                        .with("old", current)
+                        .expected(old.clone())
+                        .with("new", new.clone());
+                    Fail::from(TxError::Cas(detail))
+                };
                 if old == Edn::Nil {
                     if !current.is_empty() {
-                        return Err(TxError::Cas(format!(
-                            ":db.fn/cas failed on datom [{eid} {a_kw} {}], expected nil",
-                            show(&current, many)
-                        ))
-                        .into());
+                        let message =
+                            format!(":db.fn/cas failed on datom [{eid} {a_kw} {}], expected nil", show(&current, many));
+                        return Err(failed(message));
                     }
                 } else {
                     let old_v = self.resolve_value(a_kw, &old, &ctx)?;
                     if !current.contains(&old_v) || (!many && current.first() != Some(&old_v)) {
-                        return Err(TxError::Cas(format!(
+                        let message = format!(
                             ":db.fn/cas failed on datom [{eid} {a_kw} {}], expected {old}",
                             show(&current, many)
-                        ))
-                        .into());
+                        );
+                        return Err(failed(message));
                     }
                 }
                 Ok(vec![Item::Op(vec![Edn::kw("db/add"), Edn::Int(eid), a, new])])
@@ -1291,14 +1555,16 @@ impl<'a> TxState<'a> {
             "db/purge" | "db.purge/attribute" | "db.purge/entity" | "db.history.purge/before" => {
                 self.purge_op(op, &e, op_vec)
             }
-            "db.fn/call" => Err(TxError::Syntax(format!(
-                ":db.fn/call needs a function value, which EDN transaction data cannot carry: {ctx}"
+            "db.fn/call" => Err(TxError::Syntax(op_detail(
+                format!(":db.fn/call needs a function value, which EDN transaction data cannot carry: {ctx}"),
+                op_vec,
             ))
             .into()),
-            _ => Err(TxError::Syntax(format!(
-                "Unknown operation at {ctx}, expected :db/add, :db/retract, :db.fn/retractAttribute, :db/retractEntity, :db.fn/retractEntity, :db/cas, :db.fn/cas, :db/purge, :db.purge/attribute, :db.purge/entity, :db.history.purge/before"
-            ))
-            .into()),
+            _ => {
+                let choices = OPERATIONS.iter().map(|op| format!(":{op}")).collect::<Vec<_>>().join(", ");
+                let message = format!("Unknown operation at {ctx}, expected {choices}");
+                Err(TxError::Syntax(op_detail(message, op_vec).choices(OPERATIONS.iter().map(|op| Edn::kw(op)))).into())
+            }
         }
     }
 
@@ -1307,7 +1573,11 @@ impl<'a> TxState<'a> {
     fn add_op(&mut self, e: Edn, a: Keyword, v: Edn, internal: bool) -> Step<Option<Item<'static>>> {
         let ctx = ShowAdd(&e, a, &v);
         if !internal && self.schema.attr(a).is_some_and(|attr| attr.tuple_attrs.is_some()) {
-            return Err(TxError::Syntax(format!("Can’t modify tuple attrs directly: {ctx}")).into());
+            let detail = Detail::new(format!("Can’t modify tuple attrs directly: {ctx}"))
+                .with("operation", Edn::kw("db/add"))
+                .tx_data(ctx.to_edn())
+                .attribute(a);
+            return Err(TxError::Syntax(detail).into());
         }
         if is_tx_id(&e) {
             self.allocate(TempKey::of(&e), self.tx);
@@ -1356,28 +1626,29 @@ impl<'a> TxState<'a> {
         Ok(None)
     }
 
-    fn attr_of(&self, a: &Edn, ctx: &dyn std::fmt::Display) -> Step<Keyword> {
+    fn attr_of(&self, a: &Edn, ctx: &dyn Context) -> Step<Keyword> {
         let Some(k) = a.as_keyword() else {
-            return Err(
-                TxError::Syntax(format!("Bad entity attribute {a} at {ctx}, expected keyword or string")).into()
-            );
+            let detail = Detail::new(format!("Bad entity attribute {a} at {ctx}, expected keyword or string"))
+                .with("attribute", a.clone());
+            return Err(TxError::Syntax(in_context(detail, ctx)).into());
         };
         self.check_attr(k, ctx)?;
         Ok(k)
     }
 
     /// A value for attribute `a`, resolving refs (ids, idents, lookup refs).
-    fn resolve_value(&mut self, a: Keyword, v: &Edn, ctx: &dyn std::fmt::Display) -> Step<Value> {
+    fn resolve_value(&mut self, a: Keyword, v: &Edn, ctx: &dyn Context) -> Step<Value> {
         if self.schema.is_ref(a) {
             if *v == Edn::Nil {
-                return Err(TxError::Syntax(format!("Cannot store nil as a value at {ctx}")).into());
+                let detail = Detail::new(format!("Cannot store nil as a value at {ctx}")).attribute(a).value(Edn::Nil);
+                return Err(TxError::Syntax(in_context(detail, ctx)).into());
             }
             return Ok(Value::Long(self.entid_strict(v)?));
         }
         self.coerce_value(a, v, ctx)
     }
 
-    fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn std::fmt::Display) -> Step<()> {
+    fn transact_add(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn Context) -> Step<()> {
         let eid = self.entid_strict(e)?;
         let value = self.resolve_value(a, v, ctx)?;
         if a.as_str() == "db/txInstant" && self.set_tx_instant(eid, &value, ctx)? {
@@ -1410,11 +1681,15 @@ impl<'a> TxState<'a> {
         if unique {
             if let Some(other) = self.unique_lookup(a, &new.v)? {
                 if other != eid {
-                    return Err(TxError::Unique(format!(
-                        "Cannot add {new} because of unique constraint: [{other} {a} {}]",
-                        new.v.to_edn()
-                    ))
-                    .into());
+                    let value = new.v.to_edn();
+                    let detail =
+                        Detail::new(format!("Cannot add {new} because of unique constraint: [{other} {a} {value}]"))
+                            .attribute(a)
+                            .value(value.clone())
+                            .entity_id(Edn::Int(eid))
+                            .datom(new.to_edn_vector())
+                            .with("conflict", Edn::Vector(vec![Edn::Int(other), Edn::Keyword(a), value]));
+                    return Err(TxError::Unique(detail).into());
                 }
             }
         }
@@ -1428,23 +1703,31 @@ impl<'a> TxState<'a> {
     /// earlier than the last transaction's, so that instants never decrease and as-of/since
     /// by instant name a prefix of the transactions. Replaces the automatic instant in place
     /// (no retraction is reported) and returns true when there was one.
-    fn set_tx_instant(&mut self, eid: Eid, value: &Value, ctx: &dyn std::fmt::Display) -> Step<bool> {
+    fn set_tx_instant(&mut self, eid: Eid, value: &Value, ctx: &dyn Context) -> Step<bool> {
+        let detail = |message: String| {
+            let detail = Detail::new(message).attribute(Keyword::new("db/txInstant")).value(value.to_edn());
+            in_context(detail, ctx).entity_id(Edn::Int(eid))
+        };
         if eid != self.tx {
-            return Err(TxError::Syntax(format!(
+            return Err(TxError::Syntax(detail(format!(
                 "Bad :db/txInstant at {ctx}: only the transaction's own entity (\"datomic.tx\", :db/current-tx) can be given an instant"
-            ))
+            )))
             .into());
         }
         let Value::Instant(ms) = *value else {
-            return Err(TxError::Schema(format!("Bad :db/txInstant at {ctx}, expected an instant")).into());
+            let message = format!("Bad :db/txInstant at {ctx}, expected an instant");
+            return Err(TxError::Schema(detail(message).expected(Edn::kw("db.type/instant"))).into());
         };
         let last = self.db.last_tx_instant();
         if ms < last {
-            return Err(TxError::Syntax(format!(
-                "Bad :db/txInstant at {ctx}: {} is earlier than the last transaction's instant {}",
-                Edn::Inst(ms),
-                Edn::Inst(last)
-            ))
+            return Err(TxError::Syntax(
+                detail(format!(
+                    "Bad :db/txInstant at {ctx}: {} is earlier than the last transaction's instant {}",
+                    Edn::Inst(ms),
+                    Edn::Inst(last)
+                ))
+                .with("last", Edn::Inst(last)),
+            )
             .into());
         }
         self.tx_instant = ms;

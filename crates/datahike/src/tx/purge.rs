@@ -23,7 +23,7 @@
 //! - As in Datahike, a numeric entity id is taken as is: purging an id that has no datoms
 //!   does nothing. Idents and lookup refs must name an entity, now or in history.
 
-use super::{is_tempid, Item, ShowVec, Step, TxState};
+use super::{is_tempid, op_detail, Item, ShowVec, Step, TxState};
 use crate::datom::{Datom, DatomKey, IndexOrder};
 use crate::edn::{Edn, Keyword};
 use crate::error::TxError;
@@ -43,13 +43,12 @@ impl TxState<'_> {
             _ => ("History purge", 2, "[:db.history.purge/before inst]"),
         };
         if op_vec.len() != arity {
-            return Err(TxError::Syntax(format!("Bad {op} {ctx}, expected {shape}")).into());
+            return Err(TxError::Syntax(op_detail(format!("Bad {op} {ctx}, expected {shape}"), op_vec)).into());
         }
         if !self.db.config().keep_history {
-            return Err(TxError::Purge(format!(
-                "{what} is only available in temporal databases (created with :keep-history? true): {ctx}"
-            ))
-            .into());
+            let message =
+                format!("{what} is only available in temporal databases (created with :keep-history? true): {ctx}");
+            return Err(TxError::Purge(op_detail(message, op_vec)).into());
         }
         match op.as_str() {
             "db/purge" => {
@@ -82,10 +81,11 @@ impl TxState<'_> {
             }
             _ => {
                 let Edn::Inst(before) = *e else {
-                    return Err(TxError::Syntax(format!(
+                    let message = format!(
                         "Bad {op} {ctx}, expected an instant: [:db.history.purge/before #inst \"2024-01-01T00:00:00.000Z\"]"
-                    ))
-                    .into());
+                    );
+                    let detail = op_detail(message, op_vec).value(e.clone()).expected(Edn::kw("db.type/instant"));
+                    return Err(TxError::Syntax(detail).into());
                 };
                 let excised = self.excise_history_before(before)?;
                 Ok(self.component_purges(&excised))
@@ -98,9 +98,8 @@ impl TxState<'_> {
     /// purged.
     fn purge_entid(&mut self, x: &Edn, ctx: &ShowVec<'_>) -> Step<Eid> {
         if is_tempid(x) {
-            return Err(
-                TxError::Syntax(format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only")).into()
-            );
+            let message = format!("Can't use tempid in '{ctx}'. Tempids are allowed in :db/add only");
+            return Err(TxError::Syntax(op_detail(message, ctx.0).entity_id(x.clone())).into());
         }
         if let Some(e) = self.entid(x)? {
             return Ok(e);
@@ -116,7 +115,10 @@ impl TxState<'_> {
             },
             _ => None,
         };
-        historical.ok_or_else(|| TxError::Purge(format!("Can't find entity with ID {x} to be purged: {ctx}")).into())
+        historical.ok_or_else(|| {
+            let message = format!("Can't find entity with ID {x} to be purged: {ctx}");
+            TxError::Purge(op_detail(message, ctx.0).entity_id(x.clone())).into()
+        })
     }
 
     /// The entity of a history datom `[? a v]` that no purge of this transaction took.
@@ -132,11 +134,12 @@ impl TxState<'_> {
     fn excise(&mut self, e: Eid, a: Keyword, v: &Value, ctx: &ShowVec<'_>) -> Step<Vec<Datom>> {
         let current = self.ea_datoms(e, a)?.iter().any(|d| d.v == *v);
         if current && is_schema_attr(a) {
-            return Err(TxError::Purge(format!(
+            let message = format!(
                 "Cannot purge the schema datom [{e} {a} {}] at {ctx}: schema is not purged; retract it first, then purge it from history",
                 v.to_edn()
-            ))
-            .into());
+            );
+            let detail = op_detail(message, ctx.0).entity_id(Edn::Int(e)).attribute(a).value(v.to_edn());
+            return Err(TxError::Purge(detail).into());
         }
         let key = DatomKey { e: Some(e), a: Some(a), v: Some(v.clone()), tx: None };
         let mut stored = self.db.datoms_key(IndexOrder::Eavt, &key)?;

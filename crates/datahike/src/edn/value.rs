@@ -1,0 +1,119 @@
+//! The [`Edn`] value type. It imports nothing of the crate but the interned keywords and
+//! symbols, so that `error` can carry values without depending on the reader or printer.
+
+use super::kw::{Keyword, Symbol};
+use bigdecimal::BigDecimal;
+use num_bigint::BigInt;
+use std::sync::Arc;
+
+/// An EDN value. Maps and sets keep insertion order (as Clojure's small array maps do) so that
+/// printing is deterministic; equality ignores that order.
+#[derive(Clone, Debug)]
+pub enum Edn {
+    /// `nil`
+    Nil,
+    /// `true` / `false`
+    Bool(bool),
+    /// A string.
+    Str(Arc<str>),
+    /// A character such as `\a` or `\newline`.
+    Char(char),
+    /// An integer that fits a signed 64-bit long.
+    Int(i64),
+    /// An integer written with `N` or too large for a long.
+    BigInt(Arc<BigInt>),
+    /// A floating point number (a Clojure double).
+    Float(f64),
+    /// A decimal written with `M`.
+    BigDec(Arc<BigDecimal>),
+    /// A keyword such as `:db/id`.
+    Keyword(Keyword),
+    /// A symbol such as `?e`.
+    Symbol(Symbol),
+    /// `( ... )`
+    List(Vec<Edn>),
+    /// `[ ... ]`
+    Vector(Vec<Edn>),
+    /// `{ ... }` as key/value pairs in reading order, keys distinct.
+    Map(Vec<(Edn, Edn)>),
+    /// `#{ ... }` in reading order, elements distinct.
+    Set(Vec<Edn>),
+    /// `#inst "..."` as milliseconds since the Unix epoch (a `java.util.Date`).
+    Inst(i64),
+    /// `#uuid "..."`
+    Uuid(uuid::Uuid),
+    /// Any other tagged literal `#tag value`.
+    Tagged(Symbol, Box<Edn>),
+}
+
+impl Edn {
+    /// A keyword value from its text without colon.
+    pub fn kw(text: &str) -> Edn {
+        Edn::Keyword(Keyword::new(text))
+    }
+    /// A string value.
+    pub fn str(text: &str) -> Edn {
+        Edn::Str(text.into())
+    }
+    /// Looks a key up in a map; `None` for other values or absent keys.
+    pub fn get(&self, key: &Edn) -> Option<&Edn> {
+        match self {
+            Edn::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    /// Looks a keyword key up in a map.
+    pub fn get_kw(&self, key: &str) -> Option<&Edn> {
+        self.get(&Edn::kw(key))
+    }
+    /// The elements of a list, vector or set.
+    pub fn as_seq(&self) -> Option<&[Edn]> {
+        match self {
+            Edn::List(xs) | Edn::Vector(xs) | Edn::Set(xs) => Some(xs),
+            _ => None,
+        }
+    }
+    /// The keyword, if this is one.
+    pub fn as_keyword(&self) -> Option<Keyword> {
+        match self {
+            Edn::Keyword(k) => Some(*k),
+            _ => None,
+        }
+    }
+    /// The symbol, if this is one.
+    pub fn as_symbol(&self) -> Option<Symbol> {
+        match self {
+            Edn::Symbol(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Edn {
+    fn eq(&self, other: &Self) -> bool {
+        use Edn::*;
+        match (self, other) {
+            (Nil, Nil) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Str(a), Str(b)) => a == b,
+            (Char(a), Char(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (BigInt(a), BigInt(b)) => a == b,
+            // Clojure's `=` on doubles; NaN is unequal to itself there too.
+            (Float(a), Float(b)) => a == b,
+            (BigDec(a), BigDec(b)) => a == b,
+            (Keyword(a), Keyword(b)) => a == b,
+            (Symbol(a), Symbol(b)) => a == b,
+            // Lists and vectors with equal elements are equal, as in Clojure.
+            (List(a) | Vector(a), List(b) | Vector(b)) => a == b,
+            (Map(a), Map(b)) => {
+                a.len() == b.len() && a.iter().all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v == v2))
+            }
+            (Set(a), Set(b)) => a.len() == b.len() && a.iter().all(|x| b.contains(x)),
+            (Inst(a), Inst(b)) => a == b,
+            (Uuid(a), Uuid(b)) => a == b,
+            (Tagged(t, a), Tagged(u, b)) => t == u && a == b,
+            _ => false,
+        }
+    }
+}
