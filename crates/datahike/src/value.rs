@@ -52,6 +52,31 @@ pub enum Value {
     Map(Arc<[(Value, Value)]>),
 }
 
+/// How deeply tuples (and the query-only sets and maps) may nest in a value: a tuple of
+/// scalars is 1. The one limit of what a transaction accepts and what the index codec reads
+/// back ([`crate::index::codec::MAX_TUPLE_DEPTH`] is this), so that everything written can be
+/// read.
+pub const MAX_VALUE_DEPTH: usize = 32;
+
+/// How deeply vectors, lists, sets and maps nest in `edn` (a scalar is 0).
+pub fn edn_depth(edn: &Edn) -> usize {
+    // An explicit stack: the EDN reader bounds nesting, but values built in code need not be.
+    let mut deepest = 0;
+    let mut stack = vec![(edn, 0usize)];
+    while let Some((edn, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match edn {
+            Edn::Vector(xs) | Edn::List(xs) | Edn::Set(xs) => stack.extend(xs.iter().map(|x| (x, depth + 1))),
+            Edn::Map(entries) => {
+                stack.extend(entries.iter().flat_map(|(k, v)| [(k, depth + 1), (v, depth + 1)]));
+            }
+            Edn::Tagged(_, inner) => stack.push((inner, depth)),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl Value {
     /// The byte that orders values of different types. The order follows the JVM class names
     /// Datahike compares by (`[B` < `clojure.lang.BigInt` < ... < `java.util.UUID`), with nil
@@ -145,8 +170,17 @@ impl Value {
     }
 
     /// Converts an EDN scalar into a value without schema knowledge: integers become longs,
-    /// floats doubles, vectors tuples. Maps, sets, lists, chars and other tags are not values.
+    /// floats doubles, vectors tuples. Maps, sets, lists, chars and other tags are not values,
+    /// nor are tuples nested deeper than [`MAX_VALUE_DEPTH`] (the stored form could not be
+    /// read back).
     pub fn from_edn(edn: &Edn) -> Option<Value> {
+        if edn_depth(edn) > MAX_VALUE_DEPTH {
+            return None;
+        }
+        Value::from_edn_unchecked(edn)
+    }
+
+    fn from_edn_unchecked(edn: &Edn) -> Option<Value> {
         Some(match edn {
             Edn::Nil => Value::Nil,
             Edn::Bool(b) => Value::Boolean(*b),
@@ -159,7 +193,9 @@ impl Value {
             Edn::Symbol(s) => Value::Symbol(*s),
             Edn::Inst(ms) => Value::Instant(*ms),
             Edn::Uuid(u) => Value::Uuid(*u),
-            Edn::Vector(xs) => Value::Tuple(xs.iter().map(Value::from_edn).collect::<Option<Vec<_>>>()?.into()),
+            Edn::Vector(xs) => {
+                Value::Tuple(xs.iter().map(Value::from_edn_unchecked).collect::<Option<Vec<_>>>()?.into())
+            }
             Edn::Tagged(tag, inner) if tag.as_str() == "bytes" => match inner.as_ref() {
                 Edn::Vector(xs) => Value::Bytes(
                     xs.iter()

@@ -27,8 +27,9 @@ use std::sync::Arc;
 /// The version byte that starts an [`encode_datoms`] encoding.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Deepest tuple nesting a decoder accepts; guards the stack against crafted input.
-pub const MAX_TUPLE_DEPTH: usize = 32;
+/// Deepest tuple nesting a decoder accepts; guards the stack against crafted input. It is the
+/// limit transactions enforce ([`crate::value::MAX_VALUE_DEPTH`]): what is accepted is read.
+pub const MAX_TUPLE_DEPTH: usize = crate::value::MAX_VALUE_DEPTH;
 
 const TAG_NIL: u8 = 0;
 const TAG_BYTES: u8 = 1;

@@ -1002,6 +1002,17 @@ impl<'a> TxState<'a> {
             let detail = Detail::new(format!("Cannot store nil as a value at {context}")).attribute(a).value(Edn::Nil);
             return Err(TxError::Syntax(in_context(detail, context)).into());
         }
+        let depth = crate::value::edn_depth(v);
+        if depth > crate::value::MAX_VALUE_DEPTH {
+            let detail = Detail::new(format!(
+                "Bad entity value at {context}: it nests {depth} levels deep, more than the {} a stored value may",
+                crate::value::MAX_VALUE_DEPTH
+            ))
+            .attribute(a)
+            .with("depth", Edn::Int(depth as i64))
+            .expected(Edn::Int(crate::value::MAX_VALUE_DEPTH as i64));
+            return Err(TxError::Syntax(in_context(detail, context)).into());
+        }
         let attr = self.schema.attr(a);
         let declared = attr.and_then(|x| x.value_type);
         if let Some(t) = declared {
