@@ -43,6 +43,11 @@ pub fn read_edn_text(text: &str, origin: &str) -> Result<Edn, InputError> {
 
 fn config_file(path: &str) -> Result<Config, InputError> {
     let edn = read_edn_file(path)?;
+    if matches!(edn, Edn::Map(_)) && edn.get_kw("store").is_none() {
+        return Err(InputError::Failed(format!(
+            "config file {path} has no :store: its database would live in memory and vanish when dthk exits; add :store {{:backend :file :path \"...\"}} (or {{:backend :memory}} to mean it)"
+        )));
+    }
     Config::from_edn(&edn).map_err(|e| InputError::Failed(format!("config file {path}: {e}")))
 }
 

@@ -26,7 +26,17 @@ const EXIT_ERROR: i32 = 1;
 const EXIT_NOT_IMPLEMENTED: i32 = 2;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Arguments that are not UTF-8 are refused by position, never a panic.
+    let mut args = Vec::new();
+    for (i, arg) in std::env::args_os().skip(1).enumerate() {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(raw) => {
+                eprintln!("❌ argument {} is not valid UTF-8: {:?}", i + 1, raw);
+                std::process::exit(EXIT_ERROR);
+            }
+        }
+    }
     std::process::exit(run(args));
 }
 
@@ -380,6 +390,7 @@ fn parse_and_run(
             op.example
         )));
     }
+    warn_memory_config(op, args);
     log::info(&format!("running {}", op.api));
     let bar = match op.name {
         "export" => Some(progress::Bar::new("exporting")),
@@ -397,6 +408,22 @@ fn parse_and_run(
         bar.finish();
     }
     result.map_err(Failure::Library)
+}
+
+/// A config without `:store` is a memory database, which vanishes when `dthk` exits: say so.
+fn warn_memory_config(op: &Op, args: &[Arg]) {
+    let first_is_config = op.arities.iter().any(|a| a.first() == Some(&api::Param::Config));
+    let config = match args.first() {
+        None if first_is_config => None,
+        Some(Arg::Data(edn)) if first_is_config => Some(edn),
+        _ => return,
+    };
+    if config.is_none_or(|c| c.get_kw("store").is_none()) {
+        log::warn(&format!(
+            "the config has no :store, so {} works on a memory database that vanishes when dthk exits; add :store {{:backend :file :path \"...\"}}",
+            op.name
+        ));
+    }
 }
 
 /// A call whose database config has `:remote-peer`: the arguments go to the server as data
