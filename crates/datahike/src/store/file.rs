@@ -336,7 +336,18 @@ fn decode_frame(bytes: &[u8], offset: usize) -> Option<Frame> {
 /// Zero bytes after the last frame are space written ahead for the next frames and end the
 /// segment cleanly. A bad frame that no good frame follows is a torn tail when `is_last` (a
 /// crash while appending it) and ends the segment; anything else is corruption.
-fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Frame>, usize)> {
+/// What [`scan_segment`] does with a damaged record that is not the torn end of the log.
+#[derive(Clone, Copy)]
+enum Damage {
+    /// Skip it when every record it can have held is numbered at most this: the caller does
+    /// not need them (the indices cover them). Records it needs stay an error.
+    SkipThrough(u64),
+    /// Skip it: the caller only needs to know where the good records are (to append after
+    /// them, or to see whether any is left); readers decide whether the damage matters.
+    Skip,
+}
+
+fn scan_segment(bytes: &[u8], path: &Path, is_last: bool, damage: Damage) -> StoreResult<(Vec<Frame>, usize)> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
@@ -348,30 +359,49 @@ fn scan_segment(bytes: &[u8], path: &Path, is_last: bool) -> StoreResult<(Vec<Fr
             }
             _ => {
                 let written_end = written_end(bytes);
-                if written_end <= offset || (is_last && !good_frame_after(bytes, offset, written_end, last_seq)) {
+                let next = next_good_frame(bytes, offset, written_end, last_seq);
+                if written_end <= offset || (is_last && next.is_none()) {
                     break;
                 }
-                return Err(StoreError::Corrupt {
-                    key: path.display().to_string(),
-                    reason: format!("bad log record at byte offset {offset}"),
-                });
+                let corrupt = |reason: String| StoreError::Corrupt { key: path.display().to_string(), reason };
+                let Some((next_offset, next_seq)) = next else {
+                    return Err(corrupt(format!("bad log record at byte offset {offset}")));
+                };
+                match damage {
+                    Damage::SkipThrough(covered) if next_seq > covered.saturating_add(1) => {
+                        return Err(corrupt(format!(
+                            "bad log record at byte offset {offset}, before record {next_seq}: records after {covered} are needed"
+                        )));
+                    }
+                    Damage::SkipThrough(_) | Damage::Skip => {
+                        tracing::warn!(
+                            target: "datahike::store",
+                            path = %path.display(),
+                            offset,
+                            next_seq,
+                            "skipping a damaged log record that the indices already cover"
+                        );
+                        offset = next_offset;
+                    }
+                }
             }
         }
     }
     Ok((frames, offset))
 }
 
+/// Where the first good frame after `offset` (and later than `last_seq`) starts, and its
+/// sequence number: after a damaged frame, the log goes on from there. (A good frame's
+/// header is never all zeros, as the checksum of a zero sequence number is not zero.)
+fn next_good_frame(bytes: &[u8], offset: usize, written_end: usize, last_seq: Option<u64>) -> Option<(usize, u64)> {
+    (offset + 1..written_end).find_map(|start| {
+        decode_frame(bytes, start).filter(|frame| last_seq.is_none_or(|last| frame.seq > last)).map(|f| (start, f.seq))
+    })
+}
+
 /// The length of `bytes` without its trailing zero bytes.
 fn written_end(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1)
-}
-
-/// Whether a good frame, later than `last_seq`, starts after `offset` and before
-/// `written_end`: then the bad frame at `offset` is not the torn end of the log. (A good
-/// frame's header is never all zeros, as the checksum of a zero sequence number is not zero.)
-fn good_frame_after(bytes: &[u8], offset: usize, written_end: usize, last_seq: Option<u64>) -> bool {
-    (offset + 1..written_end)
-        .any(|start| decode_frame(bytes, start).is_some_and(|frame| last_seq.is_none_or(|last| frame.seq > last)))
 }
 
 /// The bytes of the segment at `path` from byte `start` on, and where they start: from the
@@ -630,7 +660,7 @@ impl FileStore {
         let mut segments = list_segments(dir)?;
         while let Some((_, path)) = segments.pop() {
             let bytes = fs::read(&path).map_err(io_error(&path))?;
-            let (frames, valid_len) = scan_segment(&bytes, &path, true)?;
+            let (frames, valid_len) = scan_segment(&bytes, &path, true, Damage::Skip)?;
             let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_error(&path))?;
             if frames.is_empty() {
                 drop(file);
@@ -677,7 +707,7 @@ impl Appender {
             return Ok(true);
         }
         if active.len < size {
-            // A frame header is never all zeros (see `good_frame_after`).
+            // A frame header is never all zeros (see `next_good_frame`).
             let mut header = [0u8; FRAME_HEADER_BYTES];
             let header_len = usize::try_from(size - active.len).unwrap_or(FRAME_HEADER_BYTES).min(FRAME_HEADER_BYTES);
             let header = &mut header[..header_len];
@@ -1091,7 +1121,7 @@ impl Store for FileStore {
             // A reader asking for what follows its last read starts where that read ended.
             let start = cursor.filter(|c| c.segment == *first && c.seq <= after).map_or(0, |c| c.offset);
             let (start, bytes) = read_from(path, start)?;
-            let (frames, _) = scan_segment(&bytes, path, next_first.is_none())?;
+            let (frames, _) = scan_segment(&bytes, path, next_first.is_none(), Damage::SkipThrough(after))?;
             for frame in frames {
                 end = Some(ReadCursor { segment: *first, offset: start + to_u64(frame.payload.end), seq: frame.seq });
                 if frame.seq <= after {
@@ -1147,7 +1177,7 @@ impl Store for FileStore {
         let segments = list_segments(&dir)?;
         let Some((_, last)) = segments.last() else { return Ok(()) };
         let bytes = fs::read(last).map_err(io_error(last))?;
-        let (frames, _) = scan_segment(&bytes, last, true)?;
+        let (frames, _) = scan_segment(&bytes, last, true, Damage::Skip)?;
         if frames.last().is_some_and(|f| f.seq > through) {
             return Ok(());
         }
