@@ -205,6 +205,22 @@ fn threads_share_syncs_and_lose_nothing() {
     reopened.release().unwrap();
 }
 
+/// The periodic index flush runs without listeners too: a connection nobody listens to
+/// (a server without subscribers) must not let its log grow until `release`.
+#[test]
+fn the_periodic_flush_runs_without_listeners() {
+    let (_dir, _store, conn) = fresh();
+    let (acked, failed) = hammer(&conn, 4, datahike::FLUSH_EVERY_TXS / 4 + 10);
+    assert_eq!((acked.len(), failed), (4 * (datahike::FLUSH_EVERY_TXS / 4 + 10), 0));
+    // The flush runs in the background; it has started once the threshold was crossed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while conn.stats().flushes == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(conn.stats().flushes >= 1, "no index flush after {} transactions: {:?}", acked.len(), conn.stats());
+    conn.release().unwrap();
+}
+
 /// A record that fails to reach the log fails its transaction and every transaction made
 /// from a value that includes it; the others are acknowledged, and exactly the acknowledged
 /// ones are in the value and on disk.

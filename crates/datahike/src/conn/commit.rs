@@ -236,8 +236,10 @@ impl Conn {
         let Some(durable) = writer.durable.as_mut() else { return Vec::new() };
         let Some(progress) = durable.log_queue.as_ref().map(|q| q.progress()) else { return Vec::new() };
         let mut published = Vec::new();
+        let mut settled = false;
         while durable.pipeline.front().is_some_and(|f| f.seq <= progress.durable_through) {
             let Some(done) = durable.pipeline.pop_front() else { break };
+            settled = true;
             durable.txs_since_flush += 1;
             durable.bytes_since_flush += done.record.bytes.len();
             durable.unflushed.push(done.record);
@@ -253,7 +255,8 @@ impl Conn {
             durable.distrust = true;
         }
         durable.end_pipeline_if_idle();
-        if !published.is_empty() {
+        // Whether or not anyone listens (`published` holds reports only for listeners).
+        if settled {
             let every = if durable.inline_log { MEMORY_FLUSH_EVERY_TXS } else { FLUSH_EVERY_TXS };
             if durable.txs_since_flush >= every || durable.bytes_since_flush >= FLUSH_EVERY_BYTES {
                 durable.txs_since_flush = 0;
