@@ -497,6 +497,46 @@ fn insert_person(c: &rusqlite::Connection, id: Option<i64>, p: &Edn, prefix: &st
     Ok(())
 }
 
+/// CPU time of the whole machine and of this process with its waited-for children, in the
+/// kernel's clock ticks (`/proc/stat`, `/proc/self/stat`), to tell how much CPU other
+/// processes took during a section. The load average would not do: it counts this run's own
+/// waiting threads.
+struct CpuTimes {
+    /// Ticks of every CPU, idle included.
+    total: u64,
+    /// Ticks of every CPU in processes (user, nice, system) or stolen by the hypervisor.
+    busy: u64,
+    /// Ticks of this process and its children.
+    own: u64,
+}
+
+impl CpuTimes {
+    /// Now; `None` off Linux.
+    fn now() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user). Interrupt
+        // time is left out of `busy`: much of it is this run's own loopback traffic and disk
+        // I/O. Steal is in: other virtual machines took it.
+        let total: u64 = cpu.iter().take(8).sum();
+        let busy = [0, 1, 2, 7].iter().map(|&i| cpu.get(i).copied().unwrap_or(0)).sum();
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // After the command name in parentheses: state is field 3, utime..cstime fields 14-17.
+        let fields: Vec<u64> =
+            own_stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(4).filter_map(|x| x.parse().ok()).collect();
+        Some(CpuTimes { total, busy, own: fields.iter().sum() })
+    }
+
+    /// Cores' worth of CPU that other processes used between `earlier` and now.
+    fn others_cores_since(now: &Option<CpuTimes>, earlier: &Option<CpuTimes>) -> Option<f64> {
+        let (now, earlier) = (now.as_ref()?, earlier.as_ref()?);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let total = now.total.checked_sub(earlier.total).filter(|t| *t > 0)? as f64;
+        let others = (now.busy - earlier.busy).saturating_sub(now.own - earlier.own) as f64;
+        Some(others * cpus / total)
+    }
+}
+
 /// The parent: probes, the two server variants in child processes, SQLite, probes.
 fn run(args: &Args) {
     for _ in 0..args.busy {
@@ -521,24 +561,25 @@ fn run(args: &Args) {
     };
     std::fs::create_dir_all(&args.dir).expect("bench dir");
     let data = read_data(&args.data);
-    let probe = |when: &str| {
+    let probe = |when: &str, others: Option<f64>| {
         let rate = raw_fsync_rate(&args.dir, PROBE_SYNCS);
-        // Others' work on the machine shows in the load average.
-        let load = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse::<f64>().ok());
         emit(json!({"peer": "disk", "op": "fsync-raw", "when": when, "ops_per_s": rate.round(),
-                    "loadavg_1m": load, "note": "4 KiB append + fdatasync"}));
+                    "others_cpu_cores": others.map(|c| (c * 100.0).round() / 100.0),
+                    "note": "4 KiB append + fdatasync; others_cpu_cores: other processes' CPU use in the section before"}));
         rate
     };
     // Each section's lines carry the mean of the probes just before and after it, the disk's
-    // rate while it ran (it drifts on a shared machine).
-    let mut before = probe("before");
+    // rate while it ran (it drifts on a shared machine), and the CPU that other processes of
+    // the machine used meanwhile.
+    let mut before = (probe("before", None), CpuTimes::now());
     let mut section = |lines: Vec<Json>, after: &str| {
-        let rate = probe(after);
+        let others = CpuTimes::others_cores_since(&CpuTimes::now(), &before.1);
+        let rate = probe(after, others);
         for mut line in lines {
-            merge(&mut line, json!({"raw_sync_per_s": ((before + rate) / 2.0).round()}));
+            merge(&mut line, json!({"raw_sync_per_s": ((before.0 + rate) / 2.0).round()}));
             emit(line);
         }
-        before = rate;
+        before = (rate, CpuTimes::now());
     };
     for variant in &args.group_commit {
         let exe = std::env::current_exe().expect("own executable");
@@ -617,7 +658,13 @@ fn print_tables(files: &[String]) {
             .filter(|l| l["op"] == "fsync-raw")
             .map(|l| {
                 let rate = l["ops_per_s"].as_f64().unwrap_or(f64::NAN);
-                format!("{rate:.0} {} (load {})", l["when"].as_str().unwrap_or(""), l["loadavg_1m"])
+                match l["others_cpu_cores"].as_f64() {
+                    Some(cores) => format!(
+                        "{rate:.0} {} (others used {cores:.2} cores meanwhile)",
+                        l["when"].as_str().unwrap_or("")
+                    ),
+                    None => format!("{rate:.0} {}", l["when"].as_str().unwrap_or("")),
+                }
             })
             .collect();
         let busy = of_run.first().map_or(0, |l| l["busy"].as_u64().unwrap_or(0));
