@@ -630,7 +630,8 @@ fn main() {
     }
 }
 
-/// `--table FILE...`: a Markdown table of writes and one of queries per run.
+/// `--table FILE...`: for each run a Markdown table of transactions and one of queries, then
+/// the same tables with the median over the runs of each `--busy` value.
 fn print_tables(files: &[String]) {
     let mut lines: Vec<Json> = Vec::new();
     for file in files {
@@ -638,98 +639,126 @@ fn print_tables(files: &[String]) {
         lines.extend(text.lines().filter_map(|l| serde_json::from_str::<Json>(l).ok()));
     }
     lines.retain(|l| l["bench"] == "server-load");
-    let mut runs: Vec<String> = Vec::new();
-    for l in &lines {
-        if let Some(run) = l["run"].as_str() {
-            if !runs.iter().any(|r| r == run) {
-                runs.push(run.to_string());
-            }
-        }
-    }
-    for run in runs {
-        let of_run: Vec<&Json> = lines.iter().filter(|l| l["run"] == run.as_str()).collect();
-        let find = |peer: &str, op: &str, clients: Option<u64>, gc: &Json| {
-            of_run.iter().copied().find(|l| {
-                l["peer"] == peer && l["op"] == op && l["clients"].as_u64() == clients && (l["group_commit"] == *gc)
-            })
-        };
+    let mut runs: Vec<&str> = lines.iter().filter_map(|l| l["run"].as_str()).collect();
+    runs.dedup();
+    for run in &runs {
+        let of_run: Vec<&Json> = lines.iter().filter(|l| l["run"] == *run).collect();
+        let busy = of_run.first().map_or(0, |l| l["busy"].as_u64().unwrap_or(0));
+        let n = of_run.iter().find_map(|l| l["n"].as_i64()).unwrap_or(0);
         let probes: Vec<String> = of_run
             .iter()
             .filter(|l| l["op"] == "fsync-raw")
             .map(|l| {
                 let rate = l["ops_per_s"].as_f64().unwrap_or(f64::NAN);
+                let when = l["when"].as_str().unwrap_or("");
                 match l["others_cpu_cores"].as_f64() {
-                    Some(cores) => format!(
-                        "{rate:.0} {} (others used {cores:.2} cores meanwhile)",
-                        l["when"].as_str().unwrap_or("")
-                    ),
-                    None => format!("{rate:.0} {}", l["when"].as_str().unwrap_or("")),
+                    Some(cores) => format!("{rate:.0} {when} (others used {cores:.2} cores meanwhile)"),
+                    None => format!("{rate:.0} {when}"),
                 }
             })
             .collect();
-        let busy = of_run.first().map_or(0, |l| l["busy"].as_u64().unwrap_or(0));
-        let n = of_run.iter().find_map(|l| l["n"].as_i64()).unwrap_or(0);
-        let mut clients: Vec<u64> = of_run.iter().filter_map(|l| l["clients"].as_u64()).collect();
-        clients.sort_unstable();
-        clients.dedup();
         println!("#### Run {run}: busy {busy}, N = {n}\n");
         println!("Raw 4 KiB append + fdatasync per second: {}.\n", probes.join(", "));
+        print_run(&of_run);
+    }
+    let mut busies: Vec<u64> = lines.iter().filter_map(|l| l["busy"].as_u64()).collect();
+    busies.sort_unstable();
+    busies.dedup();
+    for busy in busies {
+        let of_busy: Vec<&Json> = lines.iter().filter(|l| l["busy"] == busy).collect();
+        let mut of_runs: Vec<&str> = of_busy.iter().filter_map(|l| l["run"].as_str()).collect();
+        of_runs.dedup();
+        let mut raw: Vec<f64> =
+            of_busy.iter().filter(|l| l["op"] == "fsync-raw").filter_map(|l| l["ops_per_s"].as_f64()).collect();
+        raw.sort_by(f64::total_cmp);
+        println!("#### Median of {} runs with busy {busy}\n", of_runs.len());
         println!(
-            "Transactions per second (× the raw sync rate around the section) and latency p50 / p90 / p99 in ms:\n"
+            "Raw 4 KiB append + fdatasync per second: median {:.0}, from {:.0} to {:.0} over {} probes.\n",
+            percentile(&raw, 0.5).unwrap_or(f64::NAN),
+            raw.first().unwrap_or(&f64::NAN),
+            raw.last().unwrap_or(&f64::NAN),
+            raw.len()
         );
-        print!("| clients | server, group commit on | latency | server, group commit off | latency ");
-        println!("| SQLite | latency | SQLite, one writer at a time | latency |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for &c in &clients {
-            let cells: Vec<String> = [
-                find("datahike-server", "tx", Some(c), &json!("on")),
-                find("datahike-server", "tx", Some(c), &json!("off")),
-                find("sqlite", "tx", Some(c), &Json::Null),
-                find("sqlite", "tx-serialized", Some(c), &Json::Null),
-            ]
-            .iter()
-            .flat_map(|l| match l {
-                Some(l) => [rate_cell(l), latency_cell(l)],
-                None => ["–".to_string(), "–".to_string()],
-            })
-            .collect();
-            println!("| {c} | {} |", cells.join(" | "));
-        }
-        println!("\nQueries per second and latency p50 / p90 / p99 in ms (point query by email; the workload's q4):\n");
-        println!("| clients | group commit | q-email per s | latency | q4 per s | latency |");
-        println!("|---:|---|---:|---:|---:|---:|");
-        for gc in ["on", "off"] {
-            for &c in &clients {
-                let cells: Vec<String> = ["q-email", "q4"]
-                    .iter()
-                    .flat_map(|op| match find("datahike-server", op, Some(c), &json!(gc)) {
-                        Some(l) => [rate_cell(l), latency_cell(l)],
-                        None => ["–".to_string(), "–".to_string()],
-                    })
-                    .collect();
-                if cells.iter().any(|cell| cell != "–") {
-                    println!("| {c} | {gc} | {} |", cells.join(" | "));
-                }
-            }
-        }
-        println!();
+        print_run(&of_busy);
     }
 }
 
+/// The two tables of `lines`: one line per cell, or the median of several (several runs).
+fn print_run(lines: &[&Json]) {
+    let find = |peer: &str, op: &str, clients: u64, gc: &Json| -> Option<Json> {
+        let found: Vec<&Json> = lines
+            .iter()
+            .copied()
+            .filter(|l| l["peer"] == peer && l["op"] == op && l["clients"] == clients && l["group_commit"] == *gc)
+            .collect();
+        let median = |key: &str| {
+            let mut xs: Vec<f64> = found.iter().filter_map(|l| l[key].as_f64()).collect();
+            xs.sort_by(f64::total_cmp);
+            percentile(&xs, 0.5)
+        };
+        let ratio = |l: &&Json| Some(l["ops_per_s"].as_f64()? / l["raw_sync_per_s"].as_f64()?);
+        let mut ratios: Vec<f64> = found.iter().filter_map(ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        (!found.is_empty()).then(|| {
+            json!({
+                "op": op, "ops_per_s": median("ops_per_s"), "p50_ms": median("p50_ms"), "p90_ms": median("p90_ms"),
+                "p99_ms": median("p99_ms"), "raw_ratio": percentile(&ratios, 0.5),
+                "errors": found.iter().filter_map(|l| l["errors"].as_u64()).sum::<u64>(),
+                "timed_out": found.iter().filter(|l| l["timed_out"] == true).count(),
+            })
+        })
+    };
+    let mut clients: Vec<u64> = lines.iter().filter_map(|l| l["clients"].as_u64()).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let cells = |l: Option<Json>| match l {
+        Some(l) => [rate_cell(&l), latency_cell(&l)],
+        None => ["–".to_string(), "–".to_string()],
+    };
+    println!("Transactions per second (× the raw sync rate around the section) and latency p50 / p90 / p99 in ms:\n");
+    print!("| clients | server, group commit on | latency | server, group commit off | latency ");
+    println!("| SQLite | latency | SQLite, one writer at a time | latency |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &c in &clients {
+        let row: Vec<String> = [
+            find("datahike-server", "tx", c, &json!("on")),
+            find("datahike-server", "tx", c, &json!("off")),
+            find("sqlite", "tx", c, &Json::Null),
+            find("sqlite", "tx-serialized", c, &Json::Null),
+        ]
+        .into_iter()
+        .flat_map(cells)
+        .collect();
+        println!("| {c} | {} |", row.join(" | "));
+    }
+    println!("\nQueries per second and latency p50 / p90 / p99 in ms (point query by email; the workload's q4):\n");
+    println!("| clients | group commit | q-email per s | latency | q4 per s | latency |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for gc in ["on", "off"] {
+        for &c in &clients {
+            let row: Vec<String> =
+                ["q-email", "q4"].iter().flat_map(|op| cells(find("datahike-server", op, c, &json!(gc)))).collect();
+            if row.iter().any(|cell| cell != "–") {
+                println!("| {c} | {gc} | {} |", row.join(" | "));
+            }
+        }
+    }
+    println!();
+}
+
 /// `1234`, or `1234 (3.2×)` for a transaction rate (against the raw sync rate of its
-/// section), with a mark when the phase had errors or ran out of time.
+/// section), with a mark when a phase had errors or ran out of time.
 fn rate_cell(l: &Json) -> String {
     let rate = l["ops_per_s"].as_f64().unwrap_or(f64::NAN);
     let mut cell = format!("{rate:.0}");
-    let raw = l["raw_sync_per_s"].as_f64().unwrap_or(0.0);
-    if l["op"].as_str().is_some_and(|op| op.starts_with("tx")) && raw > 0.0 {
-        cell.push_str(&format!(" ({:.1}×)", rate / raw));
+    if let (Some(true), Some(ratio)) = (l["op"].as_str().map(|op| op.starts_with("tx")), l["raw_ratio"].as_f64()) {
+        cell.push_str(&format!(" ({ratio:.1}×)"));
     }
     if l["errors"].as_u64().unwrap_or(0) > 0 {
         cell.push_str(&format!(", {} errors", l["errors"]));
     }
-    if l["timed_out"] == true {
-        cell.push_str(&format!(", time limit: {} done", l["count"]));
+    if l["timed_out"].as_u64().unwrap_or(0) > 0 {
+        cell.push_str(", hit the time limit");
     }
     cell
 }
