@@ -51,7 +51,10 @@
 //! `fsync-raw`), `clients`, `group_commit`, `busy`,
 //! `count` (requests that succeeded), `errors`, `seconds`, `ops_per_s` (successful requests
 //! per second of the phase's wall time), `p50_ms`, `p90_ms`, `p99_ms`, `max_ms` (nearest
-//! rank), `timed_out`, `raw_sync_per_s`. `--table` prints Markdown tables of such files.
+//! rank), `timed_out`, `raw_sync_per_s`; the server's `tx` lines also `log_groups` (log
+//! appends, one sync each), `log_records`, `records_per_group` and `flushes` of the phase
+//! (from `/stats`); `fsync-raw` lines `others_cpu_cores`, the CPU that other processes of the
+//! machine used in the section before. `--table` prints Markdown tables of such files.
 //! The defaults: `--tx 3000 --queries 5000 --seconds 30`.
 
 use datahike::{edn, Config, Edn};
@@ -364,10 +367,16 @@ fn run_variant(args: &Args, variant: &str) {
     drive(1, 100, limit, open, |agent, i| call(agent, &q_url, true, &q_email_bodies[i]).map(drop));
     drive(1, 20, limit, open, |agent, _| call(agent, &q_url, true, &q4_body).map(drop));
 
+    let stats_agent = agent();
     for &clients in &args.clients {
         let bodies = tx_bodies(&format!("c{clients}"), args.tx);
+        let before = log_counters(&stats_agent, &base);
         let phase = drive(clients, args.tx, limit, open, |agent, i| call(agent, &tx_url, false, &bodies[i]).map(drop));
-        emit("tx", clients, &phase, json!({}));
+        let after = log_counters(&stats_agent, &base);
+        let [groups, records, flushes] = [0, 1, 2].map(|i| after[i] - before[i]);
+        let log = json!({"log_groups": groups, "log_records": records, "flushes": flushes,
+                         "records_per_group": r3(records as f64 / groups.max(1) as f64)});
+        emit("tx", clients, &phase, log);
     }
     // The last transaction phase may have started a background index flush (one every 1,000
     // transactions); the query phases should not share the machine with it.
@@ -390,6 +399,15 @@ fn run_variant(args: &Args, variant: &str) {
     }
     server.shutdown().expect("server shutdown");
     let _ = datahike::delete_database(&config);
+}
+
+/// The served database's log groups (appends, one sync each), log records and index flushes
+/// so far, from `/stats`.
+fn log_counters(agent: &ureq::Agent, base: &str) -> [i64; 3] {
+    let text = call(agent, &format!("{base}/stats"), true, "").expect("/stats");
+    let stats = edn::read_str(&text).expect("/stats is EDN");
+    let db = stats.get_kw("databases").and_then(Edn::as_seq).and_then(<[Edn]>::first).expect("a database in /stats");
+    ["log-groups", "log-records", "flushes"].map(|k| db.get_kw(k).and_then(long).expect("a counter in /stats"))
 }
 
 /// Adds the entries of the JSON object `extra` to the JSON object `line`.
@@ -703,6 +721,7 @@ fn print_run(lines: &[&Json]) {
             json!({
                 "op": op, "ops_per_s": median("ops_per_s"), "p50_ms": median("p50_ms"), "p90_ms": median("p90_ms"),
                 "p99_ms": median("p99_ms"), "raw_ratio": percentile(&ratios, 0.5),
+                "records_per_group": median("records_per_group"),
                 "errors": found.iter().filter_map(|l| l["errors"].as_u64()).sum::<u64>(),
                 "timed_out": found.iter().filter(|l| l["timed_out"] == true).count(),
             })
@@ -715,7 +734,10 @@ fn print_run(lines: &[&Json]) {
         Some(l) => [rate_cell(&l), latency_cell(&l)],
         None => ["–".to_string(), "–".to_string()],
     };
-    println!("Transactions per second (× the raw sync rate around the section) and latency p50 / p90 / p99 in ms:\n");
+    println!(
+        "Transactions per second (× the raw sync rate around the section; for the server, transactions per log \
+         sync) and latency p50 / p90 / p99 in ms:\n"
+    );
     print!("| clients | server, group commit on | latency | server, group commit off | latency ");
     println!("| SQLite | latency | SQLite, one writer at a time | latency |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -752,7 +774,10 @@ fn rate_cell(l: &Json) -> String {
     let rate = l["ops_per_s"].as_f64().unwrap_or(f64::NAN);
     let mut cell = format!("{rate:.0}");
     if let (Some(true), Some(ratio)) = (l["op"].as_str().map(|op| op.starts_with("tx")), l["raw_ratio"].as_f64()) {
-        cell.push_str(&format!(" ({ratio:.1}×)"));
+        match l["records_per_group"].as_f64() {
+            Some(group) => cell.push_str(&format!(" ({ratio:.1}×, {group:.1} per sync)")),
+            None => cell.push_str(&format!(" ({ratio:.1}×)")),
+        }
     }
     if l["errors"].as_u64().unwrap_or(0) > 0 {
         cell.push_str(&format!(", {} errors", l["errors"]));
