@@ -30,9 +30,10 @@
 //!
 //!    Every transaction phase (1, 8, 64 clients) runs before the query phases, so the query
 //!    phases of a variant all see the same database; a warm-up (100 transactions, 100 + 20
-//!    queries) comes first and a pause of 3 s lets the last background index flush finish
-//!    before the queries. The library flushes its indexes in the background every 1,000
-//!    transactions, so the transaction phases include those flushes.
+//!    queries) comes first and a pause of 3 s lets a background index flush that the last
+//!    transaction phase started finish before the queries. A `tx` line's `flushes` says how
+//!    many index flushes its phase included (the library means to flush every 1,000
+//!    transactions).
 //! 3. `sqlite`: the same small transactions, in-process through rusqlite (bundled SQLite),
 //!    `journal_mode=WAL`, `synchronous=FULL`, one connection per thread, `busy_timeout` set,
 //!    each transaction `BEGIN IMMEDIATE`, insert the person and its follows, `COMMIT`; into a
@@ -378,8 +379,8 @@ fn run_variant(args: &Args, variant: &str) {
                          "records_per_group": r3(records as f64 / groups.max(1) as f64)});
         emit("tx", clients, &phase, log);
     }
-    // The last transaction phase may have started a background index flush (one every 1,000
-    // transactions); the query phases should not share the machine with it.
+    // The last transaction phase may have started a background index flush; the query
+    // phases should not share the machine with it.
     std::thread::sleep(SETTLE);
     for &clients in &args.clients {
         let phase = drive(clients, args.queries, limit, open, |agent, i| {
