@@ -25,6 +25,7 @@
 //! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
 
 use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
+use datahike_bench::{raw_fsync_rate, SCHEMA};
 
 /// The allocator matters for a database that builds many small immutable nodes; mimalloc is
 /// what a Rust application embedding the library would typically pick.
@@ -32,7 +33,7 @@ use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::{json, Value as Json};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 struct Args {
@@ -121,14 +122,6 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(a)
 }
-
-const SCHEMA: &str = r#"[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
- {:db/ident :last-name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/index true}
- {:db/ident :sex :db/valueType :db.type/keyword :db/cardinality :db.cardinality/one :db/index true}
- {:db/ident :age :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
- {:db/ident :salary :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/index true}
- {:db/ident :email :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
- {:db/ident :follows :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}]"#;
 
 const RULES_HOPS: &str = "[[(hop1 ?x ?y) [?x :follows ?y]]
  [(hop2 ?x ?y) (hop1 ?x ?y)] [(hop2 ?x ?y) [?x :follows ?t] (hop1 ?t ?y)]
@@ -351,23 +344,6 @@ fn with_email(person: &Edn, email: &str) -> Edn {
         ),
         other => other.clone(),
     }
-}
-
-/// The disk's rate of 4 KiB append + fdatasync, in operations per second, measured in `dir`.
-fn raw_fsync_rate(dir: &Path, n: usize) -> f64 {
-    std::fs::create_dir_all(dir).expect("bench dir");
-    let path = dir.join(format!("fsync-probe-{}", std::process::id()));
-    let mut f = std::fs::File::create(&path).expect("probe file");
-    let block = vec![0x5au8; 4096];
-    let t = Instant::now();
-    for _ in 0..n {
-        f.write_all(&block).expect("probe write");
-        f.sync_data().expect("probe fdatasync");
-    }
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    drop(f);
-    let _ = std::fs::remove_file(&path);
-    rate
 }
 
 /// Bytes this process has passed to `write` and friends so far (`wchar` of `/proc/self/io`).
