@@ -142,19 +142,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let p = entry.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &target);
-        } else if p.file_name().is_some_and(|n| n != "LOCK" && n != "lock") {
-            fs::copy(&p, &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_corrupt_node_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();

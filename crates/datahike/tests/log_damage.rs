@@ -2,6 +2,9 @@
 //! it opens, reads and writes, and the damage is reported. Damage to a record the indices do
 //! not cover is an error naming the file.
 
+mod common;
+
+use common::copy_dir;
 use datahike::edn::read_str;
 use datahike::{Config, Edn, QueryInput};
 use std::path::Path;
@@ -38,21 +41,6 @@ fn flip(path: &Path, needle: &str) {
         .unwrap_or_else(|| panic!("{needle} not in the log"));
     bytes[at] ^= 0x01;
     std::fs::write(path, bytes).unwrap();
-}
-
-/// A copy of the database directory `from` at `to`: a store opened afresh (the original's
-/// connection stays open in this process, with nothing flushed since its last flush).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

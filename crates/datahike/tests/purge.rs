@@ -5,6 +5,7 @@
 //! `test/datahike/test/purge_test.cljc`.
 
 mod common;
+use common::copy_dir;
 
 use common::{edn, fresh_store, Backend, BACKENDS};
 use datahike::datom::TX0;
@@ -65,20 +66,6 @@ impl TestDb {
         self.conn.release().unwrap();
         self.conn = datahike::connect(&self.config).unwrap();
         assert_eq!(snapshot(&self.db()), before, "database reopened from flushed indices differs");
-    }
-}
-
-/// Copies the directory `from` to `to` recursively.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

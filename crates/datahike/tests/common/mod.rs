@@ -197,3 +197,18 @@ pub fn fresh_store(backend: Backend, prefix: &str) -> (String, Option<tempfile::
         }
     }
 }
+
+/// Copies the directory `from` to `to` recursively, lock files left out: a store opened
+/// afresh, e.g. while the original's connection stays open in this process.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" && entry.file_name() != "lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
