@@ -421,16 +421,10 @@ fn decode_args(format: Format, body: &[u8]) -> Result<Vec<Edn>, String> {
     }
     match format.decode(body)? {
         Edn::Vector(args) | Edn::List(args) => Ok(args),
-        other => Err(format!("the body must be a vector of the operation's arguments, got {}", short(&other))),
-    }
-}
-
-/// A value for an error message, cut to a readable length.
-fn short(value: &Edn) -> String {
-    let text = pr_str(&datahike::store::backend::redact(value));
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text,
+        other => Err(format!(
+            "the body must be a vector of the operation's arguments, got {}",
+            datahike::edn::pr_str_short(&datahike::store::backend::redact(&other), 200)
+        )),
     }
 }
 

@@ -129,7 +129,10 @@ impl Conn {
         let tx = report.get_kw("tempids").and_then(|t| t.get_kw("db/current-tx")).and_then(int).ok_or_else(|| {
             Error::Remote {
                 status: 200,
-                message: format!("the server's transaction report has no :db/current-tx: {}", short(&report)),
+                message: format!(
+                    "the server's transaction report has no :db/current-tx: {}",
+                    crate::edn::pr_str_short(&report, 200)
+                ),
                 data: code_data("remote/response"),
             }
         })?;
@@ -174,14 +177,5 @@ fn int(edn: &Edn) -> Option<i64> {
     match edn {
         Edn::Int(i) => Some(*i),
         _ => None,
-    }
-}
-
-/// A value for an error message, cut to a readable length.
-fn short(value: &Edn) -> String {
-    let text = pr_str(value);
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text,
     }
 }

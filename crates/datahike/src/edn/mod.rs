@@ -16,6 +16,6 @@ pub(crate) mod value;
 pub(crate) mod wire;
 
 pub use kw::{Keyword, Symbol};
-pub use printer::{pr_str, write_edn};
+pub use printer::{pr_str, pr_str_short, write_edn};
 pub use reader::{read_all, read_str, EdnError, MAX_DEPTH};
 pub use value::Edn;

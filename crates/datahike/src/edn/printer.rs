@@ -231,3 +231,13 @@ impl std::fmt::Display for Edn {
         write_edn(f, self)
     }
 }
+
+/// [`pr_str`] cut to `max_chars` characters (then ending in `...`): a value as an error
+/// message shows it.
+pub fn pr_str_short(value: &Edn, max_chars: usize) -> String {
+    let text = pr_str(value);
+    match text.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
+    }
+}
