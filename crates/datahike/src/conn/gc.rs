@@ -223,14 +223,32 @@ impl Conn {
         let mut doomed: Vec<String> = nodes.into_iter().filter(|k| !marker.marked.contains(k)).collect();
         let id_of = |key: &str| key.strip_prefix("commits/").and_then(|u| uuid::Uuid::parse_str(u).ok());
         let mut kept_commits = 0;
+        // Every commit that goes: snapshots, and those only a doomed pack holds.
+        let mut collected = Vec::new();
         for key in commits {
             match id_of(&key) {
                 Some(id) if needed.contains(&id) || marker.retained.contains(&id) => kept_commits += 1,
-                Some(_) => doomed.push(key),
+                Some(id) => {
+                    collected.push(id);
+                    doomed.push(key);
+                }
                 None => {}
             }
         }
-        doomed.extend(packs.into_iter().filter(|k| graph.packs.contains_key(k) && !kept_packs.contains(k)));
+        for (key, (_, ids)) in &graph.packs {
+            if !kept_packs.contains(key) {
+                collected.extend(ids.iter().copied());
+                doomed.push(key.clone());
+            }
+        }
+        // Recorded before anything goes, so that `commit-as-db` of a collected commit says
+        // that it was collected rather than finding nothing (see `Conn::commit_as_db`).
+        if !collected.is_empty() {
+            collected.sort_unstable();
+            collected.dedup();
+            let key = format!("{COLLECTED_PREFIX}{}", uuid::Uuid::new_v4().simple());
+            store.put_batch(&[(key, encode_collected(now_millis(), &collected))])?;
+        }
         store.delete_batch(&doomed)?;
         doomed.extend(store.sweep_temporaries()?);
         // A flush that skipped writing a node this sweep deleted (the same content) sees the

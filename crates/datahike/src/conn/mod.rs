@@ -56,7 +56,8 @@ pub const FLUSH_EVERY_BYTES: usize = 64 << 20;
 const HEAD_MAGIC: &[u8; 8] = b"DHRSHEAD";
 const HEAD_VERSION: u8 = 3;
 const PACK_MAGIC: &[u8; 8] = b"DHRSPACK";
-const PACK_VERSION: u8 = 1;
+/// Version 2 adds a checksum; version 1 is still read.
+const PACK_VERSION: u8 = 2;
 /// Bumped by every garbage collection after its sweep; see [`flush_snapshot`].
 const GC_EPOCH_KEY: &str = "gc/epoch";
 const LOG_VERSION: u8 = 2;

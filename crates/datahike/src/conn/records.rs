@@ -146,12 +146,17 @@ impl Head {
             (Commit { id: db_id, parents: Vec::new() }, None)
         };
         let log_id = if version >= 3 {
-            let id = if r.u8()? == 0 { None } else { Some(read_uuid(&mut r, "log id")?) };
-            r.finish()?;
-            id
+            if r.u8()? == 0 {
+                None
+            } else {
+                Some(read_uuid(&mut r, "log id")?)
+            }
         } else {
             None
         };
+        // Every version ends exactly here: a version byte damaged into an older version
+        // (without a checksum) leaves bytes over and is refused.
+        r.finish()?;
         if max_tx < TX0 || max_eid < 0 || head_counts_inconsistent(&current, history.as_ref()) {
             return Err(Error::Database(format!(
                 "inconsistent head: max-tx {max_tx}, max-eid {max_eid}, index counts {:?}",
@@ -261,14 +266,32 @@ pub(super) fn encode_pack(base: &uuid::Uuid, records: &[Arc<[u8]>]) -> Vec<u8> {
     for r in records {
         codec::put_bytes(r, &mut out);
     }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
+/// Decodes the commit pack stored under `key`; errors name the key. Version 2 packs end in
+/// a CRC-32 of everything before it; version 1 packs (no checksum) are still read.
 pub(super) fn decode_pack(key: &str, bytes: &[u8]) -> Result<(uuid::Uuid, Vec<TxOutcome>)> {
-    if bytes.len() < 9 || &bytes[..8] != PACK_MAGIC || bytes[8] != PACK_VERSION {
-        return Err(Error::Database(format!("{key} is not a commit pack of a version this build reads")));
+    decode_pack_inner(bytes).map_err(|e| Error::Database(format!("{key}: {e}")))
+}
+
+fn decode_pack_inner(bytes: &[u8]) -> Result<(uuid::Uuid, Vec<TxOutcome>)> {
+    if bytes.len() < 9 || &bytes[..8] != PACK_MAGIC || !(1..=PACK_VERSION).contains(&bytes[8]) {
+        return Err(Error::Database("not a commit pack of a version this build reads".into()));
     }
-    let mut r = Reader::new(&bytes[9..]);
+    let body = if bytes[8] >= 2 {
+        let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4).max(9));
+        let crc = crc.try_into().map(u32::from_le_bytes).ok();
+        if crc != Some(crc32fast::hash(body)) {
+            return Err(Error::Database("checksum mismatch: the commit pack is damaged".into()));
+        }
+        &body[9..]
+    } else {
+        &bytes[9..]
+    };
+    let mut r = Reader::new(body);
     let base = read_uuid(&mut r, "pack base commit id")?;
     let n = r.count(1, "pack record count")?;
     let mut out = Vec::with_capacity(n);
@@ -278,6 +301,51 @@ pub(super) fn decode_pack(key: &str, bytes: &[u8]) -> Result<(uuid::Uuid, Vec<Tx
     r.finish()?;
     Ok((base, out))
 }
+
+/// The record a garbage collection leaves of the commits it deleted, under
+/// `gc/collected/<run id>`, so that asking for one of them later says so instead of finding
+/// nothing: `[magic][version][at millis][count][ids][crc32]`.
+pub(super) fn encode_collected(at_millis: i64, ids: &[uuid::Uuid]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + ids.len() * 16);
+    out.extend_from_slice(COLLECTED_MAGIC);
+    out.push(1);
+    codec::put_ivarint(at_millis, &mut out);
+    codec::put_varint(ids.len() as u64, &mut out);
+    for id in ids {
+        put_uuid(id, &mut out);
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a record of [`encode_collected`] stored under `key`: when the collection ran
+/// (epoch milliseconds) and the ids of the commits it deleted. Errors name the key.
+pub(super) fn decode_collected(key: &str, bytes: &[u8]) -> Result<(i64, Vec<uuid::Uuid>)> {
+    let inner = || -> Result<(i64, Vec<uuid::Uuid>)> {
+        if bytes.len() < 13 || &bytes[..8] != COLLECTED_MAGIC || bytes[8] != 1 {
+            return Err(Error::Database("not a garbage collection record of a version this build reads".into()));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc.try_into().map(u32::from_le_bytes).ok() != Some(crc32fast::hash(body)) {
+            return Err(Error::Database("checksum mismatch: the record is damaged".into()));
+        }
+        let mut r = Reader::new(&body[9..]);
+        let at = r.ivarint()?;
+        let n = r.count(16, "collected commit count")?;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(read_uuid(&mut r, "collected commit id")?);
+        }
+        r.finish()?;
+        Ok((at, ids))
+    };
+    inner().map_err(|e| Error::Database(format!("{key}: {e}")))
+}
+
+/// The prefix of the records of [`encode_collected`].
+pub(super) const COLLECTED_PREFIX: &str = "gc/collected/";
+const COLLECTED_MAGIC: &[u8; 8] = b"DHRSGCOL";
 
 pub(super) fn commit_key(id: &uuid::Uuid) -> String {
     format!("commits/{id}")

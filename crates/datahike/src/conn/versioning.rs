@@ -114,7 +114,8 @@ impl Conn {
     }
 
     /// Datahike's `commit-as-db`: the database value of commit `id`, `None` if no commit of
-    /// this store has that id (or garbage collection removed it).
+    /// this store ever had that id. A commit that garbage collection removed, or whose record
+    /// is lost, is an error saying which.
     pub fn commit_as_db(&self, id: uuid::Uuid) -> Result<Option<Db>> {
         let store = self.store()?;
         let current = self.current_value();
@@ -152,7 +153,13 @@ impl Conn {
             let Some(pos) = outcomes.iter().position(|o| o.commit.as_ref().is_some_and(|c| c.id == id)) else {
                 continue;
             };
-            let Some(base_bytes) = store.get(&commit_key(&base))? else { return Ok(None) };
+            let Some(base_bytes) = store.get(&commit_key(&base))? else {
+                return Err(Error::Database(format!(
+                    "Commit #uuid \"{id}\" cannot be read: {key} replays it from snapshot {}, which is missing \
+                     (the store is damaged)",
+                    commit_key(&base)
+                )));
+            };
             let mut db = db_from_head(config, &Head::decode(&commit_key(&base), &base_bytes)?, cache)?;
             for o in &outcomes[..=pos] {
                 db = db.apply_tx(o)?;
@@ -180,6 +187,54 @@ impl Conn {
                     break;
                 }
             }
+        }
+        self.missing_commit(store.as_ref(), id)
+    }
+
+    /// `commit-as-db` found no commit `id`: `None` when this store never had one, an error
+    /// when it had one and garbage collection removed it, or when its record is lost (another
+    /// commit names it as a parent, yet neither a record nor a pack holds it).
+    fn missing_commit(&self, store: &dyn Store, id: uuid::Uuid) -> Result<Option<Db>> {
+        for key in store.list(COLLECTED_PREFIX)? {
+            let Some(bytes) = store.get(&key)? else { continue };
+            let (at, ids) = decode_collected(&key, &bytes)?;
+            if ids.binary_search(&id).is_ok() {
+                return Err(Error::Database(format!(
+                    "Commit #uuid \"{id}\" was removed by gc-storage at {} (recorded in {key})",
+                    crate::edn::pr_str(&Edn::Inst(at))
+                )));
+            }
+        }
+        let names_it = |key: &str, parents: &[uuid::Uuid]| {
+            if parents.contains(&id) {
+                Err(Error::Database(format!(
+                    "Commit #uuid \"{id}\" is lost: {key} names it as a parent, but {} is missing and no \
+                     commit pack holds it (the store is damaged)",
+                    commit_key(&id)
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        for key in store.list("commits/")? {
+            let Some(bytes) = store.get(&key)? else { continue };
+            names_it(&key, &Head::decode(&key, &bytes)?.commit.parents)?;
+        }
+        for key in store.list("packs/")? {
+            let Some(bytes) = store.get(&key)? else { continue };
+            for outcome in decode_pack(&key, &bytes)?.1 {
+                names_it(&key, outcome.commit.as_ref().map_or(&[][..], |c| &c.parents))?;
+            }
+        }
+        for key in store.list("heads/")? {
+            let Some(bytes) = store.get(&key)? else { continue };
+            let head = Head::decode(&key, &bytes)?;
+            if head.commit.id == id {
+                // A head is the same bytes as its snapshot's record.
+                let current = self.current_value();
+                return Ok(Some(db_from_head(&current.0.config, &head, &current.0.cache)?));
+            }
+            names_it(&key, &head.commit.parents)?;
         }
         Ok(None)
     }
