@@ -26,6 +26,7 @@ const EXIT_ERROR: i32 = 1;
 const EXIT_NOT_IMPLEMENTED: i32 = 2;
 
 fn main() {
+    ignore_file_size_signal();
     // Arguments that are not UTF-8 are refused by position, never a panic.
     let mut args = Vec::new();
     for (i, arg) in std::env::args_os().skip(1).enumerate() {
@@ -39,6 +40,23 @@ fn main() {
     }
     std::process::exit(run(args));
 }
+
+/// A write past the process's file size limit (`ulimit -f`) raises SIGXFSZ, whose default
+/// action kills the process without a word. Ignored, the write fails with EFBIG instead, and
+/// the store reports it as an error naming the file, like a full disk; nothing acknowledged
+/// is lost either way.
+#[cfg(unix)]
+#[expect(unsafe_code, reason = "setting a signal's disposition is unsafe in libc; SIG_IGN runs no code of ours")]
+fn ignore_file_size_signal() {
+    // SAFETY: called first thing in `main`, before any thread starts; SIG_IGN installs no
+    // handler, so no code runs in signal context.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+#[cfg(not(unix))]
+fn ignore_file_size_signal() {}
 
 /// The options before, between or after the command's arguments.
 #[derive(Debug)]
