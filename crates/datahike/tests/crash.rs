@@ -1,54 +1,102 @@
-//! Crash safety on the real file system: a child process transacts in a loop and reports each
+//! Crash safety on real storage: a child process transacts in a loop and reports each
 //! acknowledged transaction; the parent kills it with SIGKILL at a random instant, reopens the
 //! store and checks that every acknowledged transaction is there and nothing is half applied.
-//! Repeated many times, with index flushes happening inside the runs.
+//!
+//! The matrix: every durable local backend of the build (file; LMDB and SQLite with their
+//! features) times four workloads: small transactions, large ones (hundreds of datoms each),
+//! transactions with an index flush every few, and transactions with a garbage collection
+//! every few, so that kills land inside appends, flushes and collections. On the file
+//! backend some runs also leave a torn final record after the kill (the frame a crash would
+//! leave half written) which the next open must ignore and the next append cut off.
+//!
+//! `DATAHIKE_CRASH_RUNS` sets the kills per cell of the matrix (default 8),
+//! `DATAHIKE_CRASH_SEED` replays a seed.
 
 use datahike::{edn::read_str, Config, Edn, IndexOrder};
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "DATAHIKE_CRASH_CHILD_DIR";
 
-fn config(dir: &std::path::Path) -> Config {
-    Config::parse(&format!(
-        "{{:store {{:backend :file :path {:?}}} :index-config {{:branching-factor 8}}}}",
-        dir.display().to_string()
-    ))
-    .unwrap()
+/// The config of the store `location` (a directory, or a file for SQLite) on `backend`.
+fn store_config(backend: &str, location: &Path) -> Config {
+    let path = location.display().to_string();
+    let store = match backend {
+        "file" => format!("{{:backend :file :path {path:?}}}"),
+        "lmdb" => format!("{{:backend :lmdb :path {path:?}}}"),
+        "sqlite" => format!(r#"{{:backend :jdbc :dbtype "sqlite" :dbname {path:?}}}"#),
+        other => panic!("no crash test config for {other}"),
+    };
+    Config::parse(&format!("{{:store {store} :index-config {{:branching-factor 8}}}}")).unwrap()
+}
+
+fn config(dir: &Path) -> Config {
+    store_config("file", dir)
+}
+
+/// The durable local backends of this build.
+fn backends() -> Vec<&'static str> {
+    let mut out = vec!["file"];
+    if cfg!(feature = "lmdb") {
+        out.push("lmdb");
+    }
+    if cfg!(feature = "sqlite") {
+        out.push("sqlite");
+    }
+    out
 }
 
 const SCHEMA: &str = r#"[{:db/ident :k :db/valueType :db.type/long :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
                          {:db/ident :v :db/valueType :db.type/string :db/cardinality :db.cardinality/one}
-                         {:db/ident :tags :db/valueType :db.type/long :db/cardinality :db.cardinality/many}]"#;
+                         {:db/ident :tags :db/valueType :db.type/long :db/cardinality :db.cardinality/many}
+                         {:db/ident :bulk :db/valueType :db.type/long :db/cardinality :db.cardinality/many}]"#;
 
-/// The child: transacts forever, printing `ACK <k>` after each transaction returned.
+/// Datoms of `:bulk` per transaction of the `large` workload.
+const LARGE: i64 = 400;
+
+/// The child: transacts forever on `backend|location|workload`, printing `ACK <k>` after
+/// each transaction returned.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let config = config(std::path::Path::new(&dir));
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let mut parts = spec.splitn(3, '|');
+    let (backend, location, workload) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let config = store_config(backend, Path::new(location));
     let conn = datahike::connect(&config).unwrap();
     let start = conn.db().datoms(IndexOrder::Aevt, &[Edn::kw("k")]).unwrap().len() as i64;
     let mut out = std::io::stdout();
     for k in start.. {
         // Each transaction writes three attributes of one entity and retracts tag k of the
         // previous one, so a half-applied transaction would be visible.
-        let tx = format!(
-            r#"[{{:k {k} :v "value-{k}" :tags [{k} {}]}} [:db/retract [:k {}] :tags {}]]"#,
-            k + 1,
-            (k - 1).max(0),
-            k
-        );
-        let tx = if k == 0 { r#"[{:k 0 :v "value-0" :tags [0 1]}]"#.to_string() } else { tx };
+        let bulk: String = if workload == "large" {
+            let values: Vec<String> = (0..LARGE).map(|j| (k * LARGE + j).to_string()).collect();
+            format!(" :bulk [{}]", values.join(" "))
+        } else {
+            String::new()
+        };
+        let tx = if k == 0 {
+            format!(r#"[{{:k 0 :v "value-0" :tags [0 1]{bulk}}}]"#)
+        } else {
+            format!(r#"[{{:k {k} :v "value-{k}" :tags [{k} {}]{bulk}}} [:db/retract [:k {}] :tags {k}]]"#, k + 1, k - 1)
+        };
         conn.transact(&read_str(&tx).unwrap()).unwrap();
         use std::io::Write;
         writeln!(out, "ACK {k}").unwrap();
         out.flush().unwrap();
+        match workload {
+            "flush" if k % 3 == 0 => conn.flush().unwrap(),
+            "gc" if k % 5 == 0 => {
+                conn.gc_storage(None).unwrap();
+            }
+            _ => {}
+        }
     }
 }
 
 /// Runs the child test `test` of this binary with `env=value`, its stdout piped.
-fn spawn_child(exe: &std::path::Path, test: &str, env: &str, value: &str) -> std::process::Child {
+fn spawn_child(exe: &Path, test: &str, env: &str, value: &str) -> std::process::Child {
     Command::new(exe)
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env(env, value)
@@ -58,19 +106,24 @@ fn spawn_child(exe: &std::path::Path, test: &str, env: &str, value: &str) -> std
         .unwrap()
 }
 
-/// A database with `schema` in `parent/db`; its directory.
-fn fresh_db(parent: &std::path::Path, schema: &str) -> std::path::PathBuf {
-    let dir = parent.join("db");
-    datahike::create_database(&config(&dir)).unwrap();
-    let conn = datahike::connect(&config(&dir)).unwrap();
+/// A database with `schema` on `backend` under `parent`; its location.
+fn fresh_store(backend: &str, parent: &Path, schema: &str) -> std::path::PathBuf {
+    let location = parent.join(if backend == "sqlite" { "db.sqlite" } else { "db" });
+    let config = store_config(backend, &location);
+    datahike::create_database(&config).unwrap();
+    let conn = datahike::connect(&config).unwrap();
     conn.transact(&read_str(schema).unwrap()).unwrap();
     conn.release().unwrap();
-    dir
+    location
 }
 
-fn check_store(dir: &std::path::Path, acked: i64) {
-    let config = config(dir);
-    let conn = datahike::connect(&config).expect("store opens after a crash");
+/// A database with `schema` in `parent/db`; its directory.
+fn fresh_db(parent: &Path, schema: &str) -> std::path::PathBuf {
+    fresh_store("file", parent, schema)
+}
+
+fn check_store(config: &Config, acked: i64, workload: &str) {
+    let conn = datahike::connect(config).expect("store opens after a crash");
     let db = conn.db();
     let ks = db.datoms(IndexOrder::Aevt, &[Edn::kw("k")]).unwrap();
     let n = ks.len() as i64;
@@ -89,6 +142,10 @@ fn check_store(dir: &std::path::Path, acked: i64) {
         assert!(tags.contains(&k), "entity k={k} lost tag {k}: {tags:?}");
         let retracted_by_next = k + 1 < n;
         assert_eq!(tags.contains(&(k + 1)), !retracted_by_next, "entity k={k} tags {tags:?} with {n} entities");
+        if workload == "large" {
+            let bulk = db.datoms(IndexOrder::Eavt, &[Edn::Int(d.e), Edn::kw("bulk")]).unwrap();
+            assert_eq!(bulk.len() as i64, LARGE, "entity k={k} has part of its transaction");
+        }
     }
     // AEVT and AVET agree with EAVT.
     let avet = db.datoms(IndexOrder::Avet, &[Edn::kw("k")]).unwrap();
@@ -96,46 +153,94 @@ fn check_store(dir: &std::path::Path, acked: i64) {
     conn.release().unwrap();
 }
 
+/// Leaves the frame a crash during an append would leave half written after the last record
+/// of the file store's log at `dir` (length, checksum and sequence number of a record whose
+/// payload was cut short), as a crash between two sectors would.
+fn tear_final_record(dir: &Path, seed: u64) {
+    let Some(log) = std::fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().path()).max() else { return };
+    let Some(segment) = std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).max() else { return };
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Frames: [len u32][crc u32][seq u64][payload], then zeros.
+    let (mut offset, mut last_seq) = (0usize, 0u64);
+    while offset + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap());
+        if len == 0 && crc == 0 {
+            break;
+        }
+        last_seq = u64::from_le_bytes(bytes[offset + 8..offset + 16].try_into().unwrap());
+        offset += 16 + len;
+    }
+    let len = 200 + (seed % 300) as usize;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(len as u32).to_le_bytes());
+    frame.extend_from_slice(&((seed >> 7) as u32 | 1).to_le_bytes());
+    frame.extend_from_slice(&(last_seq + 1).to_le_bytes());
+    frame.extend((0..len / 2).map(|i| (seed >> (i % 56)) as u8 | 1));
+    if bytes.len() < offset + frame.len() {
+        bytes.resize(offset + frame.len(), 0);
+    }
+    bytes[offset..offset + frame.len()].copy_from_slice(&frame);
+    std::fs::write(&segment, bytes).unwrap();
+}
+
 #[test]
 fn sigkill_at_random_instants_loses_no_acknowledged_transaction() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = fresh_db(tmp.path(), SCHEMA);
-    let exe = std::env::current_exe().unwrap();
-    let runs: u64 = std::env::var("DATAHIKE_CRASH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
+    let runs: u64 = std::env::var("DATAHIKE_CRASH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     let mut seed: u64 = std::env::var("DATAHIKE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     eprintln!("crash test seed {seed} (set DATAHIKE_CRASH_SEED to replay)");
-    let mut total_acked = -1i64;
-    for run in 0..runs {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let kill_after = Duration::from_millis(20 + (seed >> 33) % 400);
-        let mut child = spawn_child(&exe, "crash_child", CHILD_ENV, &dir.display().to_string());
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut last = -1i64;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(k) = line.strip_prefix("ACK ") {
-                    last = k.trim().parse().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let (mut kills, mut tears, mut acknowledged) = (0u64, 0u64, 0i64);
+    for backend in backends() {
+        for workload in ["small", "large", "flush", "gc"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let location = fresh_store(backend, tmp.path(), SCHEMA);
+            let config = store_config(backend, &location);
+            let mut total_acked = -1i64;
+            for run in 0..runs {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let kill_after = Duration::from_millis(20 + (seed >> 33) % 400);
+                let spec = format!("{backend}|{}|{workload}", location.display());
+                let mut child = spawn_child(&exe, "crash_child", CHILD_ENV, &spec);
+                let stdout = child.stdout.take().unwrap();
+                let reader = std::thread::spawn(move || {
+                    let mut last = -1i64;
+                    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                        if let Some(k) = line.strip_prefix("ACK ") {
+                            last = k.trim().parse().unwrap();
+                        }
+                    }
+                    last
+                });
+                let started = Instant::now();
+                while started.elapsed() < kill_after {
+                    std::thread::sleep(Duration::from_millis(2));
                 }
+                child.kill().unwrap(); // SIGKILL on Unix
+                child.wait().unwrap();
+                kills += 1;
+                let acked = reader.join().unwrap();
+                total_acked = total_acked.max(acked);
+                let torn = backend == "file" && (seed >> 20) % 3 == 0;
+                if torn {
+                    tear_final_record(&location, seed);
+                    tears += 1;
+                }
+                check_store(&config, total_acked, workload);
+                eprintln!("{backend}/{workload} run {run}: killed after {kill_after:?}, acknowledged up to {acked}, torn tail {torn}");
             }
-            last
-        });
-        let started = Instant::now();
-        while started.elapsed() < kill_after {
-            std::thread::sleep(Duration::from_millis(2));
+            assert!(total_acked > 0, "{backend}/{workload}: the child never acknowledged a transaction");
+            acknowledged += total_acked + 1;
         }
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
-        let acked = reader.join().unwrap();
-        total_acked = total_acked.max(acked);
-        check_store(&dir, total_acked);
-        eprintln!("run {run}: killed after {kill_after:?}, acknowledged up to {acked}");
     }
-    assert!(total_acked > 0, "the child never acknowledged a transaction");
+    eprintln!(
+        "crash matrix: {kills} kills, {tears} torn final records, {acknowledged} acknowledged transactions, none lost"
+    );
 }
 
 const GROUP_CHILD_ENV: &str = "DATAHIKE_CRASH_GROUP_CHILD";
