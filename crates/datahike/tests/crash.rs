@@ -226,7 +226,7 @@ fn sigkill_at_random_instants_loses_no_acknowledged_transaction() {
                 kills += 1;
                 let acked = reader.join().unwrap();
                 total_acked = total_acked.max(acked);
-                let torn = backend == "file" && (seed >> 20) % 3 == 0;
+                let torn = backend == "file" && (seed >> 20).is_multiple_of(3);
                 if torn {
                     tear_final_record(&location, seed);
                     tears += 1;
