@@ -161,6 +161,20 @@ struct State {
 pub struct FaultHandle(Arc<Mutex<State>>);
 
 impl FaultHandle {
+    /// A plan with no faults whose random choices come from `seed`, for
+    /// [`FaultStore::with_handle`].
+    pub fn new(seed: u64) -> Self {
+        let state = State {
+            plan: Plan::default(),
+            rng: SplitMix64::new(seed),
+            ops: 0,
+            per_kind: BTreeMap::new(),
+            injected: 0,
+            trace: None,
+        };
+        FaultHandle(Arc::new(Mutex::new(state)))
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -283,15 +297,7 @@ pub struct FaultStore<S: Store + ?Sized> {
 impl<S: Store + ?Sized> FaultStore<S> {
     /// A wrapper over `inner` whose random choices come from `seed`.
     pub fn new(inner: Arc<S>, seed: u64) -> Self {
-        let state = State {
-            plan: Plan::default(),
-            rng: SplitMix64::new(seed),
-            ops: 0,
-            per_kind: BTreeMap::new(),
-            injected: 0,
-            trace: None,
-        };
-        FaultStore { inner, handle: FaultHandle(Arc::new(Mutex::new(state))) }
+        FaultStore { inner, handle: FaultHandle::new(seed) }
     }
 
     /// A wrapper over `inner` driven by `handle` (shared with another wrapper: operations of
