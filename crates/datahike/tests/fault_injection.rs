@@ -387,3 +387,28 @@ fn prepare_power(store: &Arc<PowerLossStore>) -> u64 {
     conn.release().expect("release");
     store.steps()
 }
+
+/// Both stores keep the `Store` contract when no fault is planned: the conformance suite over
+/// a `FaultStore` on a memory store, and over a `PowerLossStore`.
+fn fault_store_subject() -> datahike::store::conformance::Subject {
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(FaultStore::new(memory.clone(), 7));
+    let handle = store.handle();
+    datahike::store::conformance::Subject::new(store, move || {
+        Arc::new(FaultStore::with_handle(memory.clone(), handle.clone()))
+    })
+}
+
+fn power_loss_subject() -> datahike::store::conformance::Subject {
+    let store = Arc::new(PowerLossStore::new(7));
+    let other = store.handle();
+    datahike::store::conformance::Subject::new(store, move || Arc::new(other.handle()))
+}
+
+mod conformance_fault_store {
+    datahike::store_conformance_tests!(super::fault_store_subject);
+}
+
+mod conformance_power_loss_store {
+    datahike::store_conformance_tests!(super::power_loss_subject);
+}

@@ -556,6 +556,12 @@ impl PowerLossStore {
         power.survivors = survivors;
     }
 
+    /// Another handle on the same data, power and writer lock (as a second connection of the
+    /// same machine would have).
+    pub fn handle(&self) -> PowerLossStore {
+        PowerLossStore { power: self.power.clone(), writer: self.writer.clone() }
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.power().steps
