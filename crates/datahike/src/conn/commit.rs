@@ -177,6 +177,20 @@ impl Conn {
         )))
     }
 
+    /// The latest value of this connection's branch: its own value brought up to date with
+    /// what other handles and processes committed since (a writer's `db()` is only its own
+    /// last commit). Waits for this connection's transactions in flight.
+    pub(super) fn caught_up(&self) -> Result<Db> {
+        if self.0.config.read_only {
+            return self.latest();
+        }
+        let mut writer = drained(&self.0);
+        let Some(durable) = writer.durable.as_mut() else {
+            return Err(Error::Database("Connection has been released".into()));
+        };
+        self.catch_up(durable, self.current_value(), true)
+    }
+
     /// Makes and applies one transaction, hands its record to the log writer and puts it in
     /// the pipeline; the caller waits for the append without the writer mutex.
     fn start_in_flight(

@@ -93,10 +93,12 @@ impl Conn {
     }
 
     /// Datahike's `branch-as-db`: the latest value of `branch`, `None` if there is no such
-    /// branch. Reads the branch's head and log; nothing is written.
+    /// branch. Reads the branch's head and log; nothing is written. A live connection of this
+    /// process to the branch is brought up to date first: another handle or process may have
+    /// committed since it did.
     pub fn branch_as_db(&self, branch: Keyword) -> Result<Option<Db>> {
         if let Some(live) = self.live_branch(branch) {
-            return Ok(Some(live.db()));
+            return live.caught_up().map(Some);
         }
         let store = self.store()?;
         let current = self.current_value();

@@ -10,12 +10,14 @@
 //! [`backend`] dispatches `{:store {:backend :kw ...}}` to the registered backends (a user
 //! registers their own with [`register_backend`]); [`conformance`] is the suite every backend
 //! passes, public so that the author of a backend runs it from their own tests. [`tiered`]
-//! is a store over two stores (a cache in front of a durable store).
+//! is a store over two stores (a cache in front of a durable store). [`fault`] holds the
+//! stores that test the database against failures: fault injection and power loss.
 
 pub mod backend;
 pub mod conformance;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod fault;
 mod file;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod jdbc;
