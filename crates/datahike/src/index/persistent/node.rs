@@ -9,10 +9,11 @@
 //! The address of a node is the first 16 bytes of the BLAKE3 hash of its encoding.
 //!
 //! Version 1 nodes hold every value inline. A node holding a string or byte array of at least
-//! [`crate::index::codec::OUT_OF_LINE_MIN_BYTES`] is written as version 2: the value is a reference (see the codec)
-//! to `values/<hash>`, which is stored before any head names the node, and resolved through
-//! the cache when the node is read, so the decoded node is the same as the one encoded. Nodes
-//! without such values are still written as version 1, byte for byte as before.
+//! [`crate::index::codec::OUT_OF_LINE_MIN_BYTES`] is written as version 2: the value is a
+//! reference (see the codec) to `values/<hash>`, which is stored before any head names the
+//! node, and resolved through the cache when the node is read, so the decoded node is the same
+//! as the one encoded. Nodes without such values are still written as version 1, byte for
+//! byte as before.
 
 use crate::datom::Datom;
 use crate::index::codec::{
@@ -333,7 +334,7 @@ struct StoreRefs<'c> {
 
 impl ResolveRef for StoreRefs<'_> {
     fn resolve(&self, r: &ValueRef) -> Result<Value, String> {
-        if let Some(value) = self.cache.values.get(&r.hash) {
+        if let Some(value) = self.cache.values.get(&(r.hash, r.string)) {
             return Ok(value);
         }
         let key = r.key();
@@ -355,7 +356,7 @@ impl ResolveRef for StoreRefs<'_> {
             }
         };
         let value = value_from_stored(r, &bytes).map_err(fail)?;
-        self.cache.values.insert(r.hash, value.clone());
+        self.cache.values.insert((r.hash, r.string), value.clone());
         self.cache.note_values_stored([r.hash]);
         Ok(value)
     }
@@ -378,8 +379,8 @@ impl ResolveRef for CollectRefs {
 #[derive(Clone)]
 struct ValueWeighter;
 
-impl quick_cache::Weighter<ValueHash, Value> for ValueWeighter {
-    fn weight(&self, _: &ValueHash, value: &Value) -> u64 {
+impl quick_cache::Weighter<(ValueHash, bool), Value> for ValueWeighter {
+    fn weight(&self, _: &(ValueHash, bool), value: &Value) -> u64 {
         u64::try_from(value_heap_bytes(value)).unwrap_or(u64::MAX).max(1)
     }
 }
@@ -433,9 +434,9 @@ pub struct NodeCache {
     loads: std::sync::atomic::AtomicU64,
     /// Nodes loaded ahead of a scan by [`NodeCache::prefetch`].
     prefetched: std::sync::atomic::AtomicU64,
-    /// Out-of-line values read from the store, by hash: the leaves of several indices that
-    /// hold one datom share one read and one copy.
-    values: quick_cache::sync::Cache<ValueHash, Value, ValueWeighter>,
+    /// Out-of-line values read from the store, by hash and whether they are strings: the
+    /// leaves of several indices that hold one datom share one read and one copy.
+    values: quick_cache::sync::Cache<(ValueHash, bool), Value, ValueWeighter>,
     stored_values: Mutex<StoredValues>,
 }
 

@@ -645,3 +645,25 @@ fn a_damaged_or_missing_value_is_an_error_naming_its_key() {
     map.set(&key, good);
     assert_eq!(read().unwrap().len(), 1);
 }
+
+#[test]
+fn the_same_bytes_as_a_string_and_as_a_byte_array_keep_their_types() {
+    let (map, store) = new_store();
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let text = "q".repeat(10_000);
+    let datoms = vec![
+        Datom::new(1, attrs()[2], Value::str(&text), TX0 + 1, true),
+        Datom::new(2, attrs()[2], Value::Bytes(text.as_bytes().into()), TX0 + 1, true),
+    ];
+    let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, 4)
+        .unwrap()
+        .apply_batch(datoms, vec![])
+        .unwrap();
+    let (_, root) = flush(&index, store.as_ref());
+    assert_eq!(map.entries().keys().filter(|k| k.starts_with("values/")).count(), 1, "one value for both");
+    let fresh = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let reopened = PersistentIndex::with_branching(IndexOrder::Eavt, false, Some(&root), &fresh, 4).unwrap();
+    let back = all(reopened.seek(&DatomKey::default()));
+    assert!(matches!(&back[0].v, Value::String(s) if **s == *text));
+    assert!(matches!(&back[1].v, Value::Bytes(b) if **b == *text.as_bytes()));
+}
