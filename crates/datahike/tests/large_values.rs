@@ -209,6 +209,26 @@ fn gc_deletes_a_large_value_no_retained_commit_reaches() {
     assert_eq!(report.kept_values, 0);
     assert_eq!(value_files(&path), Vec::<PathBuf>::new(), "the value's file is gone");
     conn.verify_storage().unwrap();
+
+    // The same connection asserts the value again: it knew the value as stored, but the
+    // collection changed the GC epoch, so its flush writes the value again.
+    conn.transact(&tx).unwrap();
+    conn.flush().unwrap();
+    assert_eq!(value_files(&path), values, "stored again after the collection");
+    conn.verify_storage().unwrap();
+    conn.transact(&Edn::Vector(vec![Edn::Vector(vec![
+        edn(":db/retract"),
+        edn("[:doc/n 0]"),
+        edn(":doc/body"),
+        Edn::str(&big),
+    ])]))
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let cutoff = conn.db().last_tx_instant() + 1;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    conn.transact(&edn("[{:doc/n 11}]")).unwrap();
+    let report = conn.gc_storage(Some(cutoff)).unwrap();
+    assert!(report.deleted.contains(&key), "{key} is deleted again: {:?}", report.deleted);
     conn.release().unwrap();
 
     // The store holds none of the value's bytes any more (logs and commit packs included).
