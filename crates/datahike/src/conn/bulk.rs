@@ -177,7 +177,7 @@ impl BulkLoad<'_> {
         let previous_id = previous.commit.id;
         let records: Vec<Arc<[u8]>> = durable.unflushed.iter().map(|r| r.bytes.clone()).collect();
         let pack_base = (records.len() > 1).then_some(previous_id);
-        let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(&self.db, commit, pack_base, previous)?;
+        let Snapshot { pendings, mut nodes, head, .. } = Snapshot::prepare(&self.db, commit, pack_base, previous)?;
         let bytes = head.encode();
         if head.pack_base.is_some() {
             nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));

@@ -39,6 +39,9 @@ impl Conn {
 pub(super) struct Snapshot {
     pub(super) pendings: Vec<PendingFlush>,
     pub(super) nodes: Vec<(String, Vec<u8>)>,
+    /// Every out-of-line value the new nodes refer to (those in `nodes` and those known to
+    /// be stored already).
+    pub(super) values: Vec<(String, crate::value::Value)>,
     pub(super) head: Head,
 }
 
@@ -46,6 +49,11 @@ impl Snapshot {
     /// Encodes every node of `db`'s indices that is not durable yet, and the head naming
     /// `db` as commit `commit` (the fields fixed at creation come from `fixed`).
     pub(super) fn prepare(db: &Db, commit: Commit, pack_base: Option<uuid::Uuid>, fixed: Head) -> Result<Snapshot> {
+        // Out-of-line values known to be stored are skipped only while no collection has run
+        // since they were seen (a collection may delete one that a new datom brings back).
+        if let Some(store) = db.0.cache.store() {
+            db.0.cache.begin_flush(store.get(GC_EPOCH_KEY)?.as_deref());
+        }
         let mut pendings = Vec::new();
         for idx in db.0.current.all() {
             pendings.push(idx.prepare_flush()?);
@@ -56,6 +64,10 @@ impl Snapshot {
             }
         }
         let nodes: Vec<(String, Vec<u8>)> = pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.nodes)).collect();
+        let mut values: Vec<(String, crate::value::Value)> =
+            pendings.iter_mut().flat_map(|p| std::mem::take(&mut p.values)).collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        values.dedup_by(|a, b| a.0 == b.0);
         let roots: Vec<IndexRoot> = pendings.iter().map(|p| p.root.clone()).collect();
         let head = Head {
             max_eid: db.max_eid(),
@@ -67,7 +79,7 @@ impl Snapshot {
             commit,
             ..fixed
         };
-        Ok(Snapshot { pendings, nodes, head })
+        Ok(Snapshot { pendings, nodes, values, head })
     }
 }
 
@@ -108,7 +120,7 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     // The last record is this snapshot's own commit: a pack is worth writing only when it
     // holds commits before it.
     let pack_base = (records.len() > 1).then_some(previous_id);
-    let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
+    let Snapshot { pendings, mut nodes, values, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
     let bytes = head.encode();
     if head.pack_base.is_some() {
         nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
@@ -150,9 +162,18 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
         return Ok(());
     }
     if durable.store.get(GC_EPOCH_KEY)? != epoch {
+        // Out-of-line values this flush skipped as stored may be gone too.
+        let mut written: std::collections::HashSet<&str> = nodes.iter().map(|(k, _)| k.as_str()).collect();
+        let again: Vec<(String, Vec<u8>)> = values
+            .iter()
+            .filter(|(key, _)| written.insert(key.as_str()))
+            .filter_map(|(key, v)| crate::index::codec::out_of_line_bytes(v).map(|b| (key.clone(), b.to_vec())))
+            .collect();
+        durable.store.put_batch(&again)?;
         durable.store.put_batch(&nodes)?;
     }
     drop(nodes);
+    drop(values);
     // The log is discarded one flush behind: records covered by the head being replaced go,
     // records covered only by the new head stay until the next flush. A copy of the store
     // that took `heads/` before `log/` (as `rsync` does, alphabetically) then still finds

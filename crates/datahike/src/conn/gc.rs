@@ -20,6 +20,8 @@ pub struct GcReport {
     pub kept_commits: usize,
     /// Index nodes kept.
     pub kept_nodes: usize,
+    /// Out-of-line values (`values/<hash>`) kept.
+    pub kept_values: usize,
 }
 
 /// The collector's view of the retained commits and the nodes they reach.
@@ -152,6 +154,18 @@ impl Conn {
                 marker.mark(head)?;
             }
         }
+        // Out-of-line values are marked by key, unread: check that each is there, whole.
+        for key in &marker.marked {
+            let Some(hash) = crate::index::codec::parse_value_key(key) else { continue };
+            let reason = match store.get(key)? {
+                None => "the out-of-line value is missing from the store, yet a retained index node refers to it",
+                Some(bytes) if crate::index::codec::value_hash(&bytes) != hash => {
+                    "the hash of the out-of-line value's bytes does not match its key"
+                }
+                Some(_) => continue,
+            };
+            return Err(StoreError::Corrupt { key: key.clone(), reason: reason.into() }.into());
+        }
         Ok(marker.marked.len())
     }
 
@@ -180,7 +194,8 @@ impl Conn {
         // The head then covers every commit so far: their packs and nodes are stored.
         self.flush()?;
         let store = self.store()?;
-        let nodes = store.list("nodes/")?;
+        let mut nodes = store.list("nodes/")?;
+        nodes.extend(store.list("values/")?);
         let commits = store.list("commits/")?;
         let packs = store.list("packs/")?;
         let graph = CommitGraph::read(store.as_ref(), &commits, &packs)?;
@@ -221,6 +236,7 @@ impl Conn {
             }
         }
         let mut doomed: Vec<String> = nodes.into_iter().filter(|k| !marker.marked.contains(k)).collect();
+        let kept_values = marker.marked.iter().filter(|k| k.starts_with("values/")).count();
         let id_of = |key: &str| key.strip_prefix("commits/").and_then(|u| uuid::Uuid::parse_str(u).ok());
         let mut kept_commits = 0;
         // Every commit that goes: snapshots, and those only a doomed pack holds.
@@ -267,10 +283,11 @@ impl Conn {
             target: "datahike::gc",
             deleted = doomed.len(),
             kept_commits,
-            kept_nodes = marker.marked.len(),
+            kept_nodes = marker.marked.len() - kept_values,
+            kept_values,
             ms = started.elapsed().as_millis() as u64,
             "garbage collected"
         );
-        Ok(GcReport { deleted: doomed, kept_commits, kept_nodes: marker.marked.len() })
+        Ok(GcReport { deleted: doomed, kept_commits, kept_nodes: marker.marked.len() - kept_values, kept_values })
     }
 }

@@ -282,7 +282,7 @@ impl Conn {
                 .into(),
             ));
         }
-        let Snapshot { pendings, mut nodes, head } = Snapshot::prepare(db, commit, None, fixed)?;
+        let Snapshot { pendings, mut nodes, head, .. } = Snapshot::prepare(db, commit, None, fixed)?;
         let bytes = head.encode();
         let key = commit_key(&head.commit.id);
         if store.get(&key)?.is_none() {

@@ -12,6 +12,13 @@
 //!
 //! Decoders never panic and never allocate more than the input can justify: every length is
 //! checked against the bytes that remain before anything is allocated.
+//!
+//! Out-of-line values (index nodes only): an encoder given a sink ([`put_datoms_body_outlined`])
+//! writes a string or byte array of at least [`OUT_OF_LINE_MIN_BYTES`] as a reference, tag
+//! `TAG_REF_STRING`/`TAG_REF_BYTES` then the 16-byte BLAKE3-128 hash of its bytes and their
+//! varint length, and hands the value to the sink, which stores it once under
+//! [`value_key`]. A reader resolves references only when given a [`ResolveRef`]; log records
+//! and heads are read without one, so a reference there is an error.
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -51,6 +58,107 @@ const TAG_SET: u8 = 15;
 /// A map (query values; written only so that encoding is total).
 const TAG_MAP: u8 = 16;
 
+/// A reference to a string of at least [`OUT_OF_LINE_MIN_BYTES`].
+const TAG_REF_STRING: u8 = 17;
+/// A reference to a byte array of at least [`OUT_OF_LINE_MIN_BYTES`].
+const TAG_REF_BYTES: u8 = 18;
+
+/// Strings and byte arrays of at least this many bytes are stored out of line by index nodes:
+/// once, under [`value_key`], so that a node holding one stays small and a new version of the
+/// node (a small transaction touching its leaf) does not copy the value again. Encoder and
+/// decoder share it: a reference to a shorter value is refused as corrupt.
+pub const OUT_OF_LINE_MIN_BYTES: usize = 4 * 1024;
+
+/// The BLAKE3-128 hash of an out-of-line value's bytes, which names its store key.
+pub type ValueHash = [u8; 16];
+
+/// A value stored out of line, as a node encoding refers to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueRef {
+    /// BLAKE3-128 of the bytes (UTF-8 for a string).
+    pub hash: ValueHash,
+    /// Length of the bytes.
+    pub len: u64,
+    /// A string (else a byte array).
+    pub string: bool,
+}
+
+impl ValueRef {
+    /// The store key of the value.
+    pub fn key(&self) -> String {
+        value_key(&self.hash)
+    }
+}
+
+/// The store key of an out-of-line value: `values/<32 lowercase hex>`.
+pub fn value_key(hash: &ValueHash) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(7 + 32);
+    key.push_str("values/");
+    for b in hash {
+        let _ = write!(key, "{b:02x}");
+    }
+    key
+}
+
+/// The hash of `key` when it is a [`value_key`].
+pub fn parse_value_key(key: &str) -> Option<ValueHash> {
+    let hex = key.strip_prefix("values/")?;
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut hash = [0u8; 16];
+    for (i, out) in hash.iter_mut().enumerate() {
+        *out = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// The BLAKE3-128 hash of `bytes`.
+pub fn value_hash(bytes: &[u8]) -> ValueHash {
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
+    hash
+}
+
+/// The bytes a value is stored out of line as, when it is: a string or byte array of at
+/// least [`OUT_OF_LINE_MIN_BYTES`].
+pub fn out_of_line_bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::String(s) if s.len() >= OUT_OF_LINE_MIN_BYTES => Some(s.as_bytes()),
+        Value::Bytes(b) if b.len() >= OUT_OF_LINE_MIN_BYTES => Some(b),
+        _ => None,
+    }
+}
+
+/// The value an out-of-line reference names, from the bytes stored under its key (checked
+/// against the reference's length and hash, and UTF-8 for a string). `Err` says what is wrong.
+pub fn value_from_stored(r: &ValueRef, bytes: &[u8]) -> Result<Value, String> {
+    if u64::try_from(bytes.len()).ok() != Some(r.len) {
+        return Err(format!("{} bytes stored where the index node expects {}", bytes.len(), r.len));
+    }
+    if value_hash(bytes) != r.hash {
+        return Err(format!("the hash of its {} bytes does not match its key", bytes.len()));
+    }
+    if r.string {
+        std::str::from_utf8(bytes)
+            .map(|s| Value::String(Arc::from(s)))
+            .map_err(|e| format!("a string value that is not UTF-8 ({e})"))
+    } else {
+        Ok(Value::Bytes(Arc::from(bytes)))
+    }
+}
+
+/// Resolves the out-of-line references a [`Reader`] meets (see [`Reader::with_refs`]).
+pub trait ResolveRef {
+    /// The value `r` names; `Err` with a phrase saying what is wrong (the resolver keeps the
+    /// full error for its caller).
+    fn resolve(&self, r: &ValueRef) -> Result<Value, String>;
+}
+
+/// Receives each out-of-line value an outlining encoder writes as a reference.
+pub type OutlineSink<'a> = &'a mut dyn FnMut(ValueRef, &Value);
+
 /// Result of decoding.
 pub type CodecResult<T> = Result<T, CodecError>;
 
@@ -81,6 +189,24 @@ pub fn put_str(s: &str, out: &mut Vec<u8>) {
 
 /// Appends one value: its tag byte and payload.
 pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
+    put_value(value, out, &mut None);
+}
+
+/// [`encode_value`], with long strings and byte arrays (at any depth) written as references
+/// when `outline` is given.
+fn put_value(value: &Value, out: &mut Vec<u8>, outline: &mut Option<OutlineSink<'_>>) {
+    if let (Some(sink), Some(bytes)) = (outline.as_mut(), out_of_line_bytes(value)) {
+        let r = ValueRef {
+            hash: value_hash(bytes),
+            len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            string: matches!(value, Value::String(_)),
+        };
+        out.push(if r.string { TAG_REF_STRING } else { TAG_REF_BYTES });
+        out.extend_from_slice(&r.hash);
+        put_varint(r.len, out);
+        sink(r, value);
+        return;
+    }
     match value {
         Value::Nil => out.push(TAG_NIL),
         Value::Bytes(b) => {
@@ -95,7 +221,7 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             out.push(TAG_KEYWORD);
             put_str(k.as_str(), out);
         }
-        Value::Tuple(xs) => encode_values(TAG_TUPLE, xs, out),
+        Value::Tuple(xs) => put_values(TAG_TUPLE, xs, out, outline),
         Value::Symbol(s) => {
             out.push(TAG_SYMBOL);
             put_str(s.as_str(), out);
@@ -131,24 +257,24 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
             out.push(TAG_UUID);
             out.extend_from_slice(u.as_bytes());
         }
-        Value::Set(xs) => encode_values(TAG_SET, xs, out),
+        Value::Set(xs) => put_values(TAG_SET, xs, out, outline),
         Value::Map(xs) => {
             out.push(TAG_MAP);
             put_varint(xs.len() as u64, out);
             for (k, v) in xs.iter() {
-                encode_value(k, out);
-                encode_value(v, out);
+                put_value(k, out, outline);
+                put_value(v, out, outline);
             }
         }
     }
 }
 
 /// A tag, a count and the values (a tuple or a set).
-fn encode_values(tag: u8, xs: &[Value], out: &mut Vec<u8>) {
+fn put_values(tag: u8, xs: &[Value], out: &mut Vec<u8>, outline: &mut Option<OutlineSink<'_>>) {
     out.push(tag);
     put_varint(xs.len() as u64, out);
     for x in xs {
-        encode_value(x, out);
+        put_value(x, out, outline);
     }
 }
 
@@ -177,6 +303,16 @@ pub fn decode_datoms(bytes: &[u8]) -> CodecResult<Vec<Datom>> {
 
 /// Appends the datom body (no version byte): attribute dictionary, count, delta-coded datoms.
 pub fn put_datoms_body(datoms: &[Datom], out: &mut Vec<u8>) {
+    put_datoms(datoms, out, &mut None);
+}
+
+/// [`put_datoms_body`] for an index node: values of at least [`OUT_OF_LINE_MIN_BYTES`] are
+/// written as references and handed to `sink`. Read back with [`Reader::with_refs`].
+pub fn put_datoms_body_outlined(datoms: &[Datom], out: &mut Vec<u8>, sink: OutlineSink<'_>) {
+    put_datoms(datoms, out, &mut Some(sink));
+}
+
+fn put_datoms(datoms: &[Datom], out: &mut Vec<u8>, outline: &mut Option<OutlineSink<'_>>) {
     let mut attr_index: HashMap<Keyword, u64> = HashMap::new();
     let mut attrs: Vec<Keyword> = Vec::new();
     for d in datoms {
@@ -194,7 +330,7 @@ pub fn put_datoms_body(datoms: &[Datom], out: &mut Vec<u8>) {
     for d in datoms {
         put_ivarint(d.e.wrapping_sub(prev_e), out);
         put_varint(attr_index.get(&d.a).copied().unwrap_or(0), out);
-        encode_value(&d.v, out);
+        put_value(&d.v, out, outline);
         put_ivarint(d.signed_tx.wrapping_sub(prev_tx), out);
         prev_e = d.e;
         prev_tx = d.signed_tx;
@@ -202,16 +338,28 @@ pub fn put_datoms_body(datoms: &[Datom], out: &mut Vec<u8>) {
 }
 
 /// A cursor over encoded bytes. Every read checks bounds and reports the offset on failure.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    refs: Option<&'a dyn ResolveRef>,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("len", &self.buf.len()).field("pos", &self.pos).finish()
+    }
 }
 
 impl<'a> Reader<'a> {
-    /// A reader at the start of `buf`.
+    /// A reader at the start of `buf`; an out-of-line reference in it is an error.
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, refs: None }
+    }
+
+    /// A reader of an index node's bytes, which resolves out-of-line references with `refs`.
+    pub fn with_refs(buf: &'a [u8], refs: &'a dyn ResolveRef) -> Self {
+        Reader { buf, pos: 0, refs: Some(refs) }
     }
 
     /// Offset of the next byte to read.
@@ -407,6 +555,28 @@ impl<'a> Reader<'a> {
             }
             TAG_INSTANT => Value::Instant(self.ivarint()?),
             TAG_UUID => Value::Uuid(uuid::Uuid::from_bytes(self.array("a UUID")?)),
+            TAG_REF_STRING | TAG_REF_BYTES => {
+                let Some(refs) = self.refs else {
+                    self.pos = start;
+                    return Err(self.error("a value tag", "found an out-of-line value outside an index node".into()));
+                };
+                let hash = self.array("an out-of-line value's hash")?;
+                let len_at = self.pos;
+                let len = self.varint()?;
+                if len < OUT_OF_LINE_MIN_BYTES as u64 {
+                    self.pos = len_at;
+                    return Err(self.error(
+                        "an out-of-line value's length",
+                        format!("found {len}, below the out-of-line minimum of {OUT_OF_LINE_MIN_BYTES}"),
+                    ));
+                }
+                let r = ValueRef { hash, len, string: tag == TAG_REF_STRING };
+                refs.resolve(&r).map_err(|found| CodecError {
+                    expected: "an out-of-line value",
+                    offset: start,
+                    found: format!("but {}: {found}", r.key()),
+                })?
+            }
             other => {
                 self.pos = start;
                 return Err(self.error("a value tag", format!("found tag {other:#04x}")));
@@ -573,6 +743,59 @@ mod tests {
             buf[i] ^= 1 << bit;
             let _ = decode_datoms(&buf);
         }
+    }
+
+    /// Resolves references from a map of stored values.
+    struct MapRefs(HashMap<String, Vec<u8>>);
+
+    impl ResolveRef for MapRefs {
+        fn resolve(&self, r: &ValueRef) -> Result<Value, String> {
+            let bytes = self.0.get(&r.key()).ok_or("missing")?;
+            value_from_stored(r, bytes)
+        }
+    }
+
+    #[test]
+    fn long_values_go_out_of_line_only_when_asked() {
+        let long = Value::str(&"x".repeat(OUT_OF_LINE_MIN_BYTES));
+        let bytes = Value::Bytes(vec![1u8; OUT_OF_LINE_MIN_BYTES + 1].into());
+        let short = Value::str(&"y".repeat(OUT_OF_LINE_MIN_BYTES - 1));
+        let ds = vec![
+            Datom::new(1, Keyword::new("a"), long.clone(), 5, true),
+            Datom::new(2, Keyword::new("a"), Value::Tuple(vec![bytes.clone(), short.clone()].into()), 5, true),
+        ];
+        let mut stored = HashMap::new();
+        let mut buf = Vec::new();
+        put_datoms_body_outlined(&ds, &mut buf, &mut |r, v| {
+            stored.insert(r.key(), out_of_line_bytes(v).unwrap().to_vec());
+        });
+        assert_eq!(stored.len(), 2);
+        assert!(buf.len() < OUT_OF_LINE_MIN_BYTES + 200, "{} bytes", buf.len());
+        assert!(stored.keys().all(|k| parse_value_key(k).is_some_and(|h| value_key(&h) == *k)));
+        let refs = MapRefs(stored);
+        let mut r = Reader::with_refs(&buf, &refs);
+        assert_eq!(r.datoms().unwrap(), ds);
+        assert!(r.is_at_end());
+        // Without a resolver (a log record, a head) a reference is an error.
+        let err = Reader::new(&buf).datoms().unwrap_err();
+        assert!(err.to_string().contains("out-of-line value outside an index node"), "{err}");
+        // A missing value names its key.
+        let empty = MapRefs(HashMap::new());
+        let err = Reader::with_refs(&buf, &empty).datoms().unwrap_err().to_string();
+        assert!(err.contains("values/") && err.contains("missing"), "{err}");
+        // A reference claiming a length below the threshold is refused.
+        let mut forged = vec![TAG_REF_STRING];
+        forged.extend_from_slice(&value_hash(b"abc"));
+        put_varint(3, &mut forged);
+        let err = Reader::with_refs(&forged, &refs).value().unwrap_err();
+        assert!(err.to_string().contains("below the out-of-line minimum"), "{err}");
+        // The plain encoding is unchanged: everything inline.
+        let mut plain = Vec::new();
+        put_datoms_body(&ds, &mut plain);
+        assert_eq!(Reader::new(&plain).datoms().unwrap(), ds);
+        assert!(plain.len() > 2 * OUT_OF_LINE_MIN_BYTES);
+        assert_eq!(parse_value_key("values/xyz"), None);
+        assert_eq!(parse_value_key("nodes/00000000000000000000000000000000"), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub use persistent::{CacheLimit, CacheStats, NodeCache, PersistentIndex};
 use crate::datom::{Datom, DatomKey, IndexOrder};
 pub use crate::error::IndexError;
 use crate::store::Store;
+use crate::value::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
@@ -32,8 +33,13 @@ pub struct IndexRoot {
 /// Nodes produced by [`DatomIndex::prepare_flush`] that must be stored durably before any head
 /// names `root`. After the store write succeeded, call [`PendingFlush::mark_durable`].
 pub struct PendingFlush {
-    /// `(key, bytes)` of every node not yet in the store.
+    /// `(key, bytes)` of every node not yet in the store, and of every out-of-line value
+    /// (`values/<hash>`, see [`codec::OUT_OF_LINE_MIN_BYTES`]) those nodes refer to that is
+    /// not known to be stored.
     pub nodes: Vec<(String, Vec<u8>)>,
+    /// Every out-of-line value the new nodes refer to, stored or not, by key: what a flush
+    /// writes again when a garbage collection ran while it wrote (it may have deleted one).
+    pub values: Vec<(String, Value)>,
     /// The root to record in the head.
     pub root: IndexRoot,
     /// Called once the nodes are durable: lets the index release them to the LRU cache.

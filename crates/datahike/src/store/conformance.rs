@@ -559,6 +559,21 @@ pub fn database(config: &crate::Config) {
         conn.transact(&read_str(&tx).unwrap()).unwrap_or_else(|e| step("transact", e));
     }
     let after_load = conn.db();
+    // Long values are stored out of line (`values/<hash>`); one on this branch, one on a
+    // branch deleted below, whose value garbage collection then deletes.
+    let long = |seed: u8| -> String {
+        (0..100_000).map(|i| char::from(b'a' + ((i * 7 + seed as usize) % 26) as u8)).collect()
+    };
+    let (long_main, long_feature) = (long(1), long(2));
+    let by_name = |db: &crate::Db, name: &str| -> Edn {
+        q(
+            &read_str("[:find ?e . :in $ ?name :where [?e :name ?name]]").unwrap(),
+            &[QueryInput::from(db.clone()), QueryInput::Edn(Edn::str(name))],
+        )
+        .unwrap_or_else(|e| step("a lookup of a long value", e))
+    };
+    let long_tx = |name: &str| Edn::Vector(vec![Edn::Map(vec![(Edn::kw("name"), Edn::str(name))])]);
+    conn.transact(&long_tx(&long_main)).unwrap_or_else(|e| step("transact a long value", e));
     conn.transact(&read_str(r#"[{:name "p7" :n -7} [:db/retractEntity [:name "p8"]]]"#).unwrap())
         .unwrap_or_else(|e| step("overwrite and retract", e));
     let expect = |db: &crate::Db, what: &str, entities: usize| {
@@ -583,6 +598,13 @@ pub fn database(config: &crate::Config) {
         assert_eq!(query(&as_of, r#"[:find ?n . :where [?e :name "p7"] [?e :n ?n]]"#), Edn::Int(7), "{what}: as-of");
         let range = db.datoms(IndexOrder::Avet, &[Edn::kw("n"), Edn::Int(100)]).unwrap_or_else(|e| step("datoms", e));
         assert_eq!(range.len(), 1, "{what}: avet datoms");
+        let long = db.datoms(IndexOrder::Avet, &[Edn::kw("name"), Edn::str(&long_main)]);
+        let long = long.unwrap_or_else(|e| step("datoms of a long value", e));
+        assert_eq!(long.len(), 1, "{what}: a long value in avet");
+        assert_eq!(by_name(db, &long_main), Edn::Int(long[0].e), "{what}: a long value by query");
+        let mut near = long_main.clone();
+        near.push('x');
+        assert_eq!(by_name(db, &near), Edn::Nil, "{what}: a longer value is another one");
     };
     expect(&conn.db(), "before reopening", count - 1);
     let before = conn.db().max_tx();
@@ -606,12 +628,20 @@ pub fn database(config: &crate::Config) {
     conn.merge_db(&[BranchOrCommit::Branch(feature)], &read_str(r#"[{:name "merged" :n 100001}]"#).unwrap(), None)
         .unwrap_or_else(|e| step("merge-db", e));
     assert_eq!(conn.db().parent_commit_ids().map(|p| p.len()), Some(2), "a merge has two parents");
+    on_branch.transact(&long_tx(&long_feature)).unwrap_or_else(|e| step("transact a long value on the branch", e));
+    on_branch.release().unwrap_or_else(|e| step("release the branch", e));
+    let on_branch = crate::connect(&branch_config).unwrap_or_else(|e| step("reconnect to the branch", e));
+    assert!(matches!(by_name(&on_branch.db(), &long_feature), Edn::Int(_)), "a long value survives a reopen");
     on_branch.release().unwrap_or_else(|e| step("release the branch", e));
     conn.delete_branch(feature).unwrap_or_else(|e| step("delete-branch", e));
     assert!(!conn.branches().unwrap_or_else(|e| step("branches", e)).contains(&feature));
 
     let report = conn.gc_storage(None).unwrap_or_else(|e| step("gc-storage", e));
     assert!(report.kept_nodes > 0, "gc keeps the live nodes");
+    let value_key = |s: &str| crate::index::codec::value_key(&crate::index::codec::value_hash(s.as_bytes()));
+    assert!(report.deleted.contains(&value_key(&long_feature)), "gc deletes the deleted branch's long value");
+    assert!(!report.deleted.contains(&value_key(&long_main)), "gc keeps a live long value");
+    assert_eq!(report.kept_values, 1, "gc keeps the live long value");
     conn.verify_storage().unwrap_or_else(|e| step("verify-storage after gc", e));
     expect(&conn.db(), "after gc", count);
     conn.release().unwrap_or_else(|e| step("release", e));

@@ -3,6 +3,8 @@
 //!
 //! Key space used by the database (see ARCHITECTURE.md, "Storage layout"):
 //! - `nodes/<32 hex>`: immutable index nodes, content addressed, written once;
+//! - `values/<32 hex>`: immutable strings and byte arrays that index nodes hold out of line
+//!   (BLAKE3-128 of the bytes), written once before any head names a node referring to them;
 //! - `heads/<branch>`: the mutable branch head, replaced only by [`Store::compare_and_set`];
 //! - `commits/<uuid>`, `packs/<uuid>`: snapshot commit records and commit packs;
 //! - the transaction log of each branch, behind the `log_*` methods.
@@ -101,8 +103,8 @@ impl ByteRange {
 /// - Every write method is durable when it returns `Ok`: a crash afterwards loses nothing of it.
 /// - A write that returns `Err` may have left any subset of its entries behind, but never a
 ///   torn entry: a later `get` returns the old bytes, the new bytes, or nothing.
-/// - Keys under `nodes/` are immutable: they are written once and never rewritten with other
-///   bytes, so a reader may cache them forever.
+/// - Keys under `nodes/` and `values/` are immutable: they are written once and never
+///   rewritten with other bytes, so a reader may cache them forever.
 /// - [`Store::put_if_absent`] and [`Store::compare_and_set`] are atomic across every handle
 ///   and process on the store: of two writers, exactly one wins. They are what keeps two
 ///   writers from overwriting each other's commits: every log record is written if absent,

@@ -16,9 +16,10 @@
 //! processes and handles may write the backend directly, so the frontend only ever holds keys
 //! whose bytes never change once written:
 //!
-//! - `nodes/` (content-addressed index nodes) and `packs/` (the commits between two
-//!   snapshots, under the id of a fresh commit) are written once with fixed bytes, so a
-//!   frontend copy is always the backend's bytes. They are read from the frontend first.
+//! - `nodes/` (content-addressed index nodes), `values/` (content-addressed out-of-line
+//!   values) and `packs/` (the commits between two snapshots, under the id of a fresh
+//!   commit) are written once with fixed bytes, so a frontend copy is always the backend's
+//!   bytes. They are read from the frontend first.
 //! - Everything else is read from the backend, always: heads, the log and its floor, the
 //!   writer lease, `gc/epoch`, and also `commits/`. A commit record is immutable too, but the
 //!   database asks whether one *exists* before it writes a head naming it (`branch`,
@@ -79,7 +80,7 @@ pub enum ReadPolicy {
 /// Whether the frontend may hold `key`: only keys whose bytes never change once written and
 /// whose presence decides nothing (see the module doc).
 pub fn is_cacheable(key: &str) -> bool {
-    key.starts_with("nodes/") || key.starts_with("packs/")
+    key.starts_with("nodes/") || key.starts_with("values/") || key.starts_with("packs/")
 }
 
 /// The backend key that every delete of cacheable keys through a tiered store changes (to a

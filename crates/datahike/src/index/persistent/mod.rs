@@ -17,11 +17,13 @@ pub(crate) use node::mark_reachable;
 pub use node::{CacheLimit, CacheStats, NodeCache};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};
+use crate::index::codec::{self, ValueHash};
 use crate::index::{Address, DatomIndex, DatomIter, IndexError, IndexResult, IndexRoot, PendingFlush};
+use crate::value::Value;
 use iter::Iter;
 use node::{hex, node_key, Branch, ChildRef, Node};
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -542,12 +544,14 @@ fn merge_ops(tree: &Tree, adds: Vec<Datom>, removes: Vec<Datom>) -> Vec<Op> {
     ops
 }
 
-/// Appends the encoding of every non-durable node under `r`, children before parents.
+/// Appends the encoding of every non-durable node under `r`, children before parents, and
+/// the out-of-line values they refer to (by hash).
 fn collect_unflushed(
     r: &Arc<ChildRef>,
     seen: &mut HashSet<Address>,
     nodes: &mut Vec<(String, Vec<u8>)>,
     refs: &mut Vec<Arc<ChildRef>>,
+    values: &mut HashMap<ValueHash, Value>,
 ) {
     if r.is_durable() {
         return;
@@ -557,11 +561,13 @@ fn collect_unflushed(
     };
     if let Node::Branch(b) = node.as_ref() {
         for child in &b.children {
-            collect_unflushed(child, seen, nodes, refs);
+            collect_unflushed(child, seen, nodes, refs, values);
         }
     }
     let mut bytes = Vec::new();
-    node.encode(&mut bytes);
+    node.encode_outlined(&mut bytes, &mut |r, v| {
+        values.entry(r.hash).or_insert_with(|| v.clone());
+    });
     let address = node::hash_address(&bytes);
     r.set_address(address);
     refs.push(r.clone());
@@ -617,14 +623,34 @@ impl DatomIndex for PersistentIndex {
     fn prepare_flush(&self) -> IndexResult<PendingFlush> {
         let mut nodes = Vec::new();
         let mut refs = Vec::new();
+        let mut outlined = HashMap::new();
         if let Some(root) = &self.root {
-            collect_unflushed(root, &mut HashSet::new(), &mut nodes, &mut refs);
+            collect_unflushed(root, &mut HashSet::new(), &mut nodes, &mut refs, &mut outlined);
         }
         let cache = self.tree.cache.clone();
+        // Values go before the nodes that refer to them (the batch is durable as a whole
+        // before any head names a node anyway); a value this handle knows to be stored is
+        // not written again.
+        let mut values = Vec::with_capacity(outlined.len());
+        let mut written = Vec::new();
+        let mut value_entries = Vec::new();
+        for (hash, value) in outlined {
+            let key = codec::value_key(&hash);
+            if !cache.value_stored(&hash) {
+                if let Some(bytes) = codec::out_of_line_bytes(&value) {
+                    value_entries.push((key.clone(), bytes.to_vec()));
+                    written.push(hash);
+                }
+            }
+            values.push((key, value));
+        }
+        value_entries.append(&mut nodes);
         Ok(PendingFlush {
-            nodes,
+            nodes: value_entries,
+            values,
             root: self.root(),
             on_durable: Box::new(move || {
+                cache.note_values_stored(written);
                 for r in refs {
                     r.mark_durable(&cache);
                 }

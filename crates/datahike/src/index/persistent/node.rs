@@ -7,17 +7,32 @@
 //!   n varint subtree counts, then the n max keys as a datom body.
 //!
 //! The address of a node is the first 16 bytes of the BLAKE3 hash of its encoding.
+//!
+//! Version 1 nodes hold every value inline. A node holding a string or byte array of at least
+//! [`crate::index::codec::OUT_OF_LINE_MIN_BYTES`] is written as version 2: the value is a
+//! reference (see the codec) to `values/<hash>`, which is stored before any head names the
+//! node, and resolved through the cache when the node is read, so the decoded node is the same
+//! as the one encoded. Nodes without such values are still written as version 1, byte for
+//! byte as before.
 
 use crate::datom::Datom;
-use crate::index::codec::{put_datoms_body, put_varint, Reader};
+use crate::index::codec::{
+    put_datoms_body_outlined, put_varint, value_from_stored, Reader, ResolveRef, ValueHash, ValueRef,
+};
 use crate::index::{Address, IndexError, IndexResult};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::value::Value;
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 const MAGIC: [u8; 4] = *b"DHIX";
+/// Every value inline.
 const NODE_VERSION: u8 = 1;
+/// Long strings and byte arrays out of line.
+const NODE_VERSION_REFS: u8 = 2;
 const KIND_LEAF: u8 = 0;
 const KIND_BRANCH: u8 = 1;
 
@@ -85,12 +100,24 @@ impl Node {
 
     /// Appends the node's encoding. Child addresses are computed where not known yet.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_outlined(out, &mut |_, _| {});
+    }
+
+    /// [`Node::encode`], handing each value it writes out of line to `sink` (the same value
+    /// may come more than once).
+    pub fn encode_outlined(&self, out: &mut Vec<u8>, sink: &mut dyn FnMut(ValueRef, &Value)) {
         out.extend_from_slice(&MAGIC);
+        let version_at = out.len();
         out.push(NODE_VERSION);
+        let mut outlined = false;
+        let mut sink = |r: ValueRef, v: &Value| {
+            outlined = true;
+            sink(r, v);
+        };
         match self {
             Node::Leaf(ds) => {
                 out.push(KIND_LEAF);
-                put_datoms_body(ds, out);
+                put_datoms_body_outlined(ds, out, &mut sink);
             }
             Node::Branch(b) => {
                 out.push(KIND_BRANCH);
@@ -102,29 +129,46 @@ impl Node {
                 for n in &b.counts {
                     put_varint(*n, out);
                 }
-                put_datoms_body(&b.keys, out);
+                put_datoms_body_outlined(&b.keys, out, &mut sink);
+            }
+        }
+        if outlined {
+            if let Some(version) = out.get_mut(version_at) {
+                *version = NODE_VERSION_REFS;
             }
         }
     }
 
-    /// Decodes a node stored under `address`, checking the hash first.
-    pub fn decode(address: &Address, bytes: &[u8]) -> IndexResult<Node> {
+    /// Decodes a node stored under `address`, checking the hash first; out-of-line values are
+    /// resolved by `refs`.
+    pub fn decode(address: &Address, bytes: &[u8], refs: &dyn ResolveRef) -> IndexResult<Node> {
         let corrupt = |reason: String| IndexError::CorruptNode { address: hex(address), reason };
         if hash_address(bytes) != *address {
             return Err(corrupt(format!("the hash of its {} bytes does not match its address", bytes.len())));
         }
-        Node::decode_unchecked(bytes).map_err(corrupt)
+        Node::decode_unchecked(bytes, refs).map_err(corrupt)
     }
 
-    fn decode_unchecked(bytes: &[u8]) -> Result<Node, String> {
+    fn decode_unchecked(bytes: &[u8], refs: &dyn ResolveRef) -> Result<Node, String> {
         let mut r = Reader::new(bytes);
         let magic: [u8; 4] = r.array("the node magic").map_err(|e| e.to_string())?;
         if magic != MAGIC {
             return Err("it does not start with the node magic".to_string());
         }
         let version = r.u8().map_err(|e| e.to_string())?;
-        if version != NODE_VERSION {
-            return Err(format!("node format version {version} is not supported (expected {NODE_VERSION})"));
+        match version {
+            NODE_VERSION => {}
+            NODE_VERSION_REFS => {
+                // The same position, with references resolved.
+                let at = r.position();
+                r = Reader::with_refs(bytes, refs);
+                r.take(at, "the node header").map_err(|e| e.to_string())?;
+            }
+            _ => {
+                return Err(format!(
+                    "node format version {version} is not supported (expected {NODE_VERSION} or {NODE_VERSION_REFS})"
+                ))
+            }
         }
         let node = match r.u8().map_err(|e| e.to_string())? {
             KIND_LEAF => Node::Leaf(r.datoms().map_err(|e| e.to_string())?),
@@ -279,6 +323,78 @@ fn value_heap_bytes(v: &crate::value::Value) -> usize {
     }
 }
 
+/// Resolves out-of-line values for a node read through a [`NodeCache`]: from the cache's
+/// value cache, else from the store (checked against the reference). The first failure is
+/// kept whole, so that the error names the value's key rather than only the node.
+struct StoreRefs<'c> {
+    cache: &'c NodeCache,
+    node: Address,
+    failure: RefCell<Option<IndexError>>,
+}
+
+impl ResolveRef for StoreRefs<'_> {
+    fn resolve(&self, r: &ValueRef) -> Result<Value, String> {
+        if let Some(value) = self.cache.values.get(&(r.hash, r.string)) {
+            return Ok(value);
+        }
+        let key = r.key();
+        let fail = |reason: String| {
+            let reason = format!("{reason} (index node {} refers to it)", hex(&self.node));
+            *self.failure.borrow_mut() = Some(IndexError::Store(StoreError::Corrupt { key: key.clone(), reason }));
+            format!("value {key} does not resolve")
+        };
+        let Some(store) = &self.cache.store else {
+            return Err(fail("an out-of-line value in an index without a store".into()));
+        };
+        let bytes = match store.get(&key) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(fail("the out-of-line value is missing from the store".into())),
+            Err(e) => {
+                let message = e.to_string();
+                *self.failure.borrow_mut() = Some(IndexError::Store(e));
+                return Err(message);
+            }
+        };
+        let value = value_from_stored(r, &bytes).map_err(fail)?;
+        self.cache.values.insert((r.hash, r.string), value.clone());
+        self.cache.note_values_stored([r.hash]);
+        Ok(value)
+    }
+}
+
+/// Collects the keys of the out-of-line values a node refers to, without reading them
+/// (garbage collection marks them reachable); every value decodes as `nil`.
+#[derive(Default)]
+pub(crate) struct CollectRefs {
+    pub keys: RefCell<Vec<String>>,
+}
+
+impl ResolveRef for CollectRefs {
+    fn resolve(&self, r: &ValueRef) -> Result<Value, String> {
+        self.keys.borrow_mut().push(r.key());
+        Ok(Value::Nil)
+    }
+}
+
+#[derive(Clone)]
+struct ValueWeighter;
+
+impl quick_cache::Weighter<(ValueHash, bool), Value> for ValueWeighter {
+    fn weight(&self, _: &(ValueHash, bool), value: &Value) -> u64 {
+        u64::try_from(value_heap_bytes(value)).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// The out-of-line values this handle knows to be in the store, so that a flush does not
+/// write them again, valid for one value of the store's garbage-collection epoch: a
+/// collection may delete a value no retained commit reaches, which a later transaction may
+/// bring back.
+#[derive(Default)]
+struct StoredValues {
+    epoch: Option<Option<Vec<u8>>>,
+    hashes: HashSet<ValueHash>,
+}
+
 /// How a [`NodeCache`] is bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheLimit {
@@ -318,6 +434,10 @@ pub struct NodeCache {
     loads: std::sync::atomic::AtomicU64,
     /// Nodes loaded ahead of a scan by [`NodeCache::prefetch`].
     prefetched: std::sync::atomic::AtomicU64,
+    /// Out-of-line values read from the store, by hash and whether they are strings: the
+    /// leaves of several indices that hold one datom share one read and one copy.
+    values: quick_cache::sync::Cache<(ValueHash, bool), Value, ValueWeighter>,
+    stored_values: Mutex<StoredValues>,
 }
 
 /// How a node cache has served reads, for monitoring: hits are `lookups - loads`.
@@ -370,7 +490,40 @@ impl NodeCache {
             lookups: Default::default(),
             loads: Default::default(),
             prefetched: Default::default(),
+            values: quick_cache::sync::Cache::with_weighter(64, Self::VALUE_CACHE_BYTES, ValueWeighter),
+            stored_values: Mutex::default(),
         }
+    }
+
+    /// How many bytes of out-of-line values the cache keeps (besides those its nodes hold).
+    pub const VALUE_CACHE_BYTES: u64 = 128 << 20;
+
+    /// Decodes the node stored under `address`, resolving its out-of-line values.
+    pub(crate) fn decode(&self, address: &Address, bytes: &[u8]) -> IndexResult<Node> {
+        let refs = StoreRefs { cache: self, node: *address, failure: RefCell::new(None) };
+        Node::decode(address, bytes, &refs).map_err(|e| refs.failure.into_inner().unwrap_or(e))
+    }
+
+    /// Starts a flush under the store's garbage-collection epoch `epoch` (the bytes of its
+    /// key): when a collection ran since the last call, values known to be stored may have
+    /// been deleted, so none is known any more.
+    pub fn begin_flush(&self, epoch: Option<&[u8]>) {
+        let mut known = self.stored_values.lock().unwrap_or_else(PoisonError::into_inner);
+        let epoch = Some(epoch.map(<[u8]>::to_vec));
+        if known.epoch != epoch {
+            known.hashes.clear();
+            known.epoch = epoch;
+        }
+    }
+
+    /// Whether the out-of-line value `hash` is known to be in the store.
+    pub(crate) fn value_stored(&self, hash: &ValueHash) -> bool {
+        self.stored_values.lock().unwrap_or_else(PoisonError::into_inner).hashes.contains(hash)
+    }
+
+    /// Records out-of-line values as stored.
+    pub(crate) fn note_values_stored(&self, hashes: impl IntoIterator<Item = ValueHash>) {
+        self.stored_values.lock().unwrap_or_else(PoisonError::into_inner).hashes.extend(hashes);
     }
 
     /// A cache whose nodes stay in memory after they are stored (for the memory backend);
@@ -454,7 +607,7 @@ impl NodeCache {
         }
         let Ok(found) = store.get_many(&keys_of(&missing)) else { return };
         for (address, bytes) in missing.iter().zip(found) {
-            if let Some(node) = bytes.and_then(|b| Node::decode(address, &b).ok()) {
+            if let Some(node) = bytes.and_then(|b| self.decode(address, &b).ok()) {
                 self.insert(*address, Arc::new(node));
                 self.prefetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -467,7 +620,7 @@ impl NodeCache {
             self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let store = self.store.as_ref().ok_or_else(|| IndexError::MissingNode(hex(address)))?;
             let bytes = store.get(&node_key(address))?.ok_or_else(|| IndexError::MissingNode(hex(address)))?;
-            Ok::<_, IndexError>(self.cached(Arc::new(Node::decode(address, &bytes)?)))
+            Ok::<_, IndexError>(self.cached(Arc::new(self.decode(address, &bytes)?)))
         })?;
         Ok(cached.node)
     }
@@ -483,10 +636,6 @@ impl fmt::Debug for NodeCache {
     }
 }
 
-/// Adds to `marked` the store key of every node reachable from `root` that is not in it yet,
-/// reading nodes from `store` (not through a cache: garbage collection must see what is
-/// stored). A subtree whose root is already marked is skipped, so marking many versions that
-/// share structure reads each shared node once. A missing node is an error naming it.
 /// How many nodes garbage collection reads in one `get_many`.
 const MARK_BATCH: usize = 256;
 
@@ -494,6 +643,12 @@ fn keys_of(addresses: &[Address]) -> Vec<String> {
     addresses.iter().map(node_key).collect()
 }
 
+/// Adds to `marked` the store key of every node reachable from `root` that is not in it yet,
+/// and of every out-of-line value those nodes refer to (not read: garbage collection only
+/// needs their keys), reading nodes from `store` (not through a cache: garbage collection
+/// must see what is stored). A subtree whose root is already marked is skipped, so marking
+/// many versions that share structure reads each shared node once. A missing node is an
+/// error naming it.
 pub(crate) fn mark_reachable(
     root: &Address,
     store: &dyn crate::store::Store,
@@ -515,9 +670,11 @@ pub(crate) fn mark_reachable(
                     address: hex(address),
                     reason: "it is reachable from a retained commit but missing from the store".into(),
                 })?;
-                if let Node::Branch(b) = Node::decode(address, &bytes)? {
+                let refs = CollectRefs::default();
+                if let Node::Branch(b) = Node::decode(address, &bytes, &refs)? {
                     level.extend(b.children.iter().map(|c| c.address()));
                 }
+                marked.extend(refs.keys.into_inner());
                 marked.insert(key);
             }
         }

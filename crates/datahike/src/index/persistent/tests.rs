@@ -1,11 +1,11 @@
 //! Tests of the persistent index: a model test against a sorted vector, structural sharing,
 //! flush and reopen, corrupt nodes, and decoding garbage.
 
-use super::node::{hash_address, Node};
+use super::node::{hash_address, CollectRefs, Node};
 use super::*;
 use crate::datom::TX0;
 use crate::edn::Keyword;
-use crate::store::{Store, StoreResult, WriterGuard};
+use crate::store::{Store, StoreError, StoreResult, WriterGuard};
 use crate::value::Value;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -294,8 +294,8 @@ proptest! {
     #[test]
     fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let address = hash_address(&bytes);
-        let _ = Node::decode(&address, &bytes);
-        let _ = Node::decode(&[0; 16], &bytes);
+        let _ = Node::decode(&address, &bytes, &CollectRefs::default());
+        let _ = Node::decode(&[0; 16], &bytes, &CollectRefs::default());
     }
 
     #[test]
@@ -306,9 +306,9 @@ proptest! {
             let i = flip.index(flipped.len());
             flipped[i] ^= 1 << bit;
             // With a matching address the decoder itself must cope with the damage.
-            let _ = Node::decode(&hash_address(&flipped), &flipped);
+            let _ = Node::decode(&hash_address(&flipped), &flipped, &CollectRefs::default());
             let truncated = &bytes[..cut.index(bytes.len())];
-            prop_assert!(Node::decode(&hash_address(truncated), truncated).is_err());
+            prop_assert!(Node::decode(&hash_address(truncated), truncated, &CollectRefs::default()).is_err());
         }
     }
 }
@@ -558,4 +558,112 @@ fn a_cache_bounded_by_bytes_keeps_its_weight_under_the_bound_and_reloads() {
     assert_eq!(all(again.seek(&DatomKey::default())), many(2000));
     assert_eq!(counted.weight(), counted.len() as u64);
     assert!(counted.len() <= 3);
+}
+
+/// A datom whose value is a string of `len` bytes derived from `seed`.
+fn long_datom(e: i64, seed: u8, len: usize) -> Datom {
+    let text: String = (0..len).map(|i| char::from(b'a' + ((i * 7 + usize::from(seed)) % 26) as u8)).collect();
+    Datom::new(e, attrs()[2], Value::str(&text), TX0 + 1, true)
+}
+
+#[test]
+fn long_values_are_stored_once_out_of_line() {
+    use crate::index::codec::OUT_OF_LINE_MIN_BYTES;
+    let (map, store) = new_store();
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let big = long_datom(5, 1, 100_000);
+    // Exactly at the threshold goes out of line; one byte less stays inline; a byte array and
+    // a long string inside a tuple go out of line too.
+    let at = long_datom(6, 2, OUT_OF_LINE_MIN_BYTES);
+    let below = long_datom(7, 3, OUT_OF_LINE_MIN_BYTES - 1);
+    let bytes = Datom::new(8, attrs()[2], Value::Bytes(vec![9u8; 50_000].into()), TX0 + 1, true);
+    let tuple = Datom::new(9, attrs()[2], Value::Tuple(vec![Value::Long(1), big.v.clone()].into()), TX0 + 1, true);
+    let datoms = [big, at, below, bytes, tuple];
+    for order in [IndexOrder::Eavt, IndexOrder::Avet] {
+        let index = PersistentIndex::with_branching(order, false, None, &cache, 4)
+            .unwrap()
+            .apply_batch(datoms.iter().cloned().chain(many(30)).collect(), vec![])
+            .unwrap();
+        let (_, root) = flush(&index, store.as_ref());
+        let values: Vec<String> = map.entries().into_keys().filter(|k| k.starts_with("values/")).collect();
+        // The 100 KB string is one value, shared by its datom and the tuple.
+        assert_eq!(values.len(), 3, "{values:?}");
+        let node_bytes: usize =
+            map.entries().iter().filter(|(k, _)| k.starts_with("nodes/")).map(|(_, v)| v.len()).sum();
+        assert!(node_bytes < 40_000, "nodes hold references, not the values: {node_bytes} bytes");
+        // Read back through a fresh cache: the same datoms, in the same order.
+        let fresh = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+        let reopened = PersistentIndex::with_branching(order, false, Some(&root), &fresh, 4).unwrap();
+        assert_eq!(all(reopened.seek(&DatomKey::default())), all(index.seek(&DatomKey::default())));
+        // A small change rewrites the path to one leaf, and no value.
+        let before = map.entries().len();
+        let next = reopened.apply_batch(vec![datom(1000, 0, 1, 2, true)], vec![]).unwrap();
+        let pending = next.prepare_flush().unwrap();
+        assert!(pending.nodes.iter().all(|(k, _)| k.starts_with("nodes/")), "values are known to be stored");
+        store.put_batch(&pending.nodes).unwrap();
+        pending.mark_durable();
+        let written = map.entries().len() - before;
+        assert!(written <= next.height().unwrap() + 2, "{written} nodes");
+    }
+    // Nodes without long values keep format version 1, byte for byte.
+    let small = PersistentIndex::empty(IndexOrder::Eavt, false, 4).apply_batch(many(3), vec![]).unwrap();
+    for (_, bytes) in small.prepare_flush().unwrap().nodes {
+        assert_eq!(bytes[4], 1);
+    }
+}
+
+#[test]
+fn a_damaged_or_missing_value_is_an_error_naming_its_key() {
+    let (map, store) = new_store();
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, 4)
+        .unwrap()
+        .apply_batch(vec![long_datom(1, 4, 20_000)], vec![])
+        .unwrap();
+    let (_, root) = flush(&index, store.as_ref());
+    let (key, good) = map.entries().into_iter().find(|(k, _)| k.starts_with("values/")).unwrap();
+    let read = || {
+        let fresh = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+        let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, Some(&root), &fresh, 4).unwrap();
+        index.seek(&DatomKey::default()).collect::<IndexResult<Vec<_>>>()
+    };
+    let mut flipped = good.clone();
+    flipped[10] ^= 1;
+    let mut not_utf8 = good.clone();
+    not_utf8[0] = 0xff;
+    for (bad, says) in
+        [(flipped, "hash"), (good[1..].to_vec(), "19999 bytes"), (not_utf8, "hash"), (Vec::new(), "0 bytes")]
+    {
+        map.set(&key, bad);
+        let err = read().unwrap_err();
+        assert!(matches!(&err, IndexError::Store(StoreError::Corrupt { key: k, .. }) if *k == key), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    store.delete_batch(std::slice::from_ref(&key)).unwrap();
+    let err = read().unwrap_err();
+    assert!(err.to_string().contains(&key) && err.to_string().contains("missing"), "{err}");
+    map.set(&key, good);
+    assert_eq!(read().unwrap().len(), 1);
+}
+
+#[test]
+fn the_same_bytes_as_a_string_and_as_a_byte_array_keep_their_types() {
+    let (map, store) = new_store();
+    let cache = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let text = "q".repeat(10_000);
+    let datoms = vec![
+        Datom::new(1, attrs()[2], Value::str(&text), TX0 + 1, true),
+        Datom::new(2, attrs()[2], Value::Bytes(text.as_bytes().into()), TX0 + 1, true),
+    ];
+    let index = PersistentIndex::with_branching(IndexOrder::Eavt, false, None, &cache, 4)
+        .unwrap()
+        .apply_batch(datoms, vec![])
+        .unwrap();
+    let (_, root) = flush(&index, store.as_ref());
+    assert_eq!(map.entries().keys().filter(|k| k.starts_with("values/")).count(), 1, "one value for both");
+    let fresh = Arc::new(NodeCache::new(Some(store.clone()), 1000));
+    let reopened = PersistentIndex::with_branching(IndexOrder::Eavt, false, Some(&root), &fresh, 4).unwrap();
+    let back = all(reopened.seek(&DatomKey::default()));
+    assert!(matches!(&back[0].v, Value::String(s) if **s == *text));
+    assert!(matches!(&back[1].v, Value::Bytes(b) if **b == *text.as_bytes()));
 }
