@@ -10,7 +10,7 @@ use super::custom::{self, QueryFn};
 use super::deadline;
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
-use super::rel::{Groups, Rel};
+use super::rel::{self, Groups, Rel};
 use super::rules::{self, FixState};
 use super::stats::Recorder;
 use super::QueryError;
@@ -22,8 +22,8 @@ use crate::edn::{Edn, Keyword, Symbol};
 use crate::error::{Detail, Error, Result};
 use crate::schema::Schema;
 use crate::value::Value;
+use rustc_hash::FxHashMap as HashMap;
 use rustc_hash::FxHasher;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -90,8 +90,12 @@ fn qerr(e: QueryError) -> Error {
 }
 
 /// Evaluates `clauses` joined with `rel`; `src` is the default source.
-pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src: Symbol) -> Result<Rel> {
-    let mut pending: Vec<&Clause> = clauses.iter().collect();
+pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], rel: Rel, src: Symbol) -> Result<Rel> {
+    eval_clauses(eng, clauses.iter().collect(), rel, src)
+}
+
+/// Evaluates the clauses `pending` joined with `rel`; `src` is the default source.
+pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel: Rel, src: Symbol) -> Result<Rel> {
     while !pending.is_empty() {
         if rel.n_rows == 0 {
             // Nothing can match any more; keep the columns the caller may project on.
@@ -140,40 +144,74 @@ fn positive_vars(c: &Clause, out: &mut BTreeSet<Var>) {
     }
 }
 
-fn not_join_vars(c: &Clause, rel: &Rel, later: &BTreeSet<Var>) -> Option<Vec<Var>> {
+fn not_join_vars(c: &Clause, has: impl Fn(Var) -> bool, later: impl Fn(Var) -> bool) -> Option<Vec<Var>> {
     let Clause::Not { join, clauses, .. } = c else { return None };
     match join {
-        Some(vars) => vars.iter().all(|v| rel.has(*v)).then(|| vars.clone()),
+        Some(vars) => vars.iter().all(|v| has(*v)).then(|| vars.clone()),
         None => {
             let mut vars = BTreeSet::new();
             clauses.iter().for_each(|c| c.vars(&mut vars));
-            let ready = vars.iter().filter(|v| later.contains(v)).all(|v| rel.has(*v));
-            let join: Vec<Var> = vars.into_iter().filter(|v| rel.has(*v)).collect();
+            let ready = vars.iter().filter(|v| later(**v)).all(|v| has(*v));
+            let join: Vec<Var> = vars.into_iter().filter(|v| has(*v)).collect();
             (ready && !join.is_empty()).then_some(join)
         }
     }
 }
 
-fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
-    let later_of = |skip: usize| {
-        let mut later = BTreeSet::new();
-        for (j, c) in pending.iter().enumerate() {
-            if j != skip {
-                positive_vars(c, &mut later);
+/// How many pending clauses bind each variable (`positive_vars`), so that "does a clause other
+/// than this one bind `v`" costs a lookup, not a pass over the pending clauses: a pick stays
+/// linear in their number, and a query of n clauses plans in O(n²) lookups, not O(n³).
+struct Later {
+    counts: HashMap<Var, u32>,
+}
+
+impl Later {
+    fn new(pending: &[&Clause]) -> Later {
+        let mut counts: HashMap<Var, u32> = HashMap::default();
+        let mut vars = BTreeSet::new();
+        for c in pending {
+            vars.clear();
+            positive_vars(c, &mut vars);
+            for v in &vars {
+                *counts.entry(*v).or_default() += 1;
             }
         }
-        later
-    };
+        Later { counts }
+    }
+
+    /// Whether a pending clause other than `c` binds `v`.
+    fn other_than(&self, c: &Clause, v: Var) -> bool {
+        let n = self.counts.get(&v).copied().unwrap_or(0);
+        let own = {
+            let mut vars = BTreeSet::new();
+            positive_vars(c, &mut vars);
+            u32::from(vars.contains(&v))
+        };
+        n > own
+    }
+}
+
+fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
+    // The bound variables as a set: a clause's check costs its own size, not the relation's
+    // width (which grows with the query).
+    let bound: rustc_hash::FxHashSet<Var> = rel.vars.iter().copied().collect();
+    let has = |v: Var| bound.contains(&v);
+    let mut later: Option<Later> = None;
     for (i, c) in pending.iter().enumerate() {
         match c {
-            Clause::Pred { args, .. } if term_vars(args).all(|v| rel.has(v)) => return Ok(i),
-            Clause::Not { .. } if not_join_vars(c, rel, &later_of(i)).is_some() => return Ok(i),
+            Clause::Pred { args, .. } if term_vars(args).all(has) => return Ok(i),
+            Clause::Not { .. } => {
+                let later = later.get_or_insert_with(|| Later::new(pending));
+                if not_join_vars(c, has, |v| later.other_than(c, v)).is_some() {
+                    return Ok(i);
+                }
+            }
             _ => {}
         }
     }
     for (i, c) in pending.iter().enumerate() {
         if let Clause::Fn { args, .. } = c {
-            if term_vars(args).all(|v| rel.has(v)) {
+            if term_vars(args).all(has) {
                 return Ok(i);
             }
         }
@@ -181,10 +219,10 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
     let mut best: Option<(f64, usize)> = None;
     for (i, c) in pending.iter().enumerate() {
         let cost = match c {
-            Clause::Pattern { source, terms } => estimate_pattern(eng, c, *source, terms, rel)?,
+            Clause::Pattern { source, terms } => estimate_pattern(eng, c, *source, terms, rel.n_rows, has)?,
             Clause::Or { join, branches, .. } => {
                 if let Some((req, _)) = join {
-                    if !req.iter().all(|v| rel.has(*v)) {
+                    if !req.iter().all(|v| has(*v)) {
                         continue;
                     }
                 }
@@ -196,8 +234,8 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                 // Wait for a later clause to bind the or's variables, unless every branch binds
                 // them itself and the clause that would bind them shares nothing with what is
                 // bound already (waiting for it would first build a cross product with it).
-                let unbound: Vec<Var> = vars.iter().filter(|v| !rel.has(**v)).copied().collect();
-                let self_binding = vars.iter().any(|v| rel.has(*v))
+                let unbound: Vec<Var> = vars.iter().filter(|v| !has(**v)).copied().collect();
+                let self_binding = vars.iter().any(|v| has(*v))
                     && branches.iter().all(|branch| {
                         let mut bound = BTreeSet::new();
                         branch.iter().for_each(|c| positive_vars(c, &mut bound));
@@ -207,11 +245,11 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                 for (j, other) in pending.iter().enumerate() {
                     let mut other_vars = BTreeSet::new();
                     positive_vars(other, &mut other_vars);
-                    if j != i && (!self_binding || other_vars.iter().any(|v| rel.has(*v))) {
+                    if j != i && (!self_binding || other_vars.iter().any(|v| has(*v))) {
                         later.extend(other_vars);
                     }
                 }
-                if vars.iter().filter(|v| later.contains(v)).all(|v| rel.has(*v)) {
+                if vars.iter().filter(|v| later.contains(v)).all(|v| has(*v)) {
                     rel.n_rows as f64
                 } else {
                     1e15
@@ -220,7 +258,7 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
             Clause::RuleCall { name, args, .. } => {
                 if let Some(rule) = eng.ctx.rules.get(name).and_then(|r| r.first()) {
                     let required_bound = args.iter().take(rule.required).all(|t| match t {
-                        Term::Var(v) => rel.has(*v),
+                        Term::Var(v) => has(*v),
                         Term::Const(_) => true,
                         _ => false,
                     });
@@ -229,15 +267,15 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                     }
                 }
                 // Wait for a later clause to bind an argument the rule's body needs bound.
-                let later = later_of(i);
+                let later = later.get_or_insert_with(|| Later::new(pending));
                 let branches = eng.ctx.rules.get(name).map_or(&[][..], Vec::as_slice);
                 if args.iter().enumerate().any(|(k, t)| {
-                    matches!(t, Term::Var(v) if !rel.has(*v) && later.contains(v)) && rules::needs_bound(branches, k)
+                    matches!(t, Term::Var(v) if !has(*v) && later.other_than(c, *v)) && rules::needs_bound(branches, k)
                 }) {
                     continue;
                 }
                 let any_bound = args.iter().any(|t| match t {
-                    Term::Var(v) => rel.has(*v),
+                    Term::Var(v) => has(*v),
                     Term::Const(_) => true,
                     _ => false,
                 });
@@ -391,19 +429,26 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
         Clause::Fn { func, args, binding, form } => apply_fn(eng, rel, *func, args, binding, form, src),
         Clause::Not { source, clauses, .. } => {
             let src = if source.as_str() == "$" { src } else { *source };
-            let join = not_join_vars(clause, &rel, &BTreeSet::new()).ok_or_else(|| qerr(insufficient(clause, &rel)))?;
-            let input = rel.project_distinct(&join);
+            let join =
+                not_join_vars(clause, |v| rel.has(v), |_| false).ok_or_else(|| qerr(insufficient(clause, &rel)))?;
+            let input = rel.project_distinct(&join)?;
             let res = eval_where(eng, clauses, input, src)?;
             let cols: Vec<usize> = join.iter().map(|v| res.col(*v).unwrap_or(0)).collect();
-            let drop: HashSet<Vec<Value>> = res.rows().map(|r| cols.iter().map(|c| r[*c].clone()).collect()).collect();
+            let drop = rel::RowSet::with_capacity(cols.len(), res.n_rows)?;
+            let mut drop = drop;
+            for r in res.rows() {
+                deadline::tick()?;
+                drop.insert(cols.iter().map(|c| r[*c].clone()))?;
+            }
             let rel_cols: Vec<usize> = join.iter().map(|v| rel.col(*v).unwrap_or(0)).collect();
             let mut out = Rel::empty(rel.vars.clone());
             let mut key = Vec::new();
             for row in rel.rows() {
+                deadline::tick()?;
                 key.clear();
                 key.extend(rel_cols.iter().map(|c| row[*c].clone()));
-                if !drop.contains(&key) {
-                    out.push_row(row);
+                if drop.find(rel::hash_values(&key), |k| k == key.as_slice()).is_none() {
+                    out.push_row(row)?;
                 }
             }
             Ok(out)
@@ -419,7 +464,7 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
                 }
             };
             let bound: Vec<Var> = vars.iter().copied().filter(|v| rel.has(*v)).collect();
-            let input = rel.project_distinct(&bound);
+            let input = rel.project_distinct(&bound)?;
             let mut union = Rel::empty(vars.clone());
             for branch in branches {
                 let res = eval_where(eng, branch, input.clone(), src)?;
@@ -431,11 +476,11 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
                     })?);
                 }
                 for row in res.rows() {
-                    union.data.extend(cols.iter().map(|c| row[*c].clone()));
-                    union.n_rows += 1;
+                    deadline::tick()?;
+                    union.push_joined(&[], cols.iter().map(|c| row[*c].clone()))?;
                 }
             }
-            Ok(rel.join(union.distinct()))
+            rel.join(union.distinct()?)
         }
         Clause::RuleCall { .. } => rules::call(eng, clause, rel, src),
     }
@@ -563,7 +608,7 @@ fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Ed
         match f.call(&argv) {
             Ok(v) => {
                 if builtins::truthy(&v) {
-                    out.push_row(row);
+                    out.push_row(row)?;
                 }
             }
             Err(FnError::Type(_)) => {}
@@ -671,9 +716,7 @@ pub(crate) fn extend_with_binding(
                     continue 'part;
                 }
             }
-            out.data.extend_from_slice(row);
-            out.data.extend(slots.iter().zip(p).filter(|(s, _)| matches!(s, Slot::New)).map(|(_, x)| x.clone()));
-            out.n_rows += 1;
+            out.push_joined(row, slots.iter().zip(p).filter(|(s, _)| matches!(s, Slot::New)).map(|(_, x)| x.clone()))?;
         }
     }
     Ok(out)
@@ -853,14 +896,11 @@ impl PatternPlan {
         true
     }
 
-    fn emit<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel) {
-        out.data.extend_from_slice(row);
-        for (pos, s) in self.slots.iter().enumerate() {
-            if let Slot::Free = s {
-                out.data.push(self.comp(d, pos));
-            }
-        }
-        out.n_rows += 1;
+    fn emit<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel) -> Result<()> {
+        out.push_joined(
+            row,
+            self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(pos, _)| self.comp(d, pos)),
+        )
     }
 
     fn bound(&self) -> Vec<(usize, usize)> {
@@ -887,37 +927,56 @@ impl PatternPlan {
                 let row = rel.row(0);
                 let scanned = scan(&mut |d| {
                     if self.matches(d, None) {
-                        self.emit(d, row, &mut out);
+                        if let Err(e) = self.emit(d, row, &mut out) {
+                            stop = Some(e);
+                            return false;
+                        }
                     }
                     keep_going(&mut stop)
                 });
                 finish_scan(scanned, stop)?;
                 return Ok(out);
             }
-            let mut found: Vec<Vec<Value>> = Vec::new();
+            // A product: the scan's matches once, then each row with each of them.
+            let mut found: rel::Tracked<Value> = rel::Tracked::new();
+            let mut n_found: u64 = 0;
             let free: Vec<usize> =
                 self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
             let scanned = scan(&mut |d| {
                 if self.matches(d, None) {
-                    found.push(free.iter().map(|p| self.comp(d, *p)).collect());
+                    n_found += 1;
+                    if let Err(e) = found.extend(free.iter().map(|p| self.comp(d, *p))) {
+                        stop = Some(e);
+                        return false;
+                    }
                 }
                 keep_going(&mut stop)
             });
             finish_scan(scanned, stop)?;
+            if free.is_empty() {
+                // No new column: the pattern only says whether anything matches, and a row
+                // once is as good as once per match (every result is a set).
+                if n_found > 0 {
+                    for row in rel.rows() {
+                        deadline::tick()?;
+                        out.push_row(row)?;
+                    }
+                }
+                return Ok(out);
+            }
             for row in rel.rows() {
-                for f in &found {
+                for f in found.chunks(free.len()) {
                     deadline::tick()?;
-                    out.data.extend_from_slice(row);
-                    out.data.extend_from_slice(f);
-                    out.n_rows += 1;
+                    out.push_joined(row, f.iter().cloned())?;
                 }
             }
             return Ok(out);
         }
-        let mut groups = Groups::new(bound.len(), rel.n_rows);
+        let mut groups = Groups::new(bound.len(), rel.n_rows)?;
         let mut key: Vec<Value> = Vec::with_capacity(bound.len());
         let mut filed = 0;
         'rows: for row in rel.rows() {
+            deadline::tick()?;
             key.clear();
             for (p, c) in &bound {
                 match norm(*p, &row[*c]) {
@@ -926,7 +985,7 @@ impl PatternPlan {
                 }
             }
             // Rows that name nothing are skipped; the rest are numbered densely.
-            groups.add(key.drain(..), filed);
+            groups.add(key.drain(..), filed)?;
             filed += 1;
         }
         let mut row_of: Vec<u32> = Vec::new();
@@ -955,7 +1014,13 @@ impl PatternPlan {
             if let Some(k) = found {
                 for i in groups.rows_of(k) {
                     let i = if row_of.is_empty() { i } else { row_of[i] as usize };
-                    self.emit(d, rel.row(i), &mut out);
+                    if let Err(e) = self.emit(d, rel.row(i), &mut out) {
+                        stop = Some(e);
+                        return false;
+                    }
+                    if !keep_going(&mut stop) {
+                        return false;
+                    }
                 }
             }
             true
@@ -1191,7 +1256,7 @@ fn pattern_db(
     let index = db.index(order);
     if let (true, Some(c)) = (mergeable, e_col) {
         let strategy = if rel.sorted_by == Some(c) { "SCAN + MERGE-JOIN" } else { "SORT + SCAN + MERGE-JOIN" };
-        let rel = if rel.sorted_by == Some(c) { rel } else { rel.sorted_by_long(c) };
+        let rel = if rel.sorted_by == Some(c) { rel } else { rel.sorted_by_long(c)? };
         let out = merge_join(&plan, &rel, index.as_ref(), &lo, &hi)?;
         return Ok((out, Access { strategy, order, prefix: lo, filter }));
     }
@@ -1222,7 +1287,7 @@ fn merge_join(
     let mut out = Rel::empty(plan.out_vars.clone());
     out.sorted_by = rel.sorted_by;
     let Some(col) = rel.sorted_by else { return Ok(out) };
-    out.data.reserve(rel.n_rows * out.vars.len());
+    out.data.reserve(rel.n_rows * out.vars.len())?;
     let e_of = |i: usize| rel.row(i)[col].as_long().unwrap_or(i64::MIN);
     if rel.n_rows == 0 {
         return Ok(out);
@@ -1245,7 +1310,10 @@ fn merge_join(
         if e_of(i) == d.e && plan.matches(d, None) {
             let mut j = i;
             while j < rel.n_rows && e_of(j) == d.e {
-                plan.emit(d, rel.row(j), &mut out);
+                if let Err(e) = plan.emit(d, rel.row(j), &mut out) {
+                    stop = Some(e);
+                    return false;
+                }
                 j += 1;
             }
         }
@@ -1280,7 +1348,10 @@ fn lookup_join(
         let mut stop = None;
         let scanned = db.index(order).visit(&prefix, &prefix, &mut |d| {
             if plan.matches(d, None) && matches_key(d, &k) {
-                plan.emit(d, row, &mut out);
+                if let Err(e) = plan.emit(d, row, &mut out) {
+                    stop = Some(e);
+                    return false;
+                }
             }
             keep_going(&mut stop)
         });
@@ -1321,8 +1392,15 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
 }
 
 /// Estimated rows after joining pattern `c` to `rel`.
-fn estimate_pattern(eng: &mut Engine, c: &Clause, source: Symbol, terms: &[Term], rel: &Rel) -> Result<f64> {
-    let rows = rel.n_rows as f64;
+fn estimate_pattern(
+    eng: &mut Engine,
+    c: &Clause,
+    source: Symbol,
+    terms: &[Term],
+    n_rows: usize,
+    has: impl Fn(Var) -> bool,
+) -> Result<f64> {
+    let rows = n_rows as f64;
     let source = eng.ctx.source(source).or_else(|_| eng.ctx.source(Symbol::new("$")));
     let db = match source {
         Ok(Source::Db(db)) => db,
@@ -1349,7 +1427,7 @@ fn estimate_pattern(eng: &mut Engine, c: &Clause, source: Symbol, terms: &[Term]
             counts
         }
     };
-    let bound = |pos: usize| matches!(terms.get(pos), Some(Term::Var(v)) if rel.has(*v));
+    let bound = |pos: usize| matches!(terms.get(pos), Some(Term::Var(v)) if has(*v));
     let many = matches!(terms.get(1), Some(Term::Const(Edn::Keyword(a))) if db.schema().is_many(*a));
     let (nc, na) = (n_const as f64, n_attr as f64);
     Ok(match (bound(0), bound(2)) {
