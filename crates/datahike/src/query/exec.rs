@@ -96,6 +96,10 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], rel: Rel, src: Sy
 
 /// Evaluates the clauses `pending` joined with `rel`; `src` is the default source.
 pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel: Rel, src: Symbol) -> Result<Rel> {
+    // The bound variables as a set, kept up to date clause by clause (not rebuilt per pick:
+    // with n clauses on one variable the relation grows n columns wide).
+    let mut bound: BoundVars = rel.vars.iter().copied().collect();
+    let mut queue: Option<PatternQueue> = None;
     while !pending.is_empty() {
         if rel.n_rows == 0 {
             // Nothing can match any more; keep the columns the caller may project on.
@@ -113,11 +117,21 @@ pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel:
             return Ok(rel);
         }
         deadline::check()?;
-        let idx = pick(eng, &pending, &rel)?;
+        if queue.is_none() && pending.len() >= PatternQueue::MIN_CLAUSES {
+            queue = Some(PatternQueue::new(eng, &pending, &bound)?);
+        }
+        let idx = pick(eng, &pending, &rel, &bound, queue.as_ref())?;
         let clause = pending.remove(idx);
+        if let Some(queue) = queue.as_mut() {
+            queue.remove(clause);
+        }
         let range = fuse_range(eng, clause, &mut pending, &rel, src);
         if eng.stats.is_none() {
             rel = apply(eng, clause, rel, src, range.as_ref())?;
+            let new = sync_bound(&mut bound, clause, &rel);
+            if let Some(queue) = queue.as_mut() {
+                queue.bind(eng, &new, &bound)?;
+            }
             continue;
         }
         let rows_in = rel.n_rows;
@@ -126,11 +140,144 @@ pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel:
             stats.enter();
         }
         rel = apply(eng, clause, rel, src, range.as_ref())?;
+        let new = sync_bound(&mut bound, clause, &rel);
+        if let Some(queue) = queue.as_mut() {
+            queue.bind(eng, &new, &bound)?;
+        }
         if let Some(stats) = eng.stats.as_mut() {
             stats.leave(clause, rows_in, rel.n_rows, started.elapsed());
         }
     }
     Ok(rel)
+}
+
+type BoundVars = rustc_hash::FxHashSet<Var>;
+
+/// Brings `bound` up to the variables of `rel` after `clause` ran, and returns the new ones.
+/// Patterns, functions, predicates and `not` keep the columns they were given and append
+/// their new ones; the other clauses may reorder them.
+fn sync_bound(bound: &mut BoundVars, clause: &Clause, rel: &Rel) -> Vec<Var> {
+    let mut new = Vec::new();
+    if matches!(clause, Clause::Pattern { .. } | Clause::Fn { .. } | Clause::Pred { .. } | Clause::Not { .. }) {
+        let mut i = rel.vars.len();
+        while bound.len() < rel.vars.len() && i > 0 {
+            i -= 1;
+            if bound.insert(rel.vars[i]) {
+                new.push(rel.vars[i]);
+            }
+        }
+        if bound.len() == rel.vars.len() {
+            return new;
+        }
+    }
+    new = rel.vars.iter().copied().filter(|v| !bound.contains(v)).collect();
+    *bound = rel.vars.iter().copied().collect();
+    new
+}
+
+/// The pending data patterns ordered by their estimate factor (`estimate_pattern`), then by
+/// their place in the query (clauses are pending in address order, so the address is the
+/// place), so that the cheapest is found without estimating every pattern at every step. A
+/// pattern's factor is computed again only when one of its variables becomes bound: a query
+/// of n patterns plans in O(n log n), not O(n²) estimates.
+struct PatternQueue<'q> {
+    /// Per pending pattern (by address): the clause and its factor.
+    factor: HashMap<usize, (&'q Clause, f64)>,
+    order: BTreeSet<(Factor, usize)>,
+    /// The pending patterns that mention each variable.
+    by_var: HashMap<Var, Vec<usize>>,
+    n_patterns: usize,
+}
+
+/// An estimate factor, ordered totally (they are never NaN).
+#[derive(Clone, Copy)]
+struct Factor(f64);
+impl PartialEq for Factor {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for Factor {}
+impl PartialOrd for Factor {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Factor {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+fn addr(c: &Clause) -> usize {
+    c as *const Clause as usize
+}
+
+impl<'q> PatternQueue<'q> {
+    /// Below this many clauses, estimating every pattern at each step costs less than the
+    /// queue.
+    const MIN_CLAUSES: usize = 32;
+
+    fn new(eng: &mut Engine, pending: &[&'q Clause], bound: &BoundVars) -> Result<PatternQueue<'q>> {
+        let mut q = PatternQueue {
+            factor: HashMap::default(),
+            order: BTreeSet::new(),
+            by_var: HashMap::default(),
+            n_patterns: 0,
+        };
+        let mut vars = BTreeSet::new();
+        for c in pending {
+            if let Clause::Pattern { source, terms } = c {
+                let f = estimate_pattern(eng, c, *source, terms, |v| bound.contains(&v))?;
+                q.factor.insert(addr(c), (c, f));
+                q.order.insert((Factor(f), addr(c)));
+                vars.clear();
+                c.vars(&mut vars);
+                for v in &vars {
+                    q.by_var.entry(*v).or_default().push(addr(c));
+                }
+                q.n_patterns += 1;
+            }
+        }
+        Ok(q)
+    }
+
+    fn factor(&self, c: &Clause) -> f64 {
+        self.factor.get(&addr(c)).map_or(1.0, |(_, f)| *f)
+    }
+
+    /// The place in `pending` of the cheapest pattern.
+    fn cheapest(&self, pending: &[&Clause]) -> Option<usize> {
+        let (_, a) = self.order.first()?;
+        match pending.binary_search_by_key(a, |c| addr(c)) {
+            Ok(i) => Some(i),
+            // Not in address order (never, for clauses of one slice): look for it.
+            Err(_) => pending.iter().position(|c| addr(c) == *a),
+        }
+    }
+
+    fn remove(&mut self, c: &Clause) {
+        if let Some((_, f)) = self.factor.remove(&addr(c)) {
+            self.order.remove(&(Factor(f), addr(c)));
+            self.n_patterns -= 1;
+        }
+    }
+
+    /// Estimates again the patterns that mention the newly bound variables `new`.
+    fn bind(&mut self, eng: &mut Engine, new: &[Var], bound: &BoundVars) -> Result<()> {
+        for v in new {
+            let Some(addrs) = self.by_var.remove(v) else { continue };
+            for a in addrs {
+                let Some((c, old)) = self.factor.get(&a).copied() else { continue };
+                let Clause::Pattern { source, terms } = c else { continue };
+                let f = estimate_pattern(eng, c, *source, terms, |v| bound.contains(&v))?;
+                self.order.remove(&(Factor(old), a));
+                self.order.insert((Factor(f), a));
+                self.factor.insert(a, (c, f));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn term_vars(args: &[Term]) -> impl Iterator<Item = Var> + '_ {
@@ -191,12 +338,21 @@ impl Later {
     }
 }
 
-fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
-    // The bound variables as a set: a clause's check costs its own size, not the relation's
-    // width (which grows with the query).
-    let bound: rustc_hash::FxHashSet<Var> = rel.vars.iter().copied().collect();
+/// The next clause to run; `bound` holds the variables of `rel`, so that a clause's check
+/// costs its own size, not the relation's width.
+fn pick(
+    eng: &mut Engine,
+    pending: &[&Clause],
+    rel: &Rel,
+    bound: &BoundVars,
+    queue: Option<&PatternQueue>,
+) -> Result<usize> {
     let has = |v: Var| bound.contains(&v);
     let mut later: Option<Later> = None;
+    // Only patterns pending: the cheapest comes from the queue, without a pass over them.
+    if let Some(queue) = queue.filter(|q| q.n_patterns == pending.len()) {
+        return queue.cheapest(pending).ok_or_else(|| qerr(insufficient(pending[0], rel)));
+    }
     for (i, c) in pending.iter().enumerate() {
         match c {
             Clause::Pred { args, .. } if term_vars(args).all(has) => return Ok(i),
@@ -219,7 +375,13 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
     let mut best: Option<(f64, usize)> = None;
     for (i, c) in pending.iter().enumerate() {
         let cost = match c {
-            Clause::Pattern { source, terms } => estimate_pattern(eng, c, *source, terms, rel.n_rows, has)?,
+            Clause::Pattern { source, terms } => {
+                let factor = match queue {
+                    Some(queue) => queue.factor(c),
+                    None => estimate_pattern(eng, c, *source, terms, has)?,
+                };
+                rel.n_rows as f64 * factor
+            }
             Clause::Or { join, branches, .. } => {
                 if let Some((req, _)) = join {
                     if !req.iter().all(|v| has(*v)) {
@@ -1391,16 +1553,17 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
     plan.hash_join(&rel, scan, |_, v| Some(v.clone()))
 }
 
-/// Estimated rows after joining pattern `c` to `rel`.
+/// Estimated rows after joining pattern `c` to a relation whose variables `has` tells, per
+/// row of the relation: the cost is the relation's rows times this factor, which changes only
+/// when one of the pattern's variables becomes bound.
 fn estimate_pattern(
     eng: &mut Engine,
     c: &Clause,
     source: Symbol,
     terms: &[Term],
-    n_rows: usize,
     has: impl Fn(Var) -> bool,
 ) -> Result<f64> {
-    let rows = n_rows as f64;
+    let rows = 1.0;
     let source = eng.ctx.source(source).or_else(|_| eng.ctx.source(Symbol::new("$")));
     let db = match source {
         Ok(Source::Db(db)) => db,
