@@ -163,6 +163,9 @@ fn aggregates_over_a_product_run_over_the_set_of_find_tuples() {
     // An aggregate that needs every value (count-distinct) still answers within the budget.
     let distinct = q(&edn("[:find (count-distinct ?v) . :where [?a :v ?v] [?b :k]]"), &db()).unwrap();
     assert_eq!(distinct, Edn::Int(N));
+    // Aggregating every pair of a product takes long but little memory: :timeout stops it.
+    let e = q(&edn("{:query [:find (count ?a) (count ?b) :where [?a :k] [?b :k]] :timeout 100}"), &db()).unwrap_err();
+    assert_eq!(e.code(), "query/timeout", "{e}");
     // An empty part empties the product.
     let none = q(&edn("[:find (count ?a) . :where [?a :k] [?b :missing]]"), &db()).unwrap();
     assert_eq!(none, Edn::Nil);

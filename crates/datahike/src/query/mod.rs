@@ -671,8 +671,10 @@ struct RowBytes {
 }
 
 impl RowBytes {
-    fn add(&mut self, n_values: usize) -> Result<()> {
-        let bytes = n_values * std::mem::size_of::<Edn>() + std::mem::size_of::<Vec<Edn>>();
+    /// Charges `n_rows` rows of `n_values` values each.
+    fn add(&mut self, n_rows: usize, n_values: usize) -> Result<()> {
+        let row = n_values * std::mem::size_of::<Edn>() + std::mem::size_of::<Vec<Edn>>();
+        let bytes = n_rows.saturating_mul(row);
         deadline::charge(bytes)?;
         self.charged += bytes;
         Ok(())
@@ -709,13 +711,16 @@ fn shape(
     let rows: Vec<Vec<Edn>> = if has_aggs {
         aggregate(elems, aggs, tuples, &mut row_bytes)?
     } else {
+        // The rows are counted before any is built: a result too large fails at once.
+        let n_rows = tuples.len().min(needed);
+        row_bytes.add(n_rows, n_find)?;
         let mut rows = Vec::new();
-        rows.try_reserve(tuples.len().min(needed).min(1 << 16)).map_err(|_| deadline::allocation_failed(0))?;
+        rows.try_reserve_exact(n_rows)
+            .map_err(|_| deadline::allocation_failed(n_rows.saturating_mul(std::mem::size_of::<Vec<Edn>>())))?;
         tuples.for_each(|tuple| {
             if rows.len() >= needed {
                 return Ok(std::ops::ControlFlow::Break(()));
             }
-            row_bytes.add(n_find)?;
             let mut row = Vec::with_capacity(n_find);
             for (i, v) in tuple.iter().take(n_find).enumerate() {
                 row.push(match (pulls.get(i).and_then(Option::as_ref), v) {
@@ -845,7 +850,7 @@ fn aggregate(
     tuples.for_each(|tuple| {
         let (k, added) = keys.insert(group_cols.iter().map(|c| tuple[*c].clone()))?;
         if added {
-            row_bytes.add(elems.len())?;
+            row_bytes.add(1, elems.len())?;
             let mut state = Vec::with_capacity(elems.len());
             for (i, v) in tuple.iter().take(elems.len()).enumerate() {
                 state.push(match aggs.get(i).and_then(Option::as_ref) {
