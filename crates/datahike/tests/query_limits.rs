@@ -107,6 +107,8 @@ fn the_database_config_sets_the_budget_and_a_query_can_only_lower_it() {
     ))
     .unwrap();
     assert_eq!(config.query_memory_limit, 32 << 20);
+    // The config as printed back keeps the key.
+    assert_eq!(Config::from_edn(&config.to_edn()).unwrap().query_memory_limit, 32 << 20);
     datahike::create_database(&config).unwrap();
     let conn = datahike::connect(&config).unwrap();
     entities(&conn, N);
