@@ -212,3 +212,18 @@ fn a_thousand_patterns_on_one_variable_plan_and_answer() {
     let query = format!("[:find (count ?x0) . :where{chain}]");
     assert_eq!(q(&edn(&query), &[conn.db().into()]).unwrap(), Edn::Int(2));
 }
+
+#[test]
+fn recursive_rules_count_against_the_budget() {
+    let conn = mem_db(":schema-flexibility :read");
+    let tx: String = (1..=2000).map(|i| format!("{{:db/id {i} :next {}}}", i + 1)).collect();
+    transact(&conn, &format!("[{tx}]"));
+    let rules = edn("[[(reach ?a ?b) [?a :next ?b]] [(reach ?a ?b) [?a :next ?x] (reach ?x ?b)]]");
+    let inputs = || -> Vec<QueryInput> { vec![conn.db().into(), QueryInput::Edn(rules.clone())] };
+    // The closure of a 2,000-long chain holds 2 million pairs: more than 8 MiB.
+    let e = memory_error("{:query [:find (count ?b) . :in $ % :where (reach ?a ?b)] :memory-limit 8388608}", &inputs());
+    assert_eq!(limit_of(&e), Edn::Int(8 << 20));
+    // From one start, the walk down the chain fits.
+    let from_one = "{:query [:find (count ?b) . :in $ % :where (reach 1 ?b)] :memory-limit 8388608}";
+    assert_eq!(q(&edn(from_one), &inputs()).unwrap(), Edn::Int(2000));
+}

@@ -79,6 +79,33 @@ pub(crate) fn release(bytes: usize) {
     CHARGED.with(|c| c.set(c.get().saturating_sub(bytes as u64)));
 }
 
+/// Bytes charged for a structure that is not a [`super::rel::Tracked`] vector (hash sets of
+/// rule answers, result rows), given back when dropped.
+#[derive(Default)]
+pub(crate) struct Charge {
+    bytes: usize,
+}
+
+impl Charge {
+    /// Charges `bytes` more: an error, charging nothing, when they would exceed the budget.
+    pub fn add(&mut self, bytes: usize) -> Result<()> {
+        charge(bytes)?;
+        self.bytes = self.bytes.saturating_add(bytes);
+        Ok(())
+    }
+
+    /// The bytes of a stored row of `n` values, as a vector in a vector and in a hash set.
+    pub fn row_bytes(n: usize) -> usize {
+        2 * (std::mem::size_of::<Vec<crate::value::Value>>() + n * std::mem::size_of::<crate::value::Value>()) + 16
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        release(self.bytes);
+    }
+}
+
 /// Bytes charged now by live structures on this thread.
 #[cfg(test)]
 pub(crate) fn charged() -> u64 {

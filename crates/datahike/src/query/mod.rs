@@ -665,26 +665,10 @@ fn find_tuples(eng: &mut Engine, query: &Query, rel: Rel, src: Symbol) -> Result
     Ok(product::Tuples { parts: tuple_parts, width })
 }
 
-/// Charges the rows of a result as they are built: bytes of the values and the row vectors.
-struct RowBytes {
-    charged: usize,
-}
-
-impl RowBytes {
-    /// Charges `n_rows` rows of `n_values` values each.
-    fn add(&mut self, n_rows: usize, n_values: usize) -> Result<()> {
-        let row = n_values * std::mem::size_of::<Edn>() + std::mem::size_of::<Vec<Edn>>();
-        let bytes = n_rows.saturating_mul(row);
-        deadline::charge(bytes)?;
-        self.charged += bytes;
-        Ok(())
-    }
-}
-
-impl Drop for RowBytes {
-    fn drop(&mut self) {
-        deadline::release(self.charged);
-    }
+/// Charges the rows of a result: bytes of the values and the row vectors.
+fn charge_rows(charge: &mut deadline::Charge, n_rows: usize, n_values: usize) -> Result<()> {
+    let row = n_values * std::mem::size_of::<Edn>() + std::mem::size_of::<Vec<Edn>>();
+    charge.add(n_rows.saturating_mul(row))
 }
 
 /// Projection, aggregation and the result shape of `:find`.
@@ -707,13 +691,13 @@ fn shape(
         (_, Some(n)) => query.offset.unwrap_or(0).saturating_add(n),
         _ => usize::MAX,
     };
-    let mut row_bytes = RowBytes { charged: 0 };
+    let mut row_bytes = deadline::Charge::default();
     let rows: Vec<Vec<Edn>> = if has_aggs {
         aggregate(elems, aggs, tuples, &mut row_bytes)?
     } else {
         // The rows are counted before any is built: a result too large fails at once.
         let n_rows = tuples.len().min(needed);
-        row_bytes.add(n_rows, n_find)?;
+        charge_rows(&mut row_bytes, n_rows, n_find)?;
         let mut rows = Vec::new();
         rows.try_reserve_exact(n_rows)
             .map_err(|_| deadline::allocation_failed(n_rows.saturating_mul(std::mem::size_of::<Vec<Edn>>())))?;
@@ -830,7 +814,7 @@ fn aggregate(
     elems: &[FindElem],
     aggs: &[Option<Agg>],
     tuples: &product::Tuples,
-    row_bytes: &mut RowBytes,
+    row_bytes: &mut deadline::Charge,
 ) -> Result<Vec<Vec<Edn>>> {
     let group_cols: Vec<usize> =
         (0..elems.len()).filter(|i| !matches!(elems[*i], FindElem::Aggregate { .. })).collect();
@@ -850,7 +834,7 @@ fn aggregate(
     tuples.for_each(|tuple| {
         let (k, added) = keys.insert(group_cols.iter().map(|c| tuple[*c].clone()))?;
         if added {
-            row_bytes.add(1, elems.len())?;
+            charge_rows(row_bytes, 1, elems.len())?;
             let mut state = Vec::with_capacity(elems.len());
             for (i, v) in tuple.iter().take(elems.len()).enumerate() {
                 state.push(match aggs.get(i).and_then(Option::as_ref) {

@@ -39,6 +39,8 @@ struct Table {
     demand_set: HashSet<Vec<Value>>,
     answers: Vec<Vec<Value>>,
     answer_set: HashSet<Vec<Value>>,
+    /// The memory budget charged for the demands and answers.
+    charge: deadline::Charge,
     /// Demands and answers at the start of the previous and the current iteration.
     demands_old: usize,
     demands_cur: usize,
@@ -133,6 +135,7 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
         for row in rel.rows() {
             let demand: Vec<Value> = demand_of(bound_src.as_slice(), row).collect();
             if !table.demand_set.contains(&demand) {
+                table.charge.add(deadline::Charge::row_bytes(demand.len()))?;
                 table.demand_set.insert(demand.clone());
                 table.demands.push(demand);
             }
@@ -453,6 +456,7 @@ fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -
         demand_set: HashSet::default(),
         answers: Vec::new(),
         answer_set: HashSet::default(),
+        charge: deadline::Charge::default(),
         demands_old: 0,
         demands_cur: 0,
         answers_old: 0,
@@ -678,6 +682,7 @@ fn eval_branch(
     for row in res.rows() {
         let ans: Vec<Value> = head_cols.iter().map(|c| row[*c].clone()).collect();
         if !table.answer_set.contains(&ans) {
+            table.charge.add(deadline::Charge::row_bytes(ans.len()))?;
             table.answer_set.insert(ans.clone());
             table.answers.push(ans);
         }
@@ -772,7 +777,10 @@ fn right_linear(
         Ok(r)
     };
     let mut answers: Vec<Vec<Value>> = Vec::new();
+    let mut charge = deadline::Charge::default();
     for root in roots {
+        // What this root's walk holds, given back when the next root starts.
+        let mut walk = deadline::Charge::default();
         let mut visited: HashSet<Vec<Value>> = HashSet::default();
         visited.insert(root.clone());
         let mut all = vec![root.clone()];
@@ -805,7 +813,10 @@ fn right_linear(
                             Err(v) => v.clone(),
                         })
                         .collect();
-                    if visited.insert(d.clone()) {
+                    if !visited.contains(&d) {
+                        // Kept in `visited`, `all` and `next`.
+                        walk.add(2 * deadline::Charge::row_bytes(d.len()))?;
+                        visited.insert(d.clone());
                         all.push(d.clone());
                         next.push(d);
                     }
@@ -826,7 +837,10 @@ fn right_linear(
             }
             for row in res.rows() {
                 let free: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
-                if free_seen.insert(free.clone()) {
+                if !free_seen.contains(&free) {
+                    walk.add(deadline::Charge::row_bytes(free.len()))?;
+                    charge.add(deadline::Charge::row_bytes(arity))?;
+                    free_seen.insert(free.clone());
                     let mut ans = vec![Value::Nil; arity];
                     for (k, p) in bound_pos.iter().enumerate() {
                         ans[*p] = root[k].clone();
