@@ -189,6 +189,28 @@ fn a_join_too_large_for_the_budget_fails_instead_of_aborting() {
     assert!(matches!(e.code(), "query/timeout" | "query/memory-limit"), "{e}");
     let count = q(&edn("[:find (count ?a) . :where [?a :k ?x] [?b :k ?x] [(= ?a ?b)]]"), &[conn.db().into()]);
     assert_eq!(count.unwrap_err().code(), "query/memory-limit");
+    // The same join with a :limit stops once it has the tuples it shows.
+    let ids = ids(&conn);
+    for (query, n) in [
+        ("[:find ?a ?b :where [?a :k ?x] [?b :k ?x] :limit 10]", 10),
+        ("{:query [:find ?a ?b :where [?a :k ?x] [?b :k ?x]] :offset 20 :limit 5}", 5),
+        ("[:find [?b ...] :where [?a :k ?x] [?b :k ?x] :limit 7]", 7),
+    ] {
+        let found = q(&edn(query), &[conn.db().into()]).unwrap();
+        let (Edn::Set(xs) | Edn::Vector(xs)) = &found else { panic!("a collection, got {found}") };
+        assert_eq!(xs.len(), n, "{query}: {found}");
+        let distinct: BTreeSet<String> = xs.iter().map(Edn::to_string).collect();
+        assert_eq!(distinct.len(), n, "{query}: {found}");
+        for x in xs {
+            let es = match x {
+                Edn::Vector(es) => es.clone(),
+                e => vec![e.clone()],
+            };
+            assert!(es.iter().all(|e| matches!(e, Edn::Int(e) if ids.contains(e))), "{query}: {x}");
+        }
+    }
+    let one = q(&edn("[:find ?b . :where [?a :k ?x] [?b :k ?x]]"), &[conn.db().into()]).unwrap();
+    assert!(matches!(one, Edn::Int(e) if ids.contains(&e)), "{one}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::custom::{self, QueryFn};
 use super::deadline;
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
-use super::rel::{self, Groups, Rel};
+use super::rel::{self, Groups, Rel, RowSet};
 use super::rules::{self, FixState};
 use super::stats::Recorder;
 use super::QueryError;
@@ -91,11 +91,24 @@ fn qerr(e: QueryError) -> Error {
 
 /// Evaluates `clauses` joined with `rel`; `src` is the default source.
 pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], rel: Rel, src: Symbol) -> Result<Rel> {
-    eval_clauses(eng, clauses.iter().collect(), rel, src)
+    eval_clauses(eng, clauses.iter().collect(), rel, src, None)
+}
+
+/// How many distinct rows over `vars` the caller needs at most (a `:limit` without ordering,
+/// a scalar find): the last clause, when it is a data pattern, stops once it has made them.
+pub(crate) struct RowGoal {
+    pub vars: Vec<Var>,
+    pub n: usize,
 }
 
 /// Evaluates the clauses `pending` joined with `rel`; `src` is the default source.
-pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel: Rel, src: Symbol) -> Result<Rel> {
+pub(crate) fn eval_clauses(
+    eng: &mut Engine,
+    mut pending: Vec<&Clause>,
+    mut rel: Rel,
+    src: Symbol,
+    goal: Option<&RowGoal>,
+) -> Result<Rel> {
     // The bound variables as a set, kept up to date clause by clause (not rebuilt per pick:
     // with n clauses on one variable the relation grows n columns wide).
     let mut bound: BoundVars = rel.vars.iter().copied().collect();
@@ -126,8 +139,9 @@ pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel:
             queue.remove(clause);
         }
         let range = fuse_range(eng, clause, &mut pending, &rel, src);
+        let goal = if pending.is_empty() { goal } else { None };
         if eng.stats.is_none() {
-            rel = apply(eng, clause, rel, src, range.as_ref())?;
+            rel = apply(eng, clause, rel, src, range.as_ref(), goal)?;
             let new = sync_bound(&mut bound, clause, &rel);
             if let Some(queue) = queue.as_mut() {
                 queue.bind(eng, &new, &bound)?;
@@ -139,7 +153,7 @@ pub(crate) fn eval_clauses(eng: &mut Engine, mut pending: Vec<&Clause>, mut rel:
         if let Some(stats) = eng.stats.as_mut() {
             stats.enter();
         }
-        rel = apply(eng, clause, rel, src, range.as_ref())?;
+        rel = apply(eng, clause, rel, src, range.as_ref(), goal)?;
         let new = sync_bound(&mut bound, clause, &rel);
         if let Some(queue) = queue.as_mut() {
             queue.bind(eng, &new, &bound)?;
@@ -566,14 +580,21 @@ impl VRange {
     }
 }
 
-fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option<&VRange>) -> Result<Rel> {
+fn apply(
+    eng: &mut Engine,
+    clause: &Clause,
+    rel: Rel,
+    src: Symbol,
+    range: Option<&VRange>,
+    goal: Option<&RowGoal>,
+) -> Result<Rel> {
     match clause {
         Clause::Pattern { source, terms } => {
             let source = if source.as_str() == "$" { src } else { *source };
             match eng.ctx.source(source)? {
                 Source::Db(db) => {
                     let key = (clause as *const Clause as usize, source);
-                    let (rel, access) = pattern_db(db, rel, terms, range, key, &mut eng.scans)?;
+                    let (rel, access) = pattern_db(db, rel, terms, range, key, &mut eng.scans, goal)?;
                     if let Some(stats) = eng.stats.as_mut() {
                         stats.access(access.describe());
                     }
@@ -991,6 +1012,16 @@ struct PatternPlan {
     /// Under `:attribute-refs? true`, the database's idents: the pattern binds attributes (and
     /// schema enum values) as ids.
     ids: Option<Arc<Schema>>,
+    /// The distinct rows wanted, when this is the query's last clause (`RowGoal`).
+    goal: Option<std::cell::RefCell<Goal>>,
+}
+
+/// The progress towards a [`RowGoal`]: the distinct projections of the rows made so far.
+struct Goal {
+    cols: Vec<usize>,
+    seen: RowSet,
+    n: usize,
+    done: bool,
 }
 
 fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
@@ -1062,7 +1093,39 @@ impl PatternPlan {
         out.push_joined(
             row,
             self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(pos, _)| self.comp(d, pos)),
-        )
+        )?;
+        self.count_goal(out)
+    }
+
+    /// Counts the last row of `out` towards the goal.
+    fn count_goal(&self, out: &Rel) -> Result<()> {
+        if let Some(goal) = &self.goal {
+            let mut goal = goal.borrow_mut();
+            let last = out.row(out.n_rows - 1);
+            let values: Vec<Value> = goal.cols.iter().map(|c| last[*c].clone()).collect();
+            goal.seen.insert(values)?;
+            if goal.seen.len() >= goal.n {
+                goal.done = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the goal is met: the scan can stop.
+    fn done(&self) -> bool {
+        self.goal.as_ref().is_some_and(|g| g.borrow().done)
+    }
+
+    /// Emits a row and says whether to go on: not after an error (kept in `stop`) or once the
+    /// goal is met.
+    fn emit_or_stop<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel, stop: &mut Option<Error>) -> bool {
+        match self.emit(d, row, out) {
+            Ok(()) => !self.done(),
+            Err(e) => {
+                *stop = Some(e);
+                false
+            }
+        }
     }
 
     fn bound(&self) -> Vec<(usize, usize)> {
@@ -1088,11 +1151,8 @@ impl PatternPlan {
             if rel.n_rows == 1 {
                 let row = rel.row(0);
                 let scanned = scan(&mut |d| {
-                    if self.matches(d, None) {
-                        if let Err(e) = self.emit(d, row, &mut out) {
-                            stop = Some(e);
-                            return false;
-                        }
+                    if self.matches(d, None) && !self.emit_or_stop(d, row, &mut out, &mut stop) {
+                        return false;
                     }
                     keep_going(&mut stop)
                 });
@@ -1122,6 +1182,10 @@ impl PatternPlan {
                     for row in rel.rows() {
                         deadline::tick()?;
                         out.push_row(row)?;
+                        self.count_goal(&out)?;
+                        if self.done() {
+                            break;
+                        }
                     }
                 }
                 return Ok(out);
@@ -1130,6 +1194,10 @@ impl PatternPlan {
                 for f in found.chunks(free.len()) {
                     deadline::tick()?;
                     out.push_joined(row, f.iter().cloned())?;
+                    self.count_goal(&out)?;
+                    if self.done() {
+                        return Ok(out);
+                    }
                 }
             }
             return Ok(out);
@@ -1176,8 +1244,7 @@ impl PatternPlan {
             if let Some(k) = found {
                 for i in groups.rows_of(k) {
                     let i = if row_of.is_empty() { i } else { row_of[i] as usize };
-                    if let Err(e) = self.emit(d, rel.row(i), &mut out) {
-                        stop = Some(e);
+                    if !self.emit_or_stop(d, rel.row(i), &mut out, &mut stop) {
                         return false;
                     }
                     if !keep_going(&mut stop) {
@@ -1333,6 +1400,7 @@ fn pattern_db(
     range: Option<&VRange>,
     scan_key: (usize, Symbol),
     scans: &mut HashMap<(usize, Symbol), u64>,
+    goal: Option<&RowGoal>,
 ) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
@@ -1345,7 +1413,22 @@ fn pattern_db(
         return Ok((Rel::empty(out_vars), access));
     };
     let ids = db.attr_refs().then(|| db.0.schema.clone());
-    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids };
+    let goal = match goal {
+        Some(g) => {
+            let cols: Option<Vec<usize>> = g.vars.iter().map(|v| out_vars.iter().position(|x| x == v)).collect();
+            match cols {
+                Some(cols) => Some(std::cell::RefCell::new(Goal {
+                    seen: RowSet::with_capacity(cols.len(), g.n.min(1024))?,
+                    cols,
+                    n: g.n,
+                    done: false,
+                })),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids, goal };
     let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);
     let (mut order, prefix) = choose_index(db.schema(), &key);
@@ -1472,8 +1555,7 @@ fn merge_join(
         if e_of(i) == d.e && plan.matches(d, None) {
             let mut j = i;
             while j < rel.n_rows && e_of(j) == d.e {
-                if let Err(e) = plan.emit(d, rel.row(j), &mut out) {
-                    stop = Some(e);
+                if !plan.emit_or_stop(d, rel.row(j), &mut out, &mut stop) {
                     return false;
                 }
                 j += 1;
@@ -1509,15 +1591,15 @@ fn lookup_join(
         let (order, prefix) = choose_index(db.schema(), &k);
         let mut stop = None;
         let scanned = db.index(order).visit(&prefix, &prefix, &mut |d| {
-            if plan.matches(d, None) && matches_key(d, &k) {
-                if let Err(e) = plan.emit(d, row, &mut out) {
-                    stop = Some(e);
-                    return false;
-                }
+            if plan.matches(d, None) && matches_key(d, &k) && !plan.emit_or_stop(d, row, &mut out, &mut stop) {
+                return false;
             }
             keep_going(&mut stop)
         });
         finish_scan(scanned.map_err(Error::from), stop)?;
+        if plan.done() {
+            break;
+        }
     }
     Ok(out)
 }
@@ -1541,7 +1623,7 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
             _ => None,
         });
     }
-    let plan = PatternPlan { slots, consts, out_vars, range: None, ids: None };
+    let plan = PatternPlan { slots, consts, out_vars, range: None, ids: None, goal: None };
     let scan = |f: &mut dyn FnMut(&Vec<Value>) -> bool| {
         for t in tuples.iter().filter(|t| t.len() >= terms.len()) {
             if !f(t) {

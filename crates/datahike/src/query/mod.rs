@@ -87,7 +87,7 @@ use crate::edn::{Edn, Keyword, Symbol};
 pub use crate::error::QueryError;
 use crate::error::{Detail, Error, Result};
 use crate::value::Value;
-use exec::{const_value, eval_where, Ctx, Engine, Source};
+use exec::{const_value, Ctx, Engine, Source};
 use parser::{Binding, FindElem, FindSpec, InBinding, Query, ReturnMaps};
 use rel::{Rel, RowSet, Tracked};
 use rustc_hash::FxHashMap as HashMap;
@@ -604,9 +604,19 @@ fn find_tuples(eng: &mut Engine, query: &Query, rel: Rel, src: Symbol) -> Result
     let mut vars: Vec<Symbol> = query.find.elements().iter().map(FindElem::var).collect();
     vars.extend(query.with.iter().copied());
     let width = vars.len();
+    // How many distinct tuples the result shows at most, when fewer than all (`shape`).
+    let has_aggs = query.find.elements().iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
+    let ordered = query.order_by.is_some() && matches!(query.find, FindSpec::Rel(_));
+    let wanted = match (&query.find, query.limit.filter(|n| *n > 0)) {
+        _ if has_aggs || ordered => None,
+        (FindSpec::Scalar(_) | FindSpec::Tuple(_), _) => Some(1),
+        (_, Some(n)) => Some(query.offset.unwrap_or(0).saturating_add(n)),
+        _ => None,
+    };
     let parts = product::parts(&query.clauses, &rel.vars);
     let rels: Vec<Rel> = if parts.len() <= 1 || rel.n_rows == 0 {
-        vec![eval_where(eng, &query.clauses, rel, src)?]
+        let goal = wanted.map(|n| exec::RowGoal { vars: vars.clone(), n });
+        vec![exec::eval_clauses(eng, query.clauses.iter().collect(), rel, src, goal.as_ref())?]
     } else {
         let mut rels = Vec::with_capacity(parts.len());
         let mut input = Some(rel);
@@ -623,7 +633,17 @@ fn find_tuples(eng: &mut Engine, query: &Query, rel: Rel, src: Symbol) -> Result
                 rels.push(r);
                 continue;
             }
-            let r = exec::eval_clauses(eng, part.clauses, start, src)?;
+            // Each part's first `wanted` distinct projections hold the product's first `wanted`
+            // tuples; a part that binds no find variable needs one row.
+            let goal = wanted.map(|n| {
+                let mut part_vars = std::collections::BTreeSet::new();
+                part.clauses.iter().for_each(|c| c.vars(&mut part_vars));
+                part_vars.extend(start.vars.iter().copied());
+                let vars: Vec<Symbol> = vars.iter().copied().filter(|v| part_vars.contains(v)).collect();
+                let n = if vars.is_empty() { 1 } else { n };
+                exec::RowGoal { vars, n }
+            });
+            let r = exec::eval_clauses(eng, part.clauses, start, src, goal.as_ref())?;
             empty = r.n_rows == 0;
             rels.push(r);
         }
