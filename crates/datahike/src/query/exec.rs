@@ -94,11 +94,16 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], rel: Rel, src: Sy
     eval_clauses(eng, clauses.iter().collect(), rel, src, None)
 }
 
-/// How many distinct rows over `vars` the caller needs at most (a `:limit` without ordering,
-/// a scalar find): the last clause, when it is a data pattern, stops once it has made them.
+/// What the caller needs of the last clause, when it is a data pattern: the distinct rows
+/// over `vars`, at most `n` of them (a `:limit` without ordering, a scalar find), made into
+/// `sink` as the scan goes; the scan stops once it has `n`. Unless `keep_rows`, the rows
+/// themselves are not kept: the relation comes back empty and `sink` holds the projection,
+/// so a join whose find variables are few never holds the join.
 pub(crate) struct RowGoal {
     pub vars: Vec<Var>,
     pub n: usize,
+    pub keep_rows: bool,
+    pub sink: std::cell::RefCell<Option<RowSet>>,
 }
 
 /// Evaluates the clauses `pending` joined with `rel`; `src` is the default source.
@@ -1013,7 +1018,7 @@ struct PatternPlan {
     /// schema enum values) as ids.
     ids: Option<Arc<Schema>>,
     /// The distinct rows wanted, when this is the query's last clause (`RowGoal`).
-    goal: Option<std::cell::RefCell<Goal>>,
+    goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
 }
 
 /// The progress towards a [`RowGoal`]: the distinct projections of the rows made so far.
@@ -1021,6 +1026,7 @@ struct Goal {
     cols: Vec<usize>,
     seen: RowSet,
     n: usize,
+    keep_rows: bool,
     done: bool,
 }
 
@@ -1097,8 +1103,9 @@ impl PatternPlan {
         self.count_goal(out)
     }
 
-    /// Counts the last row of `out` towards the goal.
-    fn count_goal(&self, out: &Rel) -> Result<()> {
+    /// Counts the last row of `out` towards the goal (and drops it, unless the goal keeps
+    /// rows).
+    fn count_goal(&self, out: &mut Rel) -> Result<()> {
         if let Some(goal) = &self.goal {
             let mut goal = goal.borrow_mut();
             let last = out.row(out.n_rows - 1);
@@ -1106,6 +1113,10 @@ impl PatternPlan {
             goal.seen.insert(values)?;
             if goal.seen.len() >= goal.n {
                 goal.done = true;
+            }
+            if !goal.keep_rows {
+                out.data.truncate(out.data.len() - out.width());
+                out.n_rows -= 1;
             }
         }
         Ok(())
@@ -1182,7 +1193,7 @@ impl PatternPlan {
                     for row in rel.rows() {
                         deadline::tick()?;
                         out.push_row(row)?;
-                        self.count_goal(&out)?;
+                        self.count_goal(&mut out)?;
                         if self.done() {
                             break;
                         }
@@ -1194,7 +1205,7 @@ impl PatternPlan {
                 for f in found.chunks(free.len()) {
                     deadline::tick()?;
                     out.push_joined(row, f.iter().cloned())?;
-                    self.count_goal(&out)?;
+                    self.count_goal(&mut out)?;
                     if self.done() {
                         return Ok(out);
                     }
@@ -1402,6 +1413,41 @@ fn pattern_db(
     scans: &mut HashMap<(usize, Symbol), u64>,
     goal: Option<&RowGoal>,
 ) -> Result<(Rel, Access)> {
+    let progress = match goal {
+        Some(g) => {
+            let (_, out_vars) = plan_slots(&rel, terms);
+            let cols: Option<Vec<usize>> = g.vars.iter().map(|v| out_vars.iter().position(|x| x == v)).collect();
+            match cols {
+                Some(cols) => Some(std::rc::Rc::new(std::cell::RefCell::new(Goal {
+                    seen: RowSet::with_capacity(cols.len(), g.n.min(1024))?,
+                    cols,
+                    n: g.n,
+                    keep_rows: g.keep_rows,
+                    done: false,
+                }))),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let out = pattern_db_with(db, rel, terms, range, scan_key, scans, progress.clone())?;
+    if let (Some(g), Some(progress)) = (goal, progress) {
+        if let Ok(progress) = std::rc::Rc::try_unwrap(progress) {
+            *g.sink.borrow_mut() = Some(progress.into_inner().seen);
+        }
+    }
+    Ok(out)
+}
+
+fn pattern_db_with(
+    db: &Db,
+    rel: Rel,
+    terms: &[Term],
+    range: Option<&VRange>,
+    scan_key: (usize, Symbol),
+    scans: &mut HashMap<(usize, Symbol), u64>,
+    goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
+) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
         let access = Access {
@@ -1413,21 +1459,6 @@ fn pattern_db(
         return Ok((Rel::empty(out_vars), access));
     };
     let ids = db.attr_refs().then(|| db.0.schema.clone());
-    let goal = match goal {
-        Some(g) => {
-            let cols: Option<Vec<usize>> = g.vars.iter().map(|v| out_vars.iter().position(|x| x == v)).collect();
-            match cols {
-                Some(cols) => Some(std::cell::RefCell::new(Goal {
-                    seen: RowSet::with_capacity(cols.len(), g.n.min(1024))?,
-                    cols,
-                    n: g.n,
-                    done: false,
-                })),
-                None => None,
-            }
-        }
-        None => None,
-    };
     let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids, goal };
     let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);

@@ -615,8 +615,18 @@ fn find_tuples(eng: &mut Engine, query: &Query, rel: Rel, src: Symbol) -> Result
     };
     let parts = product::parts(&query.clauses, &rel.vars);
     let rels: Vec<Rel> = if parts.len() <= 1 || rel.n_rows == 0 {
-        let goal = wanted.map(|n| exec::RowGoal { vars: vars.clone(), n });
-        vec![exec::eval_clauses(eng, query.clauses.iter().collect(), rel, src, goal.as_ref())?]
+        // The last pattern makes the tuples straight away; the rows stay for `explain` only.
+        let goal = exec::RowGoal {
+            vars: vars.clone(),
+            n: wanted.unwrap_or(usize::MAX),
+            keep_rows: eng.stats.is_some(),
+            sink: std::cell::RefCell::new(None),
+        };
+        let r = exec::eval_clauses(eng, query.clauses.iter().collect(), rel, src, Some(&goal))?;
+        if let Some(set) = goal.sink.into_inner() {
+            return Ok(product::Tuples { parts: vec![(set, (0..width).collect())], width });
+        }
+        vec![r]
     } else {
         let mut rels = Vec::with_capacity(parts.len());
         let mut input = Some(rel);
@@ -641,7 +651,7 @@ fn find_tuples(eng: &mut Engine, query: &Query, rel: Rel, src: Symbol) -> Result
                 part_vars.extend(start.vars.iter().copied());
                 let vars: Vec<Symbol> = vars.iter().copied().filter(|v| part_vars.contains(v)).collect();
                 let n = if vars.is_empty() { 1 } else { n };
-                exec::RowGoal { vars, n }
+                exec::RowGoal { vars, n, keep_rows: true, sink: std::cell::RefCell::new(None) }
             });
             let r = exec::eval_clauses(eng, part.clauses, start, src, goal.as_ref())?;
             empty = r.n_rows == 0;
