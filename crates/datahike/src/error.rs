@@ -40,6 +40,7 @@
 //! | `:line`, `:column` | where a query or rules string stops being EDN | `:query/syntax` |
 //! | `:timeout` | the query's `:timeout` in milliseconds | `:query/timeout` |
 //! | `:limit` | the query's memory budget in bytes | `:query/memory-limit` |
+//! | `:bytes` | an allocation the system refused, in bytes | `:query/memory-limit` |
 //!
 //! The other errors have fixed fields, also in their data: `:line`, `:column`, `:offset`
 //! (EDN); `:path`, `:key`, `:store`, `:backend`, `:reason` (store); `:address`, `:index`

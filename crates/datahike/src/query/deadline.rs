@@ -112,7 +112,7 @@ pub(crate) fn charged() -> u64 {
     CHARGED.with(Cell::get)
 }
 
-/// The error of a query that needs more than `limit` bytes, or whose allocation failed.
+/// The error of a query that needs more than its budget of `limit` bytes.
 pub(crate) fn over_budget(limit: u64) -> Error {
     let mib = limit as f64 / (1024.0 * 1024.0);
     let message = format!(
@@ -133,7 +133,9 @@ pub(crate) fn allocation_failed(bytes: usize) -> Error {
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     Error::Query(QueryError::MemoryLimit(
-        Detail::new(message).with("limit", Edn::Int(limit)).with("bytes", Edn::Int(bytes as i64)),
+        Detail::new(message)
+            .with("limit", Edn::Int(limit))
+            .with("bytes", Edn::Int(i64::try_from(bytes).unwrap_or(i64::MAX))),
     ))
 }
 
