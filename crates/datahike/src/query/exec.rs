@@ -1096,6 +1096,19 @@ impl PatternPlan {
     }
 
     fn emit<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel) -> Result<()> {
+        if let Some(goal) = &self.goal {
+            let mut goal = goal.borrow_mut();
+            if !goal.keep_rows {
+                // Straight into the find tuples: the row itself is never made.
+                let Goal { cols, seen, n, done, .. } = &mut *goal;
+                seen.insert(cols.iter().map(|c| match row.get(*c) {
+                    Some(v) => v.clone(),
+                    None => self.comp(d, self.free_position(c - row.len())),
+                }))?;
+                *done = seen.len() >= *n;
+                return Ok(());
+            }
+        }
         out.push_joined(
             row,
             self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(pos, _)| self.comp(d, pos)),
@@ -1103,18 +1116,21 @@ impl PatternPlan {
         self.count_goal(out)
     }
 
+    /// The datom position of the `k`-th new column.
+    fn free_position(&self, k: usize) -> usize {
+        self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).nth(k).map_or(0, |(pos, _)| pos)
+    }
+
     /// Counts the last row of `out` towards the goal (and drops it, unless the goal keeps
     /// rows).
     fn count_goal(&self, out: &mut Rel) -> Result<()> {
         if let Some(goal) = &self.goal {
             let mut goal = goal.borrow_mut();
+            let Goal { cols, seen, n, done, keep_rows } = &mut *goal;
             let last = out.row(out.n_rows - 1);
-            let values: Vec<Value> = goal.cols.iter().map(|c| last[*c].clone()).collect();
-            goal.seen.insert(values)?;
-            if goal.seen.len() >= goal.n {
-                goal.done = true;
-            }
-            if !goal.keep_rows {
+            seen.insert(cols.iter().map(|c| last[*c].clone()))?;
+            *done = seen.len() >= *n;
+            if !*keep_rows {
                 out.data.truncate(out.data.len() - out.width());
                 out.n_rows -= 1;
             }
