@@ -192,6 +192,11 @@ pub struct Config {
     pub store_cache_bytes: u64,
     /// `:search-cache-size` (default 0, off).
     pub search_cache_size: usize,
+    /// `:query-memory-limit` (our extension): about how many bytes a query may hold in its
+    /// intermediate relations, result tuples and aggregate groups before it fails with a
+    /// `query/memory-limit` error (default [`Config::DEFAULT_QUERY_MEMORY_LIMIT`], 1 GiB). A
+    /// query's own `:memory-limit` may only lower it.
+    pub query_memory_limit: u64,
     /// `:initial-tx`: transacted when the database is created.
     pub initial_tx: Option<Edn>,
     /// `:name`
@@ -286,6 +291,7 @@ impl Default for Config {
             store_cache_size: None,
             store_cache_bytes: crate::index::NodeCache::DEFAULT_BYTES,
             search_cache_size: 0,
+            query_memory_limit: Config::DEFAULT_QUERY_MEMORY_LIMIT,
             initial_tx: None,
             name: None,
             branch: Keyword::new("db"),
@@ -315,6 +321,9 @@ fn count_of(key: &str, v: &Edn, min: i64) -> Result<usize> {
 }
 
 impl Config {
+    /// The default `:query-memory-limit`: 1 GiB.
+    pub const DEFAULT_QUERY_MEMORY_LIMIT: u64 = 1 << 30;
+
     /// How the node cache is bounded: by `:store-cache-size` nodes when given, else by
     /// `:store-cache-bytes`.
     pub fn cache_limit(&self) -> CacheLimit {
@@ -388,6 +397,10 @@ impl Config {
                     config.store_cache_bytes = count_of(":store-cache-bytes", value, 1)?.try_into().unwrap_or(u64::MAX)
                 }
                 "search-cache-size" => config.search_cache_size = count_of(":search-cache-size", value, 0)?,
+                "query-memory-limit" => {
+                    config.query_memory_limit =
+                        count_of(":query-memory-limit", value, 1)?.try_into().unwrap_or(u64::MAX)
+                }
                 "initial-tx" => {
                     config.initial_tx = match value {
                         Edn::Nil => None,
@@ -470,6 +483,10 @@ impl Config {
         }
         if self.read_only {
             m.push((Edn::kw("read-only?"), Edn::Bool(true)));
+        }
+        if self.query_memory_limit != Config::DEFAULT_QUERY_MEMORY_LIMIT {
+            let limit = i64::try_from(self.query_memory_limit).unwrap_or(i64::MAX);
+            m.push((Edn::kw("query-memory-limit"), Edn::Int(limit)));
         }
         // The tokens are sent only as headers, never printed.
         let shown = |spec: &RemoteSpec| crate::store::backend::redact(&spec.to_edn());

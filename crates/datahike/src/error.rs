@@ -39,6 +39,8 @@
 //! | `:source` | a source (`$x`) no input binds | `:query/binding` |
 //! | `:line`, `:column` | where a query or rules string stops being EDN | `:query/syntax` |
 //! | `:timeout` | the query's `:timeout` in milliseconds | `:query/timeout` |
+//! | `:limit` | the query's memory budget in bytes | `:query/memory-limit` |
+//! | `:bytes` | an allocation the system refused, in bytes | `:query/memory-limit` |
 //!
 //! The other errors have fixed fields, also in their data: `:line`, `:column`, `:offset`
 //! (EDN); `:path`, `:key`, `:store`, `:backend`, `:reason` (store); `:address`, `:index`
@@ -651,6 +653,10 @@ pub enum QueryError {
     /// The query ran longer than its `:timeout` (`query/timeout`).
     #[error("{0}")]
     Timeout(Detail),
+    /// The query needed more memory than its budget (`query/memory-limit`): the database's
+    /// `:query-memory-limit`, or a query's own lower `:memory-limit`.
+    #[error("{0}")]
+    MemoryLimit(Detail),
     /// A bug.
     #[error("internal query error (a bug in datahike-rs): {0}")]
     Internal(Detail),
@@ -666,6 +672,7 @@ impl QueryError {
             QueryError::Eval(_) => "query/eval",
             QueryError::Unsupported(_) => "query/unsupported",
             QueryError::Timeout(_) => "query/timeout",
+            QueryError::MemoryLimit(_) => "query/memory-limit",
             QueryError::Internal(_) => "internal",
         }
     }
@@ -679,6 +686,7 @@ impl QueryError {
             | QueryError::Eval(d)
             | QueryError::Unsupported(d)
             | QueryError::Timeout(d)
+            | QueryError::MemoryLimit(d)
             | QueryError::Internal(d) => d,
         }
     }

@@ -13,7 +13,7 @@ fn err(msg: String) -> QueryError {
     QueryError::Eval(msg.into())
 }
 
-fn as_f64(v: &Value, name: &str) -> Result<f64, QueryError> {
+pub(crate) fn as_f64(v: &Value, name: &str) -> Result<f64, QueryError> {
     match v {
         Value::Long(x) => Ok(*x as f64),
         Value::Double(x) => Ok(*x),

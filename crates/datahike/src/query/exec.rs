@@ -10,7 +10,7 @@ use super::custom::{self, QueryFn};
 use super::deadline;
 use super::parser::{Binding, Clause, Rule, Term, Var};
 use super::plan::{choose_index, count_attr, count_prefix};
-use super::rel::{Groups, Rel};
+use super::rel::{self, Groups, Rel, RowSet};
 use super::rules::{self, FixState};
 use super::stats::Recorder;
 use super::QueryError;
@@ -22,8 +22,8 @@ use crate::edn::{Edn, Keyword, Symbol};
 use crate::error::{Detail, Error, Result};
 use crate::schema::Schema;
 use crate::value::Value;
+use rustc_hash::FxHashMap as HashMap;
 use rustc_hash::FxHasher;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -90,8 +90,34 @@ fn qerr(e: QueryError) -> Error {
 }
 
 /// Evaluates `clauses` joined with `rel`; `src` is the default source.
-pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src: Symbol) -> Result<Rel> {
-    let mut pending: Vec<&Clause> = clauses.iter().collect();
+pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], rel: Rel, src: Symbol) -> Result<Rel> {
+    eval_clauses(eng, clauses.iter().collect(), rel, src, None)
+}
+
+/// What the caller needs of the last clause, when it is a data pattern: the distinct rows
+/// over `vars`, at most `n` of them (a `:limit` without ordering, a scalar find), made into
+/// `sink` as the scan goes; the scan stops once it has `n`. Unless `keep_rows`, the rows
+/// themselves are not kept: the relation comes back empty and `sink` holds the projection,
+/// so a join whose find variables are few never holds the join.
+pub(crate) struct RowGoal {
+    pub vars: Vec<Var>,
+    pub n: usize,
+    pub keep_rows: bool,
+    pub sink: std::cell::RefCell<Option<RowSet>>,
+}
+
+/// Evaluates the clauses `pending` joined with `rel`; `src` is the default source.
+pub(crate) fn eval_clauses(
+    eng: &mut Engine,
+    mut pending: Vec<&Clause>,
+    mut rel: Rel,
+    src: Symbol,
+    goal: Option<&RowGoal>,
+) -> Result<Rel> {
+    // The bound variables as a set, kept up to date clause by clause (not rebuilt per pick:
+    // with n clauses on one variable the relation grows n columns wide).
+    let mut bound: BoundVars = rel.vars.iter().copied().collect();
+    let mut queue: Option<PatternQueue> = None;
     while !pending.is_empty() {
         if rel.n_rows == 0 {
             // Nothing can match any more; keep the columns the caller may project on.
@@ -109,11 +135,22 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
             return Ok(rel);
         }
         deadline::check()?;
-        let idx = pick(eng, &pending, &rel)?;
+        if queue.is_none() && pending.len() >= PatternQueue::MIN_CLAUSES {
+            queue = Some(PatternQueue::new(eng, &pending, &bound)?);
+        }
+        let idx = pick(eng, &pending, &rel, &bound, queue.as_ref())?;
         let clause = pending.remove(idx);
+        if let Some(queue) = queue.as_mut() {
+            queue.remove(clause);
+        }
         let range = fuse_range(eng, clause, &mut pending, &rel, src);
+        let goal = if pending.is_empty() { goal } else { None };
         if eng.stats.is_none() {
-            rel = apply(eng, clause, rel, src, range.as_ref())?;
+            rel = apply(eng, clause, rel, src, range.as_ref(), goal)?;
+            let new = sync_bound(&mut bound, clause, &rel);
+            if let Some(queue) = queue.as_mut() {
+                queue.bind(eng, &new, &bound)?;
+            }
             continue;
         }
         let rows_in = rel.n_rows;
@@ -121,12 +158,145 @@ pub(crate) fn eval_where(eng: &mut Engine, clauses: &[Clause], mut rel: Rel, src
         if let Some(stats) = eng.stats.as_mut() {
             stats.enter();
         }
-        rel = apply(eng, clause, rel, src, range.as_ref())?;
+        rel = apply(eng, clause, rel, src, range.as_ref(), goal)?;
+        let new = sync_bound(&mut bound, clause, &rel);
+        if let Some(queue) = queue.as_mut() {
+            queue.bind(eng, &new, &bound)?;
+        }
         if let Some(stats) = eng.stats.as_mut() {
             stats.leave(clause, rows_in, rel.n_rows, started.elapsed());
         }
     }
     Ok(rel)
+}
+
+type BoundVars = rustc_hash::FxHashSet<Var>;
+
+/// Brings `bound` up to the variables of `rel` after `clause` ran, and returns the new ones.
+/// Patterns, functions, predicates and `not` keep the columns they were given and append
+/// their new ones; the other clauses may reorder them.
+fn sync_bound(bound: &mut BoundVars, clause: &Clause, rel: &Rel) -> Vec<Var> {
+    let mut new = Vec::new();
+    if matches!(clause, Clause::Pattern { .. } | Clause::Fn { .. } | Clause::Pred { .. } | Clause::Not { .. }) {
+        let mut i = rel.vars.len();
+        while bound.len() < rel.vars.len() && i > 0 {
+            i -= 1;
+            if bound.insert(rel.vars[i]) {
+                new.push(rel.vars[i]);
+            }
+        }
+        if bound.len() == rel.vars.len() {
+            return new;
+        }
+    }
+    new = rel.vars.iter().copied().filter(|v| !bound.contains(v)).collect();
+    *bound = rel.vars.iter().copied().collect();
+    new
+}
+
+/// The pending data patterns ordered by their estimate factor (`estimate_pattern`), then by
+/// their place in the query (clauses are pending in address order, so the address is the
+/// place), so that the cheapest is found without estimating every pattern at every step. A
+/// pattern's factor is computed again only when one of its variables becomes bound: a query
+/// of n patterns plans in O(n log n), not O(n²) estimates.
+struct PatternQueue<'q> {
+    /// Per pending pattern (by address): the clause and its factor.
+    factor: HashMap<usize, (&'q Clause, f64)>,
+    order: BTreeSet<(Factor, usize)>,
+    /// The pending patterns that mention each variable.
+    by_var: HashMap<Var, Vec<usize>>,
+    n_patterns: usize,
+}
+
+/// An estimate factor, ordered totally (they are never NaN).
+#[derive(Clone, Copy)]
+struct Factor(f64);
+impl PartialEq for Factor {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for Factor {}
+impl PartialOrd for Factor {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Factor {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+fn addr(c: &Clause) -> usize {
+    c as *const Clause as usize
+}
+
+impl<'q> PatternQueue<'q> {
+    /// Below this many clauses, estimating every pattern at each step costs less than the
+    /// queue.
+    const MIN_CLAUSES: usize = 32;
+
+    fn new(eng: &mut Engine, pending: &[&'q Clause], bound: &BoundVars) -> Result<PatternQueue<'q>> {
+        let mut q = PatternQueue {
+            factor: HashMap::default(),
+            order: BTreeSet::new(),
+            by_var: HashMap::default(),
+            n_patterns: 0,
+        };
+        let mut vars = BTreeSet::new();
+        for c in pending {
+            if let Clause::Pattern { source, terms } = c {
+                let f = estimate_pattern(eng, c, *source, terms, |v| bound.contains(&v))?;
+                q.factor.insert(addr(c), (c, f));
+                q.order.insert((Factor(f), addr(c)));
+                vars.clear();
+                c.vars(&mut vars);
+                for v in &vars {
+                    q.by_var.entry(*v).or_default().push(addr(c));
+                }
+                q.n_patterns += 1;
+            }
+        }
+        Ok(q)
+    }
+
+    fn factor(&self, c: &Clause) -> f64 {
+        self.factor.get(&addr(c)).map_or(1.0, |(_, f)| *f)
+    }
+
+    /// The place in `pending` of the cheapest pattern.
+    fn cheapest(&self, pending: &[&Clause]) -> Option<usize> {
+        let (_, a) = self.order.first()?;
+        match pending.binary_search_by_key(a, |c| addr(c)) {
+            Ok(i) => Some(i),
+            // Not in address order (never, for clauses of one slice): look for it.
+            Err(_) => pending.iter().position(|c| addr(c) == *a),
+        }
+    }
+
+    fn remove(&mut self, c: &Clause) {
+        if let Some((_, f)) = self.factor.remove(&addr(c)) {
+            self.order.remove(&(Factor(f), addr(c)));
+            self.n_patterns -= 1;
+        }
+    }
+
+    /// Estimates again the patterns that mention the newly bound variables `new`.
+    fn bind(&mut self, eng: &mut Engine, new: &[Var], bound: &BoundVars) -> Result<()> {
+        for v in new {
+            let Some(addrs) = self.by_var.remove(v) else { continue };
+            for a in addrs {
+                let Some((c, old)) = self.factor.get(&a).copied() else { continue };
+                let Clause::Pattern { source, terms } = c else { continue };
+                let f = estimate_pattern(eng, c, *source, terms, |v| bound.contains(&v))?;
+                self.order.remove(&(Factor(old), a));
+                self.order.insert((Factor(f), a));
+                self.factor.insert(a, (c, f));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn term_vars(args: &[Term]) -> impl Iterator<Item = Var> + '_ {
@@ -140,40 +310,83 @@ fn positive_vars(c: &Clause, out: &mut BTreeSet<Var>) {
     }
 }
 
-fn not_join_vars(c: &Clause, rel: &Rel, later: &BTreeSet<Var>) -> Option<Vec<Var>> {
+fn not_join_vars(c: &Clause, has: impl Fn(Var) -> bool, later: impl Fn(Var) -> bool) -> Option<Vec<Var>> {
     let Clause::Not { join, clauses, .. } = c else { return None };
     match join {
-        Some(vars) => vars.iter().all(|v| rel.has(*v)).then(|| vars.clone()),
+        Some(vars) => vars.iter().all(|v| has(*v)).then(|| vars.clone()),
         None => {
             let mut vars = BTreeSet::new();
             clauses.iter().for_each(|c| c.vars(&mut vars));
-            let ready = vars.iter().filter(|v| later.contains(v)).all(|v| rel.has(*v));
-            let join: Vec<Var> = vars.into_iter().filter(|v| rel.has(*v)).collect();
+            let ready = vars.iter().filter(|v| later(**v)).all(|v| has(*v));
+            let join: Vec<Var> = vars.into_iter().filter(|v| has(*v)).collect();
             (ready && !join.is_empty()).then_some(join)
         }
     }
 }
 
-fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
-    let later_of = |skip: usize| {
-        let mut later = BTreeSet::new();
-        for (j, c) in pending.iter().enumerate() {
-            if j != skip {
-                positive_vars(c, &mut later);
+/// How many pending clauses bind each variable (`positive_vars`), so that "does a clause other
+/// than this one bind `v`" costs a lookup, not a pass over the pending clauses: a pick stays
+/// linear in their number, and a query of n clauses plans in O(n²) lookups, not O(n³).
+struct Later {
+    counts: HashMap<Var, u32>,
+}
+
+impl Later {
+    fn new(pending: &[&Clause]) -> Later {
+        let mut counts: HashMap<Var, u32> = HashMap::default();
+        let mut vars = BTreeSet::new();
+        for c in pending {
+            vars.clear();
+            positive_vars(c, &mut vars);
+            for v in &vars {
+                *counts.entry(*v).or_default() += 1;
             }
         }
-        later
-    };
+        Later { counts }
+    }
+
+    /// Whether a pending clause other than `c` binds `v`.
+    fn other_than(&self, c: &Clause, v: Var) -> bool {
+        let n = self.counts.get(&v).copied().unwrap_or(0);
+        let own = {
+            let mut vars = BTreeSet::new();
+            positive_vars(c, &mut vars);
+            u32::from(vars.contains(&v))
+        };
+        n > own
+    }
+}
+
+/// The next clause to run; `bound` holds the variables of `rel`, so that a clause's check
+/// costs its own size, not the relation's width.
+fn pick(
+    eng: &mut Engine,
+    pending: &[&Clause],
+    rel: &Rel,
+    bound: &BoundVars,
+    queue: Option<&PatternQueue>,
+) -> Result<usize> {
+    let has = |v: Var| bound.contains(&v);
+    let mut later: Option<Later> = None;
+    // Only patterns pending: the cheapest comes from the queue, without a pass over them.
+    if let Some(queue) = queue.filter(|q| q.n_patterns == pending.len()) {
+        return queue.cheapest(pending).ok_or_else(|| qerr(insufficient(pending[0], rel)));
+    }
     for (i, c) in pending.iter().enumerate() {
         match c {
-            Clause::Pred { args, .. } if term_vars(args).all(|v| rel.has(v)) => return Ok(i),
-            Clause::Not { .. } if not_join_vars(c, rel, &later_of(i)).is_some() => return Ok(i),
+            Clause::Pred { args, .. } if term_vars(args).all(has) => return Ok(i),
+            Clause::Not { .. } => {
+                let later = later.get_or_insert_with(|| Later::new(pending));
+                if not_join_vars(c, has, |v| later.other_than(c, v)).is_some() {
+                    return Ok(i);
+                }
+            }
             _ => {}
         }
     }
     for (i, c) in pending.iter().enumerate() {
         if let Clause::Fn { args, .. } = c {
-            if term_vars(args).all(|v| rel.has(v)) {
+            if term_vars(args).all(has) {
                 return Ok(i);
             }
         }
@@ -181,10 +394,16 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
     let mut best: Option<(f64, usize)> = None;
     for (i, c) in pending.iter().enumerate() {
         let cost = match c {
-            Clause::Pattern { source, terms } => estimate_pattern(eng, c, *source, terms, rel)?,
+            Clause::Pattern { source, terms } => {
+                let factor = match queue {
+                    Some(queue) => queue.factor(c),
+                    None => estimate_pattern(eng, c, *source, terms, has)?,
+                };
+                rel.n_rows as f64 * factor
+            }
             Clause::Or { join, branches, .. } => {
                 if let Some((req, _)) = join {
-                    if !req.iter().all(|v| rel.has(*v)) {
+                    if !req.iter().all(|v| has(*v)) {
                         continue;
                     }
                 }
@@ -196,8 +415,8 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                 // Wait for a later clause to bind the or's variables, unless every branch binds
                 // them itself and the clause that would bind them shares nothing with what is
                 // bound already (waiting for it would first build a cross product with it).
-                let unbound: Vec<Var> = vars.iter().filter(|v| !rel.has(**v)).copied().collect();
-                let self_binding = vars.iter().any(|v| rel.has(*v))
+                let unbound: Vec<Var> = vars.iter().filter(|v| !has(**v)).copied().collect();
+                let self_binding = vars.iter().any(|v| has(*v))
                     && branches.iter().all(|branch| {
                         let mut bound = BTreeSet::new();
                         branch.iter().for_each(|c| positive_vars(c, &mut bound));
@@ -207,11 +426,11 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                 for (j, other) in pending.iter().enumerate() {
                     let mut other_vars = BTreeSet::new();
                     positive_vars(other, &mut other_vars);
-                    if j != i && (!self_binding || other_vars.iter().any(|v| rel.has(*v))) {
+                    if j != i && (!self_binding || other_vars.iter().any(|v| has(*v))) {
                         later.extend(other_vars);
                     }
                 }
-                if vars.iter().filter(|v| later.contains(v)).all(|v| rel.has(*v)) {
+                if vars.iter().filter(|v| later.contains(v)).all(|v| has(*v)) {
                     rel.n_rows as f64
                 } else {
                     1e15
@@ -220,7 +439,7 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
             Clause::RuleCall { name, args, .. } => {
                 if let Some(rule) = eng.ctx.rules.get(name).and_then(|r| r.first()) {
                     let required_bound = args.iter().take(rule.required).all(|t| match t {
-                        Term::Var(v) => rel.has(*v),
+                        Term::Var(v) => has(*v),
                         Term::Const(_) => true,
                         _ => false,
                     });
@@ -229,15 +448,15 @@ fn pick(eng: &mut Engine, pending: &[&Clause], rel: &Rel) -> Result<usize> {
                     }
                 }
                 // Wait for a later clause to bind an argument the rule's body needs bound.
-                let later = later_of(i);
+                let later = later.get_or_insert_with(|| Later::new(pending));
                 let branches = eng.ctx.rules.get(name).map_or(&[][..], Vec::as_slice);
                 if args.iter().enumerate().any(|(k, t)| {
-                    matches!(t, Term::Var(v) if !rel.has(*v) && later.contains(v)) && rules::needs_bound(branches, k)
+                    matches!(t, Term::Var(v) if !has(*v) && later.other_than(c, *v)) && rules::needs_bound(branches, k)
                 }) {
                     continue;
                 }
                 let any_bound = args.iter().any(|t| match t {
-                    Term::Var(v) => rel.has(*v),
+                    Term::Var(v) => has(*v),
                     Term::Const(_) => true,
                     _ => false,
                 });
@@ -366,14 +585,21 @@ impl VRange {
     }
 }
 
-fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option<&VRange>) -> Result<Rel> {
+fn apply(
+    eng: &mut Engine,
+    clause: &Clause,
+    rel: Rel,
+    src: Symbol,
+    range: Option<&VRange>,
+    goal: Option<&RowGoal>,
+) -> Result<Rel> {
     match clause {
         Clause::Pattern { source, terms } => {
             let source = if source.as_str() == "$" { src } else { *source };
             match eng.ctx.source(source)? {
                 Source::Db(db) => {
                     let key = (clause as *const Clause as usize, source);
-                    let (rel, access) = pattern_db(db, rel, terms, range, key, &mut eng.scans)?;
+                    let (rel, access) = pattern_db(db, rel, terms, range, key, &mut eng.scans, goal)?;
                     if let Some(stats) = eng.stats.as_mut() {
                         stats.access(access.describe());
                     }
@@ -391,19 +617,26 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
         Clause::Fn { func, args, binding, form } => apply_fn(eng, rel, *func, args, binding, form, src),
         Clause::Not { source, clauses, .. } => {
             let src = if source.as_str() == "$" { src } else { *source };
-            let join = not_join_vars(clause, &rel, &BTreeSet::new()).ok_or_else(|| qerr(insufficient(clause, &rel)))?;
-            let input = rel.project_distinct(&join);
+            let join =
+                not_join_vars(clause, |v| rel.has(v), |_| false).ok_or_else(|| qerr(insufficient(clause, &rel)))?;
+            let input = rel.project_distinct(&join)?;
             let res = eval_where(eng, clauses, input, src)?;
             let cols: Vec<usize> = join.iter().map(|v| res.col(*v).unwrap_or(0)).collect();
-            let drop: HashSet<Vec<Value>> = res.rows().map(|r| cols.iter().map(|c| r[*c].clone()).collect()).collect();
+            let drop = rel::RowSet::with_capacity(cols.len(), res.n_rows)?;
+            let mut drop = drop;
+            for r in res.rows() {
+                deadline::tick()?;
+                drop.insert(cols.iter().map(|c| r[*c].clone()))?;
+            }
             let rel_cols: Vec<usize> = join.iter().map(|v| rel.col(*v).unwrap_or(0)).collect();
             let mut out = Rel::empty(rel.vars.clone());
             let mut key = Vec::new();
             for row in rel.rows() {
+                deadline::tick()?;
                 key.clear();
                 key.extend(rel_cols.iter().map(|c| row[*c].clone()));
-                if !drop.contains(&key) {
-                    out.push_row(row);
+                if drop.find(rel::hash_values(&key), |k| k == key.as_slice()).is_none() {
+                    out.push_row(row)?;
                 }
             }
             Ok(out)
@@ -419,7 +652,7 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
                 }
             };
             let bound: Vec<Var> = vars.iter().copied().filter(|v| rel.has(*v)).collect();
-            let input = rel.project_distinct(&bound);
+            let input = rel.project_distinct(&bound)?;
             let mut union = Rel::empty(vars.clone());
             for branch in branches {
                 let res = eval_where(eng, branch, input.clone(), src)?;
@@ -431,11 +664,11 @@ fn apply(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol, range: Option
                     })?);
                 }
                 for row in res.rows() {
-                    union.data.extend(cols.iter().map(|c| row[*c].clone()));
-                    union.n_rows += 1;
+                    deadline::tick()?;
+                    union.push_joined(&[], cols.iter().map(|c| row[*c].clone()))?;
                 }
             }
-            Ok(rel.join(union.distinct()))
+            rel.join(union.distinct()?)
         }
         Clause::RuleCall { .. } => rules::call(eng, clause, rel, src),
     }
@@ -563,7 +796,7 @@ fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Ed
         match f.call(&argv) {
             Ok(v) => {
                 if builtins::truthy(&v) {
-                    out.push_row(row);
+                    out.push_row(row)?;
                 }
             }
             Err(FnError::Type(_)) => {}
@@ -671,9 +904,7 @@ pub(crate) fn extend_with_binding(
                     continue 'part;
                 }
             }
-            out.data.extend_from_slice(row);
-            out.data.extend(slots.iter().zip(p).filter(|(s, _)| matches!(s, Slot::New)).map(|(_, x)| x.clone()));
-            out.n_rows += 1;
+            out.push_joined(row, slots.iter().zip(p).filter(|(s, _)| matches!(s, Slot::New)).map(|(_, x)| x.clone()))?;
         }
     }
     Ok(out)
@@ -786,6 +1017,17 @@ struct PatternPlan {
     /// Under `:attribute-refs? true`, the database's idents: the pattern binds attributes (and
     /// schema enum values) as ids.
     ids: Option<Arc<Schema>>,
+    /// The distinct rows wanted, when this is the query's last clause (`RowGoal`).
+    goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
+}
+
+/// The progress towards a [`RowGoal`]: the distinct projections of the rows made so far.
+struct Goal {
+    cols: Vec<usize>,
+    seen: RowSet,
+    n: usize,
+    keep_rows: bool,
+    done: bool,
 }
 
 fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
@@ -853,14 +1095,64 @@ impl PatternPlan {
         true
     }
 
-    fn emit<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel) {
-        out.data.extend_from_slice(row);
-        for (pos, s) in self.slots.iter().enumerate() {
-            if let Slot::Free = s {
-                out.data.push(self.comp(d, pos));
+    fn emit<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel) -> Result<()> {
+        if let Some(goal) = &self.goal {
+            let mut goal = goal.borrow_mut();
+            if !goal.keep_rows {
+                // Straight into the find tuples: the row itself is never made.
+                let Goal { cols, seen, n, done, .. } = &mut *goal;
+                seen.insert(cols.iter().map(|c| match row.get(*c) {
+                    Some(v) => v.clone(),
+                    None => self.comp(d, self.free_position(c - row.len())),
+                }))?;
+                *done = seen.len() >= *n;
+                return Ok(());
             }
         }
-        out.n_rows += 1;
+        out.push_joined(
+            row,
+            self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(pos, _)| self.comp(d, pos)),
+        )?;
+        self.count_goal(out)
+    }
+
+    /// The datom position of the `k`-th new column.
+    fn free_position(&self, k: usize) -> usize {
+        self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).nth(k).map_or(0, |(pos, _)| pos)
+    }
+
+    /// Counts the last row of `out` towards the goal (and drops it, unless the goal keeps
+    /// rows).
+    fn count_goal(&self, out: &mut Rel) -> Result<()> {
+        if let Some(goal) = &self.goal {
+            let mut goal = goal.borrow_mut();
+            let Goal { cols, seen, n, done, keep_rows } = &mut *goal;
+            let last = out.row(out.n_rows - 1);
+            seen.insert(cols.iter().map(|c| last[*c].clone()))?;
+            *done = seen.len() >= *n;
+            if !*keep_rows {
+                out.data.truncate(out.data.len() - out.width());
+                out.n_rows -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the goal is met: the scan can stop.
+    fn done(&self) -> bool {
+        self.goal.as_ref().is_some_and(|g| g.borrow().done)
+    }
+
+    /// Emits a row and says whether to go on: not after an error (kept in `stop`) or once the
+    /// goal is met.
+    fn emit_or_stop<T: Components>(&self, d: &T, row: &[Value], out: &mut Rel, stop: &mut Option<Error>) -> bool {
+        match self.emit(d, row, out) {
+            Ok(()) => !self.done(),
+            Err(e) => {
+                *stop = Some(e);
+                false
+            }
+        }
     }
 
     fn bound(&self) -> Vec<(usize, usize)> {
@@ -886,38 +1178,62 @@ impl PatternPlan {
             if rel.n_rows == 1 {
                 let row = rel.row(0);
                 let scanned = scan(&mut |d| {
-                    if self.matches(d, None) {
-                        self.emit(d, row, &mut out);
+                    if self.matches(d, None) && !self.emit_or_stop(d, row, &mut out, &mut stop) {
+                        return false;
                     }
                     keep_going(&mut stop)
                 });
                 finish_scan(scanned, stop)?;
                 return Ok(out);
             }
-            let mut found: Vec<Vec<Value>> = Vec::new();
+            // A product: the scan's matches once, then each row with each of them.
+            let mut found: rel::Tracked<Value> = rel::Tracked::new();
+            let mut n_found: u64 = 0;
             let free: Vec<usize> =
                 self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
             let scanned = scan(&mut |d| {
                 if self.matches(d, None) {
-                    found.push(free.iter().map(|p| self.comp(d, *p)).collect());
+                    n_found += 1;
+                    if let Err(e) = found.extend(free.iter().map(|p| self.comp(d, *p))) {
+                        stop = Some(e);
+                        return false;
+                    }
                 }
                 keep_going(&mut stop)
             });
             finish_scan(scanned, stop)?;
+            if free.is_empty() {
+                // No new column: the pattern only says whether anything matches, and a row
+                // once is as good as once per match (every result is a set).
+                if n_found > 0 {
+                    for row in rel.rows() {
+                        deadline::tick()?;
+                        out.push_row(row)?;
+                        self.count_goal(&mut out)?;
+                        if self.done() {
+                            break;
+                        }
+                    }
+                }
+                return Ok(out);
+            }
             for row in rel.rows() {
-                for f in &found {
+                for f in found.chunks(free.len()) {
                     deadline::tick()?;
-                    out.data.extend_from_slice(row);
-                    out.data.extend_from_slice(f);
-                    out.n_rows += 1;
+                    out.push_joined(row, f.iter().cloned())?;
+                    self.count_goal(&mut out)?;
+                    if self.done() {
+                        return Ok(out);
+                    }
                 }
             }
             return Ok(out);
         }
-        let mut groups = Groups::new(bound.len(), rel.n_rows);
+        let mut groups = Groups::new(bound.len(), rel.n_rows)?;
         let mut key: Vec<Value> = Vec::with_capacity(bound.len());
         let mut filed = 0;
         'rows: for row in rel.rows() {
+            deadline::tick()?;
             key.clear();
             for (p, c) in &bound {
                 match norm(*p, &row[*c]) {
@@ -926,7 +1242,7 @@ impl PatternPlan {
                 }
             }
             // Rows that name nothing are skipped; the rest are numbered densely.
-            groups.add(key.drain(..), filed);
+            groups.add(key.drain(..), filed)?;
             filed += 1;
         }
         let mut row_of: Vec<u32> = Vec::new();
@@ -955,7 +1271,12 @@ impl PatternPlan {
             if let Some(k) = found {
                 for i in groups.rows_of(k) {
                     let i = if row_of.is_empty() { i } else { row_of[i] as usize };
-                    self.emit(d, rel.row(i), &mut out);
+                    if !self.emit_or_stop(d, rel.row(i), &mut out, &mut stop) {
+                        return false;
+                    }
+                    if !keep_going(&mut stop) {
+                        return false;
+                    }
                 }
             }
             true
@@ -1106,6 +1427,42 @@ fn pattern_db(
     range: Option<&VRange>,
     scan_key: (usize, Symbol),
     scans: &mut HashMap<(usize, Symbol), u64>,
+    goal: Option<&RowGoal>,
+) -> Result<(Rel, Access)> {
+    let progress = match goal {
+        Some(g) => {
+            let (_, out_vars) = plan_slots(&rel, terms);
+            let cols: Option<Vec<usize>> = g.vars.iter().map(|v| out_vars.iter().position(|x| x == v)).collect();
+            match cols {
+                Some(cols) => Some(std::rc::Rc::new(std::cell::RefCell::new(Goal {
+                    seen: RowSet::with_capacity(cols.len(), g.n.min(1024))?,
+                    cols,
+                    n: g.n,
+                    keep_rows: g.keep_rows,
+                    done: false,
+                }))),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let out = pattern_db_with(db, rel, terms, range, scan_key, scans, progress.clone())?;
+    if let (Some(g), Some(progress)) = (goal, progress) {
+        if let Ok(progress) = std::rc::Rc::try_unwrap(progress) {
+            *g.sink.borrow_mut() = Some(progress.into_inner().seen);
+        }
+    }
+    Ok(out)
+}
+
+fn pattern_db_with(
+    db: &Db,
+    rel: Rel,
+    terms: &[Term],
+    range: Option<&VRange>,
+    scan_key: (usize, Symbol),
+    scans: &mut HashMap<(usize, Symbol), u64>,
+    goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
 ) -> Result<(Rel, Access)> {
     let (slots, out_vars) = plan_slots(&rel, terms);
     let Some(consts) = db_consts(db, terms)? else {
@@ -1118,7 +1475,7 @@ fn pattern_db(
         return Ok((Rel::empty(out_vars), access));
     };
     let ids = db.attr_refs().then(|| db.0.schema.clone());
-    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids };
+    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids, goal };
     let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);
     let (mut order, prefix) = choose_index(db.schema(), &key);
@@ -1191,7 +1548,7 @@ fn pattern_db(
     let index = db.index(order);
     if let (true, Some(c)) = (mergeable, e_col) {
         let strategy = if rel.sorted_by == Some(c) { "SCAN + MERGE-JOIN" } else { "SORT + SCAN + MERGE-JOIN" };
-        let rel = if rel.sorted_by == Some(c) { rel } else { rel.sorted_by_long(c) };
+        let rel = if rel.sorted_by == Some(c) { rel } else { rel.sorted_by_long(c)? };
         let out = merge_join(&plan, &rel, index.as_ref(), &lo, &hi)?;
         return Ok((out, Access { strategy, order, prefix: lo, filter }));
     }
@@ -1222,7 +1579,7 @@ fn merge_join(
     let mut out = Rel::empty(plan.out_vars.clone());
     out.sorted_by = rel.sorted_by;
     let Some(col) = rel.sorted_by else { return Ok(out) };
-    out.data.reserve(rel.n_rows * out.vars.len());
+    out.data.reserve(rel.n_rows * out.vars.len())?;
     let e_of = |i: usize| rel.row(i)[col].as_long().unwrap_or(i64::MIN);
     if rel.n_rows == 0 {
         return Ok(out);
@@ -1245,7 +1602,9 @@ fn merge_join(
         if e_of(i) == d.e && plan.matches(d, None) {
             let mut j = i;
             while j < rel.n_rows && e_of(j) == d.e {
-                plan.emit(d, rel.row(j), &mut out);
+                if !plan.emit_or_stop(d, rel.row(j), &mut out, &mut stop) {
+                    return false;
+                }
                 j += 1;
             }
         }
@@ -1279,12 +1638,15 @@ fn lookup_join(
         let (order, prefix) = choose_index(db.schema(), &k);
         let mut stop = None;
         let scanned = db.index(order).visit(&prefix, &prefix, &mut |d| {
-            if plan.matches(d, None) && matches_key(d, &k) {
-                plan.emit(d, row, &mut out);
+            if plan.matches(d, None) && matches_key(d, &k) && !plan.emit_or_stop(d, row, &mut out, &mut stop) {
+                return false;
             }
             keep_going(&mut stop)
         });
         finish_scan(scanned.map_err(Error::from), stop)?;
+        if plan.done() {
+            break;
+        }
     }
     Ok(out)
 }
@@ -1308,7 +1670,7 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
             _ => None,
         });
     }
-    let plan = PatternPlan { slots, consts, out_vars, range: None, ids: None };
+    let plan = PatternPlan { slots, consts, out_vars, range: None, ids: None, goal: None };
     let scan = |f: &mut dyn FnMut(&Vec<Value>) -> bool| {
         for t in tuples.iter().filter(|t| t.len() >= terms.len()) {
             if !f(t) {
@@ -1320,9 +1682,17 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
     plan.hash_join(&rel, scan, |_, v| Some(v.clone()))
 }
 
-/// Estimated rows after joining pattern `c` to `rel`.
-fn estimate_pattern(eng: &mut Engine, c: &Clause, source: Symbol, terms: &[Term], rel: &Rel) -> Result<f64> {
-    let rows = rel.n_rows as f64;
+/// Estimated rows after joining pattern `c` to a relation whose variables `has` tells, per
+/// row of the relation: the cost is the relation's rows times this factor, which changes only
+/// when one of the pattern's variables becomes bound.
+fn estimate_pattern(
+    eng: &mut Engine,
+    c: &Clause,
+    source: Symbol,
+    terms: &[Term],
+    has: impl Fn(Var) -> bool,
+) -> Result<f64> {
+    let rows = 1.0;
     let source = eng.ctx.source(source).or_else(|_| eng.ctx.source(Symbol::new("$")));
     let db = match source {
         Ok(Source::Db(db)) => db,
@@ -1349,7 +1719,7 @@ fn estimate_pattern(eng: &mut Engine, c: &Clause, source: Symbol, terms: &[Term]
             counts
         }
     };
-    let bound = |pos: usize| matches!(terms.get(pos), Some(Term::Var(v)) if rel.has(*v));
+    let bound = |pos: usize| matches!(terms.get(pos), Some(Term::Var(v)) if has(*v));
     let many = matches!(terms.get(1), Some(Term::Const(Edn::Keyword(a))) if db.schema().is_many(*a));
     let (nc, na) = (n_const as f64, n_attr as f64);
     Ok(match (bound(0), bound(2)) {

@@ -74,6 +74,7 @@ mod deadline;
 mod exec;
 pub mod parser;
 mod plan;
+mod product;
 mod rel;
 mod rules;
 mod stats;
@@ -86,9 +87,9 @@ use crate::edn::{Edn, Keyword, Symbol};
 pub use crate::error::QueryError;
 use crate::error::{Detail, Error, Result};
 use crate::value::Value;
-use exec::{const_value, eval_where, Ctx, Engine, Source};
+use exec::{const_value, Ctx, Engine, Source};
 use parser::{Binding, FindElem, FindSpec, InBinding, Query, ReturnMaps};
-use rel::{Groups, Rel, RowSet};
+use rel::{Rel, RowSet, Tracked};
 use rustc_hash::FxHashMap as HashMap;
 
 pub use custom::{register_aggregate, register_function, AggregateFn, FnResult, QueryFn};
@@ -152,10 +153,14 @@ fn qerr(e: QueryError) -> Error {
 }
 
 /// Runs a query (vector form, map form, a string of either, or an arg map
-/// `{:query q :args [..] :offset n :limit m :timeout ms}`) against `inputs`, returning
-/// Datahike's result shape. The `:args` of an arg map are the inputs; giving inputs as well is
-/// an error. A query that runs longer than its `:timeout` (milliseconds, in the map form or the
-/// arg map; Datomic's option, which Datahike lacks) stops with a `query/timeout` error.
+/// `{:query q :args [..] :offset n :limit m :timeout ms :memory-limit bytes}`) against
+/// `inputs`, returning Datahike's result shape. The `:args` of an arg map are the inputs;
+/// giving inputs as well is an error. A query that runs longer than its `:timeout`
+/// (milliseconds, in the map form or the arg map; Datomic's option, which Datahike lacks)
+/// stops with a `query/timeout` error. A query whose intermediate results (relations, result
+/// tuples, aggregate groups) would take more bytes than its budget stops with a
+/// `query/memory-limit` error: the budget is the smallest `:query-memory-limit` of its
+/// databases (1 GiB by default), lowered by the query's own `:memory-limit`.
 pub fn q(query: &Edn, inputs: &[QueryInput]) -> Result<Edn> {
     let started = std::time::Instant::now();
     let parsed = parse_arg(query)?;
@@ -220,8 +225,8 @@ fn arg_inputs(query: &Edn, inputs: &[QueryInput]) -> Result<Option<Vec<QueryInpu
     Ok(Some(args.iter().cloned().map(QueryInput::Edn).collect()))
 }
 
-/// The query of an arg map `{:query q :offset n :limit m :timeout ms}`, or the query itself,
-/// parsed.
+/// The query of an arg map `{:query q :offset n :limit m :timeout ms :memory-limit bytes}`, or
+/// the query itself, parsed.
 fn parse_arg(query: &Edn) -> Result<Query> {
     let (query_form, offset, limit, timeout) = match query {
         Edn::Map(_) if query.get_kw("query").is_some() => {
@@ -234,10 +239,12 @@ fn parse_arg(query: &Edn) -> Result<Query> {
                 }
             };
             let timeout = parser::parse_timeout(query.get_kw("timeout").unwrap_or(&Edn::Nil)).map_err(qerr)?;
-            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?, timeout)
+            let memory = parser::parse_memory_limit(query.get_kw("memory-limit").unwrap_or(&Edn::Nil)).map_err(qerr)?;
+            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?, (timeout, memory))
         }
-        _ => (query, None, None, None),
+        _ => (query, None, None, (None, None)),
     };
+    let (timeout, memory_limit) = timeout;
     let mut parsed = parser::parse_query(query_form).map_err(qerr)?;
     if offset.is_some() {
         parsed.offset = offset;
@@ -247,6 +254,9 @@ fn parse_arg(query: &Edn) -> Result<Query> {
     }
     if timeout.is_some() {
         parsed.timeout = timeout;
+    }
+    if let Some(m) = memory_limit {
+        parsed.memory_limit = Some(parsed.memory_limit.map_or(m, |own| own.min(m)));
     }
     if let Some(spec) = query.get_kw("order-by").filter(|_| query.get_kw("query").is_some()) {
         if let Some(order) = parser::parse_order_by(spec, &parsed.find).map_err(qerr)? {
@@ -263,7 +273,14 @@ pub fn run(query: &Query, inputs: &[QueryInput]) -> Result<Edn> {
 
 /// Runs a parsed query, with per-clause statistics when `record`.
 fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, Vec<ClauseStat>)> {
-    let _deadline = deadline::start(query.timeout);
+    // The budget: the smallest of the databases' limits, lowered by the query's own.
+    let memory_limit = inputs
+        .iter()
+        .filter_map(|i| if let QueryInput::Db(db) = i { Some(db.config().query_memory_limit) } else { None })
+        .min()
+        .unwrap_or(crate::Config::DEFAULT_QUERY_MEMORY_LIMIT);
+    let memory_limit = query.memory_limit.map_or(memory_limit, |own| own.min(memory_limit));
+    let _deadline = deadline::start(query.timeout, memory_limit);
     if inputs.len() != query.inputs.len() {
         let bindings: Vec<Edn> = query.inputs.iter().map(in_form).collect();
         let message = format!(
@@ -325,7 +342,7 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
                     ctx.rules.entry(rule.name).or_default().push(rule);
                 }
             }
-            (InBinding::Bind(b), QueryInput::Edn(x)) => rel = rel.join(bind_input(b, x)?),
+            (InBinding::Bind(b), QueryInput::Edn(x)) => rel = rel.join(bind_input(b, x)?)?,
             (b, QueryInput::Db(_)) => {
                 let message = format!("A database was passed for :in binding {}", in_form(b));
                 return Err(qerr(QueryError::Inputs(Detail::new(message).binding(in_form(b)))));
@@ -373,10 +390,10 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
     if record {
         eng.stats = Some(stats::Recorder::new());
     }
-    let rel = eval_where(&mut eng, &query.clauses, rel, default_src)?;
+    let tuples = find_tuples(&mut eng, query, rel, default_src)?;
     deadline::check()?;
     let stats = eng.stats.take().map(stats::Recorder::finish).unwrap_or_default();
-    Ok((shape(query, &rel, &pulls, &aggs)?, stats))
+    Ok((shape(query, &tuples, &pulls, &aggs)?, stats))
 }
 
 /// An aggregate of `:find` with its function and arguments resolved.
@@ -537,8 +554,7 @@ fn bind_input(b: &Binding, x: &Edn) -> Result<Rel> {
                 continue 'row;
             }
         }
-        out.data.extend(keep.iter().map(|i| row[*i].clone()));
-        out.n_rows += 1;
+        out.push_joined(&[], keep.iter().map(|i| row[*i].clone()))?;
     }
     Ok(out)
 }
@@ -581,38 +597,146 @@ fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
     Ok(())
 }
 
+/// Evaluates `:where` over the `:in` relation `rel` and returns the distinct tuples over the
+/// find and `:with` variables. Clauses that share no variable are evaluated apart, and the
+/// tuples are their product, enumerated when shaped (`product`).
+fn find_tuples(eng: &mut Engine, query: &Query, rel: Rel, src: Symbol) -> Result<product::Tuples> {
+    let mut vars: Vec<Symbol> = query.find.elements().iter().map(FindElem::var).collect();
+    vars.extend(query.with.iter().copied());
+    let width = vars.len();
+    // How many distinct tuples the result shows at most, when fewer than all (`shape`).
+    let has_aggs = query.find.elements().iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
+    let ordered = query.order_by.is_some() && matches!(query.find, FindSpec::Rel(_));
+    let wanted = match (&query.find, query.limit.filter(|n| *n > 0)) {
+        _ if has_aggs || ordered => None,
+        (FindSpec::Scalar(_) | FindSpec::Tuple(_), _) => Some(1),
+        (_, Some(n)) => Some(query.offset.unwrap_or(0).saturating_add(n)),
+        _ => None,
+    };
+    let parts = product::parts(&query.clauses, &rel.vars);
+    let rels: Vec<Rel> = if parts.len() <= 1 || rel.n_rows == 0 {
+        // The last pattern makes the tuples straight away; the rows stay for `explain` only.
+        let goal = exec::RowGoal {
+            vars: vars.clone(),
+            n: wanted.unwrap_or(usize::MAX),
+            keep_rows: eng.stats.is_some(),
+            sink: std::cell::RefCell::new(None),
+        };
+        let r = exec::eval_clauses(eng, query.clauses.iter().collect(), rel, src, Some(&goal))?;
+        if let Some(set) = goal.sink.into_inner() {
+            return Ok(product::Tuples { parts: vec![(set, (0..width).collect())], width });
+        }
+        vec![r]
+    } else {
+        let mut rels = Vec::with_capacity(parts.len());
+        let mut input = Some(rel);
+        let mut empty = false;
+        for part in parts {
+            let start = if part.has_input { input.take().unwrap_or_else(Rel::unit) } else { Rel::unit() };
+            if empty {
+                // The product is empty already: only the part's variables matter (as for the
+                // clauses left when a relation runs empty).
+                let mut vs = std::collections::BTreeSet::new();
+                part.clauses.iter().filter(|c| !matches!(c, parser::Clause::Not { .. })).for_each(|c| c.vars(&mut vs));
+                let mut r = Rel::empty(start.vars.clone());
+                r.vars.extend(vs.into_iter().filter(|v| !start.vars.contains(v)));
+                rels.push(r);
+                continue;
+            }
+            // Each part's first `wanted` distinct projections hold the product's first `wanted`
+            // tuples; a part that binds no find variable needs one row.
+            let goal = wanted.map(|n| {
+                let mut part_vars = std::collections::BTreeSet::new();
+                part.clauses.iter().for_each(|c| c.vars(&mut part_vars));
+                part_vars.extend(start.vars.iter().copied());
+                let vars: Vec<Symbol> = vars.iter().copied().filter(|v| part_vars.contains(v)).collect();
+                let n = if vars.is_empty() { 1 } else { n };
+                exec::RowGoal { vars, n, keep_rows: true, sink: std::cell::RefCell::new(None) }
+            });
+            let r = exec::eval_clauses(eng, part.clauses, start, src, goal.as_ref())?;
+            empty = r.n_rows == 0;
+            rels.push(r);
+        }
+        if let Some(r) = input {
+            rels.push(r);
+        }
+        rels
+    };
+    let mut found = vec![false; width];
+    let mut tuple_parts = Vec::new();
+    let empty = rels.iter().any(|r| r.n_rows == 0);
+    for r in &rels {
+        let positions: Vec<usize> = (0..width).filter(|p| !found[*p] && r.has(vars[*p])).collect();
+        positions.iter().for_each(|p| found[*p] = true);
+        if positions.is_empty() && rels.len() > 1 {
+            // A part that binds no find variable: one empty row when it has rows.
+            let mut set = RowSet::with_capacity(0, 1)?;
+            if r.n_rows > 0 {
+                set.insert([])?;
+            }
+            tuple_parts.push((set, positions));
+            continue;
+        }
+        let cols: Vec<usize> = positions.iter().filter_map(|p| r.col(vars[*p])).collect();
+        let mut set = RowSet::with_capacity(cols.len(), if empty { 0 } else { r.n_rows })?;
+        if !empty {
+            for row in r.rows() {
+                deadline::tick()?;
+                set.insert(cols.iter().map(|c| row[*c].clone()))?;
+            }
+        }
+        tuple_parts.push((set, positions));
+    }
+    if let Some(p) = found.iter().position(|f| !f) {
+        let v = vars[p];
+        let message = format!("Insufficient bindings: {v} of :find is not bound by :where");
+        return Err(qerr(QueryError::Binding(Detail::new(message).vars([Edn::Symbol(v)]))));
+    }
+    Ok(product::Tuples { parts: tuple_parts, width })
+}
+
+/// Charges the rows of a result: bytes of the values and the row vectors.
+fn charge_rows(charge: &mut deadline::Charge, n_rows: usize, n_values: usize) -> Result<()> {
+    let row = n_values * std::mem::size_of::<Edn>() + std::mem::size_of::<Vec<Edn>>();
+    charge.add(n_rows.saturating_mul(row))
+}
+
 /// Projection, aggregation and the result shape of `:find`.
 fn shape(
     query: &Query,
-    rel: &Rel,
+    tuples: &product::Tuples,
     pulls: &[Option<(Db, crate::pull::PullPattern)>],
     aggs: &[Option<Agg>],
 ) -> Result<Edn> {
     let elems = query.find.elements();
-    let mut vars: Vec<Symbol> = elems.iter().map(FindElem::var).collect();
-    vars.extend(query.with.iter().copied());
-    let mut cols = Vec::new();
-    for v in &vars {
-        cols.push(rel.col(*v).ok_or_else(|| {
-            let message = format!("Insufficient bindings: {v} of :find is not bound by :where");
-            qerr(QueryError::Binding(Detail::new(message).vars([Edn::Symbol(*v)])))
-        })?);
-    }
-    // Distinct tuples over the find and :with variables.
-    let mut tuples = RowSet::with_capacity(cols.len(), rel.n_rows);
-    for row in rel.rows() {
-        tuples.insert(cols.iter().map(|c| row[*c].clone()));
-    }
     let n_find = elems.len();
     let has_aggs = elems.iter().any(|e| matches!(e, FindElem::Aggregate { .. }));
     let with = !query.with.is_empty();
+    let ordered = query.order_by.is_some() && matches!(query.find, FindSpec::Rel(_));
+    let limit = query.limit.filter(|n| *n > 0);
+    // Without aggregates or ordering, only the tuples the result shows are shaped.
+    let needed = match (&query.find, limit) {
+        _ if has_aggs || ordered => usize::MAX,
+        (FindSpec::Scalar(_) | FindSpec::Tuple(_), _) => 1,
+        (_, Some(n)) => query.offset.unwrap_or(0).saturating_add(n),
+        _ => usize::MAX,
+    };
+    let mut row_bytes = deadline::Charge::default();
     let rows: Vec<Vec<Edn>> = if has_aggs {
-        aggregate(elems, aggs, &tuples)?
+        aggregate(elems, aggs, tuples, &mut row_bytes)?
     } else {
-        let mut rows = Vec::with_capacity(tuples.len());
-        for t in 0..tuples.len() {
+        // The rows are counted before any is built: a result too large fails at once.
+        let n_rows = tuples.len().min(needed);
+        charge_rows(&mut row_bytes, n_rows, n_find)?;
+        let mut rows = Vec::new();
+        rows.try_reserve_exact(n_rows)
+            .map_err(|_| deadline::allocation_failed(n_rows.saturating_mul(std::mem::size_of::<Vec<Edn>>())))?;
+        tuples.for_each(|tuple| {
+            if rows.len() >= needed {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
             let mut row = Vec::with_capacity(n_find);
-            for (i, v) in tuples.row(t).iter().take(n_find).enumerate() {
+            for (i, v) in tuple.iter().take(n_find).enumerate() {
                 row.push(match (pulls.get(i).and_then(Option::as_ref), v) {
                     (Some((db, pattern)), Value::Long(e)) => crate::pull::pull_eid(db, pattern, *e)?,
                     // A lookup ref or an ident (from :in, say) names its entity, as Datahike's pull
@@ -624,7 +748,8 @@ fn shape(
                 });
             }
             rows.push(row);
-        }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
         rows
     };
     if let (Some(order), FindSpec::Rel(_)) = (&query.order_by, &query.find) {
@@ -668,7 +793,6 @@ fn shape(
             },
         },
     };
-    let limit = query.limit.filter(|n| *n > 0);
     if query.offset.is_none() && limit.is_none() {
         return Ok(result);
     }
@@ -708,42 +832,84 @@ fn return_map(rm: &ReturnMaps, row: Vec<Edn>) -> Edn {
     Edn::Map(names.iter().map(key).zip(row).collect())
 }
 
-fn aggregate(elems: &[FindElem], aggs: &[Option<Agg>], tuples: &RowSet) -> Result<Vec<Vec<Edn>>> {
+/// The state of one find element in one group: its value (a grouping element), a fold, or the
+/// values collected for an aggregate that needs them all.
+enum AggState {
+    Value(Value),
+    Fold(product::Fold),
+    Values(Tracked<Value>),
+}
+
+fn aggregate(
+    elems: &[FindElem],
+    aggs: &[Option<Agg>],
+    tuples: &product::Tuples,
+    row_bytes: &mut deadline::Charge,
+) -> Result<Vec<Vec<Edn>>> {
     let group_cols: Vec<usize> =
         (0..elems.len()).filter(|i| !matches!(elems[*i], FindElem::Aggregate { .. })).collect();
-    let mut groups = Groups::new(group_cols.len(), tuples.len());
-    for t in 0..tuples.len() {
-        let row = tuples.row(t);
-        groups.add(group_cols.iter().map(|c| row[*c].clone()), t);
-    }
-    if groups.keys.len() == 0 && group_cols.is_empty() {
+    // The groups in the order they are first found, each with its state per element; the
+    // values of each group in the order of its tuples.
+    let mut keys = RowSet::with_capacity(group_cols.len(), 16)?;
+    let mut states: Vec<Vec<AggState>> = Vec::new();
+    let fail = |i: usize, name: Symbol, e: QueryError| {
+        // The aggregate names what failed; the element names where.
+        let at = |d: Detail| d.form(elems[i].form()).with("function", Edn::Symbol(name));
+        qerr(match e {
+            QueryError::Eval(d) => QueryError::Eval(at(d)),
+            QueryError::Syntax(d) => QueryError::Syntax(at(d)),
+            other => other,
+        })
+    };
+    tuples.for_each(|tuple| {
+        let (k, added) = keys.insert(group_cols.iter().map(|c| tuple[*c].clone()))?;
+        if added {
+            charge_rows(row_bytes, 1, elems.len())?;
+            let mut state = Vec::with_capacity(elems.len());
+            for (i, v) in tuple.iter().take(elems.len()).enumerate() {
+                state.push(match aggs.get(i).and_then(Option::as_ref) {
+                    Some(Agg::Builtin(name, args)) => match product::Fold::of(*name, args) {
+                        Some(fold) => AggState::Fold(fold),
+                        None => AggState::Values(Tracked::new()),
+                    },
+                    Some(Agg::Custom(..)) => AggState::Values(Tracked::new()),
+                    None => AggState::Value(v.clone()),
+                });
+            }
+            states.push(state);
+        }
+        for (i, state) in states[k].iter_mut().enumerate() {
+            match state {
+                AggState::Value(_) => {}
+                AggState::Fold(fold) => {
+                    let Some(Agg::Builtin(name, _)) = aggs.get(i).and_then(Option::as_ref) else { continue };
+                    fold.add(&tuple[i]).map_err(|e| fail(i, *name, e))?;
+                }
+                AggState::Values(vals) => vals.push(tuple[i].clone())?,
+            }
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
+    if keys.len() == 0 && group_cols.is_empty() {
         // Datahike returns no rows for an aggregate over nothing.
         return Ok(Vec::new());
     }
-    let mut out = Vec::with_capacity(groups.keys.len());
-    for k in 0..groups.keys.len() {
-        // Tuples in the order they were found.
-        let mut members: Vec<usize> = groups.rows_of(k).collect();
-        members.reverse();
+    let mut out = Vec::with_capacity(states.len());
+    for state in states {
         let mut row = Vec::with_capacity(elems.len());
-        for (i, elem) in elems.iter().enumerate() {
-            let vals = || -> Vec<Value> { members.iter().map(|t| tuples.row(*t)[i].clone()).collect() };
-            row.push(match aggs.get(i).and_then(Option::as_ref) {
-                Some(Agg::Builtin(name, args)) => aggregates::aggregate(*name, args, vals()).map_err(|e| {
-                    // The aggregate names what failed; the element names where.
-                    let at = |d: Detail| d.form(elem.form()).with("function", Edn::Symbol(*name));
-                    qerr(match e {
-                        QueryError::Eval(d) => QueryError::Eval(at(d)),
-                        QueryError::Syntax(d) => QueryError::Syntax(at(d)),
-                        other => other,
-                    })
-                })?,
-                Some(Agg::Custom(name, f, args)) => f(args, &vals()).map_err(|e| {
+        for (i, (elem, state)) in elems.iter().zip(state).enumerate() {
+            row.push(match (aggs.get(i).and_then(Option::as_ref), state) {
+                (_, AggState::Value(v)) => v.to_edn(),
+                (Some(Agg::Builtin(name, _)), AggState::Fold(fold)) => fold.finish().map_err(|e| fail(i, *name, e))?,
+                (Some(Agg::Builtin(name, args)), AggState::Values(vals)) => {
+                    aggregates::aggregate(*name, args, vals.to_vec()).map_err(|e| fail(i, *name, e))?
+                }
+                (Some(Agg::Custom(name, f, args)), AggState::Values(vals)) => f(args, &vals).map_err(|e| {
                     let message = format!("Aggregate {name} failed: {e} (aggregating {})", elem.var());
                     let detail = Detail::new(message).form(elem.form()).with("function", Edn::Symbol(*name));
                     qerr(QueryError::Eval(detail))
                 })?,
-                None => tuples.row(members[0])[i].to_edn(),
+                _ => return Err(qerr(QueryError::Internal("aggregate state of the wrong kind".into()))),
             });
         }
         out.push(row);

@@ -29,6 +29,8 @@ pub struct Query {
     pub limit: Option<usize>,
     /// `:timeout` in milliseconds.
     pub timeout: Option<u64>,
+    /// `:memory-limit` in bytes: lowers the database's `:query-memory-limit` for this query.
+    pub memory_limit: Option<u64>,
     /// `:order-by` of a relation find: `(column, descending)` pairs, most significant first.
     pub order_by: Option<Vec<(usize, bool)>>,
 }
@@ -352,8 +354,8 @@ fn is_sym(e: &Edn, text: &str) -> bool {
 }
 
 /// The sections of a query, in the order error messages list them.
-const SECTIONS: [&str; 11] =
-    ["find", "keys", "strs", "syms", "with", "in", "where", "offset", "limit", "timeout", "order-by"];
+const SECTIONS: [&str; 12] =
+    ["find", "keys", "strs", "syms", "with", "in", "where", "offset", "limit", "timeout", "memory-limit", "order-by"];
 
 /// Parses a query in vector form, map form or as a string of either.
 pub fn parse_query(q: &Edn) -> PResult<Query> {
@@ -384,7 +386,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     return err(format!("Query map keys should be keywords, got {k}"), k);
                 };
                 let items = match (k.as_str(), v) {
-                    ("offset" | "limit" | "timeout" | "order-by", v) => vec![v.clone()],
+                    ("offset" | "limit" | "timeout" | "memory-limit" | "order-by", v) => vec![v.clone()],
                     (_, Edn::Vector(xs) | Edn::List(xs)) => xs.clone(),
                     (name, other) => {
                         return err(format!("Query section :{name} should be a vector, got {other}"), other)
@@ -404,6 +406,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     let mut offset = None;
     let mut limit = None;
     let mut timeout = None;
+    let mut memory_limit = None;
     let mut order_by = None;
     for (key, items) in &sections {
         match key.as_str() {
@@ -464,6 +467,17 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
                     }
                 }
             }
+            "memory-limit" => {
+                memory_limit = match items.as_slice() {
+                    [x] => parse_memory_limit(x)?,
+                    _ => {
+                        return err(
+                            "Query :memory-limit should be a positive number of bytes".into(),
+                            &Edn::Vector(items.clone()),
+                        )
+                    }
+                }
+            }
             "order-by" => {
                 order_by = match items.as_slice() {
                     [x] => Some(x.clone()),
@@ -490,7 +504,7 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
         Some(spec) => parse_order_by(&spec, &find)?,
         None => None,
     };
-    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout, order_by };
+    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout, memory_limit, order_by };
     validate(&query)?;
     Ok(query)
 }
@@ -558,6 +572,15 @@ pub fn parse_timeout(x: &Edn) -> PResult<Option<u64>> {
         Edn::Nil => Ok(None),
         Edn::Int(ms) if *ms > 0 => Ok(Some(*ms as u64)),
         other => err(format!("Query :timeout should be a positive number of milliseconds, got {other}"), other),
+    }
+}
+
+/// A `:memory-limit`: a positive number of bytes, or nil for none.
+pub fn parse_memory_limit(x: &Edn) -> PResult<Option<u64>> {
+    match x {
+        Edn::Nil => Ok(None),
+        Edn::Int(n) if *n > 0 => Ok(Some(*n as u64)),
+        other => err(format!("Query :memory-limit should be a positive number of bytes, got {other}"), other),
     }
 }
 

@@ -39,6 +39,8 @@ struct Table {
     demand_set: HashSet<Vec<Value>>,
     answers: Vec<Vec<Value>>,
     answer_set: HashSet<Vec<Value>>,
+    /// The memory budget charged for the demands and answers.
+    charge: deadline::Charge,
     /// Demands and answers at the start of the previous and the current iteration.
     demands_old: usize,
     demands_cur: usize,
@@ -133,6 +135,7 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
         for row in rel.rows() {
             let demand: Vec<Value> = demand_of(bound_src.as_slice(), row).collect();
             if !table.demand_set.contains(&demand) {
+                table.charge.add(deadline::Charge::row_bytes(demand.len()))?;
                 table.demand_set.insert(demand.clone());
                 table.demands.push(demand);
             }
@@ -154,7 +157,7 @@ pub(crate) fn call(eng: &mut Engine, clause: &Clause, rel: Rel, src: Symbol) -> 
         CallMode::Delta => &table.answers[table.answers_old..table.answers_cur],
         CallMode::Full => &table.answers[..],
     };
-    let out = join_answers(&rel, args, answers.iter().map(Vec::as_slice));
+    let out = join_answers(&rel, args, answers.iter().map(Vec::as_slice))?;
     if top {
         eng.fix = None;
     }
@@ -216,12 +219,12 @@ fn inline(
         return Ok(None);
     }
     // The distinct bound argument values.
-    let mut demand_set = RowSet::with_capacity(bound_src.len(), rel.n_rows.min(1024));
+    let mut demand_set = RowSet::with_capacity(bound_src.len(), rel.n_rows.min(1024))?;
     for row in rel.rows() {
-        demand_set.insert(demand_of(bound_src, row));
+        demand_set.insert(demand_of(bound_src, row))?;
     }
     let answers = inline_answers(eng, rules, &positions, demand_set, source)?;
-    Ok(Some(join_answers(rel, args, (0..answers.len()).map(|i| answers.row(i)))))
+    Ok(Some(join_answers(rel, args, (0..answers.len()).map(|i| answers.row(i)))?))
 }
 
 /// Whether no branch repeats a head variable at a bound position.
@@ -265,7 +268,7 @@ fn inline_answers(
     let arity = rules[0].head.len();
     // The columns are named per branch below; any names give the rows their width.
     let demands = demands.into_rel(positions.iter().map(|i| rules[0].head[*i]).collect());
-    let mut answers = RowSet::with_capacity(arity, 16);
+    let mut answers = RowSet::with_capacity(arity, 16)?;
     let mut deferred: Vec<Deferred> = Vec::new();
     let collect = |answers: &mut RowSet, rule: &Rule, res: &Rel| -> Result<()> {
         let mut cols = Vec::with_capacity(rule.head.len());
@@ -277,7 +280,7 @@ fn inline_answers(
             })?);
         }
         for row in res.rows() {
-            answers.insert(cols.iter().map(|c| row[*c].clone()));
+            answers.insert(cols.iter().map(|c| row[*c].clone()))?;
         }
         Ok(())
     };
@@ -312,12 +315,12 @@ fn inline_answers(
         if let Some(stats) = eng.stats.as_mut() {
             stats.enter();
         }
-        let mut union = RowSet::with_capacity(callee_positions.len(), 16);
+        let mut union = RowSet::with_capacity(callee_positions.len(), 16)?;
         let mut rows_in = 0;
         for d in &group {
             rows_in += d.pre.n_rows;
             for row in d.pre.rows() {
-                union.insert(demand_of(&d.bound_src, row));
+                union.insert(demand_of(&d.bound_src, row))?;
             }
         }
         // Shared calls read the caller's source (`shareable_call`).
@@ -344,11 +347,13 @@ fn inline_answers(
             let all = (0..callee_answers.len()).map(|i| callee_answers.row(i));
             join_each(&d.pre, args, all, |row, ans| {
                 rows_out += 1;
-                answers.insert(head.iter().map(|h| match h {
-                    Ok(c) => row[*c].clone(),
-                    Err(i) => ans[*i].clone(),
-                }));
-            });
+                answers
+                    .insert(head.iter().map(|h| match h {
+                        Ok(c) => row[*c].clone(),
+                        Err(i) => ans[*i].clone(),
+                    }))
+                    .map(|_| ())
+            })?;
         }
         if let Some(stats) = eng.stats.as_mut() {
             stats.leave(call, rows_in, rows_out, started.elapsed());
@@ -451,6 +456,7 @@ fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -
         demand_set: HashSet::default(),
         answers: Vec::new(),
         answer_set: HashSet::default(),
+        charge: deadline::Charge::default(),
         demands_old: 0,
         demands_cur: 0,
         answers_old: 0,
@@ -462,7 +468,7 @@ fn table_for(fix: &mut FixState, name: Symbol, adornment: u64, source: Symbol) -
 }
 
 /// Joins `rel` with answer tuples of a call whose arguments are `args`.
-fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = &'a [Value]>) -> Rel {
+fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = &'a [Value]>) -> Result<Rel> {
     let mut vars = rel.vars.clone();
     let mut new_args: Vec<usize> = Vec::new();
     for (i, t) in args.iter().enumerate() {
@@ -474,12 +480,8 @@ fn join_answers<'a>(rel: &Rel, args: &[Term], answers: impl IntoIterator<Item = 
         }
     }
     let mut out = Rel::empty(vars);
-    join_each(rel, args, answers, |row, ans| {
-        out.data.extend_from_slice(row);
-        out.data.extend(new_args.iter().map(|i| ans[*i].clone()));
-        out.n_rows += 1;
-    });
-    out
+    join_each(rel, args, answers, |row, ans| out.push_joined(row, new_args.iter().map(|i| ans[*i].clone())))?;
+    Ok(out)
 }
 
 /// Calls `f` with each row of `rel` and each answer tuple (of a call whose arguments are
@@ -489,8 +491,8 @@ fn join_each<'a>(
     rel: &Rel,
     args: &[Term],
     answers: impl IntoIterator<Item = &'a [Value]>,
-    mut f: impl FnMut(&[Value], &[Value]),
-) {
+    mut f: impl FnMut(&[Value], &[Value]) -> Result<()>,
+) -> Result<()> {
     // Per argument: check against a column or a constant, bind a new var, repeat an earlier
     // new var, or ignore.
     enum A {
@@ -518,9 +520,9 @@ fn join_each<'a>(
     }
     let key_cols: Vec<(usize, usize)> =
         spec.iter().enumerate().filter_map(|(i, a)| if let A::Col(c) = a { Some((i, *c)) } else { None }).collect();
-    let mut groups = Groups::new(key_cols.len(), rel.n_rows);
+    let mut groups = Groups::new(key_cols.len(), rel.n_rows)?;
     for (i, row) in rel.rows().enumerate() {
-        groups.add(key_cols.iter().map(|(_, c)| row[*c].clone()), i);
+        groups.add(key_cols.iter().map(|(_, c)| row[*c].clone()), i)?;
     }
     'ans: for ans in answers {
         for (i, a) in spec.iter().enumerate() {
@@ -537,10 +539,12 @@ fn join_each<'a>(
         let found = groups.keys.find(hash, |key| key_cols.iter().zip(key).all(|((i, _), v)| ans[*i] == *v));
         if let Some(k) = found {
             for r in groups.rows_of(k) {
-                f(rel.row(r), ans);
+                deadline::tick()?;
+                f(rel.row(r), ans)?;
             }
         }
     }
+    Ok(())
 }
 
 fn has_nested_call(c: &Clause) -> bool {
@@ -657,7 +661,7 @@ fn eval_branch(
             }
             for (k, c) in cols.iter().enumerate() {
                 if c.is_some() {
-                    input.data.push(d[k].clone());
+                    input.data.push(d[k].clone())?;
                 }
             }
             input.n_rows += 1;
@@ -678,6 +682,7 @@ fn eval_branch(
     for row in res.rows() {
         let ans: Vec<Value> = head_cols.iter().map(|c| row[*c].clone()).collect();
         if !table.answer_set.contains(&ans) {
+            table.charge.add(deadline::Charge::row_bytes(ans.len()))?;
             table.answer_set.insert(ans.clone());
             table.answers.push(ans);
         }
@@ -763,16 +768,19 @@ fn right_linear(
     if roots.len() > 64 {
         return Ok(None);
     }
-    let demand_rel = |rule: &Rule, demands: &[Vec<Value>]| {
+    let demand_rel = |rule: &Rule, demands: &[Vec<Value>]| -> Result<Rel> {
         let vars: Vec<Var> = bound_pos.iter().map(|p| rule.head[*p]).collect();
         let mut r = Rel::empty(vars);
         for d in demands {
-            r.push_row(d);
+            r.push_row(d)?;
         }
-        r
+        Ok(r)
     };
     let mut answers: Vec<Vec<Value>> = Vec::new();
+    let mut charge = deadline::Charge::default();
     for root in roots {
+        // What this root's walk holds, given back when the next root starts.
+        let mut walk = deadline::Charge::default();
         let mut visited: HashSet<Vec<Value>> = HashSet::default();
         visited.insert(root.clone());
         let mut all = vec![root.clone()];
@@ -781,7 +789,7 @@ fn right_linear(
             deadline::check()?;
             let mut next = Vec::new();
             for (rest, bound_args, rule) in &recursive {
-                let res = eval_where(eng, rest, demand_rel(rule, &frontier), source)?;
+                let res = eval_where(eng, rest, demand_rel(rule, &frontier)?, source)?;
                 let mut getters = Vec::new();
                 for t in bound_args {
                     getters.push(match t {
@@ -805,7 +813,10 @@ fn right_linear(
                             Err(v) => v.clone(),
                         })
                         .collect();
-                    if visited.insert(d.clone()) {
+                    if !visited.contains(&d) {
+                        // Kept in `visited`, `all` and `next`.
+                        walk.add(2 * deadline::Charge::row_bytes(d.len()))?;
+                        visited.insert(d.clone());
                         all.push(d.clone());
                         next.push(d);
                     }
@@ -815,7 +826,7 @@ fn right_linear(
         }
         let mut free_seen: HashSet<Vec<Value>> = HashSet::default();
         for rule in &base {
-            let res = eval_where(eng, &rule.body, demand_rel(rule, &all), source)?;
+            let res = eval_where(eng, &rule.body, demand_rel(rule, &all)?, source)?;
             let mut cols = Vec::new();
             for p in &free_pos {
                 cols.push(res.col(rule.head[*p]).ok_or_else(|| {
@@ -826,7 +837,10 @@ fn right_linear(
             }
             for row in res.rows() {
                 let free: Vec<Value> = cols.iter().map(|c| row[*c].clone()).collect();
-                if free_seen.insert(free.clone()) {
+                if !free_seen.contains(&free) {
+                    walk.add(deadline::Charge::row_bytes(free.len()))?;
+                    charge.add(deadline::Charge::row_bytes(arity))?;
+                    free_seen.insert(free.clone());
                     let mut ans = vec![Value::Nil; arity];
                     for (k, p) in bound_pos.iter().enumerate() {
                         ans[*p] = root[k].clone();
@@ -839,5 +853,5 @@ fn right_linear(
             }
         }
     }
-    Ok(Some(join_answers(rel, args, answers.iter().map(Vec::as_slice))))
+    Ok(Some(join_answers(rel, args, answers.iter().map(Vec::as_slice))?))
 }
