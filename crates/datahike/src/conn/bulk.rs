@@ -13,7 +13,10 @@
 //! partial load is never taken for a complete one. The writer lock is held from start to
 //! finish, so no other writer (and no garbage collection sweep) interleaves.
 
-use super::{commit_key, drained, encode_log_record, encode_pack, lock, pack_key, Conn, LogRecord, Snapshot, Writer};
+use super::{
+    commit_key, drained, encode_log_record, encode_pack, lock, pack_key, put_nodes_then_records, Conn, LogRecord,
+    Snapshot, Writer,
+};
 use crate::config::Config;
 use crate::db::Db;
 use crate::edn::{pr_str, read_str, Edn};
@@ -177,13 +180,14 @@ impl BulkLoad<'_> {
         let previous_id = previous.commit.id;
         let records: Vec<Arc<[u8]>> = durable.unflushed.iter().map(|r| r.bytes.clone()).collect();
         let pack_base = (records.len() > 1).then_some(previous_id);
-        let Snapshot { pendings, mut nodes, head, .. } = Snapshot::prepare(&self.db, commit, pack_base, previous)?;
+        let Snapshot { pendings, nodes, head, .. } = Snapshot::prepare(&self.db, commit, pack_base, previous)?;
         let bytes = head.encode();
+        let mut commit_records = Vec::with_capacity(2);
         if head.pack_base.is_some() {
-            nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
+            commit_records.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
         }
-        nodes.push((commit_key(&head.commit.id), bytes.clone()));
-        durable.store.put_batch(&nodes)?;
+        commit_records.push((commit_key(&head.commit.id), bytes.clone()));
+        put_nodes_then_records(durable.store.as_ref(), &nodes, &commit_records)?;
         drop(nodes);
         if !durable.store.compare_and_set(&durable.head_key, durable.head_bytes.as_deref(), &bytes)? {
             return Err(Error::Database(

@@ -96,6 +96,24 @@ impl Snapshot {
 /// unreachable. Every collection bumps [`GC_EPOCH_KEY`] after its sweep, under the writer
 /// lock; a flush that sees the epoch changed between its writes and its head swap writes its
 /// batch again (missing files only) before swapping, under the lock.
+/// Writes a snapshot's nodes (and out-of-line values), and only once they are durable its
+/// commit records (`commits/<id>`, `packs/<id>`). A failed batch may leave any subset of its
+/// entries behind ([`Store`]'s contract), so one batch could leave a commit record naming
+/// nodes that were never written, which garbage collection and `commit_as_db` would then
+/// trust; in this order a commit record on the store always has its nodes.
+pub(super) fn put_nodes_then_records(
+    store: &dyn Store,
+    nodes: &[(String, Vec<u8>)],
+    records: &[(String, Vec<u8>)],
+) -> Result<()> {
+    for batch in [nodes, records] {
+        if !batch.is_empty() {
+            store.put_batch(batch)?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     let _one_at_a_time = lock(&inner.flushing);
     let started = std::time::Instant::now();
@@ -120,13 +138,14 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     // The last record is this snapshot's own commit: a pack is worth writing only when it
     // holds commits before it.
     let pack_base = (records.len() > 1).then_some(previous_id);
-    let Snapshot { pendings, mut nodes, values, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
+    let Snapshot { pendings, nodes, values, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
     let bytes = head.encode();
+    let mut commit_records = Vec::with_capacity(2);
     if head.pack_base.is_some() {
-        nodes.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
+        commit_records.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
     }
-    nodes.push((commit_key(&head.commit.id), bytes.clone()));
-    store.put_batch(&nodes)?;
+    commit_records.push((commit_key(&head.commit.id), bytes.clone()));
+    put_nodes_then_records(store.as_ref(), &nodes, &commit_records)?;
     let (node_count, node_bytes) = (nodes.len(), nodes.iter().map(|(_, b)| b.len()).sum::<usize>());
     // The nodes stay in memory until the head names them: a collection may delete one of
     // them from the store before this flush writes it again (below), and nothing must read
@@ -170,7 +189,7 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
             .filter_map(|(key, v)| crate::index::codec::out_of_line_bytes(v).map(|b| (key.clone(), b.to_vec())))
             .collect();
         durable.store.put_batch(&again)?;
-        durable.store.put_batch(&nodes)?;
+        put_nodes_then_records(durable.store.as_ref(), &nodes, &commit_records)?;
     }
     drop(nodes);
     drop(values);

@@ -282,13 +282,11 @@ impl Conn {
                 .into(),
             ));
         }
-        let Snapshot { pendings, mut nodes, head, .. } = Snapshot::prepare(db, commit, None, fixed)?;
+        let Snapshot { pendings, nodes, head, .. } = Snapshot::prepare(db, commit, None, fixed)?;
         let bytes = head.encode();
         let key = commit_key(&head.commit.id);
-        if store.get(&key)?.is_none() {
-            nodes.push((key, bytes.clone()));
-        }
-        store.put_batch(&nodes)?;
+        let records = if store.get(&key)?.is_none() { vec![(key, bytes.clone())] } else { Vec::new() };
+        put_nodes_then_records(store, &nodes, &records)?;
         // The nodes are not marked durable in memory: `db` may be a live connection's value,
         // and a node is durable for it only once its own head names it. This head may be
         // deleted with its branch and collected; the connection's next flush then writes the
