@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// An EDN value. Maps and sets keep insertion order (as Clojure's small array maps do) so that
 /// printing is deterministic; equality ignores that order.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub enum Edn {
     /// `nil`
     #[default]
@@ -144,6 +144,80 @@ impl PartialEq for Edn {
             }
         }
         true
+    }
+}
+
+impl Clone for Edn {
+    /// A deep copy made on a heap stack: the derived clone would recurse once per nesting
+    /// level and overflow the stack on a value as deep as a recursive pull makes.
+    fn clone(&self) -> Edn {
+        /// Work left to do, innermost last: copy a value, or assemble a collection from the
+        /// copies of its elements on top of `done`.
+        enum Job<'a> {
+            Copy(&'a Edn),
+            Assemble(&'a Edn),
+        }
+        let mut jobs = vec![Job::Copy(self)];
+        let mut done: Vec<Edn> = Vec::new();
+        while let Some(job) = jobs.pop() {
+            match job {
+                Job::Copy(x) => match x {
+                    Edn::List(xs) | Edn::Vector(xs) | Edn::Set(xs) => {
+                        jobs.push(Job::Assemble(x));
+                        jobs.extend(xs.iter().rev().map(Job::Copy));
+                    }
+                    Edn::Map(entries) => {
+                        jobs.push(Job::Assemble(x));
+                        jobs.extend(entries.iter().rev().flat_map(|(k, v)| [Job::Copy(v), Job::Copy(k)]));
+                    }
+                    Edn::Tagged(_, inner) => {
+                        jobs.push(Job::Assemble(x));
+                        jobs.push(Job::Copy(inner));
+                    }
+                    leaf => done.push(copy_leaf(leaf)),
+                },
+                Job::Assemble(x) => {
+                    let copy = match x {
+                        Edn::List(xs) => Edn::List(done.split_off(done.len() - xs.len())),
+                        Edn::Vector(xs) => Edn::Vector(done.split_off(done.len() - xs.len())),
+                        Edn::Set(xs) => Edn::Set(done.split_off(done.len() - xs.len())),
+                        Edn::Map(entries) => {
+                            let mut flat = done.split_off(done.len() - 2 * entries.len()).into_iter();
+                            let mut pairs = Vec::with_capacity(entries.len());
+                            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                                pairs.push((k, v));
+                            }
+                            Edn::Map(pairs)
+                        }
+                        Edn::Tagged(tag, _) => Edn::Tagged(*tag, Box::new(done.pop().unwrap_or_default())),
+                        leaf => copy_leaf(leaf),
+                    };
+                    done.push(copy);
+                }
+            }
+        }
+        done.pop().unwrap_or_default()
+    }
+}
+
+/// A copy of a value that is no collection nor tagged value.
+fn copy_leaf(x: &Edn) -> Edn {
+    match x {
+        Edn::Nil => Edn::Nil,
+        Edn::Bool(b) => Edn::Bool(*b),
+        Edn::Str(s) => Edn::Str(s.clone()),
+        Edn::Char(c) => Edn::Char(*c),
+        Edn::Int(i) => Edn::Int(*i),
+        Edn::BigInt(i) => Edn::BigInt(i.clone()),
+        Edn::Float(f) => Edn::Float(*f),
+        Edn::BigDec(d) => Edn::BigDec(d.clone()),
+        Edn::Keyword(k) => Edn::Keyword(*k),
+        Edn::Symbol(s) => Edn::Symbol(*s),
+        Edn::Inst(t) => Edn::Inst(*t),
+        Edn::Uuid(u) => Edn::Uuid(*u),
+        Edn::List(_) | Edn::Vector(_) | Edn::Map(_) | Edn::Set(_) | Edn::Tagged(..) => {
+            unreachable!("collections are copied by Edn::clone")
+        }
     }
 }
 
