@@ -32,6 +32,11 @@ use std::sync::{Arc, OnceLock};
 /// Datahike's default limit on the values of a card-many attribute.
 pub const DEFAULT_LIMIT: usize = 1000;
 
+/// How deep a pull pattern may nest, in EDN levels (a map spec and its subpattern vector are
+/// two): 100 nested subpatterns, far more than any real pattern, and little enough stack for
+/// the recursive parser on a 2 MiB thread. Recursion (`...`) reaches any depth in the data.
+pub const MAX_PATTERN_DEPTH: usize = 200;
+
 /// A parsed pull pattern, reusable across entities and pulls.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PullPattern {
@@ -213,7 +218,7 @@ fn map_entry(k: &Edn, v: &Edn, db: &Db) -> Result<AttrSpec> {
         Edn::Symbol(s) if s.as_str() == "..." => Nested::Recursion(None),
         Edn::Str(s) if &**s == "..." => Nested::Recursion(None),
         Edn::Int(n) if *n > 0 => Nested::Recursion(Some(n.unsigned_abs())),
-        v if is_sequential(v) => Nested::Pattern(Arc::new(PullPattern::parse(v, db)?)),
+        v if is_sequential(v) => Nested::Pattern(Arc::new(PullPattern::parse_nested(v, db)?)),
         _ => return Err(pattern_error(format!("Expected (pattern | recursion-limit), got {}", entry()), &entry())),
     };
     Ok(spec)
@@ -248,7 +253,20 @@ impl PullPattern {
     /// Parses a pull pattern (a vector or list of attribute specs). Under `:schema-flexibility
     /// :write`, an attribute the schema of `db` does not define is an error (`:transact/schema`),
     /// as Datahike reports it; here it is reported when the pattern is parsed.
+    ///
+    /// A pattern nested deeper than [`MAX_PATTERN_DEPTH`] is an error: parsing recurses once
+    /// per nested pattern, and must not overflow a small thread stack.
     pub fn parse(pattern: &Edn, db: &Db) -> Result<PullPattern> {
+        let depth = crate::value::edn_depth(pattern);
+        if depth > MAX_PATTERN_DEPTH {
+            let message =
+                format!("The pull pattern nests {depth} levels deep, more than the {MAX_PATTERN_DEPTH} a pattern may");
+            return Err(Error::Argument(Detail::new(message).with("depth", Edn::Int(depth as i64))));
+        }
+        PullPattern::parse_nested(pattern, db)
+    }
+
+    fn parse_nested(pattern: &Edn, db: &Db) -> Result<PullPattern> {
         let Some(items) = pattern.as_seq().filter(|_| is_sequential(pattern)) else {
             return Err(pattern_error(
                 format!("Cannot parse pull pattern, expected: [attr-spec+], got {pattern}"),
