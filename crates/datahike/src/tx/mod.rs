@@ -1073,14 +1073,18 @@ impl<'a> TxState<'a> {
             let expected = Edn::Map(vec![(Edn::kw("db/tupleTypes"), types_edn.clone())]);
             if xs.len() != types.len() {
                 return fail(
-                    format!("Cannot store heterogeneous tuple: expecting {} values, got {}", types.len(), xs.len()),
+                    format!(
+                        "Cannot store heterogeneous tuple: expecting {} values, got {} at {context}",
+                        types.len(),
+                        xs.len()
+                    ),
                     expected,
                 );
             }
             if !xs.iter().zip(types).all(|(x, t)| *x == Value::Nil || t.accepts(x)) {
                 return fail(
                     format!(
-                        "Cannot store heterogeneous tuple: there is a mismatch between values {} and their types {types_edn}",
+                        "Cannot store heterogeneous tuple: there is a mismatch between values {} and their types {types_edn} at {context}",
                         v.to_edn()
                     ),
                     expected,
