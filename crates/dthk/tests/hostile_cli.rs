@@ -180,7 +180,7 @@ fn a_config_pointing_at_a_missing_directory_says_it_does_not_exist() {
 }
 
 /// A recursive pull down a 100,000-long chain, transacted in one `--tx-file` transaction
-/// with tempids, prints in the EDN and pprint formats.
+/// with tempids, prints in the EDN, pprint and JSON formats.
 #[test]
 fn dthk_pull_prints_a_100000_long_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,4 +210,10 @@ fn dthk_pull_prints_a_100000_long_chain() {
         );
         assert_eq!(out.matches(":next").count(), n - 1, "{format}");
     }
+    let out = ok(d, &["-f", "json", "pull", "db:cfg.edn", "[:n {:next ...}]", "[:n 0]"]);
+    assert!(out.starts_with(r#"{"n":0,"next":{"n":1,"next":{"n":2,"#), "json: {}", &out[..80]);
+    assert!(
+        out.ends_with(&format!("{{\"n\":{}}}{}\n", n - 1, "}".repeat(n - 1))),
+        "json: the chain ends in the last entity"
+    );
 }
