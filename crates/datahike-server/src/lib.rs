@@ -419,11 +419,11 @@ fn decode_args(format: Format, body: &[u8]) -> Result<Vec<Edn>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    match format.decode(body)? {
-        Edn::Vector(args) | Edn::List(args) => Ok(args),
+    match &mut format.decode(body)? {
+        Edn::Vector(args) | Edn::List(args) => Ok(std::mem::take(args)),
         other => Err(format!(
             "the body must be a vector of the operation's arguments, got {}",
-            datahike::edn::pr_str_short(&datahike::store::backend::redact(&other), 200)
+            datahike::edn::pr_str_short(&datahike::store::backend::redact(other), 200)
         )),
     }
 }
@@ -435,24 +435,24 @@ fn bound_query(op: &Op, mut args: Vec<Edn>, limit_ms: u64) -> Vec<Edn> {
         return args;
     }
     let limit = i64::try_from(limit_ms).unwrap_or(i64::MAX);
-    let query = std::mem::replace(&mut args[0], Edn::Nil);
-    args[0] = match query {
-        Edn::Map(mut entries) if entries.iter().any(|(k, _)| *k == Edn::kw("query")) => {
+    let mut query = std::mem::replace(&mut args[0], Edn::Nil);
+    args[0] = match &mut query {
+        Edn::Map(entries) if entries.iter().any(|(k, _)| *k == Edn::kw("query")) => {
             let own = entries.iter().find(|(k, _)| *k == Edn::kw("timeout")).and_then(|(_, v)| match v {
                 Edn::Int(ms) => Some(*ms),
                 _ => None,
             });
             entries.retain(|(k, _)| *k != Edn::kw("timeout"));
             entries.push((Edn::kw("timeout"), Edn::Int(own.map_or(limit, |own| own.min(limit)))));
-            Edn::Map(entries)
+            Edn::Map(std::mem::take(entries))
         }
-        Edn::Str(text) => match read_str(&text) {
+        Edn::Str(text) => match read_str(text) {
             Ok(parsed) => {
                 return bound_query(op, std::iter::once(parsed).chain(args.into_iter().skip(1)).collect(), limit_ms)
             }
-            Err(_) => Edn::Str(text),
+            Err(_) => query,
         },
-        other => Edn::Map(vec![(Edn::kw("query"), other), (Edn::kw("timeout"), Edn::Int(limit))]),
+        _ => Edn::Map(vec![(Edn::kw("query"), query), (Edn::kw("timeout"), Edn::Int(limit))]),
     };
     args
 }

@@ -303,7 +303,7 @@ fn names(events: &[(i64, Edn)]) -> Vec<String> {
     events
         .iter()
         .flat_map(|(_, r)| r.get_kw("tx-data").and_then(Edn::as_seq).unwrap_or(&[]).to_vec())
-        .filter_map(|d| match d {
+        .filter_map(|d| match &d {
             Edn::Tagged(_, v) => match v.as_seq() {
                 Some([_, Edn::Keyword(a), Edn::Str(n), ..]) if a.as_str() == "name" => Some(n.to_string()),
                 _ => None,

@@ -664,7 +664,7 @@ fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
         (30, Cbor::Array(parts)) => {
             let digits = |part: Option<&Cbor>| match part.cloned().map(item_to_edn) {
                 Some(Ok(Edn::Int(i))) => Some(i.to_string()),
-                Some(Ok(Edn::BigInt(i))) => Some(i.to_string()),
+                Some(Ok(Edn::BigInt(ref i))) => Some(i.to_string()),
                 _ => None,
             };
             match (parts.len(), digits(parts.first()), digits(parts.get(1))) {
@@ -747,9 +747,9 @@ fn shaped_array(parts: Vec<Cbor>) -> Result<Edn, String> {
 /// type for as that value (`clojure/char`, `clojure/with-meta` without its metadata,
 /// `clojure/sorted-map`, `clojure/sorted-set`, `clojure/queue`); anything else, Datahike's
 /// `datahike/DB`, `datahike/TxReport`.. included, as the tagged value `#name argument`.
-fn object_edn(name: &str, argument: Edn) -> Result<Edn, String> {
-    Ok(match (name, argument) {
-        ("datahike.datom/Datom", datom) => Edn::Tagged(Symbol::new("datahike/Datom"), Box::new(datom)),
+fn object_edn(name: &str, mut argument: Edn) -> Result<Edn, String> {
+    Ok(match (name, &mut argument) {
+        ("datahike.datom/Datom", _) => Edn::Tagged(Symbol::new("datahike/Datom"), Box::new(argument)),
         ("clojure/char", Edn::Str(s)) => {
             let mut chars = s.chars();
             match (chars.next(), chars.next()) {
@@ -757,16 +757,16 @@ fn object_edn(name: &str, argument: Edn) -> Result<Edn, String> {
                 _ => return Err(format!("bad clojure/char {s:?}: expected one character")),
             }
         }
-        ("clojure/with-meta", Edn::Vector(mut parts)) if parts.len() == 2 => parts.pop().unwrap_or(Edn::Nil),
-        ("clojure/sorted-map", map @ Edn::Map(_)) => map,
-        ("clojure/sorted-set", Edn::Vector(items)) => Edn::Set(distinct_items(items)),
-        ("clojure/queue", Edn::Vector(items)) => Edn::List(items),
+        ("clojure/with-meta", Edn::Vector(parts)) if parts.len() == 2 => parts.pop().unwrap_or(Edn::Nil),
+        ("clojure/sorted-map", Edn::Map(_)) => argument,
+        ("clojure/sorted-set", Edn::Vector(items)) => Edn::Set(distinct_items(std::mem::take(items))),
+        ("clojure/queue", Edn::Vector(items)) => Edn::List(std::mem::take(items)),
         (
             name @ ("clojure/char" | "clojure/with-meta" | "clojure/sorted-map" | "clojure/sorted-set"
             | "clojure/queue"),
             other,
-        ) => return Err(format!("bad {name}: unexpected argument {}", pr_str(&other))),
-        (name, argument) => Edn::Tagged(Symbol::new(name), Box::new(argument)),
+        ) => return Err(format!("bad {name}: unexpected argument {}", pr_str(other))),
+        (name, _) => Edn::Tagged(Symbol::new(name), Box::new(argument)),
     })
 }
 
@@ -947,7 +947,7 @@ mod tests {
         });
         assert_eq!(read(&sorted_set), read_str("#{1 2}").unwrap());
         let queue = object("clojure/queue", &|out| write_head(out, 4, 0));
-        assert!(matches!(read(&queue), Edn::List(items) if items.is_empty()));
+        assert!(matches!(&read(&queue), Edn::List(items) if items.is_empty()));
         assert!(edn_from_cbor(&object("clojure/char", &|out| write_text(out, "ab")))
             .unwrap_err()
             .contains("one character"));

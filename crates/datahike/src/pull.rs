@@ -26,17 +26,16 @@ use crate::edn::{Edn, Keyword};
 use crate::error::{Detail, Error, Result, TxError};
 use crate::schema::is_system_ident;
 use crate::value::{Eid, Value};
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// Datahike's default limit on the values of a card-many attribute.
 pub const DEFAULT_LIMIT: usize = 1000;
 
-/// Pull nesting levels run on one thread's stack before the walk continues on a fresh thread
-/// with a large stack, so that deep recursion (`{:friend ...}` over a long chain) cannot
-/// overflow the caller's stack.
-const LEVELS_PER_STACK: usize = 128;
-/// Stack size of the threads deep recursion continues on.
-const DEEP_STACK_BYTES: usize = 64 << 20;
+/// How deep a pull pattern may nest, in EDN levels (a map spec and its subpattern vector are
+/// two): 100 nested subpatterns, far more than any real pattern, and little enough stack for
+/// the recursive parser on a 2 MiB thread. Recursion (`...`) reaches any depth in the data.
+pub const MAX_PATTERN_DEPTH: usize = 200;
 
 /// A parsed pull pattern, reusable across entities and pulls.
 #[derive(Clone, Debug, PartialEq)]
@@ -219,7 +218,7 @@ fn map_entry(k: &Edn, v: &Edn, db: &Db) -> Result<AttrSpec> {
         Edn::Symbol(s) if s.as_str() == "..." => Nested::Recursion(None),
         Edn::Str(s) if &**s == "..." => Nested::Recursion(None),
         Edn::Int(n) if *n > 0 => Nested::Recursion(Some(n.unsigned_abs())),
-        v if is_sequential(v) => Nested::Pattern(Arc::new(PullPattern::parse(v, db)?)),
+        v if is_sequential(v) => Nested::Pattern(Arc::new(PullPattern::parse_nested(v, db)?)),
         _ => return Err(pattern_error(format!("Expected (pattern | recursion-limit), got {}", entry()), &entry())),
     };
     Ok(spec)
@@ -254,7 +253,20 @@ impl PullPattern {
     /// Parses a pull pattern (a vector or list of attribute specs). Under `:schema-flexibility
     /// :write`, an attribute the schema of `db` does not define is an error (`:transact/schema`),
     /// as Datahike reports it; here it is reported when the pattern is parsed.
+    ///
+    /// A pattern nested deeper than [`MAX_PATTERN_DEPTH`] is an error: parsing recurses once
+    /// per nested pattern, and must not overflow a small thread stack.
     pub fn parse(pattern: &Edn, db: &Db) -> Result<PullPattern> {
+        let depth = crate::value::edn_depth(pattern);
+        if depth > MAX_PATTERN_DEPTH {
+            let message =
+                format!("The pull pattern nests {depth} levels deep, more than the {MAX_PATTERN_DEPTH} a pattern may");
+            return Err(Error::Argument(Detail::new(message).with("depth", Edn::Int(depth as i64))));
+        }
+        PullPattern::parse_nested(pattern, db)
+    }
+
+    fn parse_nested(pattern: &Edn, db: &Db) -> Result<PullPattern> {
         let Some(items) = pattern.as_seq().filter(|_| is_sequential(pattern)) else {
             return Err(pattern_error(
                 format!("Cannot parse pull pattern, expected: [attr-spec+], got {pattern}"),
@@ -331,6 +343,12 @@ fn check_attr(db: &Db, a: Keyword) -> Result<()> {
     Ok(())
 }
 
+/// The options of an attribute a wildcard reaches without a spec of its own.
+fn default_opts() -> &'static Opts {
+    static DEFAULTS: OnceLock<Opts> = OnceLock::new();
+    DEFAULTS.get_or_init(Opts::default)
+}
+
 /// The pattern `[*]`, which component refs expand with.
 fn wildcard_pattern() -> &'static PullPattern {
     static WILDCARD: OnceLock<PullPattern> = OnceLock::new();
@@ -399,8 +417,7 @@ pub fn pull_many(db: &Db, pattern: &Edn, eids: &Edn) -> Result<Edn> {
 
 /// Pulls a parsed pattern for one resolved entity id: a map, or `nil`.
 pub fn pull_eid(db: &Db, pattern: &PullPattern, eid: Eid) -> Result<Edn> {
-    let puller = Puller::new(db);
-    Ok(puller.entity(pattern, eid, &Rec::ROOT, None, 0)?.map_or(Edn::Nil, Edn::Map))
+    Ok(Puller::new(db).pull(pattern, eid)?.map_or(Edn::Nil, Edn::Map))
 }
 
 /// Pulls a parsed pattern for resolved entity ids; entities that pull to `nil` are left out.
@@ -408,45 +425,64 @@ pub fn pull_many_eids(db: &Db, pattern: &PullPattern, eids: &[Eid]) -> Result<Ed
     let puller = Puller::new(db);
     let mut out = Vec::with_capacity(eids.len());
     for &eid in eids {
-        if let Some(map) = puller.entity(pattern, eid, &Rec::ROOT, None, 0)? {
+        if let Some(map) = puller.pull(pattern, eid)? {
             out.push(Edn::Map(map));
         }
     }
     Ok(Edn::Vector(out))
 }
 
-/// What a frame's recursion record is keyed by: an attribute key, or Datahike's internal
-/// `::recursion` marker.
-#[derive(Clone, Debug, PartialEq)]
-enum RecKey {
-    Attr(Edn),
-    Recursion,
+/// The key a path entry is recorded under: an attribute key, or (`None`) Datahike's internal
+/// `::recursion` marker, which marks an entity seen without counting toward any depth.
+type RecKey = Option<Edn>;
+
+/// The recursion record of the current path (Datahike's `:recursion` of a frame): which
+/// entities were entered under which key. A nested subpattern starts a new, empty record.
+///
+/// Entries come and go in stack order as the walk enters and leaves entities, so the record
+/// keeps counts rather than the path itself: whether an entity is on the path and how deep an
+/// attribute has recursed are answered in constant time, however long the path.
+#[derive(Default)]
+struct Rec {
+    /// How often each entity is on the path.
+    seen: HashMap<Eid, u32>,
+    /// How often each attribute key is on the path: the recursion depth of that key. The
+    /// keys come from the pattern, so there are few.
+    depths: Vec<(Edn, u64)>,
 }
 
-/// The recursion record of the current path: which entities were entered under which key.
-/// A linked list on the stack; a nested subpattern starts a new, empty one.
-struct Rec<'a> {
-    parent: Option<&'a Rec<'a>>,
-    entry: Option<(RecKey, Eid)>,
-}
-
-impl<'a> Rec<'a> {
-    const ROOT: Rec<'static> = Rec { parent: None, entry: None };
-
-    fn push(&'a self, key: RecKey, eid: Eid) -> Rec<'a> {
-        Rec { parent: Some(self), entry: Some((key, eid)) }
-    }
-
-    fn entries(&self) -> impl Iterator<Item = &(RecKey, Eid)> {
-        std::iter::successors(Some(self), |r| r.parent).filter_map(|r| r.entry.as_ref())
-    }
-
+impl Rec {
     fn seen(&self, eid: Eid) -> bool {
-        self.entries().any(|(_, e)| *e == eid)
+        self.seen.contains_key(&eid)
     }
 
     fn depth(&self, key: &Edn) -> u64 {
-        self.entries().filter(|(k, _)| matches!(k, RecKey::Attr(x) if x == key)).count() as u64
+        self.depths.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n)
+    }
+
+    fn push(&mut self, key: &RecKey, eid: Eid) {
+        *self.seen.entry(eid).or_insert(0) += 1;
+        if let Some(key) = key {
+            match self.depths.iter_mut().find(|(k, _)| k == key) {
+                Some((_, n)) => *n += 1,
+                None => self.depths.push((key.clone(), 1)),
+            }
+        }
+    }
+
+    /// Undoes the matching [`Rec::push`].
+    fn pop(&mut self, key: &RecKey, eid: Eid) {
+        if let Some(n) = self.seen.get_mut(&eid) {
+            *n -= 1;
+            if *n == 0 {
+                self.seen.remove(&eid);
+            }
+        }
+        if let Some(key) = key {
+            if let Some((_, n)) = self.depths.iter_mut().find(|(k, _)| k == key) {
+                *n -= 1;
+            }
+        }
     }
 }
 
@@ -462,6 +498,68 @@ fn assoc(map: &mut Map, key: Edn, value: Edn) {
 
 fn db_id_map(db_id: &Edn, e: Eid) -> Edn {
     Edn::Map(vec![(db_id.clone(), Edn::Int(e))])
+}
+
+/// Datahike's pattern frame: one entity being pulled with one pattern.
+struct Frame<'p> {
+    pattern: &'p PullPattern,
+    eid: Eid,
+    kvps: Map,
+    cursor: Cursor,
+    /// The recursion record this frame reads and records into: an index into the walk's
+    /// stack of records.
+    rec: usize,
+    /// Whether the frame opened `rec` itself (a nested subpattern), to drop when it closes.
+    own_rec: bool,
+    /// The path entry the frame recorded when it opened (a wildcard frame opened under a key),
+    /// to undo when it closes.
+    entered: Option<RecKey>,
+    /// The attribute whose referenced entities are being pulled, if any.
+    attr: Option<AttrWalk<'p>>,
+}
+
+/// Where a frame is in its pattern.
+enum Cursor {
+    /// The next attribute spec of a pattern without wildcard.
+    Spec(usize),
+    /// The wildcard expansion: the entity's datoms and where the next attribute starts.
+    Wildcard { datoms: Vec<Datom>, next: usize },
+    /// A wildcard frame waiting for its reverse specs, pulled as a frame of their own.
+    Reverse,
+    /// Nothing left but to close.
+    Done,
+}
+
+/// The entities one attribute refers to, being pulled one after the other.
+struct AttrWalk<'p> {
+    /// The key the values go under.
+    key: Edn,
+    multi: bool,
+    eids: Vec<Eid>,
+    next: usize,
+    results: Vec<Edn>,
+    follow: Follow<'p>,
+    /// The entity a recursion step recorded before pulling it, to undo once it is pulled.
+    entered: Option<Eid>,
+}
+
+/// How the entities an attribute refers to are pulled.
+#[derive(Clone, Copy)]
+enum Follow<'p> {
+    /// A subpattern, with a new recursion record.
+    Pattern(&'p PullPattern),
+    /// The frame's own pattern again (`...` or a depth).
+    Recursion,
+    /// A component without subpattern: `[*]`, with the parent recorded on the path.
+    Component,
+}
+
+/// What the walk does next.
+enum Step<'p> {
+    /// Pull `pattern` for `eid` and hand the result back to the current frame.
+    Enter { pattern: &'p PullPattern, eid: Eid, new_rec: bool, key: Option<RecKey> },
+    /// The current frame is complete.
+    Close(Option<Map>),
 }
 
 struct Puller<'a> {
@@ -489,119 +587,225 @@ impl<'a> Puller<'a> {
         Ok(self.db.index(IndexOrder::Eavt).range(&key, &key).next().transpose()?.is_some())
     }
 
-    /// Pulls `pattern` for one entity: Datahike's pattern frame. `frame_attr` is the key the
-    /// frame was opened under (none at the top), `level` the nesting depth.
-    fn entity(
-        &self,
-        pattern: &PullPattern,
-        eid: Eid,
-        rec: &Rec<'_>,
-        frame_attr: Option<RecKey>,
-        level: usize,
-    ) -> Result<Option<Map>> {
-        if level > 0 && level.is_multiple_of(LEVELS_PER_STACK) {
-            // Continue on a fresh stack; the walk is the same.
-            return std::thread::scope(|scope| {
-                let worker = std::thread::Builder::new()
-                    .stack_size(DEEP_STACK_BYTES)
-                    .spawn_scoped(scope, || self.entity_here(pattern, eid, rec, frame_attr, level))
-                    .map_err(|e| Error::Internal(format!("cannot start a thread for a deep pull: {e}")))?;
-                worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-        }
-        self.entity_here(pattern, eid, rec, frame_attr, level)
-    }
-
-    fn entity_here(
-        &self,
-        pattern: &PullPattern,
-        eid: Eid,
-        rec: &Rec<'_>,
-        frame_attr: Option<RecKey>,
-        level: usize,
-    ) -> Result<Option<Map>> {
-        if pattern.wildcard {
-            if rec.seen(eid) {
-                return Ok(Some(vec![(self.db_id.clone(), Edn::Int(eid))]));
-            }
-            let pushed;
-            let rec = match frame_attr {
-                Some(key) => {
-                    pushed = rec.push(key, eid);
-                    &pushed
+    /// Pulls `pattern` for one entity. The walk keeps its frames on a heap stack rather than
+    /// recursing, so a pull follows a chain of any length in constant native stack; each
+    /// entity costs its datoms plus constant work for the recursion bookkeeping.
+    fn pull<'p>(&self, pattern: &'p PullPattern, eid: Eid) -> Result<Option<Map>> {
+        let mut recs = vec![Rec::default()];
+        let mut frames: Vec<Frame<'p>> = Vec::new();
+        let mut opened = Some(self.open(pattern, eid, &mut recs, 0, false, None)?);
+        loop {
+            // Either a frame to run, or a result for the frame below (or for the caller).
+            let result = match opened.take() {
+                Some(Ok(frame)) => {
+                    frames.push(frame);
+                    None
                 }
-                None => rec,
+                Some(Err(result)) => Some(result),
+                None => None,
             };
-            return self.wildcard(pattern, eid, rec, level).map(Some);
-        }
-        let mut kvps = Map::new();
-        for spec in &pattern.specs {
-            match spec.target {
-                Target::DbId => {
-                    if self.has_datoms(eid)? {
-                        assoc(&mut kvps, self.db_id.clone(), Edn::Int(eid));
+            if let Some(result) = result {
+                let Some(parent) = frames.last_mut() else { return Ok(result) };
+                self.deliver(parent, result, &mut recs);
+                continue;
+            }
+            let Some(frame) = frames.last_mut() else { return Ok(None) };
+            match self.advance(frame, &mut recs)? {
+                Step::Enter { pattern, eid, new_rec, key } => {
+                    let rec = frame.rec;
+                    opened = Some(self.open(pattern, eid, &mut recs, rec, new_rec, key)?);
+                }
+                Step::Close(result) => {
+                    let frame = frames.pop().expect("the current frame is on the stack");
+                    if let Some(key) = &frame.entered {
+                        recs[frame.rec].pop(key, frame.eid);
                     }
-                }
-                Target::Forward(a) => {
-                    let key = DatomKey { e: Some(eid), a: Some(a), ..Default::default() };
-                    let datoms = self.datoms(IndexOrder::Eavt, &key, spec.opts.limit)?;
-                    self.attr_datoms(&mut kvps, &spec.key, a, eid, true, &datoms, &spec.opts, pattern, rec, level)?;
-                }
-                Target::Reverse(a) => {
-                    let key = DatomKey { a: Some(a), v: Some(Value::Long(eid)), ..Default::default() };
-                    let datoms = if self.db.schema().is_indexed(a) {
-                        self.datoms(IndexOrder::Avet, &key, spec.opts.limit)?
-                    } else {
-                        Vec::new()
-                    };
-                    self.attr_datoms(&mut kvps, &spec.key, a, eid, false, &datoms, &spec.opts, pattern, rec, level)?;
-                }
-                Target::Nothing => {
-                    if let Some(default) = &spec.opts.default {
-                        assoc(&mut kvps, spec.opts.as_key.clone().unwrap_or_else(|| spec.key.clone()), default.clone());
+                    if frame.own_rec {
+                        recs.pop();
                     }
+                    opened = Some(Err(result));
                 }
             }
         }
-        Ok(if kvps.is_empty() { None } else { Some(kvps) })
     }
 
-    /// Datahike's wildcard expansion: `:db/id`, every attribute with the options the pattern
-    /// gives it, then the pattern's reverse specs.
-    fn wildcard(&self, pattern: &PullPattern, eid: Eid, rec: &Rec<'_>, level: usize) -> Result<Map> {
-        let mut kvps: Map = Vec::with_capacity(12);
-        kvps.push((self.db_id.clone(), Edn::Int(eid)));
-        let key = DatomKey { e: Some(eid), ..Default::default() };
-        let mut datoms = self.db.index(IndexOrder::Eavt).range(&key, &key).peekable();
-        let defaults = Opts::default();
-        let mut group: Vec<Datom> = Vec::new();
-        while let Some(first) = datoms.next().transpose()? {
-            let a = first.a;
-            let spec = pattern.forward_spec(a);
-            let opts = spec.map_or(&defaults, |s| &s.opts);
-            group.clear();
-            group.push(first);
-            while let Some(Ok(next)) = datoms.peek() {
-                if next.a != a {
-                    break;
+    /// Opens a frame for `pattern` and `eid` under record `rec` (or a new record), or answers
+    /// at once (`Err`) when a wildcard frame finds the entity already on the path.
+    fn open<'p>(
+        &self,
+        pattern: &'p PullPattern,
+        eid: Eid,
+        recs: &mut Vec<Rec>,
+        rec: usize,
+        new_rec: bool,
+        key: Option<RecKey>,
+    ) -> Result<std::result::Result<Frame<'p>, Option<Map>>> {
+        let rec = if new_rec {
+            recs.push(Rec::default());
+            recs.len() - 1
+        } else {
+            rec
+        };
+        let mut frame = Frame {
+            pattern,
+            eid,
+            kvps: Map::new(),
+            cursor: Cursor::Spec(0),
+            rec,
+            own_rec: new_rec,
+            entered: None,
+            attr: None,
+        };
+        if pattern.wildcard {
+            if recs[rec].seen(eid) {
+                if new_rec {
+                    recs.pop();
                 }
-                if let Some(Ok(d)) = datoms.next() {
-                    group.push(d);
-                }
+                return Ok(Err(Some(vec![(self.db_id.clone(), Edn::Int(eid))])));
             }
-            if let Some(limit) = opts.limit {
-                group.truncate(limit);
+            if let Some(key) = key {
+                recs[rec].push(&key, eid);
+                frame.entered = Some(key);
             }
-            self.attr_datoms(&mut kvps, &Edn::Keyword(a), a, eid, true, &group, opts, pattern, rec, level)?;
+            let range = DatomKey { e: Some(eid), ..Default::default() };
+            let datoms: std::result::Result<Vec<Datom>, _> =
+                self.db.index(IndexOrder::Eavt).range(&range, &range).collect();
+            frame.kvps.reserve(12);
+            frame.kvps.push((self.db_id.clone(), Edn::Int(eid)));
+            frame.cursor = Cursor::Wildcard { datoms: datoms?, next: 0 };
         }
-        if let Some(reverse) = &pattern.reverse_only {
-            if let Some(extra) = self.entity(reverse, eid, &Rec::ROOT, None, level)? {
-                for (k, v) in extra {
-                    assoc(&mut kvps, k, v);
+        Ok(Ok(frame))
+    }
+
+    /// Hands the result of a frame to the frame that entered it.
+    fn deliver(&self, parent: &mut Frame<'_>, result: Option<Map>, recs: &mut [Rec]) {
+        match &mut parent.attr {
+            Some(walk) => {
+                if let Some(eid) = walk.entered.take() {
+                    recs[parent.rec].pop(&Some(walk.key.clone()), eid);
+                }
+                walk.results.extend(result.map(Edn::Map));
+            }
+            // The reverse specs of a wildcard frame.
+            None => {
+                for (k, v) in result.into_iter().flatten() {
+                    assoc(&mut parent.kvps, k, v);
                 }
             }
         }
-        Ok(kvps)
+    }
+
+    /// Runs a frame until it needs another entity pulled or is complete.
+    fn advance<'p>(&self, frame: &mut Frame<'p>, recs: &mut [Rec]) -> Result<Step<'p>> {
+        loop {
+            if let Some(walk) = &mut frame.attr {
+                if let Some(&e) = walk.eids.get(walk.next) {
+                    walk.next += 1;
+                    let key = Some(walk.key.clone());
+                    return Ok(match walk.follow {
+                        Follow::Pattern(sub) => Step::Enter { pattern: sub, eid: e, new_rec: true, key: Some(key) },
+                        Follow::Component => {
+                            Step::Enter { pattern: wildcard_pattern(), eid: e, new_rec: false, key: Some(key) }
+                        }
+                        Follow::Recursion => {
+                            let rec = &mut recs[frame.rec];
+                            if rec.seen(e) {
+                                walk.results.push(db_id_map(&self.db_id, e));
+                                continue;
+                            }
+                            rec.push(&key, e);
+                            walk.entered = Some(e);
+                            Step::Enter { pattern: frame.pattern, eid: e, new_rec: false, key: Some(None) }
+                        }
+                    });
+                }
+                let walk = frame.attr.take().expect("the walk is there");
+                if let Follow::Component = walk.follow {
+                    recs[frame.rec].pop(&Some(walk.key.clone()), frame.eid);
+                }
+                if walk.multi {
+                    assoc(&mut frame.kvps, walk.key, Edn::Vector(walk.results));
+                } else if let Some(first) = walk.results.into_iter().next() {
+                    assoc(&mut frame.kvps, walk.key, first);
+                }
+                continue;
+            }
+            match &mut frame.cursor {
+                Cursor::Spec(i) => {
+                    let Some(spec) = frame.pattern.specs.get(*i) else {
+                        frame.cursor = Cursor::Done;
+                        let kvps = std::mem::take(&mut frame.kvps);
+                        return Ok(Step::Close(if kvps.is_empty() { None } else { Some(kvps) }));
+                    };
+                    *i += 1;
+                    self.spec(frame, spec, recs)?;
+                }
+                Cursor::Wildcard { datoms, next } => {
+                    let start = *next;
+                    let Some(first) = datoms.get(start) else {
+                        frame.cursor = Cursor::Reverse;
+                        if let Some(reverse) = &frame.pattern.reverse_only {
+                            let (pattern, eid) = (&**reverse, frame.eid);
+                            return Ok(Step::Enter { pattern, eid, new_rec: true, key: None });
+                        }
+                        continue;
+                    };
+                    let a = first.a;
+                    let end = datoms[start..].iter().position(|d| d.a != a).map_or(datoms.len(), |n| start + n);
+                    *next = end;
+                    let group = std::mem::take(datoms);
+                    let pattern: &'p PullPattern = frame.pattern;
+                    let opts: &'p Opts = match pattern.forward_spec(a) {
+                        Some(spec) => &spec.opts,
+                        None => default_opts(),
+                    };
+                    let limited = opts.limit.map_or(end, |n| end.min(start.saturating_add(n)));
+                    let result = self.attr_datoms(frame, &Edn::Keyword(a), a, true, &group[start..limited], opts, recs);
+                    if let Cursor::Wildcard { datoms, .. } = &mut frame.cursor {
+                        *datoms = group;
+                    }
+                    result?;
+                }
+                Cursor::Reverse => {
+                    frame.cursor = Cursor::Done;
+                    return Ok(Step::Close(Some(std::mem::take(&mut frame.kvps))));
+                }
+                Cursor::Done => return Ok(Step::Close(None)),
+            }
+        }
+    }
+
+    /// One attribute spec of a pattern without wildcard.
+    fn spec<'p>(&self, frame: &mut Frame<'p>, spec: &'p AttrSpec, recs: &mut [Rec]) -> Result<()> {
+        let eid = frame.eid;
+        match spec.target {
+            Target::DbId => {
+                if self.has_datoms(eid)? {
+                    assoc(&mut frame.kvps, self.db_id.clone(), Edn::Int(eid));
+                }
+            }
+            Target::Forward(a) => {
+                let key = DatomKey { e: Some(eid), a: Some(a), ..Default::default() };
+                let datoms = self.datoms(IndexOrder::Eavt, &key, spec.opts.limit)?;
+                self.attr_datoms(frame, &spec.key, a, true, &datoms, &spec.opts, recs)?;
+            }
+            Target::Reverse(a) => {
+                let key = DatomKey { a: Some(a), v: Some(Value::Long(eid)), ..Default::default() };
+                let datoms = if self.db.schema().is_indexed(a) {
+                    self.datoms(IndexOrder::Avet, &key, spec.opts.limit)?
+                } else {
+                    Vec::new()
+                };
+                self.attr_datoms(frame, &spec.key, a, false, &datoms, &spec.opts, recs)?;
+            }
+            Target::Nothing => {
+                if let Some(default) = &spec.opts.default {
+                    let key = spec.opts.as_key.clone().unwrap_or_else(|| spec.key.clone());
+                    assoc(&mut frame.kvps, key, default.clone());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The entity id a value names when a subpattern or recursion follows it.
@@ -618,22 +822,21 @@ impl<'a> Puller<'a> {
     }
 
     /// Datahike's `pull-attr-datoms`: turns the (already limited) datoms of one attribute into
-    /// the entry `attr_key` of `kvps`.
+    /// the entry `attr_key` of the frame's map, at once, or by starting a walk over the
+    /// entities they refer to (`frame.attr`) whose results the walk puts there.
     #[allow(clippy::too_many_arguments)]
-    fn attr_datoms(
+    fn attr_datoms<'p>(
         &self,
-        kvps: &mut Map,
+        frame: &mut Frame<'p>,
         attr_key: &Edn,
         a: Keyword,
-        eid: Eid,
         forward: bool,
         datoms: &[Datom],
-        opts: &Opts,
-        pattern: &PullPattern,
-        rec: &Rec<'_>,
-        level: usize,
+        opts: &'p Opts,
+        recs: &mut [Rec],
     ) -> Result<()> {
         let key = opts.as_key.as_ref().unwrap_or(attr_key);
+        let kvps = &mut frame.kvps;
         if datoms.is_empty() {
             if let Some(default) = &opts.default {
                 assoc(kvps, key.clone(), default.clone());
@@ -652,45 +855,16 @@ impl<'a> Puller<'a> {
             }
             Ok(out)
         };
-        let results: Vec<Edn> = match &opts.nested {
-            Nested::Pattern(sub) => {
-                let mut out = Vec::new();
-                for e in eids()? {
-                    if let Some(map) = self.entity(sub, e, &Rec::ROOT, Some(RecKey::Attr(key.clone())), level + 1)? {
-                        out.push(Edn::Map(map));
-                    }
-                }
-                out
-            }
+        let follow = match &opts.nested {
+            Nested::Pattern(sub) => Follow::Pattern(sub),
             Nested::Recursion(_) => {
-                let depth = rec.depth(key);
-                if pattern.recursion_limit(key) == Some(depth) {
+                let depth = recs[frame.rec].depth(key);
+                if frame.pattern.recursion_limit(key) == Some(depth) {
                     return Ok(());
                 }
-                let mut out = Vec::new();
-                for e in eids()? {
-                    if rec.seen(e) {
-                        out.push(db_id_map(&self.db_id, e));
-                        continue;
-                    }
-                    let inner = rec.push(RecKey::Attr(key.clone()), e);
-                    if let Some(map) = self.entity(pattern, e, &inner, Some(RecKey::Recursion), level + 1)? {
-                        out.push(Edn::Map(map));
-                    }
-                }
-                out
+                Follow::Recursion
             }
-            Nested::None if component && forward => {
-                let inner = rec.push(RecKey::Attr(key.clone()), eid);
-                let mut out = Vec::new();
-                for e in eids()? {
-                    let frame = Some(RecKey::Attr(key.clone()));
-                    if let Some(map) = self.entity(wildcard_pattern(), e, &inner, frame, level + 1)? {
-                        out.push(Edn::Map(map));
-                    }
-                }
-                out
-            }
+            Nested::None if component && forward => Follow::Component,
             Nested::None => {
                 let render = |d: &Datom| match (forward, is_ref) {
                     (true, true) => match &d.v {
@@ -707,11 +881,13 @@ impl<'a> Puller<'a> {
                 return Ok(());
             }
         };
-        if multi {
-            assoc(kvps, key.clone(), Edn::Vector(results));
-        } else if let Some(first) = results.into_iter().next() {
-            assoc(kvps, key.clone(), first);
+        let eids = eids()?;
+        if let Follow::Component = follow {
+            // The component's parent is on the path while its components are pulled.
+            recs[frame.rec].push(&Some(key.clone()), frame.eid);
         }
+        frame.attr =
+            Some(AttrWalk { key: key.clone(), multi, eids, next: 0, results: Vec::new(), follow, entered: None });
         Ok(())
     }
 }

@@ -166,7 +166,7 @@ fn pairs(db: &datahike::Db) -> BTreeSet<i64> {
     let rows =
         datahike::q(&read_str("[:find ?p (count ?e) :where [?e :pair ?p]]").unwrap(), &[QueryInput::from(db.clone())])
             .expect("query");
-    let rows: Vec<Edn> = match rows {
+    let rows: Vec<Edn> = match &rows {
         Edn::Set(rows) => rows.to_vec(),
         Edn::Vector(rows) => rows.to_vec(),
         other => panic!("rows: {other}"),

@@ -1705,7 +1705,7 @@ fn run_datascript(world: &World, jobs: &[Job]) -> Vec<Answer> {
     let mut results: Vec<Option<Answer>> = (0..jobs.len()).map(|_| None).collect();
     for line in text.lines() {
         let parsed = read_str(line).unwrap_or_else(|e| panic!("cannot read DataScript's line ({e}): {line}"));
-        let Edn::Vector(parts) = parsed else { panic!("unexpected line from diff.mjs: {line}") };
+        let Edn::Vector(parts) = &parsed else { panic!("unexpected line from diff.mjs: {line}") };
         let [Edn::Int(i), Edn::Keyword(status), value] = parts.as_slice() else {
             panic!("unexpected line from diff.mjs: {line}")
         };

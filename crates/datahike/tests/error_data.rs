@@ -39,8 +39,8 @@ fn assert_data(err: &Error, code: &str, expected: &str) -> Edn {
     let data = err.data();
     let Edn::Map(entries) = &data else { panic!("data of {err} is not a map: {data}") };
     assert_eq!(entries.first(), Some(&(Edn::kw("error"), Edn::kw(code))), "{data}");
-    let Edn::Map(want) = edn(expected) else { panic!("expected data must be a map: {expected}") };
-    for (k, v) in &want {
+    let Edn::Map(want) = &edn(expected) else { panic!("expected data must be a map: {expected}") };
+    for (k, v) in want {
         assert_eq!(data.get(k), Some(v), "{k} in the data of {err}: {data}");
     }
     data
@@ -486,7 +486,7 @@ fn corrupt_stored_bytes_are_a_fault_that_names_where() {
 fn to_edn_is_the_message_then_the_data() {
     let conn = people();
     let err = tx_error(&conn, r#"[[:db/add 7 :email "alice@example.com"]]"#);
-    let Edn::Map(entries) = err.to_edn() else { panic!("to_edn is not a map") };
+    let Edn::Map(entries) = &err.to_edn() else { panic!("to_edn is not a map") };
     assert_eq!(entries[0], (Edn::kw("message"), Edn::Str(err.to_string().into())));
     assert_eq!(Edn::Map(entries[1..].to_vec()), err.data());
     // The message is what Datahike says, as before.

@@ -26,7 +26,7 @@ fn config(file: Option<&std::path::Path>) -> Config {
 
 fn ages(conn: &Conn) -> BTreeMap<i64, i64> {
     let rows = q(&edn("[:find ?e ?a :where [?e :age ?a]]"), &[QueryInput::Db(conn.db())]).unwrap();
-    let Edn::Set(rows) = rows else { panic!("not a set: {rows}") };
+    let Edn::Set(rows) = &rows else { panic!("not a set: {rows}") };
     rows.iter()
         .map(|r| match r.as_seq() {
             Some([Edn::Int(e), Edn::Int(a)]) => (*e, *a),

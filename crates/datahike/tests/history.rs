@@ -99,7 +99,7 @@ fn set_of(rows: &[String]) -> std::collections::BTreeSet<String> {
 }
 
 fn expected_rows(text: &str) -> std::collections::BTreeSet<String> {
-    match edn(text) {
+    match &edn(text) {
         Edn::Vector(xs) | Edn::Set(xs) => xs.iter().map(pr_str).collect(),
         other => panic!("expected rows, got {other}"),
     }

@@ -97,7 +97,7 @@ fn body_of(conn: &Conn, n: i64) -> Option<String> {
         &[QueryInput::Db(conn.db()), QueryInput::Edn(Edn::Int(n))],
     )
     .unwrap();
-    match rows {
+    match &rows {
         Edn::Str(s) => Some(s.to_string()),
         Edn::Nil => None,
         other => panic!("unexpected answer {other:?}"),

@@ -157,7 +157,7 @@ fn non_empty_targets_are_refused_unless_merging() {
     let report = migrate::import_db(&target, &dump, &ImportOptions { merge: true, ..Default::default() }).unwrap();
     assert!(report.merged);
     let q = edn(r#"[:find [?n ...] :where [?e :name ?n]]"#);
-    let mut names: Vec<String> = match datahike::q(&q, &[target.db().into()]).unwrap() {
+    let mut names: Vec<String> = match &datahike::q(&q, &[target.db().into()]).unwrap() {
         Edn::Vector(xs) => xs.iter().map(datahike::edn::pr_str).collect(),
         other => panic!("{other}"),
     };

@@ -298,17 +298,8 @@ fn deep_recursion_does_not_overflow_the_stack() {
         node = node.get_kw("friend").and_then(Edn::as_seq).and_then(<[Edn]>::first).expect("a friend");
     }
     assert_eq!(node.get_kw("name"), Some(&Edn::str(&format!("Person-{}", depth - 1))));
-    // Unwind the nested result level by level: a recursive drop of 1,400 levels is no test.
-    let mut value = pulled;
-    while let Edn::Map(entries) = value {
-        value = entries
-            .into_iter()
-            .find_map(|(_, v)| match v {
-                Edn::Vector(mut xs) if !xs.is_empty() => Some(xs.swap_remove(0)),
-                _ => None,
-            })
-            .unwrap_or(Edn::Nil);
-    }
+    // The nested result drops here without recursion (`Edn`'s `Drop`); `pull_deep.rs` goes
+    // 100,000 levels deep.
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn db(extra: &str) -> Conn {
 /// The ids of the entities with `:k`.
 fn ids(conn: &Conn) -> BTreeSet<i64> {
     let found = q(&edn("[:find [?e ...] :where [?e :k]]"), &[conn.db().into()]).unwrap();
-    let Edn::Vector(xs) = found else { panic!("a vector, got {found}") };
+    let Edn::Vector(xs) = &found else { panic!("a vector, got {found}") };
     xs.iter().map(|x| if let Edn::Int(e) = x { *e } else { panic!("an id, got {x}") }).collect()
 }
 
@@ -46,7 +46,8 @@ fn memory_error(query: &str, inputs: &[QueryInput]) -> Error {
 }
 
 fn limit_of(e: &Error) -> Edn {
-    let Edn::Map(entries) = e.data() else { panic!("data is a map: {}", e.data()) };
+    let data = e.data();
+    let Edn::Map(entries) = &data else { panic!("data is a map: {data}") };
     entries.iter().find(|(k, _)| *k == Edn::kw("limit")).map(|(_, v)| v.clone()).expect(":limit in the data")
 }
 
@@ -72,7 +73,7 @@ fn a_product_of_three_scans_with_a_limit_answers_at_once() {
     let paged =
         q(&edn("{:query [:find ?a ?b ?c :where [?a :k] [?b :k] [?c :k]] :offset 5 :limit 3}"), &[conn.db().into()])
             .unwrap();
-    let Edn::Set(paged) = paged else { panic!("a set") };
+    let Edn::Set(paged) = &paged else { panic!("a set") };
     assert_eq!(paged.len(), 3);
     // A scalar find needs one tuple of the product.
     let one = q(&edn("[:find ?a . :where [?a :k] [?b :k] [?c :k]]"), &[conn.db().into()]).unwrap();
@@ -227,7 +228,7 @@ fn a_thousand_patterns_on_one_variable_plan_and_answer() {
     let few: String = (0..10).map(|i| format!(" [?e :a{i} ?v{i}]")).collect();
     let query = format!("[:find ?e :where{few}{preds}]");
     let found = q(&edn(&query), &[conn.db().into()]).unwrap();
-    let Edn::Set(found) = found else { panic!("a set") };
+    let Edn::Set(found) = &found else { panic!("a set") };
     assert_eq!(found.len(), 1, "only the first entity has :a2..:a9");
     // A thousand patterns that share nothing: a product of a thousand parts, all but the
     // first only saying that they match something.

@@ -17,7 +17,7 @@ fn pull_in_find_returns_maps() {
     // A pattern passed as an input, and a collection find spec.
     let q = read_str(r#"[:find [(pull ?e pattern) ...] :in $ pattern :where [?e :age ?a] [(> ?a 1)]]"#).unwrap();
     let r = datahike::q(&q, &[QueryInput::from(db.clone()), QueryInput::from(read_str("[:name]").unwrap())]).unwrap();
-    let Edn::Vector(maps) = r else { panic!("expected a vector, got {r}") };
+    let Edn::Vector(maps) = &r else { panic!("expected a vector, got {r}") };
     let mut names: Vec<String> = maps.iter().map(|m| m.to_string()).collect();
     names.sort();
     assert_eq!(names, vec![r#"{:name "Ivan"}"#, r#"{:name "Judea"}"#]);

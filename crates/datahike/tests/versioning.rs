@@ -45,7 +45,7 @@ fn kw(s: &str) -> Keyword {
 
 fn names(db: &Db) -> BTreeSet<String> {
     let result = q(&edn("[:find ?n :where [_ :name ?n]]"), &[QueryInput::Db(db.clone())]).unwrap();
-    match result {
+    match &result {
         datahike::Edn::Set(rows) => rows.iter().map(pr_str).collect(),
         other => panic!("unexpected result {other}"),
     }

@@ -208,7 +208,7 @@ fn run(args: Vec<String>) -> i32 {
         eprintln!("Command '{}' is not implemented yet in this version", op.name);
         return EXIT_NOT_IMPLEMENTED;
     };
-    match execute(op, implementation, raw, &options) {
+    match &execute(op, implementation, raw, &options) {
         Ok(datahike::Edn::Str(plan))
             if op.name == "explain" && matches!(options.format, output::Format::Edn | output::Format::Pprint) =>
         {
@@ -216,7 +216,7 @@ fn run(args: Vec<String>) -> i32 {
             0
         }
         Ok(result) => {
-            if let Err(e) = output::write(options.format, &result) {
+            if let Err(e) = output::write(options.format, result) {
                 // A closed pipe (`dthk ... | head`) is not worth a message.
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     eprintln!("❌ Error writing the result: {e}");

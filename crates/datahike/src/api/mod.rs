@@ -58,7 +58,7 @@ impl Arg {
 pub fn redacted_text(text: &str) -> String {
     match crate::edn::read_str(text) {
         Ok(edn) => pr_str(&redact(&edn)),
-        Err(_) => match redact(&Edn::Str(text.into())) {
+        Err(_) => match &redact(&Edn::Str(text.into())) {
             Edn::Str(s) => s.to_string(),
             _ => text.to_string(),
         },

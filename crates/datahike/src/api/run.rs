@@ -126,8 +126,8 @@ pub(super) fn rseek_datoms(args: &[Arg], _: &Context) -> Result<Edn> {
 
 pub(super) fn index_range(args: &[Arg], _: &Context) -> Result<Edn> {
     let range = data(args, 1)?;
-    let start = range.get_kw("start").unwrap_or(&Edn::Nil);
-    let end = range.get_kw("end").unwrap_or(&Edn::Nil);
+    let start = range.get_kw("start").unwrap_or(Edn::NIL);
+    let end = range.get_kw("end").unwrap_or(Edn::NIL);
     let db = db_arg(args)?;
     let attr = range.get_kw("attrid").and_then(|a| db.attr_of(a)).ok_or_else(|| bug("a range map"))?;
     Ok(datoms_edn(db, db.index_range(attr, start, end)?))

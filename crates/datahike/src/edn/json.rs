@@ -89,7 +89,59 @@ pub fn to_json(value: &Edn) -> String {
     out
 }
 
+/// Writes plain JSON on a heap stack, so that a value as deep as a recursive pull makes
+/// (a chain of 100,000 maps) prints without stack growth.
 fn write_json(out: &mut String, value: &Edn) {
+    /// Work left to do, innermost last.
+    enum Job<'a> {
+        Value(&'a Edn),
+        Key(&'a Edn),
+        Text(&'static str),
+    }
+    let mut jobs = vec![Job::Value(value)];
+    while let Some(job) = jobs.pop() {
+        let value = match job {
+            Job::Text(text) => {
+                out.push_str(text);
+                continue;
+            }
+            Job::Key(key) => {
+                wire::write_json_string(out, &key_text(key));
+                out.push(':');
+                continue;
+            }
+            Job::Value(value) => value,
+        };
+        match value {
+            Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => {
+                out.push('[');
+                jobs.push(Job::Text("]"));
+                for (i, item) in items.iter().enumerate().rev() {
+                    jobs.push(Job::Value(item));
+                    if i > 0 {
+                        jobs.push(Job::Text(","));
+                    }
+                }
+            }
+            Edn::Map(entries) => {
+                out.push('{');
+                jobs.push(Job::Text("}"));
+                for (i, (key, val)) in entries.iter().enumerate().rev() {
+                    jobs.push(Job::Value(val));
+                    jobs.push(Job::Key(key));
+                    if i > 0 {
+                        jobs.push(Job::Text(","));
+                    }
+                }
+            }
+            Edn::Tagged(_, inner) => jobs.push(Job::Value(inner)),
+            leaf => write_json_leaf(out, leaf),
+        }
+    }
+}
+
+/// Writes a value that is no collection nor tagged value as plain JSON.
+fn write_json_leaf(out: &mut String, value: &Edn) {
     match value {
         Edn::Nil => out.push_str("null"),
         Edn::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -108,18 +160,9 @@ fn write_json(out: &mut String, value: &Edn) {
         Edn::Symbol(s) => wire::write_json_string(out, s.as_str()),
         Edn::Uuid(u) => wire::write_json_string(out, &u.hyphenated().to_string()),
         Edn::Inst(_) => wire::write_json_string(out, &inst_text(value)),
-        Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json(out, item);
-            }
-            out.push(']');
+        Edn::List(_) | Edn::Vector(_) | Edn::Set(_) | Edn::Map(_) | Edn::Tagged(..) => {
+            unreachable!("collections are written by write_json")
         }
-        Edn::Map(entries) => write_object(out, entries, write_json),
-        Edn::Tagged(_, inner) => write_json(out, inner),
     }
 }
 

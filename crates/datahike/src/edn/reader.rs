@@ -638,14 +638,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Qualifies the keys of the map after `#:namespace`.
-    fn namespaced_map(&self, namespace: &str, value: Edn, value_start: usize) -> Result<Edn, EdnError> {
-        let entries = match value {
-            Edn::Map(entries) => entries,
+    fn namespaced_map(&self, namespace: &str, mut value: Edn, value_start: usize) -> Result<Edn, EdnError> {
+        let entries = match &mut value {
+            Edn::Map(entries) => std::mem::take(entries),
             other => {
-                return Err(self.error_at(
-                    value_start,
-                    format!("#:{namespace} must be followed by a map, found {}", brief(&other)),
-                ))
+                return Err(self
+                    .error_at(value_start, format!("#:{namespace} must be followed by a map, found {}", brief(other))))
             }
         };
         let qualify = |ns: Option<&str>, name: &str| match ns {

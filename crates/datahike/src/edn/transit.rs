@@ -557,18 +557,20 @@ impl Reader<'_> {
     }
 
     /// The value of a tagged value from its tag and representation.
-    fn tagged(&self, tag: &str, representation: Edn, offset: usize) -> Result<Edn, EdnError> {
+    fn tagged(&self, tag: &str, mut representation: Edn, offset: usize) -> Result<Edn, EdnError> {
         let expected = |what: &str| self.error(offset, format!("the tagged value ~#{tag} expects {what}"));
-        Ok(match (tag, representation) {
-            ("'", value) => value,
-            ("set", Edn::Vector(items) | Edn::List(items)) => Edn::Set(distinct_items(items)),
+        Ok(match (tag, &mut representation) {
+            ("'", _) => representation,
+            ("set", Edn::Vector(items) | Edn::List(items)) => Edn::Set(distinct_items(std::mem::take(items))),
             ("set", _) => return Err(expected("an array of elements")),
-            ("list", Edn::Vector(items) | Edn::List(items)) => Edn::List(items),
+            ("list", Edn::Vector(items) | Edn::List(items)) => Edn::List(std::mem::take(items)),
             ("list", _) => return Err(expected("an array of elements")),
-            ("cmap", Edn::Vector(items)) if items.len() % 2 == 0 => Edn::Map(distinct_entries(wire::pairs(items))),
+            ("cmap", Edn::Vector(items)) if items.len() % 2 == 0 => {
+                Edn::Map(distinct_entries(wire::pairs(std::mem::take(items))))
+            }
             ("cmap", _) => return Err(expected("an array of keys and values, alternating")),
             ("u", Edn::Str(text)) => {
-                Edn::Uuid(uuid::Uuid::try_parse(&text).map_err(|e| expected(&format!("a uuid, not {text:?} ({e})")))?)
+                Edn::Uuid(uuid::Uuid::try_parse(text).map_err(|e| expected(&format!("a uuid, not {text:?} ({e})")))?)
             }
             ("u", Edn::Vector(halves)) => match halves.as_slice() {
                 [Edn::Int(high), Edn::Int(low)] => Edn::Uuid(uuid::Uuid::from_u64_pair(*high as u64, *low as u64)),
@@ -583,7 +585,7 @@ impl Reader<'_> {
                 _ => return Err(expected("a numerator and a denominator")),
             },
             ("ratio", _) => return Err(expected("a numerator and a denominator")),
-            (tag, value) => Edn::Tagged(Symbol::new(tag), Box::new(value)),
+            (tag, _) => Edn::Tagged(Symbol::new(tag), Box::new(representation)),
         })
     }
 }

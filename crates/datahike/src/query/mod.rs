@@ -239,8 +239,8 @@ fn parse_arg(query: &Edn) -> Result<Query> {
                 }
             };
             let timeout = parser::parse_timeout(query.get_kw("timeout").unwrap_or(&Edn::Nil)).map_err(qerr)?;
-            let memory = parser::parse_memory_limit(query.get_kw("memory-limit").unwrap_or(&Edn::Nil)).map_err(qerr)?;
-            (query.get_kw("query").unwrap_or(&Edn::Nil), n("offset")?, n("limit")?, (timeout, memory))
+            let memory = parser::parse_memory_limit(query.get_kw("memory-limit").unwrap_or(Edn::NIL)).map_err(qerr)?;
+            (query.get_kw("query").unwrap_or(Edn::NIL), n("offset")?, n("limit")?, (timeout, memory))
         }
         _ => (query, None, None, (None, None)),
     };
@@ -797,9 +797,10 @@ fn shape(
         return Ok(result);
     }
     // Datahike pages the unordered result and returns a set.
-    let items = match result {
-        Edn::Set(xs) | Edn::Vector(xs) => xs,
-        other => return Ok(other),
+    let mut result = result;
+    let items = match &mut result {
+        Edn::Set(xs) | Edn::Vector(xs) => std::mem::take(xs),
+        _ => return Ok(result),
     };
     let items = items.into_iter().skip(query.offset.unwrap_or(0)).take(limit.unwrap_or(usize::MAX));
     let mut out: Vec<Edn> = Vec::new();

@@ -363,6 +363,16 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
         Edn::Str(text) => &crate::edn::read_str(text).map_err(|e| unreadable("query", &e))?,
         other => other,
     };
+    // The parser recurses over nested clauses; a query built in code may nest deeper than
+    // any text the reader accepts, and is refused rather than overflowing the stack.
+    let depth = crate::value::edn_depth(q);
+    if depth > crate::edn::MAX_DEPTH {
+        let message = format!(
+            "The query nests {depth} levels deep, more than the {} the EDN reader allows",
+            crate::edn::MAX_DEPTH
+        );
+        return Err(QueryError::Syntax(Detail::new(message).with("depth", Edn::Int(depth as i64))));
+    }
     let sections: Vec<(String, Vec<Edn>)> = match q {
         Edn::Vector(xs) | Edn::List(xs) => {
             let mut out: Vec<(String, Vec<Edn>)> = Vec::new();

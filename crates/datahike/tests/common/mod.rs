@@ -96,7 +96,7 @@ fn eav_added(d: &datahike::Datom) -> String {
 /// Substitutes `?tx` (the given tx id) and parses a vector of datom vectors into printed form.
 fn expected(text: &str, tx: i64) -> Vec<String> {
     let text = text.replace("?tx", &tx.to_string());
-    match edn(&text) {
+    match &edn(&text) {
         Edn::Vector(xs) | Edn::List(xs) | Edn::Set(xs) => xs.iter().map(pr_str).collect(),
         other => panic!("expected a collection of datoms, got {other}"),
     }

@@ -192,7 +192,7 @@ pub fn query_keys(db: &Db) -> datahike::Result<BTreeSet<i64>> {
     let query = read_str("[:find ?k :where [?e :k ?k]]").expect("query EDN");
     let result = datahike::q(&query, &[datahike::QueryInput::Db(db.clone())])?;
     let mut out = BTreeSet::new();
-    if let Edn::Set(rows) = result {
+    if let Edn::Set(rows) = &result {
         for row in rows {
             if let Edn::Vector(cols) = row {
                 if let Some(Edn::Int(k)) = cols.first() {
