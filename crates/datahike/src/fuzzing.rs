@@ -80,7 +80,7 @@ fn with_schema_db(what: &str, body: impl FnOnce(&crate::Conn)) {
 }
 
 /// The database of [`SCHEMA`] and [`DATA`], built once (a `Db` never changes).
-fn sample_db() -> &'static Db {
+pub fn sample_db() -> &'static Db {
     static DB: OnceLock<Db> = OnceLock::new();
     DB.get_or_init(|| {
         let config = fresh_memory_config("sample");
