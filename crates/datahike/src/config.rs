@@ -578,7 +578,8 @@ mod tests {
     /// growing memory without bound (and a FIFO blocked the open).
     #[test]
     fn an_initial_tx_file_must_be_a_small_regular_file() {
-        let err = Config::parse(r#"{:store {:backend :mem :id "itx"} :initial-tx "/dev/zero"}"#).unwrap_err().to_string();
+        let err =
+            Config::parse(r#"{:store {:backend :mem :id "itx"} :initial-tx "/dev/zero"}"#).unwrap_err().to_string();
         assert!(err.contains(":initial-tx file /dev/zero") && err.contains("not a regular file"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let err = Config::parse(&format!("{{:initial-tx {:?}}}", dir.path().display().to_string())).unwrap_err();
