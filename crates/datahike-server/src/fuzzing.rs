@@ -9,7 +9,8 @@ use datahike::edn::pr_str;
 /// A request body: the first byte picks the `Content-Type` (EDN, JSON, transit+json, CBOR),
 /// the rest is the body. Decoding answers with a value or an error; a value decoded goes
 /// through what the server does to JSON arguments and transaction data, and its encoding in
-/// EDN, transit+json and CBOR (the result formats) decodes again, to the same value in EDN.
+/// transit+json and CBOR (result formats) decodes again; a value read from EDN prints as EDN
+/// that reads back as the same value.
 pub fn check_request_body(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else { return };
     let Some(&format) = Format::ALL.get(usize::from(selector) % Format::ALL.len()) else { return };
@@ -22,6 +23,12 @@ pub fn check_request_body(data: &[u8]) {
         if result_format == Format::Json {
             // Tagged JSON cannot say everything EDN can (Datahike's convention); it is never read
             // back by the server that wrote it.
+            continue;
+        }
+        if result_format == Format::Edn && format != Format::Edn {
+            // Transit, JSON and CBOR carry keyword and symbol names as any string (`~$a,[b`),
+            // as Clojure's readers of them do; EDN cannot print every such name readably
+            // (nor can Clojure's `pr-str`). Values read from EDN always print readably.
             continue;
         }
         let again = result_format
