@@ -5,6 +5,7 @@
 use crate::format::Format;
 use crate::json_tx;
 use datahike::edn::pr_str;
+use datahike::Edn;
 
 /// A request body: the first byte picks the `Content-Type` (EDN, JSON, transit+json, CBOR),
 /// the rest is the body. Decoding answers with a value or an error; a value decoded goes
@@ -25,6 +26,11 @@ pub fn check_request_body(data: &[u8]) {
             // back by the server that wrote it.
             continue;
         }
+        if result_format == Format::Transit && has_short_tag(&value) {
+            // An EDN tagged literal with a one-letter tag (`#u "x"`) is written as transit's
+            // `["~#u", "x"]`, which transit reads as its own uuid (or instant, ...) tag.
+            continue;
+        }
         if result_format == Format::Edn && format != Format::Edn {
             // Transit, JSON and CBOR carry keyword and symbol names as any string (`~$a,[b`),
             // as Clojure's readers of them do; EDN cannot print every such name readably
@@ -37,5 +43,15 @@ pub fn check_request_body(data: &[u8]) {
         if result_format == Format::Edn && !printed.contains("NaN") {
             assert_eq!(pr_str(&again), printed, "{printed} does not round-trip through EDN");
         }
+    }
+}
+
+/// Whether `value` holds a tagged literal whose tag is one character (transit's own tags).
+fn has_short_tag(value: &Edn) -> bool {
+    match value {
+        Edn::Tagged(tag, inner) => tag.as_str().chars().count() <= 1 || has_short_tag(inner),
+        Edn::List(xs) | Edn::Vector(xs) | Edn::Set(xs) => xs.iter().any(has_short_tag),
+        Edn::Map(entries) => entries.iter().any(|(k, v)| has_short_tag(k) || has_short_tag(v)),
+        _ => false,
     }
 }
