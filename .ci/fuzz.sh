@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz smoke run: every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (default 20), one
-# process each, starting from its corpus in fuzz/corpus/<target>/. Arbitrary input must give an
-# error, never a panic, a hang (-timeout) or unbounded memory (-rss_limit_mb). Exits non-zero
+# target at a time in one process (no -jobs: libFuzzer's job mode forks and logs to files),
+# starting from its corpus in fuzz/corpus/<target>/. Arbitrary input must give an error,
+# never a panic, a hang (-timeout) or unbounded memory (-rss_limit_mb). Exits non-zero
 # on the first crash, leaving the input in fuzz/artifacts/<target>/; replay it on stable with
 # the corpus test once copied into the corpus. New corpus entries go to a scratch directory,
 # so the repository's corpora change only when someone minimizes and commits them.
@@ -37,7 +38,7 @@ for target in "${targets[@]}"; do
   log="$scratch/$target.log"
   started=$(date +%s)
   if ! cargo +nightly fuzz run "${dir_args[@]}" "$target" "$scratch/$target" "corpus/$target" -- \
-      -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -jobs=1 -workers=1 \
+      -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "fuzz: $target FAILED: the input is in fuzz/artifacts/$target/" >&2

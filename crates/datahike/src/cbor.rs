@@ -683,6 +683,9 @@ pub fn item_to_edn(item: Cbor) -> Result<Edn, String> {
 
 fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
     Ok(match (tag, inner) {
+        (39, Cbor::Text(s)) if s.is_empty() => {
+            return Err("tag 39 over an empty string: a keyword or symbol needs a name".to_string())
+        }
         (39, Cbor::Text(s)) => match s.strip_prefix(':') {
             Some(k) if !k.is_empty() => Edn::Keyword(Keyword::new(k)),
             _ => Edn::Symbol(Symbol::new(&s)),
@@ -875,6 +878,18 @@ mod tests {
             stringref(out, 0);
         });
         assert_eq!(read(&bytes), read_str(r#"["abcd" "efgh" "efgh"]"#).unwrap());
+    }
+
+    /// Found by the request_body fuzz target: tag 39 over "" read as a symbol without a name,
+    /// which no other format can write (transit refuses `"~$"`, EDN prints nothing).
+    #[test]
+    fn a_keyword_or_symbol_needs_a_name() {
+        let empty = bytes_of(|out| {
+            write_tag(out, 39);
+            write_text(out, "");
+        });
+        assert!(edn_from_cbor(&empty).unwrap_err().contains("tag 39 over an empty string"));
+        assert_eq!(read(&bytes_of(|out| keyword(out, ":a"))), Edn::kw("a"));
     }
 
     #[test]
