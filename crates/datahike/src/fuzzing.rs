@@ -68,14 +68,15 @@ fn contents(db: &Db) -> String {
     format!("{} {} {datoms:?}", db.max_tx(), db.max_eid())
 }
 
-/// Runs `body` on a new memory database holding [`SCHEMA`], then deletes the database.
-fn with_schema_db(what: &str, body: impl FnOnce(&crate::Conn)) {
+/// Runs `body` on a connection to a new memory database holding [`SCHEMA`]; `body` returns
+/// the connection it leaves open (it may have reconnected), which is released before the
+/// database is deleted.
+fn with_schema_db(what: &str, body: impl FnOnce(&Config, crate::Conn) -> crate::Conn) {
     let config = fresh_memory_config(what);
     crate::create_database(&config).expect("creating a memory database");
     let conn = crate::connect(&config).expect("connecting to a memory database");
     conn.transact(&read_str(SCHEMA).expect("the schema reads")).expect("the schema transacts");
-    body(&conn);
-    conn.release().expect("releasing a memory connection");
+    body(&config, conn).release().expect("releasing a memory connection");
     crate::delete_database(&config).expect("deleting a memory database");
 }
 
@@ -140,17 +141,22 @@ pub fn check_pull_pattern(data: &[u8]) {
 pub fn check_tx_data(data: &[u8]) {
     let Some(text) = text(data) else { return };
     let Ok(tx) = read_str(text) else { return };
-    with_schema_db("tx", |conn| {
+    with_schema_db("tx", |config, conn| {
         let before = contents(&conn.db());
         if conn.transact(&tx).is_ok() {
-            // What was accepted reads back.
+            // What was accepted reads back, also from the store.
             let _ = contents(&conn.db());
-            return;
+            conn.release().expect("releasing");
+            let again = crate::connect(config).expect("reconnecting after an accepted transaction");
+            let _ = contents(&again.db());
+            return again;
         }
         assert_eq!(contents(&conn.db()), before, "the failed transaction {text:?} changed the database");
-        let again = crate::connect(conn.config()).expect("reconnecting");
+        // Released (the last reference: flushed and closed), then opened again from the store.
+        conn.release().expect("releasing");
+        let again = crate::connect(config).expect("reconnecting");
         assert_eq!(contents(&again.db()), before, "the failed transaction {text:?} changed the stored database");
-        again.release().expect("releasing");
+        again
     });
 }
 
