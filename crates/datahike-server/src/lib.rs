@@ -18,6 +18,8 @@
 
 mod config;
 mod format;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod json_tx;
 mod openapi;
 mod stats;

@@ -305,6 +305,8 @@ pub struct Decoder<'a> {
     depth: usize,
     /// The string tables of the open stringref namespaces (tag 256), innermost last.
     stringrefs: Vec<Vec<Cbor>>,
+    /// Bytes of strings copied by stringrefs so far (see [`Decoder::copy_budget`]).
+    copied: usize,
 }
 
 /// A marker for the `break` byte (0xff) that ends an indefinite-length item.
@@ -316,7 +318,7 @@ enum Step {
 impl<'a> Decoder<'a> {
     /// A decoder at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Decoder<'a> {
-        Decoder { bytes, pos: 0, depth: 0, stringrefs: Vec::new() }
+        Decoder { bytes, pos: 0, depth: 0, stringrefs: Vec::new(), copied: 0 }
     }
 
     /// The offset of the next item.
@@ -495,7 +497,22 @@ impl<'a> Decoder<'a> {
                         _ => return Err(error(format!("a stringref (tag 25) over {}, not an index", index.kind()))),
                     };
                     match found {
-                        Some(string) => string.clone(),
+                        Some(string) => {
+                            let len = match string {
+                                Cbor::Text(t) => t.len(),
+                                Cbor::Bytes(b) => b.len(),
+                                _ => 0,
+                            };
+                            self.copied = self.copied.saturating_add(len);
+                            if self.copied > self.copy_budget() {
+                                return Err(error(format!(
+                                    "stringrefs copy more than {} bytes of strings out of {} bytes of input",
+                                    self.copy_budget(),
+                                    self.bytes.len()
+                                )));
+                            }
+                            string.clone()
+                        }
                         None => {
                             return Err(error(format!(
                                 "stringref {index:?} is not among the {} strings of its namespace",
@@ -529,7 +546,19 @@ const TAG_STRINGREF_NAMESPACE: u64 = 256;
 /// Tag 25: a reference to a string of the current stringref namespace, by index.
 const TAG_STRINGREF: u64 = 25;
 
+/// Bytes stringrefs may copy regardless of the input's size...
+const STRINGREF_COPY_BASE: usize = 16 << 20;
+/// ...and per byte of input. A reference takes at least 3 bytes, so each one copying a string
+/// of 3 to 48 bytes stays within this; without a bound, N bytes of input (one string and
+/// N / 3 references to it) decode to about N * N / 6 bytes.
+const STRINGREF_COPY_PER_INPUT_BYTE: usize = 16;
+
 impl Decoder<'_> {
+    /// The most bytes stringrefs may copy while decoding this input.
+    fn copy_budget(&self) -> usize {
+        STRINGREF_COPY_BASE.saturating_add(self.bytes.len().saturating_mul(STRINGREF_COPY_PER_INPUT_BYTE))
+    }
+
     /// Adds a definite-length string just read to the innermost stringref namespace, when it
     /// is at least as long as a reference to it would be (the spec's rule, which a writer
     /// follows too, so that both sides number the strings alike).
@@ -654,6 +683,9 @@ pub fn item_to_edn(item: Cbor) -> Result<Edn, String> {
 
 fn tagged_edn(tag: u64, inner: Cbor) -> Result<Edn, String> {
     Ok(match (tag, inner) {
+        (39, Cbor::Text(s)) if s.is_empty() => {
+            return Err("tag 39 over an empty string: a keyword or symbol needs a name".to_string())
+        }
         (39, Cbor::Text(s)) => match s.strip_prefix(':') {
             Some(k) if !k.is_empty() => Edn::Keyword(Keyword::new(k)),
             _ => Edn::Symbol(Symbol::new(&s)),
@@ -848,6 +880,18 @@ mod tests {
         assert_eq!(read(&bytes), read_str(r#"["abcd" "efgh" "efgh"]"#).unwrap());
     }
 
+    /// Found by the request_body fuzz target: tag 39 over "" read as a symbol without a name,
+    /// which no other format can write (transit refuses `"~$"`, EDN prints nothing).
+    #[test]
+    fn a_keyword_or_symbol_needs_a_name() {
+        let empty = bytes_of(|out| {
+            write_tag(out, 39);
+            write_text(out, "");
+        });
+        assert!(edn_from_cbor(&empty).unwrap_err().contains("tag 39 over an empty string"));
+        assert_eq!(read(&bytes_of(|out| keyword(out, ":a"))), Edn::kw("a"));
+    }
+
     #[test]
     fn bad_stringrefs_are_errors() {
         let outside = bytes_of(|out| stringref(out, 0));
@@ -865,6 +909,37 @@ mod tests {
             write_text(out, "x");
         });
         assert!(edn_from_cbor(&not_an_index).unwrap_err().contains("over a text string, not an index"));
+    }
+
+    /// A decompression bomb: one string of 64 KiB and 100,000 references to it (300 KB of
+    /// input) decoded to 6.5 GB before the copies were bounded; a 16 MiB request body to the
+    /// server could ask for terabytes.
+    #[test]
+    fn stringrefs_cannot_copy_without_bound() {
+        let n_refs = 100_000;
+        let bytes = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 1 + n_refs);
+            write_text(out, &"x".repeat(64 << 10));
+            for _ in 0..n_refs {
+                stringref(out, 0);
+            }
+        });
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(
+            err.contains("stringrefs copy more than") && err.contains(&format!("{} bytes of input", bytes.len())),
+            "{err}"
+        );
+        // Ordinary sharing stays well within the bound: 10,000 references to a 40-byte string.
+        let bytes = bytes_of(|out| {
+            write_tag(out, TAG_STRINGREF_NAMESPACE);
+            write_head(out, 4, 10_001);
+            write_text(out, &"y".repeat(40));
+            for _ in 0..10_000 {
+                stringref(out, 0);
+            }
+        });
+        assert!(matches!(decode(&bytes), Ok(Cbor::Array(items)) if items.len() == 10_001));
     }
 
     #[test]

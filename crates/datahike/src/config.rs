@@ -405,11 +405,7 @@ impl Config {
                     config.initial_tx = match value {
                         Edn::Nil => None,
                         Edn::Vector(_) | Edn::List(_) => Some(value.clone()),
-                        Edn::Str(path) => {
-                            let text = std::fs::read_to_string(path.as_ref())
-                                .map_err(|e| Error::Config(format!(":initial-tx file {path} cannot be read: {e}")))?;
-                            Some(read_str(&text)?)
-                        }
+                        Edn::Str(path) => Some(read_str(&read_initial_tx_file(path)?)?),
                         _ => return Err(bad(":initial-tx", value, "a vector of transaction data or a file path")),
                     }
                 }
@@ -561,9 +557,55 @@ fn parse_store(value: &Edn) -> Result<StoreConfig> {
     }
 }
 
+/// The longest `:initial-tx` file read.
+const INITIAL_TX_FILE_BYTES_MAX: u64 = 64 << 20;
+
+/// The text of the `:initial-tx` file at `path`: a regular file of at most
+/// [`INITIAL_TX_FILE_BYTES_MAX`] bytes, so that a config naming a device (`/dev/zero`), a FIFO
+/// or a huge file fails with an error instead of hanging or exhausting memory.
+fn read_initial_tx_file(path: &str) -> Result<String> {
+    let error = |why: String| Error::Config(format!(":initial-tx file {path} cannot be read: {why}"));
+    // Checked before opening too: opening a FIFO blocks until a writer comes.
+    let metadata = std::fs::metadata(path).map_err(|e| error(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(error("it is not a regular file".to_string()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let metadata = file.metadata().map_err(|e| error(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(error("it is not a regular file".to_string()));
+    }
+    if metadata.len() > INITIAL_TX_FILE_BYTES_MAX {
+        return Err(error(format!(
+            "it holds {} bytes, more than the {INITIAL_TX_FILE_BYTES_MAX} an initial transaction may",
+            metadata.len()
+        )));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, INITIAL_TX_FILE_BYTES_MAX), &mut text)
+        .map_err(|e| error(e.to_string()))?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found while writing the config fuzz target: `:initial-tx "/dev/zero"` read forever,
+    /// growing memory without bound (and a FIFO blocked the open).
+    #[test]
+    fn an_initial_tx_file_must_be_a_small_regular_file() {
+        let err =
+            Config::parse(r#"{:store {:backend :mem :id "itx"} :initial-tx "/dev/zero"}"#).unwrap_err().to_string();
+        assert!(err.contains(":initial-tx file /dev/zero") && err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::parse(&format!("{{:initial-tx {:?}}}", dir.path().display().to_string())).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let file = dir.path().join("tx.edn");
+        std::fs::write(&file, "[{:db/ident :a}]").unwrap();
+        let config = Config::parse(&format!("{{:initial-tx {:?}}}", file.display().to_string())).unwrap();
+        assert_eq!(config.initial_tx, Some(read_str("[{:db/ident :a}]").unwrap()));
+    }
 
     #[test]
     fn defaults_and_errors() {

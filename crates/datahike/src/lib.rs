@@ -46,6 +46,8 @@ mod db;
 pub mod edn;
 pub mod entity;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod index;
 pub mod migrate;
 pub mod pull;

@@ -9,6 +9,8 @@
 mod bulk;
 mod commit;
 mod flush;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod gc;
 mod group_commit;
 mod load;

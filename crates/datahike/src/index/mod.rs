@@ -6,6 +6,8 @@ pub mod codec;
 pub mod conformance;
 mod persistent;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use persistent::reencode_node;
 pub use persistent::{CacheLimit, CacheStats, NodeCache, PersistentIndex};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};

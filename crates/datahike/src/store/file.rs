@@ -1300,3 +1300,38 @@ impl Store for FileStore {
         Ok(())
     }
 }
+
+/// For `crate::fuzzing`: the segment scan of the file log over bytes that never were a file.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    use super::{decode_frame, scan_segment, Damage, StoreResult};
+    use std::ops::Range;
+    use std::path::Path;
+
+    /// How a scan treats damage that is not the torn end of the log.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum DamageRule {
+        /// Skip damaged records numbered at most this.
+        SkipThrough(u64),
+        /// Skip every damaged record.
+        Skip,
+    }
+
+    /// A frame: its sequence number and where its payload lies.
+    pub(crate) type FoundFrame = (u64, Range<usize>);
+
+    /// Scans `bytes` as a segment: the frames found and the length of the valid prefix.
+    pub(crate) fn scan(bytes: &[u8], is_last: bool, rule: DamageRule) -> StoreResult<(Vec<FoundFrame>, usize)> {
+        let damage = match rule {
+            DamageRule::SkipThrough(seq) => Damage::SkipThrough(seq),
+            DamageRule::Skip => Damage::Skip,
+        };
+        let (frames, end) = scan_segment(bytes, Path::new("fuzz.log"), is_last, damage)?;
+        Ok((frames.into_iter().map(|f| (f.seq, f.payload)).collect(), end))
+    }
+
+    /// The frame at `offset`, as the scan reads it.
+    pub(crate) fn frame_at(bytes: &[u8], offset: usize) -> Option<FoundFrame> {
+        decode_frame(bytes, offset).map(|f| (f.seq, f.payload))
+    }
+}

@@ -36,6 +36,8 @@ mod redis;
 pub mod tiered;
 
 pub use backend::{register_backend, Backend, OpenMode};
+#[cfg(feature = "fuzzing")]
+pub(crate) use file::fuzzing as file_fuzzing;
 pub use file::FileStore;
 #[cfg(feature = "lmdb")]
 pub use lmdb::LmdbStore;

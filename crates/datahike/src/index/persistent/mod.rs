@@ -14,6 +14,8 @@ mod node;
 mod tests;
 
 pub(crate) use node::mark_reachable;
+#[cfg(feature = "fuzzing")]
+pub(crate) use node::reencode_node;
 pub use node::{CacheLimit, CacheStats, NodeCache};
 
 use crate::datom::{Datom, DatomKey, IndexOrder};

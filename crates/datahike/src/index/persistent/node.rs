@@ -204,6 +204,16 @@ impl Node {
     }
 }
 
+/// For `crate::fuzzing`: decodes `bytes` as a node stored under their own hash and encodes the
+/// node again. The error is the one a reader gets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn reencode_node(bytes: &[u8]) -> IndexResult<Vec<u8>> {
+    let node = Node::decode(&hash_address(bytes), bytes)?;
+    let mut out = Vec::with_capacity(bytes.len());
+    node.encode(&mut out);
+    Ok(out)
+}
+
 /// First 16 bytes of the BLAKE3 hash.
 pub(crate) fn hash_address(bytes: &[u8]) -> Address {
     let hash = blake3::hash(bytes);
