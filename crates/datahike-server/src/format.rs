@@ -63,13 +63,22 @@ impl Format {
         }
     }
 
-    /// Writes a value.
-    pub fn encode(self, value: &Edn) -> Vec<u8> {
-        match self {
+    /// Writes a value. EDN takes any depth; the other writers recurse once per level, so a
+    /// value nested deeper than [`Edn::WRITE_DEPTH_MAX`] (a recursive pull down a long chain)
+    /// is refused with a message saying so rather than risking the server's stack.
+    pub fn encode(self, value: &Edn) -> Result<Vec<u8>, String> {
+        if self != Format::Edn && value.nests_deeper_than(Edn::WRITE_DEPTH_MAX) {
+            return Err(format!(
+                "the answer nests more than {} levels deep, too deep for {}; ask for application/edn",
+                Edn::WRITE_DEPTH_MAX,
+                self.mime()
+            ));
+        }
+        Ok(match self {
             Format::Edn => pr_str(value).into_bytes(),
             Format::Json => datahike::edn::json::to_tagged_json(value).into_bytes(),
             Format::Transit => datahike::edn::transit::to_transit_json(value).into_bytes(),
             Format::Cbor => datahike::cbor::edn_to_cbor(value),
-        }
+        })
     }
 }

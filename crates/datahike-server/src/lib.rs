@@ -173,7 +173,17 @@ pub fn serve(config: ServerConfig) -> Result<(), String> {
 
 /// A finished response with a body in `format`.
 fn respond(status: StatusCode, format: Format, body: &Edn) -> Response<Body> {
-    let mut response = Response::new(Body::from(format.encode(body)));
+    let bytes = match format.encode(body) {
+        Ok(bytes) => bytes,
+        Err(message) => {
+            let data = Edn::Map(vec![
+                (Edn::kw("error"), Edn::kw("server/not-encodable")),
+                (Edn::kw("format"), Edn::str(format.mime())),
+            ]);
+            return respond(StatusCode::NOT_ACCEPTABLE, Format::Edn, &error_body(&message, data));
+        }
+    };
+    let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.mime()));
     response
@@ -554,7 +564,10 @@ async fn subscribe(shared: Arc<Shared>, req: Request<Body>, _format: Format) -> 
     });
     let events = futures::StreamExt::flat_map(stream, futures::stream::iter);
     fn tx_event(format: Format, tx: i64, report: &Edn) -> axum::response::sse::Event {
-        let data = String::from_utf8_lossy(&format.encode(report)).into_owned();
+        // A report's values nest at most as deep as a transaction's (see `value`), far
+        // below the writers' limit; should one not encode, it goes as EDN.
+        let bytes = format.encode(report).unwrap_or_else(|_| pr_str(report).into_bytes());
+        let data = String::from_utf8_lossy(&bytes).into_owned();
         axum::response::sse::Event::default().event("tx-report").id(tx.to_string()).data(data)
     }
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()

@@ -238,6 +238,40 @@ fn query_timeout_is_enforced_by_the_server() {
     }
 }
 
+/// An answer nested deeper than the recursive writers take (a recursive pull down a long
+/// chain) comes as EDN, and in the other formats as a 406 naming the limit, never a crash.
+#[test]
+fn a_very_deep_answer_is_refused_in_formats_that_recurse() {
+    let s = server("");
+    let cfg = "{:store {:backend :memory :id \"deep-answer\"} :schema-flexibility :read}";
+    edn_call(&s, "POST", "/create-database", &format!("[{cfg}]"));
+    let schema = "[{:db/ident :n :db/unique :db.unique/identity :db/cardinality :db.cardinality/one}
+                   {:db/ident :next :db/valueType :db.type/ref :db/cardinality :db.cardinality/one}]";
+    edn_call(&s, "POST", "/transact", &format!("[{cfg} {schema}]"));
+    let n = 3000;
+    let chain: Vec<String> = (0..n)
+        .map(|i| {
+            if i + 1 < n {
+                format!("{{:db/id \"e{i}\" :n {i} :next \"e{}\"}}", i + 1)
+            } else {
+                format!("{{:db/id \"e{i}\" :n {i}}}")
+            }
+        })
+        .collect();
+    assert_eq!(edn_call(&s, "POST", "/transact", &format!("[{cfg} [{}]]", chain.join(" "))).status, 200);
+    let args = format!("[{cfg} [:n {{:next ...}}] [:n 0]]");
+    let reply = edn_call(&s, "GET", "/pull", &args);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text().matches(":next").count(), n - 1);
+    for mime in ["application/json", "application/transit+json", "application/cbor"] {
+        let body = encode(mime, &read_str(&args).unwrap());
+        let reply = request(&s, "GET", "/pull", mime, &body, Some(TOKEN));
+        assert_eq!(reply.status, 406, "{mime}: {}", reply.text());
+        assert_eq!(reply.code(), ":server/not-encodable", "{mime}");
+        assert!(reply.text().contains("application/edn"), "{mime}: {}", reply.text());
+    }
+}
+
 #[test]
 fn swagger_describes_every_remote_operation() {
     let s = server("");

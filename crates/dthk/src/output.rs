@@ -38,7 +38,7 @@ pub fn render(format: Format, value: &Edn) -> Vec<u8> {
         Format::Json => format!("{}\n", json::to_json(value)).into_bytes(),
         // `pretty` recurses and prints each level flat to measure it: a value as deep as a
         // recursive pull down a long chain prints on one line instead.
-        Format::Pprint if nests_deeper_than(value, PRETTY_DEPTH_MAX) => format!("{}\n", pr_str(value)).into_bytes(),
+        Format::Pprint if value.nests_deeper_than(PRETTY_DEPTH_MAX) => format!("{}\n", pr_str(value)).into_bytes(),
         Format::Pprint => {
             let mut out = String::new();
             pretty(&mut out, value, 0);
@@ -51,6 +51,16 @@ pub fn render(format: Format, value: &Edn) -> Vec<u8> {
 
 /// Writes a result to standard output.
 pub fn write(format: Format, value: &Edn) -> std::io::Result<()> {
+    // The CBOR writer recurses once per level (EDN, pprint and JSON do not).
+    if format == Format::Cbor && value.nests_deeper_than(Edn::WRITE_DEPTH_MAX) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the result nests more than {} levels deep, too deep for -f cbor; print it with -f edn or -f json",
+                Edn::WRITE_DEPTH_MAX
+            ),
+        ));
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&render(format, value))?;
     stdout.flush()
@@ -58,25 +68,6 @@ pub fn write(format: Format, value: &Edn) -> std::io::Result<()> {
 
 /// The deepest value `pprint` lays out over lines.
 const PRETTY_DEPTH_MAX: usize = 64;
-
-/// Whether collections in `value` nest deeper than `max` levels (counted without recursion).
-fn nests_deeper_than(value: &Edn, max: usize) -> bool {
-    let mut pending = vec![(value, 0usize)];
-    while let Some((value, depth)) = pending.pop() {
-        if depth > max {
-            return true;
-        }
-        match value {
-            Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => {
-                pending.extend(items.iter().map(|x| (x, depth + 1)));
-            }
-            Edn::Map(entries) => pending.extend(entries.iter().flat_map(|(k, v)| [(k, depth + 1), (v, depth + 1)])),
-            Edn::Tagged(_, inner) => pending.push((inner, depth + 1)),
-            _ => {}
-        }
-    }
-    false
-}
 
 /// The line width `pprint` fills, as Clojure's `*print-right-margin*`.
 const WIDTH: usize = 72;

@@ -210,6 +210,11 @@ fn dthk_pull_prints_a_100000_long_chain() {
         );
         assert_eq!(out.matches(":next").count(), n - 1, "{format}");
     }
+    // CBOR's writer recurses: a result that deep is refused, naming the formats that work.
+    let err = fails(d, &["-f", "cbor", "pull", "db:cfg.edn", "[:n {:next ...}]", "[:n 0]"], 1);
+    assert!(err.contains("too deep for -f cbor") && err.contains("-f edn"), "{err}");
+    let shallow = run(d, &["-f", "cbor", "pull", "db:cfg.edn", "[:n {:next 3}]", "[:n 0]"]);
+    assert!(shallow.status.success() && !shallow.stdout.is_empty());
     let out = ok(d, &["-f", "json", "pull", "db:cfg.edn", "[:n {:next ...}]", "[:n 0]"]);
     assert!(out.starts_with(r#"{"n":0,"next":{"n":1,"next":{"n":2,"#), "json: {}", &out[..80]);
     assert!(

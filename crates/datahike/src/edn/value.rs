@@ -51,6 +51,34 @@ impl Edn {
     /// `nil` behind a `'static` reference, for lookups that default to `nil`.
     pub const NIL: &'static Edn = &Edn::Nil;
 
+    /// The deepest value the recursive writers (CBOR, transit, tagged JSON) are given: the
+    /// EDN printer, plain JSON, drop, clone and comparison work at any depth, but these
+    /// recurse once per level. Callers with values of unbounded depth (a recursive pull down
+    /// a long chain) check [`Edn::nests_deeper_than`] first, as the server and `dthk` do.
+    pub const WRITE_DEPTH_MAX: usize = 1000;
+
+    /// Whether collections nest more than `max` levels deep in this value (found without
+    /// recursion).
+    pub fn nests_deeper_than(&self, max: usize) -> bool {
+        let mut pending = vec![(self, 0usize)];
+        while let Some((value, depth)) = pending.pop() {
+            if depth > max {
+                return true;
+            }
+            match value {
+                Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => {
+                    pending.extend(items.iter().map(|x| (x, depth + 1)));
+                }
+                Edn::Map(entries) => {
+                    pending.extend(entries.iter().flat_map(|(k, v)| [(k, depth + 1), (v, depth + 1)]));
+                }
+                Edn::Tagged(_, inner) => pending.push((inner, depth + 1)),
+                _ => {}
+            }
+        }
+        false
+    }
+
     /// A keyword value from its text without colon.
     pub fn kw(text: &str) -> Edn {
         Edn::Keyword(Keyword::new(text))
