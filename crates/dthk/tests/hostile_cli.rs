@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fails, ok, run};
+use common::{fails, file_db, ok, run};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 
@@ -82,20 +82,6 @@ fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     }
     out.sort();
     out
-}
-
-/// A file database `db` under `d` with config `cfg.edn` and one transaction; returns what
-/// `datoms` prints, to compare after refused commands.
-fn file_db(d: &std::path::Path) -> String {
-    let path = d.join("db").display().to_string();
-    std::fs::write(
-        d.join("cfg.edn"),
-        format!("{{:store {{:backend :file :path {path:?}}} :schema-flexibility :read}}"),
-    )
-    .unwrap();
-    ok(d, &["create-database", "edn:cfg.edn"]);
-    ok(d, &["transact", "conn:cfg.edn", "[{:name \"a\"}]"]);
-    ok(d, &["datoms", "db:cfg.edn", "{:index :eavt}"])
 }
 
 /// `dthk args` with `stdin` as standard input.

@@ -5,19 +5,14 @@
 
 mod common;
 
-use common::ok;
+use common::{file_config, ok};
 use std::process::Command;
 
 #[test]
 fn two_writer_processes_neither_fail_nor_warn() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let path = d.join("db").display().to_string();
-    std::fs::write(
-        d.join("cfg.edn"),
-        format!("{{:store {{:backend :file :path {path:?}}} :schema-flexibility :read}}"),
-    )
-    .unwrap();
+    file_config(d);
     ok(d, &["create-database", "edn:cfg.edn"]);
     // Enough commands that each process merges packs several times (8 packs of a size class
     // are merged into one).

@@ -112,17 +112,7 @@ impl Head {
                 "the head has format version {version}, this build reads versions 1 to {HEAD_VERSION}"
             )));
         }
-        let body = if version >= 3 {
-            // Everything before the last four bytes, checksummed by them.
-            let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4).max(9));
-            let crc = crc.try_into().map(u32::from_le_bytes).ok();
-            if crc != Some(crc32fast::hash(body)) {
-                return Err(Error::Database("checksum mismatch: the head is damaged".into()));
-            }
-            &body[9..]
-        } else {
-            &bytes[9..]
-        };
+        let body = if version >= 3 { checksummed(bytes, 9, "head")? } else { &bytes[9..] };
         let mut r = Reader::new(body);
         let fixed_config = r.str()?.to_string();
         let id = r.array::<16>("database id")?;
@@ -271,6 +261,17 @@ pub(super) fn encode_pack(base: &uuid::Uuid, records: &[Arc<[u8]>]) -> Vec<u8> {
     out
 }
 
+/// The part of a checksummed record after its `header` bytes (magic and version) and before
+/// its last four, which hold the CRC-32 of everything before them; an error saying that the
+/// `what` is damaged when they do not match.
+fn checksummed<'a>(bytes: &'a [u8], header: usize, what: &str) -> Result<&'a [u8]> {
+    let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4).max(header));
+    if crc.try_into().map(u32::from_le_bytes).ok() != Some(crc32fast::hash(body)) {
+        return Err(Error::Database(format!("checksum mismatch: the {what} is damaged")));
+    }
+    Ok(&body[header..])
+}
+
 /// Decodes the commit pack stored under `key`; errors name the key. Version 2 packs end in
 /// a CRC-32 of everything before it; version 1 packs (no checksum) are still read.
 pub(super) fn decode_pack(key: &str, bytes: &[u8]) -> Result<(uuid::Uuid, Vec<TxOutcome>)> {
@@ -281,16 +282,7 @@ fn decode_pack_inner(bytes: &[u8]) -> Result<(uuid::Uuid, Vec<TxOutcome>)> {
     if bytes.len() < 9 || &bytes[..8] != PACK_MAGIC || !(1..=PACK_VERSION).contains(&bytes[8]) {
         return Err(Error::Database("not a commit pack of a version this build reads".into()));
     }
-    let body = if bytes[8] >= 2 {
-        let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4).max(9));
-        let crc = crc.try_into().map(u32::from_le_bytes).ok();
-        if crc != Some(crc32fast::hash(body)) {
-            return Err(Error::Database("checksum mismatch: the commit pack is damaged".into()));
-        }
-        &body[9..]
-    } else {
-        &bytes[9..]
-    };
+    let body = if bytes[8] >= 2 { checksummed(bytes, 9, "commit pack")? } else { &bytes[9..] };
     let mut r = Reader::new(body);
     let base = read_uuid(&mut r, "pack base commit id")?;
     let n = r.count(1, "pack record count")?;
@@ -326,11 +318,7 @@ pub(super) fn decode_collected(key: &str, bytes: &[u8]) -> Result<(i64, Vec<uuid
         if bytes.len() < 13 || &bytes[..8] != COLLECTED_MAGIC || bytes[8] != 1 {
             return Err(Error::Database("not a garbage collection record of a version this build reads".into()));
         }
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        if crc.try_into().map(u32::from_le_bytes).ok() != Some(crc32fast::hash(body)) {
-            return Err(Error::Database("checksum mismatch: the record is damaged".into()));
-        }
-        let mut r = Reader::new(&body[9..]);
+        let mut r = Reader::new(checksummed(bytes, 9, "garbage collection record")?);
         let at = r.ivarint()?;
         let n = r.count(16, "collected commit count")?;
         let mut ids = Vec::with_capacity(n);

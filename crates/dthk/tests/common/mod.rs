@@ -27,3 +27,23 @@ pub fn fails(dir: &Path, args: &[&str], code: i32) -> String {
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
+
+/// Writes `cfg.edn` under `d`: a file store in `d/db`, schema on read; returns the store path.
+pub fn file_config(d: &std::path::Path) -> String {
+    let path = d.join("db").display().to_string();
+    std::fs::write(
+        d.join("cfg.edn"),
+        format!("{{:store {{:backend :file :path {path:?}}} :schema-flexibility :read}}"),
+    )
+    .unwrap();
+    path
+}
+
+/// A file database `db` under `d` with config `cfg.edn` and one transaction; returns what
+/// `datoms` prints, to compare after refused commands.
+pub fn file_db(d: &std::path::Path) -> String {
+    file_config(d);
+    ok(d, &["create-database", "edn:cfg.edn"]);
+    ok(d, &["transact", "conn:cfg.edn", "[{:name \"a\"}]"]);
+    ok(d, &["datoms", "db:cfg.edn", "{:index :eavt}"])
+}
