@@ -14,8 +14,9 @@
 
 mod fault_model;
 
+use datahike::store::backend::open_store;
 use datahike::store::fault::{Fault, FaultHandle, FaultStore, OpKind, PowerLossStore, Survivors};
-use datahike::store::{FileStore, MemoryStore, Store};
+use datahike::store::{FileStore, MemoryStore, OpenMode, Store};
 use datahike::{Config, Conn, Error};
 use fault_model::{facts, query_keys, Expect, Model, Tx, SCHEMA};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,28 +53,77 @@ fn workload() -> Vec<Step> {
     ]
 }
 
+/// The backends the suites run on: memory and file always, LMDB and SQLite (the other
+/// durable local backends) when their features are on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Memory,
+    File,
+    #[cfg(feature = "lmdb")]
+    Lmdb,
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+}
+
+impl Kind {
+    fn of(file: bool) -> Kind {
+        if file {
+            Kind::File
+        } else {
+            Kind::Memory
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Memory => "memory",
+            Kind::File => "file",
+            #[cfg(feature = "lmdb")]
+            Kind::Lmdb => "lmdb",
+            #[cfg(feature = "sqlite")]
+            Kind::Sqlite => "sqlite",
+        }
+    }
+}
+
 /// Where the data lives: one memory store, or one directory opened by a new handle each time.
 enum Backing {
     Memory(Arc<MemoryStore>),
-    File(tempfile::TempDir),
+    Dir(Kind, tempfile::TempDir),
 }
 
 impl Backing {
     fn new(file: bool) -> Backing {
-        if file {
-            Backing::File(tempfile::tempdir().expect("tempdir"))
-        } else {
-            Backing::Memory(Arc::new(MemoryStore::new()))
+        Backing::of(Kind::of(file))
+    }
+
+    fn of(kind: Kind) -> Backing {
+        match kind {
+            Kind::Memory => Backing::Memory(Arc::new(MemoryStore::new())),
+            _ => Backing::Dir(kind, tempfile::tempdir().expect("tempdir")),
         }
     }
 
-    /// A store handle on the data (for files a new `FileStore`, with nothing cached).
+    /// A store handle on the data (for files a new `FileStore`, with nothing cached; LMDB
+    /// and SQLite through the backend registry, as a config names them).
     fn handle(&self, create: bool) -> Arc<dyn Store> {
         match self {
             Backing::Memory(m) => m.clone(),
-            Backing::File(dir) => {
+            Backing::Dir(Kind::File, dir) => {
                 let path = dir.path().join("db");
                 Arc::new(if create { FileStore::create(&path) } else { FileStore::open(&path) }.expect("file store"))
+            }
+            Backing::Dir(kind, dir) => {
+                let path = dir.path().join("db").display().to_string();
+                let store = match kind {
+                    #[cfg(feature = "sqlite")]
+                    Kind::Sqlite => format!(r#"{{:backend :jdbc :dbtype "sqlite" :dbname {path:?}}}"#),
+                    _ => format!("{{:backend :{} :path {path:?}}}", kind.name()),
+                };
+                let mode = if create { OpenMode::Create } else { OpenMode::Open };
+                open_store(&datahike::edn::read_str(&store).expect("store config"), mode)
+                    .expect("store opens")
+                    .expect("the store exists")
             }
         }
     }
@@ -222,15 +272,15 @@ fn check_reopened_store(store: Arc<dyn Store>, label: &str, expected: &[&Model])
 }
 
 /// One run with `fault` at operation `at` of the workload (none: the counting run).
-fn run_with_fault(file: bool, fault: Option<(u64, Fault)>, seed: u64) -> Run {
-    let backing = Backing::new(file);
+fn run_with_fault(kind: Kind, fault: Option<(u64, Fault)>, seed: u64) -> Run {
+    let backing = Backing::of(kind);
     let (config, handle) = setup(&backing, seed);
     let start = handle.ops();
     let injected_before = handle.injected();
     if let Some((at, f)) = fault {
         handle.fault_op(start + at, f);
     }
-    let label = format!("{} store, {fault:?}, seed {seed}", if file { "file" } else { "memory" });
+    let label = format!("{} store, {fault:?}, seed {seed}", kind.name());
     let (model, _, conn) = run_workload(&config, &label, false);
     let ops = handle.ops() - start;
     handle.lift();
@@ -259,16 +309,16 @@ fn run_with_fault(file: bool, fault: Option<(u64, Fault)>, seed: u64) -> Run {
 }
 
 /// Every operation failed, every batch torn, every write applied and reported failed.
-fn sweep(file: bool) {
+fn sweep(kind: Kind) {
     let seed = 0x5eed;
-    let backing = Backing::new(file);
+    let backing = Backing::of(kind);
     let (config, handle) = setup(&backing, seed);
     handle.record();
     let skip = handle.trace().len();
     let _ = run_workload(&config, "counting run", false);
     let trace: Vec<_> = handle.trace().into_iter().skip(skip).collect();
     drop(backing);
-    let base = run_with_fault(file, None, seed);
+    let base = run_with_fault(kind, None, seed);
     assert_eq!(base.ops, u64::try_from(trace.len()).unwrap_or(0), "the workload's operations are not deterministic");
     assert_eq!(base.injected, 0);
     let mut injected = 0;
@@ -283,7 +333,7 @@ fn sweep(file: bool) {
             faults.push(Fault::FailAfter);
         }
         for fault in faults {
-            let run = run_with_fault(file, Some((at, fault)), seed ^ at);
+            let run = run_with_fault(kind, Some((at, fault)), seed ^ at);
             assert_eq!(run.injected, 1, "operation {at} ({op:?}) was not reached with {fault:?}");
             injected += run.injected;
             runs += 1;
@@ -292,7 +342,7 @@ fn sweep(file: bool) {
     let writes = trace.iter().filter(|op| op.kind.is_write()).count();
     println!(
         "fault sweep ({} store): {} operations ({writes} writes), {runs} runs, {injected} faults injected",
-        if file { "file" } else { "memory" },
+        kind.name(),
         trace.len()
     );
     assert!(injected > 0);
@@ -300,12 +350,24 @@ fn sweep(file: bool) {
 
 #[test]
 fn every_operation_fails_once_on_the_memory_store() {
-    sweep(false);
+    sweep(Kind::Memory);
 }
 
 #[test]
 fn every_operation_fails_once_on_the_file_store() {
-    sweep(true);
+    sweep(Kind::File);
+}
+
+#[cfg(feature = "lmdb")]
+#[test]
+fn every_operation_fails_once_on_the_lmdb_store() {
+    sweep(Kind::Lmdb);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn every_operation_fails_once_on_the_sqlite_store() {
+    sweep(Kind::Sqlite);
 }
 
 /// Faults at random (seeded) on every kind of operation, several at once, delays and
