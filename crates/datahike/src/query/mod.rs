@@ -281,7 +281,9 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
         .unwrap_or(crate::Config::DEFAULT_QUERY_MEMORY_LIMIT);
     let memory_limit = query.memory_limit.map_or(memory_limit, |own| own.min(memory_limit));
     let _deadline = deadline::start(query.timeout, memory_limit);
-    if inputs.len() != query.inputs.len() {
+    // Without `:in`, a query whose clauses need no database runs with no inputs at all.
+    let in_bindings: &[InBinding] = if inputs.is_empty() && query.implicit_in { &[] } else { &query.inputs };
+    if inputs.len() != in_bindings.len() {
         let bindings: Vec<Edn> = query.inputs.iter().map(in_form).collect();
         let message = format!(
             "Wrong number of inputs: :in has {} bindings ({}), {} given",
@@ -314,7 +316,7 @@ fn execute(query: &Query, inputs: &[QueryInput], record: bool) -> Result<(Edn, V
         }
         _ => false,
     };
-    for (binding, input) in query.inputs.iter().zip(inputs) {
+    for (binding, input) in in_bindings.iter().zip(inputs) {
         if let InBinding::Bind(Binding::Scalar(v)) = binding {
             scalars.insert(*v, input);
         }

@@ -21,6 +21,9 @@ pub struct Query {
     pub with: Vec<Var>,
     /// `:in` bindings (`[$]` when absent).
     pub inputs: Vec<InBinding>,
+    /// Whether `:in` was absent (so `inputs` is the default `[$]`): such a query may also run
+    /// with no inputs at all, when its clauses need no database (`ground`, function calls).
+    pub implicit_in: bool,
     /// `:where` clauses.
     pub clauses: Vec<Clause>,
     /// `:offset`.
@@ -509,12 +512,14 @@ pub fn parse_query(q: &Edn) -> PResult<Query> {
     }
     let find = find.ok_or_else(|| QueryError::Syntax("Query should have a :find section".into()))?;
     let clauses = clauses.unwrap_or_default();
+    let implicit_in = inputs.is_none();
     let inputs = inputs.unwrap_or_else(|| vec![InBinding::Source(Symbol::new("$"))]);
     let order_by = match order_by {
         Some(spec) => parse_order_by(&spec, &find)?,
         None => None,
     };
-    let query = Query { find, return_maps, with, inputs, clauses, offset, limit, timeout, memory_limit, order_by };
+    let query =
+        Query { find, return_maps, with, inputs, implicit_in, clauses, offset, limit, timeout, memory_limit, order_by };
     validate(&query)?;
     Ok(query)
 }
@@ -612,6 +617,23 @@ fn check_join_vars(join: Option<&[Var]>, clauses: &[Clause], form: &Edn) -> PRes
 }
 
 fn validate(q: &Query) -> PResult<()> {
+    // Each `:in` name once (sources, `%`, variables), as DataScript's parser requires.
+    let mut seen = BTreeSet::new();
+    for i in &q.inputs {
+        let mut names = Vec::new();
+        match i {
+            InBinding::Source(s) => names.push(*s),
+            InBinding::Rules => names.push(Symbol::new("%")),
+            InBinding::Bind(b) => b.vars(&mut names),
+        }
+        for name in names {
+            if !seen.insert(name) {
+                let message =
+                    format!("Duplicate :in binding {name}: each source, rule set and variable of :in is named once");
+                return Err(QueryError::Syntax(Detail::new(message).binding(Edn::Symbol(name))));
+            }
+        }
+    }
     let mut known = BTreeSet::new();
     for c in &q.clauses {
         c.vars(&mut known);

@@ -1,0 +1,74 @@
+//! Issue 15, query items on inputs: queries that need no database run with no inputs (as in
+//! Datahike), and `:in` names each source, rule set and variable once (as DataScript's
+//! parser requires).
+
+use datahike::edn::read_str;
+use datahike::{q, Edn, QueryInput};
+
+fn edn(text: &str) -> Edn {
+    read_str(text).unwrap()
+}
+
+fn run(query: &str, inputs: &[QueryInput]) -> datahike::Result<Edn> {
+    q(&edn(query), inputs)
+}
+
+#[test]
+fn a_query_needing_no_database_runs_without_inputs() {
+    let cases = [
+        ("[:find ?v :where [(ground [:a :e :i]) [?v ...]]]", "#{[:a] [:e] [:i]}"),
+        ("[:find ?x ?y :where [(ground [1 2]) [?x ?y]]]", "#{[1 2]}"),
+        ("[:find ?s . :where [(ground 2) ?a] [(+ ?a 3) ?s]]", "5"),
+        ("[:find [?n ...] :where [(ground [[1 :a] [2 :b]]) [[?n _]]] [(odd? ?n)]]", "[1]"),
+        // Conflicting bindings of one variable by two function clauses: nothing.
+        ("[:find ?n :where [(identity 1) ?n] [(identity 2) ?n]]", "#{}"),
+        ("[:find ?n :where [(identity 1) ?n] [(identity 1) ?n]]", "#{[1]}"),
+    ];
+    for (query, expected) in cases {
+        let got = run(query, &[]).unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert_eq!(got, edn(expected), "{query}");
+    }
+}
+
+#[test]
+fn without_inputs_a_clause_that_needs_the_database_is_an_error() {
+    let e = run("[:find ?e :where [?e :name]]", &[]).unwrap_err();
+    assert!(e.to_string().contains('$'), "{e}");
+    // An explicit `:in $` wants its database.
+    let e = run("[:find ?v :in $ :where [(ground 1) ?v]]", &[]).unwrap_err();
+    assert!(e.to_string().contains("Wrong number of inputs"), "{e}");
+}
+
+#[test]
+fn the_default_database_input_still_works() {
+    let conn = datahike::connect(
+        &datahike::create_database(
+            &datahike::Config::parse("{:store {:backend :memory :id \"query-inputs\"} :schema-flexibility :read}")
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    conn.transact(&edn(r#"[{:name "Ada"}]"#)).unwrap();
+    let got = run("[:find ?n :where [_ :name ?n]]", &[QueryInput::Db(conn.db())]).unwrap();
+    assert_eq!(got, edn(r#"#{["Ada"]}"#));
+    // A constant-only query with a database given binds `$` and ignores it.
+    let got = run("[:find ?v :where [(ground 7) ?v]]", &[QueryInput::Db(conn.db())]).unwrap();
+    assert_eq!(got, edn("#{[7]}"));
+    conn.release().unwrap();
+}
+
+#[test]
+fn duplicate_in_names_are_an_error() {
+    for (query, name) in [
+        ("[:find ?e :in $ $ :where [?e :name]]", "$"),
+        ("[:find ?x :in $ ?x ?x :where [(ground 1) ?x]]", "?x"),
+        ("[:find ?x :in $ [?x ...] ?x :where [(ground 1) ?x]]", "?x"),
+        ("[:find ?x :in $ % % :where [(ground 1) ?x]]", "%"),
+        ("[:find ?x :in $a [[?x ?x]] :where [(ground 1) ?x]]", "?x"),
+    ] {
+        let e = run(query, &[]).unwrap_err();
+        assert_eq!(e.code(), "query/syntax", "{query}: {e}");
+        assert!(e.to_string().contains(&format!("Duplicate :in binding {name}")), "{query}: {e}");
+    }
+}
