@@ -250,3 +250,17 @@ fn set_and_map_results_print_as_clojure_prints() {
     names.sort();
     assert_eq!(names, ["\"Judea\"", "\"p10\""]);
 }
+
+/// A query whose clauses need no database runs with no input (issue 15, item 1); duplicate
+/// `:in` names are refused (item 7).
+#[test]
+fn queries_without_a_database_and_duplicate_in_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = common::ok(d, &["query", "[:find ?v :where [(ground [:a :e :i]) [?v ...]]]"]);
+    assert_eq!(out.trim(), "#{[:a] [:e] [:i]}");
+    let out = common::ok(d, &["query", "[:find ?n :where [(identity 1) ?n] [(identity 2) ?n]]"]);
+    assert_eq!(out.trim(), "#{}");
+    let err = common::fails(d, &["query", "[:find ?x :in $ $ :where [(ground 1) ?x]]"], 1);
+    assert!(err.contains("Duplicate :in binding $"), "{err}");
+}
