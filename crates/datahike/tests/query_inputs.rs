@@ -72,3 +72,38 @@ fn duplicate_in_names_are_an_error() {
         assert!(e.to_string().contains(&format!("Duplicate :in binding {name}")), "{query}: {e}");
     }
 }
+
+#[test]
+fn a_lookup_ref_input_naming_no_entity_is_an_error() {
+    let config = datahike::Config::parse("{:store {:backend :memory :id \"query-lookup-inputs\"}}").unwrap();
+    let conn = datahike::connect(&datahike::create_database(&config).unwrap()).unwrap();
+    conn.transact(&edn(
+        "[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+          {:db/ident :friend :db/valueType :db.type/ref :db/cardinality :db.cardinality/many}
+          {:db/ident :age :db/valueType :db.type/long :db/cardinality :db.cardinality/one}]",
+    ))
+    .unwrap();
+    conn.transact(&edn(r#"[{:db/id "a" :name "Ada" :age 36} {:name "Bob" :friend "a"}]"#)).unwrap();
+    let db = || QueryInput::Db(conn.db());
+    // A lookup ref naming an entity works as its id, in entity and in ref value position.
+    let got = run("[:find ?a . :in $ ?e :where [?e :age ?a]]", &[db(), QueryInput::Edn(edn(r#"[:name "Ada"]"#))]);
+    assert_eq!(got.unwrap(), edn("36"));
+    let got = run(
+        "[:find ?n . :in $ ?f :where [?e :friend ?f] [?e :name ?n]]",
+        &[db(), QueryInput::Edn(edn(r#"[:name "Ada"]"#))],
+    );
+    assert_eq!(got.unwrap(), edn(r#""Bob""#));
+    // Naming nothing: an error naming it, in both positions and in a collection input.
+    for (query, input) in [
+        ("[:find ?a :in $ ?e :where [?e :age ?a]]", r#"[:name "Nobody"]"#),
+        ("[:find ?e :in $ ?f :where [?e :friend ?f]]", r#"[:name "Nobody"]"#),
+        ("[:find ?a :in $ [?e ...] :where [?e :age ?a]]", r#"[[:name "Ada"] [:name "Nobody"]]"#),
+    ] {
+        let e = run(query, &[db(), QueryInput::Edn(edn(input))]).unwrap_err();
+        assert!(e.to_string().contains(r#"Nothing found for entity id [:name "Nobody"]"#), "{query}: {e}");
+    }
+    // A lookup ref on an attribute that is not unique is no lookup ref.
+    let e = run("[:find ?x :in $ ?e :where [?e :age ?x]]", &[db(), QueryInput::Edn(edn("[:age 36]"))]).unwrap_err();
+    assert!(e.to_string().contains(":db/unique"), "{e}");
+    conn.release().unwrap();
+}

@@ -1316,6 +1316,23 @@ fn norm_eid(db: &Db, v: &Value) -> Option<Value> {
     }
 }
 
+/// [`norm_eid`], except that a two-element tuple (a lookup ref) that names no entity, or is
+/// no valid lookup ref, is an error naming it ("Nothing found for ..."), as in Datahike.
+fn strict_lookup(db: &Db, v: &Value) -> Result<Option<Value>> {
+    let Value::Tuple(xs) = v else { return Ok(norm_eid(db, v)) };
+    if xs.len() != 2 {
+        return Ok(None);
+    }
+    let lookup = Edn::Vector(xs.iter().map(Value::to_edn).collect());
+    match db.entid(&lookup)? {
+        Some(e) => Ok(Some(Value::Long(e))),
+        None => {
+            let message = format!("Nothing found for entity id {lookup}");
+            Err(Error::Argument(Detail::new(message).entity_id(lookup)))
+        }
+    }
+}
+
 /// An attribute held in a relation, in the form the pattern's scan produces: its ident, or
 /// under `:attribute-refs? true` its id.
 fn norm_attr(db: &Db, v: &Value) -> Option<Value> {
@@ -1496,10 +1513,20 @@ fn pattern_db_with(
     }
     // The value of a ref attribute may also come as an ident or a lookup ref (from :in, say).
     let ref_attr = key.a.and_then(|a| db.schema().attr(a)).is_some_and(|a| a.is_ref());
+    // A lookup ref that names no entity (or is no lookup ref) is an error, as in Datahike:
+    // the first one is kept and returned once the join is done.
+    let lookup_failure: std::cell::RefCell<Option<Error>> = std::cell::RefCell::new(None);
+    let strict_eid = |v: &Value| match strict_lookup(db, v) {
+        Ok(found) => found,
+        Err(e) => {
+            lookup_failure.borrow_mut().get_or_insert(e);
+            None
+        }
+    };
     let norm = |pos: usize, v: &Value| match pos {
-        0 => norm_eid(db, v),
+        0 => strict_eid(v),
         1 => norm_attr(db, v),
-        2 if ref_attr => norm_eid(db, v),
+        2 if ref_attr => strict_eid(v),
         _ => Some(v.clone()),
     };
     // Whether the scan yields datoms in ascending entity order.
@@ -1541,7 +1568,11 @@ fn pattern_db_with(
             let per_lookup = if mergeable { 64 } else { 16 };
             if (rel.n_rows as u64).saturating_mul(per_lookup) < scan {
                 let access = Access { strategy: "LOOKUP per row", order: probe_order, prefix: key.clone(), filter };
-                return Ok((lookup_join(db, &plan, &rel, &key, &bound, norm)?, access));
+                let out = lookup_join(db, &plan, &rel, &key, &bound, norm)?;
+                if let Some(e) = lookup_failure.borrow_mut().take() {
+                    return Err(e);
+                }
+                return Ok((out, access));
             }
         }
     }
@@ -1555,6 +1586,9 @@ fn pattern_db_with(
     let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
     let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&lo, &hi, f).map_err(Error::from);
     let mut out = plan.hash_join(&rel, scan, norm)?;
+    if let Some(e) = lookup_failure.borrow_mut().take() {
+        return Err(e);
+    }
     if by_entity {
         // Rows come out in scan order: by the new entity column, or by the bound one.
         out.sorted_by = match (bound.as_slice(), plan.slots.first()) {
