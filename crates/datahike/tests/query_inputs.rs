@@ -107,3 +107,37 @@ fn a_lookup_ref_input_naming_no_entity_is_an_error() {
     assert!(e.to_string().contains(":db/unique"), "{e}");
     conn.release().unwrap();
 }
+
+#[test]
+fn a_map_given_to_a_collection_binding_binds_its_entries() {
+    let map = QueryInput::Edn(edn(r#"{:a 1 :b 2 "c" [3 4]}"#));
+    let got = run("[:find ?k ?v :in [[?k ?v] ...]]", &[map]).unwrap();
+    assert_eq!(got, edn(r#"#{[:a 1] [:b 2] ["c" [3 4]]}"#));
+    // Entries as plain values of a collection binding, and a filter over them.
+    let got = run("[:find ?e :in [?e ...]]", &[QueryInput::Edn(edn("{:a 1}"))]).unwrap();
+    assert_eq!(got, edn("#{[[:a 1]]}"));
+    let got = run("[:find [?k ...] :in [[?k ?v] ...] :where [(> ?v 1)]]", &[QueryInput::Edn(edn("{:a 1 :b 2 :c 3}"))])
+        .unwrap();
+    let Edn::Vector(ks) = &got else { panic!("{got}") };
+    let mut ks = ks.clone();
+    ks.sort_by_key(|k| k.to_string());
+    assert_eq!(Edn::Vector(ks), edn("[:b :c]"));
+    // An empty map binds nothing; a map is still no tuple.
+    assert_eq!(run("[:find ?k :in [[?k ?v] ...]]", &[QueryInput::Edn(edn("{}"))]).unwrap(), edn("#{}"));
+    let e = run("[:find ?k :in [?k ?v]]", &[QueryInput::Edn(edn("{:a 1}"))]).unwrap_err();
+    assert!(e.to_string().contains("Cannot bind value"), "{e}");
+}
+
+#[test]
+fn a_function_returning_nil_filters_the_row_out() {
+    let maps = QueryInput::Edn(edn("[{:v 1} {:w 2} {:v 3}]"));
+    let got = run("[:find ?x :in [?m ...] :where [(get ?m :v) ?x]]", &[maps]).unwrap();
+    assert_eq!(got, edn("#{[1] [3]}"));
+    // Into a collection binding too; `false` is a value and stays.
+    let maps = QueryInput::Edn(edn("[{:v [1 2]} {:w 2}]"));
+    let got = run("[:find ?x :in [?m ...] :where [(get ?m :v) [?x ...]]]", &[maps]).unwrap();
+    assert_eq!(got, edn("#{[1] [2]}"));
+    let maps = QueryInput::Edn(edn("[{:v false} {:w 2}]"));
+    let got = run("[:find ?x :in [?m ...] :where [(get ?m :v) ?x]]", &[maps]).unwrap();
+    assert_eq!(got, edn("#{[false]}"));
+}

@@ -586,6 +586,13 @@ fn bind_edn(b: &Binding, x: &Edn, out: &mut Vec<Vec<Value>>) -> Result<()> {
             }
             out.extend(rows);
         }
+        // A map is the sequence of its entries, `[k v]` each, as Clojure sequences it.
+        Binding::Coll(inner) if matches!(x, Edn::Map(_)) => {
+            let Edn::Map(entries) = x else { return Ok(()) };
+            for (k, v) in entries {
+                bind_edn(inner, &Edn::Vector(vec![k.clone(), v.clone()]), out)?;
+            }
+        }
         Binding::Coll(inner) => {
             let xs = x.as_seq().ok_or_else(|| {
                 let message = format!("Cannot bind value {x} to collection {}", binding_form(b));
