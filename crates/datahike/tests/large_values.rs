@@ -119,17 +119,28 @@ fn entity_by_body(conn: &Conn, body: &str) -> Option<i64> {
     from_index
 }
 
+/// `{:doc/n n :doc/body body}` as transaction data.
+fn doc(n: i64, body: &str) -> Edn {
+    Edn::Vector(vec![Edn::Map(vec![(edn(":doc/n"), Edn::Int(n)), (edn(":doc/body"), Edn::str(body))])])
+}
+
+/// A file database at `path` (config `extra`) with the schema and document 0 holding a string
+/// of `len` bytes from `seed`: its config, the connection and the string.
+fn with_large_value(path: &Path, extra: &str, seed: u64, len: usize) -> (Config, Conn, String) {
+    let config = file_config(path, extra);
+    datahike::create_database(&config).unwrap();
+    let conn = datahike::connect(&config).unwrap();
+    conn.transact(&edn(SCHEMA)).unwrap();
+    let big = big_string(seed, len);
+    conn.transact(&doc(0, &big)).unwrap();
+    (config, conn, big)
+}
+
 #[test]
 fn small_transactions_after_a_large_value_write_small_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let config = file_config(&path, "");
-    datahike::create_database(&config).unwrap();
-    let conn = datahike::connect(&config).unwrap();
-    conn.transact(&edn(SCHEMA)).unwrap();
-    let big = big_string(7, BIG_BYTES);
-    let tx = Edn::Vector(vec![Edn::Map(vec![(edn(":doc/n"), Edn::Int(0)), (edn(":doc/body"), Edn::str(&big))])]);
-    conn.transact(&tx).unwrap();
+    let (config, conn, big) = with_large_value(&path, "", 7, BIG_BYTES);
     conn.flush().unwrap();
     let values = value_files(&path);
     assert_eq!(values.len(), 1, "the value is stored once, out of line: {values:?}");
@@ -157,7 +168,7 @@ fn small_transactions_after_a_large_value_write_small_nodes() {
     near.push(if big.ends_with('a') { 'b' } else { 'a' });
     assert_eq!(entity_by_body(&conn, &near), None);
     // Unique: the same large value on another entity is refused.
-    let again = Edn::Vector(vec![Edn::Map(vec![(edn(":doc/n"), Edn::Int(99)), (edn(":doc/body"), Edn::str(&big))])]);
+    let again = doc(99, &big);
     let err = conn.transact(&again).unwrap_err();
     assert_eq!(err.code(), "transact/unique", "{err}");
     assert!(conn.verify_storage().unwrap() > 0);
@@ -168,13 +179,7 @@ fn small_transactions_after_a_large_value_write_small_nodes() {
 fn gc_deletes_a_large_value_no_retained_commit_reaches() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let config = file_config(&path, ":keep-history? false");
-    datahike::create_database(&config).unwrap();
-    let conn = datahike::connect(&config).unwrap();
-    conn.transact(&edn(SCHEMA)).unwrap();
-    let big = big_string(11, BIG_BYTES);
-    let tx = Edn::Vector(vec![Edn::Map(vec![(edn(":doc/n"), Edn::Int(0)), (edn(":doc/body"), Edn::str(&big))])]);
-    conn.transact(&tx).unwrap();
+    let (config, conn, big) = with_large_value(&path, ":keep-history? false", 11, BIG_BYTES);
     conn.flush().unwrap();
     let values = value_files(&path);
     assert_eq!(values.len(), 1);
@@ -212,7 +217,7 @@ fn gc_deletes_a_large_value_no_retained_commit_reaches() {
 
     // The same connection asserts the value again: it knew the value as stored, but the
     // collection changed the GC epoch, so its flush writes the value again.
-    conn.transact(&tx).unwrap();
+    conn.transact(&doc(0, &big)).unwrap();
     conn.flush().unwrap();
     assert_eq!(value_files(&path), values, "stored again after the collection");
     conn.verify_storage().unwrap();
@@ -241,7 +246,7 @@ fn gc_deletes_a_large_value_no_retained_commit_reaches() {
     assert_eq!(body_of(&conn, 0), None);
     assert!(entity_by_body(&conn, &big).is_none());
     // The same value again is stored again.
-    conn.transact(&tx).unwrap();
+    conn.transact(&doc(0, &big)).unwrap();
     conn.flush().unwrap();
     assert_eq!(value_files(&path), values);
     conn.release().unwrap();
@@ -255,13 +260,7 @@ fn gc_deletes_a_large_value_no_retained_commit_reaches() {
 fn damaged_or_missing_value_is_an_error_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let config = file_config(&path, "");
-    datahike::create_database(&config).unwrap();
-    let conn = datahike::connect(&config).unwrap();
-    conn.transact(&edn(SCHEMA)).unwrap();
-    let big = big_string(13, 64 << 10);
-    let tx = Edn::Vector(vec![Edn::Map(vec![(edn(":doc/n"), Edn::Int(0)), (edn(":doc/body"), Edn::str(&big))])]);
-    conn.transact(&tx).unwrap();
+    let (config, conn, big) = with_large_value(&path, "", 13, 64 << 10);
     conn.transact(&edn(r#"[{:doc/n 1 :doc/body "small"}]"#)).unwrap();
     conn.release().unwrap();
     let values = value_files(&path);
