@@ -657,13 +657,16 @@ impl<'a> Puller<'a> {
             attr: None,
         };
         if pattern.wildcard {
-            if recs[rec].seen(eid) {
+            // An entity entered by recursion (`[* {:child ...}]`) was checked against the path
+            // and put on it by its attribute's walk.
+            let by_recursion = matches!(key, Some(None));
+            if !by_recursion && recs[rec].seen(eid) {
                 if new_rec {
                     recs.pop();
                 }
                 return Ok(Err(Some(vec![(self.db_id.clone(), Edn::Int(eid))])));
             }
-            if let Some(key) = key {
+            if let Some(key) = key.filter(|_| !by_recursion) {
                 recs[rec].push(&key, eid);
                 frame.entered = Some(key);
             }

@@ -214,6 +214,9 @@ pub enum Param {
     EntityId,
     /// A vector of entity ids.
     EntityIds,
+    /// What `entity` takes: any value; one that is no entity id names no entity (nil), as in
+    /// Datahike.
+    AnyEntityId,
     /// `{:selector [...] :eid 1}`.
     PullArgs,
     /// A query: vector or map form, a string of either, or an arg map `{:query .. :offset ..}`.
@@ -255,6 +258,7 @@ impl Param {
             Param::Pattern => "PATTERN",
             Param::EntityId => "EID",
             Param::EntityIds => "[EID...]",
+            Param::AnyEntityId => "EID",
             Param::PullArgs => "{:selector :eid}",
             Param::Query => "QUERY",
             Param::QueryInputs => "[INPUT...]",
@@ -285,6 +289,7 @@ impl Param {
             Param::Pattern => "a pull pattern (a vector such as [:db/id :name])",
             Param::EntityId => "an entity id (a number, an ident keyword or a lookup ref [attr value])",
             Param::EntityIds => "a vector of entity ids",
+            Param::AnyEntityId => "an entity id (a number, an ident keyword or a lookup ref [attr value])",
             Param::PullArgs => "a map {:selector pattern :eid entity-id}",
             Param::Query => "a query (a vector, a map, a string of either, or {:query .. :offset .. :limit ..})",
             Param::QueryInputs => "a query input (db:FILE, edn:FILE, json:FILE or an EDN value)",
@@ -308,7 +313,7 @@ impl Param {
         let data = match arg {
             Arg::Conn(_) => return self == Param::Conn,
             Arg::Db(_) => return matches!(self, Param::Db | Param::QueryInputs),
-            Arg::Text { .. } => return self == Param::Path,
+            Arg::Text { .. } => return matches!(self, Param::Path | Param::AnyEntityId),
             Arg::Data(data) => data,
         };
         let is_seq = matches!(data, Edn::Vector(_) | Edn::List(_));
@@ -325,7 +330,7 @@ impl Param {
                             .get_kw("components")
                             .is_none_or(|c| matches!(c, Edn::Nil | Edn::Vector(_) | Edn::List(_))))
             }
-            Param::Components | Param::QueryInputs => true,
+            Param::Components | Param::QueryInputs | Param::AnyEntityId => true,
             Param::RangeArgs => data.get_kw("attrid").and_then(Edn::as_keyword).is_some(),
             Param::Pattern | Param::EntityIds => is_seq,
             Param::EntityId => is_entity_id(data),

@@ -174,7 +174,7 @@ pub static OPS: &[Op] = &[
         api: "entity",
         category: Category::Query,
         doc: "Retrieves an entity by its id. Prints it touched: a map of :db/id and every attribute (nil when an ident or lookup ref names nothing).",
-        arities: &[&[Db, EntityId]],
+        arities: &[&[Db, AnyEntityId]],
         example: "dthk entity db:config.edn 1",
         stdin_arg: None,
         file_arg: None,

@@ -174,7 +174,9 @@ pub(super) fn pull_many(args: &[Arg], _: &Context) -> Result<Edn> {
 }
 
 pub(super) fn entity(args: &[Arg], _: &Context) -> Result<Edn> {
-    match crate::entity(db_arg(args)?, data(args, 1)?)? {
+    // Text that is no EDN names no entity, as any other value that is no entity id.
+    let Some(Arg::Data(eid)) = args.get(1) else { return Ok(Edn::Nil) };
+    match crate::entity(db_arg(args)?, eid)? {
         Some(entity) => entity.touch(),
         None => Ok(Edn::Nil),
     }

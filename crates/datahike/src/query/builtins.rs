@@ -504,12 +504,16 @@ fn attr_of(db: &crate::db::Db, v: &Value) -> Result<Keyword, FnError> {
     found.ok_or_else(|| FnError::Other(format!("attribute should be a keyword, got {}", v.to_edn())))
 }
 
+/// The entity an id, ident or lookup ref names, if any.
+fn eid_of(db: &crate::db::Db, e: &Value) -> Result<Option<crate::value::Eid>, FnError> {
+    match e {
+        Value::Long(x) => Ok(Some(*x)),
+        other => db.entid(&other.to_edn()).map_err(|err| FnError::Other(err.to_string())),
+    }
+}
+
 fn first_value(db: &crate::db::Db, e: &Value, a: Keyword) -> Result<Option<Value>, FnError> {
-    let eid = match e {
-        Value::Long(x) => Some(*x),
-        other => db.entid(&other.to_edn()).map_err(|err| FnError::Other(err.to_string()))?,
-    };
-    let Some(eid) = eid else { return Ok(None) };
+    let Some(eid) = eid_of(db, e)? else { return Ok(None) };
     let key = crate::datom::DatomKey { e: Some(eid), a: Some(a), ..Default::default() };
     let datoms = db.datoms_key(crate::datom::IndexOrder::Eavt, &key).map_err(|err| FnError::Other(err.to_string()))?;
     Ok(datoms.into_iter().next().map(|d| d.v))
@@ -550,7 +554,29 @@ fn missing(args: &[Arg]) -> R {
     arity(args, 3, "missing?")?;
     let db = db_of(&args[0])?;
     let a = attr_of(db, val(&args[2])?)?;
+    // A reverse attribute `:ns/_attr` (not itself in the schema): missing when nothing refers
+    // to the entity through `:ns/attr`, as Datahike's entity lookup answers it.
+    if let Some(forward) = reverse_attr(db, a) {
+        let Some(eid) = eid_of(db, val(&args[1])?)? else { return Ok(Value::Boolean(true)) };
+        if !db.schema().attr(forward).is_some_and(|x| x.is_ref()) {
+            return Ok(Value::Boolean(true));
+        }
+        let key = crate::datom::DatomKey { a: Some(forward), v: Some(Value::Long(eid)), ..Default::default() };
+        let referrer = db.index(crate::datom::IndexOrder::Avet).range(&key, &key).next();
+        let referrer = referrer.transpose().map_err(|err| FnError::Other(err.to_string()))?;
+        return Ok(Value::Boolean(referrer.is_none()));
+    }
     Ok(Value::Boolean(first_value(db, val(&args[1])?, a)?.is_none()))
+}
+
+/// The forward attribute of a reverse attribute `:ns/_attr` that the schema does not define
+/// under its own name.
+fn reverse_attr(db: &crate::db::Db, a: Keyword) -> Option<Keyword> {
+    let name = a.name().strip_prefix('_').filter(|rest| !rest.is_empty())?;
+    if db.schema().attr(a).is_some() {
+        return None;
+    }
+    Some(Keyword::from_parts(a.namespace(), name))
 }
 
 // ------------------------------------------------------------------ random numbers

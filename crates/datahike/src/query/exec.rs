@@ -646,9 +646,35 @@ fn apply(
             let vars: Vec<Var> = match join {
                 Some((req, opt)) => req.iter().chain(opt).copied().collect(),
                 None => {
-                    let mut vs = BTreeSet::new();
-                    branches[0].iter().for_each(|c| c.vars(&mut vs));
-                    vs.into_iter().collect()
+                    // Every branch must use the same free variables, those bound already aside
+                    // (DataScript's and Datahike's rule): `(or [?e :age ?a] [?e :name "Oleg"])`
+                    // is valid when `?a` comes from `:in`.
+                    let sets: Vec<BTreeSet<Var>> = branches
+                        .iter()
+                        .map(|b| {
+                            let mut vs = BTreeSet::new();
+                            b.iter().for_each(|c| c.vars(&mut vs));
+                            vs
+                        })
+                        .collect();
+                    let free: Vec<BTreeSet<Var>> =
+                        sets.iter().map(|vs| vs.iter().copied().filter(|v| !rel.has(*v)).collect()).collect();
+                    if free.iter().any(|f| *f != free[0]) {
+                        let shown: Vec<String> = free
+                            .iter()
+                            .map(|f| format!("#{{{}}}", f.iter().map(Var::to_string).collect::<Vec<_>>().join(" ")))
+                            .collect();
+                        let message = format!(
+                            "All clauses in 'or' must use same set of free vars, had [{}] in {form}",
+                            shown.join(" ")
+                        );
+                        let differing: BTreeSet<Var> =
+                            free.iter().flatten().copied().filter(|v| !free.iter().all(|f| f.contains(v))).collect();
+                        let detail =
+                            Detail::new(message).form(form.clone()).vars(differing.into_iter().map(Edn::Symbol));
+                        return Err(qerr(QueryError::Binding(detail)));
+                    }
+                    sets.into_iter().flatten().collect::<BTreeSet<Var>>().into_iter().collect()
                 }
             };
             let bound: Vec<Var> = vars.iter().copied().filter(|v| rel.has(*v)).collect();
@@ -1349,7 +1375,14 @@ fn norm_attr(db: &Db, v: &Value) -> Option<Value> {
 fn db_consts(db: &Db, terms: &[Term]) -> Result<Option<Vec<Option<Value>>>> {
     let mut consts = vec![None; terms.len()];
     let attr = match terms.get(1) {
-        Some(Term::Const(Edn::Keyword(k))) => Some(*k),
+        Some(Term::Const(Edn::Keyword(k))) => {
+            if db.attr_refs() && db.schema().attr(*k).is_none() && db.schema().ident_eid(*k).is_none() {
+                // Under `:attribute-refs? true` an attribute is an entity: one that does not
+                // exist matches nothing, and Datahike warns about it.
+                tracing::warn!(target: "datahike::query", attribute = %k, "attribute not found: {k} is no attribute of the database; the pattern matches nothing");
+            }
+            Some(*k)
+        }
         Some(Term::Const(Edn::Int(e))) => match db.schema().eid_ident(*e) {
             Some(k) => Some(k),
             None => return Ok(None),

@@ -732,7 +732,7 @@ fn shape(
     };
     let mut row_bytes = deadline::Charge::default();
     let rows: Vec<Vec<Edn>> = if has_aggs {
-        aggregate(elems, aggs, tuples, &mut row_bytes)?
+        aggregate(elems, aggs, pulls, tuples, &mut row_bytes)?
     } else {
         // The rows are counted before any is built: a result too large fails at once.
         let n_rows = tuples.len().min(needed);
@@ -746,15 +746,7 @@ fn shape(
             }
             let mut row = Vec::with_capacity(n_find);
             for (i, v) in tuple.iter().take(n_find).enumerate() {
-                row.push(match (pulls.get(i).and_then(Option::as_ref), v) {
-                    (Some((db, pattern)), Value::Long(e)) => crate::pull::pull_eid(db, pattern, *e)?,
-                    // A lookup ref or an ident (from :in, say) names its entity, as Datahike's pull
-                    // resolves its ids with `entid-strict`.
-                    (Some((db, pattern)), other) => {
-                        crate::pull::pull_eid(db, pattern, crate::pull::resolve_eid(db, &other.to_edn())?)?
-                    }
-                    _ => v.to_edn(),
-                });
+                row.push(present(pulls, i, v)?);
             }
             rows.push(row);
             Ok(std::ops::ControlFlow::Continue(()))
@@ -821,6 +813,19 @@ fn shape(
     Ok(Edn::Set(out))
 }
 
+/// The value of find element `i` in a result row: the entity pulled for a pull element.
+fn present(pulls: &[Option<(Db, crate::pull::PullPattern)>], i: usize, v: &Value) -> Result<Edn> {
+    Ok(match (pulls.get(i).and_then(Option::as_ref), v) {
+        (Some((db, pattern)), Value::Long(e)) => crate::pull::pull_eid(db, pattern, *e)?,
+        // A lookup ref or an ident (from :in, say) names its entity, as Datahike's pull resolves
+        // its ids with `entid-strict`.
+        (Some((db, pattern)), other) => {
+            crate::pull::pull_eid(db, pattern, crate::pull::resolve_eid(db, &other.to_edn())?)?
+        }
+        _ => v.to_edn(),
+    })
+}
+
 /// Clojure's `compare` on result values: numbers by value across types, then values of one
 /// kind by their order; values of different kinds by kind (Clojure would throw there).
 fn edn_compare(a: &Edn, b: &Edn) -> std::cmp::Ordering {
@@ -853,6 +858,7 @@ enum AggState {
 fn aggregate(
     elems: &[FindElem],
     aggs: &[Option<Agg>],
+    pulls: &[Option<(Db, crate::pull::PullPattern)>],
     tuples: &product::Tuples,
     row_bytes: &mut deadline::Charge,
 ) -> Result<Vec<Vec<Edn>>> {
@@ -909,7 +915,8 @@ fn aggregate(
         let mut row = Vec::with_capacity(elems.len());
         for (i, (elem, state)) in elems.iter().zip(state).enumerate() {
             row.push(match (aggs.get(i).and_then(Option::as_ref), state) {
-                (_, AggState::Value(v)) => v.to_edn(),
+                // A grouping element; a pull element groups by its entity (as Datahike does).
+                (_, AggState::Value(v)) => present(pulls, i, &v)?,
                 (Some(Agg::Builtin(name, _)), AggState::Fold(fold)) => fold.finish().map_err(|e| fail(i, *name, e))?,
                 (Some(Agg::Builtin(name, args)), AggState::Values(vals)) => {
                     aggregates::aggregate(*name, args, vals.to_vec()).map_err(|e| fail(i, *name, e))?

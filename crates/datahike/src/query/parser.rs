@@ -878,32 +878,8 @@ pub fn parse_clause(x: &Edn) -> PResult<Clause> {
                         return err(format!("Cannot parse '{head}' clause, it has no branches: {x}"), x);
                     }
                     let branches = branches.iter().map(parse_branch).collect::<PResult<Vec<_>>>()?;
-                    if join.is_none() {
-                        // Datahike: every branch of `or` must use the same set of variables.
-                        let sets: Vec<BTreeSet<Var>> = branches
-                            .iter()
-                            .map(|b| {
-                                let mut s = BTreeSet::new();
-                                b.iter().for_each(|c| c.vars(&mut s));
-                                s
-                            })
-                            .collect();
-                        if sets.iter().any(|s| *s != sets[0]) {
-                            return err(
-                                format!(
-                                    "All clauses in 'or' must use same set of free vars, had {} in {x}",
-                                    sets.iter()
-                                        .map(|s| format!(
-                                            "[{}]",
-                                            s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
-                                        ))
-                                        .collect::<Vec<_>>()
-                                        .join(" ")
-                                ),
-                                x,
-                            );
-                        }
-                    }
+                    // That every branch of a plain `or` uses the same free variables is checked
+                    // when it runs: a variable bound before (by `:in`, say) is not free.
                     Ok(Clause::Or { source, join, branches, form: x.clone() })
                 }
                 "and" => err(format!("'and' is only allowed inside 'or': {x}"), x),

@@ -379,25 +379,29 @@ pub fn run(db: &Db, tx_data: &Edn, tx_meta: Option<&Edn>, now_ms: i64) -> Result
         }
     };
     let mut prebound: HashMap<TempKey, Eid> = HashMap::default();
+    // The tempids a retry resolved by upsert: only these are fixed. A tempid that merely got a
+    // new id in a failed attempt may still upsert in a later one (DataScript's and Datahike's
+    // rule), as when an entity refers to a tempid before the map that upserts it.
+    let mut upserted: HashMap<TempKey, Eid> = HashMap::default();
     loop {
         let mut state = TxState::new(db, prebound.clone(), now_ms, &meta)?;
         match state.process(items) {
             Ok(()) => return state.finish(),
             Err(Fail::Error(e)) => return Err(e),
             Err(Fail::Retry(Retry(key, eid))) => {
-                if prebound.contains_key(&key) {
-                    let message =
-                        format!("Conflicting upsert: {} resolves both to {eid} and {}", key.to_edn(), prebound[&key]);
+                if let Some(&before) = upserted.get(&key) {
+                    let message = format!("Conflicting upsert: {} resolves both to {eid} and {before}", key.to_edn());
                     return Err(TxError::Upsert(
                         Detail::new(message)
                             .entity_id(key.to_edn())
-                            .with("conflict", Edn::Vector(vec![Edn::Int(eid), Edn::Int(prebound[&key])])),
+                            .with("conflict", Edn::Vector(vec![Edn::Int(eid), Edn::Int(before)])),
                     )
                     .into());
                 }
                 // Datahike restarts with every tempid of the failed attempt kept.
                 prebound = state.tempids.clone();
-                prebound.insert(key, eid);
+                prebound.insert(key.clone(), eid);
+                upserted.insert(key, eid);
             }
         }
     }
@@ -630,12 +634,15 @@ impl<'a> TxState<'a> {
         }
         let mut tempid_order: Vec<TempKey> = prebound.keys().cloned().collect();
         tempid_order.sort_by_key(|k| format!("{:?}", k));
+        // New ids that an earlier attempt gave its tempids stay taken: a fresh tempid must
+        // never get one of them, whatever order this attempt meets them in.
+        let max_eid = prebound.values().copied().filter(|e| *e < TX0).fold(db.max_eid(), Eid::max);
         Ok(TxState {
             db,
             schema: db.schema().clone(),
             write_schema: db.config().schema_flexibility == SchemaFlexibility::Write,
             tx,
-            max_eid: db.max_eid(),
+            max_eid,
             tx_instant,
             meta: meta_out,
             tempids: prebound,
@@ -1590,13 +1597,6 @@ impl<'a> TxState<'a> {
     /// then asserts. Returns the op to run next when an id had to be resolved first.
     fn add_op(&mut self, e: Edn, a: Keyword, v: Edn, internal: bool) -> Step<Option<Item<'static>>> {
         let ctx = ShowAdd(&e, a, &v);
-        if !internal && self.schema.attr(a).is_some_and(|attr| attr.tuple_attrs.is_some()) {
-            let detail = Detail::new(format!("Can’t modify tuple attrs directly: {ctx}"))
-                .with("operation", Edn::kw("db/add"))
-                .tx_data(ctx.to_edn())
-                .attribute(a);
-            return Err(TxError::Syntax(detail).into());
-        }
         if is_tx_id(&e) {
             self.allocate(TempKey::of(&e), self.tx);
             return Ok(Some(Item::Add(Edn::Int(self.tx), a, v, internal)));
@@ -1640,8 +1640,32 @@ impl<'a> TxState<'a> {
             };
             return Ok(Some(Item::Add(e, a, Edn::Int(vid), internal)));
         }
+        if !internal && self.schema.attr(a).is_some_and(|attr| attr.tuple_attrs.is_some()) {
+            // A composite tuple is computed from its parts. Given with the value its entity
+            // holds already (a map that upserts through it, as DataScript and Datahike allow),
+            // it changes nothing; any other value is an attempt to set it directly.
+            if self.tuple_holds(&e, a, &v, &ctx)? {
+                return Ok(None);
+            }
+            let detail = Detail::new(format!("Can’t modify tuple attrs directly: {ctx}"))
+                .with("operation", Edn::kw("db/add"))
+                .tx_data(ctx.to_edn())
+                .attribute(a);
+            return Err(TxError::Syntax(detail).into());
+        }
         self.transact_add(&e, a, &v, &ctx)?;
         Ok(None)
+    }
+
+    /// Whether entity `e` holds the composite tuple `v` of attribute `a` already, every part
+    /// present.
+    fn tuple_holds(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn Context) -> Step<bool> {
+        if v.as_seq().is_none_or(|parts| parts.iter().any(|p| *p == Edn::Nil)) {
+            return Ok(false);
+        }
+        let Some(eid) = self.entid(e)? else { return Ok(false) };
+        let Ok(value) = self.coerce_value(a, v, ctx) else { return Ok(false) };
+        Ok(self.ea_datoms(eid, a)?.first().is_some_and(|d| d.v == value))
     }
 
     fn attr_of(&self, a: &Edn, ctx: &dyn Context) -> Step<Keyword> {
