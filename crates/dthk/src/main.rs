@@ -10,11 +10,13 @@
 //! Exit codes: 0 success, 1 bad usage or a failed command, 2 a command or prefix that a later
 //! version implements. Results go to standard output; errors and logs to standard error.
 
+mod cli;
 mod input;
 mod log;
 mod output;
 mod progress;
 
+use cli::Options;
 use datahike::api::{self, Category, Op, OPS};
 use input::{Arg, InputError};
 use output::Format;
@@ -58,106 +60,12 @@ fn ignore_file_size_signal() {
 #[cfg(not(unix))]
 fn ignore_file_size_signal() {}
 
-/// The options before, between or after the command's arguments.
-#[derive(Debug)]
-struct Options {
-    format: Format,
-    /// Whether `-f` was given: then a failed command also prints its error data, in that format.
-    format_given: bool,
-    input_format: Format,
-    tx_file: Option<String>,
-    verbosity: u8,
-    help: bool,
-    version: bool,
-}
-
-/// The options and the remaining arguments, or the problems found.
-fn parse_options(args: Vec<String>) -> Result<(Options, Vec<String>), Vec<String>> {
-    let mut options = Options {
-        format: Format::Edn,
-        format_given: false,
-        input_format: Format::Edn,
-        tx_file: None,
-        verbosity: 0,
-        help: false,
-        version: false,
-    };
-    let mut rest = Vec::new();
-    let mut errors = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        // `--name=value` is `--name value`.
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |errors: &mut Vec<String>| -> Option<String> {
-            let v = inline.clone().or_else(|| args.next());
-            if v.is_none() {
-                errors.push(format!("Missing required argument for \"{name} VALUE\""));
-            }
-            v
-        };
-        match name.as_str() {
-            "--" => {
-                rest.extend(args.by_ref());
-            }
-            "-f" | "--format" | "-if" | "--input-format" => {
-                let Some(v) = value(&mut errors) else {
-                    continue;
-                };
-                let is_input = matches!(name.as_str(), "-if" | "--input-format");
-                match Format::parse(&v) {
-                    Some(f) if is_input => options.input_format = f,
-                    Some(f) => {
-                        options.format = f;
-                        options.format_given = true;
-                    }
-                    None => errors.push(format!(
-                        "Failed to validate \"{name} {v}\": Must be one of: {}",
-                        Format::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                    )),
-                }
-            }
-            "--tx-file" => {
-                let Some(v) = value(&mut errors) else {
-                    continue;
-                };
-                if std::path::Path::new(&v).exists() {
-                    options.tx_file = Some(v);
-                } else {
-                    errors.push(format!("Failed to validate \"--tx-file {v}\": Transaction file does not exist."));
-                }
-            }
-            "-h" | "--help" => options.help = true,
-            "--version" => options.version = true,
-            // `-v`, repeatable, also clustered as `-vvv`.
-            flag if flag.len() > 1 && flag.starts_with('-') && flag[1..].chars().all(|c| c == 'v') => {
-                options.verbosity = options.verbosity.saturating_add(u8::try_from(flag.len() - 1).unwrap_or(u8::MAX));
-            }
-            // An option we do not know; `-` alone (standard input) and negative numbers are
-            // arguments.
-            flag if flag.starts_with("--")
-                || (flag.starts_with('-') && flag[1..].starts_with(|c: char| c.is_ascii_alphabetic())) =>
-            {
-                errors.push(format!("Unknown option: \"{flag}\""));
-            }
-            _ => rest.push(arg),
-        }
-    }
-    if errors.is_empty() {
-        Ok((options, rest))
-    } else {
-        Err(errors)
-    }
-}
-
 /// Runs `dthk` with these arguments and returns the exit code.
 fn run(args: Vec<String>) -> i32 {
-    let (options, args) = match parse_options(args) {
+    let (options, invocation) = match cli::parse(args) {
         Ok(parsed) => parsed,
-        Err(errors) => {
-            eprintln!("The following errors occurred while parsing your command:\n\n{}", errors.join("\n"));
+        Err(cli::UsageError(message)) => {
+            eprintln!("{message}");
             return EXIT_ERROR;
         }
     };
@@ -165,45 +73,49 @@ fn run(args: Vec<String>) -> i32 {
         eprintln!("Verbosity level not supported: {}", options.verbosity);
         return EXIT_ERROR;
     }
-    if args.first().map(String::as_str) == Some("serve") && !options.help {
-        return serve(&args[1..], options.verbosity);
+    if let cli::Invocation::Serve(args) = &invocation {
+        if !options.help {
+            return serve(args, options.verbosity);
+        }
     }
     log::set_verbosity(options.verbosity);
-    let shown: Vec<String> = args.iter().map(|a| input::redacted_text(a)).collect();
-    log::debug(&format!("options {options:?}, arguments {shown:?}"));
-    if options.help {
-        // `dthk COMMAND --help` is `dthk help COMMAND`.
-        return match args.first() {
-            Some(name) if name != "help" => command_help(Some(name)),
-            _ => {
-                print!("{}", usage());
-                0
-            }
-        };
-    }
-    if options.version {
-        println!("Datahike {} (datahike-rs)", env!("CARGO_PKG_VERSION"));
-        return 0;
-    }
-    if args.is_empty() {
-        eprint!("{}", usage());
-        return EXIT_ERROR;
-    }
-    if args[0] == "help" {
-        return command_help(args.get(1).map(String::as_str));
-    }
-    // Datahike tries two-word commands first; every command today is one word.
-    let (op, raw) = match (api::find(&args[..args.len().min(2)].join(" ")), api::find(&args[0])) {
-        (Some(op), _) if args.len() >= 2 => (op, &args[2..]),
-        (_, Some(op)) => (op, &args[1..]),
-        _ => {
-            eprintln!(
-                "Unknown command: {}\n\nUse 'dthk --help' to see available commands.",
-                args[..args.len().min(2)].join(" ")
-            );
+    log::debug(&format!("options {options:?}, command {}", invocation.describe()));
+    let (name, raw) = match invocation {
+        cli::Invocation::Nothing if options.help => {
+            print!("{}", usage());
+            return 0;
+        }
+        cli::Invocation::Nothing if options.version => {
+            println!("Datahike {} (datahike-rs)", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        cli::Invocation::Nothing => {
+            eprint!("{}", usage());
             return EXIT_ERROR;
         }
+        cli::Invocation::Help(name) => return command_help(name.as_deref()),
+        // `dthk COMMAND --help` is `dthk help COMMAND`.
+        cli::Invocation::Serve(_) => return command_help(Some("serve")),
+        cli::Invocation::Completions(_) if options.help => return command_help(Some("completions")),
+        cli::Invocation::Completions(shell) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli::command(), "dthk", &mut script);
+            return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("❌ Error writing the completion script: {e}");
+                    EXIT_ERROR
+                }
+                _ => 0,
+            };
+        }
+        cli::Invocation::Command { name, .. } if options.help => return command_help(Some(&name)),
+        cli::Invocation::Command { name, args } => (name, args),
     };
+    let Some(op) = api::find(&name) else {
+        eprintln!("Unknown command: {name}\n\nUse 'dthk --help' to see available commands.");
+        return EXIT_ERROR;
+    };
+    let raw = &raw[..];
     let Some(implementation) = op.run else {
         eprintln!("Command '{}' is not implemented yet in this version", op.name);
         return EXIT_NOT_IMPLEMENTED;
@@ -307,16 +219,29 @@ impl From<InputError> for Failure {
 enum Source {
     /// A command line argument, prefixes and all.
     Argument(String),
-    /// The content of `--tx-file` or standard input, read as EDN.
-    Content { text: String, origin: String },
+    /// The content of `--tx-file` or standard input, read in the `-if` format (EDN by default).
+    Content { bytes: Vec<u8>, origin: String },
 }
 
-fn read_stdin() -> Result<String, Failure> {
-    let mut text = String::new();
+fn read_stdin() -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
     std::io::stdin()
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| Failure::Execution(format!("cannot read standard input: {e}")))?;
-    Ok(text)
+    Ok(bytes)
+}
+
+/// Content in the `-if` format: EDN, JSON (Datahike's tagged conventions) or CBOR.
+fn read_content(bytes: &[u8], origin: &str, format: Format) -> Result<datahike::Edn, Failure> {
+    let text =
+        || std::str::from_utf8(bytes).map_err(|e| Failure::Execution(format!("{origin} is not UTF-8 text: {e}")));
+    match format {
+        Format::Json => datahike::edn::json::from_tagged_json(text()?)
+            .map_err(|e| Failure::Execution(format!("{origin} is not valid JSON (-if json): {e}"))),
+        Format::Cbor => datahike::cbor::edn_from_cbor(bytes)
+            .map_err(|e| Failure::Execution(format!("{origin} is not valid CBOR (-if cbor): {e}"))),
+        Format::Edn | Format::Pprint => Ok(input::read_edn_text(text()?, origin)?),
+    }
 }
 
 /// The argument sources after `--tx-file` and standard input are put in place.
@@ -327,9 +252,9 @@ fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Fa
             log::warn(&format!("--tx-file not supported for command: {}", op.name));
             return Ok(sources);
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::Execution(format!("cannot read --tx-file {path}: {e}")))?;
-        let content = Source::Content { text, origin: format!("--tx-file {path}") };
+        let bytes =
+            std::fs::read(path).map_err(|e| Failure::Execution(format!("cannot read --tx-file {path}: {e}")))?;
+        let content = Source::Content { bytes, origin: format!("--tx-file {path}") };
         sources.insert(slot.min(sources.len()), content);
         return Ok(sources);
     }
@@ -337,9 +262,9 @@ fn sources(op: &Op, raw: &[String], options: &Options) -> Result<Vec<Source>, Fa
         return Ok(sources);
     };
     if raw.get(slot).map(String::as_str) == Some("-") {
-        sources[slot] = Source::Content { text: read_stdin()?, origin: "standard input".into() };
+        sources[slot] = Source::Content { bytes: read_stdin()?, origin: "standard input".into() };
     } else if raw.len() == slot && !std::io::stdin().is_terminal() {
-        sources.push(Source::Content { text: read_stdin()?, origin: "standard input".into() });
+        sources.push(Source::Content { bytes: read_stdin()?, origin: "standard input".into() });
     }
     Ok(sources)
 }
@@ -373,12 +298,12 @@ fn parse_and_run(
         }
     }
     if remote {
-        return run_remote(op, sources);
+        return run_remote(op, sources, options.input_format);
     }
     for (i, source) in sources.into_iter().enumerate() {
         let arg = match source {
             Source::Argument(text) => input::parse(&text)?,
-            Source::Content { text, origin } => Arg::Data(input::read_edn_text(&text, &origin)?),
+            Source::Content { bytes, origin } => Arg::Data(read_content(&bytes, &origin, options.input_format)?),
         };
         // Datahike passes text that is not EDN on as a string; transaction data that is not
         // EDN is a mistake worth pointing at.
@@ -413,6 +338,7 @@ fn parse_and_run(
     let bar = match op.name {
         "export" => Some(progress::Bar::new("exporting")),
         "import" => Some(progress::Bar::new("importing")),
+        "load-entities" => Some(progress::Bar::new("loading")),
         _ => None,
     };
     let update = |p: &datahike::migrate::Progress| {
@@ -446,7 +372,7 @@ fn warn_memory_config(op: &Op, args: &[Arg]) {
 
 /// A call whose database config has `:remote-peer`: the arguments go to the server as data
 /// and the server runs the operation.
-fn run_remote(op: &Op, sources: Vec<Source>) -> Result<datahike::Edn, Failure> {
+fn run_remote(op: &Op, sources: Vec<Source>, input_format: Format) -> Result<datahike::Edn, Failure> {
     let mut args = Vec::new();
     for source in sources {
         let edn = match source {
@@ -463,7 +389,7 @@ fn run_remote(op: &Op, sources: Vec<Source>) -> Result<datahike::Edn, Failure> {
                     }
                 },
             },
-            Source::Content { text, origin } => input::read_edn_text(&text, &origin)?,
+            Source::Content { bytes, origin } => read_content(&bytes, &origin, input_format)?,
         };
         args.push(edn);
     }
@@ -472,7 +398,7 @@ fn run_remote(op: &Op, sources: Vec<Source>) -> Result<datahike::Edn, Failure> {
 }
 
 /// The first sentence of a doc string.
-fn first_sentence(doc: &str) -> &str {
+pub(crate) fn first_sentence(doc: &str) -> &str {
     doc.find(". ").map_or(doc, |i| &doc[..=i])
 }
 
@@ -488,7 +414,10 @@ fn usage() -> String {
     out.push_str("Options:\n");
     for (flags, doc) in [
         ("-f, --format FORMAT", "Output format for the result: edn (default), json, pprint, cbor."),
-        ("-if, --input-format FORMAT", "Input format for the transaction (accepted, unused)."),
+        (
+            "-if, --input-format FORMAT",
+            "Input format of the transaction read from --tx-file or STDIN: edn (default), json, cbor.",
+        ),
         ("--tx-file PATH", "Use this input file for transactions instead of command line or STDIN."),
         ("-v", "Verbosity level (repeat for more: -v info, -vv debug, -vvv trace)."),
         ("-h, --help", "Show this help."),
@@ -518,8 +447,15 @@ fn usage() -> String {
         "    {:<25} {}\n",
         "serve SERVER-CONFIG", "Runs Datahike's HTTP server (the single writer, remote peers, live updates)."
     ));
+    out.push_str("  Shell:\n");
+    out.push_str(&format!(
+        "    {:<25} {}\n",
+        "completions SHELL", "Prints a completion script for bash, zsh, fish, elvish or powershell."
+    ));
     out.push_str("\nTransaction data for transact and load-entities may also come from --tx-file PATH (transact)\n");
-    out.push_str("or from standard input, when the argument is '-' or absent.\n\n");
+    out.push_str("or from standard input, when the argument is '-' or absent.\n");
+    out.push_str("Long commands (load-entities, gc-storage, export, import) show progress when standard error is a\n");
+    out.push_str("terminal. gc-storage prints a summary; gc-storage --keys prints the deleted keys instead.\n\n");
     out.push_str("For more information on a specific command, use: dthk help <command> (or dthk <command> --help)\n");
     out
 }
@@ -530,6 +466,10 @@ fn command_help(name: Option<&str>) -> i32 {
         print!("{}", usage());
         return 0;
     };
+    if name == "completions" {
+        println!("completions\n\n  Prints a shell completion script for dthk's commands and options.\n\nUsage:\n  dthk completions bash|zsh|fish|elvish|powershell\n\nExample:\n  dthk completions bash > ~/.local/share/bash-completion/completions/dthk");
+        return 0;
+    }
     if name == "serve" {
         println!("serve (datahike.http.server)\n\n  Runs Datahike's HTTP server until SIGINT or SIGTERM; in-flight requests finish and every\n  connection is flushed before it exits. The config file is an EDN map:\n  {{:port 4444 :host \"127.0.0.1\" :token \"secret\" :level :info :dev-mode false\n   :max-body-bytes 16777216 :query-timeout-ms 60000 :subscription-buffer 10000}}\n\nUsage:\n  dthk serve SERVER-CONFIG\n\nExample:\n  dthk serve server.edn");
         return 0;
@@ -554,31 +494,6 @@ fn command_help(name: Option<&str>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn options_anywhere_and_two_letter_short_option() {
-        let (o, rest) =
-            parse_options(strings(&["-f", "json", "datoms", "-if", "cbor", "db:x", "-vv", "-1", "-"])).unwrap();
-        assert_eq!((o.format, o.input_format, o.verbosity), (Format::Json, Format::Cbor, 2));
-        assert_eq!(rest, ["datoms", "db:x", "-1", "-"]);
-        let (o, _) = parse_options(strings(&["--format=pprint", "-v", "-v"])).unwrap();
-        assert_eq!((o.format, o.verbosity), (Format::Pprint, 2));
-        let (_, rest) = parse_options(strings(&["--", "-f"])).unwrap();
-        assert_eq!(rest, ["-f"]);
-    }
-
-    #[test]
-    fn option_errors() {
-        let e = parse_options(strings(&["-f", "xml"])).unwrap_err();
-        assert!(e[0].contains("Must be one of: edn, json, pprint, cbor"), "{e:?}");
-        assert!(parse_options(strings(&["-f"])).unwrap_err()[0].contains("Missing"));
-        assert!(parse_options(strings(&["--tx-file", "/nonexistent/x"])).unwrap_err()[0].contains("does not exist"));
-        assert!(parse_options(strings(&["--bogus"])).unwrap_err()[0].contains("Unknown option"));
-    }
 
     #[test]
     fn help_lists_every_command() {

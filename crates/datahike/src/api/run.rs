@@ -53,8 +53,8 @@ pub(super) fn transact(args: &[Arg], _: &Context) -> Result<Edn> {
     Ok(conn_arg(args)?.transact_arg(data(args, 1)?)?.to_edn())
 }
 
-pub(super) fn load_entities(args: &[Arg], _: &Context) -> Result<Edn> {
-    let reports = conn_arg(args)?.load_entities(data(args, 1)?)?;
+pub(super) fn load_entities(args: &[Arg], context: &Context) -> Result<Edn> {
+    let reports = conn_arg(args)?.load_entities_with_progress(data(args, 1)?, context.progress)?;
     Ok(combine(&reports).map_or(Edn::Nil, |r| r.to_edn()))
 }
 

@@ -11,6 +11,16 @@ impl Conn {
     /// and transaction ids to fresh ones (Datahike's `load-entities`). Each source transaction
     /// becomes one transaction here; its `:db/txInstant` and other metadata are kept.
     pub fn load_entities(&self, entities: &Edn) -> Result<Vec<TxReport>> {
+        self.load_entities_with_progress(entities, None)
+    }
+
+    /// [`Conn::load_entities`], reporting the datoms loaded after each source transaction
+    /// (phase [`Phase::Load`](crate::migrate::Phase::Load)).
+    pub fn load_entities_with_progress(
+        &self,
+        entities: &Edn,
+        progress: Option<&dyn Fn(&crate::migrate::Progress)>,
+    ) -> Result<Vec<TxReport>> {
         let Some(rows) = entities.as_seq() else {
             let message = format!("load-entities expects a collection of [e a v tx added], got {entities}");
             return Err(Error::Argument(Detail::new(message).value(entities.clone())));
@@ -82,7 +92,16 @@ impl Conn {
         groups.sort_by_key(|(tx, _)| *tx);
         let mut mapping: HashMap<i64, i64> = HashMap::new();
         let mut reports = Vec::new();
+        let total: u64 = groups.iter().map(|(_, g)| g.len() as u64).sum();
+        let mut done = 0u64;
+        let report_progress = |done: u64| {
+            if let Some(f) = progress {
+                f(&crate::migrate::Progress { phase: crate::migrate::Phase::Load, done, total });
+            }
+        };
+        report_progress(0);
         for (src_tx, datoms) in groups {
+            done += datoms.len() as u64;
             let schema_db = self.db();
             let mut meta = Vec::new();
             let mut ops = Vec::new();
@@ -118,6 +137,7 @@ impl Conn {
             }
             mapping.insert(src_tx, report.db_after.max_tx());
             reports.push(report);
+            report_progress(done);
         }
         Ok(reports)
     }

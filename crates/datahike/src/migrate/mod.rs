@@ -91,6 +91,8 @@ pub enum Phase {
     Verify,
     /// Import: records loaded.
     Import,
+    /// `load-entities`: datoms loaded.
+    Load,
 }
 
 /// A progress report: `done` of `total` records in `phase`.
