@@ -3,7 +3,8 @@
 // Reads one job as JSON on stdin:
 //   { "schema": "<EDN map, DataScript schema>",
 //     "tx":     ["<EDN tx data>", ...],
-//     "queries": [{ "kind": "q" | "pull" | "pull-many", "query": "<EDN>", "inputs": ["<EDN>", ...] }, ...] }
+//     "queries": [{ "kind": "q" | "pull" | "pull-many", "query": "<EDN>", "inputs": ["<EDN>", ...],
+//                   "db": false (optional, q only: the database is not passed before the inputs) }, ...] }
 // and prints one line per query, in order, as EDN: `[i :ok <result>]`, `[i :err "<message>"]`, or
 // `[i :skip "<why>"]` when DataScript took more than QUERY_MS or more than MEMORY_MB of heap for it.
 //
@@ -99,7 +100,10 @@ function answer(ds, db, item, i) {
   try {
     const inputs = item.inputs.map((text) => ds.read(text));
     if (item.kind === "q") {
-      return `[${i} :ok ${ednString(ds.q(ds.read(item.query), [db, ...inputs]))}]`;
+      // `"db": false`: a query that needs no database runs with the inputs alone (none at all
+      // when it has no `:in`).
+      const args = item.db === false ? inputs : [db, ...inputs];
+      return `[${i} :ok ${ednString(ds.q(ds.read(item.query), args))}]`;
     }
     if (item.kind === "pull") {
       return `[${i} :ok ${ednString(ds.pull(db, ds.read(item.query), inputs[0]))}]`;
