@@ -667,6 +667,9 @@ impl<'a> Puller<'a> {
                 return Ok(Err(Some(vec![(self.db_id.clone(), Edn::Int(eid))])));
             }
             if let Some(key) = key.filter(|_| !by_recursion) {
+                // A subpattern (`{:father [* {:father 1}]}`) starts its own record: the entity
+                // is on its path, but no depth of the attribute that led here is spent yet.
+                let key = if new_rec { None } else { key };
                 recs[rec].push(&key, eid);
                 frame.entered = Some(key);
             }

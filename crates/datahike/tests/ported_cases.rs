@@ -171,6 +171,12 @@ fn recursion_inside_a_wildcard_pattern_expands_children() {
     let got = pull(&db, &edn("[* {:father 1}]"), &Edn::Int(106)).unwrap();
     let want = edn(r#"{:db/id 106 :name "Matthew" :father {:db/id 103 :name "Thomas"}}"#);
     assert_eq!(got, want);
+    // The same limit inside a subpattern counts from there (found by the differential test).
+    let got = pull(&db, &edn("[{:father [* {:father 1}]}]"), &Edn::Int(106)).unwrap();
+    let want = edn(
+        r#"{:father {:db/id 103 :name "Thomas" :father {:db/id 101 :name "Petr" :aka ["Devil" "Tupen"] :child [{:db/id 102} {:db/id 103}]}}}"#,
+    );
+    assert_eq!(got, want);
 }
 
 // ------------------------------------------------------------------ item 10: entity of any value
@@ -296,4 +302,29 @@ fn an_unknown_attribute_under_attribute_refs_matches_nothing() {
     assert_eq!(ok(&db, "[:find ?e :where [?e :nonexistent _]]", &[]), edn("#{}"));
     // The warning itself goes through `tracing` (target `datahike::query`); `dthk`'s test
     // checks that it reaches standard error naming the attribute.
+}
+
+// ------------------------------------------------------------------ found by the differential test
+
+#[test]
+fn a_collection_input_mixing_lookup_refs_and_ids_joins_every_one() {
+    let conn = write_db(
+        "[{:db/ident :email :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
+          {:db/ident :nums :db/valueType :db.type/long :db/cardinality :db.cardinality/many}
+          {:db/ident :parent :db/valueType :db.type/ref :db/cardinality :db.cardinality/one}]",
+    );
+    transact(
+        &conn,
+        r#"[{:db/id 101 :email "root"} {:db/id 120 :nums [1] :parent 101} {:db/id 126 :email "u26" :nums [2] :parent 101}
+            {:db/id 154 :email "u54" :parent 101}]"#,
+    );
+    let db = conn.db();
+    // The second pattern joins the first one's rows: their entity column mixes a lookup ref
+    // and an id, so it must not be taken as sorted for a merge join.
+    let got = ok(
+        &db,
+        "[:find ?e :in $ [?e ...] :where [?e :nums _] [?e :parent _]]",
+        &[input(r#"[[:email "u26"] [:email "u54"] 120]"#)],
+    );
+    assert_eq!(sorted(&got), ["[120]", r#"[[:email "u26"]]"#]);
 }

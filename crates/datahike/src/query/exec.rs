@@ -1626,7 +1626,9 @@ fn pattern_db_with(
         // Rows come out in scan order: by the new entity column, or by the bound one.
         out.sorted_by = match (bound.as_slice(), plan.slots.first()) {
             ([], Some(Slot::Free)) if rel.n_rows == 1 => Some(rel.width()),
-            ([(0, c)], _) => Some(*c),
+            // Sorted by the bound column only if it holds entity ids alone: a lookup ref or
+            // an ident bound there (from :in) sorts nowhere a merge join could follow.
+            ([(0, c)], _) if out.rows().all(|row| matches!(row[*c], Value::Long(_))) => Some(*c),
             _ => None,
         };
     }
