@@ -1660,7 +1660,7 @@ impl<'a> TxState<'a> {
     /// Whether entity `e` holds the composite tuple `v` of attribute `a` already, every part
     /// present.
     fn tuple_holds(&mut self, e: &Edn, a: Keyword, v: &Edn, ctx: &dyn Context) -> Step<bool> {
-        if v.as_seq().is_none_or(|parts| parts.iter().any(|p| *p == Edn::Nil)) {
+        if v.as_seq().is_none_or(|parts| parts.contains(&Edn::Nil)) {
             return Ok(false);
         }
         let Some(eid) = self.entid(e)? else { return Ok(false) };
