@@ -22,6 +22,11 @@ fn lmdb() -> Subject {
 
 mod conformance {
     datahike::store_conformance_tests!(super::lmdb);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::lmdb());
+    }
 }
 
 fn config(path: &Path, extra: &str) -> Config {

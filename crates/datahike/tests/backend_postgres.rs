@@ -76,6 +76,11 @@ fn subject() -> Subject {
 
 mod conformance {
     datahike::store_conformance_tests!(super::subject);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::subject());
+    }
 }
 
 fn config(server: &BTreeMap<String, String>, table: &str, extra: &str) -> Config {

@@ -59,6 +59,11 @@ fn subject() -> Subject {
 
 mod conformance {
     datahike::store_conformance_tests!(super::subject);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::subject());
+    }
 }
 
 fn config(url: &str, prefix: &str, extra: &str) -> Config {

@@ -33,6 +33,11 @@ fn subject() -> Subject {
 
 mod conformance {
     datahike::store_conformance_tests!(super::subject);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::subject());
+    }
 }
 
 fn config(path: &Path, extra: &str) -> Config {

@@ -44,10 +44,20 @@ fn shared_frontend_subject() -> Subject {
 
 mod shared_frontend {
     datahike::store_conformance_tests!(super::shared_frontend_subject);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::shared_frontend_subject());
+    }
 }
 
 mod write_through {
     datahike::store_conformance_tests!(|| super::subject("write-through"));
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::subject("write-through"));
+    }
 }
 
 mod write_around {
@@ -195,6 +205,9 @@ impl Store for Counting {
     }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         self.inner.put_batch(entries)
+    }
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        self.inner.stored_sizes(keys)
     }
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
         self.inner.delete_batch(keys)

@@ -469,10 +469,20 @@ fn power_loss_subject() -> datahike::store::conformance::Subject {
 
 mod conformance_fault_store {
     datahike::store_conformance_tests!(super::fault_store_subject);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::fault_store_subject());
+    }
 }
 
 mod conformance_power_loss_store {
     datahike::store_conformance_tests!(super::power_loss_subject);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::power_loss_subject());
+    }
 }
 
 /// A flush whose node batch is torn never leaves a commit record behind without its nodes

@@ -432,8 +432,13 @@ fn a_format_1_store_is_read_listed_and_upgraded_by_the_first_pack() {
     assert_eq!(listed(&store), [legacy.clone()].into());
     assert_eq!(fs::read(path.join("FORMAT")).unwrap(), b"datahike-rs file store\nformat 1\n");
 
+    let len = |n: u32| Some(u64::try_from(node_bytes(n).len()).unwrap());
+    assert_eq!(store.stored_sizes(std::slice::from_ref(&legacy)).unwrap(), vec![len(1)], "a node file's length");
+
     store.put_batch(&batch(2..5)).unwrap();
     assert_eq!(fs::read(path.join("FORMAT")).unwrap(), b"datahike-rs file store\nformat 2\n");
+    let sizes = store.stored_sizes(&[legacy.clone(), node_key(2), node_key(9)]).unwrap();
+    assert_eq!(sizes, vec![len(1), len(2).map(|n| n + 32), None], "a packed node has an index entry");
     assert_eq!(pack_files(&path).len(), 1);
     let all: BTreeSet<String> = (1..5).map(node_key).collect();
     assert_eq!(listed(&store), all);
@@ -446,6 +451,44 @@ fn a_format_1_store_is_read_listed_and_upgraded_by_the_first_pack() {
     assert_eq!(reopened.get(&legacy).unwrap(), None);
     assert_eq!(reopened.get(&node_key(3)).unwrap(), None);
     assert_eq!(reopened.get(&node_key(4)).unwrap(), Some(node_bytes(4)));
+}
+
+/// The total length of the store's pack files.
+fn pack_bytes(path: &Path) -> u64 {
+    pack_files(path).iter().map(|file| fs::metadata(file).unwrap().len()).sum()
+}
+
+#[test]
+fn stored_sizes_are_what_deleting_takes_off_the_disk() {
+    let (_dir, path, store) = new_store();
+    // A batch naming a node twice stores its bytes once.
+    let mut first = batch(0..10);
+    first.push((node_key(3), node_bytes(3)));
+    store.put_batch(&first).unwrap();
+    store.put_batch(&batch(10..12)).unwrap();
+    store.put_batch(&[("values/v".to_string(), vec![5; 777])]).unwrap();
+    let node = u64::try_from(node_bytes(0).len()).unwrap();
+    // Each pack: 8 bytes of header, 24 of footer, and per node its bytes and 32 of index.
+    assert_eq!(pack_bytes(&path), 2 * 32 + 12 * (node + 32));
+    let mut keys: Vec<String> = (0..12).map(node_key).collect();
+    keys.extend(["values/v".to_string(), "values/none".to_string(), node_key(99)]);
+    let mut expected = vec![Some(node + 32); 12];
+    expected.extend([Some(777), None, None]);
+    assert_eq!(store.stored_sizes(&keys).unwrap(), expected);
+    assert_eq!(FileStore::open(&path).unwrap().stored_sizes(&keys).unwrap(), expected, "through another handle");
+
+    // Three nodes of the first pack and both of the second: the first pack is rewritten
+    // without their bytes and entries, the second removed with its header and footer.
+    let doomed: Vec<String> = [0, 1, 2, 10, 11].map(node_key).to_vec();
+    let freed: u64 = store.stored_sizes(&doomed).unwrap().into_iter().map(Option::unwrap).sum();
+    let before = pack_bytes(&path);
+    store.delete_batch(&doomed).unwrap();
+    assert_eq!(pack_files(&path).len(), 1);
+    assert_eq!(before - pack_bytes(&path), freed + 32);
+    assert_eq!(store.stored_sizes(&doomed).unwrap(), vec![None; 5]);
+    assert_eq!(store.stored_sizes(&[node_key(3)]).unwrap(), vec![Some(node + 32)]);
+    let value = path.join("kv").join("values%2Fv");
+    assert_eq!(fs::metadata(&value).unwrap().len(), 777);
 }
 
 #[test]

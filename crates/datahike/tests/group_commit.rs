@@ -39,6 +39,9 @@ impl Store for Watched {
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         self.inner.put_batch(entries)
     }
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        self.inner.stored_sizes(keys)
+    }
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
         self.inner.delete_batch(keys)
     }

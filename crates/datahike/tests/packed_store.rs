@@ -23,6 +23,11 @@ fn packed() -> Subject {
 
 mod conformance {
     datahike::store_conformance_tests!(super::packed);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::packed());
+    }
 }
 
 fn node_key(n: u32) -> String {

@@ -26,10 +26,20 @@ fn file() -> Subject {
 
 mod memory {
     datahike::store_conformance_tests!(super::memory);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::memory());
+    }
 }
 
 mod file {
     datahike::store_conformance_tests!(super::file);
+
+    #[test]
+    fn stored_sizes_reported() {
+        datahike::store::conformance::stored_sizes_reported(&super::file());
+    }
 }
 
 #[test]
@@ -193,6 +203,9 @@ impl Store for Batched {
     }
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> datahike::store::StoreResult<()> {
         self.inner.put_batch(entries)
+    }
+    fn stored_sizes(&self, keys: &[String]) -> datahike::store::StoreResult<Vec<Option<u64>>> {
+        self.inner.stored_sizes(keys)
     }
     fn delete_batch(&self, keys: &[String]) -> datahike::store::StoreResult<()> {
         self.inner.delete_batch(keys)

@@ -52,6 +52,7 @@ fn commits_flushes_collections_and_slow_queries_are_reported() {
         "records=1",
         "datahike::flush: index flush published",
         "datahike::gc: garbage collected",
+        "freed_bytes=",
         "datahike::query: slow query",
         ":find ?n",
     ] {

@@ -271,3 +271,122 @@ fn gc_sweeps_temporaries_of_crashed_writes_only() {
     assert!(report.deleted.iter().any(|k| k.ends_with("~tmp.4000000000.1")), "{:?}", report.deleted);
     assert_eq!(names(&t.conn.db()), set(&["Alice"]));
 }
+
+/// The sum of `report`'s kinds is every deleted entry, and each kind is the count of its key
+/// prefix.
+fn assert_kinds(report: &datahike::GcReport, what: &str) {
+    let count = |prefix: &str| report.deleted.iter().filter(|k| k.starts_with(prefix)).count();
+    assert_eq!(report.deleted_nodes, count("nodes/"), "{what}: nodes");
+    assert_eq!(report.deleted_values, count("values/"), "{what}: values");
+    assert_eq!(report.deleted_commits, count("commits/"), "{what}: commit records");
+    assert_eq!(report.deleted_packs, count("packs/"), "{what}: commit packs");
+    let kinds = report.deleted_nodes
+        + report.deleted_values
+        + report.deleted_commits
+        + report.deleted_packs
+        + report.deleted_temporaries;
+    assert_eq!(kinds, report.deleted.len(), "{what}: every deleted entry has a kind: {report:?}");
+}
+
+/// A branch with flushed commits, an out-of-line value and nodes of its own, then deleted:
+/// garbage of every kind for the next collection.
+fn make_garbage(t: &TestDb) {
+    t.transact(r#"[{:name "Alice"}]"#);
+    t.conn.branch(&BranchOrCommit::Branch(kw("db")), kw("tmp")).unwrap();
+    let tmp = t.connect_branch("tmp");
+    for i in 0..30 {
+        // 5,000 bytes: stored out of line (`values/<hash>`), one value per transaction.
+        let long: String = std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), 5_000).collect();
+        tmp.transact(&edn(&format!(r#"[{{:name "tmp-{i}" :blob "{long}{i}"}}]"#))).unwrap();
+        if i % 10 == 9 {
+            tmp.flush().unwrap();
+        }
+    }
+    tmp.release().unwrap();
+    t.conn.delete_branch(kw("tmp")).unwrap();
+    t.conn.flush().unwrap();
+}
+
+#[test]
+fn gc_reports_what_it_deleted_by_kind_and_the_bytes_it_freed() {
+    for backend in BACKENDS {
+        let t = TestDb::new(backend);
+        make_garbage(&t);
+        let report = t.conn.gc_storage(None).unwrap();
+        let what = format!("{backend:?}");
+        assert_kinds(&report, &what);
+        assert!(
+            report.deleted_nodes > 0 && report.deleted_commits > 0 && report.deleted_packs > 0,
+            "{what}: {report:?}"
+        );
+        assert_eq!(report.deleted_values, 30, "{what}: the branch's long values go");
+        assert_eq!(report.deleted_temporaries, 0, "{what}");
+        // Memory and file know every size: at least the 30 values of 5,001 or 5,002 bytes.
+        let freed = report.freed_bytes.unwrap_or_else(|| panic!("{what}: bytes freed unknown"));
+        assert!(freed > 30 * 5_000, "{what}: {freed} bytes freed");
+        assert_eq!(names(&t.conn.db()), set(&["Alice"]), "{what}");
+        // Nothing left to collect frees nothing.
+        let again = t.conn.gc_storage(None).unwrap();
+        assert!(again.deleted.is_empty(), "{what}: {again:?}");
+        assert_eq!(again.freed_bytes, Some(0), "{what}");
+        assert_kinds(&again, &what);
+    }
+}
+
+/// Bytes of the files of a file store that a collection's deleted keys can account for (not
+/// the log, which a collection also discards, nor the `gc/` records it writes), and the
+/// number of node packs.
+fn store_bytes(root: &std::path::Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut packs = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = entry.file_name().into_string().unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                if !(dir == root && name == "log") {
+                    dirs.push(path);
+                }
+            } else if kind.is_file() && !name.starts_with("gc%2F") {
+                bytes += entry.metadata().unwrap().len();
+                packs += usize::from(name.ends_with(".pack"));
+            }
+        }
+    }
+    (bytes, packs)
+}
+
+/// On the file store the bytes a collection reports freed are what leaves the disk: every
+/// deleted key's file (out-of-line values, commit records, commit packs) and, for each node,
+/// its bytes and its 32-byte entry in its pack's index, which the pack's rewrite without it
+/// drops. Two things leave the disk beyond that, both accounted for here: a pack left with
+/// no node is removed whole, its 32 bytes of header and footer charged to no key; and a
+/// temporary file of a crashed write is swept but is no key (its bytes are not counted).
+#[test]
+fn gc_freed_bytes_are_what_leaves_the_disk() {
+    let t = TestDb::new(Backend::File);
+    make_garbage(&t);
+    let root = t.dir.as_ref().unwrap().path().join("db");
+    let temporary = root.join("kv").join("~tmp.4000000000.7");
+    std::fs::write(&temporary, vec![0u8; 1234]).unwrap();
+    let (bytes_before, packs_before) = store_bytes(&root);
+    let report = t.conn.gc_storage(None).unwrap();
+    let (bytes_after, packs_after) = store_bytes(&root);
+    assert_kinds(&report, "file");
+    assert_eq!(report.deleted_temporaries, 1, "{report:?}");
+    assert!(report.deleted.last().is_some_and(|k| k.ends_with("~tmp.4000000000.7")), "{report:?}");
+    assert!(report.deleted_nodes > 0 && report.deleted_values == 30 && report.deleted_commits > 0);
+    let freed = report.freed_bytes.expect("the file store knows every size");
+    // A pack that keeps a node is replaced by one new pack; one that keeps none is removed.
+    let packs_removed = u64::try_from(packs_before - packs_after).unwrap();
+    assert_eq!(
+        bytes_before - bytes_after,
+        freed + 32 * packs_removed + 1234,
+        "{freed} bytes freed, {packs_removed} of {packs_before} packs removed, a 1,234-byte temporary swept"
+    );
+    t.conn.verify_storage().unwrap();
+    assert_eq!(names(&t.conn.db()), set(&["Alice"]));
+}

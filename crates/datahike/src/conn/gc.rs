@@ -13,8 +13,8 @@ static COLLECTING: Mutex<()> = Mutex::new(());
 /// What a garbage collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Every store key it deleted (index nodes, commit records and packs), then the paths of
-    /// temporary files that crashed writes had left.
+    /// Every store key it deleted (index nodes, out-of-line values, commit records and
+    /// packs), then the paths of temporary files that crashed writes had left.
     pub deleted: Vec<String>,
     /// Commit records (snapshots) kept.
     pub kept_commits: usize,
@@ -22,6 +22,68 @@ pub struct GcReport {
     pub kept_nodes: usize,
     /// Out-of-line values (`values/<hash>`) kept.
     pub kept_values: usize,
+    /// Bytes the deleted keys occupied, as the store measured them just before deleting them
+    /// ([`crate::store::Store::stored_sizes`]); `None` when the store could not tell the size
+    /// of one of them (S3 and GCS know only the sizes of index nodes, DynamoDB and stores that
+    /// keep the trait's default none). Temporary files are not keys and are not counted, nor
+    /// are the log records a collection discards.
+    pub freed_bytes: Option<u64>,
+    /// Index nodes (`nodes/`) deleted.
+    pub deleted_nodes: usize,
+    /// Out-of-line values (`values/`) deleted.
+    pub deleted_values: usize,
+    /// Snapshot commit records (`commits/`) deleted.
+    pub deleted_commits: usize,
+    /// Commit packs (`packs/`) deleted.
+    pub deleted_packs: usize,
+    /// Temporary files of crashed writes deleted (the last entries of `deleted`).
+    pub deleted_temporaries: usize,
+}
+
+/// What the sweep deletes, by kind, and the bytes the store says the keys hold.
+struct Doomed {
+    freed_bytes: Option<u64>,
+    nodes: usize,
+    values: usize,
+    commits: usize,
+    packs: usize,
+}
+
+impl Doomed {
+    /// Counts `keys` by prefix and asks the store their sizes. The sizes only inform the
+    /// report: a store that fails to tell them does not stop the collection.
+    fn measure(store: &dyn Store, keys: &[String]) -> Doomed {
+        let count = |prefix: &str| keys.iter().filter(|key| key.starts_with(prefix)).count();
+        let freed_bytes = if keys.is_empty() {
+            Some(0)
+        } else {
+            match store.stored_sizes(keys) {
+                Ok(sizes) if sizes.len() == keys.len() => {
+                    sizes.into_iter().try_fold(0u64, |sum, size| Some(sum.saturating_add(size?)))
+                }
+                Ok(sizes) => {
+                    tracing::warn!(
+                        target: "datahike::gc",
+                        keys = keys.len(),
+                        sizes = sizes.len(),
+                        "the store answered sizes for a different number of keys; bytes freed unknown"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(target: "datahike::gc", error = %e, "could not read the sizes of the keys to delete");
+                    None
+                }
+            }
+        };
+        Doomed {
+            freed_bytes,
+            nodes: count("nodes/"),
+            values: count("values/"),
+            commits: count("commits/"),
+            packs: count("packs/"),
+        }
+    }
 }
 
 /// The collector's view of the retained commits and the nodes they reach.
@@ -182,6 +244,9 @@ impl Conn {
     ///
     /// A reader holding a database value older than `remove_before` may find its nodes gone,
     /// as in Datahike: choose the cutoff older than any snapshot still read.
+    ///
+    /// The report lists the deleted keys, counts them by kind and says how many bytes they
+    /// held ([`GcReport::freed_bytes`], asked of the store just before the keys go).
     pub fn gc_storage(&self, remove_before: Option<i64>) -> Result<GcReport> {
         if self.0.config.read_only {
             return Err(Error::Database(format!(
@@ -265,8 +330,12 @@ impl Conn {
             let key = format!("{COLLECTED_PREFIX}{}", uuid::Uuid::new_v4().simple());
             store.put_batch(&[(key, encode_collected(now_millis(), &collected))])?;
         }
+        // Measured before anything goes (a deleted key has no size).
+        let measured = Doomed::measure(store.as_ref(), &doomed);
         store.delete_batch(&doomed)?;
-        doomed.extend(store.sweep_temporaries()?);
+        let temporaries = store.sweep_temporaries()?;
+        let deleted_temporaries = temporaries.len();
+        doomed.extend(temporaries);
         // A flush that skipped writing a node this sweep deleted (the same content) sees the
         // epoch change and writes its nodes again before publishing its head.
         store.put_batch(&[(GC_EPOCH_KEY.to_string(), uuid::Uuid::new_v4().as_bytes().to_vec())])?;
@@ -279,15 +348,33 @@ impl Conn {
             store.log_discard_all(&head.log_name(branch), u64::try_from(head.max_tx).unwrap_or(0))?;
         }
         drop(writer);
+        let kept_nodes = marker.marked.len() - kept_values;
         tracing::info!(
             target: "datahike::gc",
             deleted = doomed.len(),
+            deleted_nodes = measured.nodes,
+            deleted_values = measured.values,
+            deleted_commits = measured.commits,
+            deleted_packs = measured.packs,
+            deleted_temporaries,
+            freed_bytes = measured.freed_bytes,
             kept_commits,
-            kept_nodes = marker.marked.len() - kept_values,
+            kept_nodes,
             kept_values,
             ms = started.elapsed().as_millis() as u64,
             "garbage collected"
         );
-        Ok(GcReport { deleted: doomed, kept_commits, kept_nodes: marker.marked.len() - kept_values, kept_values })
+        Ok(GcReport {
+            deleted: doomed,
+            kept_commits,
+            kept_nodes,
+            kept_values,
+            freed_bytes: measured.freed_bytes,
+            deleted_nodes: measured.nodes,
+            deleted_values: measured.values,
+            deleted_commits: measured.commits,
+            deleted_packs: measured.packs,
+            deleted_temporaries,
+        })
     }
 }

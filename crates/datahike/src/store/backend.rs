@@ -236,6 +236,9 @@ impl Store for ReadOnlyStore {
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         self.inner.get_many(keys)
     }
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        self.inner.stored_sizes(keys)
+    }
     fn prefers_batched_reads(&self) -> bool {
         self.inner.prefers_batched_reads()
     }
@@ -314,6 +317,15 @@ mod tests {
             }
         }
         assert_eq!(feature_of("tiered"), None, "tiered is always built");
+    }
+
+    #[test]
+    fn a_read_only_store_tells_the_sizes_of_the_store_it_wraps() {
+        let inner = Arc::new(crate::store::MemoryStore::new());
+        inner.put_batch(&[("values/a".to_string(), vec![1; 10])]).unwrap();
+        let store = ReadOnlyStore::new(inner, "memory".into());
+        let keys = ["values/a".to_string(), "values/b".to_string()];
+        assert_eq!(store.stored_sizes(&keys).unwrap(), vec![Some(10), None]);
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("log_large_records", log_large_records),
     ("large_values", large_values),
     ("get_many", get_many),
+    ("stored_sizes", stored_sizes),
     ("concurrent_readers", concurrent_readers),
     ("reopen", reopen),
     ("writer_lock_excludes", writer_lock_excludes),
@@ -85,7 +86,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@optional $make;
             get_put_delete missing_keys nodes_and_list odd_keys prefixes_of_one_another compare_and_set
             compare_and_set_concurrent put_if_absent put_if_absent_concurrent log_append_read_discard
-            log_fences_stale_writers log_large_records large_values get_many concurrent_readers reopen
+            log_fences_stale_writers log_large_records large_values get_many stored_sizes concurrent_readers reopen
             writer_lock_excludes destroy);
     };
     (@optional $make:expr; $($check:ident)*) => {
@@ -102,7 +103,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $make;
             get_put_delete missing_keys nodes_and_list odd_keys prefixes_of_one_another compare_and_set
             compare_and_set_concurrent put_if_absent put_if_absent_concurrent log_append_read_discard
-            log_fences_stale_writers log_large_records large_values get_many concurrent_readers reopen
+            log_fences_stale_writers log_large_records large_values get_many stored_sizes concurrent_readers reopen
             writer_lock_excludes destroy);
     };
     (@each $make:expr; $($check:ident)*) => {
@@ -432,6 +433,62 @@ pub fn get_many(s: &Subject) {
     }
 }
 
+/// `stored_sizes` answers in the order asked (a key asked twice, twice): `None` for an absent
+/// or deleted key, and a size it knows is exact: the value's length for any key but a node,
+/// for a node at least its length and at most 64 bytes more (a packed store counts the node's
+/// entry in its pack's index). A backend that keeps the trait's default, `None` for every
+/// key, passes; [`stored_sizes_reported`] checks that a backend knows every size.
+pub fn stored_sizes(s: &Subject) {
+    check_stored_sizes(s, false);
+}
+
+/// [`stored_sizes`], and every present key's size is known: for the backends that report
+/// sizes (the built-in local stores, SQL, Redis), so that garbage collection can report the
+/// bytes it frees. Not in [`CHECKS`]: the trait's default answers `None`.
+pub fn stored_sizes_reported(s: &Subject) {
+    check_stored_sizes(s, true);
+}
+
+fn check_stored_sizes(s: &Subject, reported: bool) {
+    let st = &s.store;
+    assert_eq!(st.stored_sizes(&[]).unwrap(), Vec::<Option<u64>>::new(), "no keys, no sizes");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let present: Vec<(String, Vec<u8>)> = vec![
+        ("config".into(), b"c1".to_vec()),
+        ("heads/db".into(), vec![7; 300]),
+        ("commits/a".into(), vec![1; 1000]),
+        ("values/big".into(), big),
+        ("empty".into(), Vec::new()),
+        (node_key(1), vec![2; 10]),
+        (node_key(2), vec![3; 5000]),
+    ];
+    st.put_batch(&present).unwrap();
+    let absent = ["nothing/here".to_string(), node_key(3), "heads/none".to_string()];
+    let mut keys: Vec<String> = present.iter().map(|(k, _)| k.clone()).collect();
+    keys.extend(absent.iter().cloned());
+    keys.push("config".to_string());
+    keys.push(node_key(2));
+    // Through another handle, as a collector in another process would ask.
+    let sizes = (s.reopen)().stored_sizes(&keys).unwrap();
+    assert_eq!(sizes.len(), keys.len(), "one size per key asked");
+    let expected = |key: &str| present.iter().find(|(k, _)| k == key).map(|(_, v)| v.len() as u64);
+    for (key, size) in keys.iter().zip(&sizes) {
+        match (expected(key), *size) {
+            (None, None) => {}
+            (None, Some(n)) => panic!("stored_sizes of absent key {key}: {n} bytes"),
+            (Some(len), None) => assert!(!reported, "stored_sizes of {key} ({len} bytes): unknown"),
+            (Some(len), Some(n)) if key.starts_with("nodes/") => {
+                assert!(n >= len && n <= len + 64, "stored_sizes of node {key} ({len} bytes): {n}");
+            }
+            (Some(len), Some(n)) => assert_eq!(n, len, "stored_sizes of {key}"),
+        }
+    }
+    st.delete_batch(&["config".to_string(), node_key(1), "values/big".to_string()]).unwrap();
+    let after = st.stored_sizes(&["config".to_string(), node_key(1), "values/big".to_string(), node_key(2)]).unwrap();
+    assert_eq!(after[..3], [None, None, None], "stored_sizes of deleted keys");
+    assert_eq!(after[3], sizes[6], "stored_sizes of a node beside deleted ones");
+}
+
 /// Readers on other handles see every value whole while a writer replaces it: never torn,
 /// never going back.
 pub fn concurrent_readers(s: &Subject) {
@@ -636,8 +693,31 @@ pub fn database(config: &crate::Config) {
     conn.delete_branch(feature).unwrap_or_else(|e| step("delete-branch", e));
     assert!(!conn.branches().unwrap_or_else(|e| step("branches", e)).contains(&feature));
 
+    // The sizes of every collectable key, as the store tells them before the collection
+    // (through a handle of its own; the flush first, so that the collection writes nothing).
+    conn.flush().unwrap_or_else(|e| step("flush before gc", e));
+    let store = config.store.open(super::OpenMode::Open).ok().flatten().expect("the store opens again");
+    let mut keys = Vec::new();
+    for prefix in ["nodes/", "values/", "commits/", "packs/"] {
+        keys.extend(store.list(prefix).unwrap_or_else(|e| step("list", e.into())));
+    }
+    let sizes = store.stored_sizes(&keys).unwrap_or_else(|e| step("stored-sizes", e.into()));
+    let size_of: std::collections::HashMap<&String, Option<u64>> = keys.iter().zip(sizes).collect();
     let report = conn.gc_storage(None).unwrap_or_else(|e| step("gc-storage", e));
     assert!(report.kept_nodes > 0, "gc keeps the live nodes");
+    let by_kind = report.deleted_nodes
+        + report.deleted_values
+        + report.deleted_commits
+        + report.deleted_packs
+        + report.deleted_temporaries;
+    assert_eq!(by_kind, report.deleted.len(), "gc counts every deleted key by kind: {report:?}");
+    assert!(report.deleted_nodes > 0 && report.deleted_values == 1, "gc deletes the deleted branch's nodes and value");
+    let keys_deleted = &report.deleted[..report.deleted.len() - report.deleted_temporaries];
+    let told = keys_deleted.iter().try_fold(0u64, |sum, key| Some(sum + (*size_of.get(key)?)?));
+    assert_eq!(report.freed_bytes, told, "gc's freed bytes are the sizes of the keys it deleted");
+    if let Some(freed) = report.freed_bytes {
+        assert!(freed >= 100_000, "the freed bytes ({freed}) hold at least the deleted branch's long value");
+    }
     let value_key = |s: &str| crate::index::codec::value_key(&crate::index::codec::value_hash(s.as_bytes()));
     assert!(report.deleted.contains(&value_key(&long_feature)), "gc deletes the deleted branch's long value");
     assert!(!report.deleted.contains(&value_key(&long_main)), "gc keeps a live long value");

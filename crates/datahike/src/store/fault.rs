@@ -70,6 +70,8 @@ pub enum OpKind {
     Get,
     /// [`Store::get_many`], [`Store::get_ranges`].
     GetMany,
+    /// [`Store::stored_sizes`].
+    StoredSizes,
     /// [`Store::list`].
     List,
     /// [`Store::put_batch`].
@@ -403,6 +405,11 @@ impl<S: Store + ?Sized> Store for FaultStore<S> {
         self.run(OpKind::GetMany, key, || self.inner.get_many(keys))
     }
 
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let key = keys.first().map_or("", String::as_str);
+        self.run(OpKind::StoredSizes, key, || self.inner.stored_sizes(keys))
+    }
+
     fn prefers_batched_reads(&self) -> bool {
         self.inner.prefers_batched_reads()
     }
@@ -627,6 +634,13 @@ impl PowerLossStore {
 impl Store for PowerLossStore {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.step(key, 1, false, |disk, _| disk.entries.get(key).cloned())
+    }
+
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let key = keys.first().map_or("", String::as_str);
+        self.step(key, 1, false, |disk, _| {
+            keys.iter().map(|k| disk.entries.get(k).map(|v| u64::try_from(v.len()).unwrap_or(u64::MAX))).collect()
+        })
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {

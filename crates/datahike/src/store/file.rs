@@ -234,6 +234,16 @@ fn read_optional(path: &Path) -> StoreResult<Option<Vec<u8>>> {
     }
 }
 
+/// The length of the file at `path`, or `None` when there is none.
+fn file_size(path: &Path) -> StoreResult<Option<u64>> {
+    match fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(Some(metadata.len())),
+        Ok(_) => Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_error(path)(err)),
+    }
+}
+
 /// The names in directory `dir`, or none when it does not exist.
 fn dir_names(dir: &Path) -> StoreResult<Vec<String>> {
     let entries = match fs::read_dir(dir) {
@@ -913,6 +923,31 @@ impl Store for FileStore {
         };
         // A node of format 1 is a file of its own.
         self.packs.get(address, key, || read_optional(&path))
+    }
+
+    /// Apparent sizes (file lengths, not the blocks a file system allocates), which is what
+    /// deleting the key takes off the store: for a node, its bytes and its 32-byte entry in
+    /// the index of each pack holding it (a rewrite writes the pack again without both), plus
+    /// its file if it is one of format 1; for any other key, the length of its file. A pack
+    /// left without nodes is removed, which frees its 32 bytes of header and footer too; no
+    /// key is charged for those. The log's segments and temporary files are not keys.
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let addresses: Vec<u128> = keys.iter().filter_map(|key| node_address(key)).collect();
+        let mut packed = self.packs.stored_sizes(&addresses)?.into_iter();
+        // Only a store of format 1 has node files: no stat per node otherwise.
+        let node_files = self.root.join(NODES_DIR).is_dir();
+        keys.iter()
+            .map(|key| {
+                let path = self.key_path(key)?;
+                let is_node = node_address(key).is_some();
+                let in_packs = if is_node { packed.next().flatten() } else { None };
+                let file = if is_node && !node_files { None } else { file_size(&path)? };
+                Ok(match (in_packs, file) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                })
+            })
+            .collect()
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {

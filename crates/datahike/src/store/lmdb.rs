@@ -379,6 +379,23 @@ impl Store for LmdbStore {
         keys.iter().map(|key| self.read_in(&txn, key)).collect()
     }
 
+    /// The length of each value, looked up in one read transaction: a lookup in LMDB's map
+    /// copies nothing. (Deleting frees the value's pages for reuse inside the data file,
+    /// which does not shrink.)
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let txn = self.read_txn("stored_sizes")?;
+        keys.iter()
+            .map(|key| {
+                let stored = stored_key(key);
+                let Some(value) = self.shared.db.get(&txn, &stored).map_err(self.err(key))? else {
+                    return Ok(None);
+                };
+                let (full, bytes) = entry(&stored, value)?;
+                Ok((full == key.as_bytes()).then(|| u64::try_from(bytes.len()).unwrap_or(u64::MAX)))
+            })
+            .collect()
+    }
+
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         if entries.is_empty() {
             return Ok(());

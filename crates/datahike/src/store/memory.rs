@@ -114,6 +114,12 @@ impl Store for MemoryStore {
         Ok(self.inner.entries.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned())
     }
 
+    /// The length of each stored value (the log is not under keys).
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let map = self.inner.entries.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys.iter().map(|key| map.get(key).map(|bytes| u64::try_from(bytes.len()).unwrap_or(u64::MAX))).collect())
+    }
+
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         let mut map = self.inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         for (key, bytes) in entries {

@@ -163,6 +163,25 @@ pub trait Store: Send + Sync + 'static {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// The size in bytes of each key's stored value, in the order of `keys`: `None` where the
+    /// key is absent or its size is unknown. Garbage collection asks it for the keys it is
+    /// about to delete, to report the bytes a collection frees.
+    ///
+    /// `Some(n)` is what deleting the key frees of the backend's storage: the value's length,
+    /// plus bookkeeping the backend keeps per key and frees with it when it knows it exactly
+    /// (the file store and [`PackedStore`] count a node's 32-byte entry in its pack's index).
+    /// Space the backend keeps for reuse rather than returning it (LMDB's free pages, SQLite's
+    /// free list, PostgreSQL until `VACUUM`) counts as freed.
+    ///
+    /// The default answers `None` for every key: it never reads whole values, because on a
+    /// remote store that would double the cost of a collection. Backends override it only
+    /// where the size is cheap: a length in memory, file metadata, a map lookup,
+    /// `octet_length(v)` in SQL, `STRLEN`. Object stores (S3, GCS) and DynamoDB keep the default: their only
+    /// per-key size is one request per key (`HEAD`).
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        Ok(vec![None; keys.len()])
+    }
+
     /// Whether reading many keys in one [`Store::get_many`] is much cheaper than reading them
     /// one by one (a network round trip per read). The index then fetches the nodes a range
     /// scan will need next, and garbage collection the nodes it marks, in batches. Local

@@ -231,7 +231,13 @@ fn encode_pack(nodes: &[(u128, &[u8])]) -> StoreResult<(Vec<u8>, Vec<PackEntry>)
     let mut out = Vec::with_capacity(HEAD_MAGIC.len() + data_len + nodes.len() * INDEX_ENTRY_BYTES + FOOTER_BYTES);
     out.extend_from_slice(HEAD_MAGIC);
     let mut entries = Vec::with_capacity(nodes.len());
+    // A node given twice (identical nodes of two indices in one flush) is stored once: bytes
+    // no index entry points at would be freed only by the pack's next rewrite.
+    let mut seen = HashSet::with_capacity(nodes.len());
     for (address, bytes) in nodes {
+        if !seen.insert(*address) {
+            continue;
+        }
         let len = u32::try_from(bytes.len()).map_err(|_| {
             StoreError::Invalid(format!("node {address:032x} of {} bytes exceeds the 4 GiB limit", bytes.len()))
         })?;
@@ -239,7 +245,6 @@ fn encode_pack(nodes: &[(u128, &[u8])]) -> StoreResult<(Vec<u8>, Vec<PackEntry>)
         out.extend_from_slice(bytes);
     }
     entries.sort_unstable_by_key(|e| e.address);
-    entries.dedup_by_key(|e| e.address);
     let index_offset = to_u64(out.len());
     let index_start = out.len();
     for e in &entries {
@@ -554,6 +559,51 @@ impl<M: PackMedium> Packs<M> {
         // The packs kept changing: write them all again (harmless, a node's bytes are fixed
         // by its address).
         Ok(HashSet::new())
+    }
+
+    /// What deleting each of `addresses` frees in the packs there are now, in order: the
+    /// node's bytes and its entry in the pack's index ([`INDEX_ENTRY_BYTES`]), in every pack
+    /// holding it (a crash during a rewrite may have left a node in two); `None` when no pack
+    /// holds it. A pack that loses its last node is removed, which also frees its header and
+    /// footer (32 bytes); no single node is charged for those.
+    pub(super) fn stored_sizes(&self, addresses: &[u128]) -> StoreResult<Vec<Option<u64>>> {
+        let mut sizes: Vec<Option<u64>> = vec![None; addresses.len()];
+        if addresses.is_empty() {
+            return Ok(sizes);
+        }
+        // Listed now: another handle may have written, merged or rewritten packs since.
+        self.refresh()?;
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let mut add = |at: usize, entry: &PackEntry| {
+            if let Some(size) = sizes.get_mut(at) {
+                *size = Some(size.unwrap_or(0) + u64::from(entry.len) + to_u64(INDEX_ENTRY_BYTES));
+            }
+        };
+        let entries: usize = state.packs.values().map(|pack| pack.entries.len()).sum();
+        if addresses.len().saturating_mul(state.packs.len()) <= entries {
+            // Few addresses: a binary search in each pack's index.
+            for pack in state.packs.values() {
+                for (at, address) in addresses.iter().enumerate() {
+                    if let Some(entry) = pack.entry(*address) {
+                        add(at, &entry);
+                    }
+                }
+            }
+        } else {
+            // Many: one pass over every index.
+            let mut wanted: HashMap<u128, Vec<usize>> = HashMap::with_capacity(addresses.len());
+            for (at, address) in addresses.iter().enumerate() {
+                wanted.entry(*address).or_default().push(at);
+            }
+            for pack in state.packs.values() {
+                for entry in &pack.entries {
+                    for &at in wanted.get(&entry.address).map_or(&[][..], Vec::as_slice) {
+                        add(at, entry);
+                    }
+                }
+            }
+        }
+        Ok(sizes)
     }
 
     /// Every node address in the packs there are now.

@@ -148,6 +148,23 @@ impl<S: Store> Store for PackedStore<S> {
             .collect())
     }
 
+    /// A node's size comes from the pack indices this handle holds (listed again first, no
+    /// node read): its bytes and its 32-byte index entry, which a rewrite of its pack without
+    /// it takes off the inner store's value. Every other key's size is the inner store's.
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let addresses: Vec<u128> = keys.iter().filter_map(|key| node_address(key)).collect();
+        let mut nodes = self.packs.stored_sizes(&addresses)?.into_iter();
+        let others: Vec<String> = keys.iter().filter(|key| node_address(key).is_none()).cloned().collect();
+        let mut others = if others.is_empty() { Vec::new() } else { self.inner.stored_sizes(&others)? }.into_iter();
+        Ok(keys
+            .iter()
+            .map(|key| match node_address(key) {
+                Some(_) => nodes.next().flatten(),
+                None => others.next().flatten(),
+            })
+            .collect())
+    }
+
     fn prefers_batched_reads(&self) -> bool {
         self.inner.prefers_batched_reads()
     }

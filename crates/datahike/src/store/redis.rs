@@ -530,6 +530,30 @@ impl Store for RedisStore {
         Ok(chunks.into_iter().flatten().collect())
     }
 
+    /// `STRLEN` of every key in one pipeline (one round trip); `STRLEN` answers 0 for an
+    /// absent key too, so those of length 0 are asked `EXISTS` in a second one.
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let Some(first) = keys.first() else { return Ok(Vec::new()) };
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("STRLEN").arg(self.inner.key(key));
+        }
+        let lengths: Vec<u64> = self.inner.run(first, true, |c| pipe.query(c))?;
+        let zero: Vec<usize> = (0..keys.len()).filter(|&i| lengths.get(i) == Some(&0)).collect();
+        let mut present = vec![true; keys.len()];
+        if !zero.is_empty() {
+            let mut pipe = redis::pipe();
+            for &i in &zero {
+                pipe.cmd("EXISTS").arg(self.inner.key(&keys[i]));
+            }
+            let exists: Vec<bool> = self.inner.run(&keys[zero[0]], true, |c| pipe.query(c))?;
+            for (&i, exists) in zero.iter().zip(exists) {
+                present[i] = exists;
+            }
+        }
+        Ok(lengths.into_iter().zip(present).map(|(len, present)| present.then_some(len)).collect())
+    }
+
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
         let Some((first, _)) = entries.first() else { return Ok(()) };
         let mut mset = redis::cmd("MSET");

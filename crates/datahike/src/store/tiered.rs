@@ -305,6 +305,12 @@ impl Store for TieredStore {
         Ok(bytes)
     }
 
+    /// The backend's sizes: the backend is the store, the frontend only a cache of it (a
+    /// delete removes the frontend's copy too, but that is cache, not store).
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        self.backend.stored_sizes(keys)
+    }
+
     fn prefers_batched_reads(&self) -> bool {
         self.backend.prefers_batched_reads()
     }

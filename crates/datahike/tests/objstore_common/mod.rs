@@ -157,6 +157,9 @@ impl<S: Store> Store for Counting<S> {
         self.pack_puts.fetch_add(entries.iter().filter(|(k, _)| is_pack(k)).count(), Ordering::SeqCst);
         self.inner.put_batch(entries)
     }
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        self.inner.stored_sizes(keys)
+    }
     fn delete_batch(&self, keys: &[String]) -> StoreResult<()> {
         self.inner.delete_batch(keys)
     }

@@ -26,6 +26,9 @@ use std::time::Duration;
 /// At most this many value bytes go into one statement of a batch.
 const CHUNK_BYTES: usize = 64 << 20;
 
+/// At most this many keys go into one query of [`Store::stored_sizes`].
+const SIZE_KEYS_PER_QUERY: usize = 10_000;
+
 /// The high 32 bits of the writer lock's advisory-lock key (`DHRS`); the low 32 are the
 /// table's oid, so each table has its own lock however its name is spelled.
 const LOCK_CLASS: i64 = 0x4448_5253;
@@ -262,9 +265,10 @@ enum Q {
     Lock,
     Unlock,
     LogIsCurrent,
+    Sizes,
 }
 
-const N_QUERIES: usize = 11;
+const N_QUERIES: usize = 12;
 
 struct Sql {
     texts: [String; N_QUERIES],
@@ -297,6 +301,9 @@ impl Sql {
                     "SELECT (SELECT v FROM {t} WHERE k = $1), EXISTS (SELECT 1 FROM {t} WHERE k = $2), \
                      EXISTS (SELECT 1 FROM {t} WHERE k > $2::text COLLATE \"C\" AND k <= $3::text COLLATE \"C\")"
                 ),
+                // The length of a (possibly TOASTed) value is in its header: nothing is
+                // decompressed or fetched from the TOAST table.
+                format!("SELECT k, octet_length(v)::bigint FROM {t} WHERE k = ANY($1::text[])"),
             ],
             create: format!("CREATE TABLE IF NOT EXISTS {t} (k TEXT COLLATE \"C\" PRIMARY KEY, v BYTEA NOT NULL)"),
             drop: format!("DROP TABLE IF EXISTS {t}"),
@@ -564,6 +571,23 @@ impl Store for PostgresStore {
             }
             tx.commit()
         })
+    }
+
+    /// `octet_length(v)` by `WHERE k = ANY($1)`, one query per [`SIZE_KEYS_PER_QUERY`] keys:
+    /// the length of the value, not the space TOAST compression leaves it on disk. A deleted
+    /// row's space is reused once `VACUUM` (or autovacuum) has run.
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let mut found: HashMap<String, u64> = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(SIZE_KEYS_PER_QUERY) {
+            let rows: Vec<(String, i64)> = self.run(&chunk[0], true, |conn, sql| {
+                conn.query(Q::Sizes, sql, &[&chunk])?
+                    .into_iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                    .collect()
+            })?;
+            found.extend(rows.into_iter().filter_map(|(key, size)| Some((key, u64::try_from(size).ok()?))));
+        }
+        Ok(keys.iter().map(|key| found.get(key).copied()).collect())
     }
 
     /// One statement: `DELETE ... WHERE k = ANY($1)`.

@@ -154,6 +154,7 @@ struct Sql {
     create: String,
     drop: String,
     get: String,
+    size: String,
     upsert: String,
     delete: String,
     list: String,
@@ -170,6 +171,9 @@ impl Sql {
             create: format!("CREATE TABLE IF NOT EXISTS {t} (k TEXT NOT NULL PRIMARY KEY, v BLOB NOT NULL)"),
             drop: format!("DROP TABLE IF EXISTS {t}"),
             get: format!("SELECT v FROM {t} WHERE k = ?1"),
+            // The bytes of the value, without reading them (SQLite answers octet_length from
+            // the record header).
+            size: format!("SELECT octet_length(v) FROM {t} WHERE k = ?1"),
             upsert: format!("INSERT INTO {t} (k, v) VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = excluded.v"),
             delete: format!("DELETE FROM {t} WHERE k = ?1"),
             list: format!("SELECT k FROM {t} WHERE k >= ?1 AND k < ?2"),
@@ -224,6 +228,27 @@ impl Store for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         tx.commit().map_err(|e| sqlite_error(first, &e))?;
         Ok(values)
+    }
+
+    /// `octet_length(v)` of each key, in one read transaction (local, so one statement per
+    /// key, as `get_many` reads). Deleting a row puts its pages on the file's free list for
+    /// reuse; the file shrinks only by `VACUUM`.
+    fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        let Some(first) = keys.first() else { return Ok(Vec::new()) };
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(|e| sqlite_error(first, &e))?;
+        let sizes = {
+            let mut stmt = tx.prepare_cached(&self.sql.size).map_err(|e| sqlite_error(first, &e))?;
+            keys.iter()
+                .map(|key| {
+                    let size: Option<i64> =
+                        stmt.query_row([key], |row| row.get(0)).optional().map_err(|e| sqlite_error(key, &e))?;
+                    Ok(size.and_then(|n| u64::try_from(n).ok()))
+                })
+                .collect::<StoreResult<Vec<_>>>()?
+        };
+        tx.commit().map_err(|e| sqlite_error(first, &e))?;
+        Ok(sizes)
     }
 
     fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
