@@ -346,12 +346,57 @@ fn parse_and_run(
             bar.update(p);
         }
     };
+    if op.name == "gc-storage" && !options.keys {
+        return gc_summary(args).map_err(Failure::Library);
+    }
     let context = api::Context { progress: Some(&update) };
     let result = implementation(args, &context);
     if let Some(bar) = &bar {
         bar.finish();
     }
     result.map_err(Failure::Library)
+}
+
+/// `dthk gc-storage` without `--keys`: what the collection deleted, by kind, the bytes it
+/// freed and what it kept, rather than every deleted key (the library's answer, which
+/// `--keys` prints).
+fn gc_summary(args: &[Arg]) -> datahike::Result<datahike::Edn> {
+    use datahike::Edn;
+    let Some(Arg::Conn(conn)) = args.first() else {
+        return Err(datahike::Error::Argument(datahike::Detail::new("gc-storage needs a connection (conn:CONFIG)")));
+    };
+    let remove_before = match args.get(1) {
+        Some(Arg::Data(Edn::Inst(ms) | Edn::Int(ms))) => Some(*ms),
+        _ => None,
+    };
+    let spinner = progress::Spinner::new("collecting garbage");
+    let report = conn.gc_storage(remove_before);
+    spinner.finish();
+    let report = report?;
+    let count = |n: usize| Edn::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let entries = |pairs: &[(&str, usize)]| Edn::Map(pairs.iter().map(|(k, n)| (Edn::kw(k), count(*n))).collect());
+    Ok(Edn::Map(vec![
+        (
+            Edn::kw("deleted"),
+            entries(&[
+                ("total", report.deleted.len()),
+                ("nodes", report.deleted_nodes),
+                ("values", report.deleted_values),
+                ("commits", report.deleted_commits),
+                ("packs", report.deleted_packs),
+                ("temporaries", report.deleted_temporaries),
+            ]),
+        ),
+        // nil where the backend cannot tell sizes cheaply (S3, GCS, DynamoDB).
+        (
+            Edn::kw("freed-bytes"),
+            report.freed_bytes.map_or(Edn::Nil, |b| Edn::Int(i64::try_from(b).unwrap_or(i64::MAX))),
+        ),
+        (
+            Edn::kw("kept"),
+            entries(&[("commits", report.kept_commits), ("nodes", report.kept_nodes), ("values", report.kept_values)]),
+        ),
+    ]))
 }
 
 /// A config without `:store` is a memory database, which vanishes when `dthk` exits: say so.

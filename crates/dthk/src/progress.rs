@@ -1,5 +1,6 @@
-//! A progress bar on standard error for long exports and imports (hidden when standard error
-//! is not a terminal).
+//! Progress on standard error for long commands (hidden when standard error is not a
+//! terminal): a bar for exports, imports and `load-entities`, which report how far they are,
+//! and a spinner for `gc-storage`, which does not.
 
 use datahike::migrate::{Phase, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -40,6 +41,29 @@ impl Bar {
     }
 
     /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A spinner with the elapsed time, for work that reports no progress of its own.
+pub struct Spinner {
+    bar: ProgressBar,
+}
+
+impl Spinner {
+    /// Starts spinning on standard error.
+    pub fn new(what: &'static str) -> Spinner {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.set_message(what);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner { bar }
+    }
+
+    /// Removes the spinner.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

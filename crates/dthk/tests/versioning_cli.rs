@@ -56,14 +56,28 @@ fn branch_transact_merge_and_delete() {
     let err = fails(d, &["delete-branch", "conn:cfg.edn", ":db"], 1);
     assert!(err.contains("main branch"), "{err}");
     ok(d, &["delete-branch", "conn:cfg.edn", ":staging"]);
-    assert_eq!(ok(d, &["gc-storage", "conn:cfg.edn"]).trim(), "#{}");
+    assert_eq!(ok(d, &["gc-storage", "conn:cfg.edn", "--keys"]).trim(), "#{}");
     ok(d, &["branch", "conn:cfg.edn", ":db", ":staging"]);
     ok(d, &["transact", "conn:staging.edn", r#"[{:name "Tmp"}]"#]);
     ok(d, &["delete-branch", "conn:cfg.edn", ":staging"]);
     assert_eq!(ok(d, &["branches", "conn:cfg.edn"]).trim(), "#{:db}");
-    let deleted = ok(d, &["gc-storage", "conn:cfg.edn"]);
-    assert!(deleted.contains("\"nodes/") && deleted.contains("\"commits/"), "{deleted}");
-    assert_eq!(ok(d, &["gc-storage", "conn:cfg.edn"]).trim(), "#{}");
+    // The summary: what went, by kind, the bytes freed, what stayed.
+    let summary = datahike::edn::read_str(&ok(d, &["gc-storage", "conn:cfg.edn"])).unwrap();
+    let deleted = summary.get_kw("deleted").unwrap();
+    let n = |m: &datahike::Edn, k: &str| match m.get_kw(k) {
+        Some(datahike::Edn::Int(n)) => *n,
+        other => panic!("{k}: {other:?} in {summary}"),
+    };
+    assert!(n(deleted, "nodes") > 0 && n(deleted, "commits") > 0, "{summary}");
+    let parts = ["nodes", "values", "commits", "packs", "temporaries"].iter().map(|k| n(deleted, k)).sum::<i64>();
+    assert_eq!(n(deleted, "total"), parts, "{summary}");
+    assert!(n(&summary, "freed-bytes") > 0, "{summary}");
+    assert!(n(summary.get_kw("kept").unwrap(), "nodes") > 0, "{summary}");
+    // Nothing is left to collect; --keys prints the set of deleted keys, as Datahike returns it.
+    assert_eq!(ok(d, &["gc-storage", "--keys", "conn:cfg.edn"]).trim(), "#{}");
+    let json: serde_json::Value = serde_json::from_str(&ok(d, &["-f", "json", "gc-storage", "conn:cfg.edn"])).unwrap();
+    assert_eq!(json["deleted"]["total"], 0, "{json}");
+    assert_eq!(json["freed-bytes"], 0, "{json}");
     assert_eq!(names(d, "db:cfg.edn"), r#"["Alice" "Sam"]"#);
     // Bad arguments name what is wrong.
     let err = fails(d, &["branch", "conn:cfg.edn", ":db", "staging2"], 1);
@@ -93,7 +107,7 @@ fn force_branch_and_gc_with_a_cutoff() {
     // Everything older than now goes, except what the heads reach.
     std::thread::sleep(std::time::Duration::from_millis(5));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
-    let deleted = ok(d, &["gc-storage", "conn:cfg.edn", &now.to_string()]);
+    let deleted = ok(d, &["gc-storage", "conn:cfg.edn", &now.to_string(), "--keys"]);
     assert!(deleted.contains("\"commits/"), "{deleted}");
     // The first commit is the head of :old, so it stays.
     let summary = ok(d, &["commit-as-db", "conn:cfg.edn", &first]);
