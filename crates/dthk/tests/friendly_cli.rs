@@ -69,12 +69,7 @@ fn entity_of_a_value_that_is_no_entity_id_prints_nil() {
 fn an_unknown_attribute_under_attribute_refs_is_a_warning_on_stderr() {
     let d = tempfile::tempdir().unwrap();
     let d = d.path();
-    let path = d.join("db").display().to_string();
-    std::fs::write(
-        d.join("refs.edn"),
-        format!("{{:store {{:backend :file :path {path:?}}} :keep-history? true :attribute-refs? true :schema-flexibility :write}}"),
-    )
-    .unwrap();
+    common::write_file_config(d, "refs.edn", ":keep-history? true :attribute-refs? true :schema-flexibility :write");
     ok(d, &["create-database", "edn:refs.edn"]);
     // Datahike's own test: `dthk query '[:find ?e . :where [?e :nonexistent _]]' db:...` logs
     // a line naming the attribute on standard error; the result is nil.

@@ -9,8 +9,7 @@ mod common;
 use common::ok;
 
 fn setup(d: &std::path::Path) {
-    let path = d.join("db").display().to_string();
-    std::fs::write(d.join("cfg.edn"), format!("{{:store {{:backend :file :path {path:?}}}}}")).unwrap();
+    common::write_file_config(d, "cfg.edn", "");
     ok(d, &["create-database", "edn:cfg.edn"]);
     let schema = r#"[{:db/ident :name :db/valueType :db.type/string :db/cardinality :db.cardinality/one :db/unique :db.unique/identity}
         {:db/ident :age :db/valueType :db.type/long :db/cardinality :db.cardinality/one}

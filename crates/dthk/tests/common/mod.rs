@@ -28,15 +28,17 @@ pub fn fails(dir: &Path, args: &[&str], code: i32) -> String {
     stderr
 }
 
+/// Writes the config `file` under `d`: a file store in `d/db` and the `extra` keys; returns
+/// the store path.
+pub fn write_file_config(d: &std::path::Path, file: &str, extra: &str) -> String {
+    let path = d.join("db").display().to_string();
+    std::fs::write(d.join(file), format!("{{:store {{:backend :file :path {path:?}}} {extra}}}")).unwrap();
+    path
+}
+
 /// Writes `cfg.edn` under `d`: a file store in `d/db`, schema on read; returns the store path.
 pub fn file_config(d: &std::path::Path) -> String {
-    let path = d.join("db").display().to_string();
-    std::fs::write(
-        d.join("cfg.edn"),
-        format!("{{:store {{:backend :file :path {path:?}}} :schema-flexibility :read}}"),
-    )
-    .unwrap();
-    path
+    write_file_config(d, "cfg.edn", ":schema-flexibility :read")
 }
 
 /// A file database `db` under `d` with config `cfg.edn` and one transaction; returns what
