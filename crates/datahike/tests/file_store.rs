@@ -177,6 +177,37 @@ fn log_segments_rotate_and_discard_whole_sealed_segments() {
     assert_eq!(other.log_read("db", 36).unwrap(), expected(37..=42));
 }
 
+/// Regression (`multi_process.rs` on the file backend: a reader's `latest()` failed with an
+/// I/O error naming a segment): a reader lists the segments of a log, then a flush or a
+/// collection discards some before it reads them. A segment that is gone when read was
+/// covered by a newer head, as was everything before it: the read returns only what follows
+/// it, and the caller, missing the records right after its value, reads the head again. A
+/// dangling link stands for a segment removed between the listing and the read.
+#[test]
+fn segments_discarded_between_listing_and_reading_are_skipped_with_everything_before_them() {
+    let (_dir, path, store) = new_store();
+    let store = store.with_segment_bytes_max(100);
+    for seq in 1..=12u64 {
+        store.log_append("db", seq, &payload(seq)).unwrap();
+    }
+    let segments = segments(&path, "db");
+    assert_eq!(segments.len(), 3, "{segments:?}");
+    let remove_after_listing = |segment: &Path| {
+        fs::remove_file(segment).unwrap();
+        std::os::unix::fs::symlink(path.join("gone"), segment).unwrap();
+    };
+    // Records 1..=4 read, then the segment of 5..=8 gone: 1..=4 were covered too.
+    remove_after_listing(&segments[1]);
+    assert_eq!(store.log_read("db", 0).unwrap(), expected(9..=12));
+    assert_eq!(store.log_read("db", 2).unwrap(), expected(9..=12));
+    // Every segment gone (a collection whose head covers the whole log).
+    remove_after_listing(&segments[0]);
+    remove_after_listing(&segments[2]);
+    assert_eq!(store.log_read("db", 0).unwrap(), Vec::new());
+    let fresh = FileStore::open(&path).unwrap();
+    assert_eq!(fresh.log_read("db", 4).unwrap(), Vec::new());
+}
+
 #[test]
 fn two_handles_appending_in_turn_keep_one_ordered_log() {
     let (_dir, path, first) = new_store();

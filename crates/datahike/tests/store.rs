@@ -135,6 +135,56 @@ mod plain_kv {
     datahike::store_conformance_tests!(super::plain_kv);
 }
 
+/// The plain store, where a discard of the first two records of log `db` runs while a reader
+/// of the default log has read record 1 and not yet record 2: what another process's flush
+/// does to a reader catching up.
+#[derive(Clone, Default)]
+struct DiscardWhileReading(PlainKv, Arc<std::sync::atomic::AtomicBool>);
+
+impl Store for DiscardWhileReading {
+    fn get(&self, key: &str) -> datahike::store::StoreResult<Option<Vec<u8>>> {
+        let bytes = self.0.get(key)?;
+        if key == datahike::store::log_key("db", 1) && self.1.swap(false, Ordering::SeqCst) {
+            self.0.log_discard("db", 2)?;
+        }
+        Ok(bytes)
+    }
+    fn put_batch(&self, entries: &[(String, Vec<u8>)]) -> datahike::store::StoreResult<()> {
+        self.0.put_batch(entries)
+    }
+    fn delete_batch(&self, keys: &[String]) -> datahike::store::StoreResult<()> {
+        self.0.delete_batch(keys)
+    }
+    fn list(&self, prefix: &str) -> datahike::store::StoreResult<Vec<String>> {
+        self.0.list(prefix)
+    }
+    fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> datahike::store::StoreResult<bool> {
+        self.0.compare_and_set(key, expected, new)
+    }
+    fn lock_writer(&self) -> datahike::store::StoreResult<datahike::store::WriterGuard> {
+        self.0.lock_writer()
+    }
+    fn destroy(&self) -> datahike::store::StoreResult<()> {
+        self.0.destroy()
+    }
+}
+
+/// Regression: the default `log_read` skipped a record deleted between its listing and its
+/// read but kept the records read before it, returning a log with a hole (1, 3, 4...), which
+/// a catching-up reader took for a damaged log. A missing record was covered by a newer
+/// head, as was everything before it: the read returns what follows it.
+#[test]
+fn the_default_log_read_racing_a_discard_returns_no_hole() {
+    let store = DiscardWhileReading::default();
+    for seq in 1..=5u64 {
+        store.log_append("db", seq, format!("tx{seq}").as_bytes()).unwrap();
+    }
+    store.1.store(true, Ordering::SeqCst);
+    let read: Vec<u64> = store.log_read("db", 0).unwrap().into_iter().map(|(seq, _)| seq).collect();
+    assert_eq!(read, vec![3, 4, 5]);
+    assert_eq!(store.log_read("db", 0).unwrap().len(), 3);
+}
+
 /// A database runs on the plain store, handed over as a value (no backend registered).
 #[test]
 fn a_database_on_a_store_value() {

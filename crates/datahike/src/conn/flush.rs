@@ -83,24 +83,12 @@ impl Snapshot {
     }
 }
 
-/// Makes every index node of `db` durable, then publishes a head naming them, then discards
-/// the log it covers. Node writing runs without the writer lock, so transactions continue;
-/// only the head swap takes it. One flush runs at a time per connection.
-///
-/// With the nodes go the snapshot's commit record (`commits/<id>`, the same bytes as the
-/// head) and its pack (`packs/<id>`, the log records since the previous snapshot), so that
-/// every commit stays addressable after the log is discarded.
-///
-/// Garbage collection may run in another thread or process while the nodes are written, and
-/// a node this flush skipped as already stored (content addressing) may be one it deletes as
-/// unreachable. Every collection bumps [`GC_EPOCH_KEY`] after its sweep, under the writer
-/// lock; a flush that sees the epoch changed between its writes and its head swap writes its
-/// batch again (missing files only) before swapping, under the lock.
 /// Writes a snapshot's nodes (and out-of-line values), and only once they are durable its
 /// commit records (`commits/<id>`, `packs/<id>`). A failed batch may leave any subset of its
 /// entries behind ([`Store`]'s contract), so one batch could leave a commit record naming
 /// nodes that were never written, which garbage collection and `commit_as_db` would then
-/// trust; in this order a commit record on the store always has its nodes.
+/// trust; in this order a commit record on the store always has its nodes. The caller holds
+/// the store's writer lock throughout, so that no collection runs between the two.
 pub(super) fn put_nodes_then_records(
     store: &dyn Store,
     nodes: &[(String, Vec<u8>)],
@@ -114,6 +102,65 @@ pub(super) fn put_nodes_then_records(
     Ok(())
 }
 
+/// Records snapshot `head` as commit `commits/<id>`, after its pack (`packs/<id>`, the log
+/// records since the previous snapshot), and returns the head to publish, its bytes, and
+/// whether it names `head`'s own index roots. The caller holds the store's writer lock and
+/// knows every node `head` names to be stored: no collection sweeps before the head is
+/// published, and the next one finds the record, so it deletes no node the record names.
+///
+/// A commit record is never replaced: a collection retains a commit by the roots its record
+/// names, and readers and `commit_as_db` may hold those. When this commit is recorded already
+/// (by a handle whose flush stopped before its head swap, or by a branch made from it), the
+/// head takes that record's roots (the same datoms) and keeps its own other fields (log id,
+/// pack base); the flush's own nodes then stay not durable for its connection, whose next
+/// flush writes them again.
+pub(super) fn record_snapshot(
+    store: &dyn Store,
+    head: Head,
+    pack: Option<(String, Vec<u8>)>,
+) -> Result<(Head, Vec<u8>, bool)> {
+    if let Some((key, pack)) = pack {
+        // A pack of this commit stored already replays the same commits from its own base.
+        store.put_if_absent(&key, &pack)?;
+    }
+    let key = commit_key(&head.commit.id);
+    let bytes = head.encode();
+    if store.put_if_absent(&key, &bytes)? {
+        return Ok((head, bytes, true));
+    }
+    let recorded = store.get(&key)?.ok_or_else(|| {
+        Error::Database(format!("{key}: the commit record disappeared while the writer lock was held"))
+    })?;
+    let recorded = Head::decode(&key, &recorded)?;
+    if recorded.commit.id != head.commit.id || recorded.max_tx != head.max_tx {
+        return Err(Error::Database(format!(
+            "{key}: the commit record names commit {} at tx {}, not commit {} at tx {}",
+            recorded.commit.id, recorded.max_tx, head.commit.id, head.max_tx
+        )));
+    }
+    let own = recorded.current == head.current && recorded.history == head.history;
+    let head = Head { current: recorded.current, history: recorded.history, ..head };
+    let bytes = head.encode();
+    Ok((head, bytes, own))
+}
+
+/// Makes every index node of `db` durable, then publishes a head naming them, then discards
+/// the log it covers. Node writing runs without the writer lock, so transactions continue;
+/// only the head swap takes it. One flush runs at a time per connection.
+///
+/// With the head go the snapshot's commit record (`commits/<id>`, naming the same index roots
+/// as the head) and its pack (`packs/<id>`, the log records since the previous snapshot), so
+/// that every commit stays addressable after the log is discarded.
+///
+/// Garbage collection may run in another thread or process while the nodes are written, and
+/// delete a node of this flush that nothing names yet, or one it skipped as already stored
+/// (content addressing). Every collection bumps [`GC_EPOCH_KEY`] after its sweep, under the
+/// writer lock; a flush that sees the epoch changed between its writes and its head swap
+/// writes its nodes again under the lock. Only then, still under the lock and only when it
+/// goes on to publish, does it write its commit records ([`record_snapshot`]). Written before
+/// the lock, a record could land after a sweep had deleted its nodes, from a flush that then
+/// found a newer head and published nothing: a retained commit whose record names nodes that
+/// are gone.
 pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     let _one_at_a_time = lock(&inner.flushing);
     let started = std::time::Instant::now();
@@ -139,13 +186,10 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     // holds commits before it.
     let pack_base = (records.len() > 1).then_some(previous_id);
     let Snapshot { pendings, nodes, values, head } = Snapshot::prepare(db, commit, pack_base, previous)?;
-    let bytes = head.encode();
-    let mut commit_records = Vec::with_capacity(2);
-    if head.pack_base.is_some() {
-        commit_records.push((pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
+    let pack = head.pack_base.is_some().then(|| (pack_key(&head.commit.id), encode_pack(&previous_id, &records)));
+    if !nodes.is_empty() {
+        store.put_batch(&nodes)?;
     }
-    commit_records.push((commit_key(&head.commit.id), bytes.clone()));
-    put_nodes_then_records(store.as_ref(), &nodes, &commit_records)?;
     let (node_count, node_bytes) = (nodes.len(), nodes.iter().map(|(_, b)| b.len()).sum::<usize>());
     // The nodes stay in memory until the head names them: a collection may delete one of
     // them from the store before this flush writes it again (below), and nothing must read
@@ -168,7 +212,8 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
         if other.log_id != head.log_id || other.max_tx >= db.max_tx() {
             // Another process published a newer state, or another line of commits (a
             // force-branch): this snapshot is moot, and the connection's next catch-up
-            // reopens from that head.
+            // reopens from that head. It leaves no commit record, only nodes that the next
+            // collection deletes.
             return Ok(());
         }
         // An older state of this line of commits, flushed by another process: this
@@ -189,8 +234,11 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
             .filter_map(|(key, v)| crate::index::codec::out_of_line_bytes(v).map(|b| (key.clone(), b.to_vec())))
             .collect();
         durable.store.put_batch(&again)?;
-        put_nodes_then_records(durable.store.as_ref(), &nodes, &commit_records)?;
+        if !nodes.is_empty() {
+            durable.store.put_batch(&nodes)?;
+        }
     }
+    let (head, bytes, own) = record_snapshot(durable.store.as_ref(), head, pack)?;
     drop(nodes);
     drop(values);
     // The log is discarded one flush behind: records covered by the head being replaced go,
@@ -206,8 +254,10 @@ pub(super) fn flush_snapshot(inner: &ConnInner, db: &Db) -> Result<()> {
     durable.head_bytes = Some(bytes);
     durable.head = head;
     durable.flushed_tx = db.max_tx();
-    for p in pendings {
-        p.mark_durable();
+    if own {
+        for p in pendings {
+            p.mark_durable();
+        }
     }
     durable.unflushed.retain(|r| r.tx > db.max_tx());
     durable.store.log_discard(&durable.log, u64::try_from(discard_through).unwrap_or(0))?;

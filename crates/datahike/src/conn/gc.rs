@@ -121,43 +121,52 @@ impl Marker<'_> {
 }
 
 /// Every commit the store knows: the snapshots (commit records) and the entries of the packs.
+#[derive(Default)]
 struct CommitGraph {
     snapshots: HashMap<uuid::Uuid, Head>,
     /// Parents and instant of every commit.
     commits: HashMap<uuid::Uuid, (Vec<uuid::Uuid>, i64)>,
-    /// Pack key -> (the snapshot it replays from, its commits that are not snapshots).
+    /// Pack key -> (the snapshot it replays from, its commits).
     packs: HashMap<String, (uuid::Uuid, Vec<uuid::Uuid>)>,
 }
 
 impl CommitGraph {
     fn read(store: &dyn Store, commit_keys: &[String], pack_keys: &[String]) -> Result<CommitGraph> {
-        let mut snapshots: HashMap<uuid::Uuid, Head> = HashMap::default();
+        let mut graph = CommitGraph::default();
+        graph.add(store, commit_keys, pack_keys)?;
+        Ok(graph)
+    }
+
+    /// Adds the commit records and packs under `commit_keys` and `pack_keys` (those deleted
+    /// meanwhile are skipped).
+    fn add(&mut self, store: &dyn Store, commit_keys: &[String], pack_keys: &[String]) -> Result<()> {
         for key in commit_keys {
             if let Some(bytes) = store.get(key)? {
                 let head = Head::decode(key, &bytes)?;
-                snapshots.insert(head.commit.id, head);
+                // The record of a snapshot takes precedence over a pack's entry for it.
+                self.commits
+                    .insert(head.commit.id, (head.commit.parents.clone(), head.last_tx_instant.max(head.created_at)));
+                self.snapshots.insert(head.commit.id, head);
             }
         }
-        let mut commits: HashMap<uuid::Uuid, (Vec<uuid::Uuid>, i64)> = HashMap::default();
-        for head in snapshots.values() {
-            commits.insert(head.commit.id, (head.commit.parents.clone(), head.last_tx_instant.max(head.created_at)));
-        }
-        let mut packs = HashMap::default();
         for key in pack_keys {
             let Some(bytes) = store.get(key)? else { continue };
             let (base, outcomes) = decode_pack(key, &bytes)?;
             let mut ids = Vec::new();
             for o in outcomes {
                 if let Some(c) = o.commit {
-                    if !snapshots.contains_key(&c.id) {
-                        ids.push(c.id);
-                    }
-                    commits.entry(c.id).or_insert((c.parents, o.tx_instant));
+                    ids.push(c.id);
+                    self.commits.entry(c.id).or_insert((c.parents, o.tx_instant));
                 }
             }
-            packs.insert(key.clone(), (base, ids));
+            self.packs.insert(key.clone(), (base, ids));
         }
-        Ok(CommitGraph { snapshots, commits, packs })
+        Ok(())
+    }
+
+    /// Those of `ids` (a pack's commits) that are not snapshots: what only packs hold.
+    fn pack_only<'a>(&'a self, ids: &'a [uuid::Uuid]) -> impl Iterator<Item = &'a uuid::Uuid> + 'a {
+        ids.iter().filter(|id| !self.snapshots.contains_key(id))
     }
 
     /// The commits reachable from `heads` through parents, stopping at commits older than
@@ -186,7 +195,7 @@ impl CommitGraph {
             self.snapshots.keys().filter(|id| retained.contains(id)).copied().collect();
         let mut kept_packs = HashSet::new();
         for (key, (base, ids)) in &self.packs {
-            if ids.iter().any(|id| retained.contains(id)) && self.snapshots.contains_key(base) {
+            if self.pack_only(ids).any(|id| retained.contains(id)) && self.snapshots.contains_key(base) {
                 kept_packs.insert(key.clone());
                 needed.insert(*base);
             }
@@ -263,7 +272,7 @@ impl Conn {
         nodes.extend(store.list("values/")?);
         let commits = store.list("commits/")?;
         let packs = store.list("packs/")?;
-        let graph = CommitGraph::read(store.as_ref(), &commits, &packs)?;
+        let mut graph = CommitGraph::read(store.as_ref(), &commits, &packs)?;
         let mut marker = Marker {
             store: store.as_ref(),
             kind: self.0.config.index,
@@ -282,15 +291,22 @@ impl Conn {
         let writer = drained(&self.0);
         let _guard = store.lock_writer()?;
         let heads_now = marker.mark_heads(&heads)?;
-        // Snapshots recorded since the listing (flushes that published a head and were
-        // superseded meanwhile, branches made) are kept whole: their records are not swept,
-        // so neither may be the older nodes they share.
-        let listed: HashSet<&String> = commits.iter().collect();
-        for key in store.list("commits/")? {
-            if !listed.contains(&key) {
-                if let Some(bytes) = store.get(&key)? {
-                    marker.mark(&Head::decode(&key, &bytes)?)?;
-                }
+        // The commit records and packs written since the listing (a flush writes them under
+        // this lock, just before its head) join the graph: a head published since then is
+        // reached through them, and through it every commit before it. Without them the walk
+        // from such a head stopped at the head itself, and the sweep took every older snapshot
+        // (and the nodes of the head a reader was still catching up from).
+        let listed: HashSet<&String> = commits.iter().chain(&packs).collect();
+        let new_commits: Vec<String> = store.list("commits/")?.into_iter().filter(|k| !listed.contains(k)).collect();
+        let new_packs: Vec<String> = store.list("packs/")?.into_iter().filter(|k| !listed.contains(k)).collect();
+        graph.add(store.as_ref(), &new_commits, &new_packs)?;
+        // Snapshots recorded since the listing are kept whole, retained or not (a flush that
+        // published a head and was superseded meanwhile, a branch made, a flush that failed
+        // after recording): their records are not swept, so neither may be the nodes they name.
+        for key in &new_commits {
+            let Some(id) = key.strip_prefix("commits/").and_then(|u| uuid::Uuid::parse_str(u).ok()) else { continue };
+            if let Some(head) = graph.snapshots.get(&id) {
+                marker.mark(head)?;
             }
         }
         // New heads keep their packs and the snapshots those replay from.
@@ -318,7 +334,7 @@ impl Conn {
         }
         for (key, (_, ids)) in &graph.packs {
             if !kept_packs.contains(key) {
-                collected.extend(ids.iter().copied());
+                collected.extend(graph.pack_only(ids).copied());
                 doomed.push(key.clone());
             }
         }
@@ -332,7 +348,13 @@ impl Conn {
         }
         // Measured before anything goes (a deleted key has no size).
         let measured = Doomed::measure(store.as_ref(), &doomed);
-        store.delete_batch(&doomed)?;
+        // Commit records and packs go before the nodes they name: a sweep that stops halfway
+        // leaves nodes that nothing names (the next collection takes them), never a record
+        // naming nodes that are gone, whose roots a flush of that commit would publish.
+        let (records, unreachable): (Vec<String>, Vec<String>) =
+            doomed.iter().cloned().partition(|k| k.starts_with("commits/") || k.starts_with("packs/"));
+        store.delete_batch(&records)?;
+        store.delete_batch(&unreachable)?;
         let temporaries = store.sweep_temporaries()?;
         let deleted_temporaries = temporaries.len();
         doomed.extend(temporaries);

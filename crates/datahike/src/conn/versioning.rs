@@ -283,10 +283,11 @@ impl Conn {
             ));
         }
         let Snapshot { pendings, nodes, head, .. } = Snapshot::prepare(db, commit, None, fixed)?;
-        let bytes = head.encode();
-        let key = commit_key(&head.commit.id);
-        let records = if store.get(&key)?.is_none() { vec![(key, bytes.clone())] } else { Vec::new() };
-        put_nodes_then_records(store, &nodes, &records)?;
+        if !nodes.is_empty() {
+            store.put_batch(&nodes)?;
+        }
+        // A commit recorded already keeps its record, and the head takes its roots.
+        let (_, bytes, _) = record_snapshot(store, head, None)?;
         // The nodes are not marked durable in memory: `db` may be a live connection's value,
         // and a node is durable for it only once its own head names it. This head may be
         // deleted with its branch and collected; the connection's next flush then writes the

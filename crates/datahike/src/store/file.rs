@@ -1155,7 +1155,19 @@ impl Store for FileStore {
             }
             // A reader asking for what follows its last read starts where that read ended.
             let start = cursor.filter(|c| c.segment == *first && c.seq <= after).map_or(0, |c| c.offset);
-            let (start, bytes) = read_from(path, start)?;
+            let (start, bytes) = match read_from(path, start) {
+                Ok(read) => read,
+                // Discarded since the listing, by a flush or a collection (which removes every
+                // segment once a head covers them all). Segments go oldest first and only when
+                // a head covers all their records, so the records read before this one are
+                // covered too: they go, and the caller, whose next record is missing, reads the
+                // head again (as with the default log, which skips records deleted meanwhile).
+                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    out.clear();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let (frames, _) = scan_segment(&bytes, path, next_first.is_none(), Damage::SkipThrough(after))?;
             for frame in frames {
                 end = Some(ReadCursor { segment: *first, offset: start + to_u64(frame.payload.end), seq: frame.seq });

@@ -216,7 +216,8 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Every record of `log` with a sequence number greater than `after`, ascending. A torn
+    /// Every record of `log` with a sequence number greater than `after`, ascending and without
+    /// holes: when a discard runs meanwhile, only records after the last discarded one. A torn
     /// last record (a crash during its append) is not returned: it was never acknowledged.
     /// Records at or below the log's floor (see [`Store::log_append`]) are never returned.
     fn log_read(&self, log: &str, after: u64) -> StoreResult<Vec<(u64, Vec<u8>)>> {
@@ -227,8 +228,13 @@ pub trait Store: Send + Sync + 'static {
         let keys: Vec<String> = seqs.iter().map(|seq| log_key(log, *seq)).collect();
         let mut out = Vec::with_capacity(seqs.len());
         for ((seq, key), bytes) in seqs.into_iter().zip(&keys).zip(self.get_many(&keys)?) {
-            // Discarded meanwhile: a newer head covers it.
-            let Some(bytes) = bytes else { continue };
+            // Discarded meanwhile: a newer head covers it, and every record before it. Those
+            // go too, so that the records returned follow each other and the caller, whose
+            // next record is missing, reads the head again.
+            let Some(bytes) = bytes else {
+                out.clear();
+                continue;
+            };
             out.push((seq, unframe_record(key, bytes)?));
         }
         Ok(out)
