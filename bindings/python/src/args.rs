@@ -224,8 +224,8 @@ fn one(param: Param, arg: &Bound<'_, PyAny>, db_format: Option<&str>, tx_format:
         Param::TxData | Param::TxVector | Param::Entities => tx_data(param, arg, tx_format)?,
         Param::TxMeta | Param::Options | Param::PullArgs | Param::IndexArgs | Param::Index => {
             Slot::Ready(match arg.cast::<PyString>() {
-                Ok(s) if param == Param::Index || param == Param::IndexArgs => keyword(&*s.to_cow()?),
-                Ok(s) => read_str(&*s.to_cow()?)?,
+                Ok(s) if param == Param::Index || param == Param::IndexArgs => keyword(&s.to_cow()?),
+                Ok(s) => read_str(&s.to_cow()?)?,
                 Err(_) => to_edn(arg, Mode::Value)?,
             })
         }
@@ -233,7 +233,7 @@ fn one(param: Param, arg: &Bound<'_, PyAny>, db_format: Option<&str>, tx_format:
         Param::Query => Slot::Ready(text_or(arg, Mode::Query)?),
         Param::EntityId | Param::AnyEntityId => Slot::Ready(entity_id(arg)?),
         Param::EntityIds => Slot::Ready(match arg.cast::<PyString>() {
-            Ok(s) => read_str(&*s.to_cow()?)?,
+            Ok(s) => read_str(&s.to_cow()?)?,
             Err(_) => Edn::Vector(sequence(arg)?.iter().map(entity_id).collect::<Shaped<_>>()?),
         }),
         Param::Branch => Slot::Ready(branch(arg)?),
@@ -244,11 +244,11 @@ fn one(param: Param, arg: &Bound<'_, PyAny>, db_format: Option<&str>, tx_format:
         }),
         Param::CommitId => Slot::Ready(commit_id(arg)?),
         Param::Instant => Slot::Ready(match arg.cast::<PyString>() {
-            Ok(s) => instant_text(&*s.to_cow()?)?,
+            Ok(s) => instant_text(&s.to_cow()?)?,
             Err(_) => to_edn(arg, Mode::Value)?,
         }),
         Param::Path => Slot::Ready(match arg.cast::<PyString>() {
-            Ok(s) => Edn::str(&*s.to_cow()?),
+            Ok(s) => Edn::str(&s.to_cow()?),
             Err(_) => Edn::str(&arg.py().import("os")?.call_method1("fspath", (arg,))?.str()?.to_string()),
         }),
         Param::Components | Param::QueryInputs | Param::RangeArgs => {
@@ -260,7 +260,7 @@ fn one(param: Param, arg: &Bound<'_, PyAny>, db_format: Option<&str>, tx_format:
 /// EDN text read as such, or Python data converted by `mode`.
 fn text_or(arg: &Bound<'_, PyAny>, mode: Mode) -> Shaped<Edn> {
     match arg.cast::<PyString>() {
-        Ok(s) => Ok(read_str(&*s.to_cow()?)?),
+        Ok(s) => Ok(read_str(&s.to_cow()?)?),
         Err(_) => Ok(to_edn(arg, mode)?),
     }
 }
@@ -282,7 +282,7 @@ fn value(arg: &Bound<'_, PyAny>) -> Shaped<Edn> {
 /// An attribute: text with or without the colon, or a keyword helper.
 fn attribute(arg: &Bound<'_, PyAny>) -> Shaped<Edn> {
     match arg.cast::<PyString>() {
-        Ok(s) => Ok(keyword(&*s.to_cow()?)),
+        Ok(s) => Ok(keyword(&s.to_cow()?)),
         Err(_) => Ok(to_edn(arg, Mode::Value)?),
     }
 }
@@ -354,7 +354,7 @@ fn instant_text(s: &str) -> Shaped<Edn> {
 /// tuple.
 pub fn config_of(arg: &Bound<'_, PyAny>) -> Shaped<Edn> {
     if let Ok(s) = arg.cast::<PyString>() {
-        return Ok(read_str(&*s.to_cow()?)?);
+        return Ok(read_str(&s.to_cow()?)?);
     }
     if let Ok(tuple) = arg.cast::<PyTuple>() {
         if let Some((_, config)) = input_kind(tuple) {
@@ -463,7 +463,7 @@ fn query_input(arg: &Bound<'_, PyAny>) -> Shaped<Slot> {
 
 fn json_text(arg: &Bound<'_, PyAny>) -> Shaped<Edn> {
     match arg.cast::<PyString>() {
-        Ok(s) => Ok(json::from_tagged_json(&*s.to_cow()?)?),
+        Ok(s) => Ok(json::from_tagged_json(&s.to_cow()?)?),
         Err(_) => Ok(to_edn(arg, Mode::Value)?),
     }
 }
@@ -492,9 +492,9 @@ fn tx_data(param: Param, arg: &Bound<'_, PyAny>, input_format: Option<&str>) -> 
         (Some("json"), true) => (json_text(arg)?, true),
         (Some("cbor"), true) => (cbor(arg)?, false),
         (None, true) => match arg.cast::<PyString>() {
-            Ok(s) => match json::from_tagged_json(&*s.to_cow()?) {
+            Ok(s) => match json::from_tagged_json(&s.to_cow()?) {
                 Ok(edn) => (edn, true),
-                Err(_) => (read_str(&*s.to_cow()?)?, false),
+                Err(_) => (read_str(&s.to_cow()?)?, false),
             },
             Err(_) => (cbor(arg)?, false),
         },
@@ -522,17 +522,11 @@ pub fn resolve(slots: Vec<Slot>, connections: &Connections) -> Result<Vec<Edn>, 
         let edn = match slot {
             Slot::Ready(edn) => edn,
             Slot::Commit { config, id } => {
-                let op = find("commit-as-db").ok_or_else(|| Error::Internal("no commit-as-db operation".into()))?;
-                match datahike::api::call(op, &[config.clone(), Edn::Uuid(id)], connections)? {
-                    Edn::Nil => {
-                        let store = datahike::Config::from_edn(&config).map(|c| c.store_id()).unwrap_or(Edn::Nil);
-                        return Err(Error::Database(format!(
-                            "no commit {id} in the database {}",
-                            datahike::edn::pr_str(&store)
-                        )));
-                    }
-                    handle => handle,
-                }
+                // A handle `{:store-id .. :commit-id ..}` of the open connection: the
+                // connections resolve it to the database at that commit.
+                connections.conn_of(&config)?;
+                let store_id = datahike::Config::from_edn(&config)?.store_id();
+                Edn::Map(vec![(Edn::kw("store-id"), store_id), (Edn::kw("commit-id"), Edn::Uuid(id))])
             }
             Slot::JsonTx(edn) => match out.first() {
                 Some(first) => json_tx::tx_data(&connections.db_of(first)?, &edn),

@@ -15,7 +15,7 @@
 //! lists), instants `datetime` in UTC, uuids `uuid.UUID`, big decimals `decimal.Decimal`,
 //! byte arrays `bytes`, datoms `[e, a, v, tx, added]` and database handles their map.
 
-use datahike::edn::{read_str, MAX_DEPTH};
+use datahike::edn::read_str;
 use datahike::{Edn, Keyword, Symbol};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -93,17 +93,22 @@ fn string_value(s: &str, mode: Mode) -> Edn {
     }
 }
 
+/// The deepest Python value converted: far deeper than data and patterns nest, and
+/// shallow enough that the recursion fits any thread's stack (a value that contains itself
+/// would recurse forever).
+const DEPTH_MAX: usize = 256;
+
 fn too_deep() -> PyErr {
-    PyValueError::new_err(format!("the value nests more than {MAX_DEPTH} levels deep (does it contain itself?)"))
+    PyValueError::new_err(format!("the value nests more than {DEPTH_MAX} levels deep (does it contain itself?)"))
 }
 
 fn convert(obj: &Bound<'_, PyAny>, mode: Mode, depth: usize) -> PyResult<Edn> {
-    if depth > MAX_DEPTH {
+    if depth > DEPTH_MAX {
         return Err(too_deep());
     }
     let py = obj.py();
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(string_value(&*s.to_cow()?, mode));
+        return Ok(string_value(&s.to_cow()?, mode));
     }
     if obj.is_none() {
         return Ok(Edn::Nil);
@@ -284,7 +289,7 @@ fn hashable<'py>(py: Python<'py>, edn: &Edn) -> PyResult<Bound<'py, PyAny>> {
             py,
             entries
                 .iter()
-                .map(|(k, v)| Ok(PyTuple::new(py, [hashable(py, k)?, hashable(py, v)?])?))
+                .map(|(k, v)| PyTuple::new(py, [hashable(py, k)?, hashable(py, v)?]))
                 .collect::<PyResult<Vec<_>>>()?,
         )?
         .into_any(),

@@ -61,7 +61,16 @@ def release_connections() -> None:
     _native.release_all()
 
 
-_atexit.register(release_connections)
+def _release_at_exit() -> None:
+    # A connection to a database deleted meanwhile (say, one of its branches) fails to
+    # release; at exit there is nobody left to tell.
+    try:
+        _native.release_all()
+    except DatahikeException:
+        pass
+
+
+_atexit.register(_release_at_exit)
 
 __all__ = [
     "__version__",

@@ -38,18 +38,27 @@ def _key_to_keyword(key: str) -> str:
 
 
 def _value_to_edn(value: Any) -> str:
-    """The EDN text of a Python value by the conversion rule."""
+    """The EDN text of a Python value by the conversion rule, printed as Datahike's binding
+    prints it (no commas between map entries)."""
+    if isinstance(value, dict):
+        return _dict_to_edn(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(_value_to_edn(x) for x in value) + "]"
     return _native.to_edn(value)
 
 
-def _dict_to_edn(value: Dict[str, Any]) -> str:
+def _dict_to_edn(value: Dict[Any, Any]) -> str:
     """The EDN text of a dict: keys keywordized, values by the rule."""
-    return _native.to_edn(value)
+    entries = (
+        f"{_key_to_keyword(k) if isinstance(k, str) else _native.to_edn(k)} {_value_to_edn(v)}"
+        for k, v in value.items()
+    )
+    return "{" + " ".join(entries) + "}"
 
 
 def _python_to_edn(value: Any) -> str:
     """The EDN text of a Python value by the conversion rule."""
-    return _native.to_edn(value)
+    return _value_to_edn(value)
 
 
 def _unwrap_set(result: Any) -> Any:
