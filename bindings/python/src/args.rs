@@ -12,6 +12,8 @@ use datahike::edn::{json, read_str};
 use datahike::{Detail, Edn, Error, Symbol};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 /// A failed conversion: a Python error (a value with no EDN form) or the library's (bad
 /// EDN text, a bad input format), raised as `DatahikeException`.
@@ -56,9 +58,20 @@ pub enum Slot {
     JsonTx(Edn),
 }
 
+/// The implemented operations by Python name, `dthk` name and `datahike.api` name.
+static BY_NAME: LazyLock<HashMap<String, &'static Op>> = LazyLock::new(|| {
+    let mut names = HashMap::new();
+    for op in OPS.iter().filter(|op| op.run.is_some()) {
+        for name in [python_name(op), op.name.to_string(), op.api.to_string()] {
+            names.entry(name).or_insert(op);
+        }
+    }
+    names
+});
+
 /// The operation of a Python name, a `dthk` name or a `datahike.api` name.
 pub fn find(name: &str) -> Option<&'static Op> {
-    OPS.iter().filter(|op| op.run.is_some()).find(|op| python_name(op) == name || op.name == name || op.api == name)
+    BY_NAME.get(name).copied()
 }
 
 const PYTHON_KEYWORDS: [&str; 8] = ["with", "import", "from", "as", "in", "is", "not", "and"];
@@ -354,7 +367,7 @@ fn instant_text(s: &str) -> Shaped<Edn> {
 /// tuple.
 pub fn config_of(arg: &Bound<'_, PyAny>) -> Shaped<Edn> {
     if let Ok(s) = arg.cast::<PyString>() {
-        return Ok(read_str(&s.to_cow()?)?);
+        return config_text(&s.to_cow()?);
     }
     if let Ok(tuple) = arg.cast::<PyTuple>() {
         if let Some((_, config)) = input_kind(tuple) {
@@ -362,6 +375,26 @@ pub fn config_of(arg: &Bound<'_, PyAny>) -> Shaped<Edn> {
         }
     }
     Ok(to_edn(arg, Mode::Value)?)
+}
+
+/// Config texts read before: a program names its few databases by the same strings call
+/// after call, and reading the text is a good part of a short call.
+static CONFIG_TEXTS: LazyLock<Mutex<HashMap<String, Edn>>> = LazyLock::new(Mutex::default);
+
+/// How many config texts [`CONFIG_TEXTS`] keeps before it starts over.
+const CONFIG_TEXTS_MAX: usize = 256;
+
+fn config_text(text: &str) -> Shaped<Edn> {
+    let mut known = CONFIG_TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(edn) = known.get(text) {
+        return Ok(edn.clone());
+    }
+    let edn = read_str(text)?;
+    if known.len() >= CONFIG_TEXTS_MAX {
+        known.clear();
+    }
+    known.insert(text.to_string(), edn.clone());
+    Ok(edn)
 }
 
 /// The connection argument: a config, or the config of an input tuple, at the branch that a

@@ -113,16 +113,24 @@ def make_function(op: Dict[str, Any]) -> Callable[..., Any]:
     rest = [s["rest"] for s in slots]
     name = op["python_name"]
 
+    default_input = None if takes_tx else ("db" if input_format else None)
+
     def function(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        values = [bound.arguments[n] for n in names]
+        if not kwargs and required <= len(args) <= len(names):
+            # The common call, positional operation arguments only: no binding needed.
+            values = list(args)
+            fmt, output, full = default_input, "cbor", False
+        else:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = [bound.arguments[n] for n in names]
+            fmt = bound.arguments.get("input_format")
+            output = bound.arguments["output_format"]
+            full = bound.arguments.get("report", False)
         while len(values) > required and values[-1] is None:
             values.pop()
         values = [_rest(v) if is_rest else _as_argument(v) for v, is_rest in zip(values, rest)]
-        return _native.call(name, values, bound.arguments.get("input_format"),
-                            bound.arguments["output_format"],
-                            bound.arguments.get("report", False))
+        return _native.call(name, values, fmt, output, full)
 
     function.__name__ = name
     function.__qualname__ = name
