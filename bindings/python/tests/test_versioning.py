@@ -110,3 +110,22 @@ def test_force_branch(cfg):
     transact(cfg, '[{:widget/sku "Z"}]', input_format="edn")
     force_branch(("commit:" + str(old), cfg), "feature", ["db"])
     assert skus(q(SKUS, [("branch:feature", cfg)])) == {"A"}
+
+
+def test_delete_releases_every_branch(tmp_path):
+    from datahike import _native, release_connections
+
+    cfg = '{:store {:backend :file :path "' + str(tmp_path / "del") + '"}}'
+    create_database(cfg)
+    transact(cfg, SKU, input_format="edn")
+    branch(cfg, "db", "feature")
+    transact(("branch:feature", cfg), '[{:widget/sku "F"}]', input_format="edn")
+    before = _native.open_connections()
+    delete_database(cfg)
+    assert _native.open_connections() == before - 2
+    create_database(cfg)
+    assert branches(cfg) == {":db"}
+    with pytest.raises(DatahikeException):
+        q(SKUS, [("branch:feature", cfg)])
+    delete_database(cfg)
+    release_connections()
