@@ -3,7 +3,7 @@
 //! API.
 
 use crate::format::Format;
-use crate::json_tx;
+use datahike::api::json_tx;
 use datahike::edn::pr_str;
 use datahike::Edn;
 

@@ -20,7 +20,6 @@ mod config;
 mod format;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-mod json_tx;
 mod openapi;
 mod stats;
 mod subscribe;
@@ -30,7 +29,7 @@ pub use format::Format;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use datahike::api::{self, Connections, Op};
+use datahike::api::{self, json_tx, Connections, Op};
 use datahike::edn::{pr_str, read_str};
 use datahike::{Edn, Error};
 use std::net::SocketAddr;

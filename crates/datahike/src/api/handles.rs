@@ -76,14 +76,24 @@ impl Connections {
         Ok(open.entry(key).or_insert(conn).clone())
     }
 
-    /// Releases and forgets the connection to the database of `config` (before it is
-    /// deleted). Nothing happens when none is open.
+    /// Releases and forgets the connections to the database of `config`, on every branch
+    /// (before it is deleted: a branch's connection kept open would outlive its head).
+    /// Nothing happens when none is open. The first failure is returned after all were tried.
     pub fn forget(&self, config: &Config) -> Result<()> {
-        let conn = self.lock().remove(&pr_str(&config.store_id()));
-        match conn {
-            Some(conn) => conn.release(),
-            None => Ok(()),
+        let identity = config.store.identity();
+        let conns: Vec<Conn> = {
+            let mut open = self.lock();
+            let keys: Vec<String> =
+                open.iter().filter(|(_, c)| c.config().store.identity() == identity).map(|(k, _)| k.clone()).collect();
+            keys.iter().filter_map(|k| open.remove(k)).collect()
+        };
+        let mut first = Ok(());
+        for conn in conns {
+            if let (Err(e), Ok(())) = (conn.release(), &first) {
+                first = Err(e);
+            }
         }
+        first
     }
 
     /// Every open connection.
@@ -206,7 +216,7 @@ fn remote_peer(edn: &Edn) -> Option<crate::RemoteSpec> {
 /// Runs `op` on arguments given as data, resolving config maps and handles through
 /// `connections`; when a config among them has `:remote-peer`, the whole call goes to that
 /// server instead. Arguments that fit no arity give [`Error::Argument`] naming the first bad
-/// one. `delete-database` first releases the held connection to that database.
+/// one. `delete-database` first releases the held connections to that database, every branch.
 pub fn call(op: &Op, args: &[Edn], connections: &Connections) -> Result<Edn> {
     if let Some(peer) = args.iter().find_map(remote_peer) {
         if !op.remote {
@@ -250,4 +260,28 @@ pub fn call_local(op: &Op, args: &[Edn], connections: &Connections) -> Result<Ed
         ));
     }
     run(&resolved, &Context::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edn::read_str;
+
+    #[test]
+    fn deleting_a_database_releases_the_connections_of_every_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db").display().to_string();
+        let config =
+            read_str(&format!("{{:store {{:backend :file :path {path:?}}} :schema-flexibility :read}}")).unwrap();
+        let feature = read_str(&format!("{{:store {{:backend :file :path {path:?}}} :branch :feature}}")).unwrap();
+        let op = |name| super::super::find(name).unwrap();
+        let connections = Connections::new();
+        call(op("create-database"), std::slice::from_ref(&config), &connections).unwrap();
+        call(op("branch"), &[config.clone(), Edn::kw("db"), Edn::kw("feature")], &connections).unwrap();
+        call(op("transact"), &[feature.clone(), read_str(r#"[{:name "x"}]"#).unwrap()], &connections).unwrap();
+        assert_eq!(connections.all().len(), 2);
+        call(op("delete-database"), std::slice::from_ref(&config), &connections).unwrap();
+        assert!(connections.all().is_empty(), "a branch's connection outlived the database");
+        connections.release_all().unwrap();
+    }
 }

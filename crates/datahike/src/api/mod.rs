@@ -11,6 +11,7 @@
 //! from the request body (config maps and database handles, see [`handles`]).
 
 mod handles;
+pub mod json_tx;
 mod ops;
 mod run;
 

@@ -2,10 +2,11 @@
 //! strings. In a config map the backend, schema flexibility, index and branch; in
 //! transaction data the operation (`"db/add"`), attributes of op vectors and lookup refs,
 //! and the values of keyword-, symbol- and (our addition) uuid- and instant-typed
-//! attributes, looked up in the database's schema (`datahike.json/xf-data-for-tx`).
+//! attributes, looked up in the database's schema (`datahike.json/xf-data-for-tx`). The
+//! HTTP server and the Python binding read JSON arguments through this.
 
-use datahike::schema::ValueType;
-use datahike::{Db, Edn, Keyword, Symbol};
+use crate::schema::ValueType;
+use crate::{Db, Edn, Keyword, Symbol};
 
 /// A keyword from a string, with or without the leading colon.
 fn keyword(s: &str) -> Edn {
@@ -148,16 +149,16 @@ pub fn tx_data(db: &Db, tx: &Edn) -> Edn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datahike::edn::{pr_str, read_str};
+    use crate::edn::{pr_str, read_str};
 
     #[test]
     fn strings_become_keywords_where_the_schema_says() {
-        let db_config = datahike::Config::memory("json-tx-test");
-        datahike::create_database(&db_config).unwrap();
-        let conn = datahike::connect(&db_config).unwrap();
+        let db_config = crate::Config::memory("json-tx-test");
+        crate::create_database(&db_config).unwrap();
+        let conn = crate::connect(&db_config).unwrap();
         conn.transact(&read_str("[{:db/ident :kind :db/valueType :db.type/keyword :db/cardinality :db.cardinality/one} {:db/ident :id :db/valueType :db.type/uuid :db/cardinality :db.cardinality/one :db/unique :db.unique/identity} {:db/ident :at :db/valueType :db.type/instant :db/cardinality :db.cardinality/one}]").unwrap()).unwrap();
         let db = conn.db();
-        let json = datahike::edn::json::from_tagged_json(
+        let json = crate::edn::json::from_tagged_json(
             r#"[{"db/ident": "color", "db/valueType": "db.type/string", "db/cardinality": "db.cardinality/one"},
                 {"kind": "fruit", "id": "6f1d1c1e-0000-4000-8000-000000000001", "at": 1700000000000, "name": "kind"},
                 ["db/add", ["id", "6f1d1c1e-0000-4000-8000-000000000001"], "kind", "veg"]]"#,
@@ -168,7 +169,7 @@ mod tests {
             got,
             r#"[{:db/ident :color, :db/valueType :db.type/string, :db/cardinality :db.cardinality/one} {:kind :fruit, :id #uuid "6f1d1c1e-0000-4000-8000-000000000001", :at #inst "2023-11-14T22:13:20.000-00:00", :name "kind"} [:db/add [:id #uuid "6f1d1c1e-0000-4000-8000-000000000001"] :kind :veg]]"#
         );
-        let cfg = datahike::edn::json::from_tagged_json(
+        let cfg = crate::edn::json::from_tagged_json(
             r#"{"store": {"backend": "file", "path": "/x"}, "schema-flexibility": "read"}"#,
         )
         .unwrap();
