@@ -119,6 +119,27 @@ fn is_internal(key: &str) -> bool {
     key.strip_prefix(PACKS_DIR).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Answers a per-key batch question about `keys`: index nodes (with their addresses) from
+/// `nodes`, every other key from `others`, each in one batch; the answers in the order of
+/// `keys`.
+fn split_by_kind<T>(
+    keys: &[String],
+    nodes: impl FnOnce(&[(u128, &String)]) -> StoreResult<Vec<Option<T>>>,
+    others: impl FnOnce(&[String]) -> StoreResult<Vec<Option<T>>>,
+) -> StoreResult<Vec<Option<T>>> {
+    let node_keys: Vec<(u128, &String)> = keys.iter().filter_map(|key| Some((node_address(key)?, key))).collect();
+    let mut node_answers = nodes(&node_keys)?.into_iter();
+    let other_keys: Vec<String> = keys.iter().filter(|key| node_address(key).is_none()).cloned().collect();
+    let mut other_answers = others(&other_keys)?.into_iter();
+    Ok(keys
+        .iter()
+        .map(|key| match node_address(key) {
+            Some(_) => node_answers.next().flatten(),
+            None => other_answers.next().flatten(),
+        })
+        .collect())
+}
+
 impl<S: Store> Store for PackedStore<S> {
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         match node_address(key) {
@@ -135,34 +156,25 @@ impl<S: Store> Store for PackedStore<S> {
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let nodes: Vec<(u128, &str)> = keys.iter().filter_map(|key| Some((node_address(key)?, key.as_str()))).collect();
-        let mut nodes = self.packs.get_many(&nodes, |_| Ok(None))?.into_iter();
-        let others: Vec<String> = keys.iter().filter(|key| node_address(key).is_none()).cloned().collect();
-        let mut others = self.inner.get_many(&others)?.into_iter();
-        Ok(keys
-            .iter()
-            .map(|key| match node_address(key) {
-                Some(_) => nodes.next().flatten(),
-                None => others.next().flatten(),
-            })
-            .collect())
+        split_by_kind(
+            keys,
+            |nodes| {
+                let nodes: Vec<(u128, &str)> = nodes.iter().map(|(a, key)| (*a, key.as_str())).collect();
+                self.packs.get_many(&nodes, |_| Ok(None))
+            },
+            |others| self.inner.get_many(others),
+        )
     }
 
     /// A node's size comes from the pack indices this handle holds (listed again first, no
     /// node read): its bytes and its 32-byte index entry, which a rewrite of its pack without
     /// it takes off the inner store's value. Every other key's size is the inner store's.
     fn stored_sizes(&self, keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
-        let addresses: Vec<u128> = keys.iter().filter_map(|key| node_address(key)).collect();
-        let mut nodes = self.packs.stored_sizes(&addresses)?.into_iter();
-        let others: Vec<String> = keys.iter().filter(|key| node_address(key).is_none()).cloned().collect();
-        let mut others = if others.is_empty() { Vec::new() } else { self.inner.stored_sizes(&others)? }.into_iter();
-        Ok(keys
-            .iter()
-            .map(|key| match node_address(key) {
-                Some(_) => nodes.next().flatten(),
-                None => others.next().flatten(),
-            })
-            .collect())
+        split_by_kind(
+            keys,
+            |nodes| self.packs.stored_sizes(&nodes.iter().map(|(a, _)| *a).collect::<Vec<u128>>()),
+            |others| if others.is_empty() { Ok(Vec::new()) } else { self.inner.stored_sizes(others) },
+        )
     }
 
     fn prefers_batched_reads(&self) -> bool {
