@@ -120,6 +120,12 @@ impl Db {
         }
     }
 
+    /// Whether reads see each (e, a, v) at most once: true unless the value merges the
+    /// history indices in (a history or as-of view).
+    pub(crate) fn eav_unique(&self) -> bool {
+        self.0.view.as_deref().is_none_or(|v| !v.spec.merges_history())
+    }
+
     // ------------------------------------------------------------------ views
 
     /// Datahike's `history`: every assertion and every retraction the database keeps, with

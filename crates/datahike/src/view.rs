@@ -124,7 +124,7 @@ pub(crate) struct ReadSpec {
 
 impl ReadSpec {
     /// Whether reads merge the history indices into the current ones.
-    fn merges_history(&self) -> bool {
+    pub(crate) fn merges_history(&self) -> bool {
         self.historical || self.upto_tx.is_some()
     }
 

@@ -630,6 +630,8 @@ fn apply(
             }
             let rel_cols: Vec<usize> = join.iter().map(|v| rel.col(*v).unwrap_or(0)).collect();
             let mut out = Rel::empty(rel.vars.clone());
+            // Some of the rows, in their order.
+            out.distinct = rel.distinct;
             let mut key = Vec::new();
             for row in rel.rows() {
                 deadline::tick()?;
@@ -812,8 +814,9 @@ fn apply_pred(eng: &mut Engine, rel: Rel, func: Symbol, args: &[Term], form: &Ed
     let forms = f.wants_forms();
     let (cols, consts) = prepare_args(&rel, args, form, forms)?;
     let mut out = Rel::empty(rel.vars.clone());
-    // A filter keeps the order of the rows.
+    // A filter keeps the order of the rows, and their distinctness.
     out.sorted_by = rel.sorted_by;
+    out.distinct = rel.distinct;
     let mut argv = Vec::with_capacity(args.len());
     for row in rel.rows() {
         // A call may be slow (a Rust function, a nested query): the clock is read per call.
@@ -1045,11 +1048,22 @@ struct PatternPlan {
     ids: Option<Arc<Schema>>,
     /// The distinct rows wanted, when this is the query's last clause (`RowGoal`).
     goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
+    /// Positions (bit `pos`) whose constant every scanned datom already has: the scan's
+    /// bounds fix them, so [`PatternPlan::matches`] need not compare them again.
+    fixed_by_scan: u8,
+    /// The positions [`PatternPlan::matches`] compares: constants the scan does not fix, and
+    /// repeated variables.
+    checks: Vec<usize>,
+    /// The positions of the new columns, in order.
+    free: Vec<usize>,
 }
 
 /// The progress towards a [`RowGoal`]: the distinct projections of the rows made so far.
 struct Goal {
     cols: Vec<usize>,
+    /// Whether the rows the pattern makes are distinct and `cols` keeps all their columns:
+    /// then their projections are distinct too, and `seen` needs no hash table.
+    unique: bool,
     seen: RowSet,
     n: usize,
     keep_rows: bool,
@@ -1081,6 +1095,34 @@ fn plan_slots(rel: &Rel, terms: &[Term]) -> (Vec<Slot>, Vec<Var>) {
 }
 
 impl PatternPlan {
+    fn new(
+        slots: Vec<Slot>,
+        consts: Vec<Option<Value>>,
+        out_vars: Vec<Var>,
+        range: Option<VRange>,
+        ids: Option<Arc<Schema>>,
+        goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
+    ) -> PatternPlan {
+        let free = slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
+        let mut plan =
+            PatternPlan { slots, consts, out_vars, range, ids, goal, fixed_by_scan: 0, checks: Vec::new(), free };
+        plan.set_fixed_by_scan(0);
+        plan
+    }
+
+    /// Records the positions the scan's bounds fix (see `fixed_by_scan`).
+    fn set_fixed_by_scan(&mut self, fixed: u8) {
+        self.fixed_by_scan = fixed;
+        self.checks = (self.slots.iter().enumerate())
+            .filter(|(pos, s)| match s {
+                Slot::Const => fixed & (1 << pos) == 0,
+                Slot::Same(_) => true,
+                _ => false,
+            })
+            .map(|(pos, _)| pos)
+            .collect();
+    }
+
     /// Component `pos` of `d` as the query sees it.
     fn comp<T: Components>(&self, d: &T, pos: usize) -> Value {
         match self.ids.as_deref().and_then(|ids| d.presented(pos, ids)) {
@@ -1107,15 +1149,23 @@ impl PatternPlan {
                 return false;
             }
         }
-        for (pos, s) in self.slots.iter().enumerate() {
-            let ok = match s {
+        for &pos in &self.checks {
+            let ok = match self.slots[pos] {
                 Slot::Const => self.consts[pos].as_ref().is_some_and(|c| self.comp_eq(d, pos, c)),
-                Slot::Same(p) => self.comp_eq(d, pos, &self.comp_cow(d, *p)),
-                Slot::Bound(c) => row.is_none_or(|r| self.comp_eq(d, pos, &r[*c])),
+                Slot::Same(p) => self.comp_eq(d, pos, &self.comp_cow(d, p)),
                 _ => true,
             };
             if !ok {
                 return false;
+            }
+        }
+        if let Some(row) = row {
+            for (pos, s) in self.slots.iter().enumerate() {
+                if let Slot::Bound(c) = s {
+                    if !self.comp_eq(d, pos, &row[*c]) {
+                        return false;
+                    }
+                }
             }
         }
         true
@@ -1126,25 +1176,27 @@ impl PatternPlan {
             let mut goal = goal.borrow_mut();
             if !goal.keep_rows {
                 // Straight into the find tuples: the row itself is never made.
-                let Goal { cols, seen, n, done, .. } = &mut *goal;
-                seen.insert(cols.iter().map(|c| match row.get(*c) {
+                let Goal { cols, seen, n, done, unique, .. } = &mut *goal;
+                let values = cols.iter().map(|c| match row.get(*c) {
                     Some(v) => v.clone(),
                     None => self.comp(d, self.free_position(c - row.len())),
-                }))?;
+                });
+                if *unique {
+                    seen.push_distinct(values)?;
+                } else {
+                    seen.insert(values)?;
+                }
                 *done = seen.len() >= *n;
                 return Ok(());
             }
         }
-        out.push_joined(
-            row,
-            self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(pos, _)| self.comp(d, pos)),
-        )?;
+        out.push_joined(row, self.free.iter().map(|&pos| self.comp(d, pos)))?;
         self.count_goal(out)
     }
 
     /// The datom position of the `k`-th new column.
     fn free_position(&self, k: usize) -> usize {
-        self.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).nth(k).map_or(0, |(pos, _)| pos)
+        self.free.get(k).copied().unwrap_or(0)
     }
 
     /// Counts the last row of `out` towards the goal (and drops it, unless the goal keeps
@@ -1152,9 +1204,14 @@ impl PatternPlan {
     fn count_goal(&self, out: &mut Rel) -> Result<()> {
         if let Some(goal) = &self.goal {
             let mut goal = goal.borrow_mut();
-            let Goal { cols, seen, n, done, keep_rows } = &mut *goal;
+            let Goal { cols, seen, n, done, keep_rows, unique } = &mut *goal;
             let last = out.row(out.n_rows - 1);
-            seen.insert(cols.iter().map(|c| last[*c].clone()))?;
+            let values = cols.iter().map(|c| last[*c].clone());
+            if *unique {
+                seen.push_distinct(values)?;
+            } else {
+                seen.insert(values)?;
+            }
             *done = seen.len() >= *n;
             if !*keep_rows {
                 out.data.truncate(out.data.len() - out.width());
@@ -1432,6 +1489,35 @@ fn key_of(consts: &[Option<Value>]) -> DatomKey {
     }
 }
 
+/// The positions (bit `pos`) that every datom between `lo` and `hi` in `order` holds equal to
+/// the constant of that position: the leading components in which the bounds agree.
+fn fixed_by_bounds(order: IndexOrder, lo: &DatomKey, hi: &DatomKey, consts: &[Option<Value>]) -> u8 {
+    let leading: [usize; 4] = match order {
+        IndexOrder::Eavt => [0, 1, 2, 3],
+        IndexOrder::Aevt => [1, 0, 2, 3],
+        IndexOrder::Avet => [1, 2, 0, 3],
+    };
+    let component = |k: &DatomKey, pos: usize| match pos {
+        0 => k.e.map(Value::Long),
+        1 => k.a.map(Value::Keyword),
+        2 => k.v.clone(),
+        _ => k.tx.map(Value::Long),
+    };
+    let mut fixed = 0u8;
+    for pos in leading {
+        let (l, h) = (component(lo, pos), component(hi, pos));
+        match (l, h) {
+            (Some(l), Some(h)) if l == h => {
+                if consts.get(pos).and_then(Option::as_ref) == Some(&l) {
+                    fixed |= 1 << pos;
+                }
+            }
+            _ => break,
+        }
+    }
+    fixed
+}
+
 fn prefix_len(k: &DatomKey) -> usize {
     k.e.is_some() as usize + k.a.is_some() as usize + k.v.is_some() as usize + k.tx.is_some() as usize
 }
@@ -1484,13 +1570,28 @@ fn pattern_db(
             let (_, out_vars) = plan_slots(&rel, terms);
             let cols: Option<Vec<usize>> = g.vars.iter().map(|v| out_vars.iter().position(|x| x == v)).collect();
             match cols {
-                Some(cols) => Some(std::rc::Rc::new(std::cell::RefCell::new(Goal {
-                    seen: RowSet::with_capacity(cols.len(), g.n.min(1024))?,
-                    cols,
-                    n: g.n,
-                    keep_rows: g.keep_rows,
-                    done: false,
-                }))),
+                Some(cols) => {
+                    let unique =
+                        rel.distinct && identifies_datoms(db, terms) && (0..out_vars.len()).all(|c| cols.contains(&c));
+                    let seen = if unique {
+                        let mut seen = RowSet::unindexed(cols.len());
+                        if rel.n_rows > 1 {
+                            // A join makes about one row per row it joins (more or fewer).
+                            seen.reserve_rows(rel.n_rows.min(g.n))?;
+                        }
+                        seen
+                    } else {
+                        RowSet::with_capacity(cols.len(), g.n.min(1024))?
+                    };
+                    Some(std::rc::Rc::new(std::cell::RefCell::new(Goal {
+                        unique,
+                        seen,
+                        cols,
+                        n: g.n,
+                        keep_rows: g.keep_rows,
+                        done: false,
+                    })))
+                }
                 None => None,
             }
         }
@@ -1503,6 +1604,13 @@ fn pattern_db(
         }
     }
     Ok(out)
+}
+
+/// Whether a pattern's matches in `db` are distinct datoms told apart by the pattern's own
+/// terms: entity, attribute and value are each a variable or a constant (no blank), and `db`
+/// holds each (e, a, v) once. Joined with distinct rows, it then makes distinct rows.
+fn identifies_datoms(db: &Db, terms: &[Term]) -> bool {
+    db.eav_unique() && terms.len() >= 3 && terms[..3].iter().all(|t| matches!(t, Term::Var(_) | Term::Const(_)))
 }
 
 fn pattern_db_with(
@@ -1525,7 +1633,9 @@ fn pattern_db_with(
         return Ok((Rel::empty(out_vars), access));
     };
     let ids = db.attr_refs().then(|| db.0.schema.clone());
-    let plan = PatternPlan { slots, consts, out_vars, range: range.cloned(), ids, goal };
+    // Distinct rows joined with distinct datoms make distinct rows.
+    let distinct = rel.distinct && identifies_datoms(db, terms);
+    let mut plan = PatternPlan::new(slots, consts, out_vars, range.cloned(), ids, goal);
     let filter = range.map(|r| r.fused.clone()).unwrap_or_default();
     let key = key_of(&plan.consts);
     let (mut order, prefix) = choose_index(db.schema(), &key);
@@ -1601,7 +1711,8 @@ fn pattern_db_with(
             let per_lookup = if mergeable { 64 } else { 16 };
             if (rel.n_rows as u64).saturating_mul(per_lookup) < scan {
                 let access = Access { strategy: "LOOKUP per row", order: probe_order, prefix: key.clone(), filter };
-                let out = lookup_join(db, &plan, &rel, &key, &bound, norm)?;
+                let mut out = lookup_join(db, &plan, &rel, &key, &bound, norm)?;
+                out.distinct = distinct;
                 if let Some(e) = lookup_failure.borrow_mut().take() {
                     return Err(e);
                 }
@@ -1609,16 +1720,20 @@ fn pattern_db_with(
             }
         }
     }
+    // Every datom of the scan between `lo` and `hi` has their common leading components.
+    plan.set_fixed_by_scan(fixed_by_bounds(order, &lo, &hi, &plan.consts));
     let index = db.index(order);
     if let (true, Some(c)) = (mergeable, e_col) {
         let strategy = if rel.sorted_by == Some(c) { "SCAN + MERGE-JOIN" } else { "SORT + SCAN + MERGE-JOIN" };
         let rel = if rel.sorted_by == Some(c) { rel } else { rel.sorted_by_long(c)? };
-        let out = merge_join(&plan, &rel, index.as_ref(), &lo, &hi)?;
+        let mut out = merge_join(&plan, &rel, index.as_ref(), &lo, &hi)?;
+        out.distinct = distinct;
         return Ok((out, Access { strategy, order, prefix: lo, filter }));
     }
     let strategy = if bound.is_empty() { "SCAN" } else { "SCAN + HASH-JOIN" };
     let scan = |f: &mut dyn FnMut(&Datom) -> bool| index.visit(&lo, &hi, f).map_err(Error::from);
     let mut out = plan.hash_join(&rel, scan, norm)?;
+    out.distinct = distinct;
     if let Some(e) = lookup_failure.borrow_mut().take() {
         return Err(e);
     }
@@ -1739,7 +1854,7 @@ fn pattern_coll(tuples: &[Vec<Value>], rel: Rel, terms: &[Term], clause: &Clause
             _ => None,
         });
     }
-    let plan = PatternPlan { slots, consts, out_vars, range: None, ids: None, goal: None };
+    let plan = PatternPlan::new(slots, consts, out_vars, None, None, None);
     let scan = |f: &mut dyn FnMut(&Vec<Value>) -> bool| {
         for t in tuples.iter().filter(|t| t.len() >= terms.len()) {
             if !f(t) {

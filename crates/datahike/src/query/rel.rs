@@ -32,11 +32,18 @@ impl<T> Tracked<T> {
     }
 
     /// Room for `additional` more items; grows by at least doubling, as `Vec` does.
+    #[inline]
     pub fn reserve(&mut self, additional: usize) -> Result<()> {
-        let len = self.vec.len();
-        if self.vec.capacity() - len >= additional {
+        if self.vec.capacity() - self.vec.len() >= additional {
             return Ok(());
         }
+        self.grow(additional)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, additional: usize) -> Result<()> {
+        let len = self.vec.len();
         let wanted = len.saturating_add(additional).max(len.saturating_mul(2)).max(4);
         let bytes = (wanted - self.vec.capacity()).saturating_mul(std::mem::size_of::<T>());
         deadline::charge(bytes)?;
@@ -59,15 +66,17 @@ impl<T> Tracked<T> {
         }
     }
 
+    #[inline]
     pub fn push(&mut self, x: T) -> Result<()> {
         if self.vec.len() == self.vec.capacity() {
-            self.reserve(1)?;
+            self.grow(1)?;
         }
         self.vec.push(x);
         Ok(())
     }
 
     /// Appends the items of `xs`, reserving for the lower bound of its size first.
+    #[inline]
     pub fn extend(&mut self, xs: impl IntoIterator<Item = T>) -> Result<()> {
         let xs = xs.into_iter();
         self.reserve(xs.size_hint().0)?;
@@ -144,7 +153,13 @@ pub(crate) fn hash_values<'a>(values: impl IntoIterator<Item = &'a Value>) -> u6
 pub(crate) struct RowSet {
     width: usize,
     data: Tracked<Value>,
+    /// The number of rows (`data` holds `rows * width` values).
+    rows: usize,
+    /// Row numbers by hash; empty while `indexed` is false.
     table: HashTable<u32>,
+    /// Whether `table` holds every row. A set made by [`RowSet::unindexed`] gets its rows from
+    /// a caller that knows them distinct, and builds the table only when a lookup needs it.
+    indexed: bool,
     /// Bytes charged for `table`'s capacity.
     table_charged: usize,
 }
@@ -154,10 +169,51 @@ const SLOT_BYTES: usize = std::mem::size_of::<u32>() + 1;
 
 impl RowSet {
     pub fn with_capacity(width: usize, rows: usize) -> Result<RowSet> {
-        let mut set = RowSet { width, data: Tracked::new(), table: HashTable::new(), table_charged: 0 };
+        let mut set = RowSet::unindexed(width);
+        set.indexed = true;
         set.data.reserve(width.saturating_mul(rows))?;
         set.reserve_table(rows)?;
         Ok(set)
+    }
+
+    /// An empty set whose rows come through [`RowSet::push_distinct`] from a caller that
+    /// knows them distinct: no hash table is built unless a later lookup or insert needs it.
+    pub fn unindexed(width: usize) -> RowSet {
+        RowSet { width, data: Tracked::new(), rows: 0, table: HashTable::new(), indexed: false, table_charged: 0 }
+    }
+
+    /// Room for `rows` more rows without growing.
+    pub fn reserve_rows(&mut self, rows: usize) -> Result<()> {
+        self.data.reserve(rows.saturating_mul(self.width))
+    }
+
+    /// Adds a row the caller knows differs from every row of the set (see
+    /// [`RowSet::unindexed`]); on an indexed set this is [`RowSet::insert`].
+    pub fn push_distinct(&mut self, values: impl IntoIterator<Item = Value>) -> Result<()> {
+        if self.indexed {
+            return self.insert(values).map(|_| ());
+        }
+        let start = self.data.len();
+        self.data.extend(values)?;
+        debug_assert_eq!(self.data.len() - start, self.width, "row of the wrong width");
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Builds the hash table of an unindexed set.
+    fn index(&mut self) -> Result<()> {
+        if self.indexed {
+            return Ok(());
+        }
+        self.reserve_table(self.rows)?;
+        let (width, data) = (self.width, &self.data);
+        for i in 0..self.rows {
+            let hash = hash_values(&data[i * width..(i + 1) * width]);
+            self.table
+                .insert_unique(hash, i as u32, |&j| hash_values(&data[j as usize * width..(j as usize + 1) * width]));
+        }
+        self.indexed = true;
+        Ok(())
     }
 
     /// Room for `additional` more rows in the hash table, charged before it grows.
@@ -186,7 +242,7 @@ impl RowSet {
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.rows
     }
 
     pub fn row(&self, i: usize) -> &[Value] {
@@ -196,6 +252,7 @@ impl RowSet {
     /// The number of the row made of `values` (exactly `width` of them), added if new, and
     /// whether it was added.
     pub fn insert(&mut self, values: impl IntoIterator<Item = Value>) -> Result<(usize, bool)> {
+        self.index()?;
         let start = self.data.len();
         self.data.extend(values)?;
         debug_assert_eq!(self.data.len() - start, self.width, "row of the wrong width");
@@ -210,16 +267,17 @@ impl RowSet {
             self.data.truncate(start);
             return Err(e);
         }
-        let n = self.table.len() as u32;
+        let n = self.rows as u32;
         let rows = &self.data;
         self.table.insert_unique(hash, n, |&i| hash_values(&rows[i as usize * width..(i as usize + 1) * width]));
+        self.rows += 1;
         Ok((n as usize, true))
     }
 
     /// The rows as a relation over `vars` (in insertion order).
     pub fn into_rel(self, vars: Vec<Var>) -> Rel {
-        let n_rows = self.table.len();
-        Rel { vars, n_rows, data: self.data_owned(), sorted_by: None }
+        let n_rows = self.rows;
+        Rel { vars, n_rows, data: self.data_owned(), sorted_by: None, distinct: true }
     }
 
     /// The rows' values, the table dropped.
@@ -231,6 +289,9 @@ impl RowSet {
     /// [`hash_values`]).
     pub fn find(&self, hash: u64, eq: impl Fn(&[Value]) -> bool) -> Option<usize> {
         let width = self.width;
+        if !self.indexed {
+            return (0..self.rows).find(|&i| eq(&self.data[i * width..(i + 1) * width]));
+        }
         self.table.find(hash, |&i| eq(&self.data[i as usize * width..(i as usize + 1) * width])).map(|&i| i as usize)
     }
 }
@@ -294,17 +355,20 @@ pub(crate) struct Rel {
     /// A column of entity ids (longs) the rows are sorted by, ascending, when known: a data
     /// pattern on that entity can then merge with an index scan instead of hashing.
     pub sorted_by: Option<usize>,
+    /// Whether the rows are known pairwise distinct (false when unknown): the find tuples of
+    /// such rows need no deduplication when they keep every column.
+    pub distinct: bool,
 }
 
 impl Rel {
     /// The relation with no columns and one row: the identity of joins.
     pub fn unit() -> Rel {
-        Rel { vars: Vec::new(), n_rows: 1, data: Tracked::new(), sorted_by: None }
+        Rel { vars: Vec::new(), n_rows: 1, data: Tracked::new(), sorted_by: None, distinct: true }
     }
 
     /// No rows over `vars`.
     pub fn empty(vars: Vec<Var>) -> Rel {
-        Rel { vars, n_rows: 0, data: Tracked::new(), sorted_by: None }
+        Rel { vars, n_rows: 0, data: Tracked::new(), sorted_by: None, distinct: false }
     }
 
     pub fn width(&self) -> usize {
@@ -352,7 +416,7 @@ impl Rel {
         for i in order.iter() {
             data.extend_from_slice(self.row(*i))?;
         }
-        Ok(Rel { vars: self.vars.clone(), n_rows: self.n_rows, data, sorted_by: Some(col) })
+        Ok(Rel { vars: self.vars.clone(), n_rows: self.n_rows, data, sorted_by: Some(col), distinct: self.distinct })
     }
 
     /// The distinct rows over `vars` (each must be a column).
