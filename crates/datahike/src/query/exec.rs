@@ -1764,10 +1764,13 @@ fn merge_join(
     out.sorted_by = rel.sorted_by;
     let Some(col) = rel.sorted_by else { return Ok(out) };
     out.data.reserve(rel.n_rows * out.vars.len())?;
-    let e_of = |i: usize| rel.row(i)[col].as_long().unwrap_or(i64::MIN);
     if rel.n_rows == 0 {
         return Ok(out);
     }
+    // The rows' entities, in order, read once.
+    let mut es: rel::Tracked<i64> = rel::Tracked::with_capacity(rel.n_rows)?;
+    es.extend(rel.rows().map(|r| r[col].as_long().unwrap_or(i64::MIN)))?;
+    let e_of = |i: usize| es[i];
     let (first, last) = (e_of(0), e_of(rel.n_rows - 1));
     // The entity follows the scan's bound components in each order, so it extends the start key.
     let lo = DatomKey { e: Some(first), ..lo.clone() };
