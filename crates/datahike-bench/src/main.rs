@@ -20,6 +20,12 @@
 //! the run creates gets its own `:id`/`:table`/`:prefix` suffix (`-<pid>-<n>`, appended to the
 //! value the map gives), and the results are reported as peer `datahike-rs-NAME`.
 //!
+//! `load-bulk` and `load-chunked` are timed until the indices are durable (the load's
+//! transactions and `Conn::flush`), on every backend. `--ops load-bulk-log,load-chunked-log`
+//! adds the same loads timed until the log record of the last transaction is durable (its
+//! index nodes are written in the background after that). The load lines also carry
+//! `datoms_per_s`, the person datoms loaded per second of the median run.
+//!
 //! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
 //! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
 //! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
@@ -177,8 +183,15 @@ impl Bench {
         }
     }
 
+    /// Whether to run `op`: `--ops` names it, or there is no `--ops` (every op of the default
+    /// set runs).
     fn wanted(&self, op: &str) -> bool {
         self.args.ops.as_ref().is_none_or(|ops| ops.iter().any(|o| o == op))
+    }
+
+    /// Whether `--ops` names `op`: for the ops that are not in the default set.
+    fn asked(&self, op: &str) -> bool {
+        self.args.ops.as_ref().is_some_and(|ops| ops.iter().any(|o| o == op))
     }
 
     fn config(&mut self, backend: &str) -> Config {
@@ -221,8 +234,8 @@ impl Bench {
         conn
     }
 
-    /// Runs one op with the workload's protocol. `run` gets the iteration number and returns
-    /// `(result_count, check)`.
+    /// Runs one op with the workload's protocol and emits its line. `run` gets the iteration
+    /// number and returns `(result_count, check)`; the whole of `run` is timed.
     fn bench(
         &mut self,
         peer: &str,
@@ -231,50 +244,100 @@ impl Bench {
         durable: bool,
         mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>),
     ) {
-        let t0 = Instant::now();
-        let (count, check) = run(self, 0);
-        let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let m = self.measure(load, |b, iter| {
+            let (count, check) = run(b, iter);
+            (count, check, None)
+        });
+        self.emit(self.line(peer, op, durable, &m));
+    }
+
+    /// Runs one op with the workload's protocol. `run` gets the iteration number and returns
+    /// `(result_count, check, timed_ms)`: `timed_ms` is the time of the part of the run that
+    /// the op times itself (a load times its transactions, not the database's creation nor
+    /// the count of its datoms), `None` to time the whole of `run`.
+    fn measure(
+        &mut self,
+        load: bool,
+        mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>, Option<f64>),
+    ) -> Measured {
+        let mut timed = |b: &mut Bench, iter: usize| {
+            let t = Instant::now();
+            let (count, check, own_ms) = run(b, iter);
+            (count, check, own_ms.unwrap_or_else(|| ms_since(t)))
+        };
+        let (count, check, first_ms) = timed(self, 0);
         let mut times = Vec::new();
         let mut iter = 1;
         let mut warm = 0;
         if load {
             for _ in 0..self.args.load_warmup {
-                run(self, iter);
+                timed(self, iter);
                 iter += 1;
                 warm += 1;
             }
             for _ in 0..self.args.load_samples.max(1) {
-                let s = Instant::now();
-                run(self, iter);
-                times.push(s.elapsed().as_secs_f64() * 1000.0);
+                times.push(timed(self, iter).2);
                 iter += 1;
             }
         } else {
             let start = Instant::now();
-            while warm < self.args.warmup_min || start.elapsed().as_secs_f64() * 1000.0 < self.args.warmup_ms {
-                run(self, iter);
+            while warm < self.args.warmup_min || ms_since(start) < self.args.warmup_ms {
+                timed(self, iter);
                 iter += 1;
                 warm += 1;
             }
             let start = Instant::now();
-            while (times.len() < self.args.sample_min || start.elapsed().as_secs_f64() * 1000.0 < self.args.sample_ms)
+            while (times.len() < self.args.sample_min || ms_since(start) < self.args.sample_ms)
                 && times.len() < self.args.sample_max
             {
-                let s = Instant::now();
-                run(self, iter);
-                times.push(s.elapsed().as_secs_f64() * 1000.0);
+                times.push(timed(self, iter).2);
                 iter += 1;
             }
         }
-        let (median, min, max) = stats(&times);
-        self.emit(json!({
+        Measured { count, check, first_ms, times, warm }
+    }
+
+    /// The JSON line of WORKLOAD.md section 4 for what `measure` returned.
+    fn line(&self, peer: &str, op: &str, durable: bool, m: &Measured) -> Json {
+        let (median, min, max) = stats(&m.times);
+        json!({
             "peer": peer, "op": op, "n": self.n,
             "median_ms": r3(median), "min_ms": r3(min), "max_ms": r3(max),
-            "result_count": count, "check": check, "first_ms": r3(first_ms),
-            "samples": times.len(), "warmup": warm, "durable": durable,
+            "result_count": m.count, "check": m.check, "first_ms": r3(m.first_ms),
+            "samples": m.times.len(), "warmup": m.warm, "durable": durable,
             "version": env!("CARGO_PKG_VERSION"),
-        }));
+        })
     }
+}
+
+/// What [`Bench::measure`] measured of one op.
+struct Measured {
+    count: i64,
+    check: Option<i64>,
+    /// The first (cold) run.
+    first_ms: f64,
+    /// The timed runs after the warm-up.
+    times: Vec<f64>,
+    /// Runs of the warm-up.
+    warm: usize,
+}
+
+impl Measured {
+    fn median_ms(&self) -> f64 {
+        stats(&self.times).0
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Sets `fields`' keys in the JSON object `line`.
+fn with_fields(mut line: Json, fields: Json) -> Json {
+    if let (Some(line), Json::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    line
 }
 
 /// `store` with `-<unique>` appended to the keys that name a store within a server or bucket
@@ -331,6 +394,16 @@ impl Bench {
 fn person_datoms(conn: &Conn) -> i64 {
     let db = conn.db();
     ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
+}
+
+/// Releases `conn` and, on the `file` and `memory` backends, deletes its database (the loads
+/// make one per run; those of `--store` backends are deleted at the end of the run).
+fn discard(conn: Conn, backend: &str) {
+    let config = conn.config().clone();
+    conn.release().expect("release");
+    if matches!(backend, "file" | "memory") {
+        datahike::delete_database(&config).expect("delete database");
+    }
 }
 
 fn with_email(person: &Edn, email: &str) -> Edn {
@@ -453,36 +526,62 @@ fn main() {
         );
         let durable = backend != "memory";
         let tx_all = Edn::Vector(b.people.clone());
-        // load-bulk (also fills the database the read ops use)
-        let mut loaded: Option<Conn> = None;
-        if b.wanted("load-bulk") {
-            b.bench(&peer, "load-bulk", true, durable, |b, _| {
+        // The loads (WORKLOAD.md section 5). `load-bulk` and `load-chunked` are timed until
+        // the indices are durable (`Conn::flush` has returned: the index nodes are written
+        // and the head that names them is published), which is what a user waits for until
+        // the data is in durable indices. `<op>-log`, only when asked for, are timed until
+        // the log record of the last transaction is durable (`transact` has returned); the
+        // index nodes then follow in the background. Creating the database and counting its
+        // datoms are not timed. The database of load-bulk's last run is the one the read ops
+        // use.
+        let mut loaded: Option<(Conn, Edn)> = None;
+        let bulk = std::slice::from_ref(&tx_all);
+        let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
+        let loads = [
+            ("load-bulk", bulk, true),
+            ("load-bulk-log", bulk, false),
+            ("load-chunked", &chunks[..], true),
+            ("load-chunked-log", &chunks[..], false),
+        ];
+        for (op, txs, until_indices) in loads {
+            if !(if until_indices { b.wanted(op) } else { b.asked(op) }) {
+                continue;
+            }
+            let m = b.measure(true, |b, _| {
                 let conn = b.fresh_conn(&backend);
-                conn.transact(&tx_all).expect("load-bulk");
-                let n = person_datoms(&conn);
-                loaded = Some(conn);
-                (n, None)
+                let config = b.last_config.clone().expect("the new database's config");
+                let t = Instant::now();
+                for tx in txs {
+                    conn.transact(tx).expect(op);
+                }
+                if until_indices {
+                    conn.flush().expect("flush");
+                }
+                let timed_ms = ms_since(t);
+                // After a log-only run, the index flush it started must not overlap the next.
+                conn.flush().expect("flush");
+                let count = person_datoms(&conn);
+                if op == "load-bulk" {
+                    if let Some((previous, _)) = loaded.replace((conn, config)) {
+                        discard(previous, &backend);
+                    }
+                } else {
+                    discard(conn, &backend);
+                }
+                (count, None, Some(timed_ms))
             });
-        } else {
+            let line = b.line(&peer, op, durable, &m);
+            let datoms_per_s = m.count as f64 / (m.median_ms() / 1000.0);
+            b.emit(with_fields(line, json!({"datoms_per_s": datoms_per_s.round() as i64})));
+        }
+        let (conn, loaded_config) = loaded.unwrap_or_else(|| {
             let conn = b.fresh_conn(&backend);
             conn.transact(&tx_all).expect("load");
-            loaded = Some(conn);
-        }
-        let conn = loaded.expect("loaded database");
-        let loaded_config = b.last_config.clone().expect("the loaded database's config");
-        if b.wanted("load-chunked") {
-            let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
-            b.bench(&peer, "load-chunked", true, durable, |b, _| {
-                let c = b.fresh_conn(&backend);
-                for chunk in &chunks {
-                    c.transact(chunk).expect("load-chunked");
-                }
-                (person_datoms(&c), None)
-            });
-        }
-        // The index nodes of the loads are written in the background after each load is
-        // durable (its log synced); let that finish before timing reads, so they are not
-        // measured against a concurrent flush.
+            (conn, b.last_config.clone().expect("the loaded database's config"))
+        });
+        // The index nodes of an untimed load are written in the background after its log
+        // record is durable; let that finish before timing reads, so they are not measured
+        // against a concurrent flush.
         conn.flush().expect("flush");
         let db = conn.db();
         // Queries (WORKLOAD.md section 5), parsed once outside the timed region, as the
