@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
-//!                [--store NAME=EDN]... [--cold RUNS] [--busy THREADS]
+//!                [--store NAME=EDN]... [--cold RUNS] [--busy THREADS] [--frame-bytes BYTES]
 //! ```
 //!
 //! `--busy THREADS` keeps THREADS threads spinning for the whole run, to measure with the
@@ -26,12 +26,16 @@
 //! index nodes are written in the background after that). The load lines also carry
 //! `datoms_per_s`, the person datoms loaded per second of the median run.
 //!
-//! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
-//! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
-//! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
+//! Besides the workload's ops it measures, in the same run, the disk's raw sync rate before
+//! and after a durable `tx-small`, and the bytes one small durable commit writes
+//! (`commit-bytes`), so the durable write targets are read as ratios. `fsync-raw` writes as
+//! the file log does: frames of one small commit's size (`--frame-bytes`, else measured on
+//! the file backend, else 161) at increasing offsets into zeros written ahead, extending the
+//! file by 256 KiB of zeros when full, one fdatasync per frame. `fsync-raw-append` is the
+//! older probe, 4 KiB append + fdatasync, which records a new file size at every sync.
 
 use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
-use datahike_bench::{raw_fsync_rate, SCHEMA};
+use datahike_bench::{append_sync_rate, log_sync_rate, LOG_ZERO_AHEAD_BYTES, SCHEMA, SMALL_COMMIT_BYTES_DEFAULT};
 
 /// The allocator matters for a database that builds many small immutable nodes; mimalloc is
 /// what a Rust application embedding the library would typically pick.
@@ -61,6 +65,8 @@ struct Args {
     /// its machine with its users' work.
     busy: usize,
     cold: usize,
+    /// The frame size of the `fsync-raw` probe (`--frame-bytes`); measured when not given.
+    frame_bytes: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -80,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
         load_samples: 3,
         busy: 0,
         cold: 0,
+        frame_bytes: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -113,6 +120,10 @@ fn parse_args() -> Result<Args, String> {
             "--load-warmup" => a.load_warmup = num(&val)? as usize,
             "--load-samples" => a.load_samples = num(&val)? as usize,
             "--busy" => a.busy = num(&val)? as usize,
+            "--frame-bytes" => match val.parse::<usize>() {
+                Ok(bytes) if bytes > 0 => a.frame_bytes = Some(bytes),
+                _ => return Err(format!("--frame-bytes needs a count of bytes of at least 1, got {val}")),
+            },
             other => return Err(format!("unknown argument {other}")),
         }
         i += 2;
@@ -388,6 +399,46 @@ impl Bench {
                 "warmup": 0, "durable": false, "version": env!("CARGO_PKG_VERSION"),
             }));
         }
+    }
+}
+
+/// Syncs of each `fsync-raw` probe.
+const PROBE_SYNCS: usize = 300;
+
+const APPEND_NOTE: &str = "4 KiB append + fdatasync (a new file size at every sync), measured around tx-small";
+
+impl Bench {
+    /// The frame size of the `fsync-raw` probe and where it comes from: `--frame-bytes`, else
+    /// on the file backend the bytes one small commit writes, measured, else
+    /// [`SMALL_COMMIT_BYTES_DEFAULT`].
+    fn probe_frame_bytes(&mut self, backend: &str, new_people: &[Edn]) -> (usize, &'static str) {
+        if let Some(bytes) = self.args.frame_bytes {
+            return (bytes, "--frame-bytes");
+        }
+        if backend != "file" {
+            return (SMALL_COMMIT_BYTES_DEFAULT, "default");
+        }
+        // The median over 21 commits of one new person each, into a database with only the
+        // schema: what the process hands to `write` per commit (`commit-bytes` counts the
+        // same way), which is the log frame.
+        let conn = self.fresh_conn(backend);
+        let mut bytes: Vec<u64> = new_people
+            .iter()
+            .take(21)
+            .enumerate()
+            .map(|(i, p)| {
+                let tx = Edn::Vector(vec![with_email(p, &format!("frame{i}@example.com"))]);
+                let before = bytes_written_by_process();
+                conn.transact(&tx).expect("commit");
+                bytes_written_by_process() - before
+            })
+            .collect();
+        discard(conn, backend);
+        if bytes.is_empty() {
+            return (SMALL_COMMIT_BYTES_DEFAULT, "default");
+        }
+        bytes.sort_unstable();
+        (usize::try_from(bytes[bytes.len() / 2]).unwrap_or(SMALL_COMMIT_BYTES_DEFAULT), "measured")
     }
 }
 
@@ -714,8 +765,15 @@ fn main() {
         if b.wanted("tx-small") {
             let new_people: Vec<Edn> =
                 b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            // The disk's raw sync rate around tx-small: once with the file log's write pattern
+            // (frames of one small commit's size into zeros written ahead), once as 4 KiB
+            // appends that extend the file at every sync.
             let probe_dir = b.args.dir.clone();
-            let before = if durable { Some(raw_fsync_rate(&probe_dir, 300)) } else { None };
+            let frame = if durable { Some(b.probe_frame_bytes(&backend, &new_people)) } else { None };
+            let probe = |frame_bytes: usize| {
+                (log_sync_rate(&probe_dir, PROBE_SYNCS, frame_bytes), append_sync_rate(&probe_dir, PROBE_SYNCS))
+            };
+            let before = frame.map(|(frame_bytes, _)| probe(frame_bytes));
             b.bench(&peer, "tx-small", true, durable, |_, iter| {
                 let mut n = 0;
                 for p in &new_people {
@@ -728,11 +786,22 @@ fn main() {
                 }
                 (n, None)
             });
-            if let Some(before) = before {
-                let after = raw_fsync_rate(&probe_dir, 300);
-                b.emit(json!({"peer": peer, "op": "fsync-raw", "n": b.n, "ops_per_s_before": before.round(),
-                              "ops_per_s_after": after.round(), "result_count": null, "median_ms": 1000.0 / ((before + after) / 2.0),
-                              "min_ms": null, "max_ms": null, "note": "4 KiB append + fdatasync, measured around tx-small"}));
+            if let (Some((frame_bytes, frame_from)), Some((log_before, append_before))) = (frame, before) {
+                let (log_after, append_after) = probe(frame_bytes);
+                let note = format!(
+                    "{frame_bytes}-byte frames (one small commit's, {frame_from}) written at increasing offsets into zeros \
+                     written ahead {} KiB at a time, one fdatasync each, as the file log appends; measured around tx-small",
+                    LOG_ZERO_AHEAD_BYTES >> 10
+                );
+                for (op, before, after, note, frame) in [
+                    ("fsync-raw", log_before, log_after, note.as_str(), Some(frame_bytes)),
+                    ("fsync-raw-append", append_before, append_after, APPEND_NOTE, None),
+                ] {
+                    b.emit(json!({"peer": peer, "op": op, "n": b.n, "ops_per_s_before": before.round(),
+                                  "ops_per_s_after": after.round(), "result_count": null,
+                                  "median_ms": r3(1000.0 / ((before + after) / 2.0)), "min_ms": null, "max_ms": null,
+                                  "frame_bytes": frame, "note": note}));
+                }
             }
         }
         // Group commit: the same 1,000 small transactions from 1, 8 and 64 threads on one
