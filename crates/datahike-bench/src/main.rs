@@ -26,6 +26,10 @@
 //! index nodes are written in the background after that). The load lines also carry
 //! `datoms_per_s`, the person datoms loaded per second of the median run.
 //!
+//! `lookup-attr` (not a workload op) reads the `:salary` of each entity of datoms-eavt
+//! through `Db::datoms_key`, a warm point lookup of one attribute of one entity; its line
+//! carries `ns_per_lookup`, and its result_count and check are datoms-eavt's.
+//!
 //! Besides the workload's ops it measures, in the same run, the disk's raw sync rate before
 //! and after a durable `tx-small`, and the bytes one small durable commit writes
 //! (`commit-bytes`), so the durable write targets are read as ratios. `fsync-raw` writes as
@@ -34,7 +38,7 @@
 //! file by 256 KiB of zeros when full, one fdatasync per frame. `fsync-raw-append` is the
 //! older probe, 4 KiB append + fdatasync, which records a new file size at every sync.
 
-use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
+use datahike::{edn, Config, Conn, DatomKey, Edn, IndexOrder, Keyword, QueryInput};
 use datahike_bench::{append_sync_rate, log_sync_rate, LOG_ZERO_AHEAD_BYTES, SCHEMA, SMALL_COMMIT_BYTES_DEFAULT};
 
 /// The allocator matters for a database that builds many small immutable nodes; mimalloc is
@@ -761,6 +765,40 @@ fn main() {
                 }
                 (found, Some(sum))
             });
+        }
+        // A warm point read of one attribute of one entity: the `:salary` of each entity of
+        // `datom-eids` (those of datoms-eavt, whose result_count and check it repeats) through
+        // `Db::datoms_key`, the cheapest public read of "attribute A of entity E": it takes an
+        // entity id and an attribute as they are, where `Db::datoms` resolves EDN components
+        // first. `ns_per_lookup` is the median run's time divided by its lookups. Not a
+        // workload op: the peers do not run it (it is in this runner's default set).
+        if b.wanted("lookup-attr") {
+            let eids: Vec<i64> = b
+                .params
+                .get_kw("datom-eids")
+                .and_then(Edn::as_seq)
+                .expect("datom-eids")
+                .iter()
+                .map(|e| match e {
+                    Edn::Int(e) => *e,
+                    other => panic!("datom-eids holds {other}, not an entity id"),
+                })
+                .collect();
+            let salary = Keyword::new("salary");
+            let m = b.measure(false, |_, _| {
+                let (mut found, mut sum) = (0i64, 0i64);
+                for &e in &eids {
+                    let key = DatomKey { e: Some(e), a: Some(salary), ..DatomKey::default() };
+                    if let Some(d) = db.datoms_key(IndexOrder::Eavt, &key).expect("datoms").first() {
+                        found += 1;
+                        sum += d.v.as_long().unwrap_or(0);
+                    }
+                }
+                (found, Some(sum), None)
+            });
+            let ns_per_lookup = m.median_ms() * 1e6 / eids.len().max(1) as f64;
+            let line = b.line(&peer, "lookup-attr", false, &m);
+            b.emit(with_fields(line, json!({"ns_per_lookup": (ns_per_lookup * 10.0).round() / 10.0})));
         }
         if b.wanted("tx-small") {
             let new_people: Vec<Edn> =
