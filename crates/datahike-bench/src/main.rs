@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! datahike-bench --data DIR [--ops a,b] [--out FILE] [--backend file|memory|both] [--dir TMP]
-//!                [--store NAME=EDN]... [--cold RUNS] [--busy THREADS]
+//!                [--store NAME=EDN]... [--cold RUNS] [--busy THREADS] [--frame-bytes BYTES]
 //! ```
 //!
 //! `--busy THREADS` keeps THREADS threads spinning for the whole run, to measure with the
@@ -20,12 +20,26 @@
 //! the run creates gets its own `:id`/`:table`/`:prefix` suffix (`-<pid>-<n>`, appended to the
 //! value the map gives), and the results are reported as peer `datahike-rs-NAME`.
 //!
-//! Besides the workload's ops it measures, in the same run, the disk's raw rate of 4 KiB
-//! append + fdatasync (`fsync-raw`, before and after `tx-small`) and the bytes one small
-//! durable commit writes (`commit-bytes`), so the durable write targets are read as ratios.
+//! `load-bulk` and `load-chunked` are timed until the indices are durable (the load's
+//! transactions and `Conn::flush`), on every backend. `--ops load-bulk-log,load-chunked-log`
+//! adds the same loads timed until the log record of the last transaction is durable (its
+//! index nodes are written in the background after that). The load lines also carry
+//! `datoms_per_s`, the person datoms loaded per second of the median run.
+//!
+//! `lookup-attr` (not a workload op) reads the `:salary` of each entity of datoms-eavt
+//! through `Db::datoms_key`, a warm point lookup of one attribute of one entity; its line
+//! carries `ns_per_lookup`, and its result_count and check are datoms-eavt's.
+//!
+//! Besides the workload's ops it measures, in the same run, the disk's raw sync rate before
+//! and after a durable `tx-small`, and the bytes one small durable commit writes
+//! (`commit-bytes`), so the durable write targets are read as ratios. `fsync-raw` writes as
+//! the file log does: frames of one small commit's size (`--frame-bytes`, else measured on
+//! the file backend, else 161) at increasing offsets into zeros written ahead, extending the
+//! file by 256 KiB of zeros when full, one fdatasync per frame. `fsync-raw-append` is the
+//! older probe, 4 KiB append + fdatasync, which records a new file size at every sync.
 
-use datahike::{edn, Config, Conn, Edn, IndexOrder, Keyword, QueryInput};
-use datahike_bench::{raw_fsync_rate, SCHEMA};
+use datahike::{edn, Config, Conn, DatomKey, Edn, IndexOrder, Keyword, QueryInput};
+use datahike_bench::{append_sync_rate, log_sync_rate, LOG_ZERO_AHEAD_BYTES, SCHEMA, SMALL_COMMIT_BYTES_DEFAULT};
 
 /// The allocator matters for a database that builds many small immutable nodes; mimalloc is
 /// what a Rust application embedding the library would typically pick.
@@ -55,6 +69,8 @@ struct Args {
     /// its machine with its users' work.
     busy: usize,
     cold: usize,
+    /// The frame size of the `fsync-raw` probe (`--frame-bytes`); measured when not given.
+    frame_bytes: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -74,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
         load_samples: 3,
         busy: 0,
         cold: 0,
+        frame_bytes: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -107,6 +124,10 @@ fn parse_args() -> Result<Args, String> {
             "--load-warmup" => a.load_warmup = num(&val)? as usize,
             "--load-samples" => a.load_samples = num(&val)? as usize,
             "--busy" => a.busy = num(&val)? as usize,
+            "--frame-bytes" => match val.parse::<usize>() {
+                Ok(bytes) if bytes > 0 => a.frame_bytes = Some(bytes),
+                _ => return Err(format!("--frame-bytes needs a count of bytes of at least 1, got {val}")),
+            },
             other => return Err(format!("unknown argument {other}")),
         }
         i += 2;
@@ -177,8 +198,15 @@ impl Bench {
         }
     }
 
+    /// Whether to run `op`: `--ops` names it, or there is no `--ops` (every op of the default
+    /// set runs).
     fn wanted(&self, op: &str) -> bool {
         self.args.ops.as_ref().is_none_or(|ops| ops.iter().any(|o| o == op))
+    }
+
+    /// Whether `--ops` names `op`: for the ops that are not in the default set.
+    fn asked(&self, op: &str) -> bool {
+        self.args.ops.as_ref().is_some_and(|ops| ops.iter().any(|o| o == op))
     }
 
     fn config(&mut self, backend: &str) -> Config {
@@ -221,8 +249,8 @@ impl Bench {
         conn
     }
 
-    /// Runs one op with the workload's protocol. `run` gets the iteration number and returns
-    /// `(result_count, check)`.
+    /// Runs one op with the workload's protocol and emits its line. `run` gets the iteration
+    /// number and returns `(result_count, check)`; the whole of `run` is timed.
     fn bench(
         &mut self,
         peer: &str,
@@ -231,50 +259,100 @@ impl Bench {
         durable: bool,
         mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>),
     ) {
-        let t0 = Instant::now();
-        let (count, check) = run(self, 0);
-        let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let m = self.measure(load, |b, iter| {
+            let (count, check) = run(b, iter);
+            (count, check, None)
+        });
+        self.emit(self.line(peer, op, durable, &m));
+    }
+
+    /// Runs one op with the workload's protocol. `run` gets the iteration number and returns
+    /// `(result_count, check, timed_ms)`: `timed_ms` is the time of the part of the run that
+    /// the op times itself (a load times its transactions, not the database's creation nor
+    /// the count of its datoms), `None` to time the whole of `run`.
+    fn measure(
+        &mut self,
+        load: bool,
+        mut run: impl FnMut(&mut Bench, usize) -> (i64, Option<i64>, Option<f64>),
+    ) -> Measured {
+        let mut timed = |b: &mut Bench, iter: usize| {
+            let t = Instant::now();
+            let (count, check, own_ms) = run(b, iter);
+            (count, check, own_ms.unwrap_or_else(|| ms_since(t)))
+        };
+        let (count, check, first_ms) = timed(self, 0);
         let mut times = Vec::new();
         let mut iter = 1;
         let mut warm = 0;
         if load {
             for _ in 0..self.args.load_warmup {
-                run(self, iter);
+                timed(self, iter);
                 iter += 1;
                 warm += 1;
             }
             for _ in 0..self.args.load_samples.max(1) {
-                let s = Instant::now();
-                run(self, iter);
-                times.push(s.elapsed().as_secs_f64() * 1000.0);
+                times.push(timed(self, iter).2);
                 iter += 1;
             }
         } else {
             let start = Instant::now();
-            while warm < self.args.warmup_min || start.elapsed().as_secs_f64() * 1000.0 < self.args.warmup_ms {
-                run(self, iter);
+            while warm < self.args.warmup_min || ms_since(start) < self.args.warmup_ms {
+                timed(self, iter);
                 iter += 1;
                 warm += 1;
             }
             let start = Instant::now();
-            while (times.len() < self.args.sample_min || start.elapsed().as_secs_f64() * 1000.0 < self.args.sample_ms)
+            while (times.len() < self.args.sample_min || ms_since(start) < self.args.sample_ms)
                 && times.len() < self.args.sample_max
             {
-                let s = Instant::now();
-                run(self, iter);
-                times.push(s.elapsed().as_secs_f64() * 1000.0);
+                times.push(timed(self, iter).2);
                 iter += 1;
             }
         }
-        let (median, min, max) = stats(&times);
-        self.emit(json!({
+        Measured { count, check, first_ms, times, warm }
+    }
+
+    /// The JSON line of WORKLOAD.md section 4 for what `measure` returned.
+    fn line(&self, peer: &str, op: &str, durable: bool, m: &Measured) -> Json {
+        let (median, min, max) = stats(&m.times);
+        json!({
             "peer": peer, "op": op, "n": self.n,
             "median_ms": r3(median), "min_ms": r3(min), "max_ms": r3(max),
-            "result_count": count, "check": check, "first_ms": r3(first_ms),
-            "samples": times.len(), "warmup": warm, "durable": durable,
+            "result_count": m.count, "check": m.check, "first_ms": r3(m.first_ms),
+            "samples": m.times.len(), "warmup": m.warm, "durable": durable,
             "version": env!("CARGO_PKG_VERSION"),
-        }));
+        })
     }
+}
+
+/// What [`Bench::measure`] measured of one op.
+struct Measured {
+    count: i64,
+    check: Option<i64>,
+    /// The first (cold) run.
+    first_ms: f64,
+    /// The timed runs after the warm-up.
+    times: Vec<f64>,
+    /// Runs of the warm-up.
+    warm: usize,
+}
+
+impl Measured {
+    fn median_ms(&self) -> f64 {
+        stats(&self.times).0
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Sets `fields`' keys in the JSON object `line`.
+fn with_fields(mut line: Json, fields: Json) -> Json {
+    if let (Some(line), Json::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    line
 }
 
 /// `store` with `-<unique>` appended to the keys that name a store within a server or bucket
@@ -328,9 +406,59 @@ impl Bench {
     }
 }
 
+/// Syncs of each `fsync-raw` probe.
+const PROBE_SYNCS: usize = 300;
+
+const APPEND_NOTE: &str = "4 KiB append + fdatasync (a new file size at every sync), measured around tx-small";
+
+impl Bench {
+    /// The frame size of the `fsync-raw` probe and where it comes from: `--frame-bytes`, else
+    /// on the file backend the bytes one small commit writes, measured, else
+    /// [`SMALL_COMMIT_BYTES_DEFAULT`].
+    fn probe_frame_bytes(&mut self, backend: &str, new_people: &[Edn]) -> (usize, &'static str) {
+        if let Some(bytes) = self.args.frame_bytes {
+            return (bytes, "--frame-bytes");
+        }
+        if backend != "file" {
+            return (SMALL_COMMIT_BYTES_DEFAULT, "default");
+        }
+        // The median over 21 commits of one new person each, into a database with only the
+        // schema: what the process hands to `write` per commit (`commit-bytes` counts the
+        // same way), which is the log frame.
+        let conn = self.fresh_conn(backend);
+        let mut bytes: Vec<u64> = new_people
+            .iter()
+            .take(21)
+            .enumerate()
+            .map(|(i, p)| {
+                let tx = Edn::Vector(vec![with_email(p, &format!("frame{i}@example.com"))]);
+                let before = bytes_written_by_process();
+                conn.transact(&tx).expect("commit");
+                bytes_written_by_process() - before
+            })
+            .collect();
+        discard(conn, backend);
+        if bytes.is_empty() {
+            return (SMALL_COMMIT_BYTES_DEFAULT, "default");
+        }
+        bytes.sort_unstable();
+        (usize::try_from(bytes[bytes.len() / 2]).unwrap_or(SMALL_COMMIT_BYTES_DEFAULT), "measured")
+    }
+}
+
 fn person_datoms(conn: &Conn) -> i64 {
     let db = conn.db();
     ATTRS.iter().map(|a| db.datoms(IndexOrder::Aevt, &[Edn::kw(a)]).expect("datoms").len() as i64).sum()
+}
+
+/// Releases `conn` and, on the `file` and `memory` backends, deletes its database (the loads
+/// make one per run; those of `--store` backends are deleted at the end of the run).
+fn discard(conn: Conn, backend: &str) {
+    let config = conn.config().clone();
+    conn.release().expect("release");
+    if matches!(backend, "file" | "memory") {
+        datahike::delete_database(&config).expect("delete database");
+    }
 }
 
 fn with_email(person: &Edn, email: &str) -> Edn {
@@ -453,36 +581,62 @@ fn main() {
         );
         let durable = backend != "memory";
         let tx_all = Edn::Vector(b.people.clone());
-        // load-bulk (also fills the database the read ops use)
-        let mut loaded: Option<Conn> = None;
-        if b.wanted("load-bulk") {
-            b.bench(&peer, "load-bulk", true, durable, |b, _| {
+        // The loads (WORKLOAD.md section 5). `load-bulk` and `load-chunked` are timed until
+        // the indices are durable (`Conn::flush` has returned: the index nodes are written
+        // and the head that names them is published), which is what a user waits for until
+        // the data is in durable indices. `<op>-log`, only when asked for, are timed until
+        // the log record of the last transaction is durable (`transact` has returned); the
+        // index nodes then follow in the background. Creating the database and counting its
+        // datoms are not timed. The database of load-bulk's last run is the one the read ops
+        // use.
+        let mut loaded: Option<(Conn, Edn)> = None;
+        let bulk = std::slice::from_ref(&tx_all);
+        let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
+        let loads = [
+            ("load-bulk", bulk, true),
+            ("load-bulk-log", bulk, false),
+            ("load-chunked", &chunks[..], true),
+            ("load-chunked-log", &chunks[..], false),
+        ];
+        for (op, txs, until_indices) in loads {
+            if !(if until_indices { b.wanted(op) } else { b.asked(op) }) {
+                continue;
+            }
+            let m = b.measure(true, |b, _| {
                 let conn = b.fresh_conn(&backend);
-                conn.transact(&tx_all).expect("load-bulk");
-                let n = person_datoms(&conn);
-                loaded = Some(conn);
-                (n, None)
+                let config = b.last_config.clone().expect("the new database's config");
+                let t = Instant::now();
+                for tx in txs {
+                    conn.transact(tx).expect(op);
+                }
+                if until_indices {
+                    conn.flush().expect("flush");
+                }
+                let timed_ms = ms_since(t);
+                // After a log-only run, the index flush it started must not overlap the next.
+                conn.flush().expect("flush");
+                let count = person_datoms(&conn);
+                if op == "load-bulk" {
+                    if let Some((previous, _)) = loaded.replace((conn, config)) {
+                        discard(previous, &backend);
+                    }
+                } else {
+                    discard(conn, &backend);
+                }
+                (count, None, Some(timed_ms))
             });
-        } else {
+            let line = b.line(&peer, op, durable, &m);
+            let datoms_per_s = m.count as f64 / (m.median_ms() / 1000.0);
+            b.emit(with_fields(line, json!({"datoms_per_s": datoms_per_s.round() as i64})));
+        }
+        let (conn, loaded_config) = loaded.unwrap_or_else(|| {
             let conn = b.fresh_conn(&backend);
             conn.transact(&tx_all).expect("load");
-            loaded = Some(conn);
-        }
-        let conn = loaded.expect("loaded database");
-        let loaded_config = b.last_config.clone().expect("the loaded database's config");
-        if b.wanted("load-chunked") {
-            let chunks: Vec<Edn> = b.people.chunks(100).map(|c| Edn::Vector(c.to_vec())).collect();
-            b.bench(&peer, "load-chunked", true, durable, |b, _| {
-                let c = b.fresh_conn(&backend);
-                for chunk in &chunks {
-                    c.transact(chunk).expect("load-chunked");
-                }
-                (person_datoms(&c), None)
-            });
-        }
-        // The index nodes of the loads are written in the background after each load is
-        // durable (its log synced); let that finish before timing reads, so they are not
-        // measured against a concurrent flush.
+            (conn, b.last_config.clone().expect("the loaded database's config"))
+        });
+        // The index nodes of an untimed load are written in the background after its log
+        // record is durable; let that finish before timing reads, so they are not measured
+        // against a concurrent flush.
         conn.flush().expect("flush");
         let db = conn.db();
         // Queries (WORKLOAD.md section 5), parsed once outside the timed region, as the
@@ -612,11 +766,52 @@ fn main() {
                 (found, Some(sum))
             });
         }
+        // A warm point read of one attribute of one entity: the `:salary` of each entity of
+        // `datom-eids` (those of datoms-eavt, whose result_count and check it repeats) through
+        // `Db::datoms_key`, the cheapest public read of "attribute A of entity E": it takes an
+        // entity id and an attribute as they are, where `Db::datoms` resolves EDN components
+        // first. `ns_per_lookup` is the median run's time divided by its lookups. Not a
+        // workload op: the peers do not run it (it is in this runner's default set).
+        if b.wanted("lookup-attr") {
+            let eids: Vec<i64> = b
+                .params
+                .get_kw("datom-eids")
+                .and_then(Edn::as_seq)
+                .expect("datom-eids")
+                .iter()
+                .map(|e| match e {
+                    Edn::Int(e) => *e,
+                    other => panic!("datom-eids holds {other}, not an entity id"),
+                })
+                .collect();
+            let salary = Keyword::new("salary");
+            let m = b.measure(false, |_, _| {
+                let (mut found, mut sum) = (0i64, 0i64);
+                for &e in &eids {
+                    let key = DatomKey { e: Some(e), a: Some(salary), ..DatomKey::default() };
+                    if let Some(d) = db.datoms_key(IndexOrder::Eavt, &key).expect("datoms").first() {
+                        found += 1;
+                        sum += d.v.as_long().unwrap_or(0);
+                    }
+                }
+                (found, Some(sum), None)
+            });
+            let ns_per_lookup = m.median_ms() * 1e6 / eids.len().max(1) as f64;
+            let line = b.line(&peer, "lookup-attr", false, &m);
+            b.emit(with_fields(line, json!({"ns_per_lookup": (ns_per_lookup * 10.0).round() / 10.0})));
+        }
         if b.wanted("tx-small") {
             let new_people: Vec<Edn> =
                 b.params.get_kw("new-people").and_then(Edn::as_seq).expect("new-people").to_vec();
+            // The disk's raw sync rate around tx-small: once with the file log's write pattern
+            // (frames of one small commit's size into zeros written ahead), once as 4 KiB
+            // appends that extend the file at every sync.
             let probe_dir = b.args.dir.clone();
-            let before = if durable { Some(raw_fsync_rate(&probe_dir, 300)) } else { None };
+            let frame = if durable { Some(b.probe_frame_bytes(&backend, &new_people)) } else { None };
+            let probe = |frame_bytes: usize| {
+                (log_sync_rate(&probe_dir, PROBE_SYNCS, frame_bytes), append_sync_rate(&probe_dir, PROBE_SYNCS))
+            };
+            let before = frame.map(|(frame_bytes, _)| probe(frame_bytes));
             b.bench(&peer, "tx-small", true, durable, |_, iter| {
                 let mut n = 0;
                 for p in &new_people {
@@ -629,11 +824,22 @@ fn main() {
                 }
                 (n, None)
             });
-            if let Some(before) = before {
-                let after = raw_fsync_rate(&probe_dir, 300);
-                b.emit(json!({"peer": peer, "op": "fsync-raw", "n": b.n, "ops_per_s_before": before.round(),
-                              "ops_per_s_after": after.round(), "result_count": null, "median_ms": 1000.0 / ((before + after) / 2.0),
-                              "min_ms": null, "max_ms": null, "note": "4 KiB append + fdatasync, measured around tx-small"}));
+            if let (Some((frame_bytes, frame_from)), Some((log_before, append_before))) = (frame, before) {
+                let (log_after, append_after) = probe(frame_bytes);
+                let note = format!(
+                    "{frame_bytes}-byte frames (one small commit's, {frame_from}) written at increasing offsets into zeros \
+                     written ahead {} KiB at a time, one fdatasync each, as the file log appends; measured around tx-small",
+                    LOG_ZERO_AHEAD_BYTES >> 10
+                );
+                for (op, before, after, note, frame) in [
+                    ("fsync-raw", log_before, log_after, note.as_str(), Some(frame_bytes)),
+                    ("fsync-raw-append", append_before, append_after, APPEND_NOTE, None),
+                ] {
+                    b.emit(json!({"peer": peer, "op": op, "n": b.n, "ops_per_s_before": before.round(),
+                                  "ops_per_s_after": after.round(), "result_count": null,
+                                  "median_ms": r3(1000.0 / ((before + after) / 2.0)), "min_ms": null, "max_ms": null,
+                                  "frame_bytes": frame, "note": note}));
+                }
             }
         }
         // Group commit: the same 1,000 small transactions from 1, 8 and 64 threads on one

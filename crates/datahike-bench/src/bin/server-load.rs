@@ -6,13 +6,17 @@
 //! ```text
 //! server-load [--data DIR] [--dir TMP] [--clients 1,8,64] [--tx N] [--queries N]
 //!             [--seconds S] [--group-commit on,off] [--busy THREADS] [--out FILE]
+//!             [--frame-bytes BYTES]
 //! server-load --table FILE...
 //! ```
 //!
 //! One run, in this order (every step in `--dir`, one file system):
 //!
-//! 1. `fsync-raw`: 4 KiB append + fdatasync, 300 times, before the first section and after
-//!    each; a section's lines carry the mean of the probes around it (`raw_sync_per_s`).
+//! 1. `fsync-raw`: 300 syncs written as the file log writes them (`log_sync_rate`: frames of
+//!    one small commit's size, `--frame-bytes`, default 161, into zeros written ahead, one
+//!    fdatasync each), before the first section and after each; a section's lines carry the
+//!    mean of the probes around it (`raw_sync_per_s`). Files of runs before this probe hold
+//!    4 KiB append + fdatasync rates (their lines have no `frame_bytes`).
 //! 2. The server, once with group commit on and once off, each in a child process of this
 //!    binary (`--variant on|off`). The library reads `DATAHIKE_GROUP_COMMIT` once per
 //!    process, so a variant needs a process of its own: the parent removes the variable for
@@ -54,12 +58,12 @@
 //! per second of the phase's wall time), `p50_ms`, `p90_ms`, `p99_ms`, `max_ms` (nearest
 //! rank), `timed_out`, `raw_sync_per_s`; the server's `tx` lines also `log_groups` (log
 //! appends, one sync each), `log_records`, `records_per_group` and `flushes` of the phase
-//! (from `/stats`); `fsync-raw` lines `others_cpu_cores`, the CPU that other processes of the
+//! (from `/stats`); `fsync-raw` lines `frame_bytes` and `others_cpu_cores`, the CPU that other processes of the
 //! machine used in the section before. `--table` prints Markdown tables of such files.
 //! The defaults: `--tx 3000 --queries 5000 --seconds 30`.
 
 use datahike::{edn, Config, Edn};
-use datahike_bench::{raw_fsync_rate, SCHEMA};
+use datahike_bench::{log_sync_rate, LOG_ZERO_AHEAD_BYTES, SCHEMA, SMALL_COMMIT_BYTES_DEFAULT};
 use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -92,6 +96,8 @@ struct Args {
     group_commit: Vec<String>,
     busy: usize,
     out: Option<PathBuf>,
+    /// The frame size of the `fsync-raw` probe: one small commit's log frame.
+    frame_bytes: usize,
     /// Set in a child process: the group commit variant it measures.
     variant: Option<String>,
 }
@@ -107,6 +113,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         group_commit: vec!["on".into(), "off".into()],
         busy: 0,
         out: None,
+        frame_bytes: SMALL_COMMIT_BYTES_DEFAULT,
         variant: None,
     };
     let mut i = 0;
@@ -131,6 +138,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             }
             "--busy" => a.busy = count(&val)?,
             "--out" => a.out = Some(PathBuf::from(val)),
+            "--frame-bytes" => a.frame_bytes = count(&val)?.max(1),
             "--variant" => a.variant = Some(val),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -581,10 +589,16 @@ fn run(args: &Args) {
     std::fs::create_dir_all(&args.dir).expect("bench dir");
     let data = read_data(&args.data);
     let probe = |when: &str, others: Option<f64>| {
-        let rate = raw_fsync_rate(&args.dir, PROBE_SYNCS);
+        let rate = log_sync_rate(&args.dir, PROBE_SYNCS, args.frame_bytes);
+        let note = format!(
+            "{}-byte frames into zeros written ahead {} KiB at a time, one fdatasync each, as the file log \
+             appends; others_cpu_cores: other processes' CPU use in the section before",
+            args.frame_bytes,
+            LOG_ZERO_AHEAD_BYTES >> 10
+        );
         emit(json!({"peer": "disk", "op": "fsync-raw", "when": when, "ops_per_s": rate.round(),
-                    "others_cpu_cores": others.map(|c| (c * 100.0).round() / 100.0),
-                    "note": "4 KiB append + fdatasync; others_cpu_cores: other processes' CPU use in the section before"}));
+                    "frame_bytes": args.frame_bytes,
+                    "others_cpu_cores": others.map(|c| (c * 100.0).round() / 100.0), "note": note}));
         rate
     };
     // Each section's lines carry the mean of the probes just before and after it, the disk's
@@ -677,7 +691,7 @@ fn print_tables(files: &[String]) {
             })
             .collect();
         println!("#### Run {run}: busy {busy}, N = {n}\n");
-        println!("Raw 4 KiB append + fdatasync per second: {}.\n", probes.join(", "));
+        println!("Raw {} per second: {}.\n", probe_kinds(&of_run), probes.join(", "));
         print_run(&of_run);
     }
     let mut busies: Vec<u64> = lines.iter().filter_map(|l| l["busy"].as_u64()).collect();
@@ -692,7 +706,8 @@ fn print_tables(files: &[String]) {
         raw.sort_by(f64::total_cmp);
         println!("#### Median of {} runs with busy {busy}\n", of_runs.len());
         println!(
-            "Raw 4 KiB append + fdatasync per second: median {:.0}, from {:.0} to {:.0} over {} probes.\n",
+            "Raw {} per second: median {:.0}, from {:.0} to {:.0} over {} probes.\n",
+            probe_kinds(&of_busy),
             percentile(&raw, 0.5).unwrap_or(f64::NAN),
             raw.first().unwrap_or(&f64::NAN),
             raw.last().unwrap_or(&f64::NAN),
@@ -700,6 +715,22 @@ fn print_tables(files: &[String]) {
         );
         print_run(&of_busy);
     }
+}
+
+/// What the `fsync-raw` probes among `lines` measured: the file log's pattern (lines with
+/// `frame_bytes`) or, in files of older runs, 4 KiB appends.
+fn probe_kinds(lines: &[&Json]) -> String {
+    let mut kinds: Vec<String> = lines
+        .iter()
+        .filter(|l| l["op"] == "fsync-raw")
+        .map(|l| match l["frame_bytes"].as_u64() {
+            Some(bytes) => format!("{bytes}-byte log frames into zeros written ahead + fdatasync"),
+            None => "4 KiB append + fdatasync".to_string(),
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.join(" / ")
 }
 
 /// The two tables of `lines`: one line per cell, or the median of several (several runs).
