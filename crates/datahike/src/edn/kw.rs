@@ -15,6 +15,9 @@ pub struct Interned {
     full: Box<str>,
     /// Byte offset of the `/` that separates namespace and name, if any.
     slash: Option<usize>,
+    /// The first bytes of the order key (see [`order_prefix`]): two texts whose prefixes
+    /// differ compare as their prefixes do.
+    prefix: u64,
 }
 
 impl Interned {
@@ -43,7 +46,9 @@ fn intern(table: &'static OnceLock<Mutex<HashSet<&'static Interned>>>, text: &st
     if let Some(found) = set.get(text) {
         return found;
     }
-    let leaked: &'static Interned = Box::leak(Box::new(Interned { full: text.into(), slash: split(text) }));
+    let slash = split(text);
+    let prefix = order_prefix(text, slash);
+    let leaked: &'static Interned = Box::leak(Box::new(Interned { full: text.into(), slash, prefix }));
     set.insert(leaked);
     leaked
 }
@@ -65,7 +70,27 @@ impl Hash for Interned {
     }
 }
 
+/// An order-preserving prefix of the sort key (has a namespace, namespace or else name),
+/// packed big-endian: one byte for the namespace flag, then up to seven bytes of text padded
+/// with zeros. Padding with the smallest byte keeps the order of the full keys: when two
+/// prefixes differ, the keys differ the same way; when they are equal, compare the keys.
+fn order_prefix(full: &str, slash: Option<usize>) -> u64 {
+    let (flag, text) = match slash {
+        Some(i) => (1u8, &full[..i]),
+        None => (0u8, full),
+    };
+    let mut bytes = [0u8; 8];
+    bytes[0] = flag;
+    for (b, t) in bytes[1..].iter_mut().zip(text.bytes()) {
+        *b = t;
+    }
+    u64::from_be_bytes(bytes)
+}
+
 fn compare(a: &Interned, b: &Interned) -> Ordering {
+    if a.prefix != b.prefix {
+        return a.prefix.cmp(&b.prefix);
+    }
     // Clojure: a symbol without namespace sorts before one with; then namespace, then name.
     match (a.namespace(), b.namespace()) {
         (None, Some(_)) => Ordering::Less,
@@ -163,5 +188,56 @@ mod tests {
         assert!(Keyword::new("a.b/a") > Keyword::new("a/z"));
         assert_eq!(Symbol::new("/").name(), "/");
         assert_eq!(Keyword::new("name").to_string(), ":name");
+    }
+
+    #[test]
+    fn prefix_order_agrees_with_the_full_order() {
+        // Texts around the eight-byte prefix: short, long, shared prefixes, zero bytes,
+        // non-ASCII, with and without namespace.
+        let texts = [
+            "a",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefg/a",
+            "abcdefgh/a",
+            "abcdefg/b",
+            "a/b",
+            "a/bb",
+            "ab/a",
+            "a\u{0}/x",
+            "a\u{0}",
+            "z",
+            "é",
+            "é/a",
+            "e/é",
+            "name",
+            "last-name",
+            "db/ident",
+            "db/id",
+            "db.type/string",
+            "db.type/long",
+            "follows",
+            "salary",
+            "sex",
+            "age",
+            "email",
+            "aaaaaaaz",
+            "aaaaaaaa",
+        ];
+        let reference = |x: &str, y: &str| {
+            let parts = |t: &str| match split(t) {
+                Some(i) => (1, t[..i].to_string(), t[i + 1..].to_string()),
+                None => (0, String::new(), t.to_string()),
+            };
+            let ((fx, nx, mx), (fy, ny, my)) = (parts(x), parts(y));
+            fx.cmp(&fy).then_with(|| nx.cmp(&ny)).then_with(|| mx.cmp(&my))
+        };
+        for x in texts {
+            for y in texts {
+                assert_eq!(Keyword::new(x).cmp(&Keyword::new(y)), reference(x, y), "{x:?} vs {y:?}");
+            }
+        }
     }
 }
