@@ -1048,11 +1048,8 @@ struct PatternPlan {
     ids: Option<Arc<Schema>>,
     /// The distinct rows wanted, when this is the query's last clause (`RowGoal`).
     goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
-    /// Positions (bit `pos`) whose constant every scanned datom already has: the scan's
-    /// bounds fix them, so [`PatternPlan::matches`] need not compare them again.
-    fixed_by_scan: u8,
-    /// The positions [`PatternPlan::matches`] compares: constants the scan does not fix, and
-    /// repeated variables.
+    /// The positions [`PatternPlan::matches`] compares: constants the scan's bounds do not
+    /// fix (see [`fixed_by_bounds`]), and repeated variables.
     checks: Vec<usize>,
     /// The positions of the new columns, in order.
     free: Vec<usize>,
@@ -1104,15 +1101,14 @@ impl PatternPlan {
         goal: Option<std::rc::Rc<std::cell::RefCell<Goal>>>,
     ) -> PatternPlan {
         let free = slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Free)).map(|(p, _)| p).collect();
-        let mut plan =
-            PatternPlan { slots, consts, out_vars, range, ids, goal, fixed_by_scan: 0, checks: Vec::new(), free };
+        let mut plan = PatternPlan { slots, consts, out_vars, range, ids, goal, checks: Vec::new(), free };
         plan.set_fixed_by_scan(0);
         plan
     }
 
-    /// Records the positions the scan's bounds fix (see `fixed_by_scan`).
+    /// Records the positions (bit `pos`) whose constant every scanned datom already has,
+    /// so that [`PatternPlan::matches`] does not compare them again.
     fn set_fixed_by_scan(&mut self, fixed: u8) {
-        self.fixed_by_scan = fixed;
         self.checks = (self.slots.iter().enumerate())
             .filter(|(pos, s)| match s {
                 Slot::Const => fixed & (1 << pos) == 0,
